@@ -1,0 +1,41 @@
+"""arraypickle: persist Python objects holding big numpy arrays into one file.
+
+Fast (the C pickler, array buffers written and read without copies), bounded in
+memory, optionally compressed by codecs that install as plugins. The call shapes are
+those of ``joblib.dump`` and ``joblib.load``.
+"""
+
+from ._api import dump, dumps, load, loads
+from ._errors import (
+    ArrayPickleError,
+    CorruptFileError,
+    PluginConflictError,
+    UnknownCodecError,
+    UnknownWrapperError,
+)
+from ._plugins import codecs, register_codec, register_wrapper
+from ._version import __version__
+from .codec import Codec
+from .hookspecs import hookimpl
+from .wrapper import ArrayWrapper, Buffer, Exposed
+
+__all__ = [
+    "ArrayPickleError",
+    "ArrayWrapper",
+    "Buffer",
+    "Codec",
+    "CorruptFileError",
+    "Exposed",
+    "PluginConflictError",
+    "UnknownCodecError",
+    "UnknownWrapperError",
+    "__version__",
+    "codecs",
+    "dump",
+    "dumps",
+    "hookimpl",
+    "load",
+    "loads",
+    "register_codec",
+    "register_wrapper",
+]

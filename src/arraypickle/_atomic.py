@@ -1,0 +1,71 @@
+"""Replacing a file atomically: write beside it, then rename over it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import stat
+from collections.abc import Iterator
+from typing import BinaryIO
+
+
+@contextlib.contextmanager
+def replacing(path: str, *, fsync: bool = False) -> Iterator[BinaryIO]:
+    """A binary file that becomes ``path`` only when the ``with`` block succeeds.
+
+    The data goes to a temporary file in the same directory, renamed over ``path`` at
+    the end, so a reader (or a crash) never sees a half-written file and the old one
+    survives any failure. The new file keeps the old one's permission bits, writes
+    through a symlink to its target, and leaves devices and FIFOs to plain writes.
+    With ``fsync``, data and rename are flushed to disk before returning.
+    """
+    target = os.path.realpath(path) if os.path.islink(path) else path
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode):
+        with open(target, "wb") as f:
+            yield f
+        return
+    directory = os.path.dirname(os.path.abspath(target))
+    tmp = os.path.join(directory, f".{os.path.basename(target)}.{secrets.token_hex(6)}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(tmp, flags, 0o666)
+    except PermissionError:
+        fd = None
+    if fd is None:
+        # A writable file in a read-only directory: joblib wrote in place, so do we.
+        with open(target, "wb") as f:
+            yield f
+        return
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            if fsync:
+                os.fsync(f.fileno())
+        if mode is not None:
+            os.chmod(tmp, stat.S_IMODE(mode))
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    if fsync:
+        _fsync_directory(directory)
+
+
+def _fsync_directory(directory: str) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

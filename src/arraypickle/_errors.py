@@ -1,0 +1,41 @@
+"""The exception hierarchy.
+
+Every error arraypickle raises on purpose derives from :class:`ArrayPickleError`.
+Errors about bad input also derive from :class:`ValueError`, because that is what
+``joblib.load`` raised for them and callers already catch it.
+"""
+
+from __future__ import annotations
+
+
+class ArrayPickleError(Exception):
+    """Base class of every error raised by arraypickle."""
+
+
+class CorruptFileError(ArrayPickleError, ValueError):
+    """The file is truncated, damaged, or not something arraypickle can read.
+
+    The message names the file and, where known, the record or offset at fault.
+    """
+
+
+class UnknownCodecError(ArrayPickleError, ValueError):
+    """A codec was asked for (by name, extension or magic number) that is not installed."""
+
+
+class UnknownWrapperError(ArrayPickleError, ValueError):
+    """The file stores an array type whose wrapper plugin is not installed."""
+
+
+class PluginConflictError(ArrayPickleError):
+    """Two plugins claim the same codec name, extension, magic number or array type."""
+
+
+def describe(fileobj_or_name: object) -> str:
+    """A short human name for a path or file object, for error messages."""
+    if isinstance(fileobj_or_name, str):
+        return repr(fileobj_or_name)
+    name = getattr(fileobj_or_name, "name", None)
+    if isinstance(name, (str, bytes)) and name:
+        return repr(name if isinstance(name, str) else name.decode(errors="replace"))
+    return f"<{type(fileobj_or_name).__name__}>"

@@ -1,0 +1,68 @@
+"""Array memory as bytes: aligned allocation, and arrays walked in bounded byte chunks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from ._format import ALIGNMENT
+
+# Non-contiguous arrays are copied out in pieces of at most this many bytes (unless a
+# single element is larger), so a dump never holds a second copy of a big array.
+CHUNK_BYTES = 4 << 20
+
+
+def aligned_empty(nbytes: int, alignment: int = ALIGNMENT) -> np.ndarray:
+    """A writable 1-D uint8 array of ``nbytes`` whose data starts ``alignment``-aligned.
+
+    ``np.empty`` only promises 16-byte alignment, so over-allocate and offset.
+    """
+    raw = np.empty(nbytes + alignment, dtype=np.uint8)
+    start = -raw.__array_interface__["data"][0] % alignment
+    return raw[start : start + nbytes]
+
+
+def as_bytes(arr: np.ndarray) -> np.ndarray:
+    """A 1-D uint8 view of a C-contiguous array (any dtype, 0-d included), no copy."""
+    return arr.reshape(-1).view(np.uint8)
+
+
+def byte_chunks(arr: np.ndarray, order: str, limit: int = CHUNK_BYTES) -> Iterator[np.ndarray]:
+    """Yield the bytes of ``arr`` laid out in ``order`` ('C' or 'F') as uint8 arrays.
+
+    A contiguous array is yielded whole, as a view of its own memory. Any other array
+    is copied out in whole rows of at most ``limit`` bytes, into two scratch buffers
+    used in turn: a consumer may keep looking at one chunk while the next is made.
+    Every chunk holds a whole number of elements.
+    """
+    a = arr.T if order == "F" else arr
+    if a.flags.c_contiguous:
+        yield as_bytes(a)
+        return
+    scratch = [np.empty(0, np.uint8), np.empty(0, np.uint8)]
+    turn = 0
+    for block in _blocks(a, limit):
+        need = block.nbytes
+        if scratch[turn].nbytes < need:
+            scratch[turn] = np.empty(max(need, min(limit, a.nbytes)), np.uint8)
+        out = scratch[turn][:need].view(a.dtype).reshape(block.shape)
+        np.copyto(out, block)
+        yield scratch[turn][:need]
+        turn ^= 1
+
+
+def _blocks(a: np.ndarray, limit: int) -> Iterator[np.ndarray]:
+    """Split a non-contiguous array, in C order, into row blocks of at most ``limit`` bytes."""
+    if a.flags.c_contiguous:
+        yield a
+        return
+    n = a.shape[0]
+    row_nbytes = a.nbytes // n
+    if row_nbytes > limit and a.ndim > 1:
+        for i in range(n):
+            yield from _blocks(a[i], limit)
+        return
+    step = max(1, limit // max(row_nbytes, 1))
+    for i in range(0, n, step):
+        yield a[i : i + step]

@@ -1,0 +1,142 @@
+"""The built-in array wrapper for numpy: arrays, memmaps, matrices, masked arrays, subclasses.
+
+Stored forms (the wrapper name ``"numpy"``, then ``meta``; part of the file format):
+
+``("a", dtype, shape, order)`` + one buffer
+    An array of a non-object dtype, its bytes laid out in ``order`` ('C' or 'F').
+``("v", cls, base, state)``
+    A subclass that pickles as ndarray does (``np.matrix``, ``np.recarray``, most
+    user subclasses): ``base`` is the data as a plain array (its own record), rebuilt
+    with ``base.view(cls)``; ``state`` is the instance ``__dict__`` or None.
+``("m", cls, data, mask, fill_value, hard_mask)``
+    A masked array: ``data`` and ``mask`` (None for ``nomask``) are arrays of their own.
+
+``np.memmap`` instances are stored as plain arrays. Object arrays, and subclasses with
+their own ``__reduce__``, are left to pickle.
+"""
+
+from __future__ import annotations
+
+from math import prod
+from typing import Any
+
+import numpy as np
+
+from ._errors import CorruptFileError
+from .hookspecs import hookimpl
+from .wrapper import ArrayWrapper, Buffer, Exposed
+
+_ND = np.ndarray
+_MA = np.ma.MaskedArray
+
+
+def _layout(arr: np.ndarray) -> str:
+    """The order to lay ``arr`` out in: its own when contiguous, else the nearer one."""
+    if arr.flags.c_contiguous:
+        return "C"
+    if arr.flags.f_contiguous:
+        return "F"
+    if arr.ndim > 1 and abs(arr.strides[0]) < abs(arr.strides[-1]):
+        return "F"
+    return "C"
+
+
+def _subclass_kind(cls: type) -> str | None:
+    """How a subclass of ndarray is stored: 'm' masked, 'v' as a view, None by pickle."""
+    if issubclass(cls, _MA):
+        same = (
+            cls.__reduce__ is _MA.__reduce__
+            and cls.__reduce_ex__ is _MA.__reduce_ex__
+            and cls.__setstate__ is _MA.__setstate__
+        )
+        return "m" if same else None
+    same = (
+        cls.__reduce__ is _ND.__reduce__
+        and cls.__reduce_ex__ is _ND.__reduce_ex__
+        and cls.__setstate__ is _ND.__setstate__
+    )
+    return "v" if same else None
+
+
+class NumpyWrapper(ArrayWrapper):
+    """numpy arrays: buffers out of band, everything else (dtype, shape) pickled."""
+
+    name = "numpy"
+    types = (np.ndarray,)
+
+    def __init__(self) -> None:
+        self._kinds: dict[type, str | None] = {}
+
+    def expose(self, obj: Any) -> Exposed | None:
+        cls = type(obj)
+        if cls is _ND or cls is np.memmap:
+            dtype = obj.dtype
+            if dtype.hasobject or dtype.itemsize == 0:
+                return None
+            order = _layout(obj)
+            return Exposed(("a", dtype, obj.shape, order), (Buffer(obj, order),))
+        kind = self._kinds.get(cls, "?")
+        if kind == "?":
+            kind = self._kinds[cls] = _subclass_kind(cls)
+        if kind == "v":
+            state = getattr(obj, "__dict__", None) or None
+            return Exposed(("v", cls, obj.view(_ND), state))
+        if kind == "m":
+            mask = obj._mask
+            return Exposed(
+                (
+                    "m",
+                    cls,
+                    obj._data,
+                    None if mask is np.ma.nomask else mask,
+                    obj._fill_value,
+                    bool(obj._hardmask),
+                )
+            )
+        return None
+
+    def rebuild(self, meta: Any, buffers: list[np.ndarray]) -> Any:
+        kind = meta[0]
+        if kind == "a" and len(meta) == 4 and len(buffers) == 1:
+            return _rebuild_array(meta[1], meta[2], meta[3], buffers[0])
+        if kind == "v" and len(meta) == 4 and not buffers:
+            _, cls, base, state = meta
+            out = base.view(cls)
+            if state:
+                out.__dict__.update(state)
+            return out
+        if kind == "m" and len(meta) == 6 and not buffers:
+            _, cls, data, mask, fill_value, hard = meta
+            return _MA.__new__(
+                cls,
+                data=data,
+                mask=np.ma.nomask if mask is None else mask,
+                copy=False,
+                fill_value=fill_value,
+                hard_mask=hard,
+                keep_mask=True,
+                subok=True,
+            )
+        raise CorruptFileError(f"numpy wrapper: unknown stored form {kind!r}")
+
+
+def _rebuild_array(dtype: np.dtype, shape: tuple[int, ...], order: str, buf: np.ndarray) -> Any:
+    if not isinstance(dtype, np.dtype) or order not in ("C", "F"):
+        raise CorruptFileError("numpy wrapper: bad dtype or order")
+    if buf.nbytes != dtype.itemsize * prod(shape):
+        raise CorruptFileError(
+            f"numpy wrapper: buffer of {buf.nbytes} bytes for an array {shape} of {dtype}"
+        )
+    arr = buf.view(dtype).reshape(shape, order=order)
+    if dtype.isnative or isinstance(buf, np.memmap):
+        return arr
+    # Swap in place: the memory is ours and the result must be native-endian.
+    if dtype.fields is None:
+        arr.byteswap(inplace=True)
+        return arr.view(dtype.newbyteorder("="))
+    return arr.astype(dtype.newbyteorder("="), order=order)
+
+
+@hookimpl
+def arraypickle_register_wrappers() -> list[ArrayWrapper]:
+    return [NumpyWrapper()]

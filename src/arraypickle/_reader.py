@@ -1,0 +1,380 @@
+"""Reading a container: records in one forward pass, buffers read into their final memory.
+
+Buffers always precede the opcodes that use them (the writer emits a buffer while the
+pickler still holds the opcodes that refer to it), so one pass suffices: the reader
+serves opcode bytes to the C unpickler and keeps buffers it meets on the way until
+the object that owns them is rebuilt.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from . import _format as fmt
+from ._checksum import Hasher, digest
+from ._errors import CorruptFileError, UnknownWrapperError
+from ._memory import aligned_empty
+
+# Pieces in which a buffer is read when the source's readinto has no size bound of its
+# own (decompressing readers); hashing of one piece overlaps the read of the next.
+READ_PIECE = 8 << 20
+# A declared size beyond this from a stream of unknown length is not believed.
+MAX_STREAM_RECORD = 1 << 44
+
+
+class Unpickler(pickle.Unpickler):
+    """The C unpickler, with arraypickle's rebuild global bound to one reader."""
+
+    def __init__(self, file: Any, *, rebuild: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(file, **kwargs)
+        self._rebuild = rebuild
+
+    def find_class(self, module: str, name: str) -> Any:
+        if name == fmt.REBUILD_NAME and module == fmt.REBUILD_MODULE:
+            return self._rebuild
+        return super().find_class(module, name)
+
+
+class MmapTarget:
+    """Where and how buffers of an uncompressed container file are memory-mapped."""
+
+    __slots__ = ("mode", "path")
+
+    def __init__(self, path: str, mode: str) -> None:
+        self.path = path
+        self.mode = mode
+
+
+class ContainerReader:
+    """Reads one container from ``src``, positioned at its first byte.
+
+    ``size`` is the number of bytes left in ``src`` when known (bounds declared sizes);
+    ``mmap`` maps buffers in place instead of reading them (``src`` must be seekable);
+    ``piece`` caps each ``readinto`` call (None: whole buffers at once).
+    """
+
+    def __init__(
+        self,
+        src: Any,
+        name: str,
+        *,
+        wrappers: dict[str, Any],
+        size: int | None = None,
+        mmap: MmapTarget | None = None,
+        piece: int | None = None,
+        verify: bool = True,
+    ) -> None:
+        self._src = src
+        self._readinto = getattr(src, "readinto", None)
+        self.name = name
+        self._wrappers = wrappers
+        self._size = size
+        self._mmap = mmap
+        self._piece = piece
+        self._verify = verify and mmap is None
+        self.offset = 0
+        self._records = 0
+        self._nbuffers = 0
+        self._ended = False
+        self._opcodes: deque[memoryview] = deque()
+        self._indexed: dict[int, np.ndarray] = {}
+        self._next: deque[np.ndarray] = deque()
+
+    # -- errors -------------------------------------------------------------------
+
+    def corrupt(self, what: str, offset: int | None = None) -> CorruptFileError:
+        at = self.offset if offset is None else offset
+        return CorruptFileError(f"{self.name}: {what} (container offset {at})")
+
+    # -- raw input ----------------------------------------------------------------
+
+    def _read(self, n: int, what: str) -> bytes:
+        data = self._src.read(n)
+        if data is None:
+            raise self.corrupt(f"the stream gave no data for {what} (non-blocking?)")
+        if len(data) < n:
+            parts = [data]
+            got = len(data)
+            while got < n:
+                more = self._src.read(n - got)
+                if not more:
+                    raise self.corrupt(f"truncated: {what} needs {n} bytes, {got} remain")
+                parts.append(more)
+                got += len(more)
+            data = b"".join(parts)
+        self.offset += n
+        return data
+
+    def _fill(self, view: memoryview, what: str, hasher: Hasher | None) -> None:
+        """Read exactly ``len(view)`` bytes into ``view``, hashing as it goes."""
+        total = len(view)
+        piece = self._piece or total
+        done = 0
+        while done < total:
+            end = min(done + piece, total)
+            part = view[done:end]
+            got = 0
+            while got < len(part):
+                step = self._readinto_some(part[got:])
+                if not step:
+                    self.offset += done + got
+                    raise self.corrupt(f"truncated: {what} needs {total} bytes, {done + got} read")
+                got += step
+            if hasher is not None:
+                hasher.update(part)
+            done = end
+        self.offset += total
+
+    def _readinto_some(self, view: memoryview) -> int:
+        if self._readinto is not None:
+            return self._readinto(view) or 0
+        data = self._src.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def _skip(self, n: int, what: str) -> None:
+        if self._mmap is not None:
+            # Stat-free skip; a short file is caught when the trailer read hits EOF.
+            self._src.seek(n, 1)
+            self.offset += n
+            return
+        while n:
+            step = min(n, 1 << 20)
+            self._read(step, what)
+            n -= step
+
+    # -- records ------------------------------------------------------------------
+
+    def read_header(self) -> None:
+        raw = self._read(fmt.HEADER.size, "the container header")
+        magic, major, _minor, checksum, align_log2, crc = fmt.HEADER.unpack(raw)
+        if magic != fmt.MAGIC:
+            raise self.corrupt("not an arraypickle container (bad magic)", 0)
+        if zlib.crc32(raw[:12]) != crc:
+            raise self.corrupt("the container header is damaged (CRC mismatch)", 0)
+        if major != fmt.VERSION_MAJOR:
+            raise self.corrupt(
+                f"format version {major} is not supported by this arraypickle "
+                f"(reads version {fmt.VERSION_MAJOR}); upgrade arraypickle",
+                0,
+            )
+        if checksum != fmt.CHECKSUM_XXH3_64 or align_log2 > 16:
+            raise self.corrupt(f"unknown checksum algorithm {checksum} or alignment", 0)
+
+    def _check_size(self, length: int, what: str) -> None:
+        left = None if self._size is None else self._size - self.offset
+        limit = MAX_STREAM_RECORD if left is None else left
+        if length > limit:
+            raise self.corrupt(f"{what} declares {length} bytes, more than the file holds")
+
+    def _trailer(self, payload: Any, what: str) -> None:
+        (expected,) = fmt.TRAILER.unpack(self._read(fmt.TRAILER.size, f"the checksum of {what}"))
+        if payload is not None and digest(payload) != expected:
+            raise self.corrupt(f"{what} is damaged (checksum mismatch)")
+
+    def _next_record(self) -> None:
+        """Read one record and file its content where the consumers will look."""
+        if self._ended:
+            raise self.corrupt("the object refers to data beyond the END record")
+        start = self.offset
+        raw = self._read(fmt.RECORD.size, "a record header")
+        kind, pad, flags, length, crc = fmt.RECORD.unpack(raw)
+        if zlib.crc32(raw[:12]) != crc:
+            raise self.corrupt("a record header is damaged (CRC mismatch)", start)
+        what = f"record {self._records} ({kind.decode('latin-1')!r} at offset {start})"
+        if pad and any(self._read(pad, f"the padding of {what}")):
+            raise self.corrupt(f"the padding of {what} is not zero")
+        self._check_size(length, what)
+        if kind == fmt.KIND_PICKLE:
+            payload = memoryview(self._read(length, what))
+            self._trailer(payload, what)
+            self._opcodes.append(payload)
+        elif kind == fmt.KIND_BUFFER:
+            self._read_buffer(flags, length, what)
+        elif kind == fmt.KIND_END:
+            if length != fmt.END.size:
+                raise self.corrupt(f"{what}: END record of the wrong size")
+            payload = self._read(length, what)
+            self._trailer(payload, what)
+            records, buffers = fmt.END.unpack(payload)
+            if records != self._records or buffers != self._nbuffers:
+                raise self.corrupt(
+                    f"records are missing: END counts {records} records and {buffers} "
+                    f"buffers, the file holds {self._records} and {self._nbuffers}"
+                )
+            self._ended = True
+            return
+        elif flags & fmt.FLAG_SKIPPABLE:
+            self._skip(length + fmt.TRAILER.size, what)
+        else:
+            raise self.corrupt(f"{what} has an unknown kind")
+        self._records += 1
+
+    def _read_buffer(self, flags: int, length: int, what: str) -> None:
+        if self._mmap is not None:
+            offset = self.offset
+            self._skip(length, what)
+            self._trailer(None, what)
+            buf = _map(self._mmap, offset, length)
+        else:
+            try:
+                buf = aligned_empty(length)
+            except MemoryError:
+                raise self.corrupt(f"{what} declares {length} bytes: cannot allocate") from None
+            hasher = Hasher() if self._verify else None
+            self._fill(memoryview(buf), what, hasher)
+            (expected,) = fmt.TRAILER.unpack(
+                self._read(fmt.TRAILER.size, f"the checksum of {what}")
+            )
+            if hasher is not None and hasher.intdigest() != expected:
+                raise self.corrupt(f"{what} is damaged (checksum mismatch)")
+        if flags & fmt.FLAG_NEXT_BUFFER:
+            self._next.append(buf)
+        else:
+            self._indexed[self._nbuffers] = buf
+        self._nbuffers += 1
+
+    # -- consumers ----------------------------------------------------------------
+
+    def next_opcodes(self) -> memoryview | None:
+        while not self._opcodes:
+            if self._ended:
+                return None
+            self._next_record()
+        return self._opcodes.popleft()
+
+    def take(self, index: int) -> np.ndarray:
+        while index not in self._indexed:
+            if index < self._nbuffers or self._ended:
+                raise self.corrupt(f"buffer {index} is missing or used twice")
+            self._next_record()
+        return self._indexed.pop(index)
+
+    def next_buffers(self) -> Iterator[np.ndarray]:
+        while True:
+            while not self._next:
+                self._next_record()
+            yield self._next.popleft()
+
+    def rebuild(self, wrapper: str, meta: Any, first: int, count: int) -> Any:
+        """The loader-side body of the ``rebuild`` global: build one wrapped object."""
+        try:
+            impl = self._wrappers[wrapper]
+        except KeyError:
+            raise UnknownWrapperError(
+                f"{self.name}: the file holds objects of array wrapper {wrapper!r}, "
+                f"which no installed plugin provides"
+            ) from None
+        buffers = [self.take(first + i) for i in range(count)]
+        return impl.rebuild(meta, buffers)
+
+    def load(self) -> Any:
+        """Read the header, unpickle the object, then check the END record."""
+        self.read_header()
+        stream = OpcodeStream(self)
+        unpickler = Unpickler(stream, rebuild=self.rebuild, buffers=self.next_buffers())
+        try:
+            obj = unpickler.load()
+        except (pickle.UnpicklingError, EOFError) as exc:
+            raise self.corrupt(f"the pickle stream is invalid: {exc}") from exc
+        if stream.remaining():
+            raise self.corrupt("opcodes follow the pickle STOP")
+        while not self._ended:
+            self._next_record()
+            if self._opcodes:
+                raise self.corrupt("opcodes follow the pickle STOP")
+        if self._indexed or self._next:
+            raise self.corrupt(f"{len(self._indexed) + len(self._next)} buffers were never used")
+        return obj
+
+
+def _map(target: MmapTarget, offset: int, length: int) -> np.ndarray:
+    return np.memmap(target.path, dtype=np.uint8, mode=target.mode, offset=offset, shape=(length,))
+
+
+class OpcodeStream:
+    """The file the C unpickler reads opcodes from: PICKLE payloads, back to back.
+
+    It offers ``peek`` so that the unpickler prefetches instead of calling ``read``
+    once per opcode, and it never reads past what the unpickler consumes.
+    """
+
+    def __init__(self, reader: ContainerReader) -> None:
+        self._reader = reader
+        self._cur = memoryview(b"")
+        self._pos = 0
+
+    def remaining(self) -> int:
+        return len(self._cur) - self._pos
+
+    def _advance(self) -> bool:
+        payload = self._reader.next_opcodes()
+        if payload is None:
+            return False
+        self._cur, self._pos = payload, 0
+        return True
+
+    def peek(self, n: int = 0) -> memoryview:
+        if self._pos >= len(self._cur) and not self._advance():
+            return memoryview(b"")
+        return self._cur[self._pos :]
+
+    def read(self, n: int = -1) -> memoryview | bytes:
+        if n < 0:
+            raise ValueError("OpcodeStream.read needs a size")
+        end = self._pos + n
+        if end <= len(self._cur):
+            out = self._cur[self._pos : end]
+            self._pos = end
+            return out
+        parts = []
+        while n:
+            if self._pos >= len(self._cur) and not self._advance():
+                break
+            take = min(n, len(self._cur) - self._pos)
+            parts.append(self._cur[self._pos : self._pos + take])
+            self._pos += take
+            n -= take
+        return b"".join(parts)
+
+    def readinto(self, buf: Any) -> int:
+        view = memoryview(buf).cast("B")
+        done = 0
+        while done < len(view):
+            if self._pos >= len(self._cur) and not self._advance():
+                break
+            take = min(len(view) - done, len(self._cur) - self._pos)
+            view[done : done + take] = self._cur[self._pos : self._pos + take]
+            self._pos += take
+            done += take
+        return done
+
+    def readline(self) -> bytes:
+        parts = []
+        while True:
+            if self._pos >= len(self._cur) and not self._advance():
+                break
+            rest = self._cur[self._pos :]
+            nl = _find_newline(rest)
+            if nl >= 0:
+                parts.append(rest[: nl + 1])
+                self._pos += nl + 1
+                break
+            parts.append(rest)
+            self._pos = len(self._cur)
+        return b"".join(parts)
+
+
+def _find_newline(view: memoryview, window: int = 4096) -> int:
+    """Index of the first newline in ``view``, looking no further than needed."""
+    for start in range(0, len(view), window):
+        hit = bytes(view[start : start + window]).find(b"\n")
+        if hit >= 0:
+            return start + hit
+    return -1

@@ -1,0 +1,1 @@
+"""The codecs of the standard library, each a plugin module registered like any other."""

@@ -1,0 +1,217 @@
+"""File objects over the standard library's incremental compressors and decompressors.
+
+One writer and one reader serve zlib, gzip, bz2, lzma and xz. Both hold bounded memory
+whatever the size of a single ``write`` or ``readinto``: input is fed and output taken
+in pieces. ``gzip.GzipFile`` and friends are not used because their ``write`` returns
+the compressed form of the whole argument at once, and there is no zlib file in the
+standard library.
+"""
+
+from __future__ import annotations
+
+import io
+import lzma
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+from .._errors import CorruptFileError, describe
+from .._writer import write_all
+
+# Input fed to a compressor per call: its output for one piece is held in memory.
+WRITE_PIECE = 1 << 20
+# Compressed bytes read per call, and decompressed bytes produced per call at most.
+READ_PIECE = 256 << 10
+OUTPUT_PIECE = 4 << 20
+
+DECOMPRESS_ERRORS = (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError)
+
+
+class CompressWriter(io.RawIOBase):
+    """Feeds everything written through ``compressor`` into ``fileobj``."""
+
+    def __init__(self, fileobj: Any, compressor: Any) -> None:
+        super().__init__()
+        self._fp = fileobj
+        self._compressor = compressor
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data)
+        if view.ndim != 1 or view.itemsize != 1:
+            view = view.cast("B")
+        for start in range(0, len(view), WRITE_PIECE):
+            out = self._compressor.compress(view[start : start + WRITE_PIECE])
+            if out:
+                write_all(self._fp.write, out)
+        return len(view)
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                write_all(self._fp.write, self._compressor.flush())
+            finally:
+                super().close()
+
+
+class Inflater:
+    """zlib's decompressobj with the ``needs_input`` interface of bz2 and lzma."""
+
+    def __init__(self, wbits: int) -> None:
+        self._d = zlib.decompressobj(wbits)
+        self._tail = b""
+
+    @property
+    def eof(self) -> bool:
+        return self._d.eof
+
+    @property
+    def unused_data(self) -> bytes:
+        return self._d.unused_data
+
+    @property
+    def needs_input(self) -> bool:
+        return not self._tail
+
+    def decompress(self, data: bytes, max_length: int) -> bytes:
+        if self._tail:
+            data = self._tail + data if data else self._tail
+        out = self._d.decompress(data, max_length)
+        self._tail = self._d.unconsumed_tail
+        return out
+
+
+class DecompressReader(io.RawIOBase):
+    """Reads what ``new_decompressor()`` makes of ``fileobj``.
+
+    With ``multistream``, streams that follow one another (gzip members, bz2 and xz
+    streams, with zero padding between) read as one, as the command-line tools do.
+    """
+
+    def __init__(
+        self,
+        fileobj: Any,
+        new_decompressor: Callable[[], Any],
+        *,
+        codec: str,
+        multistream: bool,
+    ) -> None:
+        super().__init__()
+        self._fp = fileobj
+        self._new = new_decompressor
+        self._d = new_decompressor()
+        self._codec = codec
+        self._multistream = multistream
+        self._eof = False
+        self._buf = b""
+        self._buf_pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def _damaged(self, what: str) -> CorruptFileError:
+        return CorruptFileError(f"{describe(self._fp)}: {self._codec} stream {what}")
+
+    def _more(self, max_length: int) -> bytes:
+        """The next decompressed bytes (at most ``max_length``); b'' at the end."""
+        try:
+            while not self._eof:
+                d = self._d
+                if d.eof:
+                    if not self._next_stream(d.unused_data):
+                        self._eof = True
+                        break
+                    continue
+                data = b""
+                if d.needs_input:
+                    data = self._fp.read(READ_PIECE)
+                    if not data:
+                        out = d.decompress(b"", max_length)
+                        if out:
+                            return out
+                        raise self._damaged("is truncated")
+                out = d.decompress(data, max_length)
+                if out:
+                    return out
+        except DECOMPRESS_ERRORS as exc:
+            if isinstance(exc, CorruptFileError):
+                raise
+            raise self._damaged(f"is damaged: {exc}") from exc
+        return b""
+
+    def _next_stream(self, rest: bytes) -> bool:
+        """After one stream ends: start the next, if any, fed with ``rest``."""
+        if not self._multistream:
+            if rest or self._fp.read(1):
+                raise self._damaged("is followed by unexpected data")
+            return False
+        while True:
+            rest = rest.lstrip(b"\0")
+            if rest:
+                break
+            rest = self._fp.read(READ_PIECE)
+            if not rest:
+                return False
+        self._d = _Primed(self._new(), rest)
+        return True
+
+    def readinto(self, b: Any) -> int:
+        view = memoryview(b).cast("B")
+        done = 0
+        if self._buf_pos < len(self._buf):
+            take = min(len(view), len(self._buf) - self._buf_pos)
+            view[:take] = self._buf[self._buf_pos : self._buf_pos + take]
+            self._buf_pos += take
+            done = take
+        while done < len(view):
+            out = self._more(min(len(view) - done, OUTPUT_PIECE))
+            if not out:
+                break
+            view[done : done + len(out)] = out
+            done += len(out)
+        return done
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            return self.readall()
+        have = len(self._buf) - self._buf_pos
+        if have < size < READ_PIECE:
+            # Small reads (record headers) are served from a local buffer refilled a
+            # piece at a time, rather than costing a decompressor call each.
+            parts = [self._buf[self._buf_pos :]]
+            while have < size:
+                more = self._more(READ_PIECE)
+                if not more:
+                    break
+                parts.append(more)
+                have += len(more)
+            self._buf, self._buf_pos = b"".join(parts), 0
+        if have >= size or size < READ_PIECE:
+            out = self._buf[self._buf_pos : self._buf_pos + size]
+            self._buf_pos += len(out)
+            return out
+        buf = bytearray(size)
+        del buf[self.readinto(buf) :]
+        return bytes(buf)
+
+
+class _Primed:
+    """A fresh decompressor that first consumes input already read from the file."""
+
+    def __init__(self, inner: Any, pending: bytes) -> None:
+        self._inner = inner
+        self._pending = pending
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    @property
+    def needs_input(self) -> bool:
+        return not self._pending and self._inner.needs_input
+
+    def decompress(self, data: bytes, max_length: int) -> bytes:
+        if self._pending:
+            data, self._pending = self._pending + data, b""
+        return self._inner.decompress(data, max_length)

@@ -1,0 +1,37 @@
+"""gzip (``.gz``): RFC 1952 members, readable by ``gzip -d``.
+
+Magic ``1F 8B``. Levels map directly to deflate's 1..9; the default is 3, as in joblib.
+The header carries no file name and a zero time stamp, so equal input gives equal
+output. Files of several members (``cat a.gz b.gz``, pigz) read as one stream.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+from ..codec import Codec
+from ..hookspecs import hookimpl
+from ._stream import CompressWriter, DecompressReader, Inflater
+
+_GZIP_WBITS = 16 + zlib.MAX_WBITS
+
+
+class GzipCodec(Codec):
+    name = "gzip"
+    magic = b"\x1f\x8b"
+    extensions = (".gz",)
+    default_level = 3
+
+    def open_writer(self, fileobj: Any, level: int) -> CompressWriter:
+        return CompressWriter(fileobj, zlib.compressobj(level, zlib.DEFLATED, _GZIP_WBITS))
+
+    def open_reader(self, fileobj: Any) -> DecompressReader:
+        return DecompressReader(
+            fileobj, lambda: Inflater(_GZIP_WBITS), codec=self.name, multistream=True
+        )
+
+
+@hookimpl
+def arraypickle_register_codecs() -> list[Codec]:
+    return [GzipCodec()]

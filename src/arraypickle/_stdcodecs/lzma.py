@@ -1,0 +1,37 @@
+"""LZMA "alone" (``.lzma``), readable by ``xz --format=lzma -d``.
+
+Magic ``5D 00 00`` (the default properties byte and the low bytes of a preset's
+dictionary size). Levels are xz presets 1..9; the default is 6, as in joblib and xz.
+"""
+
+from __future__ import annotations
+
+import lzma
+from typing import Any
+
+from ..codec import Codec
+from ..hookspecs import hookimpl
+from ._stream import CompressWriter, DecompressReader
+
+
+class LzmaCodec(Codec):
+    name = "lzma"
+    magic = b"\x5d\x00\x00"
+    extensions = (".lzma",)
+    default_level = 6
+
+    def open_writer(self, fileobj: Any, level: int) -> CompressWriter:
+        return CompressWriter(fileobj, lzma.LZMACompressor(lzma.FORMAT_ALONE, preset=level))
+
+    def open_reader(self, fileobj: Any) -> DecompressReader:
+        return DecompressReader(
+            fileobj,
+            lambda: lzma.LZMADecompressor(lzma.FORMAT_ALONE),
+            codec=self.name,
+            multistream=False,
+        )
+
+
+@hookimpl
+def arraypickle_register_codecs() -> list[Codec]:
+    return [LzmaCodec()]

@@ -1,0 +1,140 @@
+"""Helpers over the caller's file objects: sniffing the first bytes without losing them."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterable
+from typing import Any
+
+from ._errors import ArrayPickleError, CorruptFileError
+
+
+class Prefixed(io.RawIOBase):
+    """Reads ``head`` first, then the rest of ``src`` (for streams that cannot seek back)."""
+
+    def __init__(self, head: bytes, src: Any) -> None:
+        super().__init__()
+        self._head = head
+        self._src = src
+        self.name = getattr(src, "name", None)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        view = memoryview(b).cast("B")
+        if self._head:
+            take = min(len(view), len(self._head))
+            view[:take] = self._head[:take]
+            self._head = self._head[take:]
+            return take
+        readinto = getattr(self._src, "readinto", None)
+        if readinto is not None:
+            return readinto(view) or 0
+        data = self._src.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def read(self, size: int = -1) -> bytes:
+        if self._head and 0 <= size <= len(self._head):
+            out, self._head = self._head[:size], self._head[size:]
+            return out
+        if self._head:
+            out, self._head = self._head, b""
+            rest = self._src.read(-1 if size < 0 else size - len(out))
+            return out + (rest or b"")
+        return self._src.read(size)
+
+    def peek(self, size: int = 0) -> bytes:
+        if self._head:
+            return self._head
+        peek = getattr(self._src, "peek", None)
+        return peek(size) if peek is not None else b""
+
+    def readline(self, size: int | None = -1) -> bytes:
+        if self._head:
+            return super().readline(size)
+        return self._src.readline(size)
+
+
+def is_seekable(stream: Any) -> bool:
+    try:
+        return bool(stream.seekable())
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def sniff(stream: Any, magics: Iterable[bytes]) -> tuple[bytes, Any]:
+    """Read enough of ``stream`` to tell which magic (if any) it starts with.
+
+    Returns what was read and a stream positioned back where ``stream`` was: the same
+    object, sought back, or a :class:`Prefixed` one. A non-seekable stream is read
+    one byte at a time, never further than the longest magic it could still match,
+    so that objects written back to back can be read one by one.
+    """
+    magics = [m for m in magics if m]
+    longest = max(map(len, magics), default=0)
+    if is_seekable(stream):
+        head = stream.read(longest) or b""
+        stream.seek(-len(head), os.SEEK_CUR)
+        return head, stream
+    head = b""
+    while len(head) < longest and any(m.startswith(head) and m != head for m in magics):
+        if any(head == m for m in magics):
+            break
+        byte = stream.read(1)
+        if not byte:
+            break
+        head += byte
+    return head, Prefixed(head, stream)
+
+
+def remaining_size(stream: Any) -> int | None:
+    """Bytes left in ``stream`` from its position, when that can be known cheaply."""
+    try:
+        size = os.fstat(stream.fileno()).st_size
+        if size:
+            return size - stream.tell()
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        pass
+    if isinstance(stream, io.BytesIO):
+        return stream.getbuffer().nbytes - stream.tell()
+    return None
+
+
+class Guarded(io.RawIOBase):
+    """A codec's reader whose failures surface as :class:`CorruptFileError`.
+
+    Third-party readers raise what their library raises on a damaged stream
+    (``RuntimeError``, ``EOFError``, ``OSError``...); callers should see one type.
+    """
+
+    def __init__(self, src: Any, name: str, codec: str) -> None:
+        super().__init__()
+        self._src = src
+        self._where = f"{name}: {codec} stream"
+        self.name = getattr(src, "name", None)
+
+    def readable(self) -> bool:
+        return True
+
+    def _call(self, method: Any, arg: Any) -> Any:
+        try:
+            return method(arg)
+        except (ArrayPickleError, MemoryError):
+            raise
+        except Exception as exc:
+            raise CorruptFileError(f"{self._where} is damaged: {exc!r}") from exc
+
+    def readinto(self, b: Any) -> int:
+        readinto = getattr(self._src, "readinto", None)
+        if readinto is None:
+            view = memoryview(b).cast("B")
+            data = self._call(self._src.read, len(view))
+            view[: len(data)] = data
+            return len(data)
+        return self._call(readinto, b) or 0
+
+    def read(self, size: int = -1) -> bytes:
+        return self._call(self._src.read, size)

@@ -1,0 +1,95 @@
+"""Writing a container: header, records, checksums, aligned buffers, in one forward pass."""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from . import _format as fmt
+from ._checksum import Hasher, digest
+from ._memory import byte_chunks
+
+
+def write_all(write: Any, data: Any) -> None:
+    """Call ``write`` until all of ``data`` is written (raw files may write less)."""
+    view = memoryview(data)
+    if view.ndim != 1 or view.itemsize != 1:
+        view = view.cast("B")
+    total = len(view)
+    done = write(view)
+    if done is None or done == total:
+        return
+    while done < total:
+        step = write(view[done:])
+        if not step:
+            raise OSError(f"short write: {done} of {total} bytes written")
+        done += step
+
+
+class ContainerWriter:
+    """Writes one container to ``out``; its :meth:`write` is the pickler's file.
+
+    ``out`` may offer ``write_array(data, itemsize)``: buffer payloads then go through
+    it, telling array-aware codecs the element size of what they compress.
+    """
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._write = out.write
+        self._write_array = getattr(out, "write_array", None)
+        self.offset = 0
+        self.records = 0
+        self.buffers = 0
+        self._emit(fmt.pack_header())
+
+    def _emit(self, data: Any) -> None:
+        write_all(self._write, data)
+        self.offset += memoryview(data).nbytes
+
+    def _record_header(self, kind: bytes, flags: int, length: int) -> None:
+        pad = fmt.padding(self.offset) if kind == fmt.KIND_BUFFER else 0
+        self._emit(fmt.pack_record(kind, pad, flags, length) + bytes(pad))
+        self.records += 1
+
+    def write(self, data: bytes | pickle.PickleBuffer) -> int:
+        """Take one frame of pickle opcodes from the pickler as a PICKLE record."""
+        view = memoryview(data)
+        self._record_header(fmt.KIND_PICKLE, 0, view.nbytes)
+        self._emit(view)
+        self._emit(fmt.TRAILER.pack(digest(view)))
+        return view.nbytes
+
+    def write_array(self, arr: np.ndarray, order: str, flags: int = 0) -> int:
+        """Write ``arr``'s bytes in ``order`` as a BUFFER record; return its index.
+
+        The bytes go from the array's memory to ``out``; only a non-contiguous array
+        is copied, a bounded chunk at a time.
+        """
+        self._record_header(fmt.KIND_BUFFER, flags, arr.nbytes)
+        itemsize = arr.dtype.itemsize
+        hasher = Hasher()
+        for chunk in byte_chunks(arr, order):
+            hasher.update(chunk)
+            if self._write_array is not None:
+                self._write_array(chunk, itemsize)
+            else:
+                write_all(self._write, chunk)
+            self.offset += chunk.nbytes
+        self._emit(fmt.TRAILER.pack(hasher.intdigest()))
+        index = self.buffers
+        self.buffers += 1
+        return index
+
+    def write_picklebuffer(self, buffer: pickle.PickleBuffer) -> None:
+        """Write a buffer some object's own reduction handed out (read back by NEXT_BUFFER)."""
+        # raw() refuses a non-contiguous buffer, as pickle itself does in-band.
+        with buffer.raw() as view:
+            self.write_array(np.frombuffer(view, np.uint8), "C", fmt.FLAG_NEXT_BUFFER)
+
+    def finish(self) -> None:
+        """Write the END record."""
+        payload = fmt.END.pack(self.records, self.buffers)
+        self._record_header(fmt.KIND_END, 0, len(payload))
+        self._emit(payload)
+        self._emit(fmt.TRAILER.pack(digest(payload)))

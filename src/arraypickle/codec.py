@@ -1,0 +1,80 @@
+"""The codec contract: compressed streams that wrap a whole container.
+
+A codec is any object with these five members (:class:`Codec` is a convenient base
+that adds optional capabilities):
+
+``name: str``
+    What users pass as ``compress=name`` or ``compress=(name, level)``.
+``magic: bytes``
+    The first bytes of every stream the codec writes. Loading detects the codec by
+    them, never by the file name. No magic may be a prefix of another codec's magic,
+    of the container's (``89 41 50 4B 0D 0A 1A 0A``) or of a pickle's (``80``).
+``extensions: tuple[str, ...]``
+    File name endings, dot included (``(".gz",)``). ``dump(obj, "f.gz")`` picks the
+    codec that claims the ending.
+``open_writer(fileobj, level: int) -> writable binary file``
+    ``level`` is 1..9 (0, no compression, never reaches a codec). Closing the writer
+    finishes the stream (writes the trailer) and leaves ``fileobj`` open. The writer
+    must have consumed ``data`` when ``write(data)`` returns, and should hold bounded
+    memory whatever the size of ``data``.
+``open_reader(fileobj) -> readable binary file``
+    ``fileobj`` is positioned at the first byte of the magic. ``read``/``readinto``
+    return decompressed bytes, fewer only at the end of the stream; a stream that
+    ends early or is damaged raises :class:`arraypickle.CorruptFileError` (other
+    exceptions are converted to it). Closing the reader leaves ``fileobj`` open.
+
+Optional members, used when present:
+
+``default_level: int``
+    The level used for ``compress=name`` (3 when absent).
+``distribution: str``
+    The distribution that provides the codec, shown by ``arraypickle plugins``.
+``writer.write_array(data, itemsize)``
+    On the object ``open_writer`` returns: called instead of ``write`` for array
+    buffers, with the size of one element, for codecs that shuffle or delta-code by
+    element (blosc). ``len(data)`` is a multiple of ``itemsize``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, BinaryIO, Protocol, runtime_checkable
+
+DEFAULT_LEVEL = 3
+
+
+@runtime_checkable
+class CodecLike(Protocol):
+    """The five members every codec has."""
+
+    name: str
+    magic: bytes
+    extensions: tuple[str, ...]
+
+    def open_writer(self, fileobj: BinaryIO, level: int) -> BinaryIO: ...
+
+    def open_reader(self, fileobj: BinaryIO) -> BinaryIO: ...
+
+
+class Codec:
+    """Base class for codecs; subclasses set the attributes and the two openers."""
+
+    name: str = ""
+    magic: bytes = b""
+    extensions: tuple[str, ...] = ()
+    default_level: int = DEFAULT_LEVEL
+    distribution: str = "arraypickle"
+
+    def open_writer(self, fileobj: BinaryIO, level: int) -> BinaryIO:
+        raise NotImplementedError
+
+    def open_reader(self, fileobj: BinaryIO) -> BinaryIO:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+def default_level(codec: Any) -> int:
+    """The level ``compress=codec.name`` means for ``codec``."""
+    level = getattr(codec, "default_level", DEFAULT_LEVEL)
+    return level if isinstance(level, int) and 1 <= level <= 9 else DEFAULT_LEVEL

@@ -1,0 +1,92 @@
+"""The array-wrapper contract: how a buffer-backed type is written and rebuilt.
+
+An array wrapper tells arraypickle which objects carry big buffers and how to take
+them apart and put them back together. The buffers bypass the pickler: each is written
+from the object's own memory, 64-byte aligned, and read back (or memory-mapped) into
+the memory the rebuilt object will use. numpy arrays go through a built-in wrapper;
+plugins add their own through the ``arraypickle_register_wrappers`` hook.
+
+A wrapper is any object with these members (:class:`ArrayWrapper` is a convenient base):
+
+``name: str``
+    Unique among installed wrappers, and stored in every file that holds such objects:
+    never rename a wrapper once files exist.
+``types: tuple[type, ...]``
+    Instances of these types, and of their subclasses, are offered to ``expose``.
+    The most specific type claimed wins; two wrappers claiming one type conflict.
+``expose(obj) -> Exposed | None``
+    Take ``obj`` apart. Return ``None`` to let pickle handle this object as usual
+    (numpy does so for object arrays). ``Exposed.meta`` is pickled normally and may
+    hold further arrays (they go through their own wrappers); ``Exposed.buffers`` are
+    written out of band, in order.
+``rebuild(meta, buffers) -> object``
+    Put the object back together. ``buffers`` holds one 1-D ``uint8`` numpy array per
+    exposed buffer, with exactly the bytes written (non-contiguous data laid out in
+    the ``order`` it was exposed with). They are writable, 64-byte aligned, and yours
+    to keep: build the object on top of them without copying. When the caller asked
+    for memory mapping they are ``np.memmap`` slices of the file in the caller's mode
+    (read-only for ``'r'``).
+
+Example, a type that keeps its payload in a ``bytearray``::
+
+    class Blob:
+        def __init__(self, data): self.data = data
+
+    class BlobWrapper(ArrayWrapper):
+        name = "example.blob"
+        types = (Blob,)
+
+        def expose(self, obj):
+            return Exposed(meta=None, buffers=[Buffer(np.frombuffer(obj.data, np.uint8))])
+
+        def rebuild(self, meta, buffers):
+            return Blob(buffers[0])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+
+class Buffer(NamedTuple):
+    """One out-of-band buffer of an exposed object.
+
+    ``data`` is a numpy array of any non-object dtype, contiguous or not, or any
+    object exporting a contiguous buffer. ``order`` ('C' or 'F') is the layout in which
+    a non-contiguous array is written; contiguous arrays are written as they lie
+    (an F-contiguous array should be exposed with ``order='F'``).
+    """
+
+    data: Any
+    order: str = "C"
+
+
+def as_array(data: Any) -> np.ndarray:
+    """``data`` as a numpy array: itself, or a uint8 view of a contiguous buffer."""
+    return data if isinstance(data, np.ndarray) else np.frombuffer(data, np.uint8)
+
+
+class Exposed(NamedTuple):
+    """What :meth:`ArrayWrapper.expose` returns: picklable ``meta`` and the buffers."""
+
+    meta: Any
+    buffers: Sequence[Buffer] = ()
+
+
+class ArrayWrapper:
+    """Base class for array wrappers (optional: any object with the members works)."""
+
+    name: str = ""
+    types: tuple[type, ...] = ()
+
+    def expose(self, obj: Any) -> Exposed | None:
+        raise NotImplementedError
+
+    def rebuild(self, meta: Any, buffers: list[np.ndarray]) -> Any:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"

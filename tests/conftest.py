@@ -1,0 +1,35 @@
+"""Shared fixtures for the core test suite."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import pytest
+
+import arraypickle
+from arraypickle import _plugins
+
+HERE = pathlib.Path(__file__).parent
+DATA = HERE / "data"
+# Files written by real joblib versions, kept beside the project (never copied in).
+JOBLIB_COMPAT = HERE.parent.parent / "shared" / "joblib-compat"
+
+STDLIB_CODECS = ("zlib", "gzip", "bz2", "lzma", "xz")
+
+
+def installed_codecs() -> list[str]:
+    return sorted(arraypickle.codecs())
+
+
+@pytest.fixture
+def fresh_registry(monkeypatch):
+    """A registry rebuilt from scratch for this test, and rebuilt again after it."""
+    _plugins.reset()
+    yield
+    _plugins.reset()
+
+
+@pytest.fixture
+def tmp_path_str(tmp_path) -> str:
+    return os.fspath(tmp_path)
