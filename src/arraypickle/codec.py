@@ -29,6 +29,9 @@ Optional members, used when present:
     The level used for ``compress=name`` (3 when absent).
 ``distribution: str``
     The distribution that provides the codec, shown by ``arraypickle plugins``.
+``parallel: bool``
+    When true, ``open_writer`` and ``open_reader`` also accept a keyword ``threads``
+    (an int >= 1): how many threads the codec may use. Codecs without it get none.
 ``writer.write_array(data, itemsize)``
     On the object ``open_writer`` returns: called instead of ``write`` for array
     buffers, with the size of one element, for codecs that shuffle or delta-code by
@@ -63,6 +66,7 @@ class Codec:
     extensions: tuple[str, ...] = ()
     default_level: int = DEFAULT_LEVEL
     distribution: str = "arraypickle"
+    parallel: bool = False
 
     def open_writer(self, fileobj: BinaryIO, level: int) -> BinaryIO:
         raise NotImplementedError
