@@ -13,7 +13,7 @@ from typing import Any, BinaryIO
 from . import _format as fmt
 from ._atomic import replacing
 from ._compress import resolve
-from ._errors import CorruptFileError, UnknownCodecError, describe
+from ._errors import ArrayPickleError, CorruptFileError, UnknownCodecError, describe
 from ._pickler import Pickler
 from ._plugins import KnownCodec, Registry, get_registry
 from ._reader import ContainerReader, MmapTarget, Unpickler
@@ -151,7 +151,7 @@ def load(
         if not isinstance(path, str):
             raise ValueError(f"file names must be str or os.PathLike[str], got {filename!r}")
         with open(path, "rb") as f:
-            return _read(f, repr(path), registry, path=path, mmap_mode=mode, policy=policy)
+            return _read_guarded(f, repr(path), registry, policy, path=path, mmap_mode=mode)
     if callable(getattr(filename, "read", None)):
         if mode is not None:
             warnings.warn(
@@ -160,7 +160,7 @@ def load(
                 UserWarning,
                 stacklevel=2,
             )
-        return _read(filename, describe(filename), registry, policy=policy)
+        return _read_guarded(filename, describe(filename), registry, policy)
     raise ValueError(
         "load expects a filename (str or os.PathLike) or a readable binary file object, "
         f"{filename!r} (type {type(filename).__name__}) was given."
@@ -188,7 +188,7 @@ def loads(
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ValueError(f"loads expects bytes, got {type(data).__name__}")
     policy = make_policy(safe, trusted)
-    return _read(io.BytesIO(data), "<bytes>", get_registry(), policy=policy)
+    return _read_guarded(io.BytesIO(data), "<bytes>", get_registry(), policy)
 
 
 # -- internals --------------------------------------------------------------------
@@ -221,6 +221,23 @@ def _write(value: Any, out: Any, codec: Any, level: int, protocol: int, registry
         raise
     if codec is not None:
         stream.close()
+
+
+def _read_guarded(
+    stream: Any, name: str, registry: Registry, policy: Policy | None, **kwargs: Any
+) -> Any:
+    """``_read``; under safe loading, failures of allow-listed constructors on the
+    file's arguments (TypeError, ValueError...) surface as :class:`CorruptFileError`."""
+    if policy is None:
+        return _read(stream, name, registry, **kwargs)
+    try:
+        return _read(stream, name, registry, policy=policy, **kwargs)
+    except (ArrayPickleError, MemoryError):
+        raise
+    except Exception as exc:
+        raise CorruptFileError(
+            f"{name}: the file's objects could not be rebuilt under safe loading: {exc!r}"
+        ) from exc
 
 
 def _read(
