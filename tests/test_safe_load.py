@@ -118,7 +118,7 @@ def assert_same(a, b):
         assert type(a) is type(b)
         if a.dtype.hasobject:
             assert len(a) == len(b)
-            for x, y in zip(a.ravel(), b.ravel()):
+            for x, y in zip(a.ravel(), b.ravel(), strict=True):
                 assert_same(x, y)
         else:
             np.testing.assert_array_equal(a, b)
@@ -132,7 +132,7 @@ def assert_same(a, b):
             assert_same(a[k], b[k])
     elif isinstance(a, (list, tuple)):
         assert type(a) is type(b) and len(a) == len(b)
-        for x, y in zip(a, b):
+        for x, y in zip(a, b, strict=True):
             assert_same(x, y)
     elif isinstance(a, float) and a != a:
         assert b != b

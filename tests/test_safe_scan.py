@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime
 import decimal
 import gzip
@@ -106,7 +107,7 @@ values = st.recursive(
         st.builds(collections.OrderedDict, st.dictionaries(st.text(max_size=3), inner)),
         st.builds(Plain, inner),
         st.builds(Slotted, inner),
-        st.builds(lambda xs: np.array(xs + [None], dtype=object), st.lists(inner, max_size=3)),
+        st.builds(lambda xs: np.array([*xs, None], dtype=object), st.lists(inner, max_size=3)),
     ),
     max_leaves=12,
 )
@@ -127,10 +128,8 @@ def _sound(data: bytes) -> None:
     except ScanError:
         return  # refused as corrupt: fail closed
     recorder = Recorder(data)
-    try:
+    with contextlib.suppress(Exception):
         recorder.load()
-    except Exception:
-        pass
     if UNRESOLVED not in names:
         assert recorder.names <= names, data
 
