@@ -31,9 +31,11 @@ import codecs
 import copyreg
 import os
 import pickletools
+import re
 import struct
 import zlib
 from collections.abc import Callable, Iterable
+from itertools import repeat
 from typing import Any
 
 from . import _format as fmt
@@ -405,6 +407,25 @@ def _table() -> list[tuple[Any, ...] | None]:
 _TABLE = _table()
 
 
+# Opcodes that push one value and consume nothing, with their size (opcode plus fixed
+# argument): BINFLOAT, BININT, BININT1, BININT2, NONE, NEWTRUE, NEWFALSE, EMPTY_TUPLE,
+# EMPTY_LIST, EMPTY_DICT, EMPTY_SET, NEXT_BUFFER. A run of one of them (a list or dict
+# of floats is mostly that) is matched by a regex instead of opcode by opcode.
+_RUN_SIZES = {b"G": 9, b"J": 5, b"K": 2, b"M": 3, **dict.fromkeys(b"N\x88\x89)]}\x8f\x97", 1)}
+
+
+def _run_matchers() -> dict[int, tuple[Callable[..., Any], int]]:
+    out = {}
+    for op, size in _RUN_SIZES.items():
+        code = op[0] if isinstance(op, bytes) else op
+        one = re.escape(bytes([code])) + b".{%d}" % (size - 1)
+        out[code] = (re.compile(b"(?:" + one + b")+", re.DOTALL).match, size)
+    return out
+
+
+_RUNS = _run_matchers()
+
+
 class OpcodeScanner:
     """Walks pickle streams from sources, collecting the dotted names of their globals.
 
@@ -441,6 +462,9 @@ class OpcodeScanner:
         i = end = 0
         count = 0
         hooked = type(self).on_build is not OpcodeScanner.on_build
+        # Hooks see int and empty-container literals; the fast path pushes unknowns.
+        fast = not hooked
+        runs = _RUNS
 
         def underflow() -> ScanError:
             return ScanError(f"unpickling stack underflow at opcode {count}")
@@ -452,6 +476,17 @@ class OpcodeScanner:
                 if not end:
                     raise ScanError("truncated: the pickle stream ends before STOP")
             code = buf[i]
+            if fast and code in runs:
+                # A run of one opcode that pushes a value the scan does not need
+                # (floats, ints, None, bools, empty containers), matched in C.
+                match, width = runs[code]
+                m = match(buf, i)
+                if m is not None:
+                    k = (m.end() - i) // width
+                    stack.extend(repeat(unknown, k))
+                    count += k
+                    i = m.end()
+                    continue
             i += 1
             count += 1
             spec = table[code]
