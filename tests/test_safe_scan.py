@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import copyreg
 import datetime
 import decimal
 import gzip
@@ -248,3 +249,98 @@ def test_scan_memory_is_bounded(tmp_path):
     out = subprocess.run([sys.executable, "-c", measure], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert int(out.stdout) < 24 << 20
+
+
+# -- joblib files: a pickle stream interrupted by array bytes ----------------------------
+
+JOBLIB_WRAPPER = "joblib.numpy_pickle.NumpyArrayWrapper"
+
+
+def _joblib_files():
+    from conftest import JOBLIB_COMPAT
+
+    if not JOBLIB_COMPAT.is_dir():
+        return []
+    return sorted(
+        p.name
+        for p in JOBLIB_COMPAT.iterdir()
+        if p.name.startswith("joblib_0.1")
+        and "_compressed_" not in p.name
+        and not p.name.endswith((".lz4", ".npy", ".z"))
+    )
+
+
+@pytest.mark.skipif(
+    not _joblib_files(), reason="the joblib-compat corpus is not beside the project"
+)
+@pytest.mark.parametrize("name", _joblib_files())
+def test_joblib_files_are_walked_past_their_arrays(name):
+    from conftest import JOBLIB_COMPAT
+
+    path = JOBLIB_COMPAT / name
+    assert ap.get_untrusted_types(path) == [JOBLIB_WRAPPER]
+    assert ap.get_untrusted_types(path, trusted=[JOBLIB_WRAPPER]) == []
+
+
+class FakeWrapper:
+    """Pickles like joblib's NumpyArrayWrapper (NEWOBJ, then BUILD with its state)."""
+
+    def __init__(self, state: dict) -> None:
+        self.state = state
+
+    def __reduce_ex__(self, protocol):
+        return (copyreg.__newobj__, (FakeWrapper,), self.state)
+
+
+def _joblib_like(state: dict, tail: bytes) -> bytes:
+    """A wrapper pickled the way joblib does it, then ``tail`` (array data), then STOP."""
+    head = pickle.dumps([FakeWrapper(state)], protocol=3)
+    ours = f"c{__name__}\nFakeWrapper\n".encode()
+    assert head.count(ours) == 1 and head.endswith(b"a.")  # BUILD, APPEND, STOP
+    head = head.replace(ours, b"cjoblib.numpy_pickle\nNumpyArrayWrapper\n")
+    return head[:-2] + tail + b"a."
+
+
+def test_joblib_raw_bytes_do_not_derail_the_walk():
+    arr = np.array([ord("c"), 10, 10, 46], dtype="u1")  # bytes that look like opcodes
+    state = {
+        "subclass": np.ndarray,
+        "shape": (2, 2),
+        "order": "C",
+        "dtype": arr.dtype,
+        "allow_mmap": True,
+    }
+    data = _joblib_like(state, arr.tobytes())
+    assert ap.get_untrusted_types(data) == [JOBLIB_WRAPPER]
+    aligned = dict(state, numpy_array_alignment_bytes=16)
+    data = _joblib_like(aligned, b"\x03" + b"\xff" * 3 + arr.tobytes())
+    assert ap.get_untrusted_types(data) == [JOBLIB_WRAPPER]
+
+
+def test_joblib_nested_object_array_streams_are_scanned(tmp_path):
+    """The nested pickle of an object array (GHSA-m62q-453p-gv66's shape) is walked too."""
+    marker = str(tmp_path / "pwned")
+
+    class Evil:
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+
+    nested = pickle.dumps(np.array([Evil()], dtype=object), protocol=2)
+    state = {
+        "subclass": np.ndarray,
+        "shape": (1,),
+        "order": "C",
+        "dtype": np.dtype(object),
+        "allow_mmap": False,
+    }
+    data = _joblib_like(state, nested)
+    assert ap.get_untrusted_types(data) == sorted(
+        [JOBLIB_WRAPPER, f"{os.system.__module__}.system"]
+    )
+    assert not os.path.exists(marker)
+
+
+def test_joblib_wrapper_without_a_readable_size_is_refused():
+    state = {"shape": "nonsense", "dtype": np.dtype("f8")}
+    with pytest.raises(ap.CorruptFileError, match="joblib"):
+        ap.get_untrusted_types(_joblib_like(state, b""))

@@ -24,6 +24,7 @@ from ._scan import (
     ChunkReader,
     ContainerPickleBytes,
     ExactSource,
+    JoblibScanner,
     OpcodeScanner,
     ScanError,
 )
@@ -98,9 +99,10 @@ def make_policy(safe: bool, trusted: Any) -> Policy | None:
     return Policy(trusted)
 
 
-def scan_names(source: BlockSource, file: str) -> set[str]:
-    """The dotted names of the globals one pickle stream from ``source`` names."""
-    scanner = OpcodeScanner()
+def scan_names(source: BlockSource, file: str, joblib: bool = False) -> set[str]:
+    """The dotted names of the globals one pickle stream from ``source`` names
+    (``joblib``: the stream may be a joblib file, arrays' bytes between opcodes)."""
+    scanner = JoblibScanner() if joblib else OpcodeScanner()
     try:
         scanner.scan(source)
     except ScanError as exc:
@@ -118,7 +120,7 @@ def checked_plain(stream: Any, file: str, policy: Policy) -> tuple[Any, Any]:
     if is_seekable(stream):
         start = stream.tell()
         try:
-            names = scan_names(BlockSource(stream.read, _seeker(stream)), file)
+            names = scan_names(BlockSource(stream.read, _seeker(stream)), file, joblib=True)
         finally:
             stream.seek(start)
         policy.check(names, file)
@@ -126,7 +128,7 @@ def checked_plain(stream: Any, file: str, policy: Policy) -> tuple[Any, Any]:
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)  # noqa: SIM115 (returned open)
     try:
         source = ExactSource(stream.read, getattr(stream, "readline", None), spool.write)
-        policy.check(scan_names(source, file), file)
+        policy.check(scan_names(source, file, joblib=True), file)
         spool.seek(0)
     except BaseException:
         spool.close()
@@ -150,7 +152,7 @@ def scan_container(stream: Any, file: str) -> set[str]:
 
 def scan_plain(stream: Any, file: str) -> set[str]:
     skip = _seeker(stream) if is_seekable(stream) else None
-    return scan_names(BlockSource(stream.read, skip), file)
+    return scan_names(BlockSource(stream.read, skip), file, joblib=True)
 
 
 def as_stream(data: bytes | bytearray | memoryview) -> io.BytesIO:

@@ -439,14 +439,23 @@ class OpcodeScanner:
 
     # -- hooks for formats that interleave raw data with opcodes ------------------
 
-    def on_build(self, stack: list[Any], source: BlockSource) -> None:
-        """Called after each BUILD, ``stack[-1]`` being the built object (a ``Made``
-        when it was made by calling a global). The default does nothing."""
+    #: Globals after which the walk tracks every literal for :meth:`on_build` (before
+    #: them, runs of floats, ints and Nones go by fast, as unknowns).
+    literal_after: frozenset[str] = frozenset()
+
+    def on_build(self, obj: Any, state: Any, source: BlockSource) -> None:
+        """Called at each BUILD with the object (a :class:`Made` when a global made it)
+        and its state; may read or skip raw bytes of ``source`` (a :class:`BlockSource`
+        resuming where the walk stopped) or :meth:`scan` a nested stream from it. The
+        default does nothing and is not called."""
 
     # -- the walk -----------------------------------------------------------------
 
-    def scan(self, source: BlockSource) -> None:
-        """Walk one pickle stream from ``source`` up to and including its STOP."""
+    def scan(self, source: BlockSource) -> bytes:
+        """Walk one pickle stream from ``source`` up to and including its STOP.
+
+        Returns what was read from ``source`` past the STOP (to hand back to a
+        caller that goes on reading the same source)."""
         table = _TABLE
         names = self.names
         stack: list[Any] = []
@@ -463,7 +472,8 @@ class OpcodeScanner:
         count = 0
         hooked = type(self).on_build is not OpcodeScanner.on_build
         # Hooks see int and empty-container literals; the fast path pushes unknowns.
-        fast = not hooked
+        fast = True
+        triggers = self.literal_after if hooked else frozenset()
         runs = _RUNS
 
         def underflow() -> ScanError:
@@ -660,6 +670,8 @@ class OpcodeScanner:
                     raise ScanError(f"{opname} names a global that is not UTF-8") from None
                 dotted = normalize(module, qualname)
                 names.add(dotted)
+                if dotted in triggers:
+                    fast = False
                 if opname == "INST":
                     if not marks:
                         raise ScanError("INST without a MARK")
@@ -677,6 +689,8 @@ class OpcodeScanner:
                 if type(module) is str and type(qualname) is str:
                     dotted = normalize(module, qualname)
                     names.add(dotted)
+                    if dotted in triggers:
+                        fast = False
                     stack.append(GlobalRef(dotted))
                 else:
                     names.add(UNRESOLVED)
@@ -695,10 +709,10 @@ class OpcodeScanner:
             elif cls == _BUILD:
                 if len(stack) - 2 < fence:
                     raise underflow()
-                del stack[-1]
+                state = stack.pop()
                 if hooked:
                     resume = _Resume(source, buf[i:])
-                    self.on_build(stack, resume)
+                    self.on_build(stack[-1], state, resume)
                     buf, i, end = resume.leftover, 0, len(resume.leftover)
             elif cls == _POP:
                 if marks and marks[-1] == len(stack):
@@ -719,7 +733,7 @@ class OpcodeScanner:
                 if len(stack) <= fence:
                     raise underflow()
                 self.opcodes += count
-                return
+                return buf[i:]
             else:  # pragma: no cover - every class is handled above
                 raise AssertionError(opname)
 
@@ -744,8 +758,18 @@ class _Resume(BlockSource):
         self._source = source
         self.leftover = rest
 
+    def _take(self, rest: bytes) -> bytes:
+        if self.leftover:
+            rest, self.leftover = rest + self.leftover, b""
+        return rest
+
     def more(self, rest: bytes, need: int) -> bytes:
-        raise NotImplementedError
+        data = self._take(rest)
+        return data if len(data) >= need else self._source.more(data, need)
+
+    def more_line(self, rest: bytes) -> bytes:
+        data = self._take(rest)
+        return data if b"\n" in data else self._source.more_line(data)
 
     def read(self, n: int) -> bytes:
         """Up to ``n`` raw bytes (short only at EOF)."""
@@ -762,10 +786,14 @@ class _Resume(BlockSource):
         self.leftover = b""
         self._source.skip(n)
 
+    def push_back(self, data: bytes) -> None:
+        """Hand back bytes read too far (what a nested :meth:`OpcodeScanner.scan` returns)."""
+        self.leftover = data + self.leftover
+
 
 def _storable(value: Any) -> bool:
     t = type(value)
-    return t is str or t is GlobalRef or t is int or t is bytes or t is tuple
+    return t is str or t is GlobalRef or t is Made or t is int or t is bytes or t is tuple
 
 
 def _cost(value: Any) -> int:
@@ -773,11 +801,9 @@ def _cost(value: Any) -> int:
 
 
 def _literal_tuple(items: list[Any]) -> Any:
+    """A tuple of what the walk knows of its items (UNKNOWN where nothing)."""
     if len(items) > LITERAL_MAX:
         return UNKNOWN
-    for item in items:
-        if item is UNKNOWN or type(item) in (dict, Made):
-            return UNKNOWN
     return tuple(items)
 
 
@@ -800,3 +826,54 @@ def _decode_line(opname: str, line: bytes) -> Any:
     except (UnicodeDecodeError, ValueError):
         return UNKNOWN
     raise ScanError(f"{opname}: the argument is not a quoted string")
+
+
+# -- joblib files ----------------------------------------------------------------------
+
+JOBLIB_WRAPPER = "joblib.numpy_pickle.NumpyArrayWrapper"
+
+
+class JoblibScanner(OpcodeScanner):
+    """Also walks joblib's files: a pickle stream interrupted, right after the BUILD of
+    each ``NumpyArrayWrapper``, by the array's raw bytes (or, for an object array, by
+    a nested pickle stream, whose globals count like the others).
+
+    The array's size comes from the wrapper's state (``shape`` and the ``dtype`` made
+    from a type string); a state it cannot size raises :class:`ScanError`. A stream
+    without wrappers is walked as by :class:`OpcodeScanner` (the hook then never acts).
+    """
+
+    literal_after = frozenset({JOBLIB_WRAPPER})
+
+    def on_build(self, obj: Any, state: Any, source: BlockSource) -> None:
+        if type(obj) is not Made or obj.name != JOBLIB_WRAPPER:
+            return
+        shape = state.get("shape") if type(state) is dict else None
+        dtype = state.get("dtype") if type(state) is dict else None
+        descr = None
+        if type(dtype) is Made and dtype.name == "numpy.dtype" and type(dtype.args) is tuple:
+            descr = dtype.args[0] if dtype.args else None
+        if (
+            type(shape) is not tuple
+            or not all(type(n) is int and n >= 0 for n in shape)
+            or type(descr) is not str
+        ):
+            raise ScanError("a joblib array wrapper whose shape or dtype cannot be read")
+        import numpy as np
+
+        try:
+            dt = np.dtype(descr)  # a type string like 'i8', 'U3', 'V16', 'O8'
+        except (TypeError, ValueError):
+            raise ScanError(f"a joblib array of unknown dtype {descr!r}") from None
+        if dt.hasobject:
+            source.push_back(self.scan(source))  # type: ignore[attr-defined]
+            return
+        if "numpy_array_alignment_bytes" in state:
+            (pad,) = source.read(1) or b"\xff"  # type: ignore[attr-defined]
+            if pad > 64:
+                raise ScanError("a joblib array with a bad alignment padding")
+            source.skip(pad)
+        count = 1
+        for n in shape:
+            count *= n
+        source.skip(count * dt.itemsize)
