@@ -182,9 +182,13 @@ def test_mmap_mode_with_safe(tmp_path):
     np.testing.assert_array_equal(out["a"], np.arange(10.0))
 
 
-@pytest.mark.parametrize("name", ["numpy1_proto2.pkl", "numpy1_proto5.pkl", "numpy1_container.apk"])
-def test_numpy1_files(name):
-    """Files written under numpy 1.26 name numpy.core.*; they load under numpy 2 too."""
+@pytest.mark.parametrize(
+    "name",
+    [f"numpy{v}_{kind}" for v in (1, 2) for kind in ("proto2.pkl", "proto5.pkl", "container.apk")],
+)
+def test_numpy1_and_numpy2_files(name):
+    """Files written under numpy 1.26 name numpy.core.*, under numpy 2.4 numpy._core.*:
+    both load under safe=True with either numpy."""
     path = DATA / "safe" / name
     assert ap.get_untrusted_types(path) == []
     out = ap.load(path, safe=True)

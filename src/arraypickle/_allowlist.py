@@ -237,13 +237,13 @@ def _numpy() -> list[_Entry]:
             )
         )
     # Scalar types and dtype classes: calling them builds one value.
+    # vars(), not getattr(): numpy 1.x warns on attributes such as np.bool.
+    public = vars(np)
     scalar_types = {t for t in np.sctypeDict.values() if isinstance(t, type)}
     for t in sorted(scalar_types, key=lambda t: t.__name__):
-        names = {f"numpy.{t.__name__}"}
-        if getattr(np, t.__name__, None) is not t:
-            names = set()
+        names = {f"numpy.{t.__name__}"} if public.get(t.__name__) is t else set()
         for alias in ("bool_", "bool", "object_", "str_", "bytes_", "void"):
-            if getattr(np, alias, None) is t:
+            if public.get(alias) is t:
                 names.add(f"numpy.{alias}")
         if names:
             entries.append((tuple(sorted(names)), lambda t=t: t, "numpy scalar type"))

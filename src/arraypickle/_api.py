@@ -230,6 +230,7 @@ def _read_guarded(
     file's arguments (TypeError, ValueError...) surface as :class:`CorruptFileError`."""
     if policy is None:
         return _read(stream, name, registry, **kwargs)
+    policy.file = name
     try:
         return _read(stream, name, registry, policy=policy, **kwargs)
     except (ArrayPickleError, MemoryError):

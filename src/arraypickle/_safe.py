@@ -39,6 +39,7 @@ class Policy:
     """The allow-list plus ``trusted``: which dotted names a file may import."""
 
     def __init__(self, trusted: Any = None) -> None:
+        self.file = "<file>"  # named in errors raised during the load; set by the loader
         self._allowed = allowed()
         extra = trusted_names(trusted)
         self._trusted_objects = {k: v for k, v in extra.items() if v is not None}
@@ -87,7 +88,7 @@ class Policy:
         obj = self._allowed.get(dotted, self)
         if obj is not self:
             return obj
-        raise self.refuse("<during load>", [dotted], "the file tried to import")
+        raise self.refuse(self.file, [dotted], "during the load, it tried to import")
 
 
 def make_policy(safe: bool, trusted: Any) -> Policy | None:

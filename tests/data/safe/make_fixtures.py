@@ -32,7 +32,8 @@ def corpus():
 
 
 if __name__ == "__main__":
-    assert np.__version__.startswith("1."), np.__version__
+    major = np.__version__.split(".")[0]
     for proto in (2, 5):
-        (HERE / f"numpy1_proto{proto}.pkl").write_bytes(pickle.dumps(corpus(), protocol=proto))
-    arraypickle.dump(corpus(), HERE / "numpy1_container.apk")
+        data = pickle.dumps(corpus(), protocol=proto)
+        (HERE / f"numpy{major}_proto{proto}.pkl").write_bytes(data)
+    arraypickle.dump(corpus(), HERE / f"numpy{major}_container.apk")
