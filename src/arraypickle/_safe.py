@@ -156,10 +156,6 @@ def scan_plain(stream: Any, file: str) -> set[str]:
     return scan_names(BlockSource(stream.read, skip), file, joblib=True)
 
 
-def as_stream(data: bytes | bytearray | memoryview) -> io.BytesIO:
-    return io.BytesIO(data)
-
-
 def get_untrusted_types(
     file: str | os.PathLike[str] | Any | bytes | bytearray | memoryview,
     trusted: Any = None,

@@ -19,10 +19,11 @@ short strings and small literals, within :data:`MEMO_BUDGET`).
 
 Formats that interrupt the opcode stream with raw data (joblib writes each array's
 bytes right after the ``BUILD`` of its ``NumpyArrayWrapper``) plug in by overriding
-:meth:`OpcodeScanner.on_build`: it sees the simulated stack, where globals are
-:class:`GlobalRef`, calls of globals are :class:`Made` and small literals (str, bytes,
-int, bool, None, tuples, dicts) are themselves, and may consume raw bytes from the
-source (or scan a nested stream with a fresh scanner) before the walk resumes.
+:meth:`OpcodeScanner.on_build`: it gets the object and the state of each BUILD as the
+walk knows them (globals are :class:`GlobalRef`, calls of globals :class:`Made`, small
+literals such as str, bytes, int, bool, None, tuples and dicts are themselves), and may
+consume raw bytes from the source, or walk a nested stream, before the walk resumes.
+:class:`JoblibScanner` does that for joblib's single-file format.
 """
 
 from __future__ import annotations
