@@ -12,8 +12,10 @@ from ._errors import (
     PluginConflictError,
     UnknownCodecError,
     UnknownWrapperError,
+    UntrustedTypeError,
 )
 from ._plugins import codecs, register_codec, register_wrapper
+from ._safe import get_untrusted_types
 from ._version import __version__
 from .codec import Codec
 from .hookspecs import hookimpl
@@ -29,10 +31,12 @@ __all__ = [
     "PluginConflictError",
     "UnknownCodecError",
     "UnknownWrapperError",
+    "UntrustedTypeError",
     "__version__",
     "codecs",
     "dump",
     "dumps",
+    "get_untrusted_types",
     "hookimpl",
     "load",
     "loads",

@@ -7,15 +7,17 @@ import io
 import os
 import pickle
 import warnings
+from collections.abc import Iterable
 from typing import Any, BinaryIO
 
 from . import _format as fmt
 from ._atomic import replacing
 from ._compress import resolve
-from ._errors import CorruptFileError, UnknownCodecError, describe
+from ._errors import ArrayPickleError, CorruptFileError, UnknownCodecError, describe
 from ._pickler import Pickler
 from ._plugins import KnownCodec, Registry, get_registry
 from ._reader import ContainerReader, MmapTarget, Unpickler
+from ._safe import Policy, checked_plain, make_policy
 from ._streams import Guarded, remaining_size, sniff
 from ._writer import ContainerWriter
 
@@ -94,7 +96,13 @@ def dumps(value: Any, compress: Any = 0, protocol: int | None = None) -> bytes:
     return out.getvalue()
 
 
-def load(filename: str | os.PathLike[str] | BinaryIO, mmap_mode: str | None = None) -> Any:
+def load(
+    filename: str | os.PathLike[str] | BinaryIO,
+    mmap_mode: str | None = None,
+    *,
+    safe: bool = False,
+    trusted: Iterable[Any] | None = None,
+) -> Any:
     """Load an object saved by :func:`dump` (or by ``pickle``, or compressed by a tool).
 
     The format is detected from the first bytes, never from the name: an arraypickle
@@ -110,6 +118,12 @@ def load(filename: str | os.PathLike[str] | BinaryIO, mmap_mode: str | None = No
             as an ``np.memmap`` of the file in that mode (in its stored byte order).
             For compressed files and file objects it is ignored with a
             ``UserWarning``.
+        safe: import only allow-listed globals (builtin value types, stdlib
+            containers and value types, numpy arrays, dtypes and scalars; see
+            ``docs/security.md``). Every global the file names is checked before
+            anything in it runs, and again as the load imports it.
+        trusted: more globals to allow, as ``'module.qualname'`` strings or the
+            classes and functions themselves; giving it (even empty) implies ``safe``.
 
     Returns:
         The object. Arrays are native-endian, writable, 64-byte aligned.
@@ -117,22 +131,27 @@ def load(filename: str | os.PathLike[str] | BinaryIO, mmap_mode: str | None = No
     Raises:
         CorruptFileError: the file is truncated, damaged or not a known format.
         UnknownCodecError: the file is compressed by a codec that is not installed.
+        UntrustedTypeError: under safe loading, the file names globals that are
+            neither allow-listed nor trusted (all of them are listed).
 
     Example::
 
         >>> model = arraypickle.load("model.pkl")
         >>> mapped = arraypickle.load("model.pkl", mmap_mode="r")
+        >>> data = arraypickle.load("download.pkl", safe=True)
+        >>> est = arraypickle.load("model.pkl", trusted=["mylib.models.Net"])
     """
     if mmap_mode not in MMAP_MODES:
         raise ValueError(f"mmap_mode must be one of {MMAP_MODES}, got {mmap_mode!r}")
     mode = "r+" if mmap_mode == "w+" else mmap_mode
+    policy = make_policy(safe, trusted)
     registry = get_registry()
     if isinstance(filename, (str, os.PathLike)):
         path = os.fspath(filename)
         if not isinstance(path, str):
             raise ValueError(f"file names must be str or os.PathLike[str], got {filename!r}")
         with open(path, "rb") as f:
-            return _read(f, repr(path), registry, path=path, mmap_mode=mode)
+            return _read_guarded(f, repr(path), registry, policy, path=path, mmap_mode=mode)
     if callable(getattr(filename, "read", None)):
         if mode is not None:
             warnings.warn(
@@ -141,24 +160,35 @@ def load(filename: str | os.PathLike[str] | BinaryIO, mmap_mode: str | None = No
                 UserWarning,
                 stacklevel=2,
             )
-        return _read(filename, describe(filename), registry)
+        return _read_guarded(filename, describe(filename), registry, policy)
     raise ValueError(
         "load expects a filename (str or os.PathLike) or a readable binary file object, "
         f"{filename!r} (type {type(filename).__name__}) was given."
     )
 
 
-def loads(data: bytes | bytearray | memoryview) -> Any:
+def loads(
+    data: bytes | bytearray | memoryview,
+    *,
+    safe: bool = False,
+    trusted: Iterable[Any] | None = None,
+) -> Any:
     """Load an object from the bytes :func:`dumps` (or ``pickle.dumps``) made.
+
+    ``safe`` and ``trusted`` are those of :func:`load`.
 
     Example::
 
         >>> arraypickle.loads(arraypickle.dumps({"a": 1}))
         {'a': 1}
+        >>> arraypickle.loads(pickle.dumps(os.system), safe=True)
+        Traceback (most recent call last):
+        UntrustedTypeError: <bytes>: refusing to load: it names 1 global(s) ... posix.system
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ValueError(f"loads expects bytes, got {type(data).__name__}")
-    return _read(io.BytesIO(data), "<bytes>", get_registry())
+    policy = make_policy(safe, trusted)
+    return _read_guarded(io.BytesIO(data), "<bytes>", get_registry(), policy)
 
 
 # -- internals --------------------------------------------------------------------
@@ -193,6 +223,24 @@ def _write(value: Any, out: Any, codec: Any, level: int, protocol: int, registry
         stream.close()
 
 
+def _read_guarded(
+    stream: Any, name: str, registry: Registry, policy: Policy | None, **kwargs: Any
+) -> Any:
+    """``_read``; under safe loading, failures of allow-listed constructors on the
+    file's arguments (TypeError, ValueError...) surface as :class:`CorruptFileError`."""
+    if policy is None:
+        return _read(stream, name, registry, **kwargs)
+    policy.file = name
+    try:
+        return _read(stream, name, registry, policy=policy, **kwargs)
+    except (ArrayPickleError, MemoryError):
+        raise
+    except Exception as exc:
+        raise CorruptFileError(
+            f"{name}: the file's objects could not be rebuilt under safe loading: {exc!r}"
+        ) from exc
+
+
 def _read(
     stream: Any,
     name: str,
@@ -201,6 +249,7 @@ def _read(
     path: str | None = None,
     mmap_mode: str | None = None,
     inner: bool = False,
+    policy: Policy | None = None,
 ) -> Any:
     magics = registry.magics()
     head, stream = sniff(stream, [fmt.MAGIC, *magics])
@@ -212,6 +261,7 @@ def _read(
             size=remaining_size(stream),
             mmap=MmapTarget(path, mmap_mode) if path and mmap_mode else None,
             piece=_CODEC_PIECE if inner else _FILE_PIECE,
+            policy=policy,
         )
         return reader.load()
     for magic, codec in magics.items():
@@ -228,7 +278,7 @@ def _read(
                     UserWarning,
                     stacklevel=3,
                 )
-            return _read_compressed(stream, name, codec, registry)
+            return _read_compressed(stream, name, codec, registry, policy)
     if not head:
         raise CorruptFileError(f"{name}: the file is empty")
     if mmap_mode is not None:
@@ -238,14 +288,16 @@ def _read(
             UserWarning,
             stacklevel=3,
         )
-    return _unpickle_plain(stream, name)
+    return _unpickle_plain(stream, name, policy)
 
 
-def _read_compressed(stream: Any, name: str, codec: Any, registry: Registry) -> Any:
+def _read_compressed(
+    stream: Any, name: str, codec: Any, registry: Registry, policy: Policy | None
+) -> Any:
     reader = codec.open_reader(stream)
     try:
         guarded = Guarded(reader, name, codec.name)
-        value = _read(guarded, name, registry, inner=True)
+        value = _read(guarded, name, registry, inner=True, policy=policy)
         if guarded.read(1):
             raise CorruptFileError(f"{name}: data follows the object in the {codec.name} stream")
     finally:
@@ -253,11 +305,17 @@ def _read_compressed(stream: Any, name: str, codec: Any, registry: Registry) -> 
     return value
 
 
-def _unpickle_plain(stream: Any, name: str) -> Any:
+def _unpickle_plain(stream: Any, name: str, policy: Policy | None = None) -> Any:
+    close = None
+    if policy is not None:
+        stream, close = checked_plain(stream, name, policy)
     try:
-        return Unpickler(stream, rebuild=fmt.rebuild).load()
+        return Unpickler(stream, rebuild=fmt.rebuild, policy=policy).load()
     except (pickle.UnpicklingError, EOFError) as exc:
         raise CorruptFileError(f"{name}: not a valid arraypickle or pickle file: {exc}") from exc
+    finally:
+        if close is not None:
+            close()
 
 
 def _missing_codec(name: str, codec_name: str, known: KnownCodec) -> str:

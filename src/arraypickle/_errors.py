@@ -31,6 +31,19 @@ class PluginConflictError(ArrayPickleError):
     """Two plugins claim the same codec name, extension, magic number or array type."""
 
 
+class UntrustedTypeError(ArrayPickleError):
+    """Safe loading met globals that are neither allow-listed nor ``trusted``.
+
+    ``names`` lists every such global of the file (sorted ``module.qualname``
+    strings; ``'<unresolved>'`` for one the scan could not name), found before
+    anything in the file ran.
+    """
+
+    def __init__(self, message: str, names: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.names = list(names or ())
+
+
 def describe(fileobj_or_name: object) -> str:
     """A short human name for a path or file object, for error messages."""
     if isinstance(fileobj_or_name, str):

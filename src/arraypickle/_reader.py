@@ -31,13 +31,18 @@ MAX_STREAM_RECORD = 1 << 44
 class Unpickler(pickle.Unpickler):
     """The C unpickler, with arraypickle's rebuild global bound to one reader."""
 
-    def __init__(self, file: Any, *, rebuild: Callable[..., Any], **kwargs: Any) -> None:
+    def __init__(
+        self, file: Any, *, rebuild: Callable[..., Any], policy: Any = None, **kwargs: Any
+    ) -> None:
         super().__init__(file, **kwargs)
         self._rebuild = rebuild
+        self._policy = policy
 
     def find_class(self, module: str, name: str) -> Any:
         if name == fmt.REBUILD_NAME and module == fmt.REBUILD_MODULE:
             return self._rebuild
+        if self._policy is not None:  # safe loading: only allow-listed or trusted globals
+            return self._policy.find_class(module, name, super().find_class)
         return super().find_class(module, name)
 
 
@@ -69,6 +74,7 @@ class ContainerReader:
         mmap: MmapTarget | None = None,
         piece: int | None = None,
         verify: bool = True,
+        policy: Any = None,
     ) -> None:
         self._src = src
         self._readinto = getattr(src, "readinto", None)
@@ -78,6 +84,7 @@ class ContainerReader:
         self._mmap = mmap
         self._piece = piece
         self._verify = verify and mmap is None
+        self._policy = policy
         self.offset = 0
         self._records = 0
         self._nbuffers = 0
@@ -277,13 +284,21 @@ class ContainerReader:
     def load(self) -> Any:
         """Read the header, unpickle the object, then check the END record."""
         self.read_header()
+        if self._policy is not None:
+            # Safe loading: every record first (buffers into their final memory, as a
+            # normal load would), then the opcodes are scanned before any of them runs.
+            while not self._ended:
+                self._next_record()
+            self._policy.check_opcodes(self._opcodes, self.name)
         stream = OpcodeStream(self)
-        unpickler = Unpickler(stream, rebuild=self.rebuild, buffers=self.next_buffers())
+        unpickler = Unpickler(
+            stream, rebuild=self.rebuild, policy=self._policy, buffers=self.next_buffers()
+        )
         try:
             obj = unpickler.load()
         except (pickle.UnpicklingError, EOFError) as exc:
             raise self.corrupt(f"the pickle stream is invalid: {exc}") from exc
-        if stream.remaining():
+        if stream.remaining() or self._opcodes:
             raise self.corrupt("opcodes follow the pickle STOP")
         while not self._ended:
             self._next_record()

@@ -1,0 +1,236 @@
+"""Safe loading: the policy that checks a file's globals, before and during the load.
+
+Two checks, one list (:mod:`._allowlist` plus the caller's ``trusted``):
+
+1. before anything runs, :mod:`._scan` lists every global the opcode stream names,
+   and any that is not allowed raises :class:`UntrustedTypeError` naming all of them;
+2. during the load, the unpickler's ``find_class`` asks :meth:`Policy.find_class`,
+   which refuses the same names (defense in depth: a file changed between the scan
+   and the load, or a scanner bug, still cannot import anything).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ._allowlist import allowed, normalize, trusted_names
+from ._errors import CorruptFileError, UntrustedTypeError
+from ._scan import (
+    BlockSource,
+    ChunkReader,
+    ContainerPickleBytes,
+    ExactSource,
+    JoblibScanner,
+    OpcodeScanner,
+    ScanError,
+)
+from ._streams import is_seekable
+
+# A plain pickle read from a stream that cannot seek back is copied aside while it
+# is scanned; past this size the copy goes to a temporary file.
+SPOOL_MEMORY = 64 << 20
+
+
+class Policy:
+    """The allow-list plus ``trusted``: which dotted names a file may import."""
+
+    def __init__(self, trusted: Any = None) -> None:
+        self.file = "<file>"  # named in errors raised during the load; set by the loader
+        self._allowed = allowed()
+        extra = trusted_names(trusted)
+        self._trusted_objects = {k: v for k, v in extra.items() if v is not None}
+        self._trusted_names = {k for k, v in extra.items() if v is None}
+
+    def is_allowed(self, dotted: str) -> bool:
+        return (
+            dotted in self._trusted_objects
+            or dotted in self._trusted_names
+            or dotted in self._allowed
+        )
+
+    def untrusted(self, names: Iterable[str]) -> list[str]:
+        """The names not allowed, sorted."""
+        return sorted(n for n in set(names) if not self.is_allowed(n))
+
+    def refuse(self, file: str, names: list[str], when: str) -> UntrustedTypeError:
+        shown = ", ".join(names)
+        return UntrustedTypeError(
+            f"{file}: refusing to load: {when} {len(names)} global(s) that are neither "
+            f"allow-listed nor trusted: {shown}. If you trust this file's source, pass "
+            f"trusted=[...] with those names (see docs/security.md)",
+            names,
+        )
+
+    def check(self, names: Iterable[str], file: str) -> None:
+        """Raise :class:`UntrustedTypeError` listing every name not allowed."""
+        bad = self.untrusted(names)
+        if bad:
+            raise self.refuse(file, bad, "it names")
+
+    def check_opcodes(self, chunks: Iterable[Any], file: str) -> None:
+        """Scan a container's PICKLE payloads (in memory) and refuse what is not allowed."""
+        reader = ChunkReader(chunks)
+        self.check(scan_names(BlockSource(reader.read, reader.skip), file), file)
+
+    def find_class(self, module: str, name: str, fallback: Callable[[str, str], Any]) -> Any:
+        """The object for a global, or :class:`UntrustedTypeError`; never an import of an
+        unlisted name. ``fallback`` (the unpickler's own) resolves names trusted by string."""
+        dotted = normalize(module, name)
+        obj = self._trusted_objects.get(dotted, self)
+        if obj is not self:
+            return obj
+        if dotted in self._trusted_names:
+            return fallback(module, name)
+        obj = self._allowed.get(dotted, self)
+        if obj is not self:
+            return obj
+        raise self.refuse(self.file, [dotted], "during the load, it tried to import")
+
+
+def make_policy(safe: bool, trusted: Any) -> Policy | None:
+    """The policy ``load(safe=..., trusted=...)`` asks for (None: an ordinary load)."""
+    if not isinstance(safe, bool):
+        raise TypeError(f"safe must be True or False, got {safe!r}")
+    if not safe and trusted is None:
+        return None
+    return Policy(trusted)
+
+
+def scan_names(source: BlockSource, file: str, joblib: bool = False) -> set[str]:
+    """The dotted names of the globals one pickle stream from ``source`` names
+    (``joblib``: the stream may be a joblib file, arrays' bytes between opcodes)."""
+    scanner = JoblibScanner() if joblib else OpcodeScanner()
+    try:
+        scanner.scan(source)
+    except ScanError as exc:
+        raise CorruptFileError(f"{file}: not a valid pickle stream: {exc}") from None
+    return scanner.names
+
+
+def checked_plain(stream: Any, file: str, policy: Policy) -> tuple[Any, Any]:
+    """Scan the plain pickle at ``stream``'s position; return what to unpickle from.
+
+    A seekable stream is scanned and sought back. Otherwise the stream is read
+    exactly up to the pickle's STOP, copied aside (in memory, then a temporary
+    file past :data:`SPOOL_MEMORY`), and the copy is returned with a closer.
+    """
+    if is_seekable(stream):
+        start = stream.tell()
+        try:
+            names = scan_names(BlockSource(stream.read, _seeker(stream)), file, joblib=True)
+        finally:
+            stream.seek(start)
+        policy.check(names, file)
+        return stream, None
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)  # noqa: SIM115 (returned open)
+    try:
+        source = ExactSource(stream.read, getattr(stream, "readline", None), spool.write)
+        policy.check(scan_names(source, file, joblib=True), file)
+        spool.seek(0)
+    except BaseException:
+        spool.close()
+        raise
+    return spool, spool.close
+
+
+def _seeker(stream: Any) -> Callable[[int], None]:
+    def skip(n: int) -> None:
+        stream.seek(n, os.SEEK_CUR)
+
+    return skip
+
+
+def scan_container(stream: Any, file: str) -> set[str]:
+    """Names in the container at ``stream``'s position; buffers skipped (sought past
+    when the stream can seek), never read into memory."""
+    raw = ContainerPickleBytes(stream, is_seekable(stream))
+    return scan_names(BlockSource(raw.read, raw.skip), file)
+
+
+def scan_plain(stream: Any, file: str) -> set[str]:
+    skip = _seeker(stream) if is_seekable(stream) else None
+    return scan_names(BlockSource(stream.read, skip), file, joblib=True)
+
+
+def get_untrusted_types(
+    file: str | os.PathLike[str] | Any | bytes | bytearray | memoryview,
+    trusted: Any = None,
+) -> list[str]:
+    """The globals a file names that safe loading would refuse, found without running it.
+
+    The opcodes are walked, never executed: ``GLOBAL``, ``INST``/``OBJ``,
+    ``STACK_GLOBAL`` (with names passed through the memo) and extension codes are
+    collected; a name that cannot be known statically is listed as
+    ``'<unresolved>'``. Works on arraypickle files (with any installed codec; array
+    buffers are skipped, sought past when the file can seek), plain pickles and
+    compressed plain pickles. Memory stays bounded whatever the file's size.
+
+    Parameters:
+        file: a path, a readable binary file object (read from its position; a
+            stream that cannot seek is consumed), or the bytes of a file.
+        trusted: names to treat as allowed, as for :func:`arraypickle.load`.
+
+    Returns:
+        The sorted ``'module.qualname'`` names that are neither allow-listed nor
+        trusted; an empty list when ``load(file, safe=True, trusted=trusted)`` would
+        accept the file.
+
+    Example::
+
+        >>> arraypickle.get_untrusted_types("model.pkl")
+        ['sklearn.ensemble._forest.RandomForestClassifier', ...]
+        >>> arraypickle.load("model.pkl", trusted=arraypickle.get_untrusted_types("model.pkl"))
+    """
+    from ._plugins import get_registry
+
+    policy = Policy(trusted)
+    registry = get_registry()
+    if isinstance(file, (bytes, bytearray, memoryview)):
+        return policy.untrusted(_scan_any(io.BytesIO(file), "<bytes>", registry))
+    if isinstance(file, (str, os.PathLike)):
+        path = os.fspath(file)
+        if not isinstance(path, str):
+            raise ValueError(f"file names must be str or os.PathLike[str], got {file!r}")
+        with open(path, "rb") as f:
+            return policy.untrusted(_scan_any(f, repr(path), registry))
+    if callable(getattr(file, "read", None)):
+        from ._errors import describe
+
+        return policy.untrusted(_scan_any(file, describe(file), registry))
+    raise ValueError(
+        "get_untrusted_types expects a filename, a readable binary file object or bytes, "
+        f"{file!r} (type {type(file).__name__}) was given."
+    )
+
+
+def _scan_any(stream: Any, name: str, registry: Any, inner: bool = False) -> set[str]:
+    from . import _format as fmt
+    from ._errors import UnknownCodecError
+    from ._streams import Guarded, sniff
+
+    magics = registry.magics()
+    head, stream = sniff(stream, [fmt.MAGIC, *magics])
+    if head.startswith(fmt.MAGIC):
+        return scan_container(stream, name)
+    for magic, codec in magics.items():
+        if head.startswith(magic):
+            if isinstance(codec, tuple):
+                codec_name, known = codec
+                raise UnknownCodecError(
+                    f"{name} is compressed with {codec_name}, which is not installed; "
+                    f"install it with: pip install {known.distribution}"
+                )
+            if inner:
+                raise CorruptFileError(f"{name}: compressed data nested in compressed data")
+            reader = codec.open_reader(stream)
+            try:
+                return _scan_any(Guarded(reader, name, codec.name), name, registry, inner=True)
+            finally:
+                reader.close()
+    if not head:
+        raise CorruptFileError(f"{name}: the file is empty")
+    return scan_plain(stream, name)

@@ -1,0 +1,880 @@
+"""Listing the globals a pickle stream names, without executing any of it.
+
+:class:`OpcodeScanner` walks one pickle opcode stream (protocols 0 to 5) and
+simulates just enough of the unpickler's stack and memo to name every global the
+stream would import: ``GLOBAL`` and ``INST`` carry their names; ``STACK_GLOBAL`` takes
+two strings from the stack, which may have come through the memo (``MEMOIZE``/``PUT``
+then ``GET``); ``EXT1/2/4`` go through ``copyreg``'s extension registry. A name the
+scan cannot know statically (``STACK_GLOBAL`` over something that is not a literal
+string, an unregistered extension code) is reported as :data:`UNRESOLVED`, which no
+allow-list admits: the scan fails closed.
+
+The scanner reads from a *source* (``more``/``more_line``/``skip``): a buffered file
+(:class:`BlockSource`), an exact reader that never reads past the pickle's STOP and
+can copy what it reads aside (:class:`ExactSource`, for pipes), or the PICKLE records
+of a container (:class:`ContainerPickleBytes` under a :class:`BlockSource`). Payloads
+of big ``BINBYTES``/``BYTEARRAY8``/string opcodes are skipped, never held, so memory
+stays bounded by the block size plus the simulated stack and memo (the memo keeps only
+short strings and small literals, within :data:`MEMO_BUDGET`).
+
+Formats that interrupt the opcode stream with raw data (joblib writes each array's
+bytes right after the ``BUILD`` of its ``NumpyArrayWrapper``) plug in by overriding
+:meth:`OpcodeScanner.on_build`: it gets the object and the state of each BUILD as the
+walk knows them (globals are :class:`GlobalRef`, calls of globals :class:`Made`, small
+literals such as str, bytes, int, bool, None, tuples and dicts are themselves), and may
+consume raw bytes from the source, or walk a nested stream, before the walk resumes.
+:class:`JoblibScanner` does that for joblib's single-file format.
+"""
+
+from __future__ import annotations
+
+import codecs
+import copyreg
+import os
+import pickletools
+import re
+import struct
+import zlib
+from collections.abc import Callable, Iterable
+from itertools import repeat
+from typing import Any
+
+from . import _format as fmt
+from ._allowlist import normalize
+
+UNRESOLVED = "<unresolved>"
+
+# Strings longer than this are never module or attribute names worth resolving.
+NAME_MAX = 1024
+# Estimated bytes of memo entries kept; past it, new entries are not kept (a later
+# STACK_GLOBAL through them then reports UNRESOLVED: fail closed, never open).
+MEMO_BUDGET = 32 << 20
+_ENTRY_COST = 120
+# Small literal containers are tracked for on_build hooks; bigger ones become UNKNOWN.
+LITERAL_MAX = 64
+LINE_MAX = 1 << 20
+BLOCK = 1 << 20
+
+
+class ScanError(Exception):
+    """The stream is not a pickle the unpickler would accept (truncated, bad opcode...)."""
+
+
+class _Unknown:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNKNOWN"
+
+
+UNKNOWN = _Unknown()
+
+
+class GlobalRef:
+    """A global named by the stream (its dotted name after Python 2 renames)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"GlobalRef({self.name!r})"
+
+
+class Made:
+    """The result of calling (REDUCE, NEWOBJ) a global with literal or unknown args."""
+
+    __slots__ = ("args", "name")
+
+    def __init__(self, name: str, args: Any) -> None:
+        self.name = name
+        self.args = args
+
+    def __repr__(self) -> str:
+        return f"Made({self.name!r})"
+
+
+# -- sources ------------------------------------------------------------------------
+
+
+class BlockSource:
+    """Reads ``read`` in blocks; ``skip_raw(n)`` (seek) skips without reading, if given."""
+
+    def __init__(
+        self,
+        read: Callable[[int], Any],
+        skip_raw: Callable[[int], None] | None = None,
+        block: int = BLOCK,
+    ) -> None:
+        self._read = read
+        self._skip_raw = skip_raw
+        self._block = block
+
+    def more(self, rest: bytes, need: int) -> bytes:
+        """``rest`` plus more input: at least ``need`` bytes in all, unless at EOF."""
+        parts = [rest]
+        have = len(rest)
+        want = max(need, self._block)
+        while have < need:
+            data = self._read(want - have)
+            if not data:
+                break
+            parts.append(bytes(data))
+            have += len(data)
+        return b"".join(parts)
+
+    def more_line(self, rest: bytes) -> bytes:
+        """``rest`` plus input up to and including a newline (or EOF, or LINE_MAX)."""
+        buf = rest
+        while b"\n" not in buf and len(buf) < LINE_MAX:
+            grown = self.more(buf, len(buf) + 1)
+            if len(grown) == len(buf):
+                break
+            buf = grown
+        return buf
+
+    def skip(self, n: int) -> None:
+        """Skip ``n`` bytes past what was handed out; ScanError if the input ends first."""
+        if self._skip_raw is not None:
+            self._skip_raw(n)
+            return
+        while n:
+            data = self._read(min(n, self._block))
+            if not data:
+                raise ScanError("truncated: the stream ends inside an opcode's data")
+            n -= len(data)
+
+
+class ExactSource(BlockSource):
+    """Never reads past what the scan consumes; copies everything read into ``tee``."""
+
+    def __init__(self, read: Callable[[int], Any], readline: Any, tee: Callable[[Any], Any]):
+        super().__init__(read, None, block=0)
+        self._readline = readline
+        self._tee = tee
+
+    def more(self, rest: bytes, need: int) -> bytes:
+        parts = [rest]
+        have = len(rest)
+        while have < need:
+            data = self._read(need - have)
+            if not data:
+                break
+            self._tee(data)
+            parts.append(bytes(data))
+            have += len(data)
+        return b"".join(parts)
+
+    def more_line(self, rest: bytes) -> bytes:
+        if b"\n" in rest:
+            return rest
+        line = self._readline(LINE_MAX) if self._readline is not None else b""
+        if line:
+            self._tee(line)
+            return rest + bytes(line)
+        return super().more_line(rest)
+
+    def skip(self, n: int) -> None:
+        while n:
+            data = self._read(min(n, BLOCK))
+            if not data:
+                raise ScanError("truncated: the stream ends inside an opcode's data")
+            self._tee(data)
+            n -= len(data)
+
+
+class ChunkReader:
+    """``read``/``skip`` over in-memory chunks (a container's PICKLE payloads)."""
+
+    def __init__(self, chunks: Iterable[Any]) -> None:
+        self._chunks = iter(chunks)
+        self._cur = memoryview(b"")
+        self._pos = 0
+
+    def _next(self) -> bool:
+        for chunk in self._chunks:
+            view = memoryview(chunk).cast("B")
+            if len(view):
+                self._cur, self._pos = view, 0
+                return True
+        return False
+
+    def read(self, n: int) -> bytes:
+        if self._pos >= len(self._cur) and not self._next():
+            return b""
+        out = self._cur[self._pos : self._pos + n]
+        self._pos += len(out)
+        return bytes(out)
+
+    def skip(self, n: int) -> None:
+        while n:
+            if self._pos >= len(self._cur) and not self._next():
+                raise ScanError("truncated: the stream ends inside an opcode's data")
+            take = min(n, len(self._cur) - self._pos)
+            self._pos += take
+            n -= take
+
+
+class ContainerPickleBytes:
+    """The opcode bytes of a container file: PICKLE payloads, buffers skipped unread.
+
+    ``src`` is positioned at the container's first byte. Buffer records are skipped
+    by seeking when ``src`` is seekable, else read and dropped in bounded pieces.
+    Checksums are left to the loader; record headers are CRC-checked so that a
+    damaged length cannot send the walk astray.
+    """
+
+    def __init__(self, src: Any, seekable: bool) -> None:
+        self._src = src
+        self._seekable = seekable
+        self._left = 0
+        self._started = False
+        self._ended = False
+
+    def _exact(self, n: int, what: str) -> bytes:
+        data = b""
+        while len(data) < n:
+            more = self._src.read(n - len(data))
+            if not more:
+                raise ScanError(f"truncated: {what} needs {n} bytes, {len(data)} remain")
+            data += more
+        return data
+
+    def _drop(self, n: int, what: str) -> None:
+        if not n:
+            return
+        if self._seekable:
+            self._src.seek(n, os.SEEK_CUR)
+            return
+        while n:
+            got = self._src.read(min(n, BLOCK))
+            if not got:
+                raise ScanError(f"truncated inside {what}")
+            n -= len(got)
+
+    def _next_payload(self) -> bool:
+        """Move to the next non-empty PICKLE payload; False at the END record."""
+        if self._ended:
+            return False
+        if not self._started:
+            self._started = True
+            if self._exact(fmt.HEADER.size, "the container header")[:8] != fmt.MAGIC:
+                raise ScanError("not an arraypickle container")
+        while True:
+            raw = self._exact(fmt.RECORD.size, "a record header")
+            kind, pad, flags, length, crc = fmt.RECORD.unpack(raw)
+            if zlib.crc32(raw[:12]) != crc:
+                raise ScanError("a record header is damaged (CRC mismatch)")
+            self._drop(pad, "record padding")
+            if kind == fmt.KIND_PICKLE and length:
+                self._left = length
+                return True
+            if kind == fmt.KIND_END:
+                self._ended = True
+                return False
+            if kind in (fmt.KIND_PICKLE, fmt.KIND_BUFFER) or flags & fmt.FLAG_SKIPPABLE:
+                self._drop(length + fmt.TRAILER.size, "a record")
+            else:
+                raise ScanError(f"a record has an unknown kind {kind!r}")
+
+    def _consumed(self, n: int) -> None:
+        self._left -= n
+        if self._left == 0:
+            self._drop(fmt.TRAILER.size, "a record trailer")
+
+    def read(self, n: int) -> bytes:
+        if self._left == 0 and not self._next_payload():
+            return b""
+        data = self._src.read(min(n, self._left))
+        if not data:
+            raise ScanError("truncated inside a pickle record")
+        self._consumed(len(data))
+        return data
+
+    def skip(self, n: int) -> None:
+        while n:
+            if self._left == 0 and not self._next_payload():
+                raise ScanError("truncated: the opcodes end inside an opcode's data")
+            take = min(n, self._left)
+            self._drop(take, "a pickle record")
+            self._consumed(take)
+            n -= take
+
+
+# -- the opcode walk ----------------------------------------------------------------
+
+# Opcode classes of the walk. _GENERIC ops have a fixed-size argument (or none) and a
+# fixed stack effect: pop ``npop`` (never below the last mark), push ``npush`` unknowns.
+(
+    _GENERIC,
+    _MARK,
+    _STR,
+    _BYTES,
+    _LINE,
+    _INT,
+    _CONST,
+    _TO_MARK,
+    _TUPLE_N,
+    _GET,
+    _PUT,
+    _MEMOIZE,
+    _GLOBAL,
+    _STACK_GLOBAL,
+    _EXT,
+    _POP,
+    _DUP,
+    _BUILD,
+    _CALL,
+    _STOP,
+    _DICT,
+    _SETITEM,
+    _SETITEMS,
+) = range(23)
+
+_LEN_PREFIX = {-2: (1, "<B"), -3: (4, "<i"), -4: (4, "<I"), -5: (8, "<Q")}
+_INT_ARG = {"BININT": "<i", "BININT1": "<B", "BININT2": "<H"}
+_STRINGS = {
+    "SHORT_BINUNICODE": "utf8",
+    "BINUNICODE": "utf8",
+    "BINUNICODE8": "utf8",
+    "SHORT_BINSTRING": "ascii",
+    "BINSTRING": "ascii",
+}
+_CONSTS = {"NONE": None, "NEWTRUE": True, "NEWFALSE": False, "EMPTY_TUPLE": ()}
+_SPECIAL = {
+    "MARK": _MARK,
+    "GET": _GET,
+    "BINGET": _GET,
+    "LONG_BINGET": _GET,
+    "PUT": _PUT,
+    "BINPUT": _PUT,
+    "LONG_BINPUT": _PUT,
+    "MEMOIZE": _MEMOIZE,
+    "GLOBAL": _GLOBAL,
+    "INST": _GLOBAL,
+    "STACK_GLOBAL": _STACK_GLOBAL,
+    "EXT1": _EXT,
+    "EXT2": _EXT,
+    "EXT4": _EXT,
+    "POP": _POP,
+    "DUP": _DUP,
+    "BUILD": _BUILD,
+    "REDUCE": _CALL,
+    "NEWOBJ": _CALL,
+    "STOP": _STOP,
+    "EMPTY_DICT": _DICT,
+    "SETITEM": _SETITEM,
+    "SETITEMS": _SETITEMS,
+    "TUPLE1": _TUPLE_N,
+    "TUPLE2": _TUPLE_N,
+    "TUPLE3": _TUPLE_N,
+}
+
+
+def _table() -> list[tuple[Any, ...] | None]:
+    """Per opcode byte: (class, name, argument size or length-prefix info, npop, npush)."""
+    table: list[tuple[Any, ...] | None] = [None] * 256
+    for op in pickletools.opcodes:
+        code = ord(op.code)
+        n = op.arg.n if op.arg is not None else 0
+        marked = any(s is pickletools.markobject for s in op.stack_before)
+        npop = len(op.stack_before)
+        npush = len(op.stack_after)
+        name = op.name
+        if name in _SPECIAL:
+            cls = _SPECIAL[name]
+        elif name in _CONSTS:
+            cls = _CONST
+        elif name in _INT_ARG:
+            cls = _INT
+        elif name in _STRINGS or name in ("STRING", "UNICODE"):
+            cls = _STR
+        elif n == -1:
+            cls = _LINE
+        elif n < -1:
+            cls = _BYTES
+        elif marked:
+            cls = _TO_MARK
+            # items consumed below the mark (APPENDS' list stays: pop 0, push 0)
+            npop = op.stack_before.index(pickletools.markobject)
+            npush = len(op.stack_after) - npop if npop else len(op.stack_after)
+        else:
+            cls = _GENERIC
+        table[code] = (cls, name, n, npop, npush)
+    return table
+
+
+_TABLE = _table()
+
+
+# Opcodes that push one value and consume nothing, with their size (opcode plus fixed
+# argument): BINFLOAT, BININT, BININT1, BININT2, NONE, NEWTRUE, NEWFALSE, EMPTY_TUPLE,
+# EMPTY_LIST, EMPTY_DICT, EMPTY_SET, NEXT_BUFFER. A run of one of them (a list or dict
+# of floats is mostly that) is matched by a regex instead of opcode by opcode.
+_RUN_SIZES = {b"G": 9, b"J": 5, b"K": 2, b"M": 3, **dict.fromkeys(b"N\x88\x89)]}\x8f\x97", 1)}
+
+
+def _run_matchers() -> dict[int, tuple[Callable[..., Any], int]]:
+    out = {}
+    for op, size in _RUN_SIZES.items():
+        code = op[0] if isinstance(op, bytes) else op
+        one = re.escape(bytes([code])) + b".{%d}" % (size - 1)
+        out[code] = (re.compile(b"(?:" + one + b")+", re.DOTALL).match, size)
+    return out
+
+
+_RUNS = _run_matchers()
+
+
+class OpcodeScanner:
+    """Walks pickle streams from sources, collecting the dotted names of their globals.
+
+    ``names`` accumulates over every :meth:`scan` (one per pickle stream). Raises
+    :class:`ScanError` where the unpickler itself would fail on the stream.
+    """
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+        self.opcodes = 0
+
+    # -- hooks for formats that interleave raw data with opcodes ------------------
+
+    #: Globals after which the walk tracks every literal for :meth:`on_build` (before
+    #: them, runs of floats, ints and Nones go by fast, as unknowns).
+    literal_after: frozenset[str] = frozenset()
+
+    def on_build(self, obj: Any, state: Any, source: BlockSource) -> None:
+        """Called at each BUILD with the object (a :class:`Made` when a global made it)
+        and its state; may read or skip raw bytes of ``source`` (a :class:`BlockSource`
+        resuming where the walk stopped) or :meth:`scan` a nested stream from it. The
+        default does nothing and is not called."""
+
+    # -- the walk -----------------------------------------------------------------
+
+    def scan(self, source: BlockSource) -> bytes:
+        """Walk one pickle stream from ``source`` up to and including its STOP.
+
+        Returns what was read from ``source`` past the STOP (to hand back to a
+        caller that goes on reading the same source)."""
+        table = _TABLE
+        names = self.names
+        stack: list[Any] = []
+        marks: list[int] = []
+        fence = 0
+        memo: dict[int, Any] = {}
+        memo_len = 0
+        memo_keys: set[int] | None = None  # None: the keys are range(memo_len)
+        memo_cost = 0
+        unknown = UNKNOWN
+        unpack_from = struct.unpack_from
+        buf = b""
+        i = end = 0
+        count = 0
+        hooked = type(self).on_build is not OpcodeScanner.on_build
+        # Hooks see int and empty-container literals; the fast path pushes unknowns.
+        fast = True
+        triggers = self.literal_after if hooked else frozenset()
+        runs = _RUNS
+
+        def underflow() -> ScanError:
+            return ScanError(f"unpickling stack underflow at opcode {count}")
+
+        while True:
+            if i >= end:
+                buf = source.more(buf[i:], 1)
+                i, end = 0, len(buf)
+                if not end:
+                    raise ScanError("truncated: the pickle stream ends before STOP")
+            code = buf[i]
+            if fast and code in runs:
+                # A run of one opcode that pushes a value the scan does not need
+                # (floats, ints, None, bools, empty containers), matched in C.
+                match, width = runs[code]
+                m = match(buf, i)
+                if m is not None:
+                    k = (m.end() - i) // width
+                    stack.extend(repeat(unknown, k))
+                    count += k
+                    i = m.end()
+                    continue
+            i += 1
+            count += 1
+            spec = table[code]
+            if spec is None:
+                raise ScanError(f"invalid opcode 0x{code:02x} at opcode {count}")
+            cls, opname, n, npop, npush = spec
+            # Fixed-size arguments are made available here.
+            if n > 0 and i + n > end:
+                buf = source.more(buf[i:], n)
+                i, end = 0, len(buf)
+                if n > end:
+                    raise ScanError(f"truncated: {opname} needs {n} bytes")
+
+            if cls == _GENERIC:
+                i += n
+                if npop:
+                    if len(stack) - npop < fence:
+                        raise underflow()
+                    del stack[-npop:]
+                if npush:
+                    stack.append(unknown)
+            elif cls in (_STR, _BYTES):
+                if n == -1:  # STRING, UNICODE: one line
+                    line, buf, i, end = self._line(source, buf, i, end, opname)
+                    stack.append(_decode_line(opname, line))
+                    continue
+                size, fmt_ = _LEN_PREFIX[n]
+                if i + size > end:
+                    buf = source.more(buf[i:], size)
+                    i, end = 0, len(buf)
+                    if size > end:
+                        raise ScanError(f"truncated: {opname} needs its length")
+                (length,) = unpack_from(fmt_, buf, i)
+                i += size
+                if length < 0:
+                    raise ScanError(f"{opname} with a negative length")
+                if cls == _STR and length <= NAME_MAX:
+                    if i + length > end:
+                        buf = source.more(buf[i:], length)
+                        i, end = 0, len(buf)
+                        if length > end:
+                            raise ScanError(f"truncated: {opname} needs {length} bytes")
+                    raw = buf[i : i + length]
+                    i += length
+                    try:
+                        value: Any = raw.decode("utf-8", "surrogatepass")
+                        if _STRINGS[opname] == "ascii" and not value.isascii():
+                            value = unknown
+                    except UnicodeDecodeError:
+                        value = unknown
+                    stack.append(value)
+                    continue
+                if i + length <= end:
+                    value = buf[i : i + length] if length <= NAME_MAX else unknown
+                    i += length
+                else:
+                    source.skip(length - (end - i))
+                    buf, i, end = b"", 0, 0
+                    value = unknown
+                stack.append(value if opname in ("SHORT_BINBYTES", "BINBYTES") else unknown)
+            elif cls in (_MEMOIZE, _PUT):
+                if cls == _MEMOIZE:
+                    idx = memo_len
+                else:
+                    if n == -1:
+                        line, buf, i, end = self._line(source, buf, i, end, opname)
+                        idx = _int_line(line, opname)
+                    else:
+                        (idx,) = unpack_from("<B" if n == 1 else "<I", buf, i)
+                        i += n
+                if len(stack) <= fence:
+                    raise ScanError(f"{opname} with an empty stack")
+                if memo_keys is None:
+                    if idx == memo_len:
+                        memo_len += 1
+                    elif idx > memo_len:
+                        memo_keys = set(range(memo_len))
+                if memo_keys is not None and idx not in memo_keys:
+                    memo_keys.add(idx)
+                    memo_len += 1
+                value = stack[-1]
+                old = memo.pop(idx, None)
+                if old is not None:
+                    memo_cost -= _cost(old)
+                if _storable(value) and memo_cost < MEMO_BUDGET:
+                    memo[idx] = value
+                    memo_cost += _cost(value)
+            elif cls == _GET:
+                if n == -1:
+                    line, buf, i, end = self._line(source, buf, i, end, opname)
+                    idx = _int_line(line, opname)
+                else:
+                    (idx,) = unpack_from("<B" if n == 1 else "<I", buf, i)
+                    i += n
+                stack.append(memo.get(idx, unknown))
+            elif cls == _TO_MARK:
+                i += max(n, 0)
+                if not marks:
+                    raise ScanError(f"{opname} without a MARK")
+                k = marks.pop()
+                items = stack[k:]
+                del stack[k:]
+                fence = marks[-1] if marks else 0
+                if npop:  # APPENDS, ADDITEMS: the container below the mark stays
+                    if len(stack) - npop < fence:
+                        raise underflow()
+                elif opname == "TUPLE":
+                    stack.append(_literal_tuple(items))
+                elif npush:  # LIST, DICT, FROZENSET, OBJ
+                    stack.append(unknown)
+            elif cls == _MARK:
+                marks.append(len(stack))
+                fence = len(stack)
+            elif cls == _CONST:
+                stack.append(_CONSTS[opname])
+            elif cls == _INT:
+                (value,) = unpack_from(_INT_ARG[opname], buf, i)
+                i += n
+                stack.append(value)
+            elif cls == _DICT:
+                stack.append({})
+            elif cls in (_SETITEMS, _SETITEM):
+                if cls == _SETITEMS:
+                    if not marks:
+                        raise ScanError("SETITEMS without a MARK")
+                    k = marks.pop()
+                    items = stack[k:]
+                    del stack[k:]
+                    fence = marks[-1] if marks else 0
+                else:
+                    if len(stack) - 2 < fence:
+                        raise underflow()
+                    items = stack[-2:]
+                    del stack[-2:]
+                if len(stack) <= fence:
+                    raise underflow()
+                target = stack[-1]
+                if type(target) is dict:
+                    if len(target) + len(items) // 2 > LITERAL_MAX:
+                        stack[-1] = unknown
+                    else:
+                        for j in range(0, len(items) - 1, 2):
+                            key = items[j]
+                            if isinstance(key, (str, bytes, int, tuple)) or key is None:
+                                try:
+                                    target[key] = items[j + 1]
+                                except TypeError:
+                                    stack[-1] = unknown
+                            else:
+                                stack[-1] = unknown
+            elif cls == _TUPLE_N:
+                k = 1 if opname == "TUPLE1" else 2 if opname == "TUPLE2" else 3
+                if len(stack) - k < fence:
+                    raise underflow()
+                items = stack[-k:]
+                del stack[-k:]
+                stack.append(_literal_tuple(items))
+            elif cls == _CALL:
+                if len(stack) - 2 < fence:
+                    raise underflow()
+                func, args = stack[-2], stack[-1]
+                del stack[-2:]
+                stack.append(Made(func.name, args) if type(func) is GlobalRef else unknown)
+            elif cls == _GLOBAL:
+                line, buf, i, end = self._line(source, buf, i, end, opname)
+                line2, buf, i, end = self._line(source, buf, i, end, opname)
+                try:
+                    module = line[:-1].decode("utf-8")
+                    qualname = line2[:-1].decode("utf-8")
+                except UnicodeDecodeError:
+                    raise ScanError(f"{opname} names a global that is not UTF-8") from None
+                dotted = normalize(module, qualname)
+                names.add(dotted)
+                if dotted in triggers:
+                    fast = False
+                if opname == "INST":
+                    if not marks:
+                        raise ScanError("INST without a MARK")
+                    k = marks.pop()
+                    del stack[k:]
+                    fence = marks[-1] if marks else 0
+                    stack.append(Made(dotted, unknown))
+                else:
+                    stack.append(GlobalRef(dotted))
+            elif cls == _STACK_GLOBAL:
+                if len(stack) - 2 < fence:
+                    raise underflow()
+                module, qualname = stack[-2], stack[-1]
+                del stack[-2:]
+                if type(module) is str and type(qualname) is str:
+                    dotted = normalize(module, qualname)
+                    names.add(dotted)
+                    if dotted in triggers:
+                        fast = False
+                    stack.append(GlobalRef(dotted))
+                else:
+                    names.add(UNRESOLVED)
+                    stack.append(unknown)
+            elif cls == _EXT:
+                (ext,) = unpack_from("<B" if n == 1 else "<H" if n == 2 else "<i", buf, i)
+                i += n
+                pair = copyreg._inverted_registry.get(ext)
+                if pair is None:
+                    names.add(UNRESOLVED)
+                    stack.append(unknown)
+                else:
+                    dotted = normalize(*pair)
+                    names.add(dotted)
+                    stack.append(GlobalRef(dotted))
+            elif cls == _BUILD:
+                if len(stack) - 2 < fence:
+                    raise underflow()
+                state = stack.pop()
+                if hooked:
+                    resume = _Resume(source, buf[i:])
+                    self.on_build(stack[-1], state, resume)
+                    buf, i, end = resume.leftover, 0, len(resume.leftover)
+            elif cls == _POP:
+                if marks and marks[-1] == len(stack):
+                    marks.pop()
+                    fence = marks[-1] if marks else 0
+                elif len(stack) > fence:
+                    stack.pop()
+                else:
+                    raise underflow()
+            elif cls == _DUP:
+                if len(stack) <= fence:
+                    raise underflow()
+                stack.append(stack[-1])
+            elif cls == _LINE:
+                line, buf, i, end = self._line(source, buf, i, end, opname)
+                stack.append(unknown)  # INT, LONG, FLOAT, PERSID
+            elif cls == _STOP:
+                if len(stack) <= fence:
+                    raise underflow()
+                self.opcodes += count
+                return buf[i:]
+            else:  # pragma: no cover - every class is handled above
+                raise AssertionError(opname)
+
+    @staticmethod
+    def _line(
+        source: BlockSource, buf: bytes, i: int, end: int, opname: str
+    ) -> tuple[bytes, bytes, int, int]:
+        nl = buf.find(b"\n", i)
+        if nl < 0:
+            buf = source.more_line(buf[i:])
+            i, end = 0, len(buf)
+            nl = buf.find(b"\n")
+            if nl < 0:
+                raise ScanError(f"truncated: {opname} needs a newline-terminated argument")
+        return buf[i : nl + 1], buf, nl + 1, end
+
+
+class _Resume(BlockSource):
+    """What an ``on_build`` hook reads from: the walk's unread bytes, then the source."""
+
+    def __init__(self, source: BlockSource, rest: bytes) -> None:
+        self._source = source
+        self.leftover = rest
+
+    def _take(self, rest: bytes) -> bytes:
+        if self.leftover:
+            rest, self.leftover = rest + self.leftover, b""
+        return rest
+
+    def more(self, rest: bytes, need: int) -> bytes:
+        data = self._take(rest)
+        return data if len(data) >= need else self._source.more(data, need)
+
+    def more_line(self, rest: bytes) -> bytes:
+        data = self._take(rest)
+        return data if b"\n" in data else self._source.more_line(data)
+
+    def read(self, n: int) -> bytes:
+        """Up to ``n`` raw bytes (short only at EOF)."""
+        if len(self.leftover) < n:
+            self.leftover = self._source.more(self.leftover, n)
+        out, self.leftover = self.leftover[:n], self.leftover[n:]
+        return out
+
+    def skip(self, n: int) -> None:
+        if n <= len(self.leftover):
+            self.leftover = self.leftover[n:]
+            return
+        n -= len(self.leftover)
+        self.leftover = b""
+        self._source.skip(n)
+
+    def push_back(self, data: bytes) -> None:
+        """Hand back bytes read too far (what a nested :meth:`OpcodeScanner.scan` returns)."""
+        self.leftover = data + self.leftover
+
+
+def _storable(value: Any) -> bool:
+    t = type(value)
+    return t is str or t is GlobalRef or t is Made or t is int or t is bytes or t is tuple
+
+
+def _cost(value: Any) -> int:
+    return _ENTRY_COST + (len(value) if type(value) in (str, bytes) else 0)
+
+
+def _literal_tuple(items: list[Any]) -> Any:
+    """A tuple of what the walk knows of its items (UNKNOWN where nothing)."""
+    if len(items) > LITERAL_MAX:
+        return UNKNOWN
+    return tuple(items)
+
+
+def _int_line(line: bytes, opname: str) -> int:
+    try:
+        return int(line[:-1])
+    except ValueError:
+        raise ScanError(f"{opname} with a bad index {line[:40]!r}") from None
+
+
+def _decode_line(opname: str, line: bytes) -> Any:
+    """The str a STRING or UNICODE opcode pushes (as the C unpickler decodes it)."""
+    body = line[:-1]
+    try:
+        if opname == "UNICODE":
+            return body.decode("raw-unicode-escape")
+        if len(body) >= 2 and body[0] == body[-1] and body[:1] in (b"'", b'"'):
+            text = codecs.escape_decode(body[1:-1])[0]
+            return text.decode("ascii") if len(text) <= NAME_MAX else UNKNOWN
+    except (UnicodeDecodeError, ValueError):
+        return UNKNOWN
+    raise ScanError(f"{opname}: the argument is not a quoted string")
+
+
+# -- joblib files ----------------------------------------------------------------------
+
+JOBLIB_WRAPPER = "joblib.numpy_pickle.NumpyArrayWrapper"
+
+
+class JoblibScanner(OpcodeScanner):
+    """Also walks joblib's files: a pickle stream interrupted, right after the BUILD of
+    each ``NumpyArrayWrapper``, by the array's raw bytes (or, for an object array, by
+    a nested pickle stream, whose globals count like the others).
+
+    The array's size comes from the wrapper's state (``shape`` and the ``dtype`` made
+    from a type string); a state it cannot size raises :class:`ScanError`. A stream
+    without wrappers is walked as by :class:`OpcodeScanner` (the hook then never acts).
+    """
+
+    literal_after = frozenset({JOBLIB_WRAPPER})
+
+    def on_build(self, obj: Any, state: Any, source: BlockSource) -> None:
+        if type(obj) is not Made or obj.name != JOBLIB_WRAPPER:
+            return
+        shape = state.get("shape") if type(state) is dict else None
+        dtype = state.get("dtype") if type(state) is dict else None
+        descr = None
+        if type(dtype) is Made and dtype.name == "numpy.dtype" and type(dtype.args) is tuple:
+            descr = dtype.args[0] if dtype.args else None
+        if (
+            type(shape) is not tuple
+            or not all(type(n) is int and n >= 0 for n in shape)
+            or type(descr) is not str
+        ):
+            raise ScanError("a joblib array wrapper whose shape or dtype cannot be read")
+        import numpy as np
+
+        try:
+            dt = np.dtype(descr)  # a type string like 'i8', 'U3', 'V16', 'O8'
+        except (TypeError, ValueError):
+            raise ScanError(f"a joblib array of unknown dtype {descr!r}") from None
+        if dt.hasobject:
+            source.push_back(self.scan(source))  # type: ignore[attr-defined]
+            return
+        if "numpy_array_alignment_bytes" in state:
+            (pad,) = source.read(1) or b"\xff"  # type: ignore[attr-defined]
+            if pad > 64:
+                raise ScanError("a joblib array with a bad alignment padding")
+            source.skip(pad)
+        count = 1
+        for n in shape:
+            count *= n
+        source.skip(count * dt.itemsize)

@@ -1,0 +1,39 @@
+"""Writes the numpy 1.x fixtures of tests/test_safe_load.py (run under numpy 1.26).
+
+python -m venv /tmp/np1 && /tmp/np1/bin/pip install "numpy<2" pluggy xxhash
+/tmp/np1/bin/pip install --no-deps -e . && /tmp/np1/bin/python tests/data/safe/make_numpy1.py
+"""
+
+import pathlib
+import pickle
+
+import numpy as np
+
+import arraypickle
+
+HERE = pathlib.Path(__file__).parent
+
+
+def corpus():
+    a = np.arange(6.0).reshape(2, 3)
+    return {
+        "f8": a,
+        "fortran": np.asfortranarray(a),
+        "i2be": np.arange(4, dtype=">i2"),
+        "objects": np.array([1, "x", None], dtype=object),
+        "structured": np.zeros(2, dtype=[("a", "<i4"), ("b", "U3")]),
+        "datetime": np.array(["2020-01-01"], dtype="M8[D]"),
+        "matrix": np.matrix([[1, 2]]),
+        "masked": np.ma.array([1.0, 2.0], mask=[0, 1], fill_value=9.0),
+        "recarray": np.rec.array([(1, 2.0)], dtype=[("a", "i4"), ("b", "f8")]),
+        "scalars": [np.float64(1.5), np.int32(3), np.bool_(True), np.str_("s")],
+        "dtype": np.dtype([("x", "<f4")]),
+    }
+
+
+if __name__ == "__main__":
+    major = np.__version__.split(".")[0]
+    for proto in (2, 5):
+        data = pickle.dumps(corpus(), protocol=proto)
+        (HERE / f"numpy{major}_proto{proto}.pkl").write_bytes(data)
+    arraypickle.dump(corpus(), HERE / f"numpy{major}_container.apk")

@@ -1,0 +1,438 @@
+"""Real attack shapes, each refused by safe loading before its side effect can happen.
+
+Every payload tries to create a marker file. Each is first shown to work (an ordinary
+``pickle.loads`` creates the marker), then loaded with ``safe=True`` as a plain
+pickle, a compressed plain pickle, and inside arraypickle containers (whole, split
+across records, compressed), from bytes, a path and a stream that cannot seek:
+``UntrustedTypeError`` names the culprit and the marker never appears.
+"""
+
+from __future__ import annotations
+
+import bz2
+import copyreg
+import functools
+import gzip
+import io
+import lzma
+import os
+import pickle
+import struct
+import subprocess
+import zlib
+
+import numpy as np
+import pytest
+
+import arraypickle as ap
+from arraypickle import _safe
+from arraypickle._writer import ContainerWriter
+
+# -- opcode assembly ------------------------------------------------------------------
+
+
+def s(text: str) -> bytes:
+    """SHORT_BINUNICODE / BINUNICODE of ``text``."""
+    raw = text.encode()
+    if len(raw) < 256:
+        return b"\x8c" + bytes([len(raw)]) + raw
+    return b"X" + struct.pack("<I", len(raw)) + raw
+
+
+def g(module: str, name: str) -> bytes:
+    """GLOBAL (protocol 0 style)."""
+    return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
+
+
+def sg(module: str, name: str) -> bytes:
+    """STACK_GLOBAL from two literal strings."""
+    return s(module) + s(name) + b"\x93"
+
+
+PROTO4 = b"\x80\x04"
+MEMOIZE, POP, REDUCE, STOP, MARK, TUPLE = b"\x94", b"0", b"R", b".", b"(", b"t"
+TUPLE1, TUPLE2 = b"\x85", b"\x86"
+
+
+def call(func: bytes, *args: bytes) -> bytes:
+    return func + MARK + b"".join(args) + TUPLE + REDUCE
+
+
+# -- payload factories: (marker path) -> (pickle bytes, names to be reported) ----------
+
+
+def touch(marker: str) -> str:
+    return f"touch {marker}"
+
+
+class _Reduce:
+    def __init__(self, func, args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+
+def os_system_reduce(m):
+    return pickle.dumps(_Reduce(os.system, (touch(m),)), protocol=5), [_system()]
+
+
+def _system() -> str:
+    return f"{os.system.__module__}.system"
+
+
+def builtins_eval(m):
+    return pickle.dumps(_Reduce(eval, (f"open({m!r}, 'w').close()",))), ["builtins.eval"]
+
+
+def builtins_exec_py2_name(m):
+    # protocol 2, Python 2 module name: the scan applies pickle's renames too
+    code = f"open({m!r}, 'w').close()"
+    return b"\x80\x02" + call(g("__builtin__", "exec"), s(code)) + STOP, ["builtins.exec"]
+
+
+def getattr_chain(m):
+    # getattr(__import__('os'), 'system')('touch m')
+    module = call(g("builtins", "__import__"), s("os"))
+    func = call(g("builtins", "getattr"), module, s("system"))
+    data = PROTO4 + call(func, s(touch(m))) + STOP
+    return data, ["builtins.__import__", "builtins.getattr"]
+
+
+def getattr_on_allowed(m):
+    # getattr(numpy.dtype, '__class__')... reaching anything from an allowed object
+    data = PROTO4 + call(
+        call(g("builtins", "getattr"), call(g("builtins", "__import__"), s("os")), s("system")),
+        s(touch(m)),
+    )
+    return data + STOP, ["builtins.__import__", "builtins.getattr"]
+
+
+def stack_global_memo(m):
+    # 'posix'/'system' memoized, popped, fetched back with BINGET, then STACK_GLOBAL
+    mod = os.system.__module__
+    data = (
+        PROTO4
+        + s(mod)
+        + MEMOIZE
+        + POP
+        + s("unrelated")
+        + MEMOIZE
+        + POP
+        + s("system")
+        + MEMOIZE
+        + POP
+        + b"h\x00h\x02\x93"
+        + s(touch(m))
+        + TUPLE1
+        + REDUCE
+        + STOP
+    )
+    return data, [_system()]
+
+
+def stack_global_put_get(m):
+    # protocol 2 style BINPUT/LONG_BINGET at sparse indices, mixed with MEMOIZE
+    mod = os.system.__module__
+    data = (
+        PROTO4
+        + s(mod)
+        + b"q\x07"  # BINPUT 7
+        + POP
+        + s("system")
+        + MEMOIZE  # index len(memo) == 1
+        + POP
+        + b"j\x07\x00\x00\x00"  # LONG_BINGET 7
+        + b"h\x01"  # BINGET 1
+        + b"\x93"
+        + s(touch(m))
+        + TUPLE1
+        + REDUCE
+        + STOP
+    )
+    return data, [_system()]
+
+
+def stack_global_computed(m):
+    # the module name is computed by an allowed call, str(b'posix', 'ascii'):
+    # the scan cannot know it, reports <unresolved> and refuses
+    mod = os.system.__module__.encode()
+    name = call(g("builtins", "str"), b"C" + bytes([len(mod)]) + mod, s("ascii"))
+    data = PROTO4 + name + s("system") + b"\x93" + s(touch(m)) + TUPLE1 + REDUCE + STOP
+    return data, ["<unresolved>"]
+
+
+def pkgutil_resolve_name(m):
+    func = call(g("pkgutil", "resolve_name"), s("os:system"))
+    return PROTO4 + call(func, s(touch(m))) + STOP, ["pkgutil.resolve_name"]
+
+
+def importlib_methodcaller(m):
+    module = call(g("importlib", "import_module"), s("os"))
+    caller = call(g("operator", "methodcaller"), s("system"), s(touch(m)))
+    data = PROTO4 + caller + module + TUPLE1 + REDUCE + STOP
+    return data, ["importlib.import_module", "operator.methodcaller"]
+
+
+def operator_attrgetter(m):
+    module = call(g("importlib", "import_module"), s("os"))
+    func = call(call(g("operator", "attrgetter"), s("system")), module)
+    data = PROTO4 + call(func, s(touch(m))) + STOP
+    return data, ["importlib.import_module", "operator.attrgetter"]
+
+
+def functools_partial(m):
+    return (
+        pickle.dumps(_Reduce(functools.partial(os.system, touch(m)), ())),
+        ["functools.partial", _system()],
+    )
+
+
+def subprocess_popen(m):
+    return pickle.dumps(_Reduce(subprocess.Popen, (["touch", m],))), ["subprocess.Popen"]
+
+
+def object_array(m):
+    arr = np.array([1, _Reduce(os.system, (touch(m),))], dtype=object)
+    names = ["numpy._core.multiarray._reconstruct", "numpy.dtype", "numpy.ndarray", _system()]
+    return pickle.dumps(arr, protocol=5), [_system()] if names else names
+
+
+def nested_object_arrays(m):
+    inner = np.array([_Reduce(os.system, (touch(m),))], dtype=object)
+    outer = np.array([{"k": [inner]}], dtype=object)
+    return pickle.dumps({"a": np.ones(3), "o": outer}, protocol=4), [_system()]
+
+
+def numpy_load_nested(m):
+    # numpy.load of a second file with allow_pickle=True runs that file's pickle
+    evil = m + ".npy"
+    np.save(evil, np.array([_Reduce(os.system, (touch(m),))], dtype=object), allow_pickle=True)
+    return pickle.dumps(_Reduce(np.load, (evil, None, True))), ["numpy.load"]
+
+
+def numpy_save(m):
+    # an allowed module, a dangerous attribute
+    return pickle.dumps(_Reduce(np.save, (m, np.zeros(1)))), ["numpy.save"]
+
+
+def dotted_through_allowed_module(m):
+    # uuid imports os: STACK_GLOBAL('uuid', 'os.system') is os.system for protocol 4
+    return PROTO4 + call(sg("uuid", "os.system"), s(touch(m))) + STOP, ["uuid.os.system"]
+
+
+def numpy_testing_runstring(m):
+    # numpy.testing.runstring(code, namespace) is exec under another name
+    code = f"open({m!r}, 'w').close()"
+    data = PROTO4 + call(sg("numpy.testing", "runstring"), s(code), b"}") + STOP
+    return data, ["numpy.testing.runstring"]
+
+
+def inst_opcode(m):
+    data = b"(S'" + touch(m).encode() + b"'\nios\nsystem\n."
+    return data, ["os.system"]
+
+
+def obj_opcode(m):
+    data = b"\x80\x01(cos\nsystem\nS'" + touch(m).encode() + b"'\no."
+    return data, ["os.system"]
+
+
+def defaultdict_factory(m):
+    # a defaultdict is allowed, its factory is checked like any global
+    data = PROTO4 + call(g("collections", "defaultdict"), g("os", "system")) + STOP
+    return data, ["os.system"]
+
+
+def reconstructor_wrapping(m):
+    # copyreg._reconstructor is allowed; the class it is handed is checked
+    data = b"\x80\x02" + call(
+        g("copy_reg", "_reconstructor"), g("subprocess", "Popen"), g("__builtin__", "object")
+    )
+    return data + STOP, ["subprocess.Popen"]
+
+
+ATTACKS = [
+    os_system_reduce,
+    builtins_eval,
+    builtins_exec_py2_name,
+    getattr_chain,
+    getattr_on_allowed,
+    stack_global_memo,
+    stack_global_put_get,
+    stack_global_computed,
+    pkgutil_resolve_name,
+    importlib_methodcaller,
+    operator_attrgetter,
+    functools_partial,
+    subprocess_popen,
+    object_array,
+    nested_object_arrays,
+    numpy_load_nested,
+    numpy_save,
+    dotted_through_allowed_module,
+    numpy_testing_runstring,
+    inst_opcode,
+    obj_opcode,
+    defaultdict_factory,
+    reconstructor_wrapping,
+]
+# The payloads whose effect is a plain call at load time (the sanity check runs them).
+RUNNABLE = [
+    a
+    for a in ATTACKS
+    if a.__name__
+    not in (
+        "defaultdict_factory",  # the factory would run only on a missing key
+        "reconstructor_wrapping",  # object.__new__(Popen) fails after resolving Popen
+    )
+]
+
+
+# -- containers and forms -----------------------------------------------------------
+
+
+def container(payload: bytes, pieces: int = 1) -> bytes:
+    """An arraypickle container whose PICKLE records hold ``payload`` (split in pieces)."""
+    out = io.BytesIO()
+    writer = ContainerWriter(out)
+    writer.write_array(np.arange(8.0), "C")  # a buffer record before the opcodes
+    step = max(1, -(-len(payload) // pieces))
+    for i in range(0, len(payload), step):
+        writer.write(payload[i : i + step])
+    writer.finish()
+    return out.getvalue()
+
+
+FORMS = {
+    "plain": lambda p: p,
+    "plain-gzip": gzip.compress,
+    "plain-xz": lzma.compress,
+    "container": container,
+    "container-split": lambda p: container(p, pieces=7),
+    "container-zlib": lambda p: zlib.compress(container(p)),
+    "container-bz2": lambda p: bz2.compress(container(p, pieces=3)),
+}
+
+
+class Pipe(io.RawIOBase):
+    """A readable stream that cannot seek (what a pipe or socket gives)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._src = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        return self._src.readinto(b)
+
+
+@pytest.fixture
+def marker(tmp_path):
+    return str(tmp_path / "pwned")
+
+
+@pytest.mark.parametrize("attack", RUNNABLE, ids=lambda a: a.__name__)
+def test_payload_is_real(attack, marker):
+    """Sanity: without safe loading, the payload does what it says."""
+    data, _ = attack(marker)
+    out = pickle.loads(data)
+    if isinstance(out, subprocess.Popen):
+        out.wait()
+    assert os.path.exists(marker) or os.path.exists(marker + ".npy")
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("attack", ATTACKS, ids=lambda a: a.__name__)
+def test_refused_before_anything_runs(attack, form, marker, tmp_path):
+    data, names = attack(marker)
+    blob = FORMS[form](data)
+    assert set(names) <= set(ap.get_untrusted_types(blob))
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(blob)
+    for source in (lambda: ap.loads(blob, safe=True), lambda: ap.load(path, safe=True)):
+        with pytest.raises(ap.UntrustedTypeError) as info:
+            source()
+        assert set(names) <= set(info.value.names)
+        for name in names:
+            assert name in str(info.value)
+    with pytest.raises(ap.UntrustedTypeError):
+        ap.load(Pipe(blob), safe=True)
+    # trusted= something else does not open the door either
+    with pytest.raises(ap.UntrustedTypeError):
+        ap.loads(blob, trusted=["collections.OrderedDict"])
+    assert not os.path.exists(marker)
+    assert not os.path.exists(marker + ".npy") or attack.__name__ == "numpy_load_nested"
+
+
+@pytest.mark.parametrize("compress", [0, "gzip", "xz"])
+def test_reduce_attacks_through_dump(compress, marker):
+    """The same shapes written by arraypickle's own pickler (meta next to buffers)."""
+    value = {
+        "weights": np.ones((4, 4)),
+        "payload": _Reduce(os.system, (touch(marker),)),
+        "objects": np.array([None, _Reduce(subprocess.Popen, (["touch", marker],))], dtype=object),
+    }
+    blob = ap.dumps(value, compress=compress)
+    assert ap.get_untrusted_types(blob) == sorted([_system(), "subprocess.Popen"])
+    with pytest.raises(ap.UntrustedTypeError) as info:
+        ap.loads(blob, safe=True)
+    assert info.value.names == sorted([_system(), "subprocess.Popen"])
+    assert not os.path.exists(marker)
+
+
+@pytest.mark.parametrize("form", ["plain", "container", "container-zlib"])
+def test_find_class_enforces_without_the_scan(monkeypatch, form, marker):
+    """Defense in depth: with the scan disabled, the load itself refuses the import."""
+    monkeypatch.setattr(_safe.Policy, "check", lambda self, names, file: None)
+    data, _ = os_system_reduce(marker)
+    with pytest.raises(ap.UntrustedTypeError) as info:
+        ap.loads(FORMS[form](data), safe=True)
+    assert info.value.names == [_system()]
+    data, _ = object_array(marker)
+    with pytest.raises(ap.UntrustedTypeError):
+        ap.loads(FORMS[form](data), safe=True)
+    assert not os.path.exists(marker)
+
+
+def test_extension_codes(marker):
+    """EXT opcodes resolve through copyreg's registry; unknown codes are unresolved."""
+    code = 0x7FF0
+    copyreg.add_extension("os", "system", code)
+    try:
+        data = b"\x80\x02\x83" + struct.pack("<H", code) + s(touch(marker)) + TUPLE1 + REDUCE
+        data += STOP
+        assert ap.get_untrusted_types(data) == ["os.system"]
+        with pytest.raises(ap.UntrustedTypeError):
+            ap.loads(container(data), safe=True)
+    finally:
+        copyreg.remove_extension("os", "system", code)
+    data = b"\x80\x02\x82\x05" + STOP
+    assert ap.get_untrusted_types(data) == ["<unresolved>"]
+    assert not os.path.exists(marker)
+
+
+def test_codecs_encode_is_latin1_only():
+    """``_codecs.encode`` is allowed only as pickle uses it (bytes below protocol 3)."""
+    assert ap.loads(pickle.dumps(b"\x00\xff", protocol=2), safe=True) == b"\x00\xff"
+    data = b"\x80\x02" + call(g("_codecs", "encode"), s("x"), s("zlib_codec")) + STOP
+    with pytest.raises(ap.CorruptFileError, match="latin1"):
+        ap.loads(data, safe=True)
+
+
+def test_memmap_constructor_cannot_create_files(tmp_path):
+    """``numpy.memmap`` is substituted: calling it cannot create or truncate a file."""
+    target = str(tmp_path / "created")
+    data = pickle.dumps(_Reduce(np.memmap, (target, "uint8", "w+", 0, (16,))))
+    with pytest.raises(ap.CorruptFileError):
+        ap.loads(data, safe=True)
+    assert not os.path.exists(target)
+
+
+def test_trusted_is_matched_exactly(marker):
+    """Trusting a class does not trust attributes reached through its dotted name."""
+    data = PROTO4 + call(sg("subprocess", "Popen.__init__"), s("x")) + STOP
+    assert ap.get_untrusted_types(data, trusted=[subprocess.Popen]) == ["subprocess.Popen.__init__"]
+    with pytest.raises(ap.UntrustedTypeError):
+        ap.loads(data, trusted=["subprocess.Popen"])

@@ -1,0 +1,359 @@
+"""The opcode scanner against the real unpickler: same names, never fewer, bounded memory."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import copyreg
+import datetime
+import decimal
+import gzip
+import io
+import os
+import pickle
+import pickletools
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import arraypickle as ap
+from arraypickle._allowlist import normalize
+from arraypickle._scan import UNRESOLVED, BlockSource, OpcodeScanner, ScanError
+
+
+class Stub:
+    """What the recording unpickler hands out for every global: accepts anything."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __call__(self, *args, **kwargs):
+        return Stub()
+
+    def __setstate__(self, state):
+        pass
+
+    def __getattr__(self, name):
+        return lambda *a, **k: None
+
+    def __setitem__(self, key, value):
+        pass
+
+
+class Recorder(pickle.Unpickler):
+    """Records every find_class the C unpickler makes; imports nothing."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(io.BytesIO(data), buffers=iter(lambda: b"", None))
+        self.names: set[str] = set()
+
+    def find_class(self, module, name):
+        self.names.add(normalize(module, name))
+        return Stub
+
+
+def scanned(data: bytes) -> set[str]:
+    scanner = OpcodeScanner()
+    scanner.scan(BlockSource(io.BytesIO(data).read, block=7))  # tiny blocks: every edge
+    return scanner.names
+
+
+class Plain:
+    def __init__(self, v):
+        self.v = v
+
+
+class Slotted:
+    __slots__ = ("a",)
+
+    def __init__(self, a):
+        self.a = a
+
+    def __getstate__(self):
+        return (None, {"a": self.a})
+
+
+leaves = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.text(max_size=20),
+    st.binary(max_size=300),
+    st.sampled_from(
+        [
+            datetime.date(2020, 1, 2),
+            decimal.Decimal("1.5"),
+            1j,
+            range(3),
+            np.float32(2),
+            np.dtype("f8"),
+            Ellipsis,
+            os.path.join,  # a function global from posixpath
+        ]
+    ),
+    st.builds(lambda n: np.arange(n, dtype="i2"), st.integers(0, 5)),
+)
+values = st.recursive(
+    leaves,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.tuples(inner, inner),
+        st.dictionaries(st.text(max_size=5), inner, max_size=4),
+        st.frozensets(st.integers(), max_size=3),
+        st.builds(collections.OrderedDict, st.dictionaries(st.text(max_size=3), inner)),
+        st.builds(Plain, inner),
+        st.builds(Slotted, inner),
+        st.builds(lambda xs: np.array([*xs, None], dtype=object), st.lists(inner, max_size=3)),
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=values, protocol=st.integers(0, 5))
+def test_scan_names_exactly_what_the_unpickler_imports(value, protocol):
+    data = pickle.dumps(value, protocol=protocol)
+    recorder = Recorder(data)
+    recorder.load()
+    assert scanned(data) == recorder.names
+
+
+def _big_memo_index(data: bytes) -> bool:
+    """Whether the stream PUTs at a huge memo index (the C unpickler would then size
+    its memo table to it: gigabytes, so the comparison is not run)."""
+    try:
+        for op, arg, _ in pickletools.genops(data):
+            if op.name in ("PUT", "BINPUT", "LONG_BINPUT") and arg > 100_000:
+                return True
+    except Exception:
+        pass  # genops stops where the unpickler would fail too
+    return False
+
+
+def _sound(data: bytes) -> None:
+    try:
+        names = scanned(data)
+    except ScanError:
+        return  # refused as corrupt: fail closed
+    if _big_memo_index(data):
+        return
+    recorder = Recorder(data)
+    with contextlib.suppress(Exception):
+        recorder.load()
+    if UNRESOLVED not in names:
+        assert recorder.names <= names, data
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    value=values,
+    protocol=st.integers(0, 5),
+    edits=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=4),
+)
+def test_scan_is_sound_on_mutated_streams(value, protocol, edits):
+    """Whatever the bytes, every global the unpickler would import is listed (or the
+    scan refuses the stream, or reports <unresolved>)."""
+    data = bytearray(pickle.dumps(value, protocol=protocol))
+    for pos, byte in edits:
+        data[pos % len(data)] = byte
+    _sound(bytes(data))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=64))
+def test_scan_is_sound_on_random_bytes(data):
+    _sound(b"\x80\x04" + data)
+
+
+def test_scanner_errors_are_scan_errors():
+    for data in [b"", b"\x80\x04", b"\xff.", b"0.", b"\x80\x04\x8c\x05ab", b"(\x93."]:
+        with pytest.raises(ScanError):
+            scanned(data)
+    with pytest.raises(ap.CorruptFileError):
+        ap.loads(b"\x80\x04\x8c\x05ab", safe=True)
+    assert ap.get_untrusted_types(b"cos\nsystem\n.") == ["os.system"]
+
+
+class CountingFile(io.RawIOBase):
+    """A seekable file that counts the bytes actually read."""
+
+    def __init__(self, data: bytes) -> None:
+        self._f = io.BytesIO(data)
+        self.bytes_read = 0
+
+    def readable(self):
+        return True
+
+    def seekable(self):
+        return True
+
+    def seek(self, pos, whence=0):
+        return self._f.seek(pos, whence)
+
+    def tell(self):
+        return self._f.tell()
+
+    def readinto(self, b):
+        n = self._f.readinto(b)
+        self.bytes_read += n
+        return n
+
+
+def test_container_buffers_are_skipped_unread():
+    blob = ap.dumps({"big": np.ones(2_000_000), "evil": subprocess.Popen})
+    f = CountingFile(blob)
+    assert ap.get_untrusted_types(f) == ["subprocess.Popen"]
+    assert f.bytes_read < 10_000 < len(blob)
+
+
+def test_big_inband_bytes_are_skipped_unread():
+    blob = pickle.dumps([b"\x00" * 5_000_000, subprocess.Popen], protocol=4)
+    f = CountingFile(blob)
+    assert ap.get_untrusted_types(f) == ["subprocess.Popen"]
+    assert f.bytes_read < 3 << 20  # one block, not the payload
+
+
+@pytest.mark.parametrize("compress", ["gzip", "bz2", "xz", "lzma", "zlib"])
+def test_compressed_forms(compress):
+    obj = {"a": np.arange(100), "p": subprocess.Popen}
+    assert ap.get_untrusted_types(ap.dumps(obj, compress=compress)) == ["subprocess.Popen"]
+    assert ap.get_untrusted_types(gzip.compress(pickle.dumps(obj))) == ["subprocess.Popen"]
+
+
+def test_missing_codec_is_reported():
+    data = b"\x04\x22\x4d\x18" + b"\x00" * 20  # lz4 frame magic
+    if "lz4" in ap.codecs():
+        pytest.skip("lz4 is installed here")
+    with pytest.raises(ap.UnknownCodecError):
+        ap.get_untrusted_types(data)
+
+
+@pytest.mark.slow
+def test_scan_memory_is_bounded(tmp_path):
+    """Scanning 200 MB files (arrays in a container, and in-band in a plain pickle)
+    raises the peak RSS of a fresh process by a few MB at most."""
+    write = textwrap.dedent(
+        f"""
+        import pickle, numpy as np, arraypickle as ap
+        big = np.ones(25_000_000)
+        ap.dump({{"a": big, "b": [1] * 10}}, {str(tmp_path / "c.apk")!r})
+        ap.dump({{"a": big}}, {str(tmp_path / "c.apk.gz")!r}, compress=("gzip", 1))
+        with open({str(tmp_path / "p.pkl")!r}, "wb") as f:
+            pickle.dump({{"a": big}}, f, protocol=4)
+        """
+    )
+    subprocess.run([sys.executable, "-c", write], check=True)
+    measure = textwrap.dedent(
+        f"""
+        import resource, arraypickle as ap
+        ap.get_untrusted_types(b"N.")
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        for name in ("c.apk", "c.apk.gz", "p.pkl"):
+            assert ap.get_untrusted_types({str(tmp_path)!r} + "/" + name) == []
+        print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", measure], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) < 24 << 20
+
+
+# -- joblib files: a pickle stream interrupted by array bytes ----------------------------
+
+JOBLIB_WRAPPER = "joblib.numpy_pickle.NumpyArrayWrapper"
+
+
+def _joblib_files():
+    from conftest import JOBLIB_COMPAT
+
+    if not JOBLIB_COMPAT.is_dir():
+        return []
+    return sorted(
+        p.name
+        for p in JOBLIB_COMPAT.iterdir()
+        if p.name.startswith("joblib_0.1")
+        and "_compressed_" not in p.name
+        and not p.name.endswith((".lz4", ".npy", ".z"))
+    )
+
+
+@pytest.mark.skipif(
+    not _joblib_files(), reason="the joblib-compat corpus is not beside the project"
+)
+@pytest.mark.parametrize("name", _joblib_files())
+def test_joblib_files_are_walked_past_their_arrays(name):
+    from conftest import JOBLIB_COMPAT
+
+    path = JOBLIB_COMPAT / name
+    assert ap.get_untrusted_types(path) == [JOBLIB_WRAPPER]
+    assert ap.get_untrusted_types(path, trusted=[JOBLIB_WRAPPER]) == []
+
+
+class FakeWrapper:
+    """Pickles like joblib's NumpyArrayWrapper (NEWOBJ, then BUILD with its state)."""
+
+    def __init__(self, state: dict) -> None:
+        self.state = state
+
+    def __reduce_ex__(self, protocol):
+        return (copyreg.__newobj__, (FakeWrapper,), self.state)
+
+
+def _joblib_like(state: dict, tail: bytes) -> bytes:
+    """A wrapper pickled the way joblib does it, then ``tail`` (array data), then STOP."""
+    head = pickle.dumps([FakeWrapper(state)], protocol=3)
+    ours = f"c{__name__}\nFakeWrapper\n".encode()
+    assert head.count(ours) == 1 and head.endswith(b"a.")  # BUILD, APPEND, STOP
+    head = head.replace(ours, b"cjoblib.numpy_pickle\nNumpyArrayWrapper\n")
+    return head[:-2] + tail + b"a."
+
+
+def test_joblib_raw_bytes_do_not_derail_the_walk():
+    arr = np.array([ord("c"), 10, 10, 46], dtype="u1")  # bytes that look like opcodes
+    state = {
+        "subclass": np.ndarray,
+        "shape": (2, 2),
+        "order": "C",
+        "dtype": arr.dtype,
+        "allow_mmap": True,
+    }
+    data = _joblib_like(state, arr.tobytes())
+    assert ap.get_untrusted_types(data) == [JOBLIB_WRAPPER]
+    aligned = dict(state, numpy_array_alignment_bytes=16)
+    data = _joblib_like(aligned, b"\x03" + b"\xff" * 3 + arr.tobytes())
+    assert ap.get_untrusted_types(data) == [JOBLIB_WRAPPER]
+
+
+def test_joblib_nested_object_array_streams_are_scanned(tmp_path):
+    """The nested pickle of an object array (GHSA-m62q-453p-gv66's shape) is walked too."""
+    marker = str(tmp_path / "pwned")
+
+    class Evil:
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+
+    nested = pickle.dumps(np.array([Evil()], dtype=object), protocol=2)
+    state = {
+        "subclass": np.ndarray,
+        "shape": (1,),
+        "order": "C",
+        "dtype": np.dtype(object),
+        "allow_mmap": False,
+    }
+    data = _joblib_like(state, nested)
+    assert ap.get_untrusted_types(data) == sorted(
+        [JOBLIB_WRAPPER, f"{os.system.__module__}.system"]
+    )
+    assert not os.path.exists(marker)
+
+
+def test_joblib_wrapper_without_a_readable_size_is_refused():
+    state = {"shape": "nonsense", "dtype": np.dtype("f8")}
+    with pytest.raises(ap.CorruptFileError, match="joblib"):
+        ap.get_untrusted_types(_joblib_like(state, b""))
