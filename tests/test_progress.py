@@ -227,3 +227,16 @@ def test_text_bar_without_tqdm(tmp_path, capfd, monkeypatch):
     assert f"load t.pkl: {size_mib}/{size_mib} MiB (100%)" in err
     lines = err.strip().splitlines()
     assert len(lines) <= 20  # not a tty: a line per tenth at most
+
+
+def test_a_failing_callback_aborts_the_dump_cleanly(tmp_path):
+    def stop(done, total):
+        if done:
+            raise KeyboardInterrupt
+
+    path = tmp_path / "x.pkl"
+    ap.dump({"old": 1}, path)
+    with pytest.raises(KeyboardInterrupt):
+        ap.dump(np.ones(4 << 20), path, progress=stop)
+    assert ap.load(path) == {"old": 1}
+    assert os.listdir(tmp_path) == ["x.pkl"]

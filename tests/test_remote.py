@@ -425,3 +425,50 @@ def test_a_callers_fsspec_file_gets_bounded_writes(recording):
 def test_bounded_writer_leaves_other_files_alone():
     buf = io.BytesIO()
     assert _remote.bounded_writer(buf) is buf
+
+
+# -- HTTP: a plain loopback server without range support -----------------------------------
+
+
+@pytest.fixture
+def http_dir(tmp_path):
+    pytest.importorskip("aiohttp")
+    import functools
+    import http.server
+    import threading
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield tmp_path, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+@pytest.mark.parametrize("name", ["x.pkl", "x.pkl.gz"])
+def test_load_over_http_streams_without_ranges(http_dir, name):
+    directory, base = http_dir
+    big = np.random.default_rng(3).random(1_500_000)  # 12 MB: more than one read piece
+    ap.dump({"big": big, **sample()}, directory / name)
+    calls = []
+    out = ap.load(f"{base}/{name}", progress=lambda done, total: calls.append((done, total)))
+    np.testing.assert_array_equal(out["big"], big)
+    check_sample(out)
+    size = (directory / name).stat().st_size
+    assert calls[0] == (0, size)
+    assert calls[-1] == (size, size)
+
+
+def test_http_errors(http_dir):
+    _, base = http_dir
+    with pytest.raises(FileNotFoundError):
+        ap.load(f"{base}/missing.pkl")
+    with pytest.raises(NotImplementedError, match="cannot write"):
+        ap.dump(1, f"{base}/new.pkl")

@@ -54,6 +54,7 @@ PARTS_PER_DOUBLING = 1000
 # completed at close, and whose fsspec file can discard an upload in progress.
 OBJECT_STORES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss"})
 _LOCAL = frozenset({"file", "local"})
+_HTTP = frozenset({"http", "https"})
 
 # Install hints for the backends of common protocols (fsspec names them too, when present).
 BACKENDS = {
@@ -168,9 +169,16 @@ class RemoteFile:
     @contextlib.contextmanager
     def reading(self) -> Iterator[io.BufferedReader]:
         """A buffered, seekable (when the store is) reader; closed on exit."""
-        f = _open(self.fs, self.path, "rb", block_size=READ_PIECE, cache_type="none")
+        size = None
+        if _protocols(self.fs) & _HTTP:
+            # One streaming GET: servers need not support ranges, and the reader
+            # never seeks (format sniffing works on streams).
+            size = self.fs.info(self.path).get("size")
+            f = self.fs.open(self.path, "rb", block_size=0, size=size)
+        else:
+            f = _open(self.fs, self.path, "rb", block_size=READ_PIECE, cache_type="none")
         try:
-            yield SizedReader(Capped(f, READ_PIECE, self.url), buffer_size=READ_BUFFER)
+            yield SizedReader(Capped(f, READ_PIECE, self.url, size), buffer_size=READ_BUFFER)
         finally:
             f.close()
 
@@ -196,7 +204,12 @@ class RemoteFile:
 
     @contextlib.contextmanager
     def _upload(self, path: str) -> Iterator[Any]:
-        f = _open(self.fs, path, "wb", block_size=WRITE_BLOCK)
+        try:
+            f = _open(self.fs, path, "wb", block_size=WRITE_BLOCK)
+        except NotImplementedError as exc:
+            raise NotImplementedError(
+                f"{self.url!r}: fsspec's {type(self.fs).__name__} cannot write files"
+            ) from exc
         try:
             yield Chunked(f, self.url)
         except BaseException:
@@ -294,6 +307,19 @@ class Chunked:
     def flush(self) -> None:
         """Nothing to do: parts are uploaded as they fill, the rest at commit."""
 
+    def tell(self) -> int:
+        return self._written
+
+    def seekable(self) -> bool:
+        return False
+
+    def readable(self) -> bool:
+        return False
+
+    @property
+    def closed(self) -> bool:
+        return bool(getattr(self._f, "closed", False))
+
 
 class Capped(io.RawIOBase):
     """A raw reader over an fsspec file that reads at most ``piece`` bytes per call.
@@ -301,12 +327,13 @@ class Capped(io.RawIOBase):
     ``name`` (the URL) is what error messages show.
     """
 
-    def __init__(self, f: Any, piece: int, name: str) -> None:
+    def __init__(self, f: Any, piece: int, name: str, size: int | None = None) -> None:
         super().__init__()
         self._f = f
         self._piece = piece
         self._readinto = getattr(f, "readinto", None)
-        size = getattr(f, "size", None)
+        if size is None:
+            size = getattr(f, "size", None)
         self.size = size if isinstance(size, int) and not isinstance(size, bool) else None
         self.name = name
 
