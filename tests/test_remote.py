@@ -472,3 +472,15 @@ def test_http_errors(http_dir):
         ap.load(f"{base}/missing.pkl")
     with pytest.raises(NotImplementedError, match="cannot write"):
         ap.dump(1, f"{base}/new.pkl")
+
+
+def test_fixed_size_parts_never_grow(recording, monkeypatch):
+    monkeypatch.setattr(_remote, "WRITE_BLOCK", 64 << 10)
+    monkeypatch.setattr(_remote, "WRITE_PIECE", 16 << 10)
+    monkeypatch.setattr(_remote, "PARTS_PER_DOUBLING", 8)
+    monkeypatch.setattr(RecordingFileSystem, "fixed_upload_size", True, raising=False)
+    data = np.random.default_rng(1).integers(0, 255, 2 << 20, dtype=np.uint8)
+    ap.dump(data, "aprecord://b/f.pkl")
+    parts = [n for kind, n, *_ in recording.log if kind == "part"]
+    assert max(parts) < (64 << 10) + (16 << 10)
+    np.testing.assert_array_equal(ap.load("aprecord://b/f.pkl"), data)

@@ -143,14 +143,13 @@ def _backend_hint(protocol: str, sep: str) -> str:
     return f"{sep}pip install {backend}" if backend else ""
 
 
-def _is_local(fs: Any) -> bool:
-    protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
-    return bool(_LOCAL & set(protocols))
-
-
 def _protocols(fs: Any) -> set[str]:
     protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
     return set(protocols)
+
+
+def _is_local(fs: Any) -> bool:
+    return bool(_LOCAL & _protocols(fs))
 
 
 class RemoteFile:
@@ -276,9 +275,12 @@ class Chunked:
         self._write = f.write
         self._written = 0
         blocksize = getattr(f, "blocksize", None)
-        self._grow_at = (
-            blocksize * PARTS_PER_DOUBLING if grow and isinstance(blocksize, int) else None
-        )
+        # Stores that want parts of one size (s3fs's fixed_upload_size, for R2) keep theirs.
+        fixed = getattr(getattr(f, "fs", None), "fixed_upload_size", False)
+        if grow and isinstance(blocksize, int) and not fixed:
+            self._grow_at: int | None = blocksize * PARTS_PER_DOUBLING
+        else:
+            self._grow_at = None
         self.name = name
 
     def writable(self) -> bool:
