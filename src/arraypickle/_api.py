@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any, BinaryIO
 
 from . import _format as fmt
+from . import _progress, _remote
 from ._atomic import replacing
 from ._compress import resolve
 from ._errors import ArrayPickleError, CorruptFileError, UnknownCodecError, describe
@@ -34,6 +35,9 @@ def dump(
     filename: str | os.PathLike[str] | BinaryIO,
     compress: Any = 0,
     protocol: int | None = None,
+    *,
+    progress: _progress.Progress = False,
+    storage_options: dict[str, Any] | None = None,
 ) -> list[str] | None:
     """Persist ``value`` into one file, array buffers written straight from memory.
 
@@ -50,6 +54,11 @@ def dump(
             is not a tuple and the path ends with a codec's extension (``.z``,
             ``.gz``, ``.bz2``, ``.lzma``, ``.xz``, plus plugins'), that codec is used.
         protocol: the pickle protocol of the opcode stream (default 5).
+        progress: ``True`` for a progress bar on stderr (files over 100 MiB), or a
+            callable receiving ``(done_bytes, None)`` as the file is written and
+            ``(total, total)`` at the end (see ``docs/progress.md``).
+        storage_options: for a URL (``s3://``, ``gcs://``...), options of its fsspec
+            filesystem (credentials, endpoint); see ``docs/remote.md``.
 
     Returns:
         ``[str(filename)]`` for a path, ``None`` for a file object.
@@ -61,20 +70,28 @@ def dump(
         ['model.pkl']
         >>> arraypickle.dump([1, 2], "small.pkl.gz")  # gzip, from the extension
         ['small.pkl.gz']
+        >>> arraypickle.dump(model, "s3://bucket/model.pkl")  # needs arraypickle[remote]
+        ['s3://bucket/model.pkl']
     """
     registry = get_registry()
     proto = _protocol(protocol)
+    _progress.check(progress)
     if isinstance(filename, (str, os.PathLike)):
         path = os.fspath(filename)
         if not isinstance(path, str):
             raise ValueError(f"file names must be str or os.PathLike[str], got {filename!r}")
         codec, level = resolve(compress, path, registry)
-        with replacing(path) as out:
-            _write(value, out, codec, level, proto, registry)
+        target = _remote.locate(path, storage_options)
+        opener = replacing(target) if isinstance(target, str) else target.writing()
+        with _progress.track(progress, "dump", path) as tracker, opener as out:
+            _write(value, tracker.writer(out), codec, level, proto, registry)
         return [str(filename)]
+    _no_storage_options(storage_options, filename)
     if callable(getattr(filename, "write", None)):
         codec, level = resolve(compress, None, registry)
-        _write(value, filename, codec, level, proto, registry)
+        out = _remote.bounded_writer(filename)
+        with _progress.track(progress, "dump", describe(filename)) as tracker:
+            _write(value, tracker.writer(out), codec, level, proto, registry)
         return None
     raise ValueError(
         "Second argument should be a filename (str or os.PathLike) or a writable binary "
@@ -82,7 +99,13 @@ def dump(
     )
 
 
-def dumps(value: Any, compress: Any = 0, protocol: int | None = None) -> bytes:
+def dumps(
+    value: Any,
+    compress: Any = 0,
+    protocol: int | None = None,
+    *,
+    progress: _progress.Progress = False,
+) -> bytes:
     """Persist ``value`` into ``bytes``; the arguments are those of :func:`dump`.
 
     Example::
@@ -92,7 +115,7 @@ def dumps(value: Any, compress: Any = 0, protocol: int | None = None) -> bytes:
         9
     """
     out = io.BytesIO()
-    dump(value, out, compress=compress, protocol=protocol)
+    dump(value, out, compress=compress, protocol=protocol, progress=progress)
     return out.getvalue()
 
 
@@ -102,6 +125,8 @@ def load(
     *,
     safe: bool = False,
     trusted: Iterable[Any] | None = None,
+    progress: _progress.Progress = False,
+    storage_options: dict[str, Any] | None = None,
 ) -> Any:
     """Load an object saved by :func:`dump` (or by ``pickle``, or compressed by a tool).
 
@@ -116,14 +141,19 @@ def load(
         mmap_mode: ``None``, ``'r'``, ``'r+'``, ``'w+'`` (same as ``'r+'``) or ``'c'``.
             For an uncompressed file given by path, every non-object array comes back
             as an ``np.memmap`` of the file in that mode (in its stored byte order).
-            For compressed files and file objects it is ignored with a
-            ``UserWarning``.
+            For compressed files, file objects and remote stores it is ignored with
+            a ``UserWarning`` (``file://`` URLs are local files and map).
         safe: import only allow-listed globals (builtin value types, stdlib
             containers and value types, numpy arrays, dtypes and scalars; see
             ``docs/security.md``). Every global the file names is checked before
             anything in it runs, and again as the load imports it.
         trusted: more globals to allow, as ``'module.qualname'`` strings or the
             classes and functions themselves; giving it (even empty) implies ``safe``.
+        progress: ``True`` for a progress bar on stderr (files over 100 MiB), or a
+            callable receiving ``(done_bytes, file_size or None)`` (see
+            ``docs/progress.md``).
+        storage_options: for a URL (``s3://``, ``gcs://``...), options of its fsspec
+            filesystem (credentials, endpoint); see ``docs/remote.md``.
 
     Returns:
         The object. Arrays are native-endian, writable, 64-byte aligned.
@@ -140,18 +170,34 @@ def load(
         >>> mapped = arraypickle.load("model.pkl", mmap_mode="r")
         >>> data = arraypickle.load("download.pkl", safe=True)
         >>> est = arraypickle.load("model.pkl", trusted=["mylib.models.Net"])
+        >>> remote = arraypickle.load("s3://bucket/model.pkl")  # arraypickle[remote]
     """
     if mmap_mode not in MMAP_MODES:
         raise ValueError(f"mmap_mode must be one of {MMAP_MODES}, got {mmap_mode!r}")
     mode = "r+" if mmap_mode == "w+" else mmap_mode
     policy = make_policy(safe, trusted)
     registry = get_registry()
+    _progress.check(progress)
     if isinstance(filename, (str, os.PathLike)):
         path = os.fspath(filename)
         if not isinstance(path, str):
             raise ValueError(f"file names must be str or os.PathLike[str], got {filename!r}")
-        with open(path, "rb") as f:
-            return _read_guarded(f, repr(path), registry, policy, path=path, mmap_mode=mode)
+        target = _remote.locate(path, storage_options)
+        if not isinstance(target, str):
+            if mode is not None:
+                warnings.warn(
+                    f"mmap_mode={mmap_mode!r} needs a local file; {path!r} is loaded into "
+                    "memory instead",
+                    UserWarning,
+                    stacklevel=2,
+                )
+            with _progress.track(progress, "load", path) as tracker, target.reading() as f:
+                return _read_guarded(tracker.reader(f), repr(path), registry, policy)
+        with _progress.track(progress, "load", path) as tracker, open(target, "rb") as f:
+            return _read_guarded(
+                tracker.reader(f), repr(path), registry, policy, path=target, mmap_mode=mode
+            )
+    _no_storage_options(storage_options, filename)
     if callable(getattr(filename, "read", None)):
         if mode is not None:
             warnings.warn(
@@ -160,7 +206,8 @@ def load(
                 UserWarning,
                 stacklevel=2,
             )
-        return _read_guarded(filename, describe(filename), registry, policy)
+        with _progress.track(progress, "load", describe(filename)) as tracker:
+            return _read_guarded(tracker.reader(filename), describe(filename), registry, policy)
     raise ValueError(
         "load expects a filename (str or os.PathLike) or a readable binary file object, "
         f"{filename!r} (type {type(filename).__name__}) was given."
@@ -172,10 +219,11 @@ def loads(
     *,
     safe: bool = False,
     trusted: Iterable[Any] | None = None,
+    progress: _progress.Progress = False,
 ) -> Any:
     """Load an object from the bytes :func:`dumps` (or ``pickle.dumps``) made.
 
-    ``safe`` and ``trusted`` are those of :func:`load`.
+    ``safe``, ``trusted`` and ``progress`` are those of :func:`load`.
 
     Example::
 
@@ -188,7 +236,9 @@ def loads(
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ValueError(f"loads expects bytes, got {type(data).__name__}")
     policy = make_policy(safe, trusted)
-    return _read_guarded(io.BytesIO(data), "<bytes>", get_registry(), policy)
+    _progress.check(progress)
+    with _progress.track(progress, "load", "<bytes>") as tracker:
+        return _read_guarded(tracker.reader(io.BytesIO(data)), "<bytes>", get_registry(), policy)
 
 
 # -- internals --------------------------------------------------------------------
@@ -206,6 +256,14 @@ def _protocol(protocol: int | None) -> int:
             f"pickle protocol {protocol} is not supported (max {pickle.HIGHEST_PROTOCOL})"
         )
     return protocol
+
+
+def _no_storage_options(storage_options: Any, fileobj: Any) -> None:
+    if storage_options:
+        raise ValueError(
+            "storage_options apply to URLs (s3://..., gcs://...), not to file objects "
+            f"such as {describe(fileobj)}"
+        )
 
 
 def _write(value: Any, out: Any, codec: Any, level: int, protocol: int, registry: Registry) -> None:

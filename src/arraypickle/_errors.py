@@ -52,3 +52,11 @@ def describe(fileobj_or_name: object) -> str:
     if isinstance(name, (str, bytes)) and name:
         return repr(name if isinstance(name, str) else name.decode(errors="replace"))
     return f"<{type(fileobj_or_name).__name__}>"
+
+
+class MissingDependencyError(ArrayPickleError, ImportError):
+    """An optional dependency a call needs is not installed; the message names it.
+
+    Raised, for example, for a URL path (``s3://...``) without fsspec or without the
+    fsspec backend for that protocol.
+    """

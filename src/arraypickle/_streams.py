@@ -100,6 +100,13 @@ def remaining_size(stream: Any) -> int | None:
         pass
     if isinstance(stream, io.BytesIO):
         return stream.getbuffer().nbytes - stream.tell()
+    # fsspec's files (and arraypickle's own wrappers) state their total size.
+    size = getattr(stream, "size", None)
+    if isinstance(size, int) and not isinstance(size, bool) and size >= 0:
+        try:
+            return size - stream.tell()
+        except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+            pass
     return None
 
 
