@@ -33,3 +33,7 @@ def fresh_registry(monkeypatch):
 @pytest.fixture
 def tmp_path_str(tmp_path) -> str:
     return os.fspath(tmp_path)
+
+
+# Every installed codec (plugins included) and no compression: what round trips cover.
+COMPRESS_SETTINGS = [0, *installed_codecs()]
