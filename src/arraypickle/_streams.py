@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 from collections.abc import Iterable
 from typing import Any
 
@@ -90,14 +91,27 @@ def sniff(stream: Any, magics: Iterable[bytes]) -> tuple[bytes, Any]:
     return head, Prefixed(head, stream)
 
 
+def _is_plain_file(stream: Any) -> bool:
+    """Whether ``stream`` reads its file descriptor's bytes as they are.
+
+    Decompressing readers (``gzip.GzipFile``, ``bz2.BZ2File``...) also answer
+    ``fileno()``, with the descriptor of the compressed file: its size says nothing
+    about how many bytes they will give.
+    """
+    if isinstance(stream, (io.BufferedReader, io.BufferedRandom)):
+        stream = stream.raw
+    return isinstance(stream, io.FileIO)
+
+
 def remaining_size(stream: Any) -> int | None:
     """Bytes left in ``stream`` from its position, when that can be known cheaply."""
-    try:
-        size = os.fstat(stream.fileno()).st_size
-        if size:
-            return size - stream.tell()
-    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
-        pass
+    if _is_plain_file(stream):
+        try:
+            st = os.fstat(stream.fileno())
+            if stat.S_ISREG(st.st_mode) and st.st_size:
+                return st.st_size - stream.tell()
+        except (OSError, ValueError, io.UnsupportedOperation):
+            pass
     if isinstance(stream, io.BytesIO):
         return stream.getbuffer().nbytes - stream.tell()
     return None
