@@ -128,13 +128,57 @@ def _rebuild_array(dtype: np.dtype, shape: tuple[int, ...], order: str, buf: np.
             f"numpy wrapper: buffer of {buf.nbytes} bytes for an array {shape} of {dtype}"
         )
     arr = buf.view(dtype).reshape(shape, order=order)
-    if dtype.isnative or isinstance(buf, np.memmap):
+    if _is_native(dtype) or isinstance(buf, np.memmap):
         return arr
     # Swap in place: the memory is ours and the result must be native-endian.
     if dtype.fields is None:
         arr.byteswap(inplace=True)
-        return arr.view(dtype.newbyteorder("="))
-    return arr.astype(dtype.newbyteorder("="), order=order)
+    elif _fields_disjoint(dtype):
+        _swap_fields(arr)
+    else:  # overlapping fields cannot be swapped one by one
+        return arr.astype(dtype.newbyteorder("="), order=order)
+    return arr.view(dtype.newbyteorder("="))
+
+
+def _is_native(dtype: np.dtype) -> bool:
+    """Whether every part of ``dtype`` is in native byte order.
+
+    ``dtype.isnative`` misses subarray fields: ``[('m', '>i4', (2,))]`` says True.
+    """
+    try:
+        return dtype == dtype.newbyteorder("=")
+    except TypeError:  # a dtype without byte order
+        return True
+
+
+def _leaves(dtype: np.dtype, offset: int = 0) -> Any:
+    """(offset, size) of each non-structured field of ``dtype``, nested ones included."""
+    for name in dtype.names:
+        field, start = dtype.fields[name][:2]
+        if field.base.fields is not None:
+            for i in range(prod(field.shape)):
+                yield from _leaves(field.base, offset + start + i * field.base.itemsize)
+        else:
+            yield offset + start, field.itemsize
+
+
+def _fields_disjoint(dtype: np.dtype) -> bool:
+    end = 0
+    for start, size in sorted(_leaves(dtype)):
+        if start < end:
+            return False
+        end = start + size
+    return True
+
+
+def _swap_fields(arr: np.ndarray) -> None:
+    """Byte-swap, in place, every non-native field of the structured ``arr``."""
+    for name in arr.dtype.names:
+        field = arr[name]
+        if field.dtype.fields is not None:
+            _swap_fields(field)
+        elif not field.dtype.isnative:
+            field.byteswap(inplace=True)
 
 
 @hookimpl
