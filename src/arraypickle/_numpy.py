@@ -114,7 +114,7 @@ class NumpyWrapper(ArrayWrapper):
                 copy=False,
                 fill_value=fill_value,
                 hard_mask=hard,
-                keep_mask=True,
+                keep_mask=False,  # else a structured mask is OR-ed into a new one
                 subok=True,
             )
         raise CorruptFileError(f"numpy wrapper: unknown stored form {kind!r}")
