@@ -135,8 +135,10 @@ def _rebuild_array(dtype: np.dtype, shape: tuple[int, ...], order: str, buf: np.
         arr.byteswap(inplace=True)
     elif _fields_disjoint(dtype):
         _swap_fields(arr)
-    else:  # overlapping fields cannot be swapped one by one
-        return arr.astype(dtype.newbyteorder("="), order=order)
+    else:
+        # Fields sharing bytes have no native-order equivalent (astype would let one
+        # field's conversion overwrite another's bytes): keep the stored order.
+        return arr
     return arr.view(dtype.newbyteorder("="))
 
 
