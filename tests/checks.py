@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import mmap
+import os
 
 import numpy as np
 
@@ -152,7 +153,7 @@ def assert_loaded_layout(out: np.ndarray, ref: np.ndarray) -> None:
 def assert_mapped(out: np.ndarray, path: str, mode: str) -> None:
     """``out`` is an ``np.memmap`` of ``path`` in ``mode``, its root an ``mmap``."""
     assert type(out) is np.memmap, type(out)
-    assert out.filename == path
+    assert out.filename == os.path.abspath(path)
     assert isinstance(out.offset, int) and out.offset % ALIGNMENT == 0
     assert out.mode == mode
     assert isinstance(memory_root(out), mmap.mmap)
