@@ -128,7 +128,12 @@ def _rebuild_array(dtype: np.dtype, shape: tuple[int, ...], order: str, buf: np.
             f"numpy wrapper: buffer of {buf.nbytes} bytes for an array {shape} of {dtype}"
         )
     arr = buf.view(dtype).reshape(shape, order=order)
-    if _is_native(dtype) or isinstance(buf, np.memmap):
+    if isinstance(buf, np.memmap):
+        if arr.filename is None:
+            # numpy forgets the file of a view that shares no memory (an empty one).
+            arr.filename, arr.offset, arr.mode = buf.filename, buf.offset, buf.mode
+        return arr
+    if _is_native(dtype):
         return arr
     # Swap in place: the memory is ours and the result must be native-endian.
     if dtype.fields is None:
