@@ -69,7 +69,9 @@ def dump(
         codec, level = resolve(compress, path, registry)
         with replacing(path) as out:
             _write(value, out, codec, level, proto, registry)
-        return [str(filename)]
+        # The path itself: str() of an os.PathLike that is not a pathlib path is
+        # not a file name.
+        return [path]
     if callable(getattr(filename, "write", None)):
         codec, level = resolve(compress, None, registry)
         _write(value, filename, codec, level, proto, registry)
