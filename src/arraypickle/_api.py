@@ -73,6 +73,7 @@ def dump(
         # not a file name.
         return [path]
     if callable(getattr(filename, "write", None)):
+        _check_binary(filename)
         codec, level = resolve(compress, None, registry)
         _write(value, filename, codec, level, proto, registry)
         return None
@@ -136,6 +137,7 @@ def load(filename: str | os.PathLike[str] | BinaryIO, mmap_mode: str | None = No
         with open(path, "rb") as f:
             return _read(f, repr(path), registry, path=path, mmap_mode=mode)
     if callable(getattr(filename, "read", None)):
+        _check_binary(filename)
         if mode is not None:
             warnings.warn(
                 f"mmap_mode={mmap_mode!r} needs a file name; {describe(filename)} is "
@@ -164,6 +166,14 @@ def loads(data: bytes | bytearray | memoryview) -> Any:
 
 
 # -- internals --------------------------------------------------------------------
+
+
+def _check_binary(fileobj: Any) -> None:
+    if isinstance(fileobj, io.TextIOBase):
+        raise ValueError(
+            f"{describe(fileobj)} is a text file object: arraypickle needs a binary file "
+            "object (open the file with 'rb' or 'wb', or use io.BytesIO)"
+        )
 
 
 def _protocol(protocol: int | None) -> int:
