@@ -16,7 +16,7 @@ from ._errors import CorruptFileError, UnknownCodecError, describe
 from ._pickler import Pickler
 from ._plugins import KnownCodec, Registry, get_registry
 from ._reader import ContainerReader, MmapTarget, Unpickler
-from ._streams import Guarded, remaining_size, sniff
+from ._streams import FullReads, Guarded, remaining_size, sniff
 from ._writer import ContainerWriter
 
 MMAP_MODES = (None, "r", "r+", "w+", "c")
@@ -267,7 +267,7 @@ def _read_compressed(stream: Any, name: str, codec: Any, registry: Registry) -> 
 
 def _unpickle_plain(stream: Any, name: str) -> Any:
     try:
-        return Unpickler(stream, rebuild=fmt.rebuild).load()
+        return Unpickler(FullReads(stream), rebuild=fmt.rebuild).load()
     except (pickle.UnpicklingError, EOFError) as exc:
         raise CorruptFileError(f"{name}: not a valid arraypickle or pickle file: {exc}") from exc
 

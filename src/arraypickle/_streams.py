@@ -54,7 +54,7 @@ class Prefixed(io.RawIOBase):
         return peek(size) if peek is not None else b""
 
     def readline(self, size: int | None = -1) -> bytes:
-        if self._head:
+        if self._head or not hasattr(self._src, "readline"):
             return super().readline(size)
         return self._src.readline(size)
 
@@ -152,3 +152,56 @@ class Guarded(io.RawIOBase):
 
     def read(self, size: int = -1) -> bytes:
         return self._call(self._src.read, size)
+
+
+class FullReads:
+    """``src`` with reads that come back short only at its end.
+
+    The C unpickler takes a short ``read(n)`` or ``readinto`` for the end of the
+    data; pipes, sockets and raw files return what has arrived so far.
+    """
+
+    def __init__(self, src: Any) -> None:
+        self._src = src
+        peek = getattr(src, "peek", None)
+        if peek is not None:
+            self.peek = peek
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._src.read(size) or b""
+        if size is None or size < 0 or len(data) >= size or not data:
+            return data
+        parts = [data]
+        got = len(data)
+        while got < size:
+            more = self._src.read(size - got)
+            if not more:
+                break
+            parts.append(more)
+            got += len(more)
+        return b"".join(parts)
+
+    def readinto(self, b: Any) -> int:
+        view = memoryview(b).cast("B")
+        done = 0
+        while done < len(view):
+            data = self.read(len(view) - done)
+            if not data:
+                break
+            view[done : done + len(data)] = data
+            done += len(data)
+        return done
+
+    def readline(self, size: int = -1) -> bytes:
+        readline = getattr(self._src, "readline", None)
+        if readline is not None:
+            return readline(size)
+        line = bytearray()
+        while size < 0 or len(line) < size:
+            byte = self._src.read(1)
+            if not byte:
+                break
+            line += byte
+            if byte == b"\n":
+                break
+        return bytes(line)
