@@ -9,6 +9,7 @@ import pytest
 
 import arraypickle
 from arraypickle import _plugins
+from fakedist import distribution  # noqa: F401  (a fixture, for every test module)
 
 HERE = pathlib.Path(__file__).parent
 DATA = HERE / "data"
