@@ -135,3 +135,23 @@ def test_a_container_read_by_plain_pickle_says_what_to_do():
     )
     with pytest.raises(ap.ArrayPickleError, match=r"arraypickle\.load"):
         pickle.loads(opcodes)
+
+
+def test_threads_dump_and_load_at_once(fresh_registry):
+    # The first use builds the registry: several threads race for it here.
+    errors = []
+
+    def work(seed):
+        try:
+            for i, compress in enumerate(["zlib", 0, "gzip", 0, "bz2"] * 2):
+                obj = {"a": np.arange(2000.0) * seed + i, "v": np.arange(50)[:: -seed - 1]}
+                assert_same(ap.loads(ap.dumps(obj, compress=compress)), obj)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(1, 5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
