@@ -222,3 +222,24 @@ def test_mmap_load_time_does_not_grow_with_data_size(tmp_path):
     assert os.path.getsize(big) > 400 << 20
     ratio = _best_load_time(big) / _best_load_time(small)
     assert ratio < 10, f"400 MB file maps {ratio:.1f}x slower than a 1 MB one"
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes need os.mkfifo")
+def test_a_named_pipe_cannot_be_mapped_so_it_warns_and_loads(tmp_path):
+    import threading
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    obj = sample()
+
+    def write():
+        with open(fifo, "wb") as f:
+            ap.dump(obj, f)
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    with pytest.warns(UserWarning, match="memory-mapped"):
+        out = ap.load(fifo, mmap_mode="r")
+    writer.join(timeout=30)
+    assert type(out["a"]) is np.ndarray
+    np.testing.assert_array_equal(out["a"], obj["a"])
