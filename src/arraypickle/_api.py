@@ -6,6 +6,7 @@ import contextlib
 import io
 import os
 import pickle
+import stat
 import warnings
 from typing import Any, BinaryIO
 
@@ -135,6 +136,14 @@ def load(filename: str | os.PathLike[str] | BinaryIO, mmap_mode: str | None = No
         if not isinstance(path, str):
             raise ValueError(f"file names must be str or os.PathLike[str], got {filename!r}")
         with open(path, "rb") as f:
+            if mode is not None and not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                warnings.warn(
+                    f"{path!r} is not a regular file: it cannot be memory-mapped and is "
+                    "loaded into memory instead",
+                    UserWarning,
+                    stacklevel=2,
+                )
+                mode = None
             return _read(f, repr(path), registry, path=path, mmap_mode=mode)
     if callable(getattr(filename, "read", None)):
         _check_binary(filename)
