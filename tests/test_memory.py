@@ -93,3 +93,42 @@ def test_dump_and_load_hold_bounded_extra_memory(tmp_path, compress):
     extra_dump, extra_load = measured["dump"] / MiB, measured["load"] / MiB
     assert measured["dump"] <= LIMIT, f"dump held {extra_dump:.1f} MiB beyond the data"
     assert measured["load"] <= LIMIT, f"load held {extra_load:.1f} MiB beyond the result"
+
+
+PLAIN_PICKLE = textwrap.dedent(
+    r"""
+    import json, pickle, sys
+    import numpy as np
+    import arraypickle as ap
+
+    path = sys.argv[1]
+    with open(path, "wb") as f:  # numpy pickles the array in band (BYTEARRAY8)
+        pickle.dump({"a": np.ones(25 << 20)}, f, protocol=5)
+    ap.dumps(np.arange(3))
+
+    def status(key):
+        with open("/proc/self/status") as f:
+            return int(next(l for l in f if l.startswith(key)).split()[1]) * 1024
+
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    base = status("VmRSS")
+    with open(path, "rb") as f:  # a file object: read through the sniffing wrappers
+        out = ap.load(f)
+    print(json.dumps({"load": status("VmHWM") - base - out["a"].nbytes}))
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_plain_pickle_load_reads_in_band_arrays_in_place(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-c", PLAIN_PICKLE, str(tmp_path / "plain.pkl")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    extra = json.loads(result.stdout.strip().splitlines()[-1])["load"]
+    assert extra <= LIMIT, f"loading a 200 MiB plain pickle held {extra / MiB:.1f} MiB more"

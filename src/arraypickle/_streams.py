@@ -182,14 +182,20 @@ class FullReads:
         return b"".join(parts)
 
     def readinto(self, b: Any) -> int:
+        # In place when the source can: in-band buffers (BYTEARRAY8) can be large.
+        readinto = getattr(self._src, "readinto", None)
         view = memoryview(b).cast("B")
         done = 0
         while done < len(view):
-            data = self.read(len(view) - done)
-            if not data:
+            if readinto is not None:
+                step = readinto(view[done:]) or 0
+            else:
+                data = self._src.read(len(view) - done) or b""
+                step = len(data)
+                view[done : done + step] = data
+            if not step:
                 break
-            view[done : done + len(data)] = data
-            done += len(data)
+            done += step
         return done
 
     def readline(self, size: int = -1) -> bytes:
