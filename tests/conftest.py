@@ -9,6 +9,7 @@ import pytest
 
 import arraypickle
 from arraypickle import _plugins
+from fakedist import distribution  # noqa: F401  (a fixture, for every test module)
 
 HERE = pathlib.Path(__file__).parent
 DATA = HERE / "data"
@@ -33,3 +34,7 @@ def fresh_registry(monkeypatch):
 @pytest.fixture
 def tmp_path_str(tmp_path) -> str:
     return os.fspath(tmp_path)
+
+
+# Every installed codec (plugins included) and no compression: what round trips cover.
+COMPRESS_SETTINGS = [0, *installed_codecs()]

@@ -6,6 +6,7 @@ import contextlib
 import io
 import os
 import pickle
+import stat
 import warnings
 from collections.abc import Iterable
 from typing import Any, BinaryIO
@@ -19,7 +20,7 @@ from ._pickler import Pickler
 from ._plugins import KnownCodec, Registry, get_registry
 from ._reader import ContainerReader, MmapTarget, Unpickler
 from ._safe import Policy, checked_plain, make_policy
-from ._streams import Guarded, remaining_size, sniff
+from ._streams import FullReads, Guarded, remaining_size, sniff
 from ._writer import ContainerWriter
 
 MMAP_MODES = (None, "r", "r+", "w+", "c")
@@ -85,9 +86,12 @@ def dump(
         opener = replacing(target) if isinstance(target, str) else target.writing()
         with _progress.track(progress, "dump", path) as tracker, opener as out:
             _write(value, tracker.writer(out), codec, level, proto, registry)
-        return [str(filename)]
+        # The path itself: str() of an os.PathLike that is not a pathlib path is
+        # not a file name.
+        return [path]
     _no_storage_options(storage_options, filename)
     if callable(getattr(filename, "write", None)):
+        _check_binary(filename)
         codec, level = resolve(compress, None, registry)
         out = _remote.bounded_writer(filename)
         with _progress.track(progress, "dump", describe(filename)) as tracker:
@@ -194,11 +198,20 @@ def load(
             with _progress.track(progress, "load", path) as tracker, target.reading() as f:
                 return _read_guarded(tracker.reader(f), repr(path), registry, policy)
         with _progress.track(progress, "load", path) as tracker, open(target, "rb") as f:
+            if mode is not None and not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                warnings.warn(
+                    f"{path!r} is not a regular file: it cannot be memory-mapped and is "
+                    "loaded into memory instead",
+                    UserWarning,
+                    stacklevel=2,
+                )
+                mode = None
             return _read_guarded(
                 tracker.reader(f), repr(path), registry, policy, path=target, mmap_mode=mode
             )
     _no_storage_options(storage_options, filename)
     if callable(getattr(filename, "read", None)):
+        _check_binary(filename)
         if mode is not None:
             warnings.warn(
                 f"mmap_mode={mmap_mode!r} needs a file name; {describe(filename)} is "
@@ -242,6 +255,14 @@ def loads(
 
 
 # -- internals --------------------------------------------------------------------
+
+
+def _check_binary(fileobj: Any) -> None:
+    if isinstance(fileobj, io.TextIOBase):
+        raise ValueError(
+            f"{describe(fileobj)} is a text file object: arraypickle needs a binary file "
+            "object (open the file with 'rb' or 'wb', or use io.BytesIO)"
+        )
 
 
 def _protocol(protocol: int | None) -> int:
@@ -368,7 +389,7 @@ def _unpickle_plain(stream: Any, name: str, policy: Policy | None = None) -> Any
     if policy is not None:
         stream, close = checked_plain(stream, name, policy)
     try:
-        return Unpickler(stream, rebuild=fmt.rebuild, policy=policy).load()
+        return Unpickler(FullReads(stream), rebuild=fmt.rebuild, policy=policy).load()
     except (pickle.UnpicklingError, EOFError) as exc:
         raise CorruptFileError(f"{name}: not a valid arraypickle or pickle file: {exc}") from exc
     finally:

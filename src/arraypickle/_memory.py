@@ -20,7 +20,8 @@ def aligned_empty(nbytes: int, alignment: int = ALIGNMENT) -> np.ndarray:
     """
     raw = np.empty(nbytes + alignment, dtype=np.uint8)
     start = -raw.__array_interface__["data"][0] % alignment
-    return raw[start : start + nbytes]
+    # Not raw[start:start + nbytes]: numpy gives an empty slice the parent's address.
+    return raw[start:][:nbytes]
 
 
 def as_bytes(arr: np.ndarray) -> np.ndarray:

@@ -114,7 +114,7 @@ class NumpyWrapper(ArrayWrapper):
                 copy=False,
                 fill_value=fill_value,
                 hard_mask=hard,
-                keep_mask=True,
+                keep_mask=False,  # else a structured mask is OR-ed into a new one
                 subok=True,
             )
         raise CorruptFileError(f"numpy wrapper: unknown stored form {kind!r}")
@@ -128,13 +128,64 @@ def _rebuild_array(dtype: np.dtype, shape: tuple[int, ...], order: str, buf: np.
             f"numpy wrapper: buffer of {buf.nbytes} bytes for an array {shape} of {dtype}"
         )
     arr = buf.view(dtype).reshape(shape, order=order)
-    if dtype.isnative or isinstance(buf, np.memmap):
+    if isinstance(buf, np.memmap):
+        if arr.filename is None:
+            # numpy forgets the file of a view that shares no memory (an empty one).
+            arr.filename, arr.offset, arr.mode = buf.filename, buf.offset, buf.mode
+        return arr
+    if _is_native(dtype):
         return arr
     # Swap in place: the memory is ours and the result must be native-endian.
     if dtype.fields is None:
         arr.byteswap(inplace=True)
-        return arr.view(dtype.newbyteorder("="))
-    return arr.astype(dtype.newbyteorder("="), order=order)
+    elif _fields_disjoint(dtype):
+        _swap_fields(arr)
+    else:
+        # Fields sharing bytes have no native-order equivalent (astype would let one
+        # field's conversion overwrite another's bytes): keep the stored order.
+        return arr
+    return arr.view(dtype.newbyteorder("="))
+
+
+def _is_native(dtype: np.dtype) -> bool:
+    """Whether every part of ``dtype`` is in native byte order.
+
+    ``dtype.isnative`` misses subarray fields: ``[('m', '>i4', (2,))]`` says True.
+    """
+    try:
+        return dtype == dtype.newbyteorder("=")
+    except TypeError:  # a dtype without byte order
+        return True
+
+
+def _leaves(dtype: np.dtype, offset: int = 0) -> Any:
+    """(offset, size) of each non-structured field of ``dtype``, nested ones included."""
+    for name in dtype.names:
+        field, start = dtype.fields[name][:2]
+        if field.base.fields is not None:
+            for i in range(prod(field.shape)):
+                yield from _leaves(field.base, offset + start + i * field.base.itemsize)
+        else:
+            yield offset + start, field.itemsize
+
+
+def _fields_disjoint(dtype: np.dtype) -> bool:
+    end = 0
+    for start, size in sorted(_leaves(dtype)):
+        if start < end:
+            return False
+        end = start + size
+    return True
+
+
+def _swap_fields(arr: np.ndarray) -> None:
+    """Byte-swap, in place, every non-native field of the structured ``arr``."""
+    for name in arr.dtype.names:
+        field = arr[name]
+        if field.dtype.fields is not None:
+            _swap_fields(field)
+        elif not field.dtype.isnative:
+            field.byteswap(inplace=True)
 
 
 @hookimpl

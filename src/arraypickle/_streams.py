@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 from collections.abc import Iterable
 from typing import Any
 
@@ -53,7 +54,7 @@ class Prefixed(io.RawIOBase):
         return peek(size) if peek is not None else b""
 
     def readline(self, size: int | None = -1) -> bytes:
-        if self._head:
+        if self._head or not hasattr(self._src, "readline"):
             return super().readline(size)
         return self._src.readline(size)
 
@@ -90,14 +91,27 @@ def sniff(stream: Any, magics: Iterable[bytes]) -> tuple[bytes, Any]:
     return head, Prefixed(head, stream)
 
 
+def _is_plain_file(stream: Any) -> bool:
+    """Whether ``stream`` reads its file descriptor's bytes as they are.
+
+    Decompressing readers (``gzip.GzipFile``, ``bz2.BZ2File``...) also answer
+    ``fileno()``, with the descriptor of the compressed file: its size says nothing
+    about how many bytes they will give.
+    """
+    if isinstance(stream, (io.BufferedReader, io.BufferedRandom)):
+        stream = stream.raw
+    return isinstance(stream, io.FileIO)
+
+
 def remaining_size(stream: Any) -> int | None:
     """Bytes left in ``stream`` from its position, when that can be known cheaply."""
-    try:
-        size = os.fstat(stream.fileno()).st_size
-        if size:
-            return size - stream.tell()
-    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
-        pass
+    if _is_plain_file(stream):
+        try:
+            st = os.fstat(stream.fileno())
+            if stat.S_ISREG(st.st_mode) and st.st_size:
+                return st.st_size - stream.tell()
+        except (OSError, ValueError, io.UnsupportedOperation):
+            pass
     if isinstance(stream, io.BytesIO):
         return stream.getbuffer().nbytes - stream.tell()
     # fsspec's files (and arraypickle's own wrappers) state their total size.
@@ -145,3 +159,62 @@ class Guarded(io.RawIOBase):
 
     def read(self, size: int = -1) -> bytes:
         return self._call(self._src.read, size)
+
+
+class FullReads:
+    """``src`` with reads that come back short only at its end.
+
+    The C unpickler takes a short ``read(n)`` or ``readinto`` for the end of the
+    data; pipes, sockets and raw files return what has arrived so far.
+    """
+
+    def __init__(self, src: Any) -> None:
+        self._src = src
+        peek = getattr(src, "peek", None)
+        if peek is not None:
+            self.peek = peek
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._src.read(size) or b""
+        if size is None or size < 0 or len(data) >= size or not data:
+            return data
+        parts = [data]
+        got = len(data)
+        while got < size:
+            more = self._src.read(size - got)
+            if not more:
+                break
+            parts.append(more)
+            got += len(more)
+        return b"".join(parts)
+
+    def readinto(self, b: Any) -> int:
+        # In place when the source can: in-band buffers (BYTEARRAY8) can be large.
+        readinto = getattr(self._src, "readinto", None)
+        view = memoryview(b).cast("B")
+        done = 0
+        while done < len(view):
+            if readinto is not None:
+                step = readinto(view[done:]) or 0
+            else:
+                data = self._src.read(len(view) - done) or b""
+                step = len(data)
+                view[done : done + step] = data
+            if not step:
+                break
+            done += step
+        return done
+
+    def readline(self, size: int = -1) -> bytes:
+        readline = getattr(self._src, "readline", None)
+        if readline is not None:
+            return readline(size)
+        line = bytearray()
+        while size < 0 or len(line) < size:
+            byte = self._src.read(1)
+            if not byte:
+                break
+            line += byte
+            if byte == b"\n":
+                break
+        return bytes(line)

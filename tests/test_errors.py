@@ -1,0 +1,366 @@
+"""Every error of the API: wrong arguments, bad compress values, bad files."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+import arraypickle as ap
+from arraypickle import _plugins
+from conftest import COMPRESS_SETTINGS
+from layout import records
+
+KNOWN_PLUGINS = {"lz4": "arraypickle-lz4", "snappy": "arraypickle-snappy"}
+KNOWN_PLUGINS |= {"blosc": "arraypickle-blosc", "zstd": "arraypickle-zstd"}
+
+
+def sample():
+    a = np.arange(3000.0).reshape(60, 50)
+    return {"a": a, "v": a[::2, ::-5], "objects": np.array([None, 1], dtype=object), "n": [1, 2]}
+
+
+# -- the file argument ------------------------------------------------------------
+
+NOT_FILES = [1, 2.5, None, b"bytes/path", ["a.pkl"], {"f": 1}, object(), np.arange(3)]
+
+
+@pytest.mark.parametrize("bad", NOT_FILES, ids=lambda b: type(b).__name__)
+def test_dump_wants_a_path_or_a_writable_file(bad):
+    with pytest.raises(ValueError, match=r"filename \(str or os\.PathLike\).*file object"):
+        ap.dump([1], bad)
+
+
+@pytest.mark.parametrize("bad", NOT_FILES, ids=lambda b: type(b).__name__)
+def test_load_wants_a_path_or_a_readable_file(bad):
+    with pytest.raises(ValueError, match=r"filename \(str or os\.PathLike\).*file object"):
+        ap.load(bad)
+
+
+@pytest.mark.parametrize("bad", ["text", 1, None, [b"x"]], ids=lambda b: type(b).__name__)
+def test_loads_wants_bytes(bad):
+    with pytest.raises(ValueError, match="bytes"):
+        ap.loads(bad)
+
+
+def test_missing_files_raise_the_os_error(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        ap.load(tmp_path / "nope.pkl")
+    with pytest.raises(FileNotFoundError):
+        ap.dump(1, tmp_path / "no-such-dir" / "x.pkl")
+
+
+# -- compress ---------------------------------------------------------------------
+
+
+def installed_list_in(message: str) -> None:
+    """The message lists every installed codec, and install hints for missing plugins."""
+    installed = sorted(ap.codecs())
+    for name in installed:
+        assert name in message, (name, message)
+    for name, dist in KNOWN_PLUGINS.items():
+        if name not in installed:
+            assert f"pip install {dist}" in message, (name, message)
+
+
+@pytest.mark.parametrize("level", [10, -1, 100, -100])
+def test_level_out_of_range(level):
+    with pytest.raises(ValueError, match="0 and 9") as info:
+        ap.dumps(1, compress=level)
+    assert not isinstance(info.value, ap.UnknownCodecError)
+    with pytest.raises(ValueError, match=r"level 0\.\.9"):
+        ap.dumps(1, compress=("zlib", level))
+
+
+@pytest.mark.parametrize("level", [1.5, 3.0, "3", None, b"3", [3]])
+def test_level_not_an_int(level):
+    with pytest.raises(ValueError, match=r"level 0\.\.9") as info:
+        ap.dumps(1, compress=("zlib", level))
+    installed_list_in(str(info.value))
+
+
+@pytest.mark.parametrize("level", [True, False])
+def test_bool_level_in_a_tuple(level):
+    with pytest.raises(ValueError, match=r"level 0\.\.9"):
+        ap.dumps(1, compress=("gzip", level))
+
+
+@pytest.mark.parametrize("compress", [(), ("zlib",), ("zlib", 3, 1), (3, "zlib"), (None, 3)])
+def test_tuples_of_the_wrong_shape(compress):
+    with pytest.raises(ValueError, match=r"\(codec name, level 0\.\.9\)") as info:
+        ap.dumps(1, compress=compress)
+    installed_list_in(str(info.value))
+
+
+@pytest.mark.parametrize("compress", [1.5, None, [1], {"zlib": 3}, b"zlib", 3j, np.arange(2)])
+def test_compress_of_a_wrong_type(compress):
+    with pytest.raises(ValueError, match="compress must be") as info:
+        ap.dumps(1, compress=compress)
+    installed_list_in(str(info.value))
+
+
+@pytest.fixture
+def without_plugins(fresh_registry):
+    """A registry without the known plugin codecs, as on a machine lacking them."""
+    registry = _plugins.get_registry()
+    for name in KNOWN_PLUGINS:
+        if name in registry.codecs:
+            registry._remove_codec(registry.codecs[name])
+    return registry
+
+
+@pytest.mark.parametrize("form", ["name", "tuple", "tuple-level-0"])
+@pytest.mark.parametrize("name", ["nope", "ZLIB", "gz", "", "lz4", "snappy", "blosc", "zstd"])
+def test_unknown_codec(name, form, without_plugins):
+    compress = {"name": name, "tuple": (name, 3), "tuple-level-0": (name, 0)}[form]
+    with pytest.raises(ap.UnknownCodecError) as info:
+        ap.dumps(1, compress=compress)
+    message = str(info.value)
+    assert isinstance(info.value, ValueError) and isinstance(info.value, ap.ArrayPickleError)
+    assert repr(name) in message
+    installed_list_in(message)
+    if name in KNOWN_PLUGINS:
+        assert f"install it with: pip install {KNOWN_PLUGINS[name]}" in message
+
+
+def test_an_unknown_name_fails_even_when_the_extension_decides(tmp_path):
+    with pytest.raises(ap.UnknownCodecError):
+        ap.dump(1, tmp_path / "x.gz", compress="nope")
+    assert not (tmp_path / "x.gz").exists()
+
+
+# -- compress and the file name's extension ---------------------------------------
+
+EXTENSIONS = {".z": "zlib", ".gz": "gzip", ".bz2": "bz2", ".lzma": "lzma", ".xz": "xz"}
+OBJ = {"a": np.arange(500), "s": "some text " * 20}
+
+
+def expected_bytes(codec, level):
+    return ap.dumps(OBJ, compress=(codec, level))
+
+
+@pytest.mark.parametrize("ext", list(EXTENSIONS))
+@pytest.mark.parametrize("compress", [0, False, True, "zlib", "bz2"])
+def test_the_extension_picks_the_codec_at_its_default_level(tmp_path, ext, compress):
+    codec = EXTENSIONS[ext]
+    path = tmp_path / f"obj.pkl{ext}"
+    ap.dump(OBJ, path, compress=compress)
+    default = ap.codecs()[codec].default_level
+    assert path.read_bytes() == expected_bytes(codec, default)
+
+
+@pytest.mark.parametrize("ext", list(EXTENSIONS))
+@pytest.mark.parametrize("level", [1, 5, 9])
+def test_an_int_compress_gives_the_level(tmp_path, ext, level):
+    codec = EXTENSIONS[ext]
+    path = tmp_path / f"obj{ext}"
+    ap.dump(OBJ, path, compress=level)
+    assert path.read_bytes() == expected_bytes(codec, level)
+
+
+@pytest.mark.parametrize("ext", list(EXTENSIONS))
+def test_an_explicit_tuple_wins_over_the_extension(tmp_path, ext):
+    other = "bz2" if EXTENSIONS[ext] != "bz2" else "xz"
+    path = tmp_path / f"obj{ext}"
+    ap.dump(OBJ, path, compress=(other, 2))
+    assert path.read_bytes() == expected_bytes(other, 2)
+    ap.dump(OBJ, path, compress=(other, 0))  # level 0: no compression at all
+    assert path.read_bytes() == ap.dumps(OBJ)
+
+
+def test_extensions_are_matched_case_insensitively(tmp_path):
+    path = tmp_path / "OBJ.PKL.GZ"
+    ap.dump(OBJ, path)
+    assert path.read_bytes()[:2] == b"\x1f\x8b"
+
+
+@pytest.mark.parametrize("name", ["obj.pkl", "obj", "obj.gz.pkl", "obj.zip", "obj.lz", "gz"])
+def test_other_extensions_follow_compress(tmp_path, name):
+    path = tmp_path / name
+    ap.dump(OBJ, path)
+    assert path.read_bytes() == ap.dumps(OBJ)
+    ap.dump(OBJ, path, compress=3)
+    assert path.read_bytes() == expected_bytes("zlib", 3)
+    ap.dump(OBJ, path, compress=True)
+    assert path.read_bytes() == expected_bytes("zlib", 3)
+
+
+def test_file_objects_ignore_their_name(tmp_path):
+    with open(tmp_path / "named.gz", "wb") as f:
+        ap.dump(OBJ, f)
+    assert (tmp_path / "named.gz").read_bytes() == ap.dumps(OBJ)
+
+
+@pytest.mark.parametrize(("ext", "name"), [(".lz4", "lz4"), (".zst", "zstd"), (".sz", "snappy")])
+def test_the_extension_of_a_missing_plugin(tmp_path, ext, name, without_plugins):
+    with pytest.raises(ap.UnknownCodecError, match=f"pip install {KNOWN_PLUGINS[name]}"):
+        ap.dump(OBJ, tmp_path / f"obj{ext}")
+    assert os.listdir(tmp_path) == []
+
+
+# -- protocol ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("protocol", [6, 99, "5", 5.0, True, False, [5]])
+def test_bad_protocol(protocol):
+    with pytest.raises(ValueError, match="protocol"):
+        ap.dumps(1, protocol=protocol)
+
+
+# -- bad files --------------------------------------------------------------------
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.pkl"
+    path.write_bytes(b"")
+    for source in (path, str(path)):
+        with pytest.raises(ap.CorruptFileError, match=r"empty\.pkl.*empty"):
+            ap.load(source)
+    with pytest.raises(ap.CorruptFileError, match="empty"):
+        ap.load(path, mmap_mode="r")
+    with pytest.raises(ap.CorruptFileError, match="empty"):
+        ap.loads(b"")
+    r, w = os.pipe()
+    os.close(w)
+    with os.fdopen(r, "rb") as f, pytest.raises(ap.CorruptFileError, match="empty"):
+        ap.load(f)
+
+
+GARBAGE = {
+    "text": b"this is not a pickle at all\n",
+    "zeros": bytes(100),
+    "random": bytes((i * 97 + 13) % 256 for i in range(300)),
+    "pickle_opcode_then_junk": b"\x80\x05junkjunkjunk",
+    "container_magic_only": b"\x89APK\r\n\x1a\n",
+    "container_magic_then_junk": b"\x89APK\r\n\x1a\n" + b"\xff" * 64,
+    "gzip_magic_then_junk": b"\x1f\x8b" + b"junk" * 10,
+    "zlib_magic_then_junk": b"\x78" + b"junk" * 10,
+    "bz2_magic_then_junk": b"BZh9" + b"junk" * 10,
+    "xz_magic_then_junk": b"\xfd7zXZ\x00" + b"junk" * 10,
+    "lzma_magic_then_junk": b"\x5d\x00\x00" + b"junk" * 10,
+}
+
+
+@pytest.mark.parametrize("name", list(GARBAGE))
+def test_garbage_files(tmp_path, name):
+    path = tmp_path / f"{name}.pkl"
+    path.write_bytes(GARBAGE[name])
+    with pytest.raises(ap.CorruptFileError, match=rf"{name}\.pkl"):
+        ap.load(path)
+    with pytest.raises(ap.CorruptFileError):
+        ap.loads(GARBAGE[name])
+
+
+def test_a_newer_format_version_asks_for_an_upgrade():
+    data = bytearray(ap.dumps(OBJ))
+    data[8] = 2  # major version
+    struct.pack_into("<I", data, 12, zlib.crc32(bytes(data[:12])))
+    with pytest.raises(ap.CorruptFileError, match=r"format version 2.*upgrade arraypickle"):
+        ap.loads(bytes(data))
+
+
+def cut_points(data: bytes) -> list[int]:
+    """Around every record boundary of an uncompressed container, and in the middle."""
+    points = {1, 7, 8, 15, 16, 17}
+    for r in records(data):
+        header = r.offset - 16
+        for p in (header, header + 1, header + 15, r.offset, r.offset + r.length // 2):
+            points.update((p, p + 1))
+        end = r.offset + r.length
+        points.update((end - 1, end, end + 4, end + 7))
+    return sorted(p for p in points if 0 < p < len(data))
+
+
+def test_truncated_container_at_every_record_boundary(tmp_path):
+    data = ap.dumps(sample())
+    path = tmp_path / "cut.pkl"
+    points = cut_points(data)
+    assert len(points) > 40
+    for cut in points:
+        path.write_bytes(data[:cut])
+        piece = data[:cut]
+        for load, source in ((ap.loads, piece), (ap.load, path), (ap.load, NonSeekable(piece))):
+            with pytest.raises(ap.CorruptFileError):
+                load(source)
+        if cut >= 8:  # shorter files are not containers, so not mappable
+            with pytest.raises(ap.CorruptFileError, match=r"cut\.pkl"):
+                ap.load(path, mmap_mode="r")
+
+
+@pytest.mark.parametrize("codec", [c for c in COMPRESS_SETTINGS if c])
+def test_truncated_compressed_files(tmp_path, codec):
+    data = ap.dumps(sample(), compress=codec)
+    path = tmp_path / "cut.pkl"
+    for cut in sorted({1, 2, 5, len(data) - 1, len(data) - 4, *range(7, len(data), 97)}):
+        path.write_bytes(data[:cut])
+        with pytest.raises(ap.CorruptFileError, match=r"cut\.pkl"):
+            ap.load(path)
+        with pytest.raises(ap.CorruptFileError):
+            ap.load(NonSeekable(data[:cut]))
+
+
+class NonSeekable(io.RawIOBase):
+    def __init__(self, data):
+        super().__init__()
+        self._buf = io.BytesIO(data)
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        return self._buf.readinto(b)
+
+
+def test_data_after_a_compressed_object_is_refused():
+    data = ap.dumps(OBJ, compress="zlib") + b"extra"
+    with pytest.raises(ap.CorruptFileError, match="zlib"):
+        ap.loads(data)
+
+
+def test_a_plain_pickle_loads_and_a_broken_one_is_reported():
+    assert ap.loads(pickle.dumps({"x": 1}, protocol=2)) == {"x": 1}
+    with pytest.raises(ap.CorruptFileError, match="not a valid arraypickle or pickle"):
+        ap.loads(pickle.dumps({"x": 1}, protocol=2)[:-3])
+
+
+# -- a codec that is known but not installed ---------------------------------------
+
+
+class FakeKnownCodec(ap.Codec):
+    """Stands in for a known plugin codec: its magic, then a raw deflate stream."""
+
+    def __init__(self, name):
+        known = _plugins.KNOWN_CODECS[name]
+        self.name, self.magic, self.extensions = name, known.magic, known.extensions
+
+    def open_writer(self, fileobj, level):
+        from arraypickle._stdcodecs._stream import CompressWriter
+
+        fileobj.write(self.magic)
+        return CompressWriter(fileobj, zlib.compressobj(level, zlib.DEFLATED, -15))
+
+    def open_reader(self, fileobj):  # pragma: no cover - never reached in these tests
+        raise AssertionError("the codec was supposed to be missing")
+
+
+@pytest.mark.parametrize("name", list(KNOWN_PLUGINS))
+def test_loading_a_file_of_a_known_but_missing_plugin(tmp_path, fresh_registry, name):
+    registry = _plugins.get_registry()
+    if name not in registry.codecs:
+        ap.register_codec(FakeKnownCodec(name))
+    path = tmp_path / "by-plugin.pkl"
+    ap.dump(OBJ, path, compress=(name, 3))
+    registry._remove_codec(registry.codecs[name])  # as if the plugin were uninstalled
+    for load in (lambda: ap.load(path), lambda: ap.loads(path.read_bytes())):
+        with pytest.raises(ap.UnknownCodecError) as info:
+            load()
+        message = str(info.value)
+        assert f"compressed with {name}" in message
+        assert f"pip install {KNOWN_PLUGINS[name]}" in message
+    with pytest.raises(ap.UnknownCodecError, match=r"by-plugin\.pkl"):
+        ap.load(path)

@@ -1,0 +1,157 @@
+"""Dump to and load from the file objects users hand us, and paths of every kind."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import lzma
+import pathlib
+
+import numpy as np
+import pytest
+
+import arraypickle as ap
+from checks import assert_same
+from conftest import COMPRESS_SETTINGS, STDLIB_CODECS
+
+
+def sample() -> dict:
+    a = np.arange(20000.0).reshape(200, 100)
+    return {"a": a, "view": a[::3, 1::2], "F": np.asfortranarray(a[:10]), "text": "x" * 100}
+
+
+# -- decompressing readers of the standard library --------------------------------
+
+
+@pytest.mark.parametrize("opener", [gzip.GzipFile, bz2.BZ2File, lzma.LZMAFile])
+def test_load_from_a_decompressing_reader(tmp_path, opener):
+    # Such readers answer fileno() with the descriptor of the compressed file: its
+    # size must not be taken for the number of bytes they give.
+    obj = sample()
+    path = tmp_path / "obj.pkl.x"
+    with opener(path, "wb") as f:
+        assert ap.dump(obj, f) is None
+    with opener(path, "rb") as f:
+        assert_same(ap.load(f), obj)
+
+
+def test_dump_into_a_gzip_file_then_load_the_path(tmp_path):
+    # The container inside gzip's own stream: found by the gzip magic on load.
+    obj = sample()
+    path = tmp_path / "obj.gz"
+    with gzip.GzipFile(path, "wb") as f:
+        ap.dump(obj, f)
+    assert path.read_bytes()[:2] == b"\x1f\x8b"
+    assert_same(ap.load(path), obj)
+    with open(path, "rb") as f:
+        assert_same(ap.load(f), obj)
+
+
+@pytest.mark.parametrize("codec", STDLIB_CODECS)
+def test_load_through_a_gzip_file_of_a_compressed_dump(tmp_path, codec):
+    obj = sample()
+    path = tmp_path / "obj.gz"
+    with gzip.GzipFile(path, "wb") as f:
+        ap.dump(obj, f, compress=codec)
+    with gzip.GzipFile(path, "rb") as f:
+        assert_same(ap.load(f), obj)
+
+
+@pytest.mark.parametrize("compress", COMPRESS_SETTINGS)
+def test_open_files_both_ways(tmp_path, compress):
+    obj = sample()
+    path = tmp_path / "obj.bin"
+    with open(path, "wb") as f:
+        assert ap.dump(obj, f, compress=compress) is None
+    with open(path, "rb") as f:
+        assert_same(ap.load(f), obj)
+    assert_same(ap.load(path), obj)  # the format is told by the magic, not the name
+
+
+@pytest.mark.parametrize("compress", COMPRESS_SETTINGS)
+def test_bytesio_both_ways(compress):
+    obj = sample()
+    buf = io.BytesIO()
+    assert ap.dump(obj, buf, compress=compress) is None
+    buf.seek(0)
+    assert_same(ap.load(buf), obj)
+    assert_same(ap.loads(buf.getvalue()), obj)
+    assert_same(ap.loads(bytearray(buf.getvalue())), obj)
+    assert_same(ap.loads(memoryview(buf.getvalue())), obj)
+
+
+@pytest.mark.parametrize("codec", [c for c in COMPRESS_SETTINGS if c])
+def test_plain_open_of_a_compressed_file(tmp_path, codec):
+    obj = sample()
+    path = tmp_path / "no-extension"
+    ap.dump(obj, path, compress=codec)
+    assert not path.read_bytes().startswith(b"\x89APK")
+    with open(path, "rb") as f:
+        assert_same(ap.load(f), obj)
+
+
+def test_load_starts_at_the_current_position(tmp_path):
+    obj = sample()
+    path = tmp_path / "prefixed.bin"
+    with open(path, "wb") as f:
+        f.write(b"some header of the caller's own")
+        ap.dump(obj, f)
+    with open(path, "rb") as f:
+        f.read(31)
+        assert_same(ap.load(f), obj)
+
+
+def test_dump_returns_the_file_name(tmp_path):
+    path = tmp_path / "ret.pkl"
+    assert ap.dump(1, str(path)) == [str(path)]
+    assert ap.dump(1, path) == [str(path)]
+    assert ap.dump(1, path, compress=3) == [str(path)]
+    assert ap.dump(1, io.BytesIO()) is None
+
+
+class CustomPath:
+    """An os.PathLike that is not a pathlib path (its str() is not the path)."""
+
+    def __init__(self, path):
+        self._path = str(path)
+
+    def __fspath__(self):
+        return self._path
+
+
+def test_any_path_like_works(tmp_path):
+    target = tmp_path / "custom.pkl.gz"
+    obj = sample()
+    names = ap.dump(obj, CustomPath(target))
+    assert names == [str(target)]
+    assert target.read_bytes()[:2] == b"\x1f\x8b"  # the extension still counts
+    assert_same(ap.load(CustomPath(target)), obj)
+    assert_same(ap.load(names[0]), obj)
+    plain = CustomPath(tmp_path / "plain.pkl")
+    ap.dump(obj, plain)
+    mapped = ap.load(plain, mmap_mode="r")
+    assert isinstance(mapped["a"], np.memmap)
+    assert mapped["a"].filename == str(pathlib.Path(tmp_path / "plain.pkl").resolve())
+
+
+def test_text_files_are_refused_for_dump(tmp_path):
+    with open(tmp_path / "t.txt", "w") as f, pytest.raises(ValueError, match="binary"):
+        ap.dump({"a": np.arange(3)}, f)
+    with pytest.raises(ValueError, match="binary"):
+        ap.dump({"a": np.arange(3)}, io.StringIO())
+
+
+def test_text_files_are_refused_for_load(tmp_path):
+    (tmp_path / "t.txt").write_text("some text")
+    with open(tmp_path / "t.txt") as f, pytest.raises(ValueError, match="binary"):
+        ap.load(f)
+    with pytest.raises(ValueError, match="binary"):
+        ap.load(io.StringIO("some text"))
+
+
+def test_a_read_only_file_object_cannot_be_dumped_into(tmp_path):
+    path = tmp_path / "ro.pkl"
+    path.write_bytes(b"")
+    with open(path, "rb") as f, pytest.raises(ValueError):
+        ap.dump([1, 2], f)

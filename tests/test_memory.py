@@ -1,0 +1,134 @@
+"""Memory bounds, measured as peak RSS in a fresh subprocess.
+
+Dumping a 200 MiB array plus a 100 MiB non-contiguous view of it may hold at most
+48 MiB beyond the data (uncompressed, zlib, gzip); loading may hold at most 48 MiB
+beyond the loaded result. The peak is the kernel's high-water mark (VmHWM, reset by
+writing 5 to /proc/self/clear_refs) where Linux offers it, else psutil sampling.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+MiB = 1 << 20
+LIMIT = 48 * MiB
+
+SCRIPT = textwrap.dedent(
+    r"""
+    import json, os, sys, threading, time
+    import numpy as np
+    import arraypickle as ap
+
+    def rss():
+        import psutil
+        return psutil.Process().memory_info().rss
+
+    class Peak:
+        # The kernel's high-water mark when it can be reset, else sampling.
+        def __init__(self):
+            try:
+                with open("/proc/self/clear_refs", "w") as f:
+                    f.write("5")
+                self.hwm = True
+            except OSError:
+                self.hwm = False
+            self.base = rss()
+            self.peak = self.base
+            if not self.hwm:
+                self.done = False
+                self.thread = threading.Thread(target=self.sample, daemon=True)
+                self.thread.start()
+
+        def sample(self):
+            while not self.done:
+                self.peak = max(self.peak, rss())
+                time.sleep(0.001)
+
+        def extra(self):
+            if self.hwm:
+                with open("/proc/self/status") as f:
+                    line = next(l for l in f if l.startswith("VmHWM"))
+                self.peak = int(line.split()[1]) * 1024
+            else:
+                self.done = True
+                self.thread.join()
+            return self.peak - self.base
+
+    path, compress = sys.argv[1], json.loads(sys.argv[2])
+    compress = tuple(compress) if isinstance(compress, list) else compress
+    ap.dumps(np.arange(3), compress=compress)  # plugins and codecs loaded before measuring
+
+    a = np.empty((10240, 2560))  # 200 MiB, every page touched
+    a[:] = np.arange(2560) % 97
+    obj = {"a": a, "view": a[:, ::2]}  # the view: 100 MiB, non-contiguous
+    peak = Peak()
+    ap.dump(obj, path, compress=compress)
+    dump_extra = peak.extra()
+    del obj, a
+    peak = Peak()
+    out = ap.load(path)
+    load_extra = peak.extra() - sum(v.nbytes for v in out.values())
+    assert out["view"][5, 7] == 14 % 97 and out["a"].shape == (10240, 2560)
+    print(json.dumps({"dump": dump_extra, "load": load_extra, "hwm": peak.hwm}))
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("compress", [0, "zlib", "gzip"])
+def test_dump_and_load_hold_bounded_extra_memory(tmp_path, compress):
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tmp_path / "big.pkl"), json.dumps(compress)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    extra_dump, extra_load = measured["dump"] / MiB, measured["load"] / MiB
+    assert measured["dump"] <= LIMIT, f"dump held {extra_dump:.1f} MiB beyond the data"
+    assert measured["load"] <= LIMIT, f"load held {extra_load:.1f} MiB beyond the result"
+
+
+PLAIN_PICKLE = textwrap.dedent(
+    r"""
+    import json, pickle, sys
+    import numpy as np
+    import arraypickle as ap
+
+    path = sys.argv[1]
+    with open(path, "wb") as f:  # numpy pickles the array in band (BYTEARRAY8)
+        pickle.dump({"a": np.ones(25 << 20)}, f, protocol=5)
+    ap.dumps(np.arange(3))
+
+    def status(key):
+        with open("/proc/self/status") as f:
+            return int(next(l for l in f if l.startswith(key)).split()[1]) * 1024
+
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    base = status("VmRSS")
+    with open(path, "rb") as f:  # a file object: read through the sniffing wrappers
+        out = ap.load(f)
+    print(json.dumps({"load": status("VmHWM") - base - out["a"].nbytes}))
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_plain_pickle_load_reads_in_band_arrays_in_place(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-c", PLAIN_PICKLE, str(tmp_path / "plain.pkl")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    extra = json.loads(result.stdout.strip().splitlines()[-1])["load"]
+    assert extra <= LIMIT, f"loading a 200 MiB plain pickle held {extra / MiB:.1f} MiB more"

@@ -1,0 +1,245 @@
+"""Memory-mapped loads: modes, what is mapped where, writes, warnings, cost."""
+
+from __future__ import annotations
+
+import io
+import mmap
+import os
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+import arraypickle as ap
+from checks import assert_array_same, assert_mapped, iter_arrays, memory_root
+from conftest import installed_codecs
+from layout import buffers
+
+MODES = {"r": "r", "r+": "r+", "w+": "r+", "c": "c"}
+
+
+def sample() -> dict:
+    a = np.arange(600.0).reshape(20, 30)
+    return {
+        "a": a,
+        "F": np.asfortranarray(a[:5]),
+        "strided": a[::3, ::-2],
+        "big": np.arange(10, dtype=">i4"),
+        "0d": np.array(2.5),
+        "empty": np.zeros((0, 4)),
+        "struct": np.zeros(3, dtype=[("x", ">i2"), ("y", "<f8")]),
+        "nested": [{"deep": np.arange(7, dtype=np.uint8)}],
+    }
+
+
+@pytest.fixture
+def stored(tmp_path):
+    path = tmp_path / "mapped.pkl"
+    obj = sample()
+    ap.dump(obj, path)
+    return str(path), obj
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_every_array_is_a_memmap_of_the_file(stored, mode):
+    path, obj = stored
+    out = ap.load(path, mmap_mode=mode)
+    assert list(out) == list(obj)
+    for got, want in zip(iter_arrays(out), iter_arrays(obj), strict=True):
+        assert_array_same(got, want, mapped=True)
+        assert_mapped(got, path, MODES[mode])
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_empty_arrays_are_memmaps_of_the_file_too(stored, mode):
+    # numpy drops filename/offset/mode from a view that shares no memory with its
+    # parent, which is every view of an empty map.
+    path, _ = stored
+    out = ap.load(path, mmap_mode=mode)
+    assert out["empty"].shape == (0, 4)
+    assert_mapped(out["empty"], path, MODES[mode])
+
+
+def test_offsets_are_the_buffer_records(stored):
+    path, _ = stored
+    with open(path, "rb") as f:
+        records = buffers(f.read())
+    out = ap.load(path, mmap_mode="r")
+    mapped = sorted(a.offset for a in iter_arrays(out))
+    assert mapped == sorted(r.offset for r in records)
+    assert all(r.offset % 64 == 0 for r in records)
+
+
+def test_object_arrays_and_subclasses_in_mmap_mode(tmp_path):
+    path = tmp_path / "sub.pkl"
+    obj = {
+        "objects": np.array([1, "a", None], dtype=object),
+        "matrix": np.matrix([[1.0, 2.0], [3.0, 4.0]]),
+        "masked": np.ma.array([1.0, 2.0, 3.0], mask=[0, 1, 0], fill_value=5.0),
+        "memmap_source": np.arange(4).view(np.memmap),
+    }
+    ap.dump(obj, path)
+    out = ap.load(path, mmap_mode="r")
+    assert type(out["objects"]) is np.ndarray and out["objects"].tolist() == [1, "a", None]
+    assert type(out["matrix"]) is np.matrix
+    assert isinstance(memory_root(out["matrix"]), mmap.mmap)
+    assert out["matrix"].tolist() == [[1.0, 2.0], [3.0, 4.0]]
+    masked = out["masked"]
+    assert type(masked) is np.ma.MaskedArray and masked.fill_value == 5.0
+    assert type(masked.data) is np.memmap
+    assert isinstance(memory_root(masked.data), mmap.mmap)
+    assert isinstance(memory_root(masked.mask), mmap.mmap)
+    assert_mapped(out["memmap_source"], str(path), "r")
+
+
+def test_read_only_mode(stored):
+    path, _ = stored
+    out = ap.load(path, mmap_mode="r")
+    with pytest.raises(ValueError, match="read-only"):
+        out["a"][0, 0] = 1.0
+
+
+@pytest.mark.parametrize("mode", ["r+", "w+"])
+def test_writes_reach_the_file(stored, mode):
+    path, obj = stored
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        before = f.read()
+    out = ap.load(path, mmap_mode=mode)
+    assert os.path.getsize(path) == size  # 'w+' must not truncate like np.memmap's does
+    out["a"][0, :3] = [-1.0, -2.0, -3.0]
+    out["big"][-1] = 1234
+    out["a"].flush()
+    out["big"].flush()
+    del out
+    again = ap.load(path, mmap_mode="r")
+    assert again["a"][0, :3].tolist() == [-1.0, -2.0, -3.0]
+    assert again["big"][-1] == 1234 and again["big"].dtype == np.dtype(">i4")
+    np.testing.assert_array_equal(again["a"][1:], obj["a"][1:])
+    with open(path, "rb") as f:
+        after = f.read()
+    changed = [i for i in range(size) if before[i] != after[i]]
+    offset = again["a"].offset
+    assert changed and all(offset <= i < offset + 24 or i >= again["big"].offset for i in changed)
+
+
+def test_a_normal_load_after_writing_through_a_map_reports_the_change(stored):
+    # The buffer's checksum is from the dump: a verified load sees the bytes changed
+    # under it and says so, naming the record, rather than returning them unverified.
+    path, _ = stored
+    out = ap.load(path, mmap_mode="r+")
+    out["a"][0, 0] = 42.0
+    out["a"].flush()
+    del out
+    with pytest.raises(ap.CorruptFileError, match=r"checksum mismatch"):
+        ap.load(path)
+    assert ap.load(path, mmap_mode="r")["a"][0, 0] == 42.0
+
+
+def test_copy_on_write_leaves_the_file_untouched(stored):
+    path, obj = stored
+    with open(path, "rb") as f:
+        before = f.read()
+    out = ap.load(path, mmap_mode="c")
+    out["a"][:] = 0
+    out["struct"]["x"] = 7
+    assert out["a"].sum() == 0 and out["struct"]["x"].tolist() == [7, 7, 7]
+    del out
+    with open(path, "rb") as f:
+        assert f.read() == before
+    np.testing.assert_array_equal(ap.load(path)["a"], obj["a"])
+
+
+@pytest.mark.parametrize("codec", installed_codecs())
+def test_compressed_files_warn_and_load_normally(tmp_path, codec):
+    path = tmp_path / "c.pkl"
+    obj = sample()
+    ap.dump(obj, path, compress=codec)
+    with pytest.warns(UserWarning, match=codec) as record:
+        out = ap.load(path, mmap_mode="r")
+    assert record[0].filename == __file__  # points at the caller
+    for got, want in zip(iter_arrays(out), iter_arrays(obj), strict=True):
+        assert_array_same(got, want)
+        assert got.flags.writeable
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_file_objects_warn_and_load_normally(stored, mode):
+    path, obj = stored
+    with open(path, "rb") as f, pytest.warns(UserWarning, match="file name") as record:
+        out = ap.load(f, mmap_mode=mode)
+    assert record[0].filename == __file__
+    assert type(out["a"]) is np.ndarray
+    np.testing.assert_array_equal(out["a"], obj["a"])
+    with pytest.warns(UserWarning):
+        ap.load(io.BytesIO(ap.dumps(obj)), mmap_mode=mode)
+
+
+def test_plain_pickle_files_warn_and_load_normally(tmp_path):
+    import pickle
+
+    path = tmp_path / "plain.pkl"
+    path.write_bytes(pickle.dumps({"a": np.arange(3)}, protocol=5))
+    with pytest.warns(UserWarning, match="plain pickle"):
+        out = ap.load(path, mmap_mode="r")
+    assert out["a"].tolist() == [0, 1, 2]
+
+
+def test_no_warning_without_mmap(stored):
+    path, _ = stored
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ap.load(path)
+        ap.load(path, mmap_mode=None)
+
+
+@pytest.mark.parametrize("mode", ["w", "rw", "R", "readonly", "", 1, True, b"r"])
+def test_bad_modes_raise(stored, mode):
+    path, _ = stored
+    with pytest.raises(ValueError, match="mmap_mode"):
+        ap.load(path, mmap_mode=mode)
+    with pytest.raises(ValueError, match="mmap_mode"):
+        ap.load(io.BytesIO(b""), mmap_mode=mode)
+
+
+def _best_load_time(path, runs=9):
+    best = float("inf")
+    for _ in range(runs):
+        start = time.perf_counter()
+        out = ap.load(path, mmap_mode="r")
+        best = min(best, time.perf_counter() - start)
+        del out
+    return best
+
+
+def test_mmap_load_time_does_not_grow_with_data_size(tmp_path):
+    # Same structure, 1 MB and 400 MB of array data: a load that read or hashed the
+    # data would take hundreds of times longer for the big file.
+    small, big = tmp_path / "small.pkl", tmp_path / "big.pkl"
+    ap.dump({"x": np.zeros(1 << 17), "y": np.zeros((16, 16)), "meta": [1, "a"]}, small)
+    ap.dump({"x": np.zeros(50 << 20), "y": np.zeros((16, 16)), "meta": [1, "a"]}, big)
+    assert os.path.getsize(big) > 400 << 20
+    ratio = _best_load_time(big) / _best_load_time(small)
+    assert ratio < 10, f"400 MB file maps {ratio:.1f}x slower than a 1 MB one"
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes need os.mkfifo")
+def test_a_named_pipe_cannot_be_mapped_so_it_warns_and_loads(tmp_path):
+    import threading
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    obj = sample()
+
+    def write():
+        with open(fifo, "wb") as f:
+            ap.dump(obj, f)
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    with pytest.warns(UserWarning, match="memory-mapped"):
+        out = ap.load(fifo, mmap_mode="r")
+    writer.join(timeout=30)
+    assert type(out["a"]) is np.ndarray
+    np.testing.assert_array_equal(out["a"], obj["a"])

@@ -1,0 +1,305 @@
+"""The plugin registry: conflicts, force, entry-point plugins that fail, blocking, docs."""
+
+from __future__ import annotations
+
+import inspect
+import pathlib
+import sys
+import warnings
+import zlib
+
+import numpy as np
+import pytest
+
+import arraypickle as ap
+from arraypickle import _plugins, hookspecs
+from arraypickle._stdcodecs._stream import CompressWriter, DecompressReader, Inflater
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+class PlainCodec:
+    """The five members and nothing else: no base class, no default level."""
+
+    def __init__(self, name="plain", magic=b"PLN\x01", extensions=(".pln",)):
+        self.name, self.magic, self.extensions = name, magic, extensions
+        self.levels = []
+
+    def open_writer(self, fileobj, level):
+        self.levels.append(level)
+        fileobj.write(self.magic)
+        return CompressWriter(fileobj, zlib.compressobj(level, zlib.DEFLATED, -15))
+
+    def open_reader(self, fileobj):
+        assert fileobj.read(len(self.magic)) == self.magic
+        return DecompressReader(fileobj, lambda: Inflater(-15), codec=self.name, multistream=False)
+
+    def __repr__(self):
+        return f"PlainCodec({self.name!r})"
+
+
+OBJ = {"a": np.arange(1000.0), "v": np.arange(100)[::-3], "s": "text"}
+
+
+def same(out):
+    np.testing.assert_array_equal(out["a"], OBJ["a"])
+    np.testing.assert_array_equal(out["v"], OBJ["v"])
+    assert out["s"] == "text"
+
+
+# -- registering from code ----------------------------------------------------------
+
+
+def test_a_plain_object_with_five_members_is_a_codec(tmp_path, fresh_registry):
+    codec = PlainCodec()
+    ap.register_codec(codec)
+    assert ap.codecs()["plain"] is codec
+    data = ap.dumps(OBJ, compress="plain")
+    assert data.startswith(b"PLN\x01") and codec.levels == [3]
+    same(ap.loads(data))
+    ap.dump(OBJ, tmp_path / "x.PLN", compress=7)  # by extension, at the given level
+    assert codec.levels[-1] == 7
+    same(ap.load(tmp_path / "x.PLN"))
+    ap.dump(OBJ, tmp_path / "x.pkl", compress=("plain", 1))
+    same(ap.load(tmp_path / "x.pkl"))
+
+
+CONFLICTS = {
+    "name": PlainCodec(name="gzip"),
+    "extension": PlainCodec(extensions=(".pln", ".GZ")),
+    "magic_is_a_prefix": PlainCodec(magic=b"\x1f"),
+    "magic_has_a_prefix": PlainCodec(magic=b"\x1f\x8b\x08"),
+}
+
+
+@pytest.mark.parametrize("kind", list(CONFLICTS))
+def test_conflicts_name_both_sides(fresh_registry, kind):
+    codec = CONFLICTS[kind]
+    with pytest.raises(ap.PluginConflictError) as info:
+        ap.register_codec(codec)
+    message = str(info.value)
+    assert f"codec {codec.name!r} from register_codec()" in message
+    assert "codec 'gzip' from plugin 'gzip' (arraypickle)" in message
+    assert "force=True" in message
+    assert not isinstance(info.value, ValueError)
+    assert ap.codecs()["gzip"] is not codec  # nothing changed
+
+
+@pytest.mark.parametrize("kind", list(CONFLICTS))
+def test_force_replaces_what_conflicts(tmp_path, fresh_registry, kind):
+    codec = CONFLICTS[kind]
+    old = ap.codecs()["gzip"]
+    ap.register_codec(codec, force=True)
+    codecs = ap.codecs()
+    assert codecs[codec.name] is codec
+    assert old not in codecs.values()
+    data = ap.dumps(OBJ, compress=(codec.name, 2))
+    assert data.startswith(codec.magic)
+    same(ap.loads(data))
+
+
+def test_conflicts_between_registered_codecs(fresh_registry):
+    ap.register_codec(PlainCodec("one", b"ONE", (".one",)))
+    with pytest.raises(ap.PluginConflictError, match=r"'two' from register_codec\(\).*'one'"):
+        ap.register_codec(PlainCodec("two", b"ON", (".two",)))
+
+
+@pytest.mark.parametrize(
+    ("magic", "owner"),
+    [(b"\x89APK", "container"), (b"\x89APK\r\n\x1a\n\x01", "container"), (b"\x80\x05", "pickle")],
+)
+def test_reserved_magics_are_refused_even_with_force(fresh_registry, magic, owner):
+    with pytest.raises(ap.PluginConflictError, match=owner):
+        ap.register_codec(PlainCodec(magic=magic), force=True)
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        PlainCodec(name=""),
+        PlainCodec(magic=b""),
+        PlainCodec(magic="PLN"),
+        PlainCodec(extensions=[".pln"]),
+        PlainCodec(extensions=("pln",)),
+        object(),
+    ],
+    ids=["empty-name", "empty-magic", "str-magic", "list-ext", "ext-without-dot", "object"],
+)
+def test_malformed_codecs_are_refused(fresh_registry, broken):
+    with pytest.raises(ap.PluginConflictError, match="register_codec"):
+        ap.register_codec(broken)
+
+
+# -- entry-point plugins ------------------------------------------------------------
+
+GOOD_PLUGIN = """
+import zlib
+import arraypickle
+from arraypickle._stdcodecs._stream import CompressWriter, DecompressReader, Inflater
+
+LOADS = []
+LOADS.append(1)
+
+class Codec(arraypickle.Codec):
+    name = "{name}"
+    magic = {magic!r}
+    extensions = ({ext!r},)
+
+    def open_writer(self, fileobj, level):
+        fileobj.write(self.magic)
+        return CompressWriter(fileobj, zlib.compressobj(level, zlib.DEFLATED, -15))
+
+    def open_reader(self, fileobj):
+        fileobj.read(len(self.magic))
+        return DecompressReader(fileobj, lambda: Inflater(-15), codec=self.name,
+                                multistream=False)
+
+@arraypickle.hookimpl
+def arraypickle_register_codecs():
+    return [Codec()]
+"""
+
+
+def good(name, magic, ext):
+    return GOOD_PLUGIN.format(name=name, magic=magic, ext=ext)
+
+
+def test_an_entry_point_plugin_is_found_and_used(tmp_path, distribution):
+    modules = distribution("apk-good", {"goodcodec": good("good", b"GOOD", ".good")})
+    assert "good" in ap.codecs()
+    path = tmp_path / "x.good"
+    ap.dump(OBJ, path)
+    assert path.read_bytes().startswith(b"GOOD")
+    same(ap.load(path))
+    assert sys.modules[modules["goodcodec"]].LOADS == [1]  # imported once
+    ap.codecs()
+    ap.dumps(OBJ, compress="good")
+    assert sys.modules[modules["goodcodec"]].LOADS == [1]
+    info = {p.name: p for p in _plugins.get_registry().plugins}["goodcodec"]
+    assert (info.status, info.distribution, info.codecs) == ("loaded", "apk-good", ["good"])
+
+
+def test_a_plugin_that_fails_to_import_warns_and_the_rest_works(distribution):
+    distribution(
+        "apk-mixed",
+        {
+            "broken": "raise ImportError('needs libfoo, which is missing')\n",
+            "fine": good("fine", b"FINE", ".fine"),
+        },
+    )
+    with pytest.warns(UserWarning) as record:
+        codecs = ap.codecs()
+    messages = [str(w.message) for w in record]
+    assert any("'broken'" in m and "apk-mixed" in m and "needs libfoo" in m for m in messages), (
+        messages
+    )
+    assert "fine" in codecs and "gzip" in codecs and "broken" not in codecs
+    same(ap.loads(ap.dumps(OBJ, compress="fine")))
+    same(ap.loads(ap.dumps(OBJ, compress="gzip")))
+    info = {p.name: p for p in _plugins.get_registry().plugins}["broken"]
+    assert info.status == "failed" and "ImportError" in info.reason
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ap.codecs()  # warned once, when the registry was built
+
+
+def test_a_plugin_whose_hook_raises_warns_and_the_rest_works(distribution):
+    distribution(
+        "apk-hook",
+        {
+            "raiser": """
+                import arraypickle
+
+                @arraypickle.hookimpl
+                def arraypickle_register_codecs():
+                    raise RuntimeError("cannot find my library")
+            """,
+            "fine": good("fine", b"FINE", ".fine"),
+        },
+    )
+    with pytest.warns(UserWarning, match="raiser.*cannot find my library"):
+        codecs = ap.codecs()
+    assert "fine" in codecs
+
+
+def test_two_plugins_claiming_one_codec_conflict(distribution):
+    distribution("apk-first", {"first": good("twin", b"TWN1", ".twin1")})
+    distribution("apk-second", {"second": good("other", b"TWN", ".twin2")})
+    with pytest.raises(ap.PluginConflictError) as info:
+        ap.codecs()
+    message = str(info.value)
+    assert "apk-first" in message and "apk-second" in message
+    assert "'twin'" in message and "'other'" in message
+
+
+def test_disable_plugins_blocks_entry_points_and_builtins(distribution, monkeypatch):
+    distribution(
+        "apk-blocked",
+        {
+            "broken": "raise ImportError('must not be imported')\n",
+            "fine": good("fine", b"FINE", ".fine"),
+        },
+    )
+    monkeypatch.setenv("ARRAYPICKLE_DISABLE_PLUGINS", " broken , bz2,xz ")
+    _plugins.reset()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a blocked plugin is not even imported
+        codecs = ap.codecs()
+    assert "fine" in codecs and "gzip" in codecs
+    assert "bz2" not in codecs and "xz" not in codecs
+    status = {p.name: p.status for p in _plugins.get_registry().plugins}
+    assert status["broken"] == status["bz2"] == status["xz"] == "blocked"
+    with pytest.raises(ap.UnknownCodecError, match="unknown codec 'bz2'"):
+        ap.dumps(OBJ, compress="bz2")
+
+
+def test_a_file_of_a_blocked_codec_is_not_loaded_as_something_else(monkeypatch, fresh_registry):
+    data = ap.dumps(OBJ, compress="bz2")
+    monkeypatch.setenv("ARRAYPICKLE_DISABLE_PLUGINS", "bz2")
+    _plugins.reset()
+    with pytest.raises(ValueError):
+        ap.loads(data)
+
+
+def test_disabling_the_numpy_wrapper_leaves_arrays_to_numpy(monkeypatch, fresh_registry):
+    from layout import buffers
+
+    monkeypatch.setenv("ARRAYPICKLE_DISABLE_PLUGINS", "numpy")
+    _plugins.reset()
+    data = ap.dumps(OBJ)
+    # numpy's own reduction: a PickleBuffer for the contiguous array (read back by
+    # NEXT_BUFFER, flag 1), the strided view copied in band.
+    assert [(r.flags, r.length) for r in buffers(data)] == [(1, OBJ["a"].nbytes)]
+    same(ap.loads(data))
+
+
+# -- every hook is documented ---------------------------------------------------------
+
+
+def hookspec_functions():
+    marker = f"{hookspecs.hookspec.project_name}_spec"
+    return [
+        (name, fn)
+        for name, fn in inspect.getmembers(hookspecs, inspect.isfunction)
+        if hasattr(fn, marker)
+    ]
+
+
+def test_every_hookspec_has_a_docstring():
+    specs = hookspec_functions()
+    assert {name for name, _ in specs} >= {
+        "arraypickle_register_codecs",
+        "arraypickle_register_wrappers",
+    }
+    for name, fn in specs:
+        doc = inspect.getdoc(fn) or ""
+        assert len(doc.split()) >= 10, f"hookspec {name} has no real docstring"
+
+
+def test_every_hookspec_is_documented_in_docs():
+    # Fails until docs/ has a page (e.g. docs/plugins.md) describing every hook.
+    pages = sorted((ROOT / "docs").glob("*.md"))
+    text = "\n".join(page.read_text(encoding="utf-8") for page in pages)
+    missing = [name for name, _ in hookspec_functions() if name not in text]
+    assert pages, "docs/ holds no markdown page to document the hooks in"
+    assert not missing, f"hooks missing from docs/*.md: {missing}"

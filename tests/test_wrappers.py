@@ -1,0 +1,294 @@
+"""A third party's own buffer-backed type, through the array-wrapper hook.
+
+``Signal`` keeps its samples in a memoryview (not a numpy array) and pickles only
+through its wrapper. Its buffers must go out of band, straight from its memory,
+and come back as views of the memory they were read (or mapped) into.
+"""
+
+from __future__ import annotations
+
+import io
+import mmap
+import zlib
+
+import numpy as np
+import pytest
+
+import arraypickle as ap
+from arraypickle import _plugins
+from checks import memory_root
+from layout import buffers, pickled
+
+
+class Signal:
+    """Samples (float64) in any buffer, a sample rate, and the channel layout."""
+
+    def __init__(self, samples, rate, channels=None):
+        self.samples = memoryview(samples).cast("B").cast("d")
+        self.rate = rate
+        self.channels = channels
+
+    def __reduce__(self):
+        raise TypeError("Signal pickles only through its array wrapper")
+
+    def values(self):
+        return np.frombuffer(self.samples, np.float64)
+
+
+class StereoSignal(Signal):
+    """A subclass: offered to the wrapper that claims its base."""
+
+
+class SignalWrapper(ap.ArrayWrapper):
+    name = "tests.signal"
+    types = (Signal,)
+
+    def __init__(self):
+        self.exposed = 0
+
+    def expose(self, obj):
+        if obj.rate is None:
+            return None  # leave it to pickle (which refuses it)
+        self.exposed += 1
+        meta = (type(obj), obj.rate, obj.channels)
+        return ap.Exposed(meta, [ap.Buffer(obj.values())])
+
+    def rebuild(self, meta, buffers):
+        cls, rate, channels = meta
+        return cls(buffers[0], rate, channels)
+
+
+class GridWrapper:
+    """A plain-object wrapper (no base class) with two buffers, one of them strided."""
+
+    name = "tests.grid"
+    types = ()
+
+    def __init__(self, cls):
+        self.types = (cls,)
+
+    def expose(self, obj):
+        order = "F" if obj.cells.flags.f_contiguous and not obj.cells.flags.c_contiguous else "C"
+        return ap.Exposed(
+            (obj.cells.dtype, obj.cells.shape, order, obj.labels),
+            [ap.Buffer(obj.cells, order), ap.Buffer(obj.weights)],
+        )
+
+    def rebuild(self, meta, buffers):
+        dtype, shape, order, labels = meta
+        grid = Grid.__new__(Grid)
+        grid.cells = buffers[0].view(dtype).reshape(shape, order=order)
+        grid.weights = buffers[1].view(np.float32)
+        grid.labels = labels
+        return grid
+
+
+class Grid:
+    def __init__(self, cells, weights, labels):
+        self.cells, self.weights, self.labels = cells, weights, labels
+
+    def __reduce__(self):
+        raise TypeError("Grid pickles only through its array wrapper")
+
+
+def make_signal(n=10_000, cls=Signal):
+    data = bytearray(np.linspace(-1, 1, n).tobytes())
+    return cls(data, 44_100, channels={"left": np.arange(3)})
+
+
+@pytest.fixture
+def signals(fresh_registry):
+    wrapper = SignalWrapper()
+    ap.register_wrapper(wrapper)
+    return wrapper
+
+
+def assert_signal_equal(out, ref):
+    assert type(out) is type(ref)
+    assert out.rate == ref.rate
+    np.testing.assert_array_equal(out.values(), ref.values())
+    np.testing.assert_array_equal(out.channels["left"], ref.channels["left"])
+
+
+def assert_rebuilt_in_place(signal, *, mapped=False):
+    """The samples are a view of the buffer the load made: aligned, no copy after."""
+    values = signal.values()
+    assert values.ctypes.data % 64 == 0
+    root = memory_root(np.frombuffer(signal.samples.obj, np.uint8))
+    if mapped:
+        assert isinstance(root, mmap.mmap)
+    else:
+        assert isinstance(root, np.ndarray) and root.nbytes <= values.nbytes + 64
+
+
+class SpyFile(io.RawIOBase):
+    """A writable file recording, for each write, the address of the memory it got."""
+
+    def __init__(self):
+        super().__init__()
+        self.data = bytearray()
+        self.addresses = []
+
+    def writable(self):
+        return True
+
+    def write(self, b):
+        view = memoryview(b)
+        self.addresses.append(np.frombuffer(view, np.uint8).ctypes.data if view.nbytes else 0)
+        self.data += view.cast("B")
+        return view.nbytes
+
+
+def test_buffers_go_out_of_band_from_the_objects_own_memory(signals):
+    signal = make_signal()
+    spy = SpyFile()
+    ap.dump({"s": signal}, spy)
+    assert signals.exposed == 1
+    data = bytes(spy.data)
+    records = buffers(data)
+    payload = signal.values().tobytes()
+    assert [r.length for r in records][:1] == [len(payload)]
+    assert data[records[0].offset : records[0].offset + records[0].length] == payload
+    assert payload[:4096] not in pickled(data)  # not in the opcode stream as well
+    assert np.frombuffer(signal.samples, np.uint8).ctypes.data in spy.addresses  # no copy
+
+
+@pytest.mark.parametrize("compress", [0, "zlib", "gzip"])
+def test_round_trip_without_a_copy(tmp_path, signals, compress):
+    ref = {"one": make_signal(), "two": make_signal(10, StereoSignal), "n": np.arange(4)}
+    ref["again"] = ref["one"]
+    path = tmp_path / "s.pkl"
+    ap.dump(ref, path, compress=compress)
+    out = ap.load(path)
+    assert_signal_equal(out["one"], ref["one"])
+    assert_signal_equal(out["two"], ref["two"])
+    assert out["again"] is out["one"]
+    assert_rebuilt_in_place(out["one"])
+    out["one"].samples[0] = 5.0  # yours to keep: writable
+    assert out["one"].values()[0] == 5.0
+
+
+@pytest.mark.parametrize("mode", ["r", "r+", "c"])
+def test_memory_mapped(tmp_path, signals, mode):
+    ref = make_signal()
+    path = tmp_path / "s.pkl"
+    ap.dump([ref], path)
+    (out,) = ap.load(path, mmap_mode=mode)
+    assert_signal_equal(out, ref)
+    assert_rebuilt_in_place(out, mapped=True)
+    assert isinstance(out.samples.obj, np.memmap) and out.samples.obj.mode == mode
+    assert out.samples.readonly == (mode == "r")
+
+
+def test_loading_without_the_wrapper_names_it(signals):
+    data = ap.dumps(make_signal())
+    _plugins.reset()  # a process that does not have the plugin
+    with pytest.raises(ap.UnknownWrapperError, match=r"'tests\.signal'"):
+        ap.loads(data)
+
+
+def test_expose_may_decline(signals):
+    declined = Signal(bytearray(16), None)
+    with pytest.raises(TypeError, match="only through its array wrapper"):
+        ap.dumps(declined)
+
+
+def test_plain_object_wrapper_with_strided_and_fortran_buffers(fresh_registry):
+    ap.register_wrapper(GridWrapper(Grid))
+    base = np.arange(600, dtype=np.int32).reshape(20, 30)
+    grids = [
+        Grid(base[::2, ::-3], np.ones(5, np.float32), ["a"]),
+        Grid(np.asfortranarray(base), np.zeros(0, np.float32), None),
+    ]
+    out = ap.loads(ap.dumps(grids, compress="xz"))
+    for got, want in zip(out, grids, strict=True):
+        np.testing.assert_array_equal(got.cells, want.cells)
+        np.testing.assert_array_equal(got.weights, want.weights)
+        assert got.labels == want.labels
+    assert out[1].cells.flags.f_contiguous
+
+
+def test_codecs_get_the_element_size_of_each_buffer(signals):
+    sizes = []
+
+    class Writer(io.RawIOBase):
+        def __init__(self, fileobj):
+            super().__init__()
+            self._inner = zlib.compressobj(1, zlib.DEFLATED, -15)
+            self._out = fileobj
+
+        def writable(self):
+            return True
+
+        def write(self, b):
+            self._out.write(self._inner.compress(b))
+            return memoryview(b).nbytes
+
+        def write_array(self, b, itemsize):
+            assert memoryview(b).nbytes % itemsize == 0
+            sizes.append(itemsize)
+            return self.write(b)
+
+        def close(self):
+            if not self.closed:
+                self._out.write(self._inner.flush())
+            super().close()
+
+    class Codec:
+        name, magic, extensions = "sized", b"SIZ", (".siz",)
+
+        def open_writer(self, fileobj, level):
+            fileobj.write(self.magic)
+            return Writer(fileobj)
+
+        def open_reader(self, fileobj):
+            from arraypickle._stdcodecs._stream import DecompressReader, Inflater
+
+            fileobj.read(3)
+            return DecompressReader(
+                fileobj, lambda: Inflater(-15), codec="sized", multistream=False
+            )
+
+    ap.register_codec(Codec())
+    obj = [make_signal(), np.arange(10, dtype=np.int16), np.ones((3, 5), ">c16")[:, ::2]]
+    out = ap.loads(ap.dumps(obj, compress="sized"))
+    assert sizes == [8, 8, 2, 16]  # signal samples, its channel array, int16, complex
+    assert_signal_equal(out[0], obj[0])
+
+
+WRAPPER_PLUGIN = """
+import numpy as np
+import arraypickle
+from test_wrappers import SignalWrapper
+
+@arraypickle.hookimpl
+def arraypickle_register_wrappers():
+    return [SignalWrapper()]
+"""
+
+
+def test_a_wrapper_from_an_entry_point_plugin(tmp_path, distribution):
+    distribution("apk-signal", {"signal": WRAPPER_PLUGIN})
+    ref = make_signal()
+    path = tmp_path / "s.pkl"
+    ap.dump(ref, path)
+    assert buffers(path.read_bytes())[0].length == ref.values().nbytes
+    out = ap.load(path)
+    assert_signal_equal(out, ref)
+    assert_rebuilt_in_place(out)
+    info = {p.name: p for p in _plugins.get_registry().plugins}["signal"]
+    assert info.wrappers == ["tests.signal"]
+
+
+def test_wrapper_conflicts(fresh_registry):
+    ap.register_wrapper(SignalWrapper())
+    with pytest.raises(ap.PluginConflictError, match=r"'tests\.signal'.*share a name"):
+        ap.register_wrapper(SignalWrapper())
+    other = GridWrapper(Signal)
+    with pytest.raises(ap.PluginConflictError, match=r"'tests\.grid'.*'tests\.signal'.*Signal"):
+        ap.register_wrapper(other)
+    ap.register_wrapper(other, force=True)
+    claims_arrays = GridWrapper(np.ndarray)
+    claims_arrays.name = "tests.arrays"
+    with pytest.raises(ap.PluginConflictError, match=r"'tests\.arrays'.*'numpy'.*ndarray"):
+        ap.register_wrapper(claims_arrays)
