@@ -10,6 +10,7 @@ import warnings
 from typing import Any, BinaryIO
 
 from . import _format as fmt
+from . import _joblib, _joblib_zf
 from ._atomic import replacing
 from ._compress import resolve
 from ._errors import CorruptFileError, UnknownCodecError, describe
@@ -203,7 +204,13 @@ def _read(
     inner: bool = False,
 ) -> Any:
     magics = registry.magics()
-    head, stream = sniff(stream, [fmt.MAGIC, *magics])
+    head, stream = sniff(stream, [fmt.MAGIC, _joblib_zf.MAGIC, *magics])
+    if head.startswith(_joblib_zf.MAGIC):  # joblib 0.8.4-0.9's own zlib framing
+        if inner:
+            raise CorruptFileError(f"{name}: compressed data nested in compressed data")
+        return _joblib.load_zf(
+            stream, name, new_unpickler=_new_unpickler, path=path, mmap_mode=mmap_mode
+        )
     if head.startswith(fmt.MAGIC):
         reader = ContainerReader(
             stream,
@@ -231,14 +238,18 @@ def _read(
             return _read_compressed(stream, name, codec, registry)
     if not head:
         raise CorruptFileError(f"{name}: the file is empty")
-    if mmap_mode is not None:
-        warnings.warn(
-            f"{name} is a plain pickle: its arrays are not stored apart and cannot be "
-            "memory-mapped; it is loaded into memory instead",
-            UserWarning,
-            stacklevel=3,
-        )
-    return _unpickle_plain(stream, name)
+    # A pickle, possibly joblib's (arrays after their wrappers; warns for mmap_mode
+    # when none could be mapped).
+    return _joblib.load_pickle(
+        stream,
+        name,
+        new_unpickler=_new_unpickler,
+        path=path,
+        mmap_mode=mmap_mode,
+        size=remaining_size(stream),
+        piece=_CODEC_PIECE if inner else _FILE_PIECE,
+        inner=inner,
+    )
 
 
 def _read_compressed(stream: Any, name: str, codec: Any, registry: Registry) -> Any:
@@ -253,11 +264,13 @@ def _read_compressed(stream: Any, name: str, codec: Any, registry: Registry) -> 
     return value
 
 
+def _new_unpickler(file: Any, bindings: Any) -> Unpickler:
+    """Every unpickler of a pickle (or joblib) load, nested ones included, comes from here."""
+    return Unpickler(file, rebuild=fmt.rebuild, bindings=bindings)
+
+
 def _unpickle_plain(stream: Any, name: str) -> Any:
-    try:
-        return Unpickler(stream, rebuild=fmt.rebuild).load()
-    except (pickle.UnpicklingError, EOFError) as exc:
-        raise CorruptFileError(f"{name}: not a valid arraypickle or pickle file: {exc}") from exc
+    return _joblib.load_pickle(stream, name, new_unpickler=_new_unpickler)
 
 
 def _missing_codec(name: str, codec_name: str, known: KnownCodec) -> str:
