@@ -66,6 +66,7 @@ WRAPPER_NAMES = {
 }
 # POP (the wrapper) NONE BINPERSID: persistent_load(None) pushes the array read.
 _SWAP = b"0NQ"
+_ORDERS = ("C", "F")
 # A declared size beyond this, from a stream of unknown length, is not believed.
 MAX_ARRAY_BYTES = 1 << 44
 
@@ -80,20 +81,26 @@ class Outcome:
     legacy: bool = False  # joblib < 0.10 wrappers (companion files) met
 
 
-@dataclass(frozen=True)
 class WrapperState:
     """A validated ``NumpyArrayWrapper`` state."""
 
-    subclass: type
-    shape: tuple[int, ...]
-    order: str
-    dtype: np.dtype
-    allow_mmap: bool
-    alignment: int | None
+    __slots__ = ("alignment", "allow_mmap", "dtype", "order", "shape", "subclass")
 
-    @property
-    def nbytes(self) -> int:
-        return self.dtype.itemsize * prod(self.shape)
+    def __init__(
+        self,
+        subclass: type,
+        shape: tuple[int, ...],
+        order: str,
+        dtype: np.dtype,
+        allow_mmap: bool,
+        alignment: int | None,
+    ) -> None:
+        self.subclass = subclass
+        self.shape = shape
+        self.order = order
+        self.dtype = dtype
+        self.allow_mmap = allow_mmap
+        self.alignment = alignment
 
 
 class Py2Unpickler(pickle._Unpickler):
@@ -221,11 +228,9 @@ class PickleLoad:
 
     def on_build(self, view: PickleView, kind: str, reader: Callable[..., Any], state: Any) -> None:
         """A joblib wrapper's ``BUILD``: read its array and swap it in."""
-        what = f"a joblib {kind}"
-        view.after_build(what)
+        view.after_build(kind)
         self.outcome.wrappers += 1
-        array = reader(self, state)
-        self._ready.append(array)
+        self._ready.append(reader(self, state))
         view.inject(_SWAP)
 
     def _read_wrapper(self, _load: PickleLoad, state: Any) -> Any:
@@ -238,34 +243,34 @@ class PickleLoad:
 
     def _read_raw(self, meta: WrapperState) -> np.ndarray:
         source = self.source
-        nbytes = meta.nbytes
-        self.check_size(nbytes, f"a joblib array of shape {meta.shape} and dtype {meta.dtype}")
+        nbytes = meta.dtype.itemsize * prod(meta.shape)
+        self.check_size(nbytes, meta.shape, meta.dtype)
         if meta.alignment is not None:
             pad = bytes(source.read(1))
             if not pad:
                 raise CorruptFileError(f"{self.name}: truncated before a joblib array")
             source.skip(pad[0], "the padding of a joblib array")
-        what = f"the joblib array at offset {source.consumed}"
-        if self.mmap_mode and meta.allow_mmap and source.offset is not None and nbytes:
-            offset = source.offset
-            array = map_array(self, meta.dtype, meta.shape, meta.order, offset)
-            source.skip(nbytes, what)
+        if self.mmap_mode and meta.allow_mmap and nbytes and source.offset is not None:
+            array = map_array(self, meta.dtype, meta.shape, meta.order, source.offset)
+            source.skip(nbytes, "a joblib array")
             return array
         try:
             buf = aligned_empty(nbytes)
         except MemoryError:
             raise CorruptFileError(
-                f"{self.name}: {what} declares {nbytes} bytes: cannot allocate"
+                f"{self.name}: a joblib array at offset {source.consumed} declares "
+                f"{nbytes} bytes: cannot allocate"
             ) from None
-        source.readinto_exact(buf, what)
+        source.readinto_exact(buf, "a joblib array")
         return _rebuild_array(meta.dtype, meta.shape, meta.order, buf)
 
-    def check_size(self, nbytes: int, what: str) -> None:
+    def check_size(self, nbytes: int, shape: Any, dtype: Any) -> None:
         """Refuse a declared size larger than what the file can hold."""
         limit = MAX_ARRAY_BYTES if self.size is None else self.size - self.source.consumed
         if nbytes > limit:
             raise CorruptFileError(
-                f"{self.name}: {what} declares {nbytes} bytes, more than the file holds"
+                f"{self.name}: a joblib array of shape {shape} and dtype {dtype} at offset "
+                f"{self.source.consumed} declares {nbytes} bytes, more than the file holds"
             )
 
 
@@ -299,25 +304,21 @@ def wrapper_state(state: Any, name: str) -> WrapperState:
             f"{name}: a joblib array wrapper has a state of type {type(state).__name__}"
         )
     try:
-        subclass, shape, order, dtype = (state[k] for k in ("subclass", "shape", "order", "dtype"))
+        subclass = state["subclass"]
+        shape = state["shape"]
+        order = state["order"]
+        dtype = state["dtype"]
     except KeyError as missing:
         raise CorruptFileError(
             f"{name}: a joblib array wrapper lacks its {missing.args[0]!r}"
         ) from None
     alignment = state.get("numpy_array_alignment_bytes")
     check_array_meta(name, subclass, shape, dtype)
-    if order not in ("C", "F") or not (alignment is None or isinstance(alignment, int)):
+    if order not in _ORDERS or not (alignment is None or type(alignment) is int):
         raise CorruptFileError(
             f"{name}: a joblib array wrapper has order {order!r}, alignment {alignment!r}"
         )
-    return WrapperState(
-        subclass,
-        tuple(int(n) for n in shape),
-        order,
-        dtype,
-        bool(state.get("allow_mmap")),
-        alignment,
-    )
+    return WrapperState(subclass, shape, order, dtype, bool(state.get("allow_mmap")), alignment)
 
 
 def check_array_meta(name: str, subclass: Any, shape: Any, dtype: Any) -> None:
@@ -325,14 +326,14 @@ def check_array_meta(name: str, subclass: Any, shape: Any, dtype: Any) -> None:
     check_subclass(name, subclass)
     if not isinstance(dtype, np.dtype):
         raise CorruptFileError(f"{name}: a joblib array has the dtype {dtype!r}")
-    if not (
-        isinstance(shape, tuple) and all(isinstance(n, (int, np.integer)) and n >= 0 for n in shape)
-    ):
+    if type(shape) is not tuple or not all(isinstance(n, int) and n >= 0 for n in shape):
         raise CorruptFileError(f"{name}: a joblib array has the shape {shape!r}")
 
 
 def check_subclass(name: str, subclass: Any) -> None:
-    if not (isinstance(subclass, type) and issubclass(subclass, np.ndarray)):
+    if subclass is not np.ndarray and not (
+        isinstance(subclass, type) and issubclass(subclass, np.ndarray)
+    ):
         raise CorruptFileError(
             f"{name}: a joblib array claims the class {subclass!r}, not an ndarray"
         )

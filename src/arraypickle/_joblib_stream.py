@@ -5,21 +5,22 @@ opcode is followed, outside the pickle, by the array's bytes. The C unpickler ca
 the wrapper's ``__setstate__`` at that ``BUILD``; from there the loader must read the
 array bytes at the position right after the opcode, then let unpickling go on.
 
-Two things make that possible without a pure-Python unpickler:
+Three things make that possible without a pure-Python unpickler:
 
-* :class:`PickleView` never hands the unpickler bytes past a ``BUILD`` opcode.
-  ``peek`` windows end at the first ``0x62`` byte (the ``BUILD`` opcode) they hold;
-  ``read(n)`` returns exactly ``n`` bytes. When a ``BUILD`` runs, its byte is therefore
-  the last byte of the most recent chunk handed out (joblib ends its pickle frames
-  right after a wrapper's ``BUILD``), and the stream position after the opcode is
-  known exactly: :meth:`PickleView.after_build`.
+* Once a joblib wrapper's class name (``...ArrayWrapper``) has gone by, the windows
+  :class:`PickleView` hands out by ``peek`` end at the first ``0x62`` byte (the
+  ``BUILD`` opcode) they hold, and ``read(n)`` returns exactly ``n`` bytes. When a
+  ``BUILD`` runs, its byte is therefore the last byte of the most recent chunk handed
+  out (joblib ends its pickle frames right after a wrapper's ``BUILD``), and the
+  stream position after the opcode is known exactly: :meth:`PickleView.after_build`.
+  Before any such name, windows are large (a plain pickle reads at full speed): a
+  wrapper's ``BUILD`` always comes after its class name.
 * The C unpickler advances a file it peeked at lazily, by calling ``read(consumed)``
   before its next peek. After a hook consumed the window itself, that one call is
   answered without consuming anything again.
-
-A hook may also *inject* opcodes (:meth:`PickleView.inject`), served before the rest
-of the stream: joblib's loader injects ``POP NONE BINPERSID`` to swap the wrapper left
-on the unpickler's stack for the array it read.
+* A hook may *inject* opcodes (:meth:`PickleView.inject`), served before the rest of
+  the stream: joblib's loader injects ``POP NONE BINPERSID`` to swap the wrapper left
+  on the unpickler's stack for the array it read.
 
 Several views may read one :class:`Source` in turn (a nested pickle, such as joblib's
 object arrays, is read by a second unpickler through a second view).
@@ -38,6 +39,8 @@ BUILD = 0x62
 LOOKAHEAD = 64 << 10
 # The most one peek hands out.
 MAX_WINDOW = 128 << 10
+# In the name of every joblib wrapper class (NumpyArrayWrapper, NDArrayWrapper, ...).
+NEEDLE = b"ArrayWrapper"
 
 
 def _seekable(stream: Any) -> bool:
@@ -69,6 +72,10 @@ class Source:
         self._pos = 0
         self._eof = False
         self.consumed = 0
+        # Offset (in consumed bytes) just past the first wrapper name read from the
+        # stream; windows reaching it end at BUILD bytes. Always so when unbuffered.
+        self._careful_from: int | None = None if buffered else 0
+        self._tail = b""  # the last bytes scanned, for a name cut across two reads
         self._origin: int | None = None
         if _seekable(src):
             try:
@@ -90,24 +97,41 @@ class Source:
             raise CorruptFileError(f"{self.name}: the stream gave no data (non-blocking?)")
         return data
 
-    def _fill(self, want: int) -> None:
-        """Read ahead until ``want`` bytes are available or the stream ends."""
+    def _scan(self, chunk: bytes, at: int) -> None:
+        """Look for a wrapper name in ``chunk``, read from the stream at offset ``at``."""
+        if self._careful_from is not None:
+            return
+        joint = self._tail + chunk[: len(NEEDLE) - 1]
+        hit = joint.find(NEEDLE)
+        if hit >= 0:
+            self._careful_from = at - len(self._tail) + hit + len(NEEDLE)
+            return
+        hit = chunk.find(NEEDLE)
+        if hit >= 0:
+            self._careful_from = at + hit + len(NEEDLE)
+            return
+        self._tail = (self._tail + chunk[-(len(NEEDLE) - 1) :])[-(len(NEEDLE) - 1) :]
+
+    def _fill(self, want: int) -> bool:
+        """Read ahead until ``want`` bytes are available; False if the stream ends first."""
         while self._available() < want and not self._eof:
             more = self._src_read(max(LOOKAHEAD, want - self._available()))
             if not more:
                 self._eof = True
                 break
+            self._scan(more, self.consumed + self._available())
             rest = self._mv[self._pos :]
             self._data = bytes(rest) + more if len(rest) else more
             self._mv = memoryview(self._data)
             self._pos = 0
+        return self._available() >= want
 
     # -- reads --------------------------------------------------------------------
 
     def window(self, limit: int) -> Any:
-        """Upcoming bytes, not consumed, ending at the first ``BUILD`` byte they hold.
+        """Upcoming bytes, not consumed: at least one unless at EOF, None if unknown.
 
-        At least one byte unless at EOF; None when the stream cannot be peeked.
+        Past a wrapper name, the window ends at the first ``BUILD`` byte it holds.
         """
         if not self._buffered:
             if self._peek is None:
@@ -115,12 +139,26 @@ class Source:
             data = self._peek(limit)
             end = data.find(b"b", 0, limit)
             return data[: end + 1 if end >= 0 else limit]
-        if self._available() < limit and self._data.find(b"b", self._pos) < 0:
-            # No BUILD in what is buffered: read ahead, so that the window is not tiny.
-            self._fill(min(limit, self._available() + LOOKAHEAD))
-        stop = min(len(self._data), self._pos + limit)
-        end = self._data.find(b"b", self._pos, stop)
-        return self._mv[self._pos : end + 1 if end >= 0 else stop]
+        if len(self._data) - self._pos < min(limit, LOOKAHEAD // 2):
+            self._fill(min(limit, LOOKAHEAD))
+        data, pos = self._data, self._pos
+        stop = min(len(data), pos + limit)
+        careful = self._careful_from
+        if careful is not None:
+            ahead = careful - self.consumed
+            if ahead > 0:
+                stop = min(stop, pos + ahead)
+            else:
+                end = data.find(b"b", pos, stop)
+                if end < 0 and stop - pos < limit and not self._eof:
+                    # No BUILD in what is buffered: read ahead rather than hand out crumbs.
+                    self._fill(min(limit, stop - pos + LOOKAHEAD))
+                    data, pos = self._data, self._pos
+                    stop = min(len(data), pos + limit)
+                    end = data.find(b"b", pos, stop)
+                if end >= 0:
+                    stop = end + 1
+        return self._mv[pos:stop]
 
     def read(self, n: int) -> Any:
         """Consume and return ``n`` bytes (fewer only at EOF)."""
@@ -128,11 +166,11 @@ class Source:
             data = self._src_read(n)
             self.consumed += len(data)
             return data
-        if self._available() < n and n <= LOOKAHEAD:
-            self._fill(n)
-        if self._available() >= n:
-            out = self._mv[self._pos : self._pos + n]
-            self._pos += n
+        pos = self._pos
+        if len(self._data) - pos >= n or (n <= LOOKAHEAD and self._fill(n)):
+            pos = self._pos
+            out = self._mv[pos : pos + n]
+            self._pos = pos + n
             self.consumed += n
             return out
         parts = [bytes(self._mv[self._pos :])]
@@ -142,6 +180,7 @@ class Source:
             more = self._src_read(n - got)
             if not more:
                 break
+            self._scan(more, self.consumed + got)
             parts.append(more)
             got += len(more)
         self.consumed += got
@@ -192,11 +231,12 @@ class Source:
 
     def readinto_exact(self, b: Any, what: str) -> None:
         """Fill all of ``b`` or raise :class:`CorruptFileError` naming ``what``."""
+        start = self.consumed
         need = memoryview(b).nbytes
         got = self.readinto(b)
         if got < need:
             raise CorruptFileError(
-                f"{self.name}: truncated: {what} needs {need} bytes, {got} remain"
+                f"{self.name}: truncated: {what} at offset {start} needs {need} bytes, {got} remain"
             )
 
     def skip(self, n: int, what: str) -> None:
