@@ -103,6 +103,13 @@ class WrapperState:
         self.alignment = alignment
 
 
+class _Dispatch(dict):
+    """The pure-Python unpickler's opcode table, failing as the C one on unknown opcodes."""
+
+    def __missing__(self, key: int) -> Any:
+        raise pickle.UnpicklingError(f"invalid load key, {bytes([key])!r}.")
+
+
 class Py2Unpickler(pickle._Unpickler):
     """A pure-Python unpickler for Python 2 streams (see the module docstring).
 
@@ -112,6 +119,8 @@ class Py2Unpickler(pickle._Unpickler):
     def __init__(self, file: Any, policy: pickle.Unpickler) -> None:
         super().__init__(file)
         self.find_class = policy.find_class  # type: ignore[method-assign]
+
+    dispatch = _Dispatch(pickle._Unpickler.dispatch)
 
     def _decode_string(self, value: bytes) -> str | bytes:
         return value.decode("ascii") if value.isascii() else value
@@ -250,7 +259,7 @@ class PickleLoad:
             if not pad:
                 raise CorruptFileError(f"{self.name}: truncated before a joblib array")
             source.skip(pad[0], "the padding of a joblib array")
-        if self.mmap_mode and meta.allow_mmap and nbytes and source.offset is not None:
+        if self.mmap_mode and meta.allow_mmap and source.offset is not None:
             array = map_array(self, meta.dtype, meta.shape, meta.order, source.offset)
             source.skip(nbytes, "a joblib array")
             return array

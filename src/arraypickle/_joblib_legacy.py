@@ -114,7 +114,7 @@ def read_npy(load: PickleLoad, path: str, mmap_mode: str | None) -> np.ndarray:
         offset = f.tell()
         if os.fstat(f.fileno()).st_size - offset < nbytes:
             raise CorruptFileError(f"{path!r} is truncated: its array needs {nbytes} bytes")
-        if mmap_mode and nbytes:
+        if mmap_mode:
             return map_array(load, dtype, shape, order, offset, path)
         buf = aligned_empty(nbytes)
         Source(f, repr(path), buffered=False).readinto_exact(buf, "the array")

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import io
 import os
+import pickle
 from typing import Any
 
 from ._errors import CorruptFileError
@@ -318,7 +319,12 @@ class PickleView(io.RawIOBase):
             return take
         data = self._source.read(n)
         self._last, self._last_kind = data, "read"
-        return data if self._peekable else bytes(data)
+        if self._peekable:
+            return data
+        if len(data) < n:
+            # The pure-Python unpickler fails obscurely (IndexError...) on short reads.
+            raise pickle.UnpicklingError("pickle data was truncated")
+        return bytes(data)
 
     def readinto(self, b: Any) -> int:
         view = memoryview(b).cast("B")
@@ -328,6 +334,8 @@ class PickleView(io.RawIOBase):
             return len(data)
         got = self._source.readinto(view)
         self._last, self._last_kind = view[:got], "read"
+        if got < len(view) and not self._peekable:
+            raise pickle.UnpicklingError("pickle data was truncated")
         return got
 
     def readline(self, size: int | None = -1) -> bytes:
@@ -338,6 +346,8 @@ class PickleView(io.RawIOBase):
             return bytes(self.read(len(self._inject))) + self._source.readline()
         line = self._source.readline()
         self._last, self._last_kind = line, "read"
+        if not self._peekable and not line.endswith(b"\n"):
+            raise pickle.UnpicklingError("pickle data was truncated")
         return line
 
     # -- what hooks call ----------------------------------------------------------
