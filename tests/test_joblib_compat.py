@@ -321,3 +321,23 @@ def test_nested_pickles_follow_the_callers_policy(name):
                 new_unpickler=_restricted_factory("numpy.core.multiarray"),
                 path=str(path),
             )
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        # Python 2, protocol 2: SHORT_BINSTRING 'abc', BINSTRING of non-ASCII bytes.
+        (
+            b"\x80\x02]q\x00(U\x03abcq\x01T\x03\x00\x00\x00\xe9\xe0\xffq\x02e.",
+            ["abc", b"\xe9\xe0\xff"],
+        ),
+        # Python 2, protocol 0: STRING opcodes, a dict with str keys.
+        (b"(dp0\nS'key'\np1\nS'\\xe9'\np2\ns.", {"key": b"\xe9"}),
+        # Python 2 unicode stays text whatever its characters.
+        (b"\x80\x02X\x02\x00\x00\x00\xc3\xa9q\x00.", "\xe9"),
+    ],
+)
+def test_python2_str_is_str_when_ascii_else_bytes(data, expected):
+    got = ap.loads(data)
+    assert got == expected
+    assert type(got) is type(expected)

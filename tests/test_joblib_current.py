@@ -9,6 +9,7 @@ import pickle
 import subprocess
 import sys
 import textwrap
+import threading
 import warnings
 
 import numpy as np
@@ -373,3 +374,34 @@ def test_load_memory_is_bounded(tmp_path, codec):
     path = dump({"a": np.arange(15_000_000, dtype=np.float64)}, tmp_path / "big.pkl", codec)
     extra = peak_extra(path)
     assert extra <= 48 << 20, f"{extra / 2**20:.1f} MB above the result"
+
+
+def test_scikit_learn_vendored_joblib_files(tmp_path):
+    """Files written by ``sklearn.externals.joblib`` name that module: they load too."""
+    value = {"a": np.arange(4.0), "o": np.array([None, 1], dtype=object)}
+    path = dump(value, tmp_path / "old.pkl", protocol=3)
+    data = path.read_bytes()
+    assert data.count(b"cjoblib.numpy_pickle\n") == 1
+    data = data.replace(b"cjoblib.numpy_pickle\n", b"csklearn.externals.joblib.numpy_pickle\n")
+    assert_same(ap.loads(data), value)
+
+
+def test_unbuffered_pipe_without_peek():
+    """joblib needs ``peek`` or ``seek`` on the file object; any readable stream will do."""
+    value = sample()
+    out = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        joblib.dump(value, out)
+    read_fd, write_fd = os.pipe()
+
+    def feed():
+        with open(write_fd, "wb") as w:
+            w.write(out.getvalue())
+
+    thread = threading.Thread(target=feed, daemon=True)
+    thread.start()
+    with open(read_fd, "rb", buffering=0) as raw:
+        assert not hasattr(raw, "peek")
+        assert_same(ap.load(raw), value)
+    thread.join(timeout=30)

@@ -77,7 +77,6 @@ class Outcome:
 
     value: Any
     wrappers: int = 0  # joblib array wrappers met (any kind)
-    mapped: int = 0  # arrays memory-mapped
     legacy: bool = False  # joblib < 0.10 wrappers (companion files) met
 
 
@@ -224,7 +223,7 @@ class PickleLoad:
 
     def _bindings(self, view: PickleView) -> dict[tuple[str, str], Any]:
         readers = {
-            "NumpyArrayWrapper": self._read_wrapper,
+            "NumpyArrayWrapper": read_numpy_wrapper,
             "NDArrayWrapper": read_ndarray_wrapper,
             "ZNDArrayWrapper": read_zndarray_wrapper,
         }
@@ -242,23 +241,16 @@ class PickleLoad:
         self._ready.append(reader(self, state))
         view.inject(_SWAP)
 
-    def _read_wrapper(self, _load: PickleLoad, state: Any) -> Any:
-        meta = wrapper_state(state, self.name)
-        if meta.dtype.hasobject:
-            array = self.unpickle_nested(self.source, "a joblib object array")
-        else:
-            array = self._read_raw(meta)
-        return restore_subclass(array, meta.subclass)
-
-    def _read_raw(self, meta: WrapperState) -> np.ndarray:
+    def read_raw(self, meta: WrapperState) -> np.ndarray:
+        """The bytes of a non-object array, after their padding: read, or mapped."""
         source = self.source
-        nbytes = meta.dtype.itemsize * prod(meta.shape)
-        self.check_size(nbytes, meta.shape, meta.dtype)
         if meta.alignment is not None:
             pad = bytes(source.read(1))
             if not pad:
                 raise CorruptFileError(f"{self.name}: truncated before a joblib array")
             source.skip(pad[0], "the padding of a joblib array")
+        nbytes = meta.dtype.itemsize * prod(meta.shape)
+        self.check_size(nbytes, meta.shape, meta.dtype)
         if self.mmap_mode and meta.allow_mmap and source.offset is not None:
             array = map_array(self, meta.dtype, meta.shape, meta.order, source.offset)
             source.skip(nbytes, "a joblib array")
@@ -292,10 +284,13 @@ def map_array(
     path: str | None = None,
 ) -> np.ndarray:
     """``np.memmap`` of ``path`` (default: the loaded file) at ``offset``, in the load's mode."""
-    array = np.memmap(
-        path or load.path, dtype=dtype, mode=load.mmap_mode, offset=offset, shape=shape, order=order
-    )
-    load.outcome.mapped += 1
+    path = path or load.path
+    try:
+        array = np.memmap(
+            path, dtype=dtype, mode=load.mmap_mode, offset=offset, shape=shape, order=order
+        )
+    except (ValueError, OSError) as exc:
+        raise CorruptFileError(f"{path!r}: cannot map the array at offset {offset}: {exc}") from exc
     if not array.flags.aligned:
         warn_caller(
             f"{load.name}: the array at offset {offset} is memory-mapped unaligned for its "
@@ -304,6 +299,16 @@ def map_array(
             UserWarning,
         )
     return array
+
+
+def read_numpy_wrapper(load: PickleLoad, state: Any) -> np.ndarray:
+    """A ``NumpyArrayWrapper``: its array follows it in the stream."""
+    meta = wrapper_state(state, load.name)
+    if meta.dtype.hasobject:
+        array = load.unpickle_nested(load.source, "a joblib object array")
+    else:
+        array = load.read_raw(meta)
+    return restore_subclass(array, meta.subclass)
 
 
 def wrapper_state(state: Any, name: str) -> WrapperState:
@@ -408,7 +413,7 @@ def load_zf(
     new_unpickler: UnpicklerFactory,
     path: str | None = None,
     mmap_mode: str | None = None,
-    piece: int | None = None,
+    piece: int | None = 4 << 20,
 ) -> Any:
     """Load a joblib 0.8.4-0.9 ``ZF`` file (its companions beside ``path``), warning."""
     if mmap_mode is not None:
