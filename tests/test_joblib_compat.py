@@ -341,3 +341,19 @@ def test_python2_str_is_str_when_ascii_else_bytes(data, expected):
     got = ap.loads(data)
     assert got == expected
     assert type(got) is type(expected)
+
+
+def test_no_codec_may_claim_joblibs_zf_magic(fresh_registry):
+    class Shadow:
+        name = "shadow"
+        magic = b"ZF"
+        extensions = (".shadow",)
+
+        def open_writer(self, fileobj, level):
+            return fileobj
+
+        def open_reader(self, fileobj):
+            return fileobj
+
+    with pytest.raises(ap.PluginConflictError, match="joblib"):
+        ap.register_codec(Shadow())
