@@ -88,7 +88,7 @@ class RawStream:
     def readline(self, size: int | None = -1) -> bytes:
         rest = bytes(self._data[self._pos :])
         nl = rest.find(b"\n")
-        return self.read(len(rest) if nl < 0 else nl + 1)
+        return RawStream.read(self, len(rest) if nl < 0 else nl + 1)  # whole lines
 
 
 def craft_wrapper(cls_name: str, state: Any, after: bytes = b"", protocol: int = 3) -> bytes:
@@ -151,3 +151,30 @@ def assert_same(got: Any, want: Any, *, mapped: bool = False) -> None:
         return
     assert type(got) is type(want), (type(got), type(want))
     assert got == want or (got != got and want != want)  # NaN equals NaN here
+
+
+class ChoppyStream(RawStream):
+    """A non-seekable stream returning arbitrary short reads and short peeks."""
+
+    def __init__(self, data: bytes, seed: int, *, peek: bool = True) -> None:
+        super().__init__(data)
+        import random
+
+        self._rng = random.Random(seed)
+        if not peek:
+            self.peek = None  # type: ignore[assignment]
+
+    def read(self, n: int = -1) -> bytes:
+        if n is not None and n > 0:
+            n = self._rng.randint(1, n)
+        return super().read(n)
+
+    def readinto(self, b: Any) -> int:
+        view = memoryview(b).cast("B")
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def peek(self, n: int = 1) -> bytes:
+        end = min(len(self._data), self._pos + self._rng.randint(1, max(1, n)))
+        return bytes(self._data[self._pos : end])

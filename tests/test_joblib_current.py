@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import arraypickle as ap
-from joblib_support import RawStream, assert_same, craft_wrapper, pipe_reader
+from joblib_support import ChoppyStream, RawStream, assert_same, craft_wrapper, pipe_reader
 from joblib_support import lz4_codec as lz4_codec  # the fixture
 
 joblib = pytest.importorskip("joblib")
@@ -90,7 +90,7 @@ def codec(request):
     return request.param
 
 
-@pytest.mark.parametrize("protocol", [None, 2, 3, 5], ids=lambda p: f"protocol-{p}")
+@pytest.mark.parametrize("protocol", [None, 0, 2, 3, 5], ids=lambda p: f"protocol-{p}")
 def test_every_codec_and_protocol(tmp_path, codec, protocol):
     value = sample()
     path = dump(value, tmp_path / "data.pkl", codec, protocol)
@@ -417,3 +417,36 @@ def test_unbuffered_pipe_without_peek():
         assert not hasattr(raw, "peek")
         assert_same(ap.load(raw), value)
     thread.join(timeout=30)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_mmap_of_a_named_pipe_warns_and_loads(tmp_path):
+    value = {"a": np.arange(5.0)}
+    out = io.BytesIO()
+    joblib.dump(value, out)
+    fifo = tmp_path / "fifo.pkl"
+    os.mkfifo(fifo)
+
+    def feed():
+        with open(fifo, "wb") as w:
+            w.write(out.getvalue())
+
+    thread = threading.Thread(target=feed, daemon=True)
+    thread.start()
+    with pytest.warns(UserWarning, match="cannot be sought in"):
+        got = ap.load(fifo, mmap_mode="r")
+    thread.join(timeout=30)
+    assert_same(got, value)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("protocol", [2, 3, 5])
+def test_short_reads_and_peeks(seed, protocol):
+    """Streams that return whatever they have (raw sockets) load the same."""
+    value = sample()
+    out = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        joblib.dump(value, out, protocol=protocol)
+    assert_same(ap.load(ChoppyStream(out.getvalue(), seed)), value)
+    assert_same(ap.load(ChoppyStream(out.getvalue(), seed, peek=False)), value)

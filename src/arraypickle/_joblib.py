@@ -159,6 +159,7 @@ class PickleLoad:
         self.outcome = Outcome(None)
         self.py2 = False
         self._ready: list[Any] = []
+        self._unmappable_warned = False
 
     # -- the load -----------------------------------------------------------------
 
@@ -251,10 +252,18 @@ class PickleLoad:
             source.skip(pad[0], "the padding of a joblib array")
         nbytes = meta.dtype.itemsize * prod(meta.shape)
         self.check_size(nbytes, meta.shape, meta.dtype)
-        if self.mmap_mode and meta.allow_mmap and source.offset is not None:
-            array = map_array(self, meta.dtype, meta.shape, meta.order, source.offset)
-            source.skip(nbytes, "a joblib array")
-            return array
+        if self.mmap_mode and meta.allow_mmap:
+            if source.offset is not None:
+                array = map_array(self, meta.dtype, meta.shape, meta.order, source.offset)
+                source.skip(nbytes, "a joblib array")
+                return array
+            if not self._unmappable_warned:
+                self._unmappable_warned = True
+                warn_caller(
+                    f"{self.name} cannot be sought in: its arrays cannot be memory-mapped "
+                    "and are loaded into memory instead",
+                    UserWarning,
+                )
         try:
             buf = aligned_empty(nbytes)
         except MemoryError:
@@ -289,7 +298,7 @@ def map_array(
         array = np.memmap(
             path, dtype=dtype, mode=load.mmap_mode, offset=offset, shape=shape, order=order
         )
-    except (ValueError, OSError) as exc:
+    except ValueError as exc:  # beyond the end of the file
         raise CorruptFileError(f"{path!r}: cannot map the array at offset {offset}: {exc}") from exc
     if not array.flags.aligned:
         warn_caller(

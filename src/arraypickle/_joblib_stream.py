@@ -165,6 +165,16 @@ class Source:
         """Consume and return ``n`` bytes (fewer only at EOF)."""
         if not self._buffered:
             data = self._src_read(n)
+            if 0 < len(data) < n:  # raw pipes and sockets return what has arrived
+                parts = [data]
+                got = len(data)
+                while got < n:
+                    more = self._src_read(n - got)
+                    if not more:
+                        break
+                    parts.append(more)
+                    got += len(more)
+                data = b"".join(parts)
             self.consumed += len(data)
             return data
         pos = self._pos
