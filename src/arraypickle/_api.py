@@ -100,7 +100,8 @@ def load(filename: str | os.PathLike[str] | BinaryIO, mmap_mode: str | None = No
 
     The format is detected from the first bytes, never from the name: an arraypickle
     container, a container (or pickle) inside any installed codec's stream, or a
-    plain pickle stream.
+    plain pickle stream. Files written by ``joblib.dump`` (any version, compressed or
+    not, Python 2 ones included) load too, without joblib: see ``docs/joblib.md``.
 
     Parameters:
         filename: a path or a readable binary file object, seekable or not. From a
