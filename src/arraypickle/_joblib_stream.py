@@ -34,6 +34,7 @@ import pickle
 from typing import Any
 
 from ._errors import CorruptFileError
+from ._streams import is_seekable
 
 BUILD = 0x62
 # Opcode lookahead read from the caller's stream at a time (a buffered source).
@@ -42,13 +43,6 @@ LOOKAHEAD = 64 << 10
 MAX_WINDOW = 128 << 10
 # In the name of every joblib wrapper class (NumpyArrayWrapper, NDArrayWrapper, ...).
 NEEDLE = b"ArrayWrapper"
-
-
-def _seekable(stream: Any) -> bool:
-    try:
-        return bool(stream.seekable())
-    except (AttributeError, OSError, ValueError):
-        return False
 
 
 class Source:
@@ -78,7 +72,7 @@ class Source:
         self._careful_from: int | None = None if buffered else 0
         self._tail = b""  # the last bytes scanned, for a name cut across two reads
         self._origin: int | None = None
-        if _seekable(src):
+        if is_seekable(src):
             try:
                 self._origin = src.tell()
             except (OSError, ValueError):
