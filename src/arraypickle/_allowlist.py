@@ -255,13 +255,27 @@ def _numpy() -> list[_Entry]:
     return entries
 
 
+def _joblib_wrapper_outside_a_joblib_stream(*args: Any, **kwargs: Any) -> Any:
+    raise TypeError("safe mode: joblib's array wrappers are only read by the joblib loader")
+
+
 def _arraypickle() -> list[_Entry]:
+    from ._joblib import WRAPPER_NAMES
+
     return [
         (
             (f"{fmt.REBUILD_MODULE}.{fmt.REBUILD_NAME}",),
             lambda: fmt.rebuild,
             "bound by the reader to its own rebuild: an installed wrapper plugin rebuilds "
             "the object from the container's buffers and meta (whose globals are checked)",
+        ),
+        (
+            tuple(f"{m}.{cls}" for cls, modules in WRAPPER_NAMES.items() for m in modules),
+            lambda: _joblib_wrapper_outside_a_joblib_stream,
+            "joblib's array wrappers: joblib is never imported; arraypickle's joblib reader "
+            "binds these names to its own placeholders, which read the array bytes that "
+            "follow (or, for joblib 0.8-0.9, companion files beside the loaded file, by "
+            "plain name only); elsewhere they refuse to run",
         ),
     ]
 

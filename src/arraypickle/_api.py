@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import pickle
@@ -12,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any, BinaryIO
 
 from . import _format as fmt
-from . import _progress, _remote
+from . import _joblib, _joblib_zf, _progress, _remote
 from ._atomic import replacing
 from ._compress import resolve
 from ._errors import ArrayPickleError, CorruptFileError, UnknownCodecError, describe
@@ -136,7 +137,8 @@ def load(
 
     The format is detected from the first bytes, never from the name: an arraypickle
     container, a container (or pickle) inside any installed codec's stream, or a
-    plain pickle stream.
+    plain pickle stream. Files written by ``joblib.dump`` (any version, compressed or
+    not, Python 2 ones included) load too, without joblib: see ``docs/joblib.md``.
 
     Parameters:
         filename: a path or a readable binary file object, seekable or not. From a
@@ -331,7 +333,13 @@ def _read(
     policy: Policy | None = None,
 ) -> Any:
     magics = registry.magics()
-    head, stream = sniff(stream, [fmt.MAGIC, *magics])
+    head, stream = sniff(stream, [fmt.MAGIC, _joblib_zf.MAGIC, *magics])
+    if head.startswith(_joblib_zf.MAGIC):  # joblib 0.8.4-0.9's own zlib framing
+        if inner:
+            raise CorruptFileError(f"{name}: compressed data nested in compressed data")
+        return _joblib.load_zf(
+            stream, name, new_unpickler=_new_unpickler, path=path, mmap_mode=mmap_mode
+        )
     if head.startswith(fmt.MAGIC):
         reader = ContainerReader(
             stream,
@@ -360,14 +368,25 @@ def _read(
             return _read_compressed(stream, name, codec, registry, policy)
     if not head:
         raise CorruptFileError(f"{name}: the file is empty")
-    if mmap_mode is not None:
-        warnings.warn(
-            f"{name} is a plain pickle: its arrays are not stored apart and cannot be "
-            "memory-mapped; it is loaded into memory instead",
-            UserWarning,
-            stacklevel=3,
+    # A pickle, possibly joblib's (arrays after their wrappers; warns for mmap_mode
+    # when none could be mapped). Under safe loading it is scanned first.
+    close = None
+    if policy is not None:
+        stream, close = checked_plain(stream, name, policy)
+    try:
+        return _joblib.load_pickle(
+            stream,
+            name,
+            new_unpickler=functools.partial(_new_unpickler, policy=policy),
+            path=path,
+            mmap_mode=mmap_mode,
+            size=remaining_size(stream),
+            piece=_CODEC_PIECE if inner else _FILE_PIECE,
+            inner=inner,
         )
-    return _unpickle_plain(stream, name, policy)
+    finally:
+        if close is not None:
+            close()
 
 
 def _read_compressed(
@@ -384,17 +403,10 @@ def _read_compressed(
     return value
 
 
-def _unpickle_plain(stream: Any, name: str, policy: Policy | None = None) -> Any:
-    close = None
-    if policy is not None:
-        stream, close = checked_plain(stream, name, policy)
-    try:
-        return Unpickler(FullReads(stream), rebuild=fmt.rebuild, policy=policy).load()
-    except (pickle.UnpicklingError, EOFError) as exc:
-        raise CorruptFileError(f"{name}: not a valid arraypickle or pickle file: {exc}") from exc
-    finally:
-        if close is not None:
-            close()
+def _new_unpickler(file: Any, bindings: Any, policy: Policy | None = None) -> Unpickler:
+    """Every unpickler of a pickle (or joblib) load, nested ones included, comes from here,
+    so the caller's safe-loading policy reaches them all."""
+    return Unpickler(file, rebuild=fmt.rebuild, bindings=bindings, policy=policy)
 
 
 def _missing_codec(name: str, codec_name: str, known: KnownCodec) -> str:

@@ -52,7 +52,11 @@ KNOWN_CODECS = {
 }
 
 # Magics codecs may not shadow: the container's and pickle's PROTO opcode.
-RESERVED_MAGICS = {fmt.MAGIC: "the arraypickle container", b"\x80": "pickle protocol 2+"}
+RESERVED_MAGICS = {
+    fmt.MAGIC: "the arraypickle container",
+    b"\x80": "pickle protocol 2+",
+    b"ZF": "joblib 0.8.4-0.9's zlib framing",
+}
 
 
 @dataclass

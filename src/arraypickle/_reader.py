@@ -11,7 +11,7 @@ from __future__ import annotations
 import pickle
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -29,18 +29,33 @@ MAX_STREAM_RECORD = 1 << 44
 
 
 class Unpickler(pickle.Unpickler):
-    """The C unpickler, with arraypickle's rebuild global bound to one reader."""
+    """The C unpickler, with arraypickle's rebuild global bound to one reader.
+
+    ``bindings`` maps further ``(module, name)`` globals to objects of the loader's
+    own (joblib's array wrappers, for instance), looked up before anything is imported;
+    ``policy`` (safe loading) decides every other global.
+    """
 
     def __init__(
-        self, file: Any, *, rebuild: Callable[..., Any], policy: Any = None, **kwargs: Any
+        self,
+        file: Any,
+        *,
+        rebuild: Callable[..., Any],
+        bindings: Mapping[tuple[str, str], Any] | None = None,
+        policy: Any = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(file, **kwargs)
         self._rebuild = rebuild
+        self._bindings = bindings or {}
         self._policy = policy
 
     def find_class(self, module: str, name: str) -> Any:
         if name == fmt.REBUILD_NAME and module == fmt.REBUILD_MODULE:
             return self._rebuild
+        bound = self._bindings.get((module, name))
+        if bound is not None:
+            return bound
         if self._policy is not None:  # safe loading: only allow-listed or trusted globals
             return self._policy.find_class(module, name, super().find_class)
         return super().find_class(module, name)

@@ -8,7 +8,8 @@ that adds optional capabilities):
 ``magic: bytes``
     The first bytes of every stream the codec writes. Loading detects the codec by
     them, never by the file name. No magic may be a prefix of another codec's magic,
-    of the container's (``89 41 50 4B 0D 0A 1A 0A``) or of a pickle's (``80``).
+    of the container's (``89 41 50 4B 0D 0A 1A 0A``), of a pickle's (``80``) or of
+    joblib 0.8.4-0.9's zlib framing (``5A 46``, "ZF").
 ``extensions: tuple[str, ...]``
     File name endings, dot included (``(".gz",)``). ``dump(obj, "f.gz")`` picks the
     codec that claims the ending.

@@ -1,0 +1,449 @@
+"""Loading pickle streams, including the ones joblib wrote, without joblib installed.
+
+Every stream that is neither an arraypickle container nor compressed is a pickle; it
+may come from ``pickle.dump`` or from ``joblib.dump``. joblib >= 0.10 writes each array
+as a ``joblib.numpy_pickle.NumpyArrayWrapper`` object (its ``subclass``, ``shape``,
+``order``, ``dtype``, ``allow_mmap`` and, since joblib 1.2, the
+``numpy_array_alignment_bytes`` it padded to) whose ``BUILD`` opcode is followed,
+outside the pickle, by:
+
+* for an array of objects, a complete nested pickle of the array;
+* otherwise, when the wrapper announces an alignment, one byte ``n`` and ``n`` padding
+  bytes, then the array's bytes in the wrapper's ``order``, in the dtype's byte order.
+
+:class:`PickleLoad` runs the C unpickler over a :class:`~._joblib_stream.PickleView`,
+binds joblib's wrapper classes (through ``find_class``) to placeholders whose
+``__setstate__`` reads the array at that point, straight into its final aligned memory
+(or maps it), then injects ``POP NONE BINPERSID`` so that ``persistent_load`` puts the
+array on the stack in the wrapper's place. joblib 0.8.4-0.9 wrappers that point at
+companion files are read by :mod:`._joblib_legacy`.
+
+Pickles of protocol 2 and below may come from Python 2, whose ``str`` is bytes. They
+are read by a pure-Python unpickler that returns an ASCII ``str`` as ``str`` and any
+other one as ``bytes``: numpy accepts both as array data (its own ``latin1`` route),
+so arrays, text and binary blobs all come back as they were meant.
+
+Every unpickler of one load, the nested ones included, is made by one factory: the
+caller's, which carries its ``find_class`` policy (a nested object-array pickle once
+escaped such a policy in joblib, GHSA-m62q-453p-gv66).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from math import prod
+from typing import Any
+
+import numpy as np
+
+from ._errors import CorruptFileError
+from ._joblib_legacy import deprecation, read_ndarray_wrapper, read_zndarray_wrapper
+from ._joblib_stream import PickleView, Source
+from ._joblib_zf import open_zf
+from ._memory import aligned_empty
+from ._numpy import _rebuild_array
+from ._streams import Guarded, is_seekable
+from ._warnings import warn_caller
+
+# (module, name) -> object, consulted by find_class before anything is imported.
+Bindings = Mapping[tuple[str, str], Any]
+# Makes a C unpickler reading ``file`` under the caller's find_class policy.
+UnpicklerFactory = Callable[[Any, Bindings], pickle.Unpickler]
+
+_JOBLIB = ("joblib", "sklearn.externals.joblib")
+WRAPPER_NAMES = {
+    "NumpyArrayWrapper": tuple(f"{p}.numpy_pickle" for p in _JOBLIB),
+    "NDArrayWrapper": tuple(
+        f"{p}.{m}" for p in _JOBLIB for m in ("numpy_pickle", "numpy_pickle_compat")
+    ),
+    "ZNDArrayWrapper": tuple(
+        f"{p}.{m}" for p in _JOBLIB for m in ("numpy_pickle", "numpy_pickle_compat")
+    ),
+}
+# POP (the wrapper) NONE BINPERSID: persistent_load(None) pushes the array read.
+_SWAP = b"0NQ"
+_ORDERS = ("C", "F")
+# A declared size beyond this, from a stream of unknown length, is not believed.
+MAX_ARRAY_BYTES = 1 << 44
+
+
+@dataclass
+class Outcome:
+    """What a load found, for the caller's warnings."""
+
+    value: Any
+    wrappers: int = 0  # joblib array wrappers met (any kind)
+    legacy: bool = False  # joblib < 0.10 wrappers (companion files) met
+
+
+class WrapperState:
+    """A validated ``NumpyArrayWrapper`` state."""
+
+    __slots__ = ("alignment", "allow_mmap", "dtype", "order", "shape", "subclass")
+
+    def __init__(
+        self,
+        subclass: type,
+        shape: tuple[int, ...],
+        order: str,
+        dtype: np.dtype,
+        allow_mmap: bool,
+        alignment: int | None,
+    ) -> None:
+        self.subclass = subclass
+        self.shape = shape
+        self.order = order
+        self.dtype = dtype
+        self.allow_mmap = allow_mmap
+        self.alignment = alignment
+
+
+class _Dispatch(dict):
+    """The pure-Python unpickler's opcode table, failing as the C one on unknown opcodes."""
+
+    def __missing__(self, key: int) -> Any:
+        raise pickle.UnpicklingError(f"invalid load key, {bytes([key])!r}.")
+
+
+class Py2Unpickler(pickle._Unpickler):
+    """A pure-Python unpickler for Python 2 streams (see the module docstring).
+
+    ``find_class`` is the policy instance's, so restrictions apply unchanged.
+    """
+
+    def __init__(self, file: Any, policy: pickle.Unpickler) -> None:
+        super().__init__(file)
+        self.find_class = policy.find_class  # type: ignore[method-assign]
+
+    dispatch = _Dispatch(pickle._Unpickler.dispatch)
+
+    def _decode_string(self, value: bytes) -> str | bytes:
+        return value.decode("ascii") if value.isascii() else value
+
+
+class PickleLoad:
+    """One load of one pickle stream from ``stream`` (positioned at its first byte).
+
+    ``new_unpickler`` makes every unpickler of this load; ``path`` (the file's name)
+    serves memory mapping and joblib 0.9's companion files; ``inner``: ``stream`` is
+    a decompressed stream, which must end with the object.
+    """
+
+    def __init__(
+        self,
+        stream: Any,
+        name: str,
+        *,
+        new_unpickler: UnpicklerFactory,
+        path: str | None = None,
+        mmap_mode: str | None = None,
+        size: int | None = None,
+        piece: int | None = None,
+        inner: bool = False,
+        dirname: str | None = None,
+    ) -> None:
+        self.name = name
+        self.path = path
+        self.dirname = (
+            dirname if dirname is not None else _dirname(path or getattr(stream, "name", None))
+        )
+        self.mmap_mode = mmap_mode if path else None
+        self.new_unpickler = new_unpickler
+        self.size = size
+        self.inner = inner
+        self.source = Source(stream, name, buffered=inner or is_seekable(stream), piece=piece)
+        self.outcome = Outcome(None)
+        self.py2 = False
+        self._ready: list[Any] = []
+        self._unmappable_warned = False
+
+    # -- the load -----------------------------------------------------------------
+
+    def load(self) -> Outcome:
+        """Unpickle the object, then give back what was read beyond it."""
+        head = bytes(self.source.read(2))
+        if not head:
+            raise CorruptFileError(f"{self.name}: the file is empty")
+        # PROTO 0..2, or no PROTO (protocols 0 and 1): possibly Python 2.
+        self.py2 = not (head[0] == 0x80 and len(head) > 1 and head[1] > 2)
+        view = PickleView(self.source, peekable=not self.py2)
+        view.inject(head)
+        unpickler = self._unpickler(view, self._bindings(view))
+        self.outcome.value = self._run(unpickler)
+        left = self.source.finish()
+        if left and self.inner:
+            raise CorruptFileError(f"{self.name}: data follows the object in the compressed stream")
+        return self.outcome
+
+    def _run(self, unpickler: Any) -> Any:
+        try:
+            return unpickler.load()
+        except (pickle.UnpicklingError, EOFError) as exc:
+            raise CorruptFileError(
+                f"{self.name}: not a valid arraypickle or pickle file: {exc}"
+            ) from exc
+
+    def _unpickler(self, file: Any, bindings: Bindings) -> Any:
+        if self.py2:
+            unpickler = Py2Unpickler(file, self.new_unpickler(io.BytesIO(), bindings))
+        else:
+            unpickler = self.new_unpickler(file, bindings)
+        unpickler.persistent_load = self._persistent_load
+        return unpickler
+
+    def unpickle_nested(self, stream: Any, what: str) -> Any:
+        """Unpickle one nested pickle (an object array) from ``stream``'s position.
+
+        Same factory, policy and Python 2 handling as the outer stream; joblib's
+        wrappers cannot appear inside.
+        """
+        source = stream if isinstance(stream, Source) else Source(stream, self.name, buffered=False)
+        view = PickleView(source, peekable=not self.py2)
+        bindings = dict.fromkeys(self._wrapper_keys(), _NestedWrapper)
+        value = self._run(self._unpickler(view, bindings))
+        if not isinstance(value, np.ndarray):
+            raise CorruptFileError(
+                f"{self.name}: {what} holds a {type(value).__name__}, not an array"
+            )
+        return value
+
+    def _persistent_load(self, pid: Any) -> Any:
+        if pid is None and self._ready:
+            return self._ready.pop()
+        raise pickle.UnpicklingError(f"persistent IDs are not supported, found {pid!r}")
+
+    # -- joblib's wrappers --------------------------------------------------------
+
+    @staticmethod
+    def _wrapper_keys() -> list[tuple[str, str]]:
+        return [(m, cls) for cls, modules in WRAPPER_NAMES.items() for m in modules]
+
+    def _bindings(self, view: PickleView) -> dict[tuple[str, str], Any]:
+        readers = {
+            "NumpyArrayWrapper": read_numpy_wrapper,
+            "NDArrayWrapper": read_ndarray_wrapper,
+            "ZNDArrayWrapper": read_zndarray_wrapper,
+        }
+        bindings = {}
+        for cls_name, modules in WRAPPER_NAMES.items():
+            placeholder = _placeholder(cls_name, self, view, readers[cls_name])
+            for module in modules:
+                bindings[(module, cls_name)] = placeholder
+        return bindings
+
+    def on_build(self, view: PickleView, kind: str, reader: Callable[..., Any], state: Any) -> None:
+        """A joblib wrapper's ``BUILD``: read its array and swap it in."""
+        view.after_build(kind)
+        self.outcome.wrappers += 1
+        self._ready.append(reader(self, state))
+        view.inject(_SWAP)
+
+    def read_raw(self, meta: WrapperState) -> np.ndarray:
+        """The bytes of a non-object array, after their padding: read, or mapped."""
+        source = self.source
+        if meta.alignment is not None:
+            pad = bytes(source.read(1))
+            if not pad:
+                raise CorruptFileError(f"{self.name}: truncated before a joblib array")
+            source.skip(pad[0], "the padding of a joblib array")
+        nbytes = meta.dtype.itemsize * prod(meta.shape)
+        self.check_size(nbytes, meta.shape, meta.dtype)
+        if self.mmap_mode and meta.allow_mmap:
+            if source.offset is not None:
+                array = map_array(self, meta.dtype, meta.shape, meta.order, source.offset)
+                source.skip(nbytes, "a joblib array")
+                return array
+            if not self._unmappable_warned:
+                self._unmappable_warned = True
+                warn_caller(
+                    f"{self.name} cannot be sought in: its arrays cannot be memory-mapped "
+                    "and are loaded into memory instead",
+                    UserWarning,
+                )
+        try:
+            buf = aligned_empty(nbytes)
+        except MemoryError:
+            raise CorruptFileError(
+                f"{self.name}: a joblib array at offset {source.consumed} declares "
+                f"{nbytes} bytes: cannot allocate"
+            ) from None
+        source.readinto_exact(buf, "a joblib array")
+        return _rebuild_array(meta.dtype, meta.shape, meta.order, buf)
+
+    def check_size(self, nbytes: int, shape: Any, dtype: Any) -> None:
+        """Refuse a declared size larger than what the file can hold."""
+        limit = MAX_ARRAY_BYTES if self.size is None else self.size - self.source.consumed
+        if nbytes > limit:
+            raise CorruptFileError(
+                f"{self.name}: a joblib array of shape {shape} and dtype {dtype} at offset "
+                f"{self.source.consumed} declares {nbytes} bytes, more than the file holds"
+            )
+
+
+def map_array(
+    load: PickleLoad,
+    dtype: np.dtype,
+    shape: tuple[int, ...],
+    order: str,
+    offset: int,
+    path: str | None = None,
+) -> np.ndarray:
+    """``np.memmap`` of ``path`` (default: the loaded file) at ``offset``, in the load's mode."""
+    path = path or load.path
+    try:
+        array = np.memmap(
+            path, dtype=dtype, mode=load.mmap_mode, offset=offset, shape=shape, order=order
+        )
+    except ValueError as exc:  # beyond the end of the file
+        raise CorruptFileError(f"{path!r}: cannot map the array at offset {offset}: {exc}") from exc
+    if not array.flags.aligned:
+        warn_caller(
+            f"{load.name}: the array at offset {offset} is memory-mapped unaligned for its "
+            f"dtype {dtype} (joblib < 1.2 did not pad arrays); some libraries need aligned "
+            "data: load without mmap_mode, or re-save the file",
+            UserWarning,
+        )
+    return array
+
+
+def read_numpy_wrapper(load: PickleLoad, state: Any) -> np.ndarray:
+    """A ``NumpyArrayWrapper``: its array follows it in the stream."""
+    meta = wrapper_state(state, load.name)
+    if meta.dtype.hasobject:
+        array = load.unpickle_nested(load.source, "a joblib object array")
+    else:
+        array = load.read_raw(meta)
+    return restore_subclass(array, meta.subclass)
+
+
+def wrapper_state(state: Any, name: str) -> WrapperState:
+    """Check a ``NumpyArrayWrapper`` state and return it typed."""
+    if not isinstance(state, dict):
+        raise CorruptFileError(
+            f"{name}: a joblib array wrapper has a state of type {type(state).__name__}"
+        )
+    try:
+        subclass = state["subclass"]
+        shape = state["shape"]
+        order = state["order"]
+        dtype = state["dtype"]
+    except KeyError as missing:
+        raise CorruptFileError(
+            f"{name}: a joblib array wrapper lacks its {missing.args[0]!r}"
+        ) from None
+    alignment = state.get("numpy_array_alignment_bytes")
+    check_array_meta(name, subclass, shape, dtype)
+    if order not in _ORDERS or not (alignment is None or type(alignment) is int):
+        raise CorruptFileError(
+            f"{name}: a joblib array wrapper has order {order!r}, alignment {alignment!r}"
+        )
+    return WrapperState(subclass, shape, order, dtype, bool(state.get("allow_mmap")), alignment)
+
+
+def check_array_meta(name: str, subclass: Any, shape: Any, dtype: Any) -> None:
+    """Refuse anything but an ndarray subclass, a tuple of sizes and a dtype."""
+    check_subclass(name, subclass)
+    if not isinstance(dtype, np.dtype):
+        raise CorruptFileError(f"{name}: a joblib array has the dtype {dtype!r}")
+    if type(shape) is not tuple or not all(isinstance(n, int) and n >= 0 for n in shape):
+        raise CorruptFileError(f"{name}: a joblib array has the shape {shape!r}")
+
+
+def check_subclass(name: str, subclass: Any) -> None:
+    if subclass is not np.ndarray and not (
+        isinstance(subclass, type) and issubclass(subclass, np.ndarray)
+    ):
+        raise CorruptFileError(
+            f"{name}: a joblib array claims the class {subclass!r}, not an ndarray"
+        )
+
+
+def restore_subclass(array: np.ndarray, subclass: type) -> np.ndarray:
+    """``array`` as ``subclass`` (``np.matrix``...); memmaps and ndarrays stay as they are."""
+    if subclass is np.ndarray or subclass is np.memmap or isinstance(array, subclass):
+        return array
+    return array.view(subclass)
+
+
+def _placeholder(kind: str, load: PickleLoad, view: PickleView, reader: Callable[..., Any]) -> type:
+    """A class standing for joblib's ``kind``: its ``BUILD`` reads the array."""
+
+    def __setstate__(self: Any, state: Any) -> None:
+        load.on_build(view, kind, reader, state)
+
+    return type(kind, (), {"__slots__": (), "__setstate__": __setstate__, "__module__": __name__})
+
+
+class _NestedWrapper:
+    """joblib's wrappers inside a nested pickle: joblib never writes them there."""
+
+    def __new__(cls, *_args: Any) -> Any:
+        raise CorruptFileError("a joblib array wrapper inside a nested object-array pickle")
+
+
+def _dirname(path: Any) -> str | None:
+    return os.path.dirname(os.path.abspath(path)) if isinstance(path, str) and path else None
+
+
+def load_pickle(
+    stream: Any,
+    name: str,
+    *,
+    path: str | None = None,
+    mmap_mode: str | None = None,
+    inner: bool = False,
+    **kwargs: Any,
+) -> Any:
+    """Load one pickle stream (joblib's included) from ``stream``; see :class:`PickleLoad`.
+
+    Warns as joblib does for joblib < 0.10 files, and as for any plain pickle when
+    ``mmap_mode`` was asked for and nothing could be mapped.
+    """
+    outcome = PickleLoad(stream, name, path=path, mmap_mode=mmap_mode, inner=inner, **kwargs).load()
+    if outcome.legacy:
+        deprecation(name)
+    if mmap_mode is not None and path and not outcome.wrappers:
+        warn_caller(
+            f"{name} is a plain pickle: its arrays are not stored apart and cannot be "
+            "memory-mapped; it is loaded into memory instead",
+            UserWarning,
+        )
+    return outcome.value
+
+
+def load_zf(
+    stream: Any,
+    name: str,
+    *,
+    new_unpickler: UnpicklerFactory,
+    path: str | None = None,
+    mmap_mode: str | None = None,
+    piece: int | None = 4 << 20,
+) -> Any:
+    """Load a joblib 0.8.4-0.9 ``ZF`` file (its companions beside ``path``), warning."""
+    if mmap_mode is not None:
+        warn_caller(
+            f"{name} is compressed with joblib's zlib framing: it cannot be memory-mapped "
+            "and is loaded into memory instead",
+            UserWarning,
+        )
+    reader = open_zf(stream, name)
+    try:
+        guarded = Guarded(reader, name, "joblib zlib")
+        load = PickleLoad(
+            guarded,
+            name,
+            new_unpickler=new_unpickler,
+            inner=True,
+            piece=piece,
+            dirname=_dirname(path or getattr(stream, "name", None)),
+        )
+        outcome = load.load()
+    finally:
+        reader.close()
+    deprecation(name)
+    return outcome.value
