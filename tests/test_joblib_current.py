@@ -433,7 +433,7 @@ def test_mmap_of_a_named_pipe_warns_and_loads(tmp_path):
 
     thread = threading.Thread(target=feed, daemon=True)
     thread.start()
-    with pytest.warns(UserWarning, match="cannot be sought in"):
+    with pytest.warns(UserWarning, match="cannot be memory-mapped"):
         got = ap.load(fifo, mmap_mode="r")
     thread.join(timeout=30)
     assert_same(got, value)

@@ -8,7 +8,6 @@ import io
 import os
 import pickle
 import stat
-import warnings
 from collections.abc import Iterable
 from typing import Any, BinaryIO
 
@@ -21,7 +20,8 @@ from ._pickler import Pickler
 from ._plugins import KnownCodec, Registry, get_registry
 from ._reader import ContainerReader, MmapTarget, Unpickler
 from ._safe import Policy, checked_plain, make_policy
-from ._streams import FullReads, Guarded, remaining_size, sniff
+from ._streams import Guarded, remaining_size, sniff
+from ._warnings import warn_caller
 from ._writer import ContainerWriter
 
 MMAP_MODES = (None, "r", "r+", "w+", "c")
@@ -191,21 +191,19 @@ def load(
         target = _remote.locate(path, storage_options)
         if not isinstance(target, str):
             if mode is not None:
-                warnings.warn(
+                warn_caller(
                     f"mmap_mode={mmap_mode!r} needs a local file; {path!r} is loaded into "
                     "memory instead",
                     UserWarning,
-                    stacklevel=2,
                 )
             with _progress.track(progress, "load", path) as tracker, target.reading() as f:
                 return _read_guarded(tracker.reader(f), repr(path), registry, policy)
         with _progress.track(progress, "load", path) as tracker, open(target, "rb") as f:
             if mode is not None and not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                warnings.warn(
+                warn_caller(
                     f"{path!r} is not a regular file: it cannot be memory-mapped and is "
                     "loaded into memory instead",
                     UserWarning,
-                    stacklevel=2,
                 )
                 mode = None
             return _read_guarded(
@@ -215,11 +213,10 @@ def load(
     if callable(getattr(filename, "read", None)):
         _check_binary(filename)
         if mode is not None:
-            warnings.warn(
+            warn_caller(
                 f"mmap_mode={mmap_mode!r} needs a file name; {describe(filename)} is "
                 "loaded into memory instead",
                 UserWarning,
-                stacklevel=2,
             )
         with _progress.track(progress, "load", describe(filename)) as tracker:
             return _read_guarded(tracker.reader(filename), describe(filename), registry, policy)
@@ -359,11 +356,10 @@ def _read(
             if inner:
                 raise CorruptFileError(f"{name}: compressed data nested in compressed data")
             if mmap_mode is not None:
-                warnings.warn(
+                warn_caller(
                     f"{name} is compressed with {codec.name}: it cannot be memory-mapped "
                     "and is loaded into memory instead",
                     UserWarning,
-                    stacklevel=3,
                 )
             return _read_compressed(stream, name, codec, registry, policy)
     if not head:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from math import prod
@@ -180,9 +181,12 @@ class PickleLoad:
         return self.outcome
 
     def _run(self, unpickler: Any) -> Any:
+        # The pure-Python unpickler of the Python 2 route reports bad streams as the
+        # errors of its own machinery (empty stack, missing memo entry, short field).
+        malformed = (IndexError, KeyError, struct.error) if self.py2 else ()
         try:
             return unpickler.load()
-        except (pickle.UnpicklingError, EOFError) as exc:
+        except (pickle.UnpicklingError, EOFError, *malformed) as exc:
             raise CorruptFileError(
                 f"{self.name}: not a valid arraypickle or pickle file: {exc}"
             ) from exc

@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 import os
 import threading
-import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -19,6 +18,7 @@ import pluggy
 from . import _format as fmt
 from . import hookspecs
 from ._errors import ArrayPickleError, PluginConflictError, UnknownCodecError
+from ._warnings import warn_caller
 
 ENTRY_POINT_GROUP = "arraypickle"
 DISABLE_ENV = "ARRAYPICKLE_DISABLE_PLUGINS"
@@ -296,17 +296,15 @@ def _build() -> Registry:
             continue
         if name in infos:
             info.status, info.reason = "failed", f"another plugin is already named {name!r}"
-            warnings.warn(f"arraypickle plugin {name!r} ({dist}): {info.reason}", stacklevel=3)
+            warn_caller(f"arraypickle plugin {name!r} ({dist}): {info.reason}")
             continue
         try:
             plugin = ep.load() if ep is not None else importlib.import_module(module)
             manager.register(plugin, name=name)
         except Exception as exc:
             info.status, info.reason = "failed", f"{type(exc).__name__}: {exc}"
-            warnings.warn(
-                f"arraypickle plugin {name!r} ({dist}) failed to load and is skipped: "
-                f"{info.reason}",
-                stacklevel=3,
+            warn_caller(
+                f"arraypickle plugin {name!r} ({dist}) failed to load and is skipped: {info.reason}"
             )
             continue
         infos[name] = info
@@ -334,7 +332,7 @@ def _collect(
                 items = list(impl.function() or ())
             except Exception as exc:
                 info.status, info.reason = "failed", f"{hook_name} raised {exc!r}"
-                warnings.warn(f"arraypickle {source}: {info.reason}", stacklevel=4)
+                warn_caller(f"arraypickle {source}: {info.reason}")
                 continue
             for item in items:
                 try:
