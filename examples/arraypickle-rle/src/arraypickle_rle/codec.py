@@ -16,8 +16,7 @@ MAGIC = b"RLE1"
 class RleCompressor:
     """``compress``/``flush``, as ``bz2.BZ2Compressor``: what CompressWriter drives."""
 
-    def __init__(self) -> None:
-        self._head = MAGIC
+    _head = MAGIC  # written before the first block
 
     def compress(self, data: Any) -> bytes:
         out, self._head = self._head + rle.encode(np.frombuffer(data, np.uint8)), b""
