@@ -24,6 +24,8 @@ import tempfile
 import textwrap
 
 # row name -> (library, compress argument)
+# Peak extra memory: the peak RSS during the first dump (load) above the RSS before it
+# (minus the loaded object's arrays, for load), via Linux's /proc/self/clear_refs.
 ROWS = {
     "raw": ("arraypickle", 0),
     "joblib-raw": ("joblib", 0),
@@ -37,7 +39,7 @@ ROWS = {
 
 CHILD = textwrap.dedent(
     """
-    import gc, json, os, resource, sys, time
+    import gc, json, os, sys, time
     import numpy as np
 
     library, compress, repeat, directory = json.loads(sys.argv[1])
@@ -60,7 +62,8 @@ CHILD = textwrap.dedent(
                 hi = np.take(c, range(8, big.shape[axis]), axis=axis)
                 big = (hi - lo) / 8
             pixels = big[:, :62, :47] + rng.integers(-3, 4, (m, 62, 47))
-            images[start:start + m] = np.clip(np.rint(pixels), 0, 255).astype(np.uint8) / np.float32(255)
+            pixels = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+            images[start:start + m] = pixels / np.float32(255)
         return {
             "data": images.reshape(n, -1),
             "images": images,
@@ -70,20 +73,43 @@ CHILD = textwrap.dedent(
         }
 
     bunch = face_bunch()
-    path = os.path.join(directory, "bunch.pkl")
-    dumps, loads = [], []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        dump(bunch, path, compress=compress)
-        dumps.append(time.perf_counter() - t)
+    size = sum(a.nbytes for a in (bunch["data"], bunch["images"], bunch["target"]))
+
+    def status(field):
+        with open("/proc/self/status") as f:
+            return next(int(l.split()[1]) * 1024 for l in f if l.startswith(field + ":"))
+
+    def start_peak():
+        # Reset the peak RSS (Linux: clear_refs 5) and return the current RSS.
         gc.collect()
-        t = time.perf_counter()
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return status("VmRSS")
+
+    path = os.path.join(directory, "bunch.pkl")
+    dumps, loads, cpu_dumps, cpu_loads, extra = [], [], [], [], {}
+    for i in range(repeat):
+        before, w, c = start_peak(), time.perf_counter(), time.process_time()
+        dump(bunch, path, compress=compress)
+        dumps.append(time.perf_counter() - w)
+        cpu_dumps.append(time.process_time() - c)
+        if i == 0:
+            extra["dump"] = status("VmHWM") - before
+        gc.collect()
+        before, w, c = start_peak(), time.perf_counter(), time.process_time()
         out = load(path)
-        loads.append(time.perf_counter() - t)
+        loads.append(time.perf_counter() - w)
+        cpu_loads.append(time.process_time() - c)
+        if i == 0:
+            extra["load"] = status("VmHWM") - before - size
         assert np.array_equal(out["images"], bunch["images"])
         del out
         gc.collect()
-    print(json.dumps({"dump": min(dumps), "load": min(loads), "size": os.path.getsize(path)}))
+    print(json.dumps({
+        "dump": min(dumps), "load": min(loads), "cpu_dump": min(cpu_dumps),
+        "cpu_load": min(cpu_loads), "size": os.path.getsize(path),
+        "dump_extra": extra["dump"], "load_extra": extra["load"],
+    }))
     os.unlink(path)
     """
 )
@@ -112,18 +138,27 @@ def main() -> None:
             results[name] = run_row(name, args.repeat, directory)
             r = results[name]
             print(
-                f"{name:14s} dump {r['dump']:6.2f} s  load {r['load']:6.2f} s  "
-                f"size {r['size'] / 1e6:7.1f} MB",
+                f"{name:14s} dump {r['dump']:6.2f} s (cpu {r['cpu_dump']:5.2f})  "
+                f"load {r['load']:6.2f} s (cpu {r['cpu_load']:5.2f})  "
+                f"size {r['size'] / 1e6:6.1f} MB  peak extra: dump {r['dump_extra'] / 1e6:5.0f} MB"
+                f", load {r['load_extra'] / 1e6:5.0f} MB",
                 flush=True,
             )
     print()
     if {"lz4-3", "joblib-lz4-3"} <= results.keys():
         ours, theirs = results["lz4-3"], results["joblib-lz4-3"]
-        print(f"lz4-3 vs joblib: dump {theirs['dump'] / ours['dump']:.2f}x faster, "
-              f"load {theirs['load'] / ours['load']:.2f}x faster, "
-              f"size {ours['size'] / theirs['size']:.3f}x")
+        for kind in ("dump", "load"):
+            print(
+                f"lz4-3 vs joblib {kind}: {theirs[kind] / ours[kind]:.2f}x faster "
+                f"(cpu time {theirs['cpu_' + kind] / ours['cpu_' + kind]:.2f}x)"
+            )
+        print(f"lz4-3 size / joblib's: {ours['size'] / theirs['size']:.3f}")
     if {"blosc", "raw"} <= results.keys():
-        print(f"blosc dump / uncompressed dump: {results['blosc']['dump'] / results['raw']['dump']:.2f}x")
+        blosc, raw = results["blosc"], results["raw"]
+        print(
+            f"blosc dump / uncompressed dump: {blosc['dump'] / raw['dump']:.2f}x "
+            f"(cpu time {blosc['cpu_dump'] / raw['cpu_dump']:.2f}x)"
+        )
 
 
 if __name__ == "__main__":

@@ -62,6 +62,7 @@ __all__ = [
     "CodecConformance",
     "Tool",
     "Unseekable",
+    "assert_same",
     "big_array",
     "sample_bytes",
     "sample_object",
@@ -172,6 +173,15 @@ def sample_bytes(n: int, seed: int = 0) -> np.ndarray:
     Up to 64 KiB of random bytes (more than one block of the block-based formats, so
     codecs take their stored path), then zeros with a random byte every 97: every
     codec compresses that quickly, the slow ones (bz2, xz) included.
+
+    Parameters:
+        n: the number of bytes.
+        seed: the seed of the random bytes.
+
+    Example::
+
+        >>> sample_bytes(5).dtype, len(sample_bytes(1 << 20))
+        (dtype('uint8'), 1048576)
     """
     rng = np.random.default_rng(seed)
     out = np.zeros(n, np.uint8)
@@ -183,14 +193,25 @@ def sample_bytes(n: int, seed: int = 0) -> np.ndarray:
 
 
 def big_array(nbytes: int = 64 * MiB) -> np.ndarray:
-    """Cheap float64 data of ``nbytes``: zeros with a distinct value every 512 KiB."""
+    """Cheap float64 data of ``nbytes``: zeros with a distinct value every 512 KiB.
+
+    Example::
+
+        >>> float(big_array(1 << 20)[65536])
+        2.0
+    """
     arr = np.zeros(nbytes // 8)
     arr[::65536] = np.arange(1, len(arr[::65536]) + 1)
     return arr
 
 
 def sample_object(seed: int = 0) -> dict[str, Any]:
-    """A small object with arrays of several dtypes and layouts, and plain data."""
+    """A small object with arrays of several dtypes and layouts, and plain data.
+
+    Example::
+
+        >>> assert_same(sample_object(), arraypickle.loads(arraypickle.dumps(sample_object())))
+    """
     rng = np.random.default_rng(seed)
     grid = rng.normal(size=(60, 50))
     return {
@@ -207,7 +228,19 @@ def sample_object(seed: int = 0) -> dict[str, Any]:
 
 
 def assert_same(expected: Any, actual: Any, path: str = "obj") -> None:
-    """Assert that ``actual`` equals ``expected``, arrays by dtype, shape and bytes."""
+    """Assert that ``actual`` equals ``expected``, arrays by dtype, shape and values.
+
+    Arrays may differ in byte order only (memory-mapped arrays keep the stored one).
+
+    Parameters:
+        expected: the object that was dumped.
+        actual: the object that was loaded.
+        path: where in the object we are, for the failure message.
+
+    Example::
+
+        >>> assert_same({"a": np.arange(3)}, {"a": np.arange(3)})
+    """
     if isinstance(expected, np.ndarray):
         assert isinstance(actual, np.ndarray), f"{path}: {type(actual).__name__}"
         # Memory-mapped arrays keep their stored byte order; others come back native.

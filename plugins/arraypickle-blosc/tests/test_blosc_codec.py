@@ -183,3 +183,24 @@ def test_chunk_that_disagrees_with_its_frame():
     stream = header() + frame(b"C", payload, 999) + frame(b"E", struct.pack("<QQ", 999, 1), 0)
     with pytest.raises(arraypickle.CorruptFileError, match="disagrees"):
         decode(stream)
+
+
+def test_reading_keeps_no_payload_alive():
+    # python-blosc's cbuffer_validate leaks its argument; the reader must not use it.
+    data = np.random.default_rng(0).integers(0, 40, 48 << 20, dtype=np.uint8)
+    out = io.BytesIO()
+    writer = BloscCodec().open_writer(out, 5)
+    writer.write_array(data, 1)
+    writer.close()
+    reader = BloscCodec().open_reader(io.BytesIO(out.getvalue()))
+    dest = memoryview(np.empty(len(data), np.uint8))
+    tracemalloc.start()
+    try:
+        done = 0
+        while n := reader.readinto(dest[done : done + (4 << 20)]):
+            done += n
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert done == len(data)
+    assert peak < 16 << 20, f"reading held {peak >> 20} MiB"
