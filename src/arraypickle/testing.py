@@ -23,7 +23,8 @@ Run it with ``python -m pytest``. The kit needs pytest and hypothesis (arraypick
 * truncated streams (cut at several points), garbage after the magic, a damaged byte
   and trailing garbage all raise :class:`arraypickle.CorruptFileError`;
 * the writer leaves its file open, streams start with the magic, non-seekable files
-  work both ways, ``write_array`` (when the writer has it) and ``threads`` (when the
+  work both ways, a file that fails mid-write fails the dump with its error,
+  ``write_array`` (when the writer has it) and ``threads`` (when the
   codec is ``parallel``) round trip;
 * bounded memory: writing and reading 64 MiB in single calls raises the peak RSS of a
   fresh process by at most :attr:`CodecConformance.memory_limit`;
@@ -165,6 +166,24 @@ class Unseekable(io.RawIOBase):
 
     def getvalue(self) -> bytes:
         return self._buf.getvalue()
+
+
+class _Failing(io.RawIOBase):
+    """A file that takes ``budget`` bytes, then fails every write, like a full disk."""
+
+    def __init__(self, budget: int) -> None:
+        super().__init__()
+        self._budget = budget
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        n = memoryview(b).nbytes
+        if n > self._budget:
+            raise OSError(28, "no space left on device")
+        self._budget -= n
+        return n
 
 
 def sample_bytes(n: int, seed: int = 0) -> np.ndarray:
@@ -511,6 +530,13 @@ class CodecConformance:
             arraypickle.dump(obj, path)
             assert path.read_bytes().startswith(subject.magic), ext
             assert_same(obj, arraypickle.load(path))
+
+    def test_failing_file(self, subject: Any) -> None:
+        obj = sample_object()
+        full = len(arraypickle.dumps(obj, compress=(subject.name, 1)))
+        for budget in (0, 10, full // 2, full - 1):
+            with pytest.raises(OSError, match="no space left"):
+                arraypickle.dump(obj, _Failing(budget), compress=(subject.name, 1))
 
     def test_unseekable_files(self, subject: Any) -> None:
         obj = sample_object()

@@ -204,3 +204,30 @@ def test_reading_keeps_no_payload_alive():
         tracemalloc.stop()
     assert done == len(data)
     assert peak < 16 << 20, f"reading held {peak >> 20} MiB"
+
+
+def test_a_bad_header_leaves_the_thread_count_alone():
+    before = blosc.nthreads
+    with pytest.raises(arraypickle.CorruptFileError):
+        BloscCodec().open_reader(io.BytesIO(MAGIC + bytes(8)), threads=1)
+    assert blosc.nthreads == before
+    reader = BloscCodec().open_reader(io.BytesIO(header() + frame(b"E", bytes(16), 0)), threads=1)
+    assert blosc.nthreads == 1
+    reader.close()
+    assert blosc.nthreads == before
+
+
+def test_a_failing_file_fails_cleanly():
+    class Full(io.RawIOBase):
+        def writable(self):
+            return True
+
+        def write(self, data):
+            raise OSError("disk full")
+
+    before = blosc.nthreads
+    with pytest.raises(OSError, match="disk full"):
+        BloscCodec().open_writer(Full(), 5, threads=1)
+    assert blosc.nthreads == before
+    with pytest.raises(OSError, match="disk full"):
+        arraypickle.dump(np.arange(10), Full(), compress="blosc")

@@ -88,7 +88,12 @@ class BloscWriter(io.RawIOBase):
         self._total = 0
         self._chunks = 0
         self._threads = _Threads(threads)
-        self._fp.write(_with_crc(HEADER.pack(MAGIC, VERSION_MAJOR, VERSION_MINOR, 0)))
+        try:
+            self._fp.write(_with_crc(HEADER.pack(MAGIC, VERSION_MAJOR, VERSION_MINOR, 0)))
+        except BaseException:
+            self._threads.restore()
+            super().close()  # so that nothing more is written when it is collected
+            raise
 
     def writable(self) -> bool:
         return True
@@ -166,7 +171,6 @@ class BloscReader(io.RawIOBase):
         self._out = b""
         self._out_pos = 0
         self.name = getattr(fileobj, "name", None)
-        self._threads = _Threads(threads)
         raw = self._exact(HEADER.size + CRC.size, "the stream header")
         magic, major, _minor, _reserved = HEADER.unpack(raw[: HEADER.size])
         if magic != MAGIC:
@@ -175,12 +179,14 @@ class BloscReader(io.RawIOBase):
             raise self._corrupt("has a damaged header (CRC mismatch)")
         if major != VERSION_MAJOR:
             raise self._corrupt(f"has format version {major}, this reader knows 1")
+        self._threads = _Threads(threads)  # once nothing can fail: close() restores it
 
     def readable(self) -> bool:
         return True
 
     def close(self) -> None:
-        self._threads.restore()
+        if hasattr(self, "_threads"):
+            self._threads.restore()
         super().close()
 
     def _corrupt(self, what: str) -> CorruptFileError:
