@@ -47,6 +47,7 @@ def _equal(a: Any, b: Any) -> bool:
 
 def _timed(op: Any, *args: Any) -> tuple[Any, float, memory.PeakMemory]:
     gc.collect()
+    memory.release_freed_memory()
     os.sync()
     with memory.PeakMemory() as mem:
         start = time.perf_counter()

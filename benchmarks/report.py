@@ -260,8 +260,9 @@ METHOD = [
     "- Each process first dumps and loads a tiny object, untimed, so that one-time work "
     "(lazy imports, plugin discovery) is not counted in the repeats; the JSON keeps its "
     "time as `first_call_s`.",
-    "- Each repeat: `gc.collect()` and `os.sync()`, timed dump to a file on disk, then "
-    "`gc.collect()`, `os.sync()` and a timed load of that file (page cache warm, as it is "
+    "- Each repeat: `gc.collect()`, glibc's `malloc_trim(0)` (so memory freed by the "
+    "previous repeat is not silently reused) and `os.sync()`, timed dump to a file on disk, then "
+    "the same three steps and a timed load of that file (page cache warm, as it is "
     "right after a dump); for uncompressed files, a timed `load(path, mmap_mode='r')` "
     "(the mapping only: no array data is read). The first load is checked to equal the "
     "original.",
