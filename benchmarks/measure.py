@@ -82,6 +82,8 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     }
     verified = None
     for repeat in range(spec["repeats"]):
+        if os.path.exists(path):  # every dump writes a new file, as the first one did
+            os.remove(path)
         _, seconds, mem = _timed(dump, obj, path)
         raw["dump_s"].append(seconds)
         raw["dump_peak"].append(mem.peak_extra)
