@@ -63,6 +63,19 @@ def load_average() -> list[float] | None:
         return None
 
 
+def _transparent_hugepages() -> str | None:
+    """The kernel's THP settings (they decide how numpy's big allocations fault in)."""
+    found = []
+    for knob in ("enabled", "defrag"):
+        try:
+            with open(f"/sys/kernel/mm/transparent_hugepage/{knob}") as f:
+                value = f.read().split("[")[1].split("]")[0]
+        except (OSError, IndexError):
+            return None
+        found.append(f"{knob}={value}")
+    return " ".join(found)
+
+
 def describe() -> dict[str, Any]:
     """The machine and software, as recorded in the results."""
     versions = {}
@@ -81,4 +94,5 @@ def describe() -> dict[str, Any]:
         "versions": versions,
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "load_average_start": load_average(),
+        "transparent_hugepages": _transparent_hugepages(),
     }

@@ -24,6 +24,18 @@ from cases import CASES, load_case
 from configs import CONFIGS
 from libraries import operations
 
+# Per repeat: wall seconds, process CPU seconds, and bytes (peak above the start, kept).
+METRICS = (
+    "dump_s",
+    "load_s",
+    "mmap_s",
+    "dump_cpu_s",
+    "load_cpu_s",
+    "dump_peak",
+    "load_peak",
+    "load_retained",
+)
+
 
 def _equal(a: Any, b: Any) -> bool:
     """Deep equality of what the cases hold (arrays by value, dtype and shape)."""
@@ -45,15 +57,31 @@ def _equal(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def _timed(op: Any, *args: Any) -> tuple[Any, float, memory.PeakMemory]:
+def _timed(op: Any, *args: Any) -> tuple[Any, float, float, memory.PeakMemory]:
+    """``(result, wall seconds, CPU seconds of the process, memory)`` of ``op(*args)``."""
     gc.collect()
     memory.release_freed_memory()
     os.sync()
     with memory.PeakMemory() as mem:
+        cpu = time.process_time()
         start = time.perf_counter()
         out = op(*args)
         elapsed = time.perf_counter() - start
-    return out, elapsed, mem
+        cpu = time.process_time() - cpu
+    return out, elapsed, cpu, mem
+
+
+def _disable_numpy_hugepage() -> None:
+    """Stop numpy from asking for transparent huge pages on its big allocations.
+
+    With THP ``defrag=madvise``, a fault in such memory may compact memory first: on a
+    busy machine some loads into numpy-allocated arrays then take several times longer.
+    """
+    try:
+        from numpy._core.multiarray import _set_madvise_hugepage
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _set_madvise_hugepage
+    _set_madvise_hugepage(False)
 
 
 def _warm_up(dump: Any, load: Any, mmap_load: Any, path: str) -> float:
@@ -72,30 +100,32 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     """Measure as ``spec`` says; return the raw figures (seconds, bytes)."""
     case = CASES[spec["case"]]
     config = CONFIGS[spec["config"]]
+    if not spec.get("numpy_hugepage", True):
+        _disable_numpy_hugepage()
     dump, load, mmap_load = operations(spec["library"], config)
     obj = load_case(case, spec["quick"], spec["cache_dir"])
     path = spec["path"]
     first_call_s = _warm_up(dump, load, mmap_load, f"{path}.warmup")
     cpu0 = os.times()
-    raw: dict[str, list[float]] = {
-        k: [] for k in ("dump_s", "load_s", "mmap_s", "dump_peak", "load_peak", "load_retained")
-    }
+    raw: dict[str, list[float]] = {k: [] for k in METRICS}
     verified = None
     for repeat in range(spec["repeats"]):
         if os.path.exists(path):  # every dump writes a new file, as the first one did
             os.remove(path)
-        _, seconds, mem = _timed(dump, obj, path)
+        _, seconds, cpu, mem = _timed(dump, obj, path)
         raw["dump_s"].append(seconds)
+        raw["dump_cpu_s"].append(cpu)
         raw["dump_peak"].append(mem.peak_extra)
-        out, seconds, mem = _timed(load, path)
+        out, seconds, cpu, mem = _timed(load, path)
         raw["load_s"].append(seconds)
+        raw["load_cpu_s"].append(cpu)
         raw["load_peak"].append(mem.peak_extra)
         raw["load_retained"].append(mem.retained)
         if repeat == 0 and spec.get("verify", True):
             verified = _equal(obj, out)
         del out
         if mmap_load is not None:
-            out, seconds, _ = _timed(mmap_load, path)
+            out, seconds, _, _ = _timed(mmap_load, path)
             raw["mmap_s"].append(seconds)
             del out
     cpu1 = os.times()

@@ -112,6 +112,7 @@ def case_table(results: dict[str, Any], case: str) -> list[str]:
         "library",
         "dump s (median / min)",
         "load s (median / min)",
+        "CPU s (dump / load)",
         "mmap load ms",
         "dump peak +MB",
         "load peak +MB",
@@ -156,6 +157,7 @@ def case_table(results: dict[str, Any], case: str) -> list[str]:
                     LIBRARY_TITLES[lib],
                     f"{_s(s['dump_s'])} / {_s(s['dump_min_s'])}",
                     f"{_s(s['load_s'])} / {_s(s['load_min_s'])}",
+                    f"{_s(s.get('dump_cpu_s'))} / {_s(s.get('load_cpu_s'))}",
                     mark("mmap", _ms(s.get("mmap_s"))),
                     mark("dump_peak", _mb(s["dump_peak"])),
                     mark("load_peak", f"{_mb(s['load_peak'])} ({_mb(s['load_retained'])} kept)"),
@@ -214,6 +216,9 @@ def markdown(results: dict[str, Any], chart: str | None) -> str:
         f"load average {m['load_average_start']} at the start, {m['load_average_end']} at "
         "the end.",
         f"- Python {m['python']}; {versions}.",
+        f"- Transparent huge pages: {m.get('transparent_hugepages') or 'unknown'}; numpy's "
+        "huge-page advice "
+        + ("on (numpy's default)." if st.get("numpy_hugepage", True) else "off (`--no-hugepage`)."),
         f"- {st['repeats']} repeats per measurement; times are medians (and minima) in "
         "seconds; memory is from the first repeat, in MB (10^6 bytes).",
         "",
@@ -275,7 +280,10 @@ METHOD = [
     "deflate as zlib) or `lz4.frame.open(path, 'wb', compression_level=3)` (what joblib "
     "uses for `('lz4', 3)`). Codecs joblib lacks (blosc, snappy, zstd) are measured for "
     "arraypickle only.",
-    "- Every ratio compares medians of the same run.",
+    "- Every ratio compares medians of the same run. *CPU s* is the process's user + "
+    "system time during the operation (median): on a busy machine wall times include "
+    "waiting for a core, CPU seconds do not, so they show what an operation costs when "
+    "the wall times are noisy (for a parallel codec they exceed the wall time).",
     "- The face bunch is synthetic (the real dataset is not downloaded): each image is a "
     "random 9x7 field of 8-bit values, blown up 8x, box-blurred and cropped to 62x47, "
     "plus +/-3 noise, then divided by 255 into float32. Like photographs it compresses "
@@ -284,6 +292,46 @@ METHOD = [
     "2 x 13,233 x 62 x 47 x 4 bytes = 308.5 MB, plus 0.1 MB of targets and 0.25 MB of "
     "names.",
 ]
+
+
+README_START = "<!-- headline:start -->"
+README_END = "<!-- headline:end -->"
+
+
+def readme_block(results: dict[str, Any], page: str) -> str:
+    """The README's comparison: the headline tables, labelled with where they come from."""
+    m = results["machine"]
+    note = results["settings"].get("note")
+    lines = [
+        README_START,
+        "### How it compares" + (" (provisional figures)" if note else ""),
+        "",
+        f"Measured {m['date'][:10]} by `python benchmarks/run.py` on {m['cpu']} "
+        f"({m['cores']} cores), Python {m['python']}, joblib {m['versions'].get('joblib')}: "
+        "median seconds of one run, each case in a fresh process.",
+    ]
+    if note:
+        lines.append(f"**{note}**")
+    lines += ["", "Uncompressed:", "", *headline(results, "none"), ""]
+    if "zlib3" in results["settings"]["configs"]:
+        lines += ["zlib level 3 (`compress=3`):", "", *headline(results, "zlib3"), ""]
+    lines += [
+        f"Every codec, the peak memory, the targets and the method: [{page}]({page}).",
+        README_END,
+    ]
+    return "\n".join(lines)
+
+
+def update_readme(path: str, block: str) -> bool:
+    """Replace the README's headline block; False when the README has no such block."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        return False
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text[:start] + block + text[end + len(README_END) :])
+    return True
 
 
 def print_headline(results: dict[str, Any]) -> None:

@@ -53,6 +53,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--png", default=os.path.join(ROOT, "docs", "benchmarks.png"))
     p.add_argument("--json", default=os.path.join(HERE, "results.json"))
     p.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
+    p.add_argument(
+        "--readme",
+        help="README whose headline block gets the new tables (default: the project's "
+        "README.md, except with --quick)",
+    )
+    p.add_argument("--no-readme", action="store_true", help="leave the README alone")
     p.add_argument("--workdir", help="where dumped files go (default: a temporary directory)")
     p.add_argument(
         "--cache-dir",
@@ -60,11 +66,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="where slow-to-build cases are cached (default: %(default)s)",
     )
     p.add_argument("--note", default="", help="a line shown at the top of the page")
+    p.add_argument(
+        "--from-json",
+        metavar="PATH",
+        help="measure nothing: rewrite the page, chart and README from earlier results",
+    )
+    p.add_argument(
+        "--no-hugepage",
+        action="store_true",
+        help="stop numpy from madvising huge pages (steadier loads on a busy machine)",
+    )
     p.add_argument("--timeout", type=float, default=1800, help="seconds per measuring process")
     args = p.parse_args(argv)
     args.cases = _names(args.cases, CASES, "case")
     args.configs = _names(args.configs, CONFIGS, "configuration")
     args.libraries = _names(args.libraries, LIBRARIES, "library")
+    if args.readme is None and not args.quick:
+        args.readme = os.path.join(ROOT, "README.md")
+    if args.no_readme:
+        args.readme = None
     if args.repeats is None:
         args.repeats = 2 if args.quick else 5
     if args.repeats < 1:
@@ -79,6 +99,8 @@ def summarize(raw: dict[str, list[float]], file_size: int) -> dict[str, Any]:
         values = raw[key]
         out[key] = median(values) if values else None
         out[key.replace("_s", "_min_s")] = min(values) if values else None
+    for key in ("dump_cpu_s", "load_cpu_s"):
+        out[key] = median(raw[key]) if raw.get(key) else None
     for key in ("dump_peak", "load_peak", "load_retained"):
         out[key] = raw[key][0] if raw[key] else None
     return out
@@ -101,6 +123,7 @@ def measure(
         "repeats": args.repeats,
         "cache_dir": args.cache_dir,
         "path": os.path.join(workdir, f"{case}-{config}-{library}.bin"),
+        "numpy_hugepage": not args.no_hugepage,
     }
     result_path = os.path.join(workdir, "result.json")
     cmd = [sys.executable, os.path.join(HERE, "measure.py"), json.dumps(spec), result_path]
@@ -157,6 +180,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "configs": args.configs,
             "libraries": args.libraries,
             "note": args.note,
+            "numpy_hugepage": not args.no_hugepage,
         },
         "cases": {c: CASES[c].description for c in args.cases},
         "rows": [],
@@ -211,11 +235,28 @@ def write(results: dict[str, Any], args: argparse.Namespace) -> None:
         chart_ref = os.path.relpath(args.png, os.path.dirname(os.path.abspath(args.md)))
     with open(args.md, "w") as f:
         f.write(report.markdown(results, chart_ref))
+    if args.readme:
+        page = os.path.relpath(args.md, os.path.dirname(os.path.abspath(args.readme)))
+        if not report.update_readme(args.readme, report.readme_block(results, page)):
+            print(f"{args.readme} has no headline block: left as it is")
+
+
+def rewrite(args: argparse.Namespace) -> dict[str, Any]:
+    """The outputs again from saved results (targets recomputed, note replaced if given)."""
+    with open(args.from_json) as f:
+        results = json.load(f)
+    if args.note:
+        results["settings"]["note"] = args.note
+    results["targets"] = targets.check_all(results["rows"])
+    if results["settings"]["quick"]:
+        args.readme = None  # tiny-data figures never reach the README
+    write(results, args)
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    results = run(args)
+    results = rewrite(args) if args.from_json else run(args)
     report.print_headline(results)
     print(f"\nwrote {args.md}, {args.json}" + ("" if args.no_chart else f", {args.png}"))
     failed = [r for r in results["rows"] if r["status"] == "failed"]
