@@ -60,7 +60,13 @@ def headline(results: dict[str, Any], config: str = "none") -> list[str]:
     index = _index(results)
     libs = [lib for lib in LIBRARIES if lib in CONFIGS[config].compress]
     titles = " / ".join(LIBRARY_TITLES[lib] for lib in libs)
-    header = ["case", f"dump s: {titles}", f"load s: {titles}", "file MB (ours)"]
+    header = [
+        "case",
+        f"dump s: {titles}",
+        f"load s: {titles}",
+        f"dump peak +MB: {titles}",
+        "file MB (ours)",
+    ]
     if CONFIGS[config].mmap:
         header.append("mmap load ms: arraypickle / joblib")
     header += ["ours vs pickle-5 (dump, load)", "faster than joblib (dump, load)"]
@@ -76,10 +82,12 @@ def headline(results: dict[str, Any], config: str = "none") -> list[str]:
             CASES[case].title,
             " / ".join(_s(_get(s[lib], "dump_s")) for lib in libs),
             " / ".join(_s(_get(s[lib], "load_s")) for lib in libs),
+            " / ".join(_mb(_get(s[lib], "dump_peak")) for lib in libs),
             _mb(_get(ap, "file_size")),
         ]
         if CONFIGS[config].mmap:
-            row.append(f"{_ms(_get(ap, 'mmap_s'))} / {_ms(_get(jl, 'mmap_s'))}")
+            mapped = f"{_ms(_get(ap, 'mmap_s'))} / {_ms(_get(jl, 'mmap_s'))}"
+            row.append(mapped if CASES[case].arrays else "- (no big arrays)")
         row += [
             ", ".join(_x(_ratio(_get(ap, k), _get(pk, k))) for k in ("dump_s", "load_s")),
             ", ".join(_x(_ratio(_get(jl, k), _get(ap, k))) for k in ("dump_s", "load_s")),
