@@ -63,7 +63,7 @@ def compressed_file(name: str) -> bytes:
 def test_load_names_the_plugin_to_install(name, without, tmp_path):
     data = compressed_file(name)
     without(name)
-    hint = f"compressed with {name}, which is not installed; install it with: pip install " + (
+    hint = f"compressed with {name}: it is not installed; install it with: pip install " + (
         PLUGINS[name].distribution
     )
     path = tmp_path / "obj.pkl"
@@ -96,3 +96,35 @@ def test_blocking_one_plugin_keeps_the_others(without):
     assert "gzip" not in codecs and "zlib" in codecs
     with pytest.raises(UnknownCodecError, match="unknown codec 'gzip'"):
         arraypickle.dumps(1, compress="gzip")
+
+
+@pytest.mark.parametrize("name", ["zlib", "gzip", "bz2", "lzma", "xz"])
+def test_a_blocked_builtin_codec_is_named_not_mistaken_for_a_pickle(name, without, tmp_path):
+    data = arraypickle.dumps([1, 2, 3], compress=name)
+    without(name)
+    with pytest.raises(UnknownCodecError, match=f"compressed with {name}: it is built into"):
+        arraypickle.loads(data)
+    with pytest.raises(UnknownCodecError, match="ARRAYPICKLE_DISABLE_PLUGINS"):
+        arraypickle.dumps([1], compress=name)
+
+
+class _Stranger:
+    """A codec whose magic is a prefix of lz4's."""
+
+    name = "stranger"
+    magic = b"\x04"
+    extensions = (".stranger",)
+
+    def open_writer(self, fileobj, level):
+        return fileobj
+
+    def open_reader(self, fileobj):
+        return fileobj
+
+
+def test_a_codec_cannot_take_a_known_plugins_magic(without):
+    without("lz4")
+    with pytest.raises(arraypickle.PluginConflictError, match="'lz4'.*arraypickle-lz4"):
+        arraypickle.register_codec(_Stranger())
+    arraypickle.register_codec(_Stranger(), force=True)
+    assert "stranger" in arraypickle.codecs()

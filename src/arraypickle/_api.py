@@ -17,7 +17,7 @@ from ._atomic import replacing
 from ._compress import resolve
 from ._errors import ArrayPickleError, CorruptFileError, UnknownCodecError, describe
 from ._pickler import Pickler
-from ._plugins import KnownCodec, Registry, get_registry
+from ._plugins import Registry, get_registry, missing_codec_message
 from ._reader import ContainerReader, MmapTarget, Unpickler
 from ._safe import Policy, checked_plain, make_policy
 from ._streams import Guarded, remaining_size, sniff
@@ -353,7 +353,7 @@ def _read(
         if head.startswith(magic):
             if isinstance(codec, tuple):
                 codec_name, known = codec
-                raise UnknownCodecError(_missing_codec(name, codec_name, known))
+                raise UnknownCodecError(missing_codec_message(name, codec_name, known))
             if inner:
                 raise CorruptFileError(f"{name}: compressed data nested in compressed data")
             if mmap_mode is not None:
@@ -406,8 +406,3 @@ def _new_unpickler(file: Any, bindings: Any, policy: Policy | None = None) -> Un
     return Unpickler(file, rebuild=fmt.rebuild, bindings=bindings, policy=policy)
 
 
-def _missing_codec(name: str, codec_name: str, known: KnownCodec) -> str:
-    return (
-        f"{name} is compressed with {codec_name}, which is not installed; "
-        f"install it with: pip install {known.distribution}"
-    )

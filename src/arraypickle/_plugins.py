@@ -6,6 +6,7 @@ Built once, on first need, under a lock. Entry points come from the group
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import threading
@@ -40,6 +41,22 @@ class KnownCodec:
     distribution: str
     magic: bytes
     extensions: tuple[str, ...]
+
+    @property
+    def builtin(self) -> bool:
+        return self.distribution == BUILTIN_DISTRIBUTION
+
+    def hint(self) -> str:
+        """How to get this codec back."""
+        if self.builtin:
+            return (
+                f"it is built into arraypickle but disabled ({DISABLE_ENV} names it, or it "
+                "failed to load: see `arraypickle plugins`)"
+            )
+        return f"it is not installed; install it with: pip install {self.distribution}"
+
+
+BUILTIN_DISTRIBUTION = "arraypickle (built in)"
 
 
 # Codecs we can name without having them installed: for install hints when a user
@@ -93,13 +110,19 @@ class Registry:
         clashes = self._codec_clashes(codec)
         if clashes and not force:
             other, what = clashes[0]
+            if isinstance(other, KnownCodec):
+                raise PluginConflictError(
+                    f"codec {codec.name!r} from {source} claims the {what} (distribution "
+                    f"{other.distribution}); register it with force=True to take it anyway"
+                )
             raise PluginConflictError(
                 f"codec {codec.name!r} from {source} and codec {other.name!r} from "
                 f"{self._sources.get(id(other), '?')} claim the same {what}; uninstall "
                 f"one, block one with {DISABLE_ENV}=<plugin>, or register with force=True"
             )
         for other, _ in clashes:
-            self._remove_codec(other)
+            if not isinstance(other, KnownCodec):
+                self._remove_codec(other)
         self.codecs[codec.name] = codec
         for ext in codec.extensions:
             self.extensions[ext.lower()] = codec
@@ -107,6 +130,12 @@ class Registry:
 
     def _codec_clashes(self, codec: Any) -> list[tuple[Any, str]]:
         found = []
+        for name, known in KNOWN_CODECS.items():
+            # A known codec's magic stays its own even while it is not installed, so
+            # that its files keep their install hint instead of meeting a stranger.
+            related = known.magic.startswith(codec.magic) or codec.magic.startswith(known.magic)
+            if related and codec.name != name and name not in self.codecs:
+                found.append((known, f"magic {codec.magic.hex(' ')}, that of {name!r}"))
         for other in self.codecs.values():
             if other.name == codec.name:
                 found.append((other, f"name {codec.name!r}"))
@@ -129,9 +158,10 @@ class Registry:
         return None
 
     def magics(self) -> dict[bytes, Any]:
-        """Every magic to detect on load: installed codecs, then known missing ones."""
+        """Every magic to detect on load: installed codecs, then known missing ones
+        (as ``(name, KnownCodec)``), built-in ones that were blocked included."""
         found: dict[bytes, Any] = {c.magic: c for c in self.codecs.values()}
-        for name, known in KNOWN_CODECS.items():
+        for name, known in {**builtin_codecs(), **KNOWN_CODECS}.items():
             if name not in self.codecs and known.magic not in found:
                 found[known.magic] = (name, known)
         return found
@@ -200,9 +230,25 @@ def codec_choices(registry: Registry, exclude: object = None) -> str:
 
 
 def unknown_codec_message(registry: Registry, name: object) -> str:
-    known = KNOWN_CODECS.get(name) if isinstance(name, str) else None
-    hint = f"; install it with: pip install {known.distribution}" if known else ""
+    known = {**builtin_codecs(), **KNOWN_CODECS}.get(name) if isinstance(name, str) else None
+    hint = f": {known.hint()}" if known else ""
     return f"unknown codec {name!r}{hint}. {codec_choices(registry, exclude=name)}"
+
+
+def missing_codec_message(file: str, codec_name: str, known: KnownCodec) -> str:
+    """The error for ``file``, compressed with a known codec that is not available."""
+    return f"{file} is compressed with {codec_name}: {known.hint()}"
+
+
+@functools.lru_cache(maxsize=1)
+def builtin_codecs() -> dict[str, KnownCodec]:
+    """The built-in codecs as known codecs: named (and detected) even when blocked."""
+    found = {}
+    for module in BUILTIN_PLUGINS.values():
+        hook = getattr(importlib.import_module(module), "arraypickle_register_codecs", None)
+        for codec in hook() if hook is not None else ():
+            found[codec.name] = KnownCodec(BUILTIN_DISTRIBUTION, codec.magic, codec.extensions)
+    return found
 
 
 def _check_codec(codec: Any, source: str) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 from ._allowlist import allowed, normalize, trusted_names
 from ._errors import CorruptFileError, UntrustedTypeError
+from ._plugins import missing_codec_message
 from ._scan import (
     BlockSource,
     ChunkReader,
@@ -220,10 +221,7 @@ def _scan_any(stream: Any, name: str, registry: Any, inner: bool = False) -> set
         if head.startswith(magic):
             if isinstance(codec, tuple):
                 codec_name, known = codec
-                raise UnknownCodecError(
-                    f"{name} is compressed with {codec_name}, which is not installed; "
-                    f"install it with: pip install {known.distribution}"
-                )
+                raise UnknownCodecError(missing_codec_message(name, codec_name, known))
             if inner:
                 raise CorruptFileError(f"{name}: compressed data nested in compressed data")
             reader = codec.open_reader(stream)
