@@ -177,9 +177,12 @@ def test_lz4_file(lz4_codec):
     assert any("cannot be memory-mapped" in str(w.message) for w in caught)
 
 
-def test_lz4_file_without_codec_names_the_plugin():
-    if "lz4" in ap.codecs():
-        pytest.skip("an lz4 codec is installed")
+def test_lz4_file_without_codec_names_the_plugin(monkeypatch):
+    from arraypickle import _plugins
+
+    monkeypatch.setenv(_plugins.DISABLE_ENV, "lz4")
+    _plugins.reset()
+    monkeypatch.setattr(_plugins, "_registry", None)  # rebuilt again after the test
     (name,) = [f for f in MAIN_FILES if f.endswith(".lz4")]
     with pytest.raises(ap.UnknownCodecError, match="pip install arraypickle-lz4"):
         ap.load(JOBLIB_COMPAT / name)

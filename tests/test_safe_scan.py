@@ -226,11 +226,14 @@ def test_compressed_forms(compress):
     assert ap.get_untrusted_types(gzip.compress(pickle.dumps(obj))) == ["subprocess.Popen"]
 
 
-def test_missing_codec_is_reported():
+def test_missing_codec_is_reported(monkeypatch):
+    from arraypickle import _plugins
+
     data = b"\x04\x22\x4d\x18" + b"\x00" * 20  # lz4 frame magic
-    if "lz4" in ap.codecs():
-        pytest.skip("lz4 is installed here")
-    with pytest.raises(ap.UnknownCodecError):
+    monkeypatch.setenv(_plugins.DISABLE_ENV, "lz4")
+    _plugins.reset()
+    monkeypatch.setattr(_plugins, "_registry", None)  # rebuilt again after the test
+    with pytest.raises(ap.UnknownCodecError, match="arraypickle-lz4"):
         ap.get_untrusted_types(data)
 
 
