@@ -113,7 +113,12 @@ def remaining_size(stream: Any) -> int | None:
         except (OSError, ValueError, io.UnsupportedOperation):
             pass
     if isinstance(stream, io.BytesIO):
-        return stream.getbuffer().nbytes - stream.tell()
+        # Not getbuffer(): exporting a buffer unshares the bytes BytesIO was made from,
+        # copying them all.
+        here = stream.tell()
+        end = stream.seek(0, io.SEEK_END)
+        stream.seek(here)
+        return end - here
     # fsspec's files (and arraypickle's own wrappers) state their total size.
     size = getattr(stream, "size", None)
     if isinstance(size, int) and not isinstance(size, bool) and size >= 0:

@@ -28,6 +28,10 @@ def write_all(write: Any, data: Any) -> None:
         done += step
 
 
+# Buffers up to this size are written as one joined record (see _write_small).
+_SMALL = 16 << 10
+
+
 class ContainerWriter:
     """Writes one container to ``out``; its :meth:`write` is the pickler's file.
 
@@ -66,7 +70,10 @@ class ContainerWriter:
         The bytes go from the array's memory to ``out``; only a non-contiguous array
         is copied, a bounded chunk at a time.
         """
-        self._record_header(fmt.KIND_BUFFER, flags, arr.nbytes)
+        nbytes = arr.nbytes
+        if nbytes <= _SMALL and self._write_array is None:
+            return self._write_small(arr, order, flags)
+        self._record_header(fmt.KIND_BUFFER, flags, nbytes)
         itemsize = arr.dtype.itemsize
         hasher = Hasher()
         for chunk in byte_chunks(arr, order):
@@ -77,6 +84,26 @@ class ContainerWriter:
                 write_all(self._write, chunk)
             self.offset += chunk.nbytes
         self._emit(fmt.TRAILER.pack(hasher.intdigest()))
+        index = self.buffers
+        self.buffers += 1
+        return index
+
+    def _write_small(self, arr: np.ndarray, order: str, flags: int) -> int:
+        # One write for the whole record: for small arrays the Python calls of four
+        # writes cost more than copying the bytes (a buffered file copies them anyway).
+        payload = next(byte_chunks(arr, order))
+        pad = fmt.padding(self.offset)
+        record = b"".join(
+            (
+                fmt.pack_record(fmt.KIND_BUFFER, pad, flags, payload.nbytes),
+                bytes(pad),
+                payload,
+                fmt.TRAILER.pack(digest(payload)),
+            )
+        )
+        write_all(self._write, record)
+        self.offset += len(record)
+        self.records += 1
         index = self.buffers
         self.buffers += 1
         return index
