@@ -305,6 +305,9 @@ def _plain(stream: Any, file: str, size: int | None, base_dir: str | None, name:
     return report
 
 
+_GENERATIONS = {">=1.2": ">= 1.2", "0.10-1.1": "0.10 to 1.1", "0.8.4-0.9": "0.8.4 to 0.9"}
+
+
 def _describe(report: Report) -> str:
     if report.format == "arraypickle":
         assert report.container is not None
@@ -312,7 +315,8 @@ def _describe(report: Report) -> str:
         text += f", pickle protocol {report.pickle_protocol}"
     elif report.format == "joblib":
         assert report.joblib is not None
-        text = f"joblib file (written by joblib {report.joblib['generation']})"
+        generation = report.joblib["generation"]
+        text = f"joblib file (written by joblib {_GENERATIONS.get(generation, generation)})"
         text += f", pickle protocol {report.pickle_protocol}"
     else:
         text = f"plain pickle, protocol {report.pickle_protocol}"
