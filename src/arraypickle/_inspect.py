@@ -27,6 +27,7 @@ import numpy as np
 
 from . import _format as fmt
 from . import _remote
+from ._allowlist import allowed
 from ._errors import CorruptFileError, UnknownCodecError
 from ._joblib_zf import MAGIC as ZF_MAGIC
 from ._joblib_zf import open_zf
@@ -79,6 +80,7 @@ class ArrayEntry:
             "path": self.path,
             "class": self.cls,
             "dtype": None if self.dtype is None else str(self.dtype),
+            "descr": None if self.dtype is None else _descr(self.dtype),
             "itemsize": None if self.dtype is None else self.dtype.itemsize,
             "shape": None if self.shape is None else list(self.shape),
             "order": self.order,
@@ -88,6 +90,16 @@ class ArrayEntry:
             "file": self.file,
             "buffer": self.buffer,
         }
+
+
+def _descr(dtype: np.dtype) -> Any:
+    """The dtype as ``.npy`` headers write it: ``'<f8'``, or a list of fields."""
+    descr = np.lib.format.dtype_to_descr(dtype)
+    return descr if isinstance(descr, str) else _lists(descr)
+
+
+def _lists(value: Any) -> Any:
+    return [_lists(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
 @dataclass
@@ -401,14 +413,14 @@ class Walker:
                 self._add(self._buffer_array(meta, first, path, "numpy.ndarray"))
                 return []
             if kind == "v" and len(meta) == 4:
-                cls = meta[1].name if type(meta[1]) is Global else "?"
+                cls = _class_name(meta[1])
                 base = self._plain_rebuild(meta[2])
                 if base is not None:
                     self._add(self._buffer_array(base[0], base[1], path, cls))
                     return _state_children(meta[3], path)
                 return [(meta[2], path)]
             if kind == "m" and len(meta) == 6:
-                cls = meta[1].name if type(meta[1]) is Global else "?"
+                cls = _class_name(meta[1])
                 out = []
                 for part, suffix, kls in ((meta[2], "", cls), (meta[3], ".mask", "numpy.ndarray")):
                     base = self._plain_rebuild(part)
@@ -470,9 +482,7 @@ class Walker:
 
     def _reconstruct(self, obj: Obj, path: str) -> list[tuple[Any, str]]:
         args = obj.args if type(obj.args) is tuple else ()
-        cls = args[0].name if args and type(args[0]) is Global else "?"
-        if cls == "numpy.core.multiarray.ndarray":
-            cls = "numpy.ndarray"
+        cls = _class_name(args[0] if args else None)
         state = obj.state
         extra: list[tuple[Any, str]] = []
         if type(state) is tuple and len(state) == 2 and type(state[0]) is tuple:
@@ -518,7 +528,7 @@ class Walker:
 
     def _masked(self, obj: Obj, path: str) -> list[tuple[Any, str]]:
         args = obj.args if type(obj.args) is tuple else ()
-        cls = args[0].name if args and type(args[0]) is Global else "numpy.ma.MaskedArray"
+        cls = _class_name(args[0] if args else None, "numpy.ma.MaskedArray")
         state = obj.state
         if type(state) is not tuple or len(state) != 7:
             return _generic_children(obj, path)
@@ -551,7 +561,7 @@ class Walker:
     # -- joblib -----------------------------------------------------------------------
 
     def _joblib(self, node: JoblibArray, path: str) -> list[tuple[Any, str]]:
-        cls = node.subclass or "numpy.ndarray"
+        cls = _class_name(Global(node.subclass)) if node.subclass else "numpy.ndarray"
         obj_array = node.dtype.hasobject
         self._add(
             ArrayEntry(
@@ -580,7 +590,7 @@ class Walker:
         if node.kind == "ZNDArrayWrapper":
             init = state.get("init_args")
             inner = state.get("state")
-            cls = init[0].name if type(init) is tuple and init and type(init[0]) is Global else "?"
+            cls = _class_name(init[0] if type(init) is tuple and init else None)
             dtype = shape = order = None
             if type(inner) is tuple and len(inner) == 4:
                 dtype = as_dtype(inner[2])
@@ -593,7 +603,7 @@ class Walker:
             )
             return
         sub = state.get("subclass")
-        cls = sub.name if type(sub) is Global else "numpy.ndarray"
+        cls = _class_name(sub, "numpy.ndarray")
         dtype, shape, order, offset = self._npy_header(filename)
         self._add(
             ArrayEntry(
@@ -693,6 +703,19 @@ def _element_children(
         else:
             out.append((value, f"{path}[{flat}]"))
     return out
+
+
+def _class_name(node: Any, default: str = "?") -> str:
+    """The dotted name of an array class a file names, in numpy's public spelling
+    (``numpy.matrix`` for ``numpy.matrixlib.defmatrix.matrix``) when the safe-loading
+    allow-list knows it under that name."""
+    if type(node) is not Global:
+        return default
+    name = node.name
+    cls = allowed().get(name)
+    if isinstance(cls, type) and cls.__name__ == name.rsplit(".", 1)[-1]:
+        return f"{cls.__module__}.{cls.__qualname__}"
+    return name
 
 
 def _key(key: Any) -> str:
