@@ -365,5 +365,4 @@ def test_info_memory_is_bounded(tmp_path, kind):
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["bytes"] == size
-    print(kind, result)
     assert result["extra"] < 24 * MiB, result
