@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import os
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -129,13 +130,33 @@ def run(args: argparse.Namespace) -> int:
             )
     safe = args.safe or args.trusted is not None
     progress = args.progress if args.progress is not None else _isatty(sys.stderr)
-    if _is_container(args.src, registry):
-        if safe:
-            _check_safe(args.src, args.trusted, registry)
-        _recompress(args.src, args.dst, codec, level, progress)
-    else:
-        _repickle(args.src, args.dst, compress, safe, args.trusted, progress)
+    try:
+        if _is_container(args.src, registry):
+            if safe:
+                _check_safe(args.src, args.trusted, registry)
+            _recompress(args.src, args.dst, codec, level, progress)
+        else:
+            _repickle(args.src, args.dst, compress, safe, args.trusted, progress)
+    except OSError as exc:
+        if exc.strerror and _about_output(exc, args.dst):
+            raise CliError(f"cannot write {args.dst!r}: {exc.strerror}") from exc
+        raise
     return 0
+
+
+def _about_output(exc: OSError, dst: str) -> bool:
+    """Whether ``exc`` is about DST or the temporary file written beside it."""
+    target = os.path.abspath(dst)
+    for name in (exc.filename, exc.filename2):
+        if not isinstance(name, str):
+            continue
+        path = os.path.abspath(name)
+        if path == target:
+            return True
+        same_dir = os.path.dirname(path) == os.path.dirname(target)
+        if same_dir and os.path.basename(path).startswith(f".{os.path.basename(target)}."):
+            return True
+    return False
 
 
 def _isatty(stream: Any) -> bool:
