@@ -167,7 +167,7 @@ def inspect_path(
         UnknownCodecError: the file is compressed by a codec that is not installed.
         OSError: the file cannot be opened (missing, a directory, no permission).
 
-    Example::
+    Examples:
 
         >>> report = inspect_path("model.pkl")
         >>> [(a.path, a.shape) for a in report.arrays]

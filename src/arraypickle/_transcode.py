@@ -104,10 +104,10 @@ def copy_container(
     with ``write_array`` (an array-aware codec) then gets buffers with their element
     size. Raises :class:`CorruptFileError` at the first damaged or missing byte.
 
-    Example::
+    Examples:
 
-        with open("in.pkl", "rb") as f, open("out.pkl", "wb") as out:
-            copy_container(f, out, "'in.pkl'")
+        >>> with open("in.pkl", "rb") as f, open("out.pkl", "wb") as out:
+        ...     copy_container(f, out, "'in.pkl'")
     """
     copier = _Copier(src, out, name, itemsizes or {})
     header = copier.exact(fmt.HEADER.size, "the container header")

@@ -83,7 +83,7 @@ def parse_compress(spec: str | None) -> Any:
     ``none`` is ``(codec, 0)`` so that DST's extension cannot bring a codec back;
     ``CODEC`` is that codec at its default level, whatever DST's extension says.
 
-    Example::
+    Examples:
 
         >>> parse_compress("lz4:3"), parse_compress("9"), parse_compress(None)
         (('lz4', 3), 9, 0)
