@@ -366,3 +366,54 @@ def test_info_memory_is_bounded(tmp_path, kind):
     result = json.loads(done.stdout)
     assert result["bytes"] == size
     assert result["extra"] < 24 * MiB, result
+
+
+# -- damaged files: a library error or a report, nothing else ------------------------------
+
+
+def _seeds() -> list[bytes]:
+    obj = {"a": np.arange(50, dtype=np.int16), "b": [1.5, "x", (2, None)], "m": Model(1)}
+    seeds = [ap.dumps(obj), ap.dumps(obj, compress="zlib"), pickle.dumps(obj, protocol=2)]
+    seeds.append(pickle.dumps(obj, protocol=5))
+    try:
+        import joblib
+
+        buf = io.BytesIO()
+        joblib.dump(obj, buf)
+        seeds.append(buf.getvalue())
+    except ImportError:
+        pass
+    return seeds
+
+
+_SEEDS = _seeds()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.sampled_from(range(len(_SEEDS))),
+    edits=st.lists(
+        st.tuples(st.integers(0, 10**6), st.integers(0, 255), st.sampled_from("xdi")),
+        min_size=1,
+        max_size=4,
+    ),
+    cut=st.none() | st.integers(0, 10**6),
+)
+def test_damaged_files_give_a_library_error(seed, edits, cut):
+    data = bytearray(_SEEDS[seed])
+    for pos, byte, how in edits:
+        pos %= len(data) + 1
+        if how == "x" and pos < len(data):
+            data[pos] ^= byte or 1
+        elif how == "d":
+            del data[pos : pos + 1 + byte % 8]
+        else:
+            data[pos:pos] = bytes([byte])
+    if cut is not None and data:
+        del data[cut % len(data) :]
+    try:
+        report = inspect_stream(io.BytesIO(bytes(data)), "x", len(data), None)
+    except ap.ArrayPickleError:
+        return
+    json.dumps(report.to_json())
+    assert isinstance(report.description, str)

@@ -56,6 +56,11 @@ def test_docs_build_strict(tmp_path):
         config["nav"].append({"Coming": [{COMING[n]: n} for n in missing]})
         handler = config["plugins"][1]["mkdocstrings"]["handlers"]["python"]
         handler["paths"] = [str(ROOT / p) for p in handler.get("paths", ["src"])]
+        options = handler.get("options", {})
+        options["extensions"] = [
+            str(ROOT / e) if isinstance(e, str) and ".py:" in e else e
+            for e in options.get("extensions", [])
+        ]
         config_file = tmp_path / "mkdocs.yml"
         config_file.write_text(yaml.safe_dump(config, sort_keys=False))
     done = subprocess.run(
@@ -82,3 +87,4 @@ def test_docs_build_strict(tmp_path):
     api = (tmp_path / "site" / "api" / "index.html").read_text()
     for name in ("arraypickle.dump", "arraypickle.load", "arraypickle.get_untrusted_types"):
         assert f'id="{name}"' in api, name
+    assert ":class:`" not in api and ":mod:`" not in api  # Sphinx roles became code

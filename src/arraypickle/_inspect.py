@@ -52,6 +52,8 @@ from ._symbolic import (
 )
 
 SCHEMA = "arraypickle-info/1"
+# Dict keys longer than this are cut in paths.
+KEY_MAX = 200
 
 _RECONSTRUCT = frozenset(f"{m}.multiarray._reconstruct" for m in ("numpy.core", "numpy._core"))
 _FROMBUFFER = frozenset(f"{m}.numeric._frombuffer" for m in ("numpy.core", "numpy._core"))
@@ -429,7 +431,8 @@ class Walker:
                     elif part is not None:
                         out.append((part, path + suffix))
                 return out
-        if type(first) is int and type(count) is int and count >= 0:
+        buffers = len(self._container.buffers) if self._container else 0
+        if type(first) is int and type(count) is int and 0 <= count <= buffers:
             # Another wrapper's object: its buffers, of a layout only its plugin knows.
             for i in range(count):
                 rec = self._container.indexed.get(first + i) if self._container else None
@@ -721,8 +724,12 @@ def _class_name(node: Any, default: str = "?") -> str:
 def _key(key: Any) -> str:
     """A dict key as it is written in a path: its repr when it is a plain value."""
     key = unwrap(key)
-    if _plain_key(key):
-        return repr(key)
+    try:
+        if _plain_key(key):
+            text = repr(key)
+            return text if len(text) <= KEY_MAX else text[: KEY_MAX - 3] + "..."
+    except RecursionError:  # tuples nested thousands deep
+        return "<?>"
     if type(key) is Obj and key.name in _SCALARS:
         try:
             return repr(materialize(key))

@@ -38,10 +38,9 @@ def run(args: argparse.Namespace) -> int:
         report = inspect_stream(sys.stdin.buffer, "<stdin>", None, None, args.trusted)
     else:
         report = inspect_path(args.file, args.trusted)
-    if args.json:
-        print(json.dumps(report.to_json(), indent=2))
-    else:
-        print(render(report))
+    text = json.dumps(report.to_json(), indent=2) if args.json else render(report)
+    # Names from the file may hold lone surrogates: show them escaped, never fail.
+    print(text.encode("utf-8", "backslashreplace").decode("utf-8", "replace"))
     return 0
 
 
