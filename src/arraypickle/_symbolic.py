@@ -678,7 +678,9 @@ class Machine:
                         raise SymbolicError("truncated: the pickle stream ends before STOP")
                 code = buf[i]
                 count += 1
-                if code == 0x8C:  # SHORT_BINUNICODE
+                if i + 16 > end:
+                    pass  # the last bytes of the input: the checked handlers only
+                elif code == 0x8C:  # SHORT_BINUNICODE
                     j = i + 2 + buf[i + 1]
                     if j <= end:
                         stack.append(buf[i + 2 : j].decode("utf-8", "surrogatepass"))
