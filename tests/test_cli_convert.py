@@ -260,3 +260,62 @@ def test_convert_memory(tmp_path, kind):
     else:
         # Loaded, then dumped: the data plus a bounded overhead.
         assert size <= extra < size + 48 * MiB, extra
+
+
+# -- array-aware codecs, remote stores ---------------------------------------------------
+
+
+class ArrayAwareCodec:
+    """A test codec that records the element sizes ``write_array`` is given."""
+
+    name = "awtest"
+    magic = b"AWTEST\x00\x01"
+    extensions = (".awtest",)
+    seen: list[tuple[int, int]] = []
+
+    def open_writer(self, fileobj, level):
+        codec = self
+
+        class Writer:
+            def __init__(self):
+                fileobj.write(codec.magic)
+
+            def write(self, data):
+                return fileobj.write(data)
+
+            def write_array(self, data, itemsize):
+                codec.seen.append((memoryview(data).nbytes, itemsize))
+                fileobj.write(data)
+
+            def close(self):
+                pass
+
+        return Writer()
+
+    def open_reader(self, fileobj):
+        fileobj.read(len(self.magic))
+        return fileobj
+
+
+def test_array_aware_codec_gets_element_sizes(tmp_path, capsys, fresh_registry):
+    codec = ArrayAwareCodec()
+    ap.register_codec(codec)
+    src, dst = str(tmp_path / "in.pkl.gz"), str(tmp_path / "out.pkl")
+    obj = {"a": np.arange(10, dtype=np.int16), "b": np.ones((3, 3)), "c": np.zeros(5, "S3")}
+    ap.dump(obj, src)
+    codec.seen.clear()
+    assert run_cli(capsys, "convert", src, dst, "--compress", "awtest:1")[0] == 0
+    assert sorted(codec.seen) == [(15, 3), (20, 2), (72, 8)]
+    out = ap.load(dst)
+    assert all(np.array_equal(out[k], obj[k]) for k in obj)
+
+
+def test_remote_paths(capsys):
+    pytest.importorskip("fsspec")
+    ap.dump(sample(), "memory://cli/in.joblib")
+    report = info_json(capsys, "memory://cli/in.joblib")
+    assert report["format"] == "arraypickle" and report["file_size"]
+    code, _, err = run_cli(capsys, "convert", "memory://cli/in.joblib", "memory://cli/out.pkl.xz")
+    assert code == 0, err
+    assert codec_of(capsys, "memory://cli/out.pkl.xz") == "xz"
+    assert_same(ap.load("memory://cli/out.pkl.xz"), sample())
