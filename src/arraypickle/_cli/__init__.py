@@ -29,7 +29,7 @@ EXIT_OK = 0
 EXIT_BAD_FILE = 1
 EXIT_USAGE = 2
 
-SUBCOMMANDS = ("plugins", "info", "convert")
+SUBCOMMANDS = ("plugins", "demo", "info", "convert")
 
 
 class CliError(Exception):

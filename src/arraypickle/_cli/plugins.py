@@ -1,4 +1,11 @@
-"""``arraypickle plugins``: each plugin, its distribution, status and codecs."""
+"""``arraypickle plugins``: each plugin, its distribution, status and codecs.
+
+Text output is a table of plugins (entry-point name, distribution, version, status with
+the reason when a plugin failed or is blocked), each followed by its codecs (name, magic
+in hex, extensions, default level, whether it takes ``threads``) and array wrappers, then
+the known codecs that are not installed with the command that installs them. ``--json``
+prints the plugins as a list of objects.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +14,41 @@ import json
 from typing import Any
 
 from .. import _plugins
+from ..codec import default_level
 
 
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "plugins",
         help="list plugins: distribution, version, status, codecs",
-        description="List the installed plugins (built-in and from entry points).",
+        description=(
+            "List the installed plugins (built-in and from the 'arraypickle' entry-point "
+            "group): distribution, version, status (loaded, failed with the reason, "
+            f"blocked by {_plugins.DISABLE_ENV}) and the codecs each provides."
+        ),
     )
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(func=run)
 
 
+def _codec_row(codec: Any) -> dict[str, Any]:
+    return {
+        "name": codec.name,
+        "magic": codec.magic.hex(),
+        "extensions": list(codec.extensions),
+        "default_level": default_level(codec),
+        "parallel": bool(getattr(codec, "parallel", False)),
+    }
+
+
 def describe() -> list[dict[str, Any]]:
-    """One dict per plugin, as ``--json`` prints them."""
+    """One dict per plugin, as ``--json`` prints them.
+
+    Example::
+
+        >>> [p["name"] for p in describe()][:3]
+        ['numpy', 'zlib', 'gzip']
+    """
     registry = _plugins.get_registry()
     rows = []
     for info in registry.plugins:
@@ -33,14 +61,51 @@ def describe() -> list[dict[str, Any]]:
                 "version": info.version,
                 "status": info.status,
                 "reason": info.reason,
-                "codecs": [
-                    {"name": c.name, "magic": c.magic.hex(), "extensions": list(c.extensions)}
-                    for c in codecs
-                ],
+                "codecs": [_codec_row(c) for c in codecs],
                 "wrappers": list(info.wrappers),
             }
         )
     return rows
+
+
+def not_installed() -> list[tuple[str, str]]:
+    """The known plugin codecs that are not installed: (codec name, distribution)."""
+    installed = _plugins.get_registry().codecs
+    return [
+        (name, known.distribution)
+        for name, known in sorted(_plugins.KNOWN_CODECS.items())
+        if name not in installed
+    ]
+
+
+def _table(rows: list[dict[str, Any]]) -> list[str]:
+    head = ("PLUGIN", "DISTRIBUTION", "VERSION", "STATUS")
+    cells = [(r["name"], r["distribution"], r["version"], r["status"] + _reason(r)) for r in rows]
+    widths = [max(len(c[i]) for c in [head, *cells]) for i in range(3)]
+    indent = " " * (widths[0] + 2)
+
+    def line(cols: tuple[str, ...]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cols[:3], widths, strict=True)) + "  " + cols[3]
+
+    out = [line(head)]
+    for row, cell in zip(rows, cells, strict=True):
+        out.append(line(cell))
+        for codec in row["codecs"]:
+            magic = bytes.fromhex(codec["magic"]).hex(" ")
+            exts = " ".join(codec["extensions"]) or "-"
+            extra = f"default level {codec['default_level']}"
+            if codec["parallel"]:
+                extra += ", threads"
+            out.append(f"{indent}codec {codec['name']:<7} magic {magic:<29}  {exts:<7} {extra}")
+        for wrapper in row["wrappers"]:
+            out.append(f"{indent}array wrapper {wrapper}")
+    return out
+
+
+def _reason(row: dict[str, Any]) -> str:
+    if not row["reason"]:
+        return ""
+    return f": {row['reason']}" if row["status"] == "failed" else f" ({row['reason']})"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,12 +113,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    for row in rows:
-        status = row["status"] + (f" ({row['reason']})" if row["reason"] else "")
-        print(f"{row['name']}  {row['distribution']} {row['version']}  {status}")
-        for codec in row["codecs"]:
-            exts = " ".join(codec["extensions"]) or "-"
-            print(f"    codec {codec['name']:<8} magic {codec['magic']:<20} {exts}")
-        for wrapper in row["wrappers"]:
-            print(f"    array wrapper {wrapper}")
+    lines = _table(rows)
+    missing = not_installed()
+    if missing:
+        lines.append("")
+        lines.append("Not installed: " + ", ".join(f"{n} (pip install {d})" for n, d in missing))
+    print("\n".join(lines))
     return 0

@@ -1,0 +1,12 @@
+"""The hook implementations arraypickle finds through the ``arraypickle`` entry point."""
+
+from __future__ import annotations
+
+from arraypickle import hookimpl
+
+from .codec import Lz4Codec
+
+
+@hookimpl
+def arraypickle_register_codecs() -> list[Lz4Codec]:
+    return [Lz4Codec()]

@@ -1,0 +1,87 @@
+"""What is particular to the lz4 codec: its levels, its frames, concatenated frames."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+pytest.importorskip("arraypickle_lz4", reason="arraypickle-lz4 is not installed")
+
+import lz4.frame
+from arraypickle_lz4 import Lz4Codec
+
+import arraypickle
+from arraypickle.testing import sample_object
+
+
+def pixels(n: int = 200_000) -> np.ndarray:
+    """float32 values of 8-bit pixels / 255, as in image datasets."""
+    rng = np.random.default_rng(0)
+    return (np.repeat(rng.integers(0, 256, n // 4), 4) / 255).astype(np.float32)
+
+
+def test_registered_through_its_entry_point():
+    codec = arraypickle.codecs()["lz4"]
+    assert isinstance(codec, Lz4Codec)
+    assert codec.distribution == "arraypickle-lz4"
+    assert codec.default_level == 3
+
+
+def test_levels_1_and_2_are_fast_mode_and_3_up_are_hc():
+    data = pixels()
+    sizes = {lvl: len(arraypickle.dumps(data, compress=("lz4", lvl))) for lvl in (1, 2, 3, 9)}
+    assert sizes[1] == sizes[2]
+    assert sizes[3] < sizes[1]
+    assert sizes[9] <= sizes[3]
+
+
+def test_level_is_lz4_frame_compression_level_as_in_joblib():
+    # The same level through lz4.frame directly: the same compressed size.
+    plain = arraypickle.dumps(pixels())
+    for level in (1, 3, 6):
+        ours = arraypickle.dumps(pixels(), compress=("lz4", level))
+        direct = lz4.frame.compress(plain, compression_level=level, block_linked=True)
+        assert abs(len(ours) - len(direct)) <= 64, level
+
+
+def test_frame_descriptor():
+    blob = arraypickle.dumps([1, 2, 3], compress="lz4")
+    assert blob[:4] == b"\x04\x22\x4d\x18"
+    flg, bd = blob[4], blob[5]
+    assert flg >> 6 == 0b01  # frame version 1
+    assert not flg & 0x20  # linked blocks
+    assert not flg & 0x04  # no content checksum: the container checks itself
+    assert (bd >> 4) & 0x7 == 4  # 64 KiB blocks
+
+
+def test_concatenated_frames_read_as_one():
+    plain = arraypickle.dumps(sample_object())
+    half = len(plain) // 2
+    blob = lz4.frame.compress(plain[:half]) + lz4.frame.compress(plain[half:])
+    out = arraypickle.loads(blob)
+    np.testing.assert_array_equal(out["floats"], sample_object()["floats"])
+
+
+def test_frames_with_content_checksum_and_big_blocks_load():
+    # The lz4 command's defaults: 4 MiB blocks and a content checksum.
+    plain = arraypickle.dumps(sample_object())
+    blob = lz4.frame.compress(
+        plain, block_size=lz4.frame.BLOCKSIZE_MAX4MB, content_checksum=True, block_checksum=True
+    )
+    assert arraypickle.loads(blob)["text"] == sample_object()["text"]
+
+
+def test_bad_content_checksum_is_corrupt():
+    plain = arraypickle.dumps({"x": 1})
+    blob = bytearray(lz4.frame.compress(plain, content_checksum=True))
+    blob[-1] ^= 0xFF
+    with pytest.raises(arraypickle.CorruptFileError):
+        arraypickle.loads(bytes(blob))
+
+
+def test_writer_emits_frame_header_even_when_empty():
+    out = io.BytesIO()
+    Lz4Codec().open_writer(out, 1).close()
+    assert lz4.frame.decompress(out.getvalue()) == b""

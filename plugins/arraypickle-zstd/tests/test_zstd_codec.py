@@ -1,0 +1,125 @@
+"""What is particular to the zstd codec: levels, frame walking, bounded output, threads."""
+
+from __future__ import annotations
+
+import io
+import struct
+import tracemalloc
+
+import pytest
+
+pytest.importorskip("arraypickle_zstd", reason="arraypickle-zstd is not installed")
+
+import zstandard
+from arraypickle_zstd import ZstdCodec
+from arraypickle_zstd.codec import LEVELS
+from arraypickle_zstd.frames import ZstdReader
+
+import arraypickle
+from arraypickle.testing import assert_same, sample_object
+
+
+def rle_frame(blocks: int, byte: int = 0) -> bytes:
+    """A valid zstd frame of ``blocks`` run-length blocks of 128 KiB each."""
+    out = [b"\x28\xb5\x2f\xfd", bytes([0x00, 7 << 3])]  # no checksum; 128 KiB window
+    for i in range(blocks):
+        last = int(i == blocks - 1)
+        out.append(struct.pack("<I", (128 << 10) << 3 | 1 << 1 | last)[:3] + bytes([byte]))
+    return b"".join(out)
+
+
+def read_all(data: bytes, piece: int = 1 << 20) -> bytes:
+    reader = ZstdCodec().open_reader(io.BytesIO(data))
+    buf, parts = bytearray(piece), []
+    while n := reader.readinto(buf):
+        parts.append(bytes(buf[:n]))
+    return b"".join(parts)
+
+
+def test_registered_through_its_entry_point():
+    codec = arraypickle.codecs()["zstd"]
+    assert isinstance(codec, ZstdCodec)
+    assert (codec.distribution, codec.default_level, codec.parallel) == (
+        "arraypickle-zstd",
+        3,
+        True,
+    )
+
+
+def test_levels_map_onto_zstd_levels():
+    assert [LEVELS[n] for n in range(1, 10)] == [1, 2, 3, 5, 7, 9, 12, 15, 19]
+    plain = arraypickle.dumps(sample_object())
+    for level in (1, 3, 9):
+        ours = arraypickle.dumps(sample_object(), compress=("zstd", level))
+        c = zstandard.ZstdCompressor(level=LEVELS[level], write_checksum=True).compressobj()
+        ref = c.compress(plain) + c.flush()
+        assert abs(len(ours) - len(ref)) <= 16, level
+        assert zstandard.ZstdDecompressor().decompress(ours, max_output_size=len(plain)) == plain
+
+
+def test_frames_carry_a_content_checksum():
+    blob = arraypickle.dumps([1, 2], compress="zstd")
+    assert blob[4] & 0x04
+
+
+def test_skippable_and_concatenated_frames_read_as_one():
+    plain = arraypickle.dumps(sample_object())
+    half = len(plain) // 2
+    c = zstandard.ZstdCompressor()
+    skippable = struct.pack("<II", 0x184D2A53, 5) + b"hello"
+    blob = c.compress(plain[:half]) + skippable + c.compress(plain[half:]) + skippable
+    assert_same(sample_object(), arraypickle.loads(blob))
+
+
+def test_run_length_blocks_expand_one_at_a_time():
+    # 1 GiB of output from 4 KiB of input: reading 1 MiB must not expand the rest.
+    data = rle_frame(8192)
+    assert len(data) < 40_000
+    reader = ZstdCodec().open_reader(io.BytesIO(data))
+    tracemalloc.start()
+    try:
+        buf = bytearray(1 << 20)
+        assert reader.readinto(buf) == len(buf)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20
+    assert not any(buf)
+
+
+def test_exact_frame_ends():
+    data = rle_frame(3, byte=7)
+    assert read_all(data) == b"\x07" * (3 << 17)
+    for cut in (5, 6, len(data) - 4, len(data) - 1):
+        with pytest.raises(arraypickle.CorruptFileError, match="truncated"):
+            read_all(data[:cut])
+
+
+@pytest.mark.parametrize(
+    ("stream", "message"),
+    [
+        (b"\x28\xb5\x2f\xfd\x08\x38", "reserved bit"),
+        (rle_frame(1)[:6] + struct.pack("<I", 3 << 1 | 1)[:3], "invalid block"),
+        (rle_frame(1)[:6] + struct.pack("<I", (200 << 10) << 3 | 1)[:3], "invalid block"),
+        (rle_frame(1) + b"\x00\x00\x00\x00", "unexpected data"),
+    ],
+)
+def test_bad_frames_are_corrupt(stream, message):
+    with pytest.raises(arraypickle.CorruptFileError, match=message):
+        read_all(stream)
+
+
+def test_threads_write_frames_any_reader_reads():
+    plain = arraypickle.dumps(sample_object()) * 20
+    out = io.BytesIO()
+    writer = ZstdCodec().open_writer(out, 3, threads=2)
+    writer.write(plain)
+    writer.close()
+    assert zstandard.ZstdDecompressor().decompressobj().decompress(out.getvalue()) == plain
+    assert read_all(out.getvalue()) == plain
+
+
+def test_reader_is_a_file():
+    reader = ZstdCodec().open_reader(io.BytesIO(rle_frame(1, 1)))
+    assert isinstance(reader, ZstdReader) and reader.readable()
+    assert reader.read(5) == b"\x01" * 5

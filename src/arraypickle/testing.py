@@ -1,0 +1,638 @@
+"""The codec conformance kit: the tests every arraypickle codec must pass.
+
+Every codec's test suite runs it, the built-in ones included. To test yours, subclass
+:class:`CodecConformance` in a test module and name the codec; pytest collects the
+inherited ``test_*`` methods::
+
+    # tests/test_mycodec_conformance.py
+    from arraypickle.testing import CodecConformance, Tool
+
+    class TestMyCodecConformance(CodecConformance):
+        codec = "mycodec"  # an installed codec's name, or a codec object
+        # The standard command-line tool, if the format has one (filters stdin to
+        # stdout); its tests skip with a reason when the tool is not installed.
+        tool = Tool(compress=["mytool", "-c"], decompress=["mytool", "-d", "-c"])
+
+Run it with ``python -m pytest``. The kit needs pytest and hypothesis (arraypickle's
+``test`` extra). It checks, through the codec alone and through ``dump``/``load``:
+
+* container round trips over sizes from 0 bytes to 64 MiB (around the usual chunk
+  boundaries, plus one 64 MiB array of cheap data), non-contiguous and Fortran
+  arrays, many small writes, arbitrary write and read sizes (hypothesis);
+* every level 1..9, and the default level, and the codec's file extension;
+* truncated streams (cut at several points), garbage after the magic, a damaged byte
+  and trailing garbage all raise :class:`arraypickle.CorruptFileError`;
+* the writer leaves its file open, streams start with the magic, non-seekable files
+  work both ways, a file that fails mid-write fails the dump with its error,
+  ``write_array`` (when the writer has it) and ``threads`` (when the
+  codec is ``parallel``) round trip;
+* bounded memory: writing and reading 64 MiB in single calls raises the peak RSS of a
+  fresh process by at most :attr:`CodecConformance.memory_limit`;
+* interop with :attr:`CodecConformance.tool`: the tool decompresses a dumped file into
+  a container that loads and memory-maps, and a plain container compressed by the
+  tool loads.
+
+A codec given as an object (rather than the name of an installed one) is registered
+for each test and forgotten after it; the memory test, which runs in a fresh process,
+then skips. The whole kit takes a few seconds per codec.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import arraypickle
+from arraypickle import _plugins
+from arraypickle._errors import CorruptFileError
+
+__all__ = [
+    "STDLIB_TOOLS",
+    "CodecConformance",
+    "Tool",
+    "Unseekable",
+    "assert_same",
+    "big_array",
+    "sample_bytes",
+    "sample_object",
+]
+
+MiB = 1 << 20
+
+#: Sizes (bytes) of the arrays round-tripped through each codec: empty, tiny, and
+#: either side of the block sizes codecs and arraypickle use (64 KiB blocks, 256 KiB
+#: reads, 1 MiB writes, 4 MiB chunks).
+SIZES = (
+    0,
+    1,
+    63,
+    64,
+    65,
+    4095,
+    65535,
+    65536,
+    65537,
+    256 << 10,
+    MiB - 1,
+    MiB,
+    MiB + 1,
+    4 * MiB - 1,
+    4 * MiB + 1,
+)
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A codec's standard command-line tool, as two commands that filter stdin to stdout.
+
+    Parameters:
+        compress: the command that compresses stdin to stdout (``["gzip", "-c"]``).
+        decompress: the command that decompresses stdin to stdout.
+
+    Example::
+
+        Tool(compress=["zstd", "-c", "-q"], decompress=["zstd", "-d", "-c", "-q"])
+    """
+
+    compress: Sequence[str]
+    decompress: Sequence[str]
+
+    def missing(self) -> str | None:
+        """Why the tool cannot run here, or None when it can."""
+        for command in (self.compress, self.decompress):
+            if shutil.which(command[0]) is None:
+                return f"{command[0]!r} is not installed"
+        return None
+
+    def run(self, which: str, src: str, dst: str) -> None:
+        """Filter file ``src`` into file ``dst`` with the ``which`` command."""
+        command = list(self.compress if which == "compress" else self.decompress)
+        with open(src, "rb") as fin, open(dst, "wb") as fout:
+            done = subprocess.run(command, stdin=fin, stdout=fout, stderr=subprocess.PIPE)
+        if done.returncode:
+            raise AssertionError(f"{command} failed ({done.returncode}): {done.stderr!r}")
+
+
+#: The standard tools of the built-in codecs (zlib's comes with qpdf).
+STDLIB_TOOLS = {
+    "zlib": Tool(["zlib-flate", "-compress"], ["zlib-flate", "-uncompress"]),
+    "gzip": Tool(["gzip", "-c"], ["gzip", "-d", "-c"]),
+    "bz2": Tool(["bzip2", "-c"], ["bzip2", "-d", "-c"]),
+    "lzma": Tool(["xz", "--format=lzma", "-c"], ["xz", "--format=lzma", "-d", "-c"]),
+    "xz": Tool(["xz", "-c"], ["xz", "-d", "-c"]),
+}
+
+
+class Unseekable(io.RawIOBase):
+    """A file object over ``BytesIO`` that cannot seek or tell, like a pipe.
+
+    Example::
+
+        out = Unseekable()
+        arraypickle.dump(obj, out, compress="lz4")
+        arraypickle.load(Unseekable(out.getvalue()))
+    """
+
+    def __init__(self, data: bytes = b"") -> None:
+        super().__init__()
+        self._buf = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def readinto(self, b: Any) -> int:
+        return self._buf.readinto(b)
+
+    def write(self, b: Any) -> int:
+        return self._buf.write(b)
+
+    def getvalue(self) -> bytes:
+        return self._buf.getvalue()
+
+
+class _Failing(io.RawIOBase):
+    """A file that takes ``budget`` bytes, then fails every write, like a full disk."""
+
+    def __init__(self, budget: int) -> None:
+        super().__init__()
+        self._budget = budget
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        n = memoryview(b).nbytes
+        if n > self._budget:
+            raise OSError(28, "no space left on device")
+        self._budget -= n
+        return n
+
+
+def sample_bytes(n: int, seed: int = 0) -> np.ndarray:
+    """``n`` bytes (uint8), partly incompressible and partly compressible, cheap to compress.
+
+    Up to 64 KiB of random bytes (more than one block of the block-based formats, so
+    codecs take their stored path), then zeros with a random byte every 97: every
+    codec compresses that quickly, the slow ones (bz2, xz) included.
+
+    Parameters:
+        n: the number of bytes.
+        seed: the seed of the random bytes.
+
+    Example::
+
+        >>> sample_bytes(5).dtype, len(sample_bytes(1 << 20))
+        (dtype('uint8'), 1048576)
+    """
+    rng = np.random.default_rng(seed)
+    out = np.zeros(n, np.uint8)
+    cut = min(n // 4, 64 << 10)
+    out[:cut] = rng.integers(0, 256, cut, dtype=np.uint8)
+    sprinkled = out[cut::97]
+    sprinkled[:] = rng.integers(0, 256, len(sprinkled), dtype=np.uint8)
+    return out
+
+
+def big_array(nbytes: int = 64 * MiB) -> np.ndarray:
+    """Cheap float64 data of ``nbytes``: zeros with a distinct value every 512 KiB.
+
+    Example::
+
+        >>> float(big_array(1 << 20)[65536])
+        2.0
+    """
+    arr = np.zeros(nbytes // 8)
+    arr[::65536] = np.arange(1, len(arr[::65536]) + 1)
+    return arr
+
+
+def sample_object(seed: int = 0) -> dict[str, Any]:
+    """A small object with arrays of several dtypes and layouts, and plain data.
+
+    Example::
+
+        >>> assert_same(sample_object(), arraypickle.loads(arraypickle.dumps(sample_object())))
+    """
+    rng = np.random.default_rng(seed)
+    grid = rng.normal(size=(60, 50))
+    return {
+        "bytes": sample_bytes(150_000, seed),
+        "floats": grid,
+        "fortran": np.asfortranarray(grid[:, :30]),
+        "strided": grid[::3, 1::2],
+        "ints": np.arange(-500, 500, dtype=np.int32),
+        "records": np.array([(1, 2.5), (3, 4.5)], dtype=[("a", "<i2"), ("b", ">f8")]),
+        "objects": np.array([1, "two", None], dtype=object),
+        "text": "arraypickle " * 200,
+        "nested": [{"k": i, "v": np.full(i, i, dtype=np.int16)} for i in range(20)],
+    }
+
+
+def assert_same(expected: Any, actual: Any, path: str = "obj") -> None:
+    """Assert that ``actual`` equals ``expected``, arrays by dtype, shape and values.
+
+    Arrays may differ in byte order only (memory-mapped arrays keep the stored one).
+
+    Parameters:
+        expected: the object that was dumped.
+        actual: the object that was loaded.
+        path: where in the object we are, for the failure message.
+
+    Example::
+
+        >>> assert_same({"a": np.arange(3)}, {"a": np.arange(3)})
+    """
+    if isinstance(expected, np.ndarray):
+        assert isinstance(actual, np.ndarray), f"{path}: {type(actual).__name__}"
+        # Memory-mapped arrays keep their stored byte order; others come back native.
+        native = actual.dtype.newbyteorder("=")
+        assert native == expected.dtype.newbyteorder("="), f"{path}: dtype {actual.dtype}"
+        assert actual.shape == expected.shape, f"{path}: shape {actual.shape}"
+        if expected.dtype.hasobject:
+            assert actual.tolist() == expected.tolist(), path
+        elif expected.dtype.names:
+            for field in expected.dtype.names:
+                assert_same(expected[field], actual[field], f"{path}.{field}")
+        else:
+            assert np.array_equal(actual, expected), f"{path}: values differ"
+    elif isinstance(expected, dict):
+        assert isinstance(actual, dict) and actual.keys() == expected.keys(), path
+        for key in expected:
+            assert_same(expected[key], actual[key], f"{path}[{key!r}]")
+    elif isinstance(expected, (list, tuple)):
+        assert type(actual) is type(expected) and len(actual) == len(expected), path
+        for i, (e, a) in enumerate(zip(expected, actual, strict=True)):
+            assert_same(e, a, f"{path}[{i}]")
+    else:
+        assert actual == expected, path
+
+
+def _encode(codec: Any, chunks: Sequence[bytes], level: int, **kwargs: Any) -> bytes:
+    out = io.BytesIO()
+    writer = codec.open_writer(out, level, **kwargs)
+    for chunk in chunks:
+        assert writer.write(chunk) in (None, len(chunk))
+    writer.close()
+    assert not out.closed, "closing the writer closed the caller's file"
+    return out.getvalue()
+
+
+def _decode(codec: Any, data: bytes, sizes: Iterator[int] | None = None, **kwargs: Any) -> bytes:
+    src = io.BytesIO(data)
+    reader = codec.open_reader(src, **kwargs)
+    parts = []
+    while True:
+        size = next(sizes, 65536) if sizes is not None else 65536
+        if size % 2:
+            buf = bytearray(size)
+            got = reader.readinto(buf)
+            part = bytes(buf[:got])
+        else:
+            part = reader.read(size)
+        if not part:
+            break
+        parts.append(part)
+    reader.close()
+    assert not src.closed, "closing the reader closed the caller's file"
+    return b"".join(parts)
+
+
+_MEMORY_SCRIPT = textwrap.dedent(
+    """
+    import io, resource, sys
+    import numpy as np
+    import arraypickle
+
+    name, level, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    codec = arraypickle.codecs()[name]
+    src = np.empty(size // 8)
+    src.fill(0.0)
+    src[::65536] = np.arange(1, len(src[::65536]) + 1)
+    dst = np.empty(size, np.uint8)
+    dst.fill(7)
+    peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    base = peak()
+    out = io.BytesIO()
+    writer = codec.open_writer(out, level)
+    if hasattr(writer, "write_array"):
+        writer.write_array(src.view(np.uint8), 8)
+    else:
+        writer.write(memoryview(src).cast("B"))
+    writer.close()
+    wrote = peak()
+    reader = codec.open_reader(io.BytesIO(out.getvalue()))
+    got = reader.readinto(memoryview(dst))
+    assert got == size, (got, size)
+    assert reader.read(1) == b""
+    assert np.array_equal(dst.view(np.float64), src)
+    print(wrote - base, peak() - base, len(out.getvalue()))
+    """
+)
+
+
+class CodecConformance:
+    """The conformance tests; subclass it as ``Test...`` and set :attr:`codec`.
+
+    Attributes to set or override:
+
+    ``codec``
+        The name of an installed codec, or a codec object (registered for each test).
+    ``tool``
+        The standard command-line tool (:class:`Tool`), or None when the format has
+        none (the interop tests then skip, saying so).
+    ``levels``
+        The levels to try (1..9).
+    ``big_size``
+        The size of the big array (64 MiB).
+    ``memory_limit``
+        How far writing or reading ``big_size`` bytes in one call may raise the peak
+        RSS, in bytes (32 MiB: a whole copy of the data would exceed it).
+    ``memory_level``
+        The level of the memory test (1: the codec's own state grows with the level).
+    """
+
+    codec: Any = None
+    tool: Tool | None = None
+    levels: Sequence[int] = range(1, 10)
+    big_size: int = 64 * MiB
+    memory_limit: int = 32 * MiB
+    memory_level: int = 1
+
+    # -- fixtures -----------------------------------------------------------------
+
+    @pytest.fixture
+    def subject(self) -> Iterator[Any]:
+        """The codec under test, installed in the registry for the test's duration."""
+        if isinstance(self.codec, str):
+            installed = arraypickle.codecs()
+            if self.codec not in installed:
+                known = _plugins.KNOWN_CODECS.get(self.codec)
+                hint = f" (pip install {known.distribution})" if known else ""
+                pytest.fail(f"codec {self.codec!r} is not installed{hint}")
+            yield installed[self.codec]
+            return
+        if self.codec is None:
+            pytest.fail(f"{type(self).__name__} must set `codec`")
+        _plugins.reset()
+        try:
+            arraypickle.register_codec(self.codec)
+            yield self.codec
+        finally:
+            _plugins.reset()
+
+    # -- the contract -------------------------------------------------------------
+
+    def test_contract_members(self, subject: Any) -> None:
+        assert isinstance(subject.name, str) and subject.name
+        assert isinstance(subject.magic, bytes) and subject.magic
+        assert isinstance(subject.extensions, tuple)
+        assert all(e.startswith(".") for e in subject.extensions)
+        assert arraypickle.codecs()[subject.name] is subject
+        level = getattr(subject, "default_level", 3)
+        assert isinstance(level, int) and 1 <= level <= 9, f"default_level {level!r}"
+
+    def test_streams_start_with_magic(self, subject: Any) -> None:
+        for chunks in ([], [b""], [b"x"], [bytes(100_000)]):
+            data = _encode(subject, chunks, 1)
+            assert data.startswith(subject.magic), f"{data[:16]!r} for {len(chunks)} writes"
+            assert _decode(subject, data) == b"".join(chunks)
+
+    def test_many_small_writes(self, subject: Any) -> None:
+        rng = np.random.default_rng(1)
+        blob = sample_bytes(400_000, seed=1).tobytes()
+        cuts = np.sort(rng.integers(0, len(blob), 6000))
+        chunks = [blob[a:b] for a, b in zip([0, *cuts], [*cuts, len(blob)], strict=True)]
+        data = _encode(subject, chunks, 1)
+        reads = iter(rng.integers(1, 300, 100_000).tolist())
+        assert _decode(subject, data, reads) == blob
+
+    def test_any_write_and_read_sizes(self, subject: Any) -> None:
+        @settings(max_examples=25, deadline=None, database=None)
+        @given(
+            chunks=st.lists(st.binary(max_size=3000), max_size=20),
+            reads=st.lists(st.integers(1, 70_000), min_size=1, max_size=10),
+        )
+        def check(chunks: list[bytes], reads: list[int]) -> None:
+            data = _encode(subject, chunks, 1)
+            sizes = iter(reads * (1 + sum(map(len, chunks)) // min(reads)))
+            assert _decode(subject, data, sizes) == b"".join(chunks)
+
+        check()
+
+    def test_write_array(self, subject: Any) -> None:
+        out = io.BytesIO()
+        writer = subject.open_writer(out, 1)
+        if not hasattr(writer, "write_array"):
+            writer.close()
+            pytest.skip(f"{subject.name} is not array-aware (its writer has no write_array)")
+        # As the core calls it: 1-D uint8 arrays holding whole elements.
+        parts = [
+            (np.frombuffer(b"header", np.uint8), None),
+            (np.arange(100_000, dtype=np.float32).view(np.uint8), 4),
+            (np.arange(3, dtype=np.complex128).view(np.uint8), 16),
+            (np.zeros(0, np.uint8), None),
+            (np.zeros(7, dtype="V300").view(np.uint8), 300),
+            (np.zeros(0, np.uint8), 2),
+            ((np.arange(2_000_000, dtype=np.int64) // 7).view(np.uint8), 8),
+            (np.frombuffer(b"tail", np.uint8), 1),
+        ]
+        for data, itemsize in parts:
+            if itemsize is None:
+                writer.write(memoryview(data))
+            else:
+                writer.write_array(data, itemsize)
+        writer.close()
+        expected = b"".join(d.tobytes() for d, _ in parts)
+        assert _decode(subject, out.getvalue()) == expected
+
+    def test_threads(self, subject: Any) -> None:
+        if not getattr(subject, "parallel", False):
+            pytest.skip(f"{subject.name} does not declare the parallel capability")
+        blob = sample_bytes(3 * MiB).tobytes()
+        for threads in (1, 2):
+            data = _encode(subject, [blob], 3, threads=threads)
+            assert _decode(subject, data, threads=threads) == blob
+            assert _decode(subject, data) == blob
+
+    # -- through dump and load ----------------------------------------------------
+
+    @pytest.mark.parametrize("size", SIZES)
+    def test_round_trip_size(self, subject: Any, size: int) -> None:
+        arr = sample_bytes(size, seed=size)
+        blob = arraypickle.dumps({"a": arr, "n": size}, compress=(subject.name, 1))
+        assert blob.startswith(subject.magic)
+        out = arraypickle.loads(blob)
+        assert out["n"] == size
+        assert_same(arr, out["a"])
+
+    def test_big_array(self, subject: Any) -> None:
+        arr = big_array(self.big_size)
+        blob = arraypickle.dumps([arr], compress=(subject.name, 1))
+        out = arraypickle.loads(blob)
+        assert np.array_equal(out[0], arr)
+
+    def test_noncontiguous_and_fortran(self, subject: Any) -> None:
+        base = np.zeros((600, 500))
+        base.flat[::7] = np.random.default_rng(4).normal(size=base[:, :].size // 7 + 1)
+        obj = {
+            "view": base[::2, 1::3],
+            "fortran": np.asfortranarray(base[:300, :200]),
+            "transposed": base.T,
+            "reversed": base[::-1, ::-7],
+        }
+        out = arraypickle.loads(arraypickle.dumps(obj, compress=(subject.name, 1)))
+        assert_same(obj, out)
+        assert out["fortran"].flags.f_contiguous
+        assert out["transposed"].flags.f_contiguous
+
+    def test_many_small_arrays(self, subject: Any) -> None:
+        rng = np.random.default_rng(2)
+        dtypes = ["u1", "<i2", ">i4", "f4", "f8", "c16", "?", "M8[s]", "U3", "S5"]
+        obj = [
+            rng.integers(0, 100, int(rng.integers(0, 40))).astype(dtypes[i % 10])
+            for i in range(2000)
+        ]
+        assert_same(obj, arraypickle.loads(arraypickle.dumps(obj, compress=(subject.name, 1))))
+
+    def test_levels(self, subject: Any) -> None:
+        obj = sample_object()
+        for level in self.levels:
+            blob = arraypickle.dumps(obj, compress=(subject.name, level))
+            assert blob.startswith(subject.magic), f"level {level}"
+            assert_same(obj, arraypickle.loads(blob))
+        assert not arraypickle.dumps(obj, compress=(subject.name, 0)).startswith(subject.magic)
+
+    def test_default_level_and_extension(self, subject: Any, tmp_path: Any) -> None:
+        obj = sample_object()
+        blob = arraypickle.dumps(obj, compress=subject.name)
+        assert blob.startswith(subject.magic)
+        assert_same(obj, arraypickle.loads(blob))
+        for ext in subject.extensions:
+            path = tmp_path / f"obj.pkl{ext}"
+            arraypickle.dump(obj, path)
+            assert path.read_bytes().startswith(subject.magic), ext
+            assert_same(obj, arraypickle.load(path))
+
+    def test_failing_file(self, subject: Any) -> None:
+        obj = sample_object()
+        full = len(arraypickle.dumps(obj, compress=(subject.name, 1)))
+        for budget in (0, 10, full // 2, full - 1):
+            with pytest.raises(OSError, match="no space left"):
+                arraypickle.dump(obj, _Failing(budget), compress=(subject.name, 1))
+
+    def test_unseekable_files(self, subject: Any) -> None:
+        obj = sample_object()
+        out = Unseekable()
+        arraypickle.dump(obj, out, compress=(subject.name, 1))
+        assert_same(obj, arraypickle.load(Unseekable(out.getvalue())))
+
+    # -- damaged input ------------------------------------------------------------
+
+    def _dumped(self, subject: Any) -> bytes:
+        return arraypickle.dumps(sample_object(), compress=(subject.name, 1))
+
+    def test_truncated(self, subject: Any, tmp_path: Any) -> None:
+        blob = self._dumped(subject)
+        n = len(blob)
+        magic = len(subject.magic)
+        cuts = sorted({magic, magic + 1, magic + 9, n // 4, n // 2, 3 * n // 4, n - 9, n - 1})
+        for cut in cuts:
+            with pytest.raises(CorruptFileError):
+                arraypickle.loads(blob[:cut])
+            with pytest.raises(CorruptFileError):
+                arraypickle.load(Unseekable(blob[:cut]))
+        path = tmp_path / "cut.pkl"
+        path.write_bytes(blob[: n // 2])
+        with pytest.raises(CorruptFileError, match=r"cut\.pkl"):
+            arraypickle.load(path)
+
+    def test_garbage_after_magic(self, subject: Any) -> None:
+        rng = np.random.default_rng(3)
+        tails = [rng.bytes(n) for n in (1, 3, 8, 64, 1000, 70_000)]
+        tails += [bytes(100), b"\xff" * 100, bytes(range(256)) * 4]
+        for tail in tails:
+            with pytest.raises(CorruptFileError):
+                arraypickle.loads(subject.magic + tail)
+
+    def test_damaged_byte(self, subject: Any) -> None:
+        blob = bytearray(self._dumped(subject))
+        for where in (len(blob) // 3, len(blob) // 2):
+            damaged = bytearray(blob)
+            damaged[where] ^= 0x55
+            with pytest.raises(CorruptFileError):
+                arraypickle.loads(bytes(damaged))
+
+    def test_trailing_garbage(self, subject: Any) -> None:
+        blob = self._dumped(subject)
+        with pytest.raises(CorruptFileError):
+            arraypickle.loads(blob + b"garbage!")
+
+    # -- memory -------------------------------------------------------------------
+
+    def test_bounded_memory(self, subject: Any) -> None:
+        if not isinstance(self.codec, str):
+            pytest.skip("the memory test runs in a fresh process: it needs an installed codec")
+        script = [sys.executable, "-c", _MEMORY_SCRIPT, subject.name]
+        args = [str(self.memory_level), str(self.big_size)]
+        done = subprocess.run(script + args, capture_output=True, text=True, env=_child_env())
+        assert done.returncode == 0, done.stderr
+        wrote, read, _ = map(int, done.stdout.split())
+        limit = self.memory_limit
+        assert wrote <= limit, f"writing {self.big_size} bytes raised the peak RSS by {wrote}"
+        assert read <= limit, f"reading {self.big_size} bytes raised the peak RSS by {read}"
+
+    # -- the standard tool --------------------------------------------------------
+
+    def _tool(self) -> Tool:
+        if self.tool is None:
+            pytest.skip("the format has no standard command-line tool")
+        missing = self.tool.missing()
+        if missing:
+            pytest.skip(f"the standard tool is not available: {missing}")
+        return self.tool
+
+    def test_tool_decompresses_dump(self, subject: Any, tmp_path: Any) -> None:
+        tool = self._tool()
+        obj = sample_object()
+        packed, plain = os.fspath(tmp_path / "obj.packed"), os.fspath(tmp_path / "obj.pkl")
+        arraypickle.dump(obj, packed, compress=subject.name)
+        tool.run("decompress", packed, plain)
+        assert_same(obj, arraypickle.load(plain))
+        mapped = arraypickle.load(plain, mmap_mode="r")
+        assert isinstance(mapped["floats"], np.memmap)
+        assert_same(obj, mapped)
+
+    def test_tool_compressed_file_loads(self, subject: Any, tmp_path: Any) -> None:
+        tool = self._tool()
+        obj = sample_object()
+        plain, packed = os.fspath(tmp_path / "obj.pkl"), os.fspath(tmp_path / "obj.packed")
+        arraypickle.dump(obj, plain)
+        tool.run("compress", plain, packed)
+        with open(packed, "rb") as f:
+            assert f.read(len(subject.magic)) == subject.magic
+        assert_same(obj, arraypickle.load(packed))
+
+
+def _child_env() -> dict[str, str]:
+    """The environment for a child interpreter: this one's, with this process's path."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    return env

@@ -1,0 +1,110 @@
+"""The benchmark harness runs end to end on tiny data and writes its three outputs.
+
+No timing is asserted: figures from a smoke run mean nothing. Libraries the test
+environment lacks (joblib, matplotlib) are reported as skipped rows, not failures.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+RUN = ROOT / "benchmarks" / "run.py"
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    cmd = [
+        sys.executable,
+        str(RUN),
+        "--quick",
+        "--cases", "seed,dict",
+        "--configs", "none,zlib3,blosc",
+        "--repeats", "1",
+        "--md", str(out / "benchmarks.md"),
+        "--png", str(out / "benchmarks.png"),
+        "--json", str(out / "results.json"),
+        "--cache-dir", str(out / "cache"),
+        "--note", "smoke test",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return out, proc.stdout
+
+
+def test_json_has_a_row_per_case_library_config(smoke):
+    out, _ = smoke
+    results = json.loads((out / "results.json").read_text())
+    rows = {(r["case"], r["config"], r["library"]): r for r in results["rows"]}
+    for case in ("seed", "dict"):
+        for config in ("none", "zlib3"):
+            for library in ("arraypickle", "pickle5", "joblib"):
+                assert (case, config, library) in rows
+        # joblib and pickle have no blosc: only our row, run or skipped with a reason
+        assert [k for k in rows if k[:2] == (case, "blosc")] == [(case, "blosc", "arraypickle")]
+        for library in ("arraypickle", "pickle5"):
+            row = rows[(case, "none", library)]
+            assert row["status"] == "ok", row
+            assert row["verified"] is True
+            summary = row["summary"]
+            assert summary["dump_s"] > 0 and summary["load_s"] > 0
+            assert summary["file_size"] > 0
+            assert summary["dump_peak"] >= 0 and summary["load_peak"] >= 0
+        assert rows[(case, "none", "arraypickle")]["summary"]["mmap_s"] > 0
+        joblib_row = rows[(case, "none", "joblib")]
+        expected = "ok" if importlib.util.find_spec("joblib") else "skipped"
+        assert joblib_row["status"] == expected, joblib_row
+    assert results["machine"]["cores"] >= 1
+    assert results["machine"]["versions"]["arraypickle"]
+    assert all(t["status"] in ("pass", "fail", "n/a") for t in results["targets"])
+
+
+def test_skipped_rows_say_why(smoke):
+    out, _ = smoke
+    results = json.loads((out / "results.json").read_text())
+    for row in results["rows"]:
+        assert row["status"] in ("ok", "skipped"), row
+        if row["status"] == "skipped":
+            assert row["note"]
+
+
+def test_markdown_has_headline_targets_and_case_tables(smoke):
+    out, stdout = smoke
+    md = (out / "benchmarks.md").read_text()
+    assert "> **smoke test**" in md
+    assert "## Headline: uncompressed" in md
+    assert "## Targets (issues 2, 3 and 4)" in md
+    assert "### Seed example" in md and "### Dict of floats" in md
+    assert "| Seed example |" in md
+    for line in ("Python ", "cores", "numpy"):
+        assert line in md
+    # the headline table is printed too
+    assert "| case | dump s: arraypickle / pickle-5 / joblib" in stdout
+    assert "Targets:" in stdout
+
+
+def test_chart_is_a_png_when_matplotlib_is_installed(smoke):
+    out, _ = smoke
+    if importlib.util.find_spec("matplotlib") is None:
+        assert not (out / "benchmarks.png").exists()
+        pytest.skip("matplotlib not installed: the harness writes no chart")
+    assert (out / "benchmarks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "](benchmarks.png)" in (out / "benchmarks.md").read_text()
+
+
+def test_unknown_case_is_refused():
+    proc = subprocess.run(
+        [sys.executable, str(RUN), "--quick", "--cases", "nope"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode != 0
+    assert "unknown case: nope" in proc.stderr

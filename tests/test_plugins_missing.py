@@ -1,0 +1,98 @@
+"""When a codec plugin is missing: install hints on dump, and on load of its files.
+
+With the plugins installed, each is made missing by blocking it with
+``ARRAYPICKLE_DISABLE_PLUGINS`` and rebuilding the registry; without them the tests run
+as they are (files are then made from the codec's magic alone).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+
+import pytest
+
+import arraypickle
+from arraypickle import UnknownCodecError, _plugins
+from arraypickle.testing import Unseekable
+
+PLUGINS = dict(_plugins.KNOWN_CODECS)
+
+
+def installed(name: str) -> bool:
+    return importlib.util.find_spec(f"arraypickle_{name}") is not None
+
+
+@pytest.fixture
+def without(monkeypatch):
+    """Block plugins by name for one test; the registry is rebuilt before and after."""
+
+    def block(*names: str) -> None:
+        monkeypatch.setenv(_plugins.DISABLE_ENV, ",".join(names))
+        _plugins.reset()
+
+    yield block
+    monkeypatch.delenv(_plugins.DISABLE_ENV, raising=False)
+    _plugins.reset()
+
+
+@pytest.mark.parametrize("name", sorted(PLUGINS))
+def test_compress_names_the_distribution(name, without, tmp_path):
+    without(name)
+    assert name not in arraypickle.codecs()
+    hint = f"pip install {PLUGINS[name].distribution}"
+    for compress in (name, (name, 1), (name, 9)):
+        with pytest.raises(UnknownCodecError, match=hint) as info:
+            arraypickle.dumps([1], compress=compress)
+        assert "Installed codecs: " in str(info.value) and "gzip" in str(info.value)
+    for ext in PLUGINS[name].extensions:
+        path = tmp_path / f"obj.pkl{ext}"
+        with pytest.raises(UnknownCodecError, match=hint):
+            arraypickle.dump([1], path)
+        assert not path.exists()
+
+
+def compressed_file(name: str) -> bytes:
+    """A file written by the plugin when it is installed; else its magic and junk."""
+    if installed(name):
+        return arraypickle.dumps({"x": list(range(100))}, compress=name)
+    return PLUGINS[name].magic + bytes(range(200))
+
+
+@pytest.mark.parametrize("name", sorted(PLUGINS))
+def test_load_names_the_plugin_to_install(name, without, tmp_path):
+    data = compressed_file(name)
+    without(name)
+    hint = f"compressed with {name}, which is not installed; install it with: pip install " + (
+        PLUGINS[name].distribution
+    )
+    path = tmp_path / "obj.pkl"
+    path.write_bytes(data)
+    with pytest.raises(UnknownCodecError, match=hint.replace(".", r"\.")) as info:
+        arraypickle.load(path)
+    assert "obj.pkl" in str(info.value)
+    for stream in (io.BytesIO(data), Unseekable(data)):
+        with pytest.raises(UnknownCodecError, match="pip install"):
+            arraypickle.load(stream)
+    with pytest.raises(UnknownCodecError, match="pip install"):
+        arraypickle.loads(data)
+
+
+@pytest.mark.parametrize("name", sorted(PLUGINS))
+def test_installed_plugin_loads_again_once_unblocked(name, without):
+    if not installed(name):
+        pytest.skip(f"{PLUGINS[name].distribution} is not installed")
+    data = compressed_file(name)
+    without(name)
+    with pytest.raises(UnknownCodecError):
+        arraypickle.loads(data)
+    without()
+    assert arraypickle.loads(data) == {"x": list(range(100))}
+
+
+def test_blocking_one_plugin_keeps_the_others(without):
+    without("gzip")
+    codecs = arraypickle.codecs()
+    assert "gzip" not in codecs and "zlib" in codecs
+    with pytest.raises(UnknownCodecError, match="unknown codec 'gzip'"):
+        arraypickle.dumps(1, compress="gzip")
