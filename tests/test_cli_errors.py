@@ -63,12 +63,25 @@ def truncated_files(tmp_path) -> dict[str, str]:
     return paths
 
 
-def missing_codec() -> tuple[str, bytes, str]:
-    """A known codec that is not installed: (name, magic, distribution)."""
+def missing_codec() -> tuple[str, bytes, str, dict[str, str] | None]:
+    """A known codec that is not installed: (name, magic, distribution, env). When every
+    known codec is installed, one is blocked by ``ARRAYPICKLE_DISABLE_PLUGINS`` (``env``),
+    and the command runs in a subprocess with that environment."""
     for name, known in KNOWN_CODECS.items():
         if name not in ap.codecs():
-            return name, known.magic, known.distribution
-    pytest.skip("every known codec is installed")
+            return name, known.magic, known.distribution, None
+    name = "lz4"
+    known = KNOWN_CODECS[name]
+    return name, known.magic, known.distribution, {"ARRAYPICKLE_DISABLE_PLUGINS": name}
+
+
+def run_without_codec(capsys, env, *argv: str) -> tuple[int, str]:
+    """(exit code, stderr) of ``arraypickle ARGV`` with the codec of ``env`` missing."""
+    if env is None:
+        code, _, err = run_cli(capsys, *argv)
+        return code, err
+    done = run_subprocess(*argv, env=env)
+    return done.returncode, done.stderr
 
 
 # -- usage: 2 ------------------------------------------------------------------------
@@ -102,13 +115,14 @@ def test_bad_compress_spec(capsys, good, tmp_path, spec):
 
 
 def test_compress_with_a_codec_not_installed(capsys, good, tmp_path):
-    name, _, distribution = missing_codec()
-    code, _, err = run_cli(capsys, "convert", good, str(tmp_path / "o.pkl"), "--compress", name)
+    name, _, distribution, env = missing_codec()
+    dst = str(tmp_path / "o.pkl")
+    code, err = run_without_codec(capsys, env, "convert", good, dst, "--compress", name)
     assert code == EXIT_USAGE
     assert f"pip install {distribution}" in one_line_error(err, "convert")
     # The same codec asked for by DST's extension.
     ext = KNOWN_CODECS[name].extensions[0]
-    code, _, err = run_cli(capsys, "convert", good, str(tmp_path / f"o.pkl{ext}"))
+    code, err = run_without_codec(capsys, env, "convert", good, str(tmp_path / f"o.pkl{ext}"))
     assert code == EXIT_USAGE
     assert f"pip install {distribution}" in one_line_error(err, "convert")
 
@@ -166,10 +180,10 @@ def test_not_a_valid_file(capsys, tmp_path, command, content):
 
 @pytest.mark.parametrize("command", ["info", "convert"])
 def test_file_compressed_by_a_missing_plugin(capsys, tmp_path, command):
-    name, magic, distribution = missing_codec()
+    name, magic, distribution, env = missing_codec()
     path = tmp_path / "f.pkl"
     path.write_bytes(magic + bytes(100))
-    code, _, err = run_cli(capsys, *_argv(command, str(path), tmp_path))
+    code, err = run_without_codec(capsys, env, *_argv(command, str(path), tmp_path))
     assert code == EXIT_BAD_FILE
     line = one_line_error(err, command)
     assert name in line and f"pip install {distribution}" in line
