@@ -20,7 +20,6 @@ from .._errors import (
     ArrayPickleError,
     CorruptFileError,
     MissingDependencyError,
-    UnknownCodecError,
     UnknownWrapperError,
     UntrustedTypeError,
 )
@@ -40,10 +39,11 @@ class CliError(Exception):
         self.code = code
 
 
-# What the file (or the machine) is to blame for: exit 1.
+# What the file (or the machine) is to blame for: exit 1. UnknownCodecError is not
+# among them: a codec named on the command line is a usage error (2); subcommands that
+# meet a file compressed by a missing codec raise CliError(..., EXIT_BAD_FILE) for it.
 _FILE_ERRORS = (
     CorruptFileError,
-    UnknownCodecError,
     UnknownWrapperError,
     UntrustedTypeError,
     MissingDependencyError,

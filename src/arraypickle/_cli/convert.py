@@ -31,7 +31,7 @@ from .._plugins import get_registry
 from .._safe import Policy, _scan_any
 from .._streams import Guarded, remaining_size, sniff
 from .._transcode import copy_container
-from . import EXIT_USAGE, CliError
+from . import EXIT_BAD_FILE, EXIT_USAGE, CliError
 
 NONE_SPECS = ("none", "0", "false", "no")
 
@@ -141,6 +141,8 @@ def run(args: argparse.Namespace) -> int:
         if exc.strerror and _about_output(exc, args.dst):
             raise CliError(f"cannot write {args.dst!r}: {exc.strerror}") from exc
         raise
+    except UnknownCodecError as exc:  # SRC's codec: DST's was checked above
+        raise CliError(str(exc), EXIT_BAD_FILE) from exc
     return 0
 
 

@@ -7,7 +7,9 @@ import json
 import sys
 from typing import Any
 
+from .._errors import UnknownCodecError
 from .._inspect import ArrayEntry, Report, inspect_path, inspect_stream
+from . import EXIT_BAD_FILE, CliError
 
 
 def add_parser(subparsers: Any) -> None:
@@ -34,10 +36,13 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.file == "-":
-        report = inspect_stream(sys.stdin.buffer, "<stdin>", None, None, args.trusted)
-    else:
-        report = inspect_path(args.file, args.trusted)
+    try:
+        if args.file == "-":
+            report = inspect_stream(sys.stdin.buffer, "<stdin>", None, None, args.trusted)
+        else:
+            report = inspect_path(args.file, args.trusted)
+    except UnknownCodecError as exc:  # the file's codec, not one named by the user
+        raise CliError(str(exc), EXIT_BAD_FILE) from exc
     text = json.dumps(report.to_json(), indent=2) if args.json else render(report)
     # Names from the file may hold lone surrogates: show them escaped, never fail.
     print(text.encode("utf-8", "backslashreplace").decode("utf-8", "replace"))
