@@ -66,7 +66,7 @@ def dump(
     Returns:
         ``[str(filename)]`` for a path, ``None`` for a file object.
 
-    Example::
+    Examples:
 
         >>> import numpy as np, arraypickle
         >>> arraypickle.dump({"w": np.ones((1000, 1000))}, "model.pkl")
@@ -114,7 +114,7 @@ def dumps(
 ) -> bytes:
     """Persist ``value`` into ``bytes``; the arguments are those of :func:`dump`.
 
-    Example::
+    Examples:
 
         >>> blob = arraypickle.dumps(np.arange(10), compress="gzip")
         >>> arraypickle.loads(blob)[-1]
@@ -171,7 +171,7 @@ def load(
         UntrustedTypeError: under safe loading, the file names globals that are
             neither allow-listed nor trusted (all of them are listed).
 
-    Example::
+    Examples:
 
         >>> model = arraypickle.load("model.pkl")
         >>> mapped = arraypickle.load("model.pkl", mmap_mode="r")
@@ -238,7 +238,7 @@ def loads(
 
     ``safe``, ``trusted`` and ``progress`` are those of :func:`load`.
 
-    Example::
+    Examples:
 
         >>> arraypickle.loads(arraypickle.dumps({"a": 1}))
         {'a': 1}

@@ -402,7 +402,7 @@ def _own_version() -> str:
 def codecs() -> dict[str, Any]:
     """The installed codecs by name, built-in and from plugins.
 
-    Example::
+    Examples:
 
         >>> sorted(arraypickle.codecs())[:3]
         ['bz2', 'gzip', 'lzma']
@@ -419,10 +419,10 @@ def register_codec(codec: Any, force: bool = False) -> None:
         force: replace installed codecs that claim the same name, extension or magic
             instead of raising :class:`PluginConflictError`.
 
-    Example::
+    Examples:
 
-        arraypickle.register_codec(MyCodec())
-        arraypickle.dump(obj, "data.pkl", compress=("mycodec", 5))
+        >>> arraypickle.register_codec(MyCodec())
+        >>> arraypickle.dump(obj, "data.pkl", compress=("mycodec", 5))
     """
     get_registry().add_codec(codec, "register_codec()", force=force)
 
@@ -435,8 +435,8 @@ def register_wrapper(wrapper: Any, force: bool = False) -> None:
         force: replace an installed wrapper of the same name, or claiming the same
             types, instead of raising :class:`PluginConflictError`.
 
-    Example::
+    Examples:
 
-        arraypickle.register_wrapper(BlobWrapper())
+        >>> arraypickle.register_wrapper(BlobWrapper())
     """
     get_registry().add_wrapper(wrapper, "register_wrapper()", force=force)

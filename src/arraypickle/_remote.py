@@ -81,7 +81,7 @@ def url_protocol(path: str) -> str | None:
     The first protocol of a chained URL (``simplecache::s3://b/k``) is returned.
     Local paths, Windows drive paths included (``C:\\data\\x.pkl``, ``C:/x``), give None.
 
-    Example::
+    Examples:
 
         >>> url_protocol("s3://bucket/model.pkl")
         's3'

@@ -180,7 +180,7 @@ def get_untrusted_types(
         trusted; an empty list when ``load(file, safe=True, trusted=trusted)`` would
         accept the file.
 
-    Example::
+    Examples:
 
         >>> arraypickle.get_untrusted_types("model.pkl")
         ['sklearn.ensemble._forest.RandomForestClassifier', ...]

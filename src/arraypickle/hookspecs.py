@@ -35,11 +35,11 @@ def arraypickle_register_codecs() -> Iterable[Any]:
     Two codecs claiming one name or extension, or magics of which one is a prefix
     of the other, raise :class:`arraypickle.PluginConflictError`.
 
-    Example::
+    Examples:
 
-        @arraypickle.hookimpl
-        def arraypickle_register_codecs():
-            return [MyCodec()]
+        >>> @arraypickle.hookimpl
+        ... def arraypickle_register_codecs():
+        ...     return [MyCodec()]
     """
 
 
@@ -52,9 +52,9 @@ def arraypickle_register_wrappers() -> Iterable[Any]:
     Objects whose type (or a base of it) a wrapper claims have their buffers written
     out of band, 64-byte aligned, and read back into their final memory.
 
-    Example::
+    Examples:
 
-        @arraypickle.hookimpl
-        def arraypickle_register_wrappers():
-            return [BlobWrapper()]
+        >>> @arraypickle.hookimpl
+        ... def arraypickle_register_wrappers():
+        ...     return [BlobWrapper()]
     """

@@ -1,24 +1,54 @@
 """The ``arraypickle`` command line: one module per subcommand.
 
 Each subcommand module has ``add_parser(subparsers)`` (registering its parser, with
-``func`` set to its ``run(args) -> int``). Exit codes: 0 ok, 1 the file is bad,
-2 usage. Errors print in one line, without a traceback unless ``--debug``.
+``func`` set to its ``run(args) -> int``). Exit codes (``docs/cli.md``): 0 ok; 1 a file
+could not be used (missing, unreadable, a directory, damaged, compressed by a codec
+that is not installed, refused by safe loading; an output that cannot be written);
+2 the command line is wrong. Errors print in one line, without a traceback unless
+``--debug``.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
-from .._errors import ArrayPickleError, CorruptFileError
+from .._errors import (
+    ArrayPickleError,
+    CorruptFileError,
+    MissingDependencyError,
+    UnknownWrapperError,
+    UntrustedTypeError,
+)
 
 EXIT_OK = 0
 EXIT_BAD_FILE = 1
 EXIT_USAGE = 2
 
-SUBCOMMANDS = ("plugins", "demo")
+SUBCOMMANDS = ("plugins", "demo", "info", "convert")
+
+
+class CliError(Exception):
+    """An error a subcommand reports itself, with its exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_BAD_FILE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# What the file (or the machine) is to blame for: exit 1. UnknownCodecError is not
+# among them: a codec named on the command line is a usage error (2); subcommands that
+# meet a file compressed by a missing codec raise CliError(..., EXIT_BAD_FILE) for it.
+_FILE_ERRORS = (
+    CorruptFileError,
+    UnknownWrapperError,
+    UntrustedTypeError,
+    MissingDependencyError,
+    OSError,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers.required = True
     for name in SUBCOMMANDS:
         importlib.import_module(f"{__name__}.{name}").add_parser(subparsers)
+    for sub in subparsers.choices.values():
+        # Also after the subcommand; SUPPRESS keeps a value given before it.
+        sub.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )
     return parser
 
 
@@ -43,17 +78,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     try:
         return int(args.func(args) or 0)
-    except (CorruptFileError, FileNotFoundError, IsADirectoryError) as exc:
+    except CliError as exc:
+        return _fail(args, exc, exc.code)
+    except BrokenPipeError:
+        # The reader of our output went away (``arraypickle info f | head``).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BAD_FILE
+    except _FILE_ERRORS as exc:
         return _fail(args, exc, EXIT_BAD_FILE)
-    except (ArrayPickleError, ValueError, OSError) as exc:
-        return _fail(args, exc, EXIT_BAD_FILE if isinstance(exc, OSError) else EXIT_USAGE)
+    except (ArrayPickleError, ValueError) as exc:
+        return _fail(args, exc, EXIT_USAGE)
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        return _fail(args, exc, EXIT_BAD_FILE, unexpected=True)
 
 
-def _fail(args: argparse.Namespace, exc: BaseException, code: int) -> int:
-    if args.debug:
+def _fail(args: argparse.Namespace, exc: BaseException, code: int, unexpected: bool = False) -> int:
+    if getattr(args, "debug", False):
         raise exc
-    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    message = _message(exc)
+    if unexpected:
+        message = f"{type(exc).__name__}: {message} (run with --debug for the traceback)"
     print(f"arraypickle {args.command}: error: {message}", file=sys.stderr)
     return code
+
+
+def _message(exc: BaseException) -> str:
+    """One line saying what went wrong, naming the file when the error knows it."""
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+        return f"{exc.filename!r}: {exc.strerror}"
+    text = str(exc)
+    return text.splitlines()[0] if text else type(exc).__name__

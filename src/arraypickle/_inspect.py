@@ -1,0 +1,777 @@
+"""What a file holds, found without executing anything in it (``arraypickle info``).
+
+The file's format is sniffed as ``load`` does it (container, codec stream, joblib's
+``ZF`` framing, plain pickle); its opcode stream is run by the symbolic unpickler of
+:mod:`._symbolic`, which imports nothing and calls nothing, and the resulting skeleton
+is walked for arrays: arraypickle's ``rebuild`` calls (buffers in BUFFER records),
+numpy's own reductions (``_reconstruct`` + ``BUILD``, ``_frombuffer``, masked arrays:
+data in the pickle stream), joblib's ``NumpyArrayWrapper`` (data after the wrapper)
+and joblib < 0.10's companion files. dtypes are rebuilt only through the safe-loading
+allow-list (:func:`._symbolic.materialize`).
+
+Paths name where each array sits in the object, in Python-like notation: ``['key']``
+and ``[3]`` for items, ``.name`` for attributes (an object's state dict), ``.__args__[i]``
+for the arguments an object is rebuilt from, ``.__state__`` for a state that is not a
+dict, ``[i, j]`` for the elements of an object array, ``.mask`` for a masked array's mask.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+from math import prod
+from typing import Any
+
+import numpy as np
+
+from . import _format as fmt
+from . import _remote
+from ._allowlist import allowed
+from ._errors import CorruptFileError, UnknownCodecError
+from ._joblib_zf import MAGIC as ZF_MAGIC
+from ._joblib_zf import open_zf
+from ._plugins import get_registry
+from ._safe import Policy
+from ._streams import Guarded, remaining_size, sniff
+from ._symbolic import (
+    Blob,
+    ContainerSource,
+    DictNode,
+    Global,
+    JoblibArray,
+    LegacyWrapper,
+    Obj,
+    SetNode,
+    SymbolicError,
+    as_dtype,
+    materialize,
+    run_container,
+    run_stream,
+    unwrap,
+)
+
+SCHEMA = "arraypickle-info/1"
+# Dict keys longer than this are cut in paths.
+KEY_MAX = 200
+
+_RECONSTRUCT = frozenset(f"{m}.multiarray._reconstruct" for m in ("numpy.core", "numpy._core"))
+_FROMBUFFER = frozenset(f"{m}.numeric._frombuffer" for m in ("numpy.core", "numpy._core"))
+_MARECONSTRUCT = "numpy.ma.core._mareconstruct"
+_REBUILD = f"{fmt.REBUILD_MODULE}.{fmt.REBUILD_NAME}"
+_SCALARS = frozenset(f"{m}.multiarray.scalar" for m in ("numpy.core", "numpy._core"))
+
+
+@dataclass
+class ArrayEntry:
+    """One array of the file (``--json`` prints these fields)."""
+
+    path: str
+    cls: str  # the class the array loads as, e.g. "numpy.ndarray", "numpy.matrix"
+    dtype: np.dtype | None  # None when it cannot be known without running code
+    shape: tuple[int, ...] | None
+    order: str | None  # "C" or "F"
+    nbytes: int | None  # array.nbytes once loaded
+    offset: int | None  # where its bytes start in the (decompressed) stream
+    storage: str  # see docs/cli.md: buffer, pickle, pickle-text, joblib, ...
+    file: str | None = None  # a joblib < 0.10 companion file holding it
+    buffer: int | None = None  # index of its BUFFER record in a container
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "class": self.cls,
+            "dtype": None if self.dtype is None else str(self.dtype),
+            "descr": None if self.dtype is None else _descr(self.dtype),
+            "itemsize": None if self.dtype is None else self.dtype.itemsize,
+            "shape": None if self.shape is None else list(self.shape),
+            "order": self.order,
+            "nbytes": self.nbytes,
+            "offset": self.offset,
+            "storage": self.storage,
+            "file": self.file,
+            "buffer": self.buffer,
+        }
+
+
+def _descr(dtype: np.dtype) -> Any:
+    """The dtype as ``.npy`` headers write it: ``'<f8'``, or a list of fields."""
+    descr = np.lib.format.dtype_to_descr(dtype)
+    return descr if isinstance(descr, str) else _lists(descr)
+
+
+def _lists(value: Any) -> Any:
+    return [_lists(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+@dataclass
+class Report:
+    """Everything ``arraypickle info`` says about one file."""
+
+    file: str
+    file_size: int | None
+    format: str  # "arraypickle", "joblib" or "pickle"
+    description: str
+    compression: str | None  # codec name, "joblib-zlib", or None
+    pickle_protocol: int | None
+    stream_size: int | None  # bytes of the (decompressed) container or pickle stream
+    container: dict[str, Any] | None = None
+    joblib: dict[str, Any] | None = None
+    python2: bool = False
+    arrays: list[ArrayEntry] = field(default_factory=list)
+    globals: list[tuple[str, bool]] = field(default_factory=list)  # (name, untrusted)
+    names: set[str] = field(default_factory=set, repr=False)  # every global, unsorted
+
+    @property
+    def array_bytes(self) -> int:
+        return sum(a.nbytes or 0 for a in self.arrays)
+
+    @property
+    def untrusted(self) -> list[str]:
+        return [name for name, bad in self.globals if bad]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "file": self.file,
+            "format": self.format,
+            "description": self.description,
+            "container": self.container,
+            "pickle_protocol": self.pickle_protocol,
+            "compression": self.compression,
+            "joblib": self.joblib,
+            "python2": self.python2,
+            "file_size": self.file_size,
+            "stream_size": self.stream_size,
+            "array_bytes": self.array_bytes,
+            "arrays": [a.to_json() for a in self.arrays],
+            "globals": [{"name": n, "untrusted": bad} for n, bad in self.globals],
+            "untrusted": self.untrusted,
+        }
+
+
+# -- opening ------------------------------------------------------------------------
+
+
+def inspect_path(
+    path: str, trusted: Any = None, storage_options: dict[str, Any] | None = None
+) -> Report:
+    """Inspect the file at ``path`` (a local path or a URL), executing nothing in it.
+
+    Parameters:
+        path: the file; URLs (``s3://...``) go through fsspec as for ``load``.
+        trusted: names safe loading should accept besides its allow-list; the report
+            marks the other globals as untrusted.
+        storage_options: options of the fsspec filesystem of a URL.
+
+    Raises:
+        CorruptFileError: the file is damaged or not in a format arraypickle reads.
+        UnknownCodecError: the file is compressed by a codec that is not installed.
+        OSError: the file cannot be opened (missing, a directory, no permission).
+
+    Examples:
+
+        >>> report = inspect_path("model.pkl")
+        >>> [(a.path, a.shape) for a in report.arrays]
+        [("['weights']", (1000, 1000))]
+    """
+    target = _remote.locate(path, storage_options)
+    if not isinstance(target, str):
+        with target.reading() as f:
+            return inspect_stream(f, path, remaining_size(f), None, trusted)
+    with open(target, "rb") as f:
+        st = os.fstat(f.fileno())
+        size = st.st_size if _is_regular(st.st_mode) else None
+        base = os.path.dirname(os.path.abspath(target))
+        return inspect_stream(f, path, size, base, trusted)
+
+
+def _is_regular(mode: int) -> bool:
+    return stat.S_ISREG(mode)
+
+
+def inspect_stream(
+    f: Any, file: str, file_size: int | None, base_dir: str | None, trusted: Any = None
+) -> Report:
+    """Inspect the file read from ``f`` (its first byte at ``f``'s position).
+
+    ``base_dir``: where joblib < 0.10 companion files are looked for (None: not read).
+    """
+    name = repr(file)
+    registry = get_registry()
+    magics = registry.magics()
+    head, stream = sniff(f, [fmt.MAGIC, ZF_MAGIC, *magics])
+    if not head:
+        raise CorruptFileError(f"{name}: the file is empty")
+    if head.startswith(ZF_MAGIC):
+        reader = open_zf(stream, name)
+        try:
+            report = _plain(Guarded(reader, name, "joblib zlib"), file, None, base_dir, name)
+        finally:
+            reader.close()
+        report.compression = "joblib-zlib"
+        report.format = "joblib"
+        report.joblib = {"generation": "0.8.4-0.9"}
+        report.description = _describe(report)
+    elif head.startswith(fmt.MAGIC):
+        report = _container(stream, file, file_size, name)
+    else:
+        for magic, codec in magics.items():
+            if head.startswith(magic):
+                if isinstance(codec, tuple):
+                    codec_name, known = codec
+                    raise UnknownCodecError(
+                        f"{name} is compressed with {codec_name}, which is not installed; "
+                        f"install it with: pip install {known.distribution}"
+                    )
+                report = _compressed(stream, file, codec, base_dir, name)
+                break
+        else:
+            report = _plain(stream, file, file_size, base_dir, name)
+    report.file_size = file_size
+    policy = Policy(trusted)
+    report.globals = [(n, not policy.is_allowed(n)) for n in sorted(report.names)]
+    return report
+
+
+def _compressed(stream: Any, file: str, codec: Any, base_dir: str | None, name: str) -> Report:
+    reader = codec.open_reader(stream)
+    try:
+        inner = Guarded(reader, name, codec.name)
+        head, inner = sniff(inner, [fmt.MAGIC])
+        if head.startswith(fmt.MAGIC):
+            report = _container(inner, file, None, name)
+        else:
+            report = _plain(inner, file, None, base_dir, name)
+    finally:
+        reader.close()
+    report.compression = codec.name
+    report.description = _describe(report)
+    return report
+
+
+# -- formats ------------------------------------------------------------------------
+
+
+def _container(stream: Any, file: str, size: int | None, name: str) -> Report:
+    try:
+        machine, root, source = run_container(stream, name, size)
+    except SymbolicError as exc:
+        raise CorruptFileError(f"{name}: {exc}") from None
+    report = Report(
+        file=file,
+        file_size=size,
+        format="arraypickle",
+        description="",
+        compression=None,
+        pickle_protocol=machine.proto if machine.proto is not None else machine.max_proto,
+        stream_size=source.offset,
+        python2=machine.python2,
+        names=machine.names,
+    )
+    report.container = _container_json(source)
+    report.arrays = Walker(source, None).walk(root)
+    report.description = _describe(report)
+    return report
+
+
+def _container_json(source: ContainerSource) -> dict[str, Any]:
+    major, minor = source.version
+    return {
+        "version": f"{major}.{minor}",
+        "checksum": "xxh3-64" if source.checksum == fmt.CHECKSUM_XXH3_64 else source.checksum,
+        "alignment": source.alignment,
+        "records": source.records,
+        "pickle_records": source.pickle_records,
+        "buffer_records": len(source.buffers),
+    }
+
+
+def _plain(stream: Any, file: str, size: int | None, base_dir: str | None, name: str) -> Report:
+    try:
+        machine, root, reader = run_stream(stream, size)
+    except SymbolicError as exc:
+        raise CorruptFileError(
+            f"{name}: not a valid arraypickle, pickle or joblib file: {exc}"
+        ) from None
+    joblib = machine.joblib_wrappers or machine.joblib_legacy
+    report = Report(
+        file=file,
+        file_size=size,
+        format="joblib" if joblib else "pickle",
+        description="",
+        compression=None,
+        pickle_protocol=machine.proto if machine.proto is not None else machine.max_proto,
+        stream_size=reader.offset(),
+        python2=machine.python2,
+        names=machine.names,
+    )
+    if joblib:
+        if machine.joblib_legacy:
+            generation = "0.8.4-0.9"
+        elif machine.joblib_aligned:
+            generation = ">=1.2"
+        else:
+            generation = "0.10-1.1"
+        report.joblib = {"generation": generation}
+    report.arrays = Walker(None, base_dir).walk(root)
+    report.description = _describe(report)
+    return report
+
+
+_GENERATIONS = {">=1.2": ">= 1.2", "0.10-1.1": "0.10 to 1.1", "0.8.4-0.9": "0.8.4 to 0.9"}
+
+
+def _describe(report: Report) -> str:
+    if report.format == "arraypickle":
+        assert report.container is not None
+        text = f"arraypickle container v{report.container['version']}"
+        text += f", pickle protocol {report.pickle_protocol}"
+    elif report.format == "joblib":
+        assert report.joblib is not None
+        generation = report.joblib["generation"]
+        text = f"joblib file (written by joblib {_GENERATIONS.get(generation, generation)})"
+        text += f", pickle protocol {report.pickle_protocol}"
+    else:
+        text = f"plain pickle, protocol {report.pickle_protocol}"
+    if report.python2:
+        text += ", written by Python 2"
+    if report.compression == "joblib-zlib":
+        text += ", compressed with joblib's zlib framing"
+    elif report.compression:
+        text += f", compressed with {report.compression}"
+    return text
+
+
+# -- walking the skeleton -------------------------------------------------------------
+
+
+class Walker:
+    """Finds the arrays of a skeleton, each at the first path that reaches it."""
+
+    def __init__(self, container: ContainerSource | None, base_dir: str | None) -> None:
+        self._container = container
+        self._base_dir = base_dir
+        self.arrays: list[ArrayEntry] = []
+
+    def walk(self, root: Any) -> list[ArrayEntry]:
+        seen: set[int] = set()
+        todo: list[tuple[Any, str]] = [(root, "")]
+        while todo:
+            node, path = todo.pop()
+            t = type(node)
+            if t not in _CONTAINERS:
+                continue
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            children = self._children(node, path)
+            todo.extend(reversed(children))
+        return self.arrays
+
+    def _children(self, node: Any, path: str) -> list[tuple[Any, str]]:
+        t = type(node)
+        if t is list or t is tuple:
+            return [(v, f"{path}[{i}]") for i, v in enumerate(node)]
+        if t is DictNode:
+            return [(v, f"{path}[{_key(k)}]") for k, v in node.pairs]
+        if t is SetNode:
+            return [(v, f"{path}{{{i}}}") for i, v in enumerate(node.items)]
+        if t is JoblibArray:
+            return self._joblib(node, path)
+        if t is LegacyWrapper:
+            self._legacy(node, path)
+            return []
+        return self._obj(node, path)
+
+    # -- objects --------------------------------------------------------------------
+
+    def _obj(self, obj: Obj, path: str) -> list[tuple[Any, str]]:
+        name = obj.name
+        if name == _REBUILD:
+            return self._rebuild(obj, path)
+        if name in _RECONSTRUCT:
+            return self._reconstruct(obj, path)
+        if name in _FROMBUFFER:
+            self._frombuffer(obj, path)
+            return []
+        if name == _MARECONSTRUCT:
+            return self._masked(obj, path)
+        if name in _SCALARS:
+            return []
+        return _generic_children(obj, path)
+
+    def _add(self, entry: ArrayEntry) -> None:
+        self.arrays.append(entry)
+
+    def _rebuild(self, obj: Obj, path: str) -> list[tuple[Any, str]]:
+        args = obj.args
+        if type(args) is not tuple or len(args) != 4:
+            return _generic_children(obj, path)
+        wrapper, meta, first, count = (unwrap(a) for a in args)
+        if wrapper == "numpy" and type(meta) is tuple and meta:
+            kind = unwrap(meta[0])
+            if kind == "a" and len(meta) == 4:
+                self._add(self._buffer_array(meta, first, path, "numpy.ndarray"))
+                return []
+            if kind == "v" and len(meta) == 4:
+                cls = _class_name(meta[1])
+                base = self._plain_rebuild(meta[2])
+                if base is not None:
+                    self._add(self._buffer_array(base[0], base[1], path, cls))
+                    return _state_children(meta[3], path)
+                return [(meta[2], path)]
+            if kind == "m" and len(meta) == 6:
+                cls = _class_name(meta[1])
+                out = []
+                for part, suffix, kls in ((meta[2], "", cls), (meta[3], ".mask", "numpy.ndarray")):
+                    base = self._plain_rebuild(part)
+                    if base is not None:
+                        self._add(self._buffer_array(base[0], base[1], path + suffix, kls))
+                    elif part is not None:
+                        out.append((part, path + suffix))
+                return out
+        buffers = len(self._container.buffers) if self._container else 0
+        if type(first) is int and type(count) is int and 0 <= count <= buffers:
+            # Another wrapper's object: its buffers, of a layout only its plugin knows.
+            for i in range(count):
+                rec = self._container.indexed.get(first + i) if self._container else None
+                self._add(
+                    ArrayEntry(
+                        path=path if count == 1 else f"{path}<buffer {i}>",
+                        cls=f"{wrapper} (array wrapper)",
+                        dtype=None,
+                        shape=None,
+                        order=None,
+                        nbytes=rec.length if rec else None,
+                        offset=rec.offset if rec else None,
+                        storage="buffer",
+                        buffer=first + i,
+                    )
+                )
+            return []
+        return _generic_children(obj, path)
+
+    @staticmethod
+    def _plain_rebuild(node: Any) -> tuple[tuple[Any, ...], int] | None:
+        """(meta, first) of a ``rebuild('numpy', ('a', ...), first, 1)`` node."""
+        if type(node) is not Obj or node.name != _REBUILD or type(node.args) is not tuple:
+            return None
+        if len(node.args) != 4 or unwrap(node.args[0]) != "numpy":
+            return None
+        meta = node.args[1]
+        if type(meta) is tuple and len(meta) == 4 and unwrap(meta[0]) == "a":
+            return meta, unwrap(node.args[2])
+        return None
+
+    def _buffer_array(self, meta: tuple[Any, ...], first: Any, path: str, cls: str) -> ArrayEntry:
+        dtype = as_dtype(meta[1])
+        shape = _shape(meta[2])
+        order = unwrap(meta[3])
+        rec = None
+        if self._container is not None and type(first) is int:
+            rec = self._container.indexed.get(first)
+        return ArrayEntry(
+            path=path,
+            cls=cls,
+            dtype=dtype,
+            shape=shape,
+            order=order if order in ("C", "F") else None,
+            nbytes=_nbytes(dtype, shape, rec.length if rec else None),
+            offset=rec.offset if rec else None,
+            storage="buffer",
+            buffer=first if type(first) is int else None,
+        )
+
+    def _reconstruct(self, obj: Obj, path: str) -> list[tuple[Any, str]]:
+        args = obj.args if type(obj.args) is tuple else ()
+        cls = _class_name(args[0] if args else None)
+        state = obj.state
+        extra: list[tuple[Any, str]] = []
+        if type(state) is tuple and len(state) == 2 and type(state[0]) is tuple:
+            extra = [(state[1], f"{path}.__state__[1]")]
+            state = state[0]
+        if type(state) is tuple and len(state) == 4:
+            state = (1, *state)
+        if type(state) is not tuple or len(state) != 5:
+            return _generic_children(obj, path)
+        _version, shape_node, dtype_node, fortran, raw = state
+        dtype = as_dtype(dtype_node)
+        shape = _shape(shape_node)
+        order = "F" if unwrap(fortran) else "C"
+        offset, storage = _raw_location(raw)
+        self._add(
+            ArrayEntry(path, cls, dtype, shape, order, _nbytes(dtype, shape), offset, storage)
+        )
+        if dtype is not None and dtype.hasobject and type(raw) is list:
+            return _element_children(raw, shape, order, path) + extra
+        return extra
+
+    def _frombuffer(self, obj: Obj, path: str) -> None:
+        args = obj.args if type(obj.args) is tuple else ()
+        if len(args) != 4:
+            return
+        buf, dtype_node, shape_node, order = args
+        dtype = as_dtype(dtype_node)
+        shape = _shape(shape_node)
+        order = unwrap(order)
+        offset, storage = _raw_location(buf)
+        self._add(
+            ArrayEntry(
+                path,
+                "numpy.ndarray",
+                dtype,
+                shape,
+                order if order in ("C", "F") else None,
+                _nbytes(dtype, shape),
+                offset,
+                storage,
+            )
+        )
+
+    def _masked(self, obj: Obj, path: str) -> list[tuple[Any, str]]:
+        args = obj.args if type(obj.args) is tuple else ()
+        cls = _class_name(args[0] if args else None, "numpy.ma.MaskedArray")
+        state = obj.state
+        if type(state) is not tuple or len(state) != 7:
+            return _generic_children(obj, path)
+        _version, shape_node, dtype_node, fortran, raw, mask, _fill = state
+        dtype = as_dtype(dtype_node)
+        shape = _shape(shape_node)
+        order = "F" if unwrap(fortran) else "C"
+        offset, storage = _raw_location(raw)
+        self._add(
+            ArrayEntry(path, cls, dtype, shape, order, _nbytes(dtype, shape), offset, storage)
+        )
+        mask_dtype = np.ma.make_mask_descr(dtype) if dtype is not None else None
+        m_offset, m_storage = _raw_location(mask)
+        self._add(
+            ArrayEntry(
+                path + ".mask",
+                "numpy.ndarray",
+                mask_dtype,
+                shape,
+                order,
+                _nbytes(mask_dtype, shape),
+                m_offset,
+                m_storage,
+            )
+        )
+        if dtype is not None and dtype.hasobject and type(raw) is list:
+            return _element_children(raw, shape, order, path)
+        return []
+
+    # -- joblib -----------------------------------------------------------------------
+
+    def _joblib(self, node: JoblibArray, path: str) -> list[tuple[Any, str]]:
+        cls = _class_name(Global(node.subclass)) if node.subclass else "numpy.ndarray"
+        obj_array = node.dtype.hasobject
+        self._add(
+            ArrayEntry(
+                path,
+                cls,
+                node.dtype,
+                node.shape,
+                node.order,
+                _nbytes(node.dtype, node.shape),
+                node.offset,
+                "joblib-pickle" if obj_array else "joblib",
+            )
+        )
+        elements = node.elements
+        if obj_array and type(elements) is Obj and elements.name in _RECONSTRUCT:
+            state = elements.state
+            if type(state) is tuple and len(state) in (4, 5) and type(state[-1]) is list:
+                return _element_children(state[-1], node.shape, node.order, path)
+        return []
+
+    def _legacy(self, node: LegacyWrapper, path: str) -> None:
+        state = node.state if type(node.state) is DictNode else DictNode()
+        filename = unwrap(state.get("filename"))
+        if type(filename) is not str:
+            filename = None
+        if node.kind == "ZNDArrayWrapper":
+            init = state.get("init_args")
+            inner = state.get("state")
+            cls = _class_name(init[0] if type(init) is tuple and init else None)
+            dtype = shape = order = None
+            if type(inner) is tuple and len(inner) == 4:
+                dtype = as_dtype(inner[2])
+                shape = _shape(inner[1])
+                order = "F" if unwrap(inner[3]) else "C"
+            self._add(
+                ArrayEntry(
+                    path, cls, dtype, shape, order, _nbytes(dtype, shape), None, "npy.z", filename
+                )
+            )
+            return
+        sub = state.get("subclass")
+        cls = _class_name(sub, "numpy.ndarray")
+        dtype, shape, order, offset = self._npy_header(filename)
+        self._add(
+            ArrayEntry(
+                path, cls, dtype, shape, order, _nbytes(dtype, shape), offset, "npy", filename
+            )
+        )
+
+    def _npy_header(self, filename: str | None) -> tuple[Any, Any, Any, Any]:
+        """dtype, shape, order and data offset from a companion ``.npy`` file's header."""
+        if (
+            filename is None
+            or self._base_dir is None
+            or os.path.basename(filename) != filename
+            or filename in ("", ".", "..")
+        ):
+            return None, None, None, None
+        try:
+            with open(os.path.join(self._base_dir, filename), "rb") as f:
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+                elif version == (2, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+                else:
+                    return None, None, None, None
+                return dtype, tuple(shape), "F" if fortran else "C", f.tell()
+        except (OSError, ValueError):
+            return None, None, None, None
+
+
+_CONTAINERS = frozenset({list, tuple, DictNode, SetNode, Obj, JoblibArray, LegacyWrapper})
+
+
+def _generic_children(obj: Obj, path: str) -> list[tuple[Any, str]]:
+    """Where arrays may hide in an object rebuilt by a call of something unknown."""
+    out: list[tuple[Any, str]] = []
+    name = obj.name
+    args = obj.args
+    if type(args) is tuple:
+        if name == "copyreg._reconstructor":
+            args = args[2:]  # (cls, base, base state): only the base state holds data
+            out.extend((a, f"{path}.__args__[{i + 2}]") for i, a in enumerate(args))
+        elif name == "copyreg.__newobj__":
+            out.extend((a, f"{path}.__args__[{i}]") for i, a in enumerate(args[1:]))
+        else:
+            out.extend((a, f"{path}.__args__[{i}]") for i, a in enumerate(args))
+    elif args is not None:
+        out.append((args, f"{path}.__args__"))
+    if type(obj.kwargs) is DictNode:
+        out.extend((v, f"{path}.__kwargs__[{_key(k)}]") for k, v in obj.kwargs.pairs)
+    out.extend(_state_children(obj.state, path))
+    if obj.items:
+        out.extend((v, f"{path}[{i}]") for i, v in enumerate(obj.items))
+    if obj.pairs:
+        out.extend((v, f"{path}[{_key(k)}]") for k, v in obj.pairs)
+    if obj.adds:
+        out.extend((v, f"{path}{{{i}}}") for i, v in enumerate(obj.adds))
+    return out
+
+
+def _state_children(state: Any, path: str) -> list[tuple[Any, str]]:
+    """The attributes a BUILD state sets: ``.name`` for a dict (and the slots of a
+    ``(dict, slots)`` pair), ``.__state__`` for anything else."""
+    if state is None:
+        return []
+    if type(state) is DictNode:
+        return [(v, _attr(path, k)) for k, v in state.pairs]
+    if (
+        type(state) is tuple
+        and len(state) == 2
+        and all(s is None or type(s) is DictNode for s in state)
+    ):
+        return [(v, _attr(path, k)) for s in state if s is not None for k, v in s.pairs]
+    return [(state, f"{path}.__state__")]
+
+
+def _attr(path: str, key: Any) -> str:
+    key = unwrap(key)
+    if type(key) is str and key.isidentifier():
+        return f"{path}.{key}"
+    return f"{path}.__dict__[{_key(key)}]"
+
+
+def _element_children(
+    raw: list[Any], shape: tuple[int, ...] | None, order: str, path: str
+) -> list[tuple[Any, str]]:
+    """The elements of an object array, at ``[i]`` (or ``[i, j]``...) of its path."""
+    out = []
+    ndim_ok = shape is not None and prod(shape) == len(raw) and len(shape) > 1
+    for flat, value in enumerate(raw):
+        if type(value) not in _CONTAINERS:
+            continue
+        if ndim_ok:
+            assert shape is not None
+            index = np.unravel_index(flat, shape, order=order)
+            out.append((value, f"{path}[{', '.join(str(int(k)) for k in index)}]"))
+        else:
+            out.append((value, f"{path}[{flat}]"))
+    return out
+
+
+def _class_name(node: Any, default: str = "?") -> str:
+    """The dotted name of an array class a file names, in numpy's public spelling
+    (``numpy.matrix`` for ``numpy.matrixlib.defmatrix.matrix``) when the safe-loading
+    allow-list knows it under that name."""
+    if type(node) is not Global:
+        return default
+    name = node.name
+    cls = allowed().get(name)
+    if isinstance(cls, type) and cls.__name__ == name.rsplit(".", 1)[-1]:
+        return f"{cls.__module__}.{cls.__qualname__}"
+    return name
+
+
+def _key(key: Any) -> str:
+    """A dict key as it is written in a path: its repr when it is a plain value."""
+    key = unwrap(key)
+    try:
+        if _plain_key(key):
+            text = repr(key)
+            return text if len(text) <= KEY_MAX else text[: KEY_MAX - 3] + "..."
+    except RecursionError:  # tuples nested thousands deep
+        return "<?>"
+    if type(key) is Obj and key.name in _SCALARS:
+        try:
+            return repr(materialize(key))
+        except Exception:
+            pass
+    if type(key) is Obj and key.name:
+        return f"<{key.name}>"
+    return "<?>"
+
+
+def _plain_key(key: Any) -> bool:
+    if key is None or type(key) in (str, int, float, bool, bytes, complex):
+        return True
+    return type(key) is tuple and all(_plain_key(k) for k in key)
+
+
+def _shape(node: Any) -> tuple[int, ...] | None:
+    node = unwrap(node)
+    if type(node) is int:
+        node = (node,)
+    if type(node) is tuple and all(type(n) is int and n >= 0 for n in node):
+        return node
+    return None
+
+
+def _nbytes(dtype: np.dtype | None, shape: tuple[int, ...] | None, fallback: int | None = None):
+    if dtype is None or shape is None:
+        return fallback
+    return dtype.itemsize * prod(shape)
+
+
+def _raw_location(raw: Any) -> tuple[int | None, str]:
+    """Where an array's data sits in a pickle stream: (offset, storage)."""
+    if type(raw) is Blob:
+        if raw.kind == "buffer":
+            return raw.offset, "buffer"
+        if raw.kind in ("bytes", "bytearray", "str8"):
+            return raw.offset, "pickle"
+        return None, "pickle-text"
+    if type(raw) is list:
+        return None, "pickle-objects"
+    if type(raw) in (str, bytes):
+        return None, "pickle"
+    # protocol 0-2: _codecs.encode(text, 'latin1') of the bytes as text
+    return None, "pickle-text"

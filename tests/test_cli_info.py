@@ -1,0 +1,419 @@
+"""``arraypickle info``: formats, arrays (paths, offsets), globals; executing nothing."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import json
+import lzma
+import os
+import pickle
+import subprocess
+import sys
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import arraypickle as ap
+from arraypickle._inspect import inspect_stream
+from cli_support import PEAK_SCRIPT, check_against, info_json, run_cli, run_subprocess
+from conftest import COMPRESS_SETTINGS, JOBLIB_COMPAT
+
+MiB = 1 << 20
+
+
+class Model:
+    """An estimator-like object: attributes, a list of sub-objects with arrays."""
+
+    def __init__(self, n: int = 3) -> None:
+        self.coef_ = np.arange(12.0).reshape(3, 4)
+        self.estimators_ = [Leaf(i) for i in range(n)]
+        self.params = {"alpha": 0.5, "name": "m"}
+
+
+class Leaf:
+    def __init__(self, i: int) -> None:
+        self.values = np.full((2, i + 1), i, dtype=np.int32, order="F")
+        self.depth = i
+
+
+def sample() -> dict:
+    rng = np.random.default_rng(0)
+    return {
+        "images": rng.integers(0, 255, (10, 8, 8), dtype=np.uint8),
+        "labels": np.arange(10),
+        "fortran": np.asfortranarray(rng.random((5, 7))),
+        "big_endian": np.arange(6, dtype=">f8").reshape(2, 3),
+        "structured": np.zeros(4, dtype=[("x", "<i4"), ("y", ">f8", (2,))]),
+        "text": np.array(["a", "bcd"]),
+        "objects": np.array([1, np.arange(3), "x"], dtype=object),
+        "matrix": np.matrix([[1, 2], [3, 4]]),
+        "masked": np.ma.masked_array([1.0, 2.0, 3.0], mask=[0, 1, 0]),
+        "nested": [np.ones(3, np.float32), (np.zeros((0, 4)), {"deep": np.eye(2)})],
+        "model": Model(),
+        "scalar": np.float32(1.5),
+        "plain": {"a": 1, "b": [1.0, 2.0], "c": "text"},
+    }
+
+
+def decompressed(path: str) -> bytes:
+    with open(path, "rb") as f:
+        data = f.read()
+    for magic, opener in (
+        (b"\x1f\x8b", gzip.decompress),
+        (b"BZh", bz2.decompress),
+        (b"\xfd7zXZ", lzma.decompress),
+        (b"\x5d\x00\x00", lzma.decompress),
+        (b"\x78", zlib.decompress),
+    ):
+        if data.startswith(magic):
+            return opener(data)
+    return data
+
+
+# -- every format: arrays, paths, dtypes, shapes, offsets --------------------------------
+
+
+@pytest.mark.parametrize("compress", COMPRESS_SETTINGS)
+def test_arraypickle_files(tmp_path, capsys, compress):
+    path = str(tmp_path / "f.pkl")
+    ap.dump(sample(), path, compress=compress)
+    report = info_json(capsys, path)
+    assert report["schema"] == "arraypickle-info/1"
+    assert report["format"] == "arraypickle"
+    assert report["container"]["version"] == "1.0"
+    assert report["pickle_protocol"] == 5
+    assert report["compression"] == (compress or None)
+    assert report["file_size"] == os.path.getsize(path)
+    stream = decompressed(path) if compress in ("zlib", "gzip", "bz2", "lzma", "xz", 0) else None
+    if stream is not None:
+        assert report["stream_size"] == len(stream)
+    check_against(report, ap.load(path), stream)
+    buffers = [a for a in report["arrays"] if a["storage"] == "buffer"]
+    assert buffers and all(a["offset"] % 64 == 0 for a in buffers)
+    expected = ["test_cli_info.Leaf", "test_cli_info.Model"]
+    assert report["untrusted"] == ap.get_untrusted_types(path) == expected
+
+
+@pytest.mark.parametrize("protocol", range(6))
+def test_plain_pickles(tmp_path, capsys, protocol):
+    path = str(tmp_path / "f.pkl")
+    with open(path, "wb") as f:
+        pickle.dump(sample(), f, protocol=protocol)
+    report = info_json(capsys, path)
+    assert report["format"] == "pickle"
+    assert report["pickle_protocol"] == protocol
+    assert report["container"] is None and report["joblib"] is None
+    assert report["stream_size"] == os.path.getsize(path)
+    with open(path, "rb") as f:
+        stream = f.read()
+    check_against(report, pickle.loads(stream), stream)
+    storages = {a["storage"] for a in report["arrays"]}
+    assert storages <= {"pickle", "pickle-text", "pickle-objects"}
+    if protocol >= 3:  # array bytes are stored verbatim: offsets are known
+        assert all(
+            a["offset"] is not None
+            for a in report["arrays"]
+            if a["storage"] == "pickle" and a["nbytes"]
+        )
+
+
+@pytest.mark.parametrize("compress", [0, 3, "gzip", "bz2", "xz", "lzma"])
+def test_joblib_files(tmp_path, capsys, compress):
+    joblib = pytest.importorskip("joblib")
+    path = str(tmp_path / "f.joblib")
+    joblib.dump(sample(), path, compress=compress)
+    report = info_json(capsys, path)
+    assert report["format"] == "joblib"
+    assert report["joblib"] == {"generation": ">=1.2"}
+    assert report["compression"] == {0: None, 3: "zlib"}.get(compress, compress)
+    stream = decompressed(path)
+    check_against(report, ap.load(path), stream)
+    wrapped = [a for a in report["arrays"] if a["storage"] == "joblib"]
+    assert len(wrapped) >= 8
+    assert "joblib.numpy_pickle.NumpyArrayWrapper" in [g["name"] for g in report["globals"]]
+
+
+def test_human_output(tmp_path, capsys):
+    path = str(tmp_path / "f.pkl.gz")
+    ap.dump(sample(), path)
+    code, out, _ = run_cli(capsys, "info", path)
+    assert code == 0
+    assert "arraypickle container v1.0, pickle protocol 5, compressed with gzip" in out
+    assert "['images']" in out and "uint8" in out and "(10, 8, 8)" in out
+    assert "['model'].estimators_[2].values" in out
+    assert "(offsets are in the decompressed stream)" in out
+    lines = [line.split() for line in out.splitlines()]
+    assert ["test_cli_info.Model", "untrusted"] in lines
+    assert ["numpy.dtype"] in lines
+    assert "2 untrusted" in out
+
+
+def test_paths_name_attributes_items_and_elements(tmp_path, capsys):
+    path = str(tmp_path / "f.pkl")
+    ap.dump(sample(), path)
+    paths = {a["path"]: a for a in info_json(capsys, path)["arrays"]}
+    assert paths["['model'].estimators_[1].values"]["order"] == "F"
+    assert paths["['model'].coef_"]["shape"] == [3, 4]
+    assert paths["['nested'][1][1]['deep']"]["dtype"] == "float64"
+    assert paths["['objects']"]["dtype"] == "object"
+    assert paths["['objects']"]["storage"] == "pickle-objects"
+    assert paths["['objects'][1]"]["storage"] == "buffer"
+    assert paths["['masked'].mask"]["dtype"] == "bool"
+    assert paths["['matrix']"]["class"] == "numpy.matrix"
+    assert paths["['big_endian']"]["dtype"] == ">f8"
+
+
+def test_trusted_names_are_not_marked(tmp_path, capsys):
+    path = str(tmp_path / "f.pkl")
+    ap.dump(Model(), path)
+    report = info_json(capsys, path, "--trusted", "test_cli_info.Model")
+    assert report["untrusted"] == ["test_cli_info.Leaf"]
+
+
+def test_stdin(tmp_path):
+    path = tmp_path / "f.pkl.xz"
+    ap.dump({"a": np.arange(5)}, str(path))
+    with open(path, "rb") as f:
+        done = subprocess.run(
+            [sys.executable, "-m", "arraypickle", "info", "--json", "-"],
+            stdin=f,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["file"] == "<stdin>" and report["compression"] == "xz"
+    assert [(a["path"], a["shape"]) for a in report["arrays"]] == [("['a']", [5])]
+
+
+# -- property: random nests, every format -------------------------------------------------
+
+_dtypes = st.sampled_from(["?", "i1", "<i8", ">i4", "<f4", ">f8", "c16", "U3", "S2", "M8[s]"])
+_arrays = _dtypes.flatmap(
+    lambda dt: hnp.arrays(dt, hnp.array_shapes(min_dims=0, max_dims=3, max_side=4))
+).flatmap(lambda a: st.sampled_from([a, np.asfortranarray(a), a.T, a[::2] if a.ndim else a]))
+_keys = st.text("abcxyz_ '\"", min_size=0, max_size=4)
+_objects = st.recursive(
+    _arrays | st.integers() | st.text(max_size=3) | st.none(),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.tuples(inner, inner)
+        | st.dictionaries(_keys, inner, max_size=4)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(obj=_objects, fmt=st.sampled_from(["ap", "ap-gzip", "p2", "p4", "p5", "joblib"]))
+def test_property_paths_and_offsets(obj, fmt):
+    buf = io.BytesIO()
+    if fmt.startswith("ap"):
+        ap.dump(obj, buf, compress="gzip" if fmt == "ap-gzip" else 0)
+    elif fmt == "joblib":
+        joblib = pytest.importorskip("joblib")
+        joblib.dump(obj, buf)
+    else:
+        pickle.dump(obj, buf, protocol=int(fmt[1]))
+    data = buf.getvalue()
+    report = inspect_stream(io.BytesIO(data), "x", len(data), None).to_json()
+    stream = gzip.decompress(data) if fmt == "ap-gzip" else data
+    check_against(report, ap.loads(data), stream)
+    assert report["untrusted"] == ap.get_untrusted_types(data)
+
+
+# -- real joblib files of every version ------------------------------------------------
+
+_CORPUS = sorted(JOBLIB_COMPAT.glob("joblib_*")) if JOBLIB_COMPAT.is_dir() else []
+_MAIN_FILES = [p for p in _CORPUS if ".npy" not in p.name]
+
+
+@pytest.mark.skipif(not _MAIN_FILES, reason="the joblib-compat corpus is not beside the project")
+@pytest.mark.parametrize("path", _MAIN_FILES, ids=lambda p: p.name)
+def test_joblib_corpus(capsys, path):
+    if path.name.endswith(".lz4") and "lz4" not in ap.codecs():
+        pytest.skip("no lz4 codec installed")
+    report = info_json(capsys, str(path))
+    assert report["format"] == "joblib"
+    got = [(a["path"], a["class"], a["dtype"], a["shape"]) for a in report["arrays"]]
+    assert got == [
+        ("[0]", "numpy.ndarray", "int64", [5]),
+        ("[1]", "numpy.ndarray", "float64", [5]),
+        ("[2]", "numpy.ndarray", "object", [3]),
+        ("[4]", "numpy.matrix", "int64", [1, 3]),
+    ]
+    version = path.name.split("_")[1]
+    legacy = version.startswith(("0.8", "0.9"))
+    assert report["joblib"]["generation"] == ("0.8.4-0.9" if legacy else "0.10-1.1")
+    assert report["python2"] == ("_py27_" in path.name)
+    if "compressed" in path.name and legacy:
+        assert report["compression"] == "joblib-zlib"
+    if not legacy and path.suffix == ".pkl":  # raw array bytes at their offsets
+        data = path.read_bytes()
+        first = report["arrays"][0]
+        assert data[first["offset"] : first["offset"] + 40] == np.arange(5, dtype="<i8").tobytes()
+    if path.suffix == ".pkl" and legacy:
+        assert {a["storage"] for a in report["arrays"]} == {"npy"}
+        assert report["arrays"][0]["file"] == path.name + "_01.npy"
+
+
+# -- executing nothing ---------------------------------------------------------------------
+
+
+class Evil:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("container", [False, True])
+def test_reduce_payloads_do_not_run(tmp_path, capsys, container):
+    marker = tmp_path / "ran"
+    path = str(tmp_path / "evil.pkl")
+    obj = {"x": np.arange(3), "evil": Evil(str(marker))}
+    if container:
+        ap.dump(obj, path)
+    else:
+        with open(path, "wb") as f:
+            pickle.dump(obj, f)
+    report = info_json(capsys, path)
+    assert not marker.exists()
+    assert report["untrusted"] == [f"{os.name}.system"] == ap.get_untrusted_types(path)
+    assert [a["path"] for a in report["arrays"]] == ["['x']"]
+
+
+def test_named_modules_are_not_imported(tmp_path):
+    """A module the file names would write a marker when imported: info imports nothing."""
+    (tmp_path / "apmarker_mod.py").write_text(
+        "open(__file__ + '.imported', 'w').close()\nclass Thing:\n    pass\n"
+    )
+    path = tmp_path / "f.pkl"
+    path.write_bytes(b"\x80\x04capmarker_mod\nThing\n)\x81.")
+    done = run_subprocess("info", "--json", str(path), env={"PYTHONPATH": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["untrusted"] == ["apmarker_mod.Thing"]
+    assert not (tmp_path / "apmarker_mod.py.imported").exists()
+
+
+def test_globals_through_the_memo_and_unresolved(capsys, tmp_path):
+    # STACK_GLOBAL whose strings come back through the memo; then one over a non-string.
+    path = tmp_path / "f.pkl"
+    path.write_bytes(
+        b"\x80\x04\x8c\x02os\x94\x8c\x06system\x94h\x00h\x01\x93)RK\x01K\x02\x93)R\x86."
+    )
+    report = info_json(capsys, str(path))
+    assert report["untrusted"] == ["<unresolved>", "os.system"]
+    assert report["untrusted"] == ap.get_untrusted_types(str(path))
+
+
+# -- bounded memory -------------------------------------------------------------------------
+
+MEMORY_SCRIPT = (
+    PEAK_SCRIPT
+    + r"""
+import io, pickle
+import numpy as np
+import arraypickle as ap
+from arraypickle._inspect import inspect_path
+
+kind, path = sys.argv[1], sys.argv[2]
+a = np.ones(int(sys.argv[3]) // 8)
+if kind == "ap":
+    ap.dump({"a": a}, path)
+elif kind == "ap-gzip":
+    ap.dump({"a": a}, path, compress=("gzip", 1))
+elif kind == "pickle":
+    with open(path, "wb") as f:
+        pickle.dump({"a": a}, f, protocol=5)
+else:
+    import joblib
+    joblib.dump({"a": a}, path)
+del a
+inspect_path(__file__)  # warm up imports
+peak = Peak()
+report = inspect_path(path)
+print(json.dumps({"extra": peak.extra(), "bytes": report.array_bytes}))
+"""
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["ap", "ap-gzip", "pickle", "joblib"])
+def test_info_memory_is_bounded(tmp_path, kind):
+    if kind == "joblib":
+        pytest.importorskip("joblib")
+    size = 160 * MiB
+    script = tmp_path / "measure.py"
+    script.write_text(MEMORY_SCRIPT.replace("inspect_path(__file__)", "inspect_path(sys.argv[4])"))
+    warm = tmp_path / "warm.pkl"
+    ap.dump([np.arange(3)], str(warm))
+    done = subprocess.run(
+        [sys.executable, str(script), kind, str(tmp_path / "big.pkl"), str(size), str(warm)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["bytes"] == size
+    assert result["extra"] < 24 * MiB, result
+
+
+# -- damaged files: a library error or a report, nothing else ------------------------------
+
+
+def _seeds() -> list[bytes]:
+    obj = {"a": np.arange(50, dtype=np.int16), "b": [1.5, "x", (2, None)], "m": Model(1)}
+    seeds = [ap.dumps(obj), ap.dumps(obj, compress="zlib"), pickle.dumps(obj, protocol=2)]
+    seeds.append(pickle.dumps(obj, protocol=5))
+    try:
+        import joblib
+
+        buf = io.BytesIO()
+        joblib.dump(obj, buf)
+        seeds.append(buf.getvalue())
+    except ImportError:
+        pass
+    return seeds
+
+
+_SEEDS = _seeds()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.sampled_from(range(len(_SEEDS))),
+    edits=st.lists(
+        st.tuples(st.integers(0, 10**6), st.integers(0, 255), st.sampled_from("xdi")),
+        min_size=1,
+        max_size=4,
+    ),
+    cut=st.none() | st.integers(0, 10**6),
+)
+def test_damaged_files_give_a_library_error(seed, edits, cut):
+    data = bytearray(_SEEDS[seed])
+    for pos, byte, how in edits:
+        pos %= len(data) + 1
+        if how == "x" and pos < len(data):
+            data[pos] ^= byte or 1
+        elif how == "d":
+            del data[pos : pos + 1 + byte % 8]
+        else:
+            data[pos:pos] = bytes([byte])
+    if cut is not None and data:
+        del data[cut % len(data) :]
+    try:
+        report = inspect_stream(io.BytesIO(bytes(data)), "x", len(data), None)
+    except ap.ArrayPickleError:
+        return
+    json.dumps(report.to_json())
+    assert isinstance(report.description, str)
