@@ -124,7 +124,7 @@ class _Stranger:
 
 def test_a_codec_cannot_take_a_known_plugins_magic(without):
     without("lz4")
-    with pytest.raises(arraypickle.PluginConflictError, match="'lz4'.*arraypickle-lz4"):
+    with pytest.raises(arraypickle.PluginConflictError, match=r"'lz4'.*arraypickle-lz4"):
         arraypickle.register_codec(_Stranger())
     arraypickle.register_codec(_Stranger(), force=True)
     assert "stranger" in arraypickle.codecs()

@@ -484,3 +484,10 @@ def test_fixed_size_parts_never_grow(recording, monkeypatch):
     parts = [n for kind, n, *_ in recording.log if kind == "part"]
     assert max(parts) < (64 << 10) + (16 << 10)
     np.testing.assert_array_equal(ap.load("aprecord://b/f.pkl"), data)
+
+
+def test_get_untrusted_types_reads_urls():
+    ap.dump({"p": os.system, "a": np.arange(3)}, "memory://scan/a.pkl", compress="gzip")
+    assert ap.get_untrusted_types("memory://scan/a.pkl") == [
+        f"{os.system.__module__}.system"
+    ]

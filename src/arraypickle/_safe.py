@@ -160,6 +160,8 @@ def scan_plain(stream: Any, file: str) -> set[str]:
 def get_untrusted_types(
     file: str | os.PathLike[str] | Any | bytes | bytearray | memoryview,
     trusted: Any = None,
+    *,
+    storage_options: dict[str, Any] | None = None,
 ) -> list[str]:
     """The globals a file names that safe loading would refuse, found without running it.
 
@@ -171,9 +173,11 @@ def get_untrusted_types(
     compressed plain pickles. Memory stays bounded whatever the file's size.
 
     Parameters:
-        file: a path, a readable binary file object (read from its position; a
-            stream that cannot seek is consumed), or the bytes of a file.
+        file: a path or URL (``s3://...``, as for :func:`arraypickle.load`), a
+            readable binary file object (read from its position; a stream that
+            cannot seek is consumed), or the bytes of a file.
         trusted: names to treat as allowed, as for :func:`arraypickle.load`.
+        storage_options: for a URL, options of its fsspec filesystem.
 
     Returns:
         The sorted ``'module.qualname'`` names that are neither allow-listed nor
@@ -196,7 +200,13 @@ def get_untrusted_types(
         path = os.fspath(file)
         if not isinstance(path, str):
             raise ValueError(f"file names must be str or os.PathLike[str], got {file!r}")
-        with open(path, "rb") as f:
+        from ._remote import locate
+
+        target = locate(path, storage_options)
+        if not isinstance(target, str):
+            with target.reading() as f:
+                return policy.untrusted(_scan_any(f, repr(path), registry))
+        with open(target, "rb") as f:
             return policy.untrusted(_scan_any(f, repr(path), registry))
     if callable(getattr(file, "read", None)):
         from ._errors import describe
