@@ -488,6 +488,4 @@ def test_fixed_size_parts_never_grow(recording, monkeypatch):
 
 def test_get_untrusted_types_reads_urls():
     ap.dump({"p": os.system, "a": np.arange(3)}, "memory://scan/a.pkl", compress="gzip")
-    assert ap.get_untrusted_types("memory://scan/a.pkl") == [
-        f"{os.system.__module__}.system"
-    ]
+    assert ap.get_untrusted_types("memory://scan/a.pkl") == [f"{os.system.__module__}.system"]

@@ -404,5 +404,3 @@ def _new_unpickler(file: Any, bindings: Any, policy: Policy | None = None) -> Un
     """Every unpickler of a pickle (or joblib) load, nested ones included, comes from here,
     so the caller's safe-loading policy reaches them all."""
     return Unpickler(file, rebuild=fmt.rebuild, bindings=bindings, policy=policy)
-
-
