@@ -12,6 +12,7 @@ from typing import Any, BinaryIO
 from . import _format as fmt
 from ._atomic import replacing
 from ._compress import resolve
+from ._damage import check_unrecognised, unpickler_failure
 from ._errors import CorruptFileError, UnknownCodecError, describe
 from ._pickler import Pickler
 from ._plugins import KnownCodec, Registry, get_registry
@@ -94,7 +95,12 @@ def dumps(value: Any, compress: Any = 0, protocol: int | None = None) -> bytes:
     return out.getvalue()
 
 
-def load(filename: str | os.PathLike[str] | BinaryIO, mmap_mode: str | None = None) -> Any:
+def load(
+    filename: str | os.PathLike[str] | BinaryIO,
+    mmap_mode: str | None = None,
+    *,
+    verify: bool = True,
+) -> Any:
     """Load an object saved by :func:`dump` (or by ``pickle``, or compressed by a tool).
 
     The format is detected from the first bytes, never from the name: an arraypickle
@@ -110,12 +116,17 @@ def load(filename: str | os.PathLike[str] | BinaryIO, mmap_mode: str | None = No
             as an ``np.memmap`` of the file in that mode (in its stored byte order).
             For compressed files and file objects it is ignored with a
             ``UserWarning``.
+        verify: check the xxh3-64 checksum of every array buffer as it is read (record
+            headers and pickle opcodes are always checked). ``False`` skips the buffer
+            checksums; memory-mapped buffers are never hashed (that would read them).
 
     Returns:
         The object. Arrays are native-endian, writable, 64-byte aligned.
 
     Raises:
-        CorruptFileError: the file is truncated, damaged or not a known format.
+        CorruptFileError: the file is truncated, damaged or not a known format; the
+            message names the file and the record or offset at fault. A file given
+            by path must hold one object and nothing after it.
         UnknownCodecError: the file is compressed by a codec that is not installed.
 
     Example::
@@ -132,7 +143,9 @@ def load(filename: str | os.PathLike[str] | BinaryIO, mmap_mode: str | None = No
         if not isinstance(path, str):
             raise ValueError(f"file names must be str or os.PathLike[str], got {filename!r}")
         with open(path, "rb") as f:
-            return _read(f, repr(path), registry, path=path, mmap_mode=mode)
+            value = _read(f, repr(path), registry, path=path, mmap_mode=mode, verify=verify)
+            _check_end(f, repr(path))
+            return value
     if callable(getattr(filename, "read", None)):
         if mode is not None:
             warnings.warn(
@@ -141,15 +154,18 @@ def load(filename: str | os.PathLike[str] | BinaryIO, mmap_mode: str | None = No
                 UserWarning,
                 stacklevel=2,
             )
-        return _read(filename, describe(filename), registry)
+        return _read(filename, describe(filename), registry, verify=verify)
     raise ValueError(
         "load expects a filename (str or os.PathLike) or a readable binary file object, "
         f"{filename!r} (type {type(filename).__name__}) was given."
     )
 
 
-def loads(data: bytes | bytearray | memoryview) -> Any:
+def loads(data: bytes | bytearray | memoryview, *, verify: bool = True) -> Any:
     """Load an object from the bytes :func:`dumps` (or ``pickle.dumps``) made.
+
+    ``data`` must hold one object and nothing after it; ``verify`` is that of
+    :func:`load`.
 
     Example::
 
@@ -158,7 +174,10 @@ def loads(data: bytes | bytearray | memoryview) -> Any:
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ValueError(f"loads expects bytes, got {type(data).__name__}")
-    return _read(io.BytesIO(data), "<bytes>", get_registry())
+    stream = io.BytesIO(data)
+    value = _read(stream, "<bytes>", get_registry(), verify=verify)
+    _check_end(stream, "<bytes>")
+    return value
 
 
 # -- internals --------------------------------------------------------------------
@@ -201,6 +220,7 @@ def _read(
     path: str | None = None,
     mmap_mode: str | None = None,
     inner: bool = False,
+    verify: bool = True,
 ) -> Any:
     magics = registry.magics()
     head, stream = sniff(stream, [fmt.MAGIC, *magics])
@@ -212,6 +232,7 @@ def _read(
             size=remaining_size(stream),
             mmap=MmapTarget(path, mmap_mode) if path and mmap_mode else None,
             piece=_CODEC_PIECE if inner else _FILE_PIECE,
+            verify=verify,
         )
         return reader.load()
     for magic, codec in magics.items():
@@ -228,9 +249,10 @@ def _read(
                     UserWarning,
                     stacklevel=3,
                 )
-            return _read_compressed(stream, name, codec, registry)
+            return _read_compressed(stream, name, codec, registry, verify)
     if not head:
         raise CorruptFileError(f"{name}: the file is empty")
+    check_unrecognised(head, name)
     if mmap_mode is not None:
         warnings.warn(
             f"{name} is a plain pickle: its arrays are not stored apart and cannot be "
@@ -241,11 +263,11 @@ def _read(
     return _unpickle_plain(stream, name)
 
 
-def _read_compressed(stream: Any, name: str, codec: Any, registry: Registry) -> Any:
+def _read_compressed(stream: Any, name: str, codec: Any, registry: Registry, verify: bool) -> Any:
     reader = codec.open_reader(stream)
     try:
         guarded = Guarded(reader, name, codec.name)
-        value = _read(guarded, name, registry, inner=True)
+        value = _read(guarded, name, registry, inner=True, verify=verify)
         if guarded.read(1):
             raise CorruptFileError(f"{name}: data follows the object in the {codec.name} stream")
     finally:
@@ -256,8 +278,20 @@ def _read_compressed(stream: Any, name: str, codec: Any, registry: Registry) -> 
 def _unpickle_plain(stream: Any, name: str) -> Any:
     try:
         return Unpickler(stream, rebuild=fmt.rebuild).load()
-    except (pickle.UnpicklingError, EOFError) as exc:
-        raise CorruptFileError(f"{name}: not a valid arraypickle or pickle file: {exc}") from exc
+    except Exception as exc:
+        error = unpickler_failure(exc, name)
+        if error is None:
+            raise
+        raise error from exc
+
+
+def _check_end(stream: Any, name: str) -> None:
+    """A whole file or ``bytes`` holds one object: nothing may follow it."""
+    if stream.read(1):
+        raise CorruptFileError(
+            f"{name}: data follows the object (appended or damaged data; objects written "
+            "back to back load one by one from an open file)"
+        )
 
 
 def _missing_codec(name: str, codec_name: str, known: KnownCodec) -> str:
