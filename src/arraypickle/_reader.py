@@ -9,6 +9,7 @@ the object that owns them is rebuilt.
 from __future__ import annotations
 
 import pickle
+import pickletools
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -18,7 +19,8 @@ import numpy as np
 
 from . import _format as fmt
 from ._checksum import Hasher, digest
-from ._errors import CorruptFileError, UnknownWrapperError
+from ._damage import unpickler_failure
+from ._errors import ArrayPickleError, CorruptFileError, UnknownWrapperError
 from ._memory import aligned_empty
 
 # Pieces in which a buffer is read when the source's readinto has no size bound of its
@@ -78,7 +80,10 @@ class ContainerReader:
         self._mmap = mmap
         self._piece = piece
         self._verify = verify and mmap is None
+        self._scanning = False
+        self._flagged = 0
         self.offset = 0
+        self.buffer_bytes = 0
         self._records = 0
         self._nbuffers = 0
         self._ended = False
@@ -94,22 +99,36 @@ class ContainerReader:
 
     # -- raw input ----------------------------------------------------------------
 
-    def _read(self, n: int, what: str) -> bytes:
-        data = self._src.read(n)
-        if data is None:
-            raise self.corrupt(f"the stream gave no data for {what} (non-blocking?)")
+    def _read(self, n: int, what: str) -> bytes | bytearray:
+        """Read exactly ``n`` bytes.
+
+        Large reads go in pieces into a growing buffer, so a length a damaged or
+        crafted header declares costs memory only for bytes that actually arrive.
+        """
+        data = self._src_read(n, what)
         if len(data) < n:
-            parts = [data]
-            got = len(data)
-            while got < n:
-                more = self._src.read(n - got)
+            buf = bytearray(data)
+            while len(buf) < n:
+                more = self._src_read(min(n - len(buf), max(READ_PIECE, len(buf))), what)
                 if not more:
-                    raise self.corrupt(f"truncated: {what} needs {n} bytes, {got} remain")
-                parts.append(more)
-                got += len(more)
-            data = b"".join(parts)
+                    self.offset += len(buf)
+                    raise self.corrupt(f"truncated: {what} needs {n} bytes, {len(buf)} remain")
+                buf += more
+            data = buf
         self.offset += n
         return data
+
+    def _src_read(self, n: int, what: str) -> bytes:
+        try:
+            data = self._src.read(min(n, READ_PIECE))
+        except CorruptFileError as exc:  # from a codec's reader: say where we were
+            raise self._while(exc, what) from exc
+        if data is None:
+            raise self.corrupt(f"the stream gave no data for {what} (non-blocking?)")
+        return data
+
+    def _while(self, exc: CorruptFileError, what: str) -> CorruptFileError:
+        return CorruptFileError(f"{exc} (reading {what}, container offset {self.offset})")
 
     def _fill(self, view: memoryview, what: str, hasher: Hasher | None) -> None:
         """Read exactly ``len(view)`` bytes into ``view``, hashing as it goes."""
@@ -121,7 +140,7 @@ class ContainerReader:
             part = view[done:end]
             got = 0
             while got < len(part):
-                step = self._readinto_some(part[got:])
+                step = self._readinto_some(part[got:], what)
                 if not step:
                     self.offset += done + got
                     raise self.corrupt(f"truncated: {what} needs {total} bytes, {done + got} read")
@@ -131,10 +150,13 @@ class ContainerReader:
             done = end
         self.offset += total
 
-    def _readinto_some(self, view: memoryview) -> int:
-        if self._readinto is not None:
-            return self._readinto(view) or 0
-        data = self._src.read(len(view))
+    def _readinto_some(self, view: memoryview, what: str) -> int:
+        try:
+            if self._readinto is not None:
+                return self._readinto(view) or 0
+            data = self._src.read(len(view)) or b""
+        except CorruptFileError as exc:
+            raise self._while(exc, what) from exc
         view[: len(data)] = data
         return len(data)
 
@@ -211,12 +233,36 @@ class ContainerReader:
             self._ended = True
             return
         elif flags & fmt.FLAG_SKIPPABLE:
-            self._skip(length + fmt.TRAILER.size, what)
+            if self._mmap is not None:
+                self._skip(length + fmt.TRAILER.size, what)
+            else:
+                self._pass_through(length, what)
         else:
             raise self.corrupt(f"{what} has an unknown kind")
         self._records += 1
 
+    def _pass_through(self, length: int, what: str) -> None:
+        """Read a payload in bounded pieces without keeping it; check its checksum."""
+        piece = min(length, self._piece or READ_PIECE)
+        scratch = [bytearray(piece), bytearray(piece)]  # one read while the other hashes
+        hasher = Hasher() if self._verify or self._scanning else None
+        done = turn = 0
+        while done < length:
+            view = memoryview(scratch[turn])[: length - done]
+            self._fill(view, what, hasher)
+            done += len(view)
+            turn ^= 1
+        (expected,) = fmt.TRAILER.unpack(self._read(fmt.TRAILER.size, f"the checksum of {what}"))
+        if hasher is not None and hasher.intdigest() != expected:
+            raise self.corrupt(f"{what} is damaged (checksum mismatch)")
+
     def _read_buffer(self, flags: int, length: int, what: str) -> None:
+        self.buffer_bytes += length
+        if self._scanning:
+            self._pass_through(length, what)
+            self._nbuffers += 1
+            self._flagged += bool(flags & fmt.FLAG_NEXT_BUFFER)
+            return
         if self._mmap is not None:
             offset = self.offset
             self._skip(length, what)
@@ -281,8 +327,17 @@ class ContainerReader:
         unpickler = Unpickler(stream, rebuild=self.rebuild, buffers=self.next_buffers())
         try:
             obj = unpickler.load()
-        except (pickle.UnpicklingError, EOFError) as exc:
-            raise self.corrupt(f"the pickle stream is invalid: {exc}") from exc
+        except Exception as exc:
+            # The opcodes passed their checksums, so only a crafted file gets here.
+            error = unpickler_failure(exc, f"{self.name} (container offset {self.offset})")
+            if error is None:
+                raise
+            raise error from exc
+        self._finish(stream)
+        return obj
+
+    def _finish(self, stream: OpcodeStream) -> None:
+        """After the pickle's STOP: read up to END, which nothing but records may precede."""
         if stream.remaining():
             raise self.corrupt("opcodes follow the pickle STOP")
         while not self._ended:
@@ -291,11 +346,45 @@ class ContainerReader:
                 raise self.corrupt("opcodes follow the pickle STOP")
         if self._indexed or self._next:
             raise self.corrupt(f"{len(self._indexed) + len(self._next)} buffers were never used")
-        return obj
+
+    def scan(self) -> tuple[int, int]:
+        """Check the whole container without unpickling it; return (records, buffers).
+
+        Every record header, padding and checksum is checked (buffers are read in
+        bounded pieces and dropped), the opcodes are parsed, never executed, to check
+        they form one pickle ending at STOP, and the END record's counts must match.
+        """
+        self._scanning = True
+        self.read_header()
+        stream = OpcodeStream(self)
+        next_buffer = 0
+        try:
+            for opcode, _arg, _pos in pickletools.genops(_AsBytes(stream)):
+                if opcode.code == "\x97":  # NEXT_BUFFER
+                    next_buffer += 1
+        except ArrayPickleError:
+            raise
+        except Exception as exc:  # pickletools' complaints about malformed opcodes
+            raise self.corrupt(f"the pickle stream is invalid: {exc!r}") from exc
+        self._finish(stream)
+        if next_buffer != self._flagged:
+            raise self.corrupt(
+                f"the pickle takes {next_buffer} buffers in order (NEXT_BUFFER), "
+                f"the container holds {self._flagged}"
+            )
+        return self._records, self._nbuffers
 
 
 def _map(target: MmapTarget, offset: int, length: int) -> np.ndarray:
     return np.memmap(target.path, dtype=np.uint8, mode=target.mode, offset=offset, shape=(length,))
+
+
+class _AsBytes:
+    """An opcode stream that returns bytes, as ``pickletools.genops`` needs."""
+
+    def __init__(self, stream: OpcodeStream) -> None:
+        self.read = lambda n: bytes(stream.read(n))
+        self.readline = stream.readline
 
 
 class OpcodeStream:
