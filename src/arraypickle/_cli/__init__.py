@@ -18,7 +18,7 @@ EXIT_OK = 0
 EXIT_BAD_FILE = 1
 EXIT_USAGE = 2
 
-SUBCOMMANDS = ("plugins",)
+SUBCOMMANDS = ("plugins", "verify")
 
 
 def build_parser() -> argparse.ArgumentParser:
