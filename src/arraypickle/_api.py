@@ -33,6 +33,8 @@ def dump(
     filename: str | os.PathLike[str] | BinaryIO,
     compress: Any = 0,
     protocol: int | None = None,
+    *,
+    fsync: bool = False,
 ) -> list[str] | None:
     """Persist ``value`` into one file, array buffers written straight from memory.
 
@@ -49,6 +51,9 @@ def dump(
             is not a tuple and the path ends with a codec's extension (``.z``,
             ``.gz``, ``.bz2``, ``.lzma``, ``.xz``, plus plugins'), that codec is used.
         protocol: the pickle protocol of the opcode stream (default 5).
+        fsync: for a path, flush the data and then the directory entry to the disk
+            before returning, so the new file survives a power failure (slower).
+            Ignored for file objects: flushing those is the caller's business.
 
     Returns:
         ``[str(filename)]`` for a path, ``None`` for a file object.
@@ -60,6 +65,8 @@ def dump(
         ['model.pkl']
         >>> arraypickle.dump([1, 2], "small.pkl.gz")  # gzip, from the extension
         ['small.pkl.gz']
+        >>> arraypickle.dump([1, 2], "durable.pkl", fsync=True)
+        ['durable.pkl']
     """
     registry = get_registry()
     proto = _protocol(protocol)
@@ -68,7 +75,7 @@ def dump(
         if not isinstance(path, str):
             raise ValueError(f"file names must be str or os.PathLike[str], got {filename!r}")
         codec, level = resolve(compress, path, registry)
-        with replacing(path) as out:
+        with replacing(path, fsync=fsync) as out:
             _write(value, out, codec, level, proto, registry)
         return [str(filename)]
     if callable(getattr(filename, "write", None)):
