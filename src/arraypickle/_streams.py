@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
+from ._damage import renamed
 from ._errors import ArrayPickleError, CorruptFileError
 
 
@@ -107,25 +108,42 @@ class Guarded(io.RawIOBase):
     """A codec's reader whose failures surface as :class:`CorruptFileError`.
 
     Third-party readers raise what their library raises on a damaged stream
-    (``RuntimeError``, ``EOFError``, ``OSError``...); callers should see one type.
+    (``RuntimeError``, ``EOFError``, ``OSError``, ``MemoryError`` for a damaged size
+    in a header...); callers should see one type, naming the file as they know it
+    and the offset in the decompressed data where the damage showed.
     """
 
     def __init__(self, src: Any, name: str, codec: str) -> None:
         super().__init__()
         self._src = src
+        self._name = name
         self._where = f"{name}: {codec} stream"
+        self._offset = 0
         self.name = getattr(src, "name", None)
 
     def readable(self) -> bool:
         return True
 
+    @property
+    def offset(self) -> int:
+        """Decompressed bytes delivered so far."""
+        return self._offset
+
+    def _damaged(self, text: str) -> CorruptFileError:
+        return CorruptFileError(f"{text} (decompressed offset {self._offset})")
+
     def _call(self, method: Any, arg: Any) -> Any:
         try:
             return method(arg)
-        except (ArrayPickleError, MemoryError):
+        except CorruptFileError as exc:
+            raise self._damaged(str(renamed(exc, self._name))) from exc
+        except ArrayPickleError:
             raise
+        except MemoryError as exc:
+            text = f"{self._where} needs more memory than there is: a damaged header?"
+            raise self._damaged(text) from exc
         except Exception as exc:
-            raise CorruptFileError(f"{self._where} is damaged: {exc!r}") from exc
+            raise self._damaged(f"{self._where} is damaged: {exc!r}") from exc
 
     def readinto(self, b: Any) -> int:
         readinto = getattr(self._src, "readinto", None)
@@ -133,8 +151,13 @@ class Guarded(io.RawIOBase):
             view = memoryview(b).cast("B")
             data = self._call(self._src.read, len(view))
             view[: len(data)] = data
-            return len(data)
-        return self._call(readinto, b) or 0
+            done = len(data)
+        else:
+            done = self._call(readinto, b) or 0
+        self._offset += done
+        return done
 
     def read(self, size: int = -1) -> bytes:
-        return self._call(self._src.read, size)
+        data = self._call(self._src.read, size)
+        self._offset += len(data)
+        return data
