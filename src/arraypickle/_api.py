@@ -276,7 +276,10 @@ def _read_compressed(stream: Any, name: str, codec: Any, registry: Registry, ver
         guarded = Guarded(reader, name, codec.name)
         value = _read(guarded, name, registry, inner=True, verify=verify)
         if guarded.read(1):
-            raise CorruptFileError(f"{name}: data follows the object in the {codec.name} stream")
+            raise CorruptFileError(
+                f"{name}: data follows the object in the {codec.name} stream "
+                f"(decompressed offset {guarded.offset - 1})"
+            )
     finally:
         reader.close()
     return value
@@ -286,7 +289,9 @@ def _unpickle_plain(stream: Any, name: str) -> Any:
     try:
         return Unpickler(stream, rebuild=fmt.rebuild).load()
     except Exception as exc:
-        error = unpickler_failure(exc, name)
+        error = unpickler_failure(
+            exc, name, "not an arraypickle container (no magic at offset 0), and "
+        )
         if error is None:
             raise
         raise error from exc
@@ -296,8 +301,8 @@ def _check_end(stream: Any, name: str) -> None:
     """A whole file or ``bytes`` holds one object: nothing may follow it."""
     if stream.read(1):
         raise CorruptFileError(
-            f"{name}: data follows the object (appended or damaged data; objects written "
-            "back to back load one by one from an open file)"
+            f"{name}: data follows the object at offset {stream.tell() - 1} (appended or "
+            "damaged data; objects written back to back load one by one from an open file)"
         )
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import struct
 from types import TracebackType
 
@@ -73,13 +74,13 @@ def check_unrecognised(head: bytes, name: str) -> None:
     """Raise unless ``head``, which matched no known magic, may start a plain pickle."""
     if damaged_magic(head):
         raise CorruptFileError(
-            f"{name}: the container header is damaged or truncated "
+            f"{name}: the container header is damaged or truncated at offset 0 "
             f"(first bytes {head[:8].hex(' ')}; expected {fmt.MAGIC.hex(' ')})"
         )
     if not could_start_pickle(head):
         raise CorruptFileError(
             f"{name}: not an arraypickle file, a stream of a known codec, or a pickle "
-            f"(first bytes {head[:8].hex(' ')}: damaged header?)"
+            f"(first bytes at offset 0: {head[:8].hex(' ')}; a damaged header?)"
         )
 
 
@@ -91,14 +92,14 @@ def _innermost_file(tb: TracebackType | None) -> str:
     return tb.tb_frame.f_code.co_filename
 
 
-def unpickler_failure(exc: BaseException, name: str) -> CorruptFileError | None:
+def unpickler_failure(exc: BaseException, name: str, where: str = "") -> CorruptFileError | None:
     """The :class:`CorruptFileError` to raise for ``exc`` from an unpickler, or None.
 
     ``exc`` counts as the unpickler's own complaint when it is of a type the C
     unpickler raises on bad opcodes and no Python code outside arraypickle was running
     when it was raised (C code does not add traceback entries; a class's
     ``__setstate__`` or the import machinery does). An import of a module whose name
-    is not even an identifier is damage too.
+    is not even an identifier is damage too. ``where`` prefixes the description.
     """
     if isinstance(exc, ArrayPickleError) or (
         isinstance(exc, ImportError) and not isinstance(exc, ModuleNotFoundError)
@@ -108,7 +109,9 @@ def unpickler_failure(exc: BaseException, name: str) -> CorruptFileError | None:
         module = exc.name or ""
         if module and all(part.isidentifier() for part in module.split(".")):
             return None
-        return CorruptFileError(f"{name}: the pickle stream names a module {module!r}: damaged")
+        return CorruptFileError(
+            f"{name}: {where}the pickle stream names a module {module!r}: damaged"
+        )
     if not isinstance(exc, _UNPICKLER_ERRORS):
         return None
     if isinstance(exc, pickle.UnpicklingError | EOFError):
@@ -117,4 +120,17 @@ def unpickler_failure(exc: BaseException, name: str) -> CorruptFileError | None:
         detail = f"{type(exc).__name__}: {exc}"
     else:
         return None
-    return CorruptFileError(f"{name}: the pickle stream is invalid: {detail[:200]}")
+    return CorruptFileError(f"{name}: {where}the pickle stream is invalid: {detail[:200]}")
+
+
+# How a codec's reader names the stream it was handed: describe()'s forms.
+_LEADING_NAME = re.compile(r"^(?:<[\w.]+>|'[^']*'|\"[^\"]*\"): ")
+
+
+def renamed(exc: CorruptFileError, name: str) -> CorruptFileError:
+    """``exc`` naming the file as the caller knows it (a codec's reader names the raw
+    stream it was handed, a ``<BytesIO>`` or ``<Prefixed>``)."""
+    text = str(exc)
+    if text.startswith(name):
+        return exc
+    return CorruptFileError(f"{name}: {_LEADING_NAME.sub('', text, count=1)}")

@@ -128,7 +128,7 @@ class ContainerReader:
         return data
 
     def _while(self, exc: CorruptFileError, what: str) -> CorruptFileError:
-        return CorruptFileError(f"{exc} (reading {what}, container offset {self.offset})")
+        return CorruptFileError(f"{exc}, reading {what}")
 
     def _fill(self, view: memoryview, what: str, hasher: Hasher | None) -> None:
         """Read exactly ``len(view)`` bytes into ``view``, hashing as it goes."""
@@ -329,7 +329,7 @@ class ContainerReader:
             obj = unpickler.load()
         except Exception as exc:
             # The opcodes passed their checksums, so only a crafted file gets here.
-            error = unpickler_failure(exc, f"{self.name} (container offset {self.offset})")
+            error = unpickler_failure(exc, self.name, f"at container offset {self.offset}, ")
             if error is None:
                 raise
             raise error from exc

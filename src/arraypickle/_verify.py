@@ -138,7 +138,10 @@ def _scan_compressed(stream: Any, name: str, codec: Any, report: Report) -> None
         _scan_one(inner, name, report)
         # Read on to the end of the codec stream: its own checks run there.
         if guarded.read(1):
-            raise CorruptFileError(f"{name}: data follows the container in the {codec.name} stream")
+            raise CorruptFileError(
+                f"{name}: data follows the container in the {codec.name} stream "
+                f"(decompressed offset {guarded.offset - 1})"
+            )
     finally:
         reader.close()
     if is_seekable(stream) and stream.read(1):
