@@ -7,7 +7,9 @@ stream, with ``verify=False`` and memory-mapped, and verifies it without loading
 
 It fails on:
 * any exception outside arraypickle's hierarchy (``ArrayPickleError`` and its
-  subclasses are the only legitimate failures: the corpus runs no user code);
+  subclasses are the only legitimate failures: the corpus runs no user code, and
+  while fuzzing no global outside those the corpus names may be imported, so a
+  mutation cannot make the plain-pickle fallback call arbitrary functions);
 * a hang: a Python-level hang is interrupted after ``ARRAYPICKLE_FUZZ_TIMEOUT``
   seconds (default 10) and reported as a failure; a hang inside C code, which no
   signal interrupts, kills the run after three times that, with every thread's
@@ -29,6 +31,8 @@ from __future__ import annotations
 import faulthandler
 import io
 import os
+import pickle
+import pickletools
 import signal
 import sys
 import time
@@ -41,7 +45,14 @@ from hypothesis import strategies as st
 
 import arraypickle as ap
 from arraypickle import ArrayPickleError, _verify
-from test_integrity_corpus import COMPRESSIONS, SAMPLES, OneWay, deep_equal, dumped
+from test_integrity_corpus import (
+    COMPRESSIONS,
+    SAMPLES,
+    OneWay,
+    deep_equal,
+    dumped,
+    only_corpus_globals,
+)
 
 pytestmark = pytest.mark.fuzz
 
@@ -154,7 +165,33 @@ def attempt(source: str, data: bytes, path: str):
         return exc
 
 
+MEMO_OPCODES = {"PUT", "BINPUT", "LONG_BINPUT"}
+
+
+def memo_bomb(data: bytes) -> bool:
+    """Whether ``data``, read as a plain pickle, stores into a memo slot beyond its size.
+
+    CPython's C unpickler keeps its memo in an array as long as the largest index a
+    PUT names: ``]r`` and four bytes can make it tens of gigabytes, which takes minutes.
+    ``pickle.load`` does the same; arraypickle's own files never reach the unpickler
+    damaged (their opcodes are checksummed), but a damaged first byte sends a file to
+    the plain-pickle fallback. Such inputs are not loaded (docs/integrity.md).
+    """
+    registry = ap._plugins.get_registry()
+    if any(data.startswith(m) for m in [ap._format.MAGIC, *registry.magics()]):
+        return False
+    try:
+        for opcode, arg, _pos in pickletools.genops(io.BytesIO(data)):
+            if opcode.name in MEMO_OPCODES and int(arg) > len(data):
+                return True
+    except Exception:
+        pass
+    return False
+
+
 def check(source: str, reference, data: bytes, head: bool, path: str):
+    if memo_bomb(data):
+        return
     with time_limit(TIMEOUT):
         result = attempt(source, data, path)
     if isinstance(result, ArrayPickleError):
@@ -220,7 +257,8 @@ def run_for(seconds: float, strategy, body) -> int:
 def test_fuzz_load(compression, tmp_path):
     files = corpus(compression)
     strategy, body = fuzz_target(files, str(tmp_path / "fuzzed.pkl"))
-    ran = run_for(BUDGET / len(COMPRESSIONS), strategy, body)
+    with only_corpus_globals():
+        ran = run_for(BUDGET / len(COMPRESSIONS), strategy, body)
     print(f"fuzz {compression}: {ran} examples", file=sys.stderr)
     assert ran > 0
 
@@ -233,6 +271,20 @@ def test_mutations_apply():
     assert mutate(data, [("delete", 2, 100)])[0] == data[:2]
     assert mutate(data, [("insert", 100, b"z")])[0] == data + b"z"
     assert mutate(data, [("overwrite", 9, b"xy")])[0] == data[:9] + b"xy"
+
+
+def test_memo_bombs_are_recognised():
+    assert memo_bomb(b"]rBZh11AY&SY\xef")
+    assert not memo_bomb(pickle.dumps([[1]] * 3, protocol=1))
+    assert not memo_bomb(dumped("small_mixed", "none"))
+
+
+def test_the_guard_refuses_other_globals():
+    with only_corpus_globals() as allowed:
+        assert ("arraypickle._format", "rebuild") in allowed
+        with pytest.raises(ap.CorruptFileError, match="refused"):
+            ap.loads(pickle.dumps(os.getcwd))
+    assert ap.loads(pickle.dumps(os.getcwd)) is os.getcwd
 
 
 def test_hangs_are_caught():

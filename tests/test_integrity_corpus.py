@@ -7,6 +7,7 @@ big enough to be written as a PICKLE record of its own.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import pickle
 import struct
@@ -82,6 +83,53 @@ SAMPLES = {
 def dumped(sample: str, compression: str) -> bytes:
     compress = 0 if compression == "none" else (compression, 1)
     return ap.dumps(SAMPLES[sample](), compress=compress)
+
+
+def corpus_globals() -> set[tuple[str, str]]:
+    """The globals the undamaged corpus files name, found by loading each once."""
+    from arraypickle import _reader
+
+    seen: set[tuple[str, str]] = set()
+    original = _reader.Unpickler.find_class
+
+    def recording(self, module, name):
+        seen.add((module, name))
+        return original(self, module, name)
+
+    _reader.Unpickler.find_class = recording
+    try:
+        for sample in SAMPLES:
+            for compression in COMPRESSIONS:
+                ap.loads(dumped(sample, compression))
+    finally:
+        _reader.Unpickler.find_class = original
+    return seen
+
+
+@contextlib.contextmanager
+def only_corpus_globals():
+    """While fuzzing: refuse any global the corpus does not name.
+
+    A damaged first byte sends a file to the plain-pickle fallback, and a fuzzer can
+    then make the unpickler import and call things (coverage-guided ones try hard).
+    Nothing outside the corpus's own globals may run; a refusal is an
+    ``UnpicklingError``, which loads report as ``CorruptFileError``.
+    """
+    from arraypickle import _reader
+
+    allowed = corpus_globals()
+    original = _reader.Unpickler.find_class
+
+    def guarded(self, module, name):
+        if (module, name) not in allowed:
+            raise pickle.UnpicklingError(f"fuzzing: global {module}.{name} refused")
+        return original(self, module, name)
+
+    _reader.Unpickler.find_class = guarded
+    try:
+        yield allowed
+    finally:
+        _reader.Unpickler.find_class = original
 
 
 def deep_equal(a, b) -> bool:
