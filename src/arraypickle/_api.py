@@ -22,8 +22,9 @@ from ._writer import ContainerWriter
 
 MMAP_MODES = (None, "r", "r+", "w+", "c")
 
-# readinto pieces: from a file they bound nothing but let hashing overlap reading;
-# from a decompressing reader they also bound the reader's own buffers.
+# readinto pieces (when not verifying: verified buffers go in smaller pieces, see
+# _reader.HASH_PIECE): from a file they bound nothing; from a decompressing reader they
+# bound the reader's own buffers.
 _FILE_PIECE = 16 << 20
 _CODEC_PIECE = 4 << 20
 

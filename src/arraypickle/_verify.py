@@ -21,7 +21,8 @@ from ._plugins import Registry, get_registry
 from ._reader import ContainerReader
 from ._streams import Guarded, is_seekable, remaining_size, sniff
 
-# Buffers are hashed through two scratch buffers of this size.
+# Reads from a codec's reader are capped at this (its own buffers stay bounded); buffers
+# are hashed through a reused scratch buffer of _reader.HASH_PIECE bytes.
 SCAN_PIECE = 4 << 20
 
 
