@@ -8,8 +8,8 @@ thread (xxhash releases the GIL) so the hash overlaps the next read or write.
 
 On load, the reader instead hands it pieces of 512 KiB, hashed in line right after
 each is read, while still in cache: measured again on that machine while it was shared
-(docs/integrity.md), that cost 21% of a 300 MB load against 66-75% for 16 MiB pieces
-hashed on the helper thread, which found no idle core to run on.
+(docs/integrity.md), that cost 16-30% of a 300 MB load against 66-75% for 16 MiB
+pieces hashed on the helper thread, which found no idle core to run on.
 """
 
 from __future__ import annotations
