@@ -9,7 +9,6 @@ the object that owns them is rebuilt.
 from __future__ import annotations
 
 import pickle
-import pickletools
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -20,8 +19,9 @@ import numpy as np
 from . import _format as fmt
 from ._checksum import Hasher, digest
 from ._damage import unpickler_failure
-from ._errors import ArrayPickleError, CorruptFileError, UnknownWrapperError
+from ._errors import CorruptFileError, UnknownWrapperError
 from ._memory import aligned_empty
+from ._opcodes import OpcodeWalker
 
 # Reads of declared lengths go in pieces of at most this much (see _read).
 READ_PIECE = 8 << 20
@@ -356,25 +356,29 @@ class ContainerReader:
         """Check the whole container without unpickling it; return (records, buffers).
 
         Every record header, padding and checksum is checked (buffers are read in
-        bounded pieces and dropped), the opcodes are parsed, never executed, to check
+        bounded pieces and dropped), the opcodes are walked, never executed, to check
         they form one pickle ending at STOP, and the END record's counts must match.
         """
         self._scanning = True
         self.read_header()
-        stream = OpcodeStream(self)
-        next_buffer = 0
-        try:
-            for opcode, _arg, _pos in pickletools.genops(_AsBytes(stream)):
-                if opcode.code == "\x97":  # NEXT_BUFFER
-                    next_buffer += 1
-        except ArrayPickleError:
-            raise
-        except Exception as exc:  # pickletools' complaints about malformed opcodes
-            raise self.corrupt(f"the pickle stream is invalid: {exc!r}") from exc
-        self._finish(stream)
-        if next_buffer != self._flagged:
+        walker = OpcodeWalker()
+        while not walker.stopped:
+            payload = self.next_opcodes()
+            if payload is None:
+                raise self.corrupt("the pickle stream ends before its STOP opcode")
+            try:
+                after_stop = walker.feed(payload)
+            except ValueError as exc:
+                raise self.corrupt(f"the pickle stream is invalid: {exc}") from None
+            if after_stop:
+                raise self.corrupt("opcodes follow the pickle STOP")
+        while not self._ended:
+            self._next_record()
+            if self._opcodes:
+                raise self.corrupt("opcodes follow the pickle STOP")
+        if walker.next_buffers != self._flagged:
             raise self.corrupt(
-                f"the pickle takes {next_buffer} buffers in order (NEXT_BUFFER), "
+                f"the pickle takes {walker.next_buffers} buffers in order (NEXT_BUFFER), "
                 f"the container holds {self._flagged}"
             )
         return self._records, self._nbuffers
@@ -382,14 +386,6 @@ class ContainerReader:
 
 def _map(target: MmapTarget, offset: int, length: int) -> np.ndarray:
     return np.memmap(target.path, dtype=np.uint8, mode=target.mode, offset=offset, shape=(length,))
-
-
-class _AsBytes:
-    """An opcode stream that returns bytes, as ``pickletools.genops`` needs."""
-
-    def __init__(self, stream: OpcodeStream) -> None:
-        self.read = lambda n: bytes(stream.read(n))
-        self.readline = stream.readline
 
 
 class OpcodeStream:
