@@ -8,6 +8,7 @@ big enough to be written as a PICKLE record of its own.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import pickle
 import struct
@@ -80,12 +81,14 @@ SAMPLES = {
 }
 
 
+@functools.cache
 def dumped(sample: str, compression: str) -> bytes:
     compress = 0 if compression == "none" else (compression, 1)
     return ap.dumps(SAMPLES[sample](), compress=compress)
 
 
-def corpus_globals() -> set[tuple[str, str]]:
+@functools.lru_cache(maxsize=1)
+def corpus_globals() -> frozenset[tuple[str, str]]:
     """The globals the undamaged corpus files name, found by loading each once."""
     from arraypickle import _reader
 
@@ -103,7 +106,7 @@ def corpus_globals() -> set[tuple[str, str]]:
                 ap.loads(dumped(sample, compression))
     finally:
         _reader.Unpickler.find_class = original
-    return seen
+    return frozenset(seen)
 
 
 @contextlib.contextmanager
