@@ -130,7 +130,7 @@ class Guarded(io.RawIOBase):
         return self._offset
 
     def _damaged(self, text: str) -> CorruptFileError:
-        return CorruptFileError(f"{text} (decompressed offset {self._offset})")
+        return CorruptFileError(f"{text} (at or after decompressed offset {self._offset})")
 
     def _call(self, method: Any, arg: Any) -> Any:
         try:
