@@ -324,7 +324,7 @@ def test_data_after_a_compressed_object_is_refused():
 
 def test_a_plain_pickle_loads_and_a_broken_one_is_reported():
     assert ap.loads(pickle.dumps({"x": 1}, protocol=2)) == {"x": 1}
-    with pytest.raises(ap.CorruptFileError, match="not a valid arraypickle or pickle"):
+    with pytest.raises(ap.CorruptFileError, match=r"no magic.*invalid"):
         ap.loads(pickle.dumps({"x": 1}, protocol=2)[:-3])
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import io
 import os
@@ -15,6 +16,7 @@ from . import _format as fmt
 from . import _joblib, _joblib_zf, _progress, _remote
 from ._atomic import replacing
 from ._compress import resolve
+from ._damage import check_unrecognised
 from ._errors import ArrayPickleError, CorruptFileError, UnknownCodecError, describe
 from ._pickler import Pickler
 from ._plugins import Registry, get_registry, missing_codec_message
@@ -39,6 +41,7 @@ def dump(
     compress: Any = 0,
     protocol: int | None = None,
     *,
+    fsync: bool = False,
     progress: _progress.Progress = False,
     storage_options: dict[str, Any] | None = None,
 ) -> list[str] | None:
@@ -57,6 +60,9 @@ def dump(
             is not a tuple and the path ends with a codec's extension (``.z``,
             ``.gz``, ``.bz2``, ``.lzma``, ``.xz``, plus plugins'), that codec is used.
         protocol: the pickle protocol of the opcode stream (default 5).
+        fsync: for a path, flush the data and then the directory entry to the disk
+            before returning, so the new file survives a power failure (slower).
+            Ignored for file objects: flushing those is the caller's business.
         progress: ``True`` for a progress bar on stderr (files over 100 MiB), or a
             callable receiving ``(done_bytes, None)`` as the file is written and
             ``(total, total)`` at the end (see ``docs/progress.md``).
@@ -85,7 +91,7 @@ def dump(
             raise ValueError(f"file names must be str or os.PathLike[str], got {filename!r}")
         codec, level = resolve(compress, path, registry)
         target = _remote.locate(path, storage_options)
-        opener = replacing(target) if isinstance(target, str) else target.writing()
+        opener = replacing(target, fsync=fsync) if isinstance(target, str) else target.writing()
         with _progress.track(progress, "dump", path) as tracker, opener as out:
             _write(value, tracker.writer(out), codec, level, proto, registry)
         # The path itself: str() of an os.PathLike that is not a pathlib path is
@@ -131,6 +137,7 @@ def load(
     *,
     safe: bool = False,
     trusted: Iterable[Any] | None = None,
+    verify: bool = True,
     progress: _progress.Progress = False,
     storage_options: dict[str, Any] | None = None,
 ) -> Any:
@@ -156,6 +163,9 @@ def load(
             anything in it runs, and again as the load imports it.
         trusted: more globals to allow, as ``'module.qualname'`` strings or the
             classes and functions themselves; giving it (even empty) implies ``safe``.
+        verify: check the xxh3-64 checksum of every array buffer as it is read (record
+            headers and pickle opcodes are always checked). ``False`` skips the buffer
+            checksums; memory-mapped buffers are never hashed (that would read them).
         progress: ``True`` for a progress bar on stderr (files over 100 MiB), or a
             callable receiving ``(done_bytes, file_size or None)`` (see
             ``docs/progress.md``).
@@ -166,7 +176,9 @@ def load(
         The object. Arrays are native-endian, writable, 64-byte aligned.
 
     Raises:
-        CorruptFileError: the file is truncated, damaged or not a known format.
+        CorruptFileError: the file is truncated, damaged or not a known format; the
+            message names the file and the record or offset at fault. A file given
+            by path must hold one object and nothing after it.
         UnknownCodecError: the file is compressed by a codec that is not installed.
         UntrustedTypeError: under safe loading, the file names globals that are
             neither allow-listed nor trusted (all of them are listed).
@@ -182,7 +194,7 @@ def load(
     if mmap_mode not in MMAP_MODES:
         raise ValueError(f"mmap_mode must be one of {MMAP_MODES}, got {mmap_mode!r}")
     mode = "r+" if mmap_mode == "w+" else mmap_mode
-    policy = make_policy(safe, trusted)
+    opts = _LoadOptions(make_policy(safe, trusted), verify)
     registry = get_registry()
     _progress.check(progress)
     if isinstance(filename, (str, os.PathLike)):
@@ -198,7 +210,7 @@ def load(
                     UserWarning,
                 )
             with _progress.track(progress, "load", path) as tracker, target.reading() as f:
-                return _read_guarded(tracker.reader(f), repr(path), registry, policy)
+                return _read_whole(tracker.reader(f), repr(path), registry, opts)
         with _progress.track(progress, "load", path) as tracker, open(target, "rb") as f:
             if mode is not None and not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
                 warn_caller(
@@ -207,8 +219,8 @@ def load(
                     UserWarning,
                 )
                 mode = None
-            return _read_guarded(
-                tracker.reader(f), repr(path), registry, policy, path=target, mmap_mode=mode
+            return _read_whole(
+                tracker.reader(f), repr(path), registry, opts, path=target, mmap_mode=mode
             )
     _no_storage_options(storage_options, filename)
     if callable(getattr(filename, "read", None)):
@@ -220,7 +232,7 @@ def load(
                 UserWarning,
             )
         with _progress.track(progress, "load", describe(filename)) as tracker:
-            return _read_guarded(tracker.reader(filename), describe(filename), registry, policy)
+            return _read_guarded(tracker.reader(filename), describe(filename), registry, opts)
     raise ValueError(
         "load expects a filename (str or os.PathLike) or a readable binary file object, "
         f"{filename!r} (type {type(filename).__name__}) was given."
@@ -232,11 +244,13 @@ def loads(
     *,
     safe: bool = False,
     trusted: Iterable[Any] | None = None,
+    verify: bool = True,
     progress: _progress.Progress = False,
 ) -> Any:
     """Load an object from the bytes :func:`dumps` (or ``pickle.dumps``) made.
 
-    ``safe``, ``trusted`` and ``progress`` are those of :func:`load`.
+    ``data`` must hold one object and nothing after it. ``safe``, ``trusted``,
+    ``verify`` and ``progress`` are those of :func:`load`.
 
     Examples:
 
@@ -248,10 +262,10 @@ def loads(
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ValueError(f"loads expects bytes, got {type(data).__name__}")
-    policy = make_policy(safe, trusted)
+    opts = _LoadOptions(make_policy(safe, trusted), verify)
     _progress.check(progress)
     with _progress.track(progress, "load", "<bytes>") as tracker:
-        return _read_guarded(tracker.reader(io.BytesIO(data)), "<bytes>", get_registry(), policy)
+        return _read_whole(tracker.reader(io.BytesIO(data)), "<bytes>", get_registry(), opts)
 
 
 # -- internals --------------------------------------------------------------------
@@ -302,16 +316,40 @@ def _write(value: Any, out: Any, codec: Any, level: int, protocol: int, registry
         stream.close()
 
 
+@dataclasses.dataclass(frozen=True)
+class _LoadOptions:
+    """What a load was asked for, carried through every layer of a file."""
+
+    policy: Policy | None = None
+    verify: bool = True
+
+    def unpickler_factory(self) -> Any:
+        return functools.partial(_new_unpickler, policy=self.policy)
+
+
+def _read_whole(
+    stream: Any, name: str, registry: Registry, opts: _LoadOptions, **kwargs: Any
+) -> Any:
+    """Read a whole file (or ``bytes``): it holds one object and nothing after it."""
+    value = _read_guarded(stream, name, registry, opts, **kwargs)
+    if stream.read(1):
+        raise CorruptFileError(
+            f"{name}: data follows the object at offset {stream.tell() - 1} (appended or "
+            "damaged data; objects written back to back load one by one from an open file)"
+        )
+    return value
+
+
 def _read_guarded(
-    stream: Any, name: str, registry: Registry, policy: Policy | None, **kwargs: Any
+    stream: Any, name: str, registry: Registry, opts: _LoadOptions, **kwargs: Any
 ) -> Any:
     """``_read``; under safe loading, failures of allow-listed constructors on the
     file's arguments (TypeError, ValueError...) surface as :class:`CorruptFileError`."""
-    if policy is None:
-        return _read(stream, name, registry, **kwargs)
-    policy.file = name
+    if opts.policy is None:
+        return _read(stream, name, registry, opts, **kwargs)
+    opts.policy.file = name
     try:
-        return _read(stream, name, registry, policy=policy, **kwargs)
+        return _read(stream, name, registry, opts, **kwargs)
     except (ArrayPickleError, MemoryError):
         raise
     except Exception as exc:
@@ -324,11 +362,11 @@ def _read(
     stream: Any,
     name: str,
     registry: Registry,
+    opts: _LoadOptions,
     *,
     path: str | None = None,
     mmap_mode: str | None = None,
     inner: bool = False,
-    policy: Policy | None = None,
 ) -> Any:
     magics = registry.magics()
     head, stream = sniff(stream, [fmt.MAGIC, _joblib_zf.MAGIC, *magics])
@@ -336,7 +374,11 @@ def _read(
         if inner:
             raise CorruptFileError(f"{name}: compressed data nested in compressed data")
         return _joblib.load_zf(
-            stream, name, new_unpickler=_new_unpickler, path=path, mmap_mode=mmap_mode
+            stream,
+            name,
+            new_unpickler=opts.unpickler_factory(),
+            path=path,
+            mmap_mode=mmap_mode,
         )
     if head.startswith(fmt.MAGIC):
         reader = ContainerReader(
@@ -346,7 +388,8 @@ def _read(
             size=remaining_size(stream),
             mmap=MmapTarget(path, mmap_mode) if path and mmap_mode else None,
             piece=_CODEC_PIECE if inner else _FILE_PIECE,
-            policy=policy,
+            policy=opts.policy,
+            verify=opts.verify,
         )
         return reader.load()
     for magic, codec in magics.items():
@@ -362,19 +405,20 @@ def _read(
                     "and is loaded into memory instead",
                     UserWarning,
                 )
-            return _read_compressed(stream, name, codec, registry, policy)
+            return _read_compressed(stream, name, codec, registry, opts)
     if not head:
         raise CorruptFileError(f"{name}: the file is empty")
+    check_unrecognised(head, name)
     # A pickle, possibly joblib's (arrays after their wrappers; warns for mmap_mode
     # when none could be mapped). Under safe loading it is scanned first.
     close = None
-    if policy is not None:
-        stream, close = checked_plain(stream, name, policy)
+    if opts.policy is not None:
+        stream, close = checked_plain(stream, name, opts.policy)
     try:
         return _joblib.load_pickle(
             stream,
             name,
-            new_unpickler=functools.partial(_new_unpickler, policy=policy),
+            new_unpickler=opts.unpickler_factory(),
             path=path,
             mmap_mode=mmap_mode,
             size=remaining_size(stream),
@@ -387,16 +431,20 @@ def _read(
 
 
 def _read_compressed(
-    stream: Any, name: str, codec: Any, registry: Registry, policy: Policy | None
+    stream: Any, name: str, codec: Any, registry: Registry, opts: _LoadOptions
 ) -> Any:
     reader = codec.open_reader(stream)
     try:
         guarded = Guarded(reader, name, codec.name)
-        value = _read(guarded, name, registry, inner=True, policy=policy)
+        value = _read(guarded, name, registry, opts, inner=True)
         if guarded.read(1):
-            raise CorruptFileError(f"{name}: data follows the object in the {codec.name} stream")
+            raise CorruptFileError(
+                f"{name}: data follows the object in the {codec.name} stream "
+                f"(decompressed offset {guarded.offset - 1})"
+            )
     finally:
-        reader.close()
+        if reader is not stream:  # a minimal codec may hand back the file itself
+            reader.close()
     return value
 
 

@@ -18,7 +18,9 @@ def replacing(path: str, *, fsync: bool = False) -> Iterator[BinaryIO]:
     the end, so a reader (or a crash) never sees a half-written file and the old one
     survives any failure. The new file keeps the old one's permission bits, writes
     through a symlink to its target, and leaves devices and FIFOs to plain writes.
-    With ``fsync``, data and rename are flushed to disk before returning.
+    With ``fsync``, the data is flushed to disk before the rename and the directory
+    after it, so that after a power failure the path holds the old or the new file,
+    complete (without it, the rename may reach the disk before the data).
     """
     target = os.path.realpath(path) if os.path.islink(path) else path
     try:
@@ -40,6 +42,9 @@ def replacing(path: str, *, fsync: bool = False) -> Iterator[BinaryIO]:
         # A writable file in a read-only directory: joblib wrote in place, so do we.
         with open(target, "wb") as f:
             yield f
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
         return
     try:
         with os.fdopen(fd, "wb") as f:

@@ -33,7 +33,6 @@ from __future__ import annotations
 import io
 import os
 import pickle
-import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from math import prod
@@ -41,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from ._damage import unpickler_failure
 from ._errors import CorruptFileError
 from ._joblib_legacy import deprecation, read_ndarray_wrapper, read_zndarray_wrapper
 from ._joblib_stream import PickleView, Source
@@ -181,15 +181,15 @@ class PickleLoad:
         return self.outcome
 
     def _run(self, unpickler: Any) -> Any:
-        # The pure-Python unpickler of the Python 2 route reports bad streams as the
-        # errors of its own machinery (empty stack, missing memo entry, short field).
-        malformed = (IndexError, KeyError, struct.error) if self.py2 else ()
         try:
             return unpickler.load()
-        except (pickle.UnpicklingError, EOFError, *malformed) as exc:
-            raise CorruptFileError(
-                f"{self.name}: not a valid arraypickle or pickle file: {exc}"
-            ) from exc
+        except Exception as exc:
+            error = unpickler_failure(
+                exc, self.name, "not an arraypickle container (no magic at offset 0), and "
+            )
+            if error is None:
+                raise
+            raise error from exc
 
     def _unpickler(self, file: Any, bindings: Bindings) -> Any:
         if self.py2:

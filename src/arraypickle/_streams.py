@@ -8,6 +8,7 @@ import stat
 from collections.abc import Iterable
 from typing import Any
 
+from ._damage import renamed
 from ._errors import ArrayPickleError, CorruptFileError
 
 
@@ -133,25 +134,42 @@ class Guarded(io.RawIOBase):
     """A codec's reader whose failures surface as :class:`CorruptFileError`.
 
     Third-party readers raise what their library raises on a damaged stream
-    (``RuntimeError``, ``EOFError``, ``OSError``...); callers should see one type.
+    (``RuntimeError``, ``EOFError``, ``OSError``, ``MemoryError`` for a damaged size
+    in a header...); callers should see one type, naming the file as they know it
+    and the offset in the decompressed data where the damage showed.
     """
 
     def __init__(self, src: Any, name: str, codec: str) -> None:
         super().__init__()
         self._src = src
+        self._name = name
         self._where = f"{name}: {codec} stream"
+        self._offset = 0
         self.name = getattr(src, "name", None)
 
     def readable(self) -> bool:
         return True
 
+    @property
+    def offset(self) -> int:
+        """Decompressed bytes delivered so far."""
+        return self._offset
+
+    def _damaged(self, text: str) -> CorruptFileError:
+        return CorruptFileError(f"{text} (at or after decompressed offset {self._offset})")
+
     def _call(self, method: Any, arg: Any) -> Any:
         try:
             return method(arg)
-        except (ArrayPickleError, MemoryError):
+        except CorruptFileError as exc:
+            raise self._damaged(str(renamed(exc, self._name))) from exc
+        except ArrayPickleError:
             raise
+        except MemoryError as exc:
+            text = f"{self._where} needs more memory than there is: a damaged header?"
+            raise self._damaged(text) from exc
         except Exception as exc:
-            raise CorruptFileError(f"{self._where} is damaged: {exc!r}") from exc
+            raise self._damaged(f"{self._where} is damaged: {exc!r}") from exc
 
     def readinto(self, b: Any) -> int:
         readinto = getattr(self._src, "readinto", None)
@@ -159,67 +177,13 @@ class Guarded(io.RawIOBase):
             view = memoryview(b).cast("B")
             data = self._call(self._src.read, len(view))
             view[: len(data)] = data
-            return len(data)
-        return self._call(readinto, b) or 0
-
-    def read(self, size: int = -1) -> bytes:
-        return self._call(self._src.read, size)
-
-
-class FullReads:
-    """``src`` with reads that come back short only at its end.
-
-    The C unpickler takes a short ``read(n)`` or ``readinto`` for the end of the
-    data; pipes, sockets and raw files return what has arrived so far.
-    """
-
-    def __init__(self, src: Any) -> None:
-        self._src = src
-        peek = getattr(src, "peek", None)
-        if peek is not None:
-            self.peek = peek
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._src.read(size) or b""
-        if size is None or size < 0 or len(data) >= size or not data:
-            return data
-        parts = [data]
-        got = len(data)
-        while got < size:
-            more = self._src.read(size - got)
-            if not more:
-                break
-            parts.append(more)
-            got += len(more)
-        return b"".join(parts)
-
-    def readinto(self, b: Any) -> int:
-        # In place when the source can: in-band buffers (BYTEARRAY8) can be large.
-        readinto = getattr(self._src, "readinto", None)
-        view = memoryview(b).cast("B")
-        done = 0
-        while done < len(view):
-            if readinto is not None:
-                step = readinto(view[done:]) or 0
-            else:
-                data = self._src.read(len(view) - done) or b""
-                step = len(data)
-                view[done : done + step] = data
-            if not step:
-                break
-            done += step
+            done = len(data)
+        else:
+            done = self._call(readinto, b) or 0
+        self._offset += done
         return done
 
-    def readline(self, size: int = -1) -> bytes:
-        readline = getattr(self._src, "readline", None)
-        if readline is not None:
-            return readline(size)
-        line = bytearray()
-        while size < 0 or len(line) < size:
-            byte = self._src.read(1)
-            if not byte:
-                break
-            line += byte
-            if byte == b"\n":
-                break
-        return bytes(line)
+    def read(self, size: int = -1) -> bytes:
+        data = self._call(self._src.read, size)
+        self._offset += len(data)
+        return data

@@ -28,7 +28,7 @@ EXIT_OK = 0
 EXIT_BAD_FILE = 1
 EXIT_USAGE = 2
 
-SUBCOMMANDS = ("plugins", "demo", "info", "convert")
+SUBCOMMANDS = ("plugins", "demo", "info", "verify", "convert")
 
 
 class CliError(Exception):

@@ -1,0 +1,141 @@
+"""Telling a damaged file from a foreign one, and the unpickler's complaints from user errors.
+
+A file arraypickle wrote starts with the container magic or a codec's magic. When a
+byte of that magic is damaged, detection by first bytes (``_api._read``) no longer
+recognises the file and would hand it to the plain-pickle fallback, which then runs
+the C unpickler over binary data. This module keeps that from producing wrong data
+or stray exception types:
+
+* :func:`check_unrecognised` rejects first bytes that are a damaged container magic
+  or cannot start any pickle;
+* :func:`unpickler_failure` turns what the unpickler raises on malformed opcodes
+  (whatever the type: ``ValueError``, ``TypeError``, ``MemoryError``, ``KeyError``...)
+  into :class:`CorruptFileError`, while exceptions raised by code the pickle names
+  (a class's ``__setstate__``, a missing module) propagate unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import struct
+from types import TracebackType
+
+from . import _format as fmt
+from ._errors import ArrayPickleError, CorruptFileError
+
+# First bytes a pickle can start with: PROTO (protocol 2 and later always start so),
+# and the opcodes protocols 0 and 1 start objects with (MARK, empty containers,
+# literals, strings, GLOBAL, PERSID). Anything else cannot begin a pickle.
+_PROTO = 0x80
+_PICKLE_STARTS = frozenset(b"()]}NIJKLMFGSTUVXcP")
+
+# What the C unpickler raises, itself, on malformed opcodes.
+_UNPICKLER_ERRORS = (
+    pickle.UnpicklingError,
+    EOFError,
+    ValueError,  # bad protocol, literals, UTF-8; UnicodeDecodeError is one
+    OverflowError,
+    MemoryError,  # a length argument no allocation can meet
+    KeyError,  # a memo index never stored
+    IndexError,
+    TypeError,  # an opcode applied to a value of the wrong kind
+    AttributeError,
+    struct.error,
+)
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+# Where an exception raised by unpickling machinery itself comes from: arraypickle's
+# own code (around the C unpickler, whose frames add no traceback entries) and the
+# pure-Python unpickler that reads Python 2 streams.
+_UNPICKLER_CODE = (_PACKAGE_DIR, os.path.abspath(pickle.__file__))
+
+
+def damaged_magic(head: bytes) -> bool:
+    """Whether ``head`` (first bytes, no codec matched) is a damaged or cut container magic.
+
+    No pickle starts with ``89`` (protocol 2+ starts with ``80``) and no codec matched,
+    so a first byte ``89`` means a damaged magic; with 8 bytes in hand, one byte off the
+    magic anywhere also does (a flip of the first byte would otherwise read as a
+    pickle).
+    """
+    if head[:1] == fmt.MAGIC[:1]:
+        return True
+    if len(head) >= len(fmt.MAGIC):
+        return sum(a != b for a, b in zip(head[:8], fmt.MAGIC, strict=True)) <= 1
+    return False
+
+
+def could_start_pickle(head: bytes) -> bool:
+    """Whether a pickle stream may begin with ``head`` (at least one byte)."""
+    if head[0] == _PROTO:
+        return len(head) < 2 or head[1] <= pickle.HIGHEST_PROTOCOL
+    return head[0] in _PICKLE_STARTS
+
+
+def check_unrecognised(head: bytes, name: str) -> None:
+    """Raise unless ``head``, which matched no known magic, may start a plain pickle."""
+    if damaged_magic(head):
+        raise CorruptFileError(
+            f"{name}: the container header is damaged or truncated at offset 0 "
+            f"(first bytes {head[:8].hex(' ')}; expected {fmt.MAGIC.hex(' ')})"
+        )
+    if not could_start_pickle(head):
+        raise CorruptFileError(
+            f"{name}: not an arraypickle file, a stream of a known codec, or a pickle "
+            f"(first bytes at offset 0: {head[:8].hex(' ')}; a damaged header?)"
+        )
+
+
+def _innermost_file(tb: TracebackType | None) -> str:
+    if tb is None:
+        return ""
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb.tb_frame.f_code.co_filename
+
+
+def unpickler_failure(exc: BaseException, name: str, where: str = "") -> CorruptFileError | None:
+    """The :class:`CorruptFileError` to raise for ``exc`` from an unpickler, or None.
+
+    ``exc`` counts as the unpickler's own complaint when it is of a type the C
+    unpickler raises on bad opcodes and no Python code outside arraypickle (or the
+    pure-Python ``pickle`` module) was running when it was raised (C code does not add
+    traceback entries; a class's ``__setstate__`` or the import machinery does). An
+    import of a module whose name is not even an identifier is damage too. ``where``
+    prefixes the description.
+    """
+    if isinstance(exc, ArrayPickleError) or (
+        isinstance(exc, ImportError) and not isinstance(exc, ModuleNotFoundError)
+    ):
+        return None
+    if isinstance(exc, ModuleNotFoundError):
+        module = exc.name or ""
+        if module and all(part.isidentifier() for part in module.split(".")):
+            return None
+        return CorruptFileError(
+            f"{name}: {where}the pickle stream names a module {module!r}: damaged"
+        )
+    if not isinstance(exc, _UNPICKLER_ERRORS):
+        return None
+    if isinstance(exc, pickle.UnpicklingError | EOFError):
+        detail = str(exc) or type(exc).__name__
+    elif _innermost_file(exc.__traceback__).startswith(_UNPICKLER_CODE):
+        detail = f"{type(exc).__name__}: {exc}"
+    else:
+        return None
+    return CorruptFileError(f"{name}: {where}the pickle stream is invalid: {detail[:200]}")
+
+
+# How a codec's reader names the stream it was handed: describe()'s forms.
+_LEADING_NAME = re.compile(r"^(?:<[\w.]+>|'[^']*'|\"[^\"]*\"): ")
+
+
+def renamed(exc: CorruptFileError, name: str) -> CorruptFileError:
+    """``exc`` naming the file as the caller knows it (a codec's reader names the raw
+    stream it was handed, a ``<BytesIO>`` or ``<Prefixed>``)."""
+    text = str(exc)
+    if text.startswith(name):
+        return exc
+    return CorruptFileError(f"{name}: {_LEADING_NAME.sub('', text, count=1)}")

@@ -1,0 +1,303 @@
+"""Atomic dumps to a path: a temporary file beside the target, renamed over it.
+
+A dump killed with SIGKILL, or failing with an exception, leaves the old file intact;
+dumps racing on one path from several processes leave one complete version.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import arraypickle as ap
+from arraypickle import _atomic
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+
+
+def temp_files(directory) -> list[str]:
+    return sorted(n for n in os.listdir(directory) if n.endswith(".tmp"))
+
+
+def wait_for(condition, what: str, timeout: float = 120.0):
+    """Poll the file system until ``condition()`` is truthy (the poll is not a timing)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.001)
+
+
+# -- a dump killed mid-write ------------------------------------------------------------
+
+KILLED_DUMP = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    import arraypickle as ap
+
+    class Stall:
+        # Reached after all the arrays: blocks on stdin, which never gets data, so the
+        # dump is still unfinished whenever the parent kills it.
+        def __reduce__(self):
+            sys.stdin.read(1)
+            return (int, (0,))
+
+    value = [np.full(1 << 19, float(i)) for i in range(64)] + [Stall()]  # 256 MiB
+    ap.dump(value, sys.argv[1], compress=sys.argv[2] if sys.argv[2] != "none" else 0)
+    """
+)
+
+
+@pytest.mark.parametrize("compress", ["none", "zlib"])
+def test_dump_killed_mid_write_leaves_the_old_file(compress, tmp_path):
+    target = tmp_path / "data.pkl"
+    old = {"version": 1, "array": np.arange(1000)}
+    ap.dump(old, target)
+    before = target.read_bytes()
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_DUMP, str(target), compress],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    # Kill once the temporary file exists and has grown past a threshold (it is created
+    # empty, so it is growing); the constant arrays compress about 1000 times.
+    threshold = (8 << 20) if compress == "none" else (64 << 10)
+    try:
+
+        def growing():
+            for name in temp_files(tmp_path):
+                try:
+                    size = os.stat(tmp_path / name).st_size
+                except FileNotFoundError:
+                    continue
+                if size >= threshold:
+                    return name, size
+            if child.poll() is not None:
+                raise AssertionError(f"the dump ended: {child.stderr.read().decode()}")
+            return None
+
+        name, size = wait_for(growing, "the temporary file to grow")
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        child.stdin.close()
+        child.stderr.close()
+    assert child.returncode == -signal.SIGKILL
+    assert target.read_bytes() == before
+    loaded = ap.load(target)
+    assert loaded["version"] == 1
+    np.testing.assert_array_equal(loaded["array"], old["array"])
+    # SIGKILL leaves no chance to clean up: the partial temporary file stays behind,
+    # hidden, beside the target; it is not the target and is never read.
+    assert temp_files(tmp_path) == [name]
+    assert os.stat(tmp_path / name).st_size >= size
+
+
+# -- a dump failing with an exception ---------------------------------------------------------
+
+
+class Explodes:
+    def __reduce__(self):
+        raise RuntimeError("cannot pickle this")
+
+
+class Interrupts:
+    def __reduce__(self):
+        raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("compress", [0, "gzip", "xz"])
+@pytest.mark.parametrize("error", [Explodes, Interrupts])
+def test_exception_removes_the_temporary_file(compress, error, tmp_path):
+    target = tmp_path / "data.pkl"
+    ap.dump("old", target)
+    before = target.read_bytes()
+    expected = RuntimeError if error is Explodes else KeyboardInterrupt
+    with pytest.raises(expected):
+        ap.dump([np.ones(1 << 20), error(), np.ones(10)], target, compress=compress)
+    assert target.read_bytes() == before
+    assert ap.load(target) == "old"
+    assert os.listdir(tmp_path) == ["data.pkl"]
+
+
+def test_exception_on_a_new_path_leaves_nothing(tmp_path):
+    with pytest.raises(RuntimeError):
+        ap.dump([np.ones(1000), Explodes()], tmp_path / "new.pkl")
+    assert os.listdir(tmp_path) == []
+
+
+# -- concurrent dumps ---------------------------------------------------------------------------
+
+RACER = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    import arraypickle as ap
+
+    path, ident, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    sys.stdin.read(1)  # the starting gun: all racers wait for it
+    for r in range(rounds):
+        value = {"ident": ident, "round": r, "data": np.full(1 << 20, ident, np.int64)}
+        ap.dump(value, path)
+    """
+)
+
+
+def test_concurrent_dumps_leave_one_complete_version(tmp_path):
+    target = tmp_path / "shared.pkl"
+    ap.dump({"ident": -1, "round": 0, "data": np.full(1 << 20, -1, np.int64)}, target)
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, str(target), str(ident), "6"],
+            stdin=subprocess.PIPE,
+        )
+        for ident in range(4)
+    ]
+    seen: set[int] = set()
+    problems: list[str] = []
+    stop = threading.Event()
+
+    def reader():
+        # Whoever wins, the path always holds one complete, loadable version.
+        while not stop.is_set():
+            try:
+                value = ap.load(target)
+            except Exception as exc:
+                problems.append(repr(exc))
+                return
+            if not np.all(value["data"] == value["ident"]):
+                problems.append(f"mixed data in {value['ident']}")
+            seen.add(value["ident"])
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for racer in racers:
+            racer.stdin.write(b"x")
+            racer.stdin.close()
+        codes = [racer.wait(timeout=300) for racer in racers]
+    finally:
+        stop.set()
+        thread.join()
+        for racer in racers:
+            if racer.poll() is None:
+                racer.kill()
+                racer.wait()
+    assert codes == [0, 0, 0, 0]
+    assert problems == []
+    final = ap.load(target)
+    assert final["ident"] in range(4)
+    assert final["round"] == 5
+    assert np.all(final["data"] == final["ident"])
+    assert os.listdir(tmp_path) == ["shared.pkl"]  # no temporary file left
+    assert seen  # the reader did read while the racers ran
+
+
+# -- what is kept, what is followed --------------------------------------------------------------
+
+
+def test_permissions_of_an_existing_file_are_kept(tmp_path):
+    target = tmp_path / "data.pkl"
+    ap.dump(1, target)
+    os.chmod(target, 0o640)
+    ap.dump(2, target)
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o640
+    os.chmod(target, 0o604)
+    ap.dump(3, target, compress="gzip")
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o604
+    assert ap.load(target) == 3
+
+
+def test_new_files_follow_the_umask(tmp_path):
+    old = os.umask(0o027)
+    try:
+        ap.dump(1, tmp_path / "new.pkl")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "new.pkl").st_mode) == 0o640
+
+
+def test_dump_through_a_symlink_updates_the_target(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    target = real / "data.pkl"
+    ap.dump("old", target)
+    link = tmp_path / "link.pkl"
+    link.symlink_to(target)
+    ap.dump("new", link)
+    assert link.is_symlink()
+    assert os.readlink(link) == str(target)
+    assert ap.load(target) == "new"
+    assert sorted(os.listdir(real)) == ["data.pkl"]
+    # A dangling link: the file is created where it points.
+    dangling = tmp_path / "dangling.pkl"
+    dangling.symlink_to(real / "later.pkl")
+    ap.dump("later", dangling)
+    assert dangling.is_symlink()
+    assert ap.load(real / "later.pkl") == "later"
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_is_written_in_place(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    loaded = {}
+
+    def read():
+        loaded["value"] = ap.load(fifo)
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    ap.dump({"a": np.arange(100_000)}, fifo)
+    thread.join()
+    np.testing.assert_array_equal(loaded["value"]["a"], np.arange(100_000))
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert os.listdir(tmp_path) == ["pipe"]
+
+
+def test_a_device_is_written_in_place():
+    assert ap.dump(np.ones(1000), os.devnull) == [os.devnull]
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
+
+
+# -- fsync ---------------------------------------------------------------------------------------
+
+
+def test_fsync_flushes_the_data_then_the_directory(tmp_path, monkeypatch):
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        synced.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        real_fsync(fd)
+
+    monkeypatch.setattr(_atomic.os, "fsync", fsync)
+    ap.dump(np.ones(10), tmp_path / "a.pkl")
+    assert synced == []
+    ap.dump(np.ones(10), tmp_path / "a.pkl", fsync=True)
+    assert synced == ["file", "dir"]
+    synced.clear()
+    ap.dump(np.ones(10), tmp_path / "b.pkl.gz", fsync=True)
+    assert synced == ["file", "dir"]
+    assert ap.load(tmp_path / "b.pkl.gz").sum() == 10
+
+
+def test_fsync_is_keyword_only(tmp_path):
+    with pytest.raises(TypeError):
+        ap.dump(1, tmp_path / "a.pkl", 0, None, True)

@@ -1,0 +1,187 @@
+"""Crafted headers: valid CRCs, absurd lengths. Refused before anything is allocated.
+
+From a file (or bytes) the size is known: a length beyond what the file holds is
+refused at once. From a non-seekable stream it is not: records are then read in
+bounded pieces, so memory follows the bytes that actually arrive, and the load ends
+with "truncated" when they stop. Peak memory is measured in a subprocess.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import arraypickle as ap
+from arraypickle import CorruptFileError
+from arraypickle import _format as fmt
+from test_integrity_corpus import OneWay, container
+
+ABSURD = [1 << 31, 1 << 40, (1 << 63) - 1, (1 << 64) - 1]
+P, B, E = fmt.KIND_PICKLE, fmt.KIND_BUFFER, fmt.KIND_END
+
+
+def crafted(kind: bytes, length: int, flags: int = 0) -> bytes:
+    """A container whose one record declares ``length`` but holds 100 bytes."""
+    return container((kind, flags, length, b"\x80" * 100), end=())
+
+
+@pytest.mark.parametrize("length", ABSURD)
+@pytest.mark.parametrize("kind", [P, B, b"X"])
+def test_absurd_lengths_from_files_are_refused_before_reading(kind, length, tmp_path):
+    data = crafted(kind, length, fmt.FLAG_SKIPPABLE if kind == b"X" else 0)
+    path = tmp_path / "crafted.pkl"
+    path.write_bytes(data)
+    for load in (lambda: ap.loads(data), lambda: ap.load(path)):
+        with pytest.raises(CorruptFileError, match=r"declares \d+ bytes, more than the file holds"):
+            load()
+    with pytest.raises(CorruptFileError, match="more than the file holds"):
+        ap.load(path, mmap_mode="r")
+
+
+@pytest.mark.parametrize("length", ABSURD)
+@pytest.mark.parametrize("kind", [P, B])
+def test_absurd_lengths_from_streams_end_truncated(kind, length):
+    with pytest.raises(CorruptFileError, match=r"truncated|cannot allocate|more than"):
+        ap.load(OneWay(crafted(kind, length)))
+
+
+@pytest.mark.parametrize("kind", [P, B])
+def test_absurd_lengths_inside_a_codec_stream(kind):
+    out = io.BytesIO()
+    writer = ap._plugins.get_registry().codec("gzip").open_writer(out, 1)
+    writer.write(crafted(kind, 1 << 40))
+    writer.close()
+    with pytest.raises(CorruptFileError, match=r"truncated|cannot allocate"):
+        ap.loads(out.getvalue())
+
+
+PEAK_SCRIPT = textwrap.dedent(
+    """
+    import io, json, resource, sys, time
+    sys.path.insert(0, {tests!r})
+    import arraypickle as ap
+    from test_integrity_corpus import OneWay, container
+    from arraypickle import _format as fmt
+
+    kind, length, codec = {kind!r}, {length!r}, {codec!r}
+    data = container((kind, 0, length, b"\\x80" * 100), end=())
+    if codec:
+        out = io.BytesIO()
+        w = ap._plugins.get_registry().codec(codec).open_writer(out, 1)
+        w.write(data)
+        w.close()
+        data = out.getvalue()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    try:
+        ap.load(OneWay(data))
+        outcome = "loaded"
+    except ap.CorruptFileError as exc:
+        outcome = str(exc)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({{"outcome": outcome, "extra_kib": after - before,
+                      "seconds": time.perf_counter() - start}}))
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("kind", "length", "codec"),
+    [
+        (P, 1 << 34, None),  # 16 GiB of opcodes: below RAM + swap, so it could be allocated
+        (B, 1 << 34, None),
+        (P, 1 << 44, None),
+        (B, 1 << 44, None),
+        (P, 1 << 34, "gzip"),
+        (B, 1 << 34, "xz"),
+    ],
+)
+def test_absurd_lengths_from_streams_allocate_nothing_big(kind, length, codec, tmp_path):
+    tests = str(__import__("pathlib").Path(__file__).parent)
+    script = PEAK_SCRIPT.format(tests=tests, kind=kind, length=length, codec=codec)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    result = json.loads(done.stdout)
+    assert result["outcome"] != "loaded"
+    assert "truncated" in result["outcome"] or "cannot allocate" in result["outcome"]
+    assert result["extra_kib"] < 32 * 1024, result  # nothing near the declared size
+
+
+def test_end_counts_must_match():
+    opcodes = b"\x80\x05K\x01."
+    good = container((P, 0, len(opcodes), opcodes))
+    assert ap.loads(good) == 1
+    for counts in [(0, 0), (2, 0), (1, 1)]:
+        with pytest.raises(CorruptFileError, match="records are missing"):
+            ap.loads(container((P, 0, len(opcodes), opcodes), end=counts))
+
+
+def test_end_record_of_the_wrong_size():
+    opcodes = b"\x80\x05K\x01."
+    data = container((P, 0, len(opcodes), opcodes), end=())
+    data += fmt.pack_record(E, 0, 0, 8) + bytes(8) + bytes(8)
+    with pytest.raises(CorruptFileError, match="END record of the wrong size"):
+        ap.loads(data)
+
+
+def test_unknown_kinds_refused_unless_skippable():
+    opcodes = b"\x80\x05K\x01."
+    extra = b"future data"
+    pickle_record = (P, 0, len(opcodes), opcodes)
+    skippable = container((b"X", fmt.FLAG_SKIPPABLE, len(extra), extra), pickle_record)
+    assert ap.loads(skippable) == 1
+    required = container((b"X", 0, len(extra), extra), pickle_record)
+    with pytest.raises(CorruptFileError, match="unknown kind"):
+        ap.loads(required)
+    # A skipped record's checksum is still checked.
+    damaged = bytearray(skippable)
+    damaged[damaged.index(extra)] ^= 1
+    with pytest.raises(CorruptFileError, match="checksum mismatch"):
+        ap.loads(bytes(damaged))
+
+
+def test_records_after_end_and_buffers_never_used():
+    opcodes = b"\x80\x05K\x01."
+    unused = container((B, 0, 4, b"abcd"), (P, 0, len(opcodes), opcodes))
+    with pytest.raises(CorruptFileError, match="buffers were never used"):
+        ap.loads(unused)
+    twice = container((P, 0, 3, opcodes[:3]), (P, 0, 2, opcodes[3:]), (P, 0, 1, b"."))
+    with pytest.raises(CorruptFileError, match="opcodes follow the pickle STOP"):
+        ap.loads(twice)
+
+
+def test_crafted_opcodes_with_valid_checksums_raise_corrupt():
+    """Only a crafted file has valid checksums over bad opcodes; still a library error."""
+    for opcodes in (b"K\x01K\x02R.", b"\x80\x05\x8e" + b"\xff" * 8, b"]h\x09.", b"(u."):
+        with pytest.raises(CorruptFileError, match="pickle stream is invalid"):
+            ap.loads(container((P, 0, len(opcodes), opcodes)))
+
+
+class RefersToBuffer:
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def __reduce__(self):
+        return fmt.rebuild, ("numpy", ("a", np.dtype("f8"), (2,), "C"), self.index, 1)
+
+
+@pytest.mark.parametrize("index", [0, 5, 1 << 62])
+def test_rebuild_referring_to_a_missing_buffer(index):
+    opcodes = pickle.dumps(RefersToBuffer(index), protocol=5)
+    with pytest.raises(CorruptFileError, match=f"buffer {index} is missing"):
+        ap.loads(container((P, 0, len(opcodes), opcodes)))
+
+
+def test_rebuild_with_a_buffer_of_the_wrong_size():
+    opcodes = pickle.dumps(RefersToBuffer(0), protocol=5)
+    data = container((B, 0, 4, b"abcd"), (P, 0, len(opcodes), opcodes))
+    with pytest.raises(CorruptFileError, match="buffer of 4 bytes"):
+        ap.loads(data)
