@@ -181,17 +181,17 @@ def container(*records: tuple[bytes, int, int, bytes], end: tuple[int, int] | No
     """
     out = bytearray(fmt.pack_header())
     buffers = 0
-    for kind, flags, length, payload in records:
+    for index, (kind, flags, length, payload) in enumerate(records):
         pad = fmt.padding(len(out)) if kind == fmt.KIND_BUFFER else 0
         out += fmt.pack_record(kind, pad, flags, length) + bytes(pad) + payload
         if len(payload) == length:
-            out += fmt.TRAILER.pack(ap._checksum.digest(payload))
+            out += fmt.TRAILER.pack(fmt.record_checksum(payload, index))
         buffers += kind == fmt.KIND_BUFFER
     if end != ():
         counts = end or (len(records), buffers)
         payload = fmt.END.pack(*counts)
         out += fmt.pack_record(fmt.KIND_END, 0, 0, len(payload)) + payload
-        out += fmt.TRAILER.pack(ap._checksum.digest(payload))
+        out += fmt.TRAILER.pack(fmt.record_checksum(payload, len(records)))
     return bytes(out)
 
 

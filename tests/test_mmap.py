@@ -121,20 +121,46 @@ def test_writes_reach_the_file(stored, mode):
         after = f.read()
     changed = [i for i in range(size) if before[i] != after[i]]
     offset = again["a"].offset
-    assert changed and all(offset <= i < offset + 24 or i >= again["big"].offset for i in changed)
+    # The header's flags byte and CRC (bytes 11-15) say the buffers were mapped for writing.
+    assert changed and all(
+        11 <= i < 16 or offset <= i < offset + 24 or i >= again["big"].offset for i in changed
+    )
 
 
-def test_a_normal_load_after_writing_through_a_map_reports_the_change(stored):
-    # The buffer's checksum is from the dump: a verified load sees the bytes changed
-    # under it and says so, naming the record, rather than returning them unverified.
+def test_changes_written_through_a_map_load_normally_afterwards(stored, tmp_path):
+    # Mapping for writing flags the header: the buffers may change legitimately from
+    # then on, so a normal load returns them without holding them to their old
+    # checksums (the opcodes' checksums still hold), and `convert` seals a copy again.
+    from arraypickle import _format as fmt
+    from arraypickle._verify import verify
+
     path, _ = stored
     out = ap.load(path, mmap_mode="r+")
     out["a"][0, 0] = 42.0
     out["a"].flush()
     del out
-    with pytest.raises(ap.CorruptFileError, match=r"checksum mismatch"):
-        ap.load(path)
+    with open(path, "rb") as f:
+        assert fmt.parse_header(f.read(16)).flags & fmt.HEADER_FLAG_MAPPED_WRITABLE
+    assert ap.load(path)["a"][0, 0] == 42.0
     assert ap.load(path, mmap_mode="r")["a"][0, 0] == 42.0
+    report = verify(path)
+    assert report.unverified_buffer_bytes == report.buffer_bytes > 0
+    sealed = tmp_path / "sealed.pkl"
+    from arraypickle._cli import main
+
+    assert main(["convert", str(path), str(sealed)]) == 0
+    assert verify(sealed).unverified_buffer_bytes == 0
+    assert ap.load(sealed)["a"][0, 0] == 42.0
+
+
+def test_read_only_maps_leave_the_header_alone(stored):
+    path, _ = stored
+    with open(path, "rb") as f:
+        before = f.read()
+    for mode in ("r", "c"):
+        ap.load(path, mmap_mode=mode)
+    with open(path, "rb") as f:
+        assert f.read() == before
 
 
 def test_copy_on_write_leaves_the_file_untouched(stored):

@@ -2,23 +2,30 @@
 
 A container is a 16-byte header followed by records. Each record is a 16-byte record
 header, zero padding (so that buffer payloads start 64-byte aligned, counting from the
-first byte of the container), the payload, and an 8-byte xxh3-64 checksum of the payload.
+first byte of the container), the payload, and an 8-byte xxh3-64 checksum of the payload
+seeded with the record's index.
 """
 
 from __future__ import annotations
 
 import struct
 import zlib
+from typing import NamedTuple
+
+from ._checksum import Hasher, digest
 
 MAGIC = b"\x89APK\r\n\x1a\n"
 VERSION_MAJOR = 1
 VERSION_MINOR = 0
 CHECKSUM_XXH3_64 = 1
-ALIGNMENT_LOG2 = 6
-ALIGNMENT = 1 << ALIGNMENT_LOG2
+ALIGNMENT = 64
 
-# magic, major, minor, checksum algorithm, log2(alignment), CRC-32 of the first 12 bytes
+# magic, major, minor, checksum algorithm, flags, CRC-32 of the first 12 bytes
 HEADER = struct.Struct("<8sBBBBI")
+HEADER_FLAGS_OFFSET = 11
+# Set by a load that memory-maps the file for writing ('r+'): its buffers may have
+# been changed in place since they were written, so their checksums no longer bind.
+HEADER_FLAG_MAPPED_WRITABLE = 0x01
 # kind, pad, flags, payload length, CRC-32 of the first 12 bytes
 RECORD = struct.Struct("<cBHQI")
 TRAILER = struct.Struct("<Q")
@@ -38,14 +45,73 @@ FLAG_SKIPPABLE = 0x8000
 DEFAULT_PROTOCOL = 5
 
 
-def pack_header() -> bytes:
-    body = HEADER.pack(MAGIC, VERSION_MAJOR, VERSION_MINOR, CHECKSUM_XXH3_64, ALIGNMENT_LOG2, 0)
+class FormatError(ValueError):
+    """A header that is not what this module writes; the text says what is wrong.
+
+    Readers turn it into :class:`~arraypickle.CorruptFileError` naming their file.
+    """
+
+
+class Header(NamedTuple):
+    major: int
+    minor: int
+    checksum: int
+    flags: int
+
+
+class RecordHeader(NamedTuple):
+    kind: bytes
+    pad: int
+    flags: int
+    length: int
+
+
+def pack_header(flags: int = 0) -> bytes:
+    body = HEADER.pack(MAGIC, VERSION_MAJOR, VERSION_MINOR, CHECKSUM_XXH3_64, flags, 0)
     return body[:12] + struct.pack("<I", zlib.crc32(body[:12]))
+
+
+def parse_header(raw: bytes) -> Header:
+    """The fields of a container header, checked; :class:`FormatError` if it is not one."""
+    if len(raw) < HEADER.size or raw[:8] != MAGIC:
+        raise FormatError("not an arraypickle container (bad magic)")
+    _magic, major, minor, checksum, flags, crc = HEADER.unpack(raw[: HEADER.size])
+    if zlib.crc32(raw[:12]) != crc:
+        raise FormatError("the container header is damaged (CRC mismatch)")
+    if major != VERSION_MAJOR:
+        raise FormatError(
+            f"format version {major}.{minor} is not supported by this arraypickle "
+            f"(reads version {VERSION_MAJOR}); upgrade arraypickle"
+        )
+    if checksum != CHECKSUM_XXH3_64:
+        raise FormatError(f"unknown checksum algorithm {checksum}")
+    return Header(major, minor, checksum, flags)
 
 
 def pack_record(kind: bytes, pad: int, flags: int, length: int) -> bytes:
     body = RECORD.pack(kind, pad, flags, length, 0)
     return body[:12] + struct.pack("<I", zlib.crc32(body[:12]))
+
+
+def parse_record(raw: bytes) -> RecordHeader:
+    """The fields of a record header, checked; :class:`FormatError` if damaged."""
+    kind, pad, flags, length, crc = RECORD.unpack(raw)
+    if zlib.crc32(raw[:12]) != crc:
+        raise FormatError("a record header is damaged (CRC mismatch)")
+    return RecordHeader(kind, pad, flags, length)
+
+
+def record_checksum(payload: object, index: int) -> int:
+    """The checksum of record ``index``'s payload (the first record is 0).
+
+    Seeding with the index makes a record moved to another place fail its check.
+    """
+    return digest(payload, seed=index)
+
+
+def record_hasher(index: int) -> Hasher:
+    """An incremental :func:`record_checksum` for payloads hashed a piece at a time."""
+    return Hasher(seed=index)
 
 
 def padding(offset: int) -> int:

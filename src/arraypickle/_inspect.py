@@ -281,6 +281,7 @@ def _container_json(source: ContainerSource) -> dict[str, Any]:
         "version": f"{major}.{minor}",
         "checksum": "xxh3-64" if source.checksum == fmt.CHECKSUM_XXH3_64 else source.checksum,
         "alignment": source.alignment,
+        "buffers_mapped_for_writing": source.mapped_writable,
         "records": source.records,
         "pickle_records": source.pickle_records,
         "buffer_records": len(source.buffers),

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import _format as fmt
-from ._checksum import Hasher, digest
+from ._checksum import Hasher
 from ._damage import unpickler_failure
 from ._errors import CorruptFileError, UnknownWrapperError
 from ._memory import aligned_empty
@@ -108,6 +108,8 @@ class ContainerReader:
         self._verify = verify and mmap is None
         self._policy = policy
         self._scanning = False
+        # True when the file was memory-mapped for writing: buffer checksums may be stale.
+        self.buffers_unverifiable = False
         self._flagged = 0
         self.offset = 0
         self.buffer_bytes = 0
@@ -204,19 +206,18 @@ class ContainerReader:
 
     def read_header(self) -> None:
         raw = self._read(fmt.HEADER.size, "the container header")
-        magic, major, _minor, checksum, align_log2, crc = fmt.HEADER.unpack(raw)
-        if magic != fmt.MAGIC:
-            raise self.corrupt("not an arraypickle container (bad magic)", 0)
-        if zlib.crc32(raw[:12]) != crc:
-            raise self.corrupt("the container header is damaged (CRC mismatch)", 0)
-        if major != fmt.VERSION_MAJOR:
-            raise self.corrupt(
-                f"format version {major} is not supported by this arraypickle "
-                f"(reads version {fmt.VERSION_MAJOR}); upgrade arraypickle",
-                0,
-            )
-        if checksum != fmt.CHECKSUM_XXH3_64 or align_log2 > 16:
-            raise self.corrupt(f"unknown checksum algorithm {checksum} or alignment", 0)
+        try:
+            header = fmt.parse_header(raw)
+        except fmt.FormatError as exc:
+            raise self.corrupt(str(exc), 0) from None
+        if self._mmap is not None and self._mmap.mode == "r+":
+            if not header.flags & fmt.HEADER_FLAG_MAPPED_WRITABLE:
+                mark_mapped_writable(self._mmap.path, raw)
+            self.buffers_unverifiable = True
+        elif header.flags & fmt.HEADER_FLAG_MAPPED_WRITABLE:
+            # Mapped for writing once: the buffers may hold legitimate changes.
+            self.buffers_unverifiable = True
+            self._verify = False
 
     def _check_size(self, length: int, what: str) -> None:
         left = None if self._size is None else self._size - self.offset
@@ -226,7 +227,7 @@ class ContainerReader:
 
     def _trailer(self, payload: Any, what: str) -> None:
         (expected,) = fmt.TRAILER.unpack(self._read(fmt.TRAILER.size, f"the checksum of {what}"))
-        if payload is not None and digest(payload) != expected:
+        if payload is not None and fmt.record_checksum(payload, self._records) != expected:
             raise self.corrupt(f"{what} is damaged (checksum mismatch)")
 
     def _next_record(self) -> None:
@@ -235,9 +236,10 @@ class ContainerReader:
             raise self.corrupt("the object refers to data beyond the END record")
         start = self.offset
         raw = self._read(fmt.RECORD.size, "a record header")
-        kind, pad, flags, length, crc = fmt.RECORD.unpack(raw)
-        if zlib.crc32(raw[:12]) != crc:
-            raise self.corrupt("a record header is damaged (CRC mismatch)", start)
+        try:
+            kind, pad, flags, length = fmt.parse_record(raw)
+        except fmt.FormatError as exc:
+            raise self.corrupt(str(exc), start) from None
         what = f"record {self._records} ({kind.decode('latin-1')!r} at offset {start})"
         if pad and any(self._read(pad, f"the padding of {what}")):
             raise self.corrupt(f"the padding of {what} is not zero")
@@ -265,15 +267,15 @@ class ContainerReader:
             if self._mmap is not None:
                 self._skip(length + fmt.TRAILER.size, what)
             else:
-                self._pass_through(length, what)
+                self._pass_through(length, what, self._verify or self._scanning)
         else:
             raise self.corrupt(f"{what} has an unknown kind")
         self._records += 1
 
-    def _pass_through(self, length: int, what: str) -> None:
+    def _pass_through(self, length: int, what: str, check: bool) -> None:
         """Read a payload in bounded pieces without keeping it; check its checksum."""
         scratch = memoryview(bytearray(min(length, HASH_PIECE)))
-        hasher = Hasher() if self._verify or self._scanning else None
+        hasher = fmt.record_hasher(self._records) if check else None
         done = 0
         while done < length:
             view = scratch[: length - done]
@@ -286,7 +288,7 @@ class ContainerReader:
     def _read_buffer(self, flags: int, length: int, what: str) -> None:
         self.buffer_bytes += length
         if self._scanning:
-            self._pass_through(length, what)
+            self._pass_through(length, what, not self.buffers_unverifiable)
             self._nbuffers += 1
             self._flagged += bool(flags & fmt.FLAG_NEXT_BUFFER)
             return
@@ -300,7 +302,7 @@ class ContainerReader:
                 buf = aligned_empty(length)
             except MemoryError:
                 raise self.corrupt(f"{what} declares {length} bytes: cannot allocate") from None
-            hasher = Hasher() if self._verify else None
+            hasher = fmt.record_hasher(self._records) if self._verify else None
             self._fill(memoryview(buf), what, hasher)
             (expected,) = fmt.TRAILER.unpack(
                 self._read(fmt.TRAILER.size, f"the checksum of {what}")
@@ -498,3 +500,13 @@ def _find_newline(view: memoryview, window: int = 4096) -> int:
         if hit >= 0:
             return start + hit
     return -1
+
+
+def mark_mapped_writable(path: str, header: bytes) -> None:
+    """Record in the header of the container file at ``path`` (whose current header
+    is ``header``) that its buffers are mapped for writing: from now on they may change
+    legitimately, and their checksums stop binding (the opcodes' still do)."""
+    flags = header[fmt.HEADER_FLAGS_OFFSET] | fmt.HEADER_FLAG_MAPPED_WRITABLE
+    body = header[: fmt.HEADER_FLAGS_OFFSET] + bytes([flags])
+    with open(path, "r+b") as f:
+        f.write(body + zlib.crc32(body).to_bytes(4, "little"))

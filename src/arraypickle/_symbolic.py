@@ -32,7 +32,6 @@ import os
 import pickletools
 import re
 import struct
-import zlib
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -364,20 +363,14 @@ class ContainerSource:
         self.buffers: list[BufferRecord] = []  # every BUFFER record, in order
         self.indexed: dict[int, BufferRecord] = {}  # by the index rebuild() names
         self._next: deque[BufferRecord] = deque()  # the ones NEXT_BUFFER takes
-        raw = self._exact(fmt.HEADER.size, "the container header")
-        magic, major, minor, checksum, align_log2, crc = fmt.HEADER.unpack(raw)
-        if magic != fmt.MAGIC:
-            raise SymbolicError("not an arraypickle container (bad magic)")
-        if zlib.crc32(raw[:12]) != crc:
-            raise SymbolicError("the container header is damaged (CRC mismatch)")
-        self.version = (major, minor)
-        self.checksum = checksum
-        self.alignment = 1 << align_log2 if align_log2 <= 16 else None
-        if major != fmt.VERSION_MAJOR:
-            raise SymbolicError(
-                f"format version {major}.{minor} is not supported by this arraypickle "
-                f"(reads version {fmt.VERSION_MAJOR}); upgrade arraypickle"
-            )
+        try:
+            header = fmt.parse_header(self._exact(fmt.HEADER.size, "the container header"))
+        except fmt.FormatError as exc:
+            raise SymbolicError(str(exc)) from None
+        self.version = (header.major, header.minor)
+        self.checksum = header.checksum
+        self.alignment = fmt.ALIGNMENT
+        self.mapped_writable = bool(header.flags & fmt.HEADER_FLAG_MAPPED_WRITABLE)
 
     def _exact(self, n: int, what: str) -> bytes:
         data = self._f.read(n) or b""
@@ -415,9 +408,10 @@ class ContainerSource:
         while not self.ended:
             start = self.offset
             raw = self._exact(fmt.RECORD.size, "a record header")
-            kind, pad, flags, length, crc = fmt.RECORD.unpack(raw)
-            if zlib.crc32(raw[:12]) != crc:
-                raise SymbolicError(f"the record header at offset {start} is damaged (CRC)")
+            try:
+                kind, pad, flags, length = fmt.parse_record(raw)
+            except fmt.FormatError as exc:
+                raise SymbolicError(f"{exc} (offset {start})") from None
             self._drop(pad, "record padding")
             if kind == fmt.KIND_PICKLE:
                 self.records += 1

@@ -7,19 +7,18 @@ verifying every record header's CRC and every payload's xxh3 checksum on the way
 damaged file raises :class:`CorruptFileError` instead of being propagated. Nothing in
 the file is unpickled, imported or called, so this is also the safe way to
 re-compress a file nobody trusts. Records keep their offsets, so buffers stay 64-byte
-aligned.
+aligned. A file whose buffers were memory-mapped for writing (header flag) comes out
+sealed again: its buffers' checksums are computed afresh and the flag cleared.
 """
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from . import _format as fmt
-from ._checksum import Hasher, digest
 from ._errors import CorruptFileError
 from ._writer import write_all
 
@@ -36,7 +35,7 @@ class _Copier:
         self._name = name
         self._itemsizes = itemsizes
         self.offset = 0
-        self._bufs = (bytearray(PIECE), bytearray(PIECE))
+        self._buf = bytearray(PIECE)
 
     def corrupt(self, what: str, at: int | None = None) -> CorruptFileError:
         return CorruptFileError(
@@ -70,19 +69,17 @@ class _Copier:
     def emit(self, data: Any) -> None:
         write_all(self._write, data)
 
-    def payload(self, length: int, what: str, itemsize: int) -> None:
-        """Copy ``length`` payload bytes and their trailer, checking the checksum."""
-        hasher = Hasher()
+    def payload(self, length: int, what: str, index: int, itemsize: int, reseal: bool) -> None:
+        """Copy record ``index``'s payload and checksum, checking it (or, with
+        ``reseal``, writing the checksum of the bytes as they are now)."""
+        hasher = fmt.record_hasher(index)
         piece = PIECE - PIECE % itemsize
         array_aware = self._write_array is not None and itemsize > 1 and length % itemsize == 0
         left = length
-        turn = 0
         while left:
             n = min(piece, left)
-            view = memoryview(self._bufs[turn])[:n]
-            turn ^= 1
+            view = memoryview(self._buf)[:n]
             self.fill(view, what)
-            # The hasher may still read the other buffer: update() waits for it first.
             hasher.update(view)
             if array_aware:
                 self._write_array(np.frombuffer(view, np.uint8), itemsize)
@@ -90,7 +87,9 @@ class _Copier:
                 self.emit(view)
             left -= n
         trailer = self.exact(fmt.TRAILER.size, f"the checksum of {what}")
-        if fmt.TRAILER.unpack(trailer)[0] != hasher.intdigest():
+        if reseal:
+            trailer = fmt.TRAILER.pack(hasher.intdigest())
+        elif fmt.TRAILER.unpack(trailer)[0] != hasher.intdigest():
             raise self.corrupt(f"{what} is damaged (checksum mismatch)")
         self.emit(trailer)
 
@@ -110,26 +109,20 @@ def copy_container(
         ...     copy_container(f, out, "'in.pkl'")
     """
     copier = _Copier(src, out, name, itemsizes or {})
-    header = copier.exact(fmt.HEADER.size, "the container header")
-    magic, major, minor, checksum, _align, crc = fmt.HEADER.unpack(header)
-    if magic != fmt.MAGIC:
-        raise copier.corrupt("not an arraypickle container (bad magic)", 0)
-    if zlib.crc32(header[:12]) != crc:
-        raise copier.corrupt("the container header is damaged (CRC mismatch)", 0)
-    if major != fmt.VERSION_MAJOR or checksum != fmt.CHECKSUM_XXH3_64:
-        raise copier.corrupt(
-            f"format version {major}.{minor} (checksum {checksum}) is not supported by this "
-            f"arraypickle (reads version {fmt.VERSION_MAJOR}); upgrade arraypickle",
-            0,
-        )
-    copier.emit(header)
+    try:
+        header = fmt.parse_header(copier.exact(fmt.HEADER.size, "the container header"))
+    except fmt.FormatError as exc:
+        raise copier.corrupt(str(exc), 0) from None
+    reseal = bool(header.flags & fmt.HEADER_FLAG_MAPPED_WRITABLE)
+    copier.emit(fmt.pack_header(header.flags & ~fmt.HEADER_FLAG_MAPPED_WRITABLE))
     records = buffers = 0
     while True:
         start = copier.offset
         raw = copier.exact(fmt.RECORD.size, "a record header")
-        kind, pad, flags, length, crc = fmt.RECORD.unpack(raw)
-        if zlib.crc32(raw[:12]) != crc:
-            raise copier.corrupt("a record header is damaged (CRC mismatch)", start)
+        try:
+            kind, pad, flags, length = fmt.parse_record(raw)
+        except fmt.FormatError as exc:
+            raise copier.corrupt(str(exc), start) from None
         what = f"record {records} ({kind.decode('latin-1')!r} at offset {start})"
         padding = copier.exact(pad, f"the padding of {what}")
         if any(padding):
@@ -140,7 +133,7 @@ def copy_container(
                 raise copier.corrupt(f"{what}: END record of the wrong size")
             payload = copier.exact(length, what)
             trailer = copier.exact(fmt.TRAILER.size, f"the checksum of {what}")
-            if digest(payload) != fmt.TRAILER.unpack(trailer)[0]:
+            if fmt.record_checksum(payload, records) != fmt.TRAILER.unpack(trailer)[0]:
                 raise copier.corrupt(f"{what} is damaged (checksum mismatch)")
             if fmt.END.unpack(payload) != (records, buffers):
                 raise copier.corrupt(
@@ -150,10 +143,10 @@ def copy_container(
             copier.emit(payload + trailer)
             return copier.offset
         if kind == fmt.KIND_BUFFER:
-            copier.payload(length, what, copier._itemsizes.get(buffers, 1))
+            copier.payload(length, what, records, copier._itemsizes.get(buffers, 1), reseal)
             buffers += 1
         elif kind == fmt.KIND_PICKLE or flags & fmt.FLAG_SKIPPABLE:
-            copier.payload(length, what, 1)
+            copier.payload(length, what, records, 1, reseal=False)
         else:
             raise copier.corrupt(f"{what} has an unknown kind")
         records += 1

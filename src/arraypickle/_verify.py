@@ -37,6 +37,9 @@ class Report:
     buffers: int = 0
     buffer_bytes: int = 0
     container_bytes: int = 0  # the uncompressed size
+    # Buffers whose checksums could not bind: the file was memory-mapped for writing
+    # ('r+') since it was written (``arraypickle convert`` seals it again).
+    unverified_buffer_bytes: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {"ok": True, **asdict(self)}
@@ -106,6 +109,8 @@ def _scan_one(stream: Any, name: str, report: Report) -> int:
     report.records += records
     report.buffers += buffers
     report.buffer_bytes += reader.buffer_bytes
+    if reader.buffers_unverifiable:
+        report.unverified_buffer_bytes += reader.buffer_bytes
     report.container_bytes += reader.offset
     return reader.offset
 

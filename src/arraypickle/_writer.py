@@ -8,7 +8,6 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from . import _format as fmt
-from ._checksum import Hasher, digest
 from ._memory import byte_chunks
 
 
@@ -51,17 +50,19 @@ class ContainerWriter:
         write_all(self._write, data)
         self.offset += memoryview(data).nbytes
 
-    def _record_header(self, kind: bytes, flags: int, length: int) -> None:
+    def _record_header(self, kind: bytes, flags: int, length: int) -> int:
+        """Write a record header (and padding); return the record's index."""
         pad = fmt.padding(self.offset) if kind == fmt.KIND_BUFFER else 0
         self._emit(fmt.pack_record(kind, pad, flags, length) + bytes(pad))
         self.records += 1
+        return self.records - 1
 
     def write(self, data: bytes | pickle.PickleBuffer) -> int:
         """Take one frame of pickle opcodes from the pickler as a PICKLE record."""
         view = memoryview(data)
-        self._record_header(fmt.KIND_PICKLE, 0, view.nbytes)
+        index = self._record_header(fmt.KIND_PICKLE, 0, view.nbytes)
         self._emit(view)
-        self._emit(fmt.TRAILER.pack(digest(view)))
+        self._emit(fmt.TRAILER.pack(fmt.record_checksum(view, index)))
         return view.nbytes
 
     def write_array(self, arr: np.ndarray, order: str, flags: int = 0) -> int:
@@ -73,9 +74,9 @@ class ContainerWriter:
         nbytes = arr.nbytes
         if nbytes <= _SMALL and self._write_array is None:
             return self._write_small(arr, order, flags)
-        self._record_header(fmt.KIND_BUFFER, flags, nbytes)
+        index = self._record_header(fmt.KIND_BUFFER, flags, nbytes)
         itemsize = arr.dtype.itemsize
-        hasher = Hasher()
+        hasher = fmt.record_hasher(index)
         for chunk in byte_chunks(arr, order):
             hasher.update(chunk)
             if self._write_array is not None:
@@ -84,9 +85,8 @@ class ContainerWriter:
                 write_all(self._write, chunk)
             self.offset += chunk.nbytes
         self._emit(fmt.TRAILER.pack(hasher.intdigest()))
-        index = self.buffers
         self.buffers += 1
-        return index
+        return self.buffers - 1
 
     def _write_small(self, arr: np.ndarray, order: str, flags: int) -> int:
         # One write for the whole record: for small arrays the Python calls of four
@@ -98,15 +98,14 @@ class ContainerWriter:
                 fmt.pack_record(fmt.KIND_BUFFER, pad, flags, payload.nbytes),
                 bytes(pad),
                 payload,
-                fmt.TRAILER.pack(digest(payload)),
+                fmt.TRAILER.pack(fmt.record_checksum(payload, self.records)),
             )
         )
         write_all(self._write, record)
         self.offset += len(record)
         self.records += 1
-        index = self.buffers
         self.buffers += 1
-        return index
+        return self.buffers - 1
 
     def write_picklebuffer(self, buffer: pickle.PickleBuffer) -> None:
         """Write a buffer some object's own reduction handed out (read back by NEXT_BUFFER)."""
@@ -117,6 +116,6 @@ class ContainerWriter:
     def finish(self) -> None:
         """Write the END record."""
         payload = fmt.END.pack(self.records, self.buffers)
-        self._record_header(fmt.KIND_END, 0, len(payload))
+        index = self._record_header(fmt.KIND_END, 0, len(payload))
         self._emit(payload)
-        self._emit(fmt.TRAILER.pack(digest(payload)))
+        self._emit(fmt.TRAILER.pack(fmt.record_checksum(payload, index)))

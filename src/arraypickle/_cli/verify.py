@@ -53,4 +53,11 @@ def run(args: argparse.Namespace) -> int:
         f"{report.records} records, {report.buffers} buffers of {report.buffer_bytes} bytes)",
         file=sys.stdout,
     )
+    if report.unverified_buffer_bytes:
+        print(
+            f"{report.file}: note: {report.unverified_buffer_bytes} bytes of buffers were "
+            "memory-mapped for writing since the dump, so their checksums were not checked "
+            "(`arraypickle convert` writes a sealed copy)",
+            file=sys.stdout,
+        )
     return EXIT_OK

@@ -1,7 +1,8 @@
 """Writes the numpy 1.x fixtures of tests/test_safe_load.py (run under numpy 1.26).
 
 python -m venv /tmp/np1 && /tmp/np1/bin/pip install "numpy<2" pluggy xxhash
-/tmp/np1/bin/pip install --no-deps -e . && /tmp/np1/bin/python tests/data/safe/make_numpy1.py
+/tmp/np1/bin/pip install --no-deps -e . && /tmp/np1/bin/python tests/data/safe/make_fixtures.py
+(and once under numpy 2 with the project's own environment)
 """
 
 import pathlib
