@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import _format as fmt
-from ._checksum import Hasher
+from ._checksum import Hasher, HashThread
 from ._damage import unpickler_failure
 from ._errors import CorruptFileError, UnknownWrapperError
 from ._memory import aligned_empty
@@ -31,6 +31,10 @@ READ_PIECE = 8 << 20
 # large pieces and hashing each on a helper thread during the next read: there was no
 # idle core to hash on, and hashing from memory instead of cache is slower.
 HASH_PIECE = 512 << 10
+# Buffers at least this big are hashed on a helper thread while the next piece is read
+# (see _checksum.HashThread), in pieces of BACKGROUND_PIECE.
+BACKGROUND_MIN = 4 << 20
+BACKGROUND_PIECE = 2 << 20
 # A declared size beyond this from a stream of unknown length is not believed.
 MAX_STREAM_RECORD = 1 << 44
 
@@ -108,6 +112,7 @@ class ContainerReader:
         self._verify = verify and mmap is None
         self._policy = policy
         self._scanning = False
+        self._hashing = HashThread()
         # True when the file was memory-mapped for writing: buffer checksums may be stale.
         self.buffers_unverifiable = False
         self._flagged = 0
@@ -159,12 +164,15 @@ class ContainerReader:
     def _while(self, exc: CorruptFileError, what: str) -> CorruptFileError:
         return CorruptFileError(f"{exc}, reading {what}")
 
-    def _fill(self, view: memoryview, what: str, hasher: Hasher | None) -> None:
-        """Read exactly ``len(view)`` bytes into ``view``, hashing as it goes."""
+    def _fill(
+        self, view: memoryview, what: str, hasher: Hasher | None, background: bool = False
+    ) -> None:
+        """Read exactly ``len(view)`` bytes into ``view``, hashing as it goes (with
+        ``background``, on the helper thread, waiting for it before returning)."""
         total = len(view)
         piece = self._piece or total
         if hasher is not None:
-            piece = min(piece, HASH_PIECE)
+            piece = min(piece, BACKGROUND_PIECE if background else HASH_PIECE)
         done = 0
         while done < total:
             end = min(done + piece, total)
@@ -176,9 +184,13 @@ class ContainerReader:
                     self.offset += done + got
                     raise self.corrupt(f"truncated: {what} needs {total} bytes, {done + got} read")
                 got += step
-            if hasher is not None:
+            if background:
+                self._hashing.update(hasher, part)
+            elif hasher is not None:
                 hasher.update(part)
             done = end
+        if background:
+            self._hashing.wait()
         self.offset += total
 
     def _readinto_some(self, view: memoryview, what: str) -> int:
@@ -303,7 +315,8 @@ class ContainerReader:
             except MemoryError:
                 raise self.corrupt(f"{what} declares {length} bytes: cannot allocate") from None
             hasher = fmt.record_hasher(self._records) if self._verify else None
-            self._fill(memoryview(buf), what, hasher)
+            background = hasher is not None and length >= BACKGROUND_MIN
+            self._fill(memoryview(buf), what, hasher, background)
             (expected,) = fmt.TRAILER.unpack(
                 self._read(fmt.TRAILER.size, f"the checksum of {what}")
             )
@@ -351,6 +364,12 @@ class ContainerReader:
 
     def load(self) -> Any:
         """Read the header, unpickle the object, then check the END record."""
+        try:
+            return self._load()
+        finally:
+            self._hashing.close()
+
+    def _load(self) -> Any:
         self.read_header()
         if self._policy is not None:
             # Safe loading: every record first (buffers into their final memory, as a
