@@ -1,0 +1,507 @@
+"""Parallel chunked compression and decompression: the machinery every codec shares.
+
+Three pieces, public to codec authors through :mod:`arraypickle.codec`:
+
+:class:`Pipeline`
+    Runs jobs on a thread pool of its own (at most ``threads`` at once, a bounded
+    number in flight) and hands their results to a sink in submission order. With one
+    thread it runs each job in the calling thread and starts no thread at all. The
+    pool lives only while the pipeline does (a dump or a load), so no idle pool is
+    ever inherited by a forked child; a job's exception is raised by the call that
+    retires it, and :meth:`Pipeline.abort` cancels what has not started, waits for
+    what has, and leaves no thread behind.
+:class:`ChunkedWriter`
+    A codec writer that gathers small writes (record headers, pickle frames) into
+    chunks of ``chunk_size`` bytes, cuts large writes into such chunks, compresses
+    each on the pipeline and writes the results in order. Subclasses say how one
+    chunk is compressed (:meth:`ChunkedWriter.job`).
+:class:`FramedReader`
+    A codec reader over a stream of independent frames: frames of known size that fit
+    in the caller's buffer are decompressed straight into it, several at once; others
+    go through a bounded buffer. Subclasses say how a frame is found and decoded.
+
+Threads pay only for large data: a stream of less than one chunk is compressed in the
+calling thread when it is closed, and nothing waits on a pool.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from ._writer import write_all
+
+__all__ = [
+    "ChunkedWriter",
+    "Frame",
+    "FramedReader",
+    "Pipeline",
+    "resolve_threads",
+    "usable_cores",
+]
+
+
+def usable_cores() -> int:
+    """The number of CPUs this process may run on (its affinity mask, where known).
+
+    Example::
+
+        >>> usable_cores() >= 1
+        True
+    """
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_threads(threads: int | None) -> int:
+    """The thread count ``threads`` asks for: None means every usable core.
+
+    Parameters:
+        threads: None, or an int >= 1.
+
+    Raises:
+        ValueError: for anything else.
+
+    Example::
+
+        >>> resolve_threads(1), resolve_threads(None) == usable_cores()
+        (1, True)
+    """
+    if threads is None:
+        return usable_cores()
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be None or an int >= 1, got {threads!r}")
+    return threads
+
+
+def _as_bytes(data: Any) -> memoryview:
+    view = memoryview(data)
+    if view.ndim != 1 or view.itemsize != 1:
+        view = view.cast("B")
+    return view
+
+
+class Pipeline:
+    """An ordered, bounded pipeline of jobs over a private thread pool.
+
+    ``submit(fn, *args)`` runs ``fn(*args)`` on one of ``threads`` worker threads;
+    results reach ``sink`` (called in the submitting thread) in submission order. At
+    most ``depth`` jobs (``2 * threads`` by default) are in flight: ``submit`` retires
+    the oldest first when there are more. With ``threads == 1`` each job runs at once
+    in the calling thread.
+
+    Parameters:
+        threads: worker threads, >= 1.
+        sink: receives each job's result, in order (None: results are dropped).
+        depth: the most jobs in flight.
+
+    Example::
+
+        >>> out = []
+        >>> pipe = Pipeline(2, out.append)
+        >>> for i in range(5):
+        ...     pipe.submit(pow, i, 2)
+        >>> pipe.close()
+        >>> out
+        [0, 1, 4, 9, 16]
+    """
+
+    def __init__(
+        self, threads: int, sink: Callable[[Any], None] | None = None, depth: int | None = None
+    ) -> None:
+        self.threads = resolve_threads(threads)
+        self._sink = sink
+        self._depth = max(1, depth if depth is not None else 2 * self.threads)
+        self._pending: deque[Future[Any]] = deque()
+        self._pool: ThreadPoolExecutor | None = None
+        self._pid = os.getpid()
+
+    @property
+    def pending(self) -> int:
+        """Jobs submitted and not yet retired."""
+        return len(self._pending)
+
+    def submit(self, fn: Callable[..., Any], *args: Any, inline: bool = False) -> None:
+        """Run ``fn(*args)``; its result goes to the sink after every earlier one.
+
+        With ``inline`` (or one thread) and nothing in flight, the job runs in the
+        calling thread: a last, lone job does not start a pool.
+        """
+        if self.threads == 1 or (inline and not self._pending):
+            self._deliver(fn(*args))
+            return
+        if self._pool is None:
+            if os.getpid() != self._pid:
+                raise RuntimeError("a Pipeline cannot be used in a forked child")
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="arraypickle")
+        self._pending.append(self._pool.submit(fn, *args))
+        while len(self._pending) > self._depth:
+            self._retire()
+
+    def _deliver(self, result: Any) -> None:
+        if self._sink is not None:
+            self._sink(result)
+
+    def _retire(self) -> None:
+        future = self._pending[0]
+        result = future.result()  # re-raises the job's exception here
+        self._pending.popleft()
+        self._deliver(result)
+
+    def drain(self) -> None:
+        """Retire every job in flight, in order."""
+        while self._pending:
+            self._retire()
+
+    def close(self) -> None:
+        """Retire every job, then stop the pool (on failure, :meth:`abort`)."""
+        try:
+            self.drain()
+        except BaseException:
+            self.abort()
+            raise
+        self._shutdown()
+
+    def abort(self) -> None:
+        """Drop the jobs not started, wait for the running ones, stop the pool.
+
+        Nothing reaches the sink; the jobs' results and exceptions are discarded.
+        Waiting matters: running jobs read memory the caller is about to reuse.
+        """
+        for future in self._pending:
+            future.cancel()
+        self._pending.clear()
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+class ChunkedWriter(io.RawIOBase):
+    """A writer that compresses its input in chunks, in parallel, written in order.
+
+    Subclasses set :attr:`chunk_size` and implement :meth:`job`; they may override
+    :meth:`emit` (what is done with a chunk's result, by default written to the file)
+    and :meth:`finish` (the stream's trailer). The stream's header, if any, is
+    written by the subclass's ``__init__``.
+
+    Input is cut into chunks at fixed offsets of the byte stream (every chunk but the
+    last holds exactly :attr:`chunk_size` bytes), whatever the sizes of the writes and
+    the number of threads, so the output is the same for every thread count.
+    :meth:`write_array` cuts array data at element boundaries instead.
+
+    ``write`` honours the writer contract: when it returns, no job reads the caller's
+    memory any more. Writes up to :attr:`copy_limit` bytes are copied into chunks the
+    writer owns, so the pipeline keeps running across writes; larger ones are
+    compressed in place, and ``write`` waits for their chunks before returning.
+
+    Parameters:
+        fileobj: where the compressed stream goes (written from the calling thread only).
+        threads: worker threads (1: everything in the calling thread).
+    """
+
+    #: Bytes per chunk: big enough that a chunk's compression dwarfs the per-job cost.
+    chunk_size: int = 1 << 20
+    #: Writes up to this size are copied into owned chunks instead of waited for.
+    copy_limit: int = 8 << 20
+
+    def __init__(self, fileobj: Any, threads: int | None = 1) -> None:
+        super().__init__()
+        self._fp = fileobj
+        self._pipe = Pipeline(resolve_threads(threads), self._emit_checked)
+        self._buf = bytearray(self.chunk_size)
+        self._fill = 0
+        self._failed = False
+        #: Uncompressed bytes taken so far.
+        self.total = 0
+
+    # -- what subclasses provide ------------------------------------------------------
+
+    def job(self, chunk: memoryview, itemsize: int, last: bool) -> Callable[[], Any]:
+        """The work of compressing ``chunk``: a callable run on a worker thread.
+
+        Called in the writing thread, in stream order, so it may keep ordered state
+        (the previous chunk's tail as a dictionary, a running index). ``chunk`` holds
+        whole elements of ``itemsize`` bytes; ``last`` is true once, for the final
+        chunk, which may be empty.
+        """
+        raise NotImplementedError
+
+    def emit(self, result: Any) -> None:
+        """Take one chunk's result, in stream order: by default, write it.
+
+        A result is bytes-like, a sequence of bytes-like objects, or None (nothing).
+        """
+        if result is None:
+            return
+        if isinstance(result, (list, tuple)):
+            for part in result:
+                _write_all(self._fp, part)
+        else:
+            _write_all(self._fp, result)
+
+    def finish(self) -> None:
+        """Write what follows the last chunk (a trailer); called once, by close."""
+
+    def start(self, header: Any) -> None:
+        """Write the stream's header (from ``__init__``); on failure the writer is closed."""
+        try:
+            _write_all(self._fp, header)
+        except BaseException:
+            self._failed = True
+            super().close()  # so that nothing more is written when it is collected
+            raise
+
+    # -- the file interface -----------------------------------------------------------
+
+    def writable(self) -> bool:
+        return True
+
+    def _emit_checked(self, result: Any) -> None:
+        self.emit(result)
+
+    def _guard(self, action: Callable[[], None]) -> None:
+        if self._failed:
+            raise ValueError("write to a compressed stream that failed")
+        try:
+            action()
+        except BaseException:
+            self._failed = True
+            self._pipe.abort()
+            raise
+
+    def write(self, data: Any) -> int:
+        view = _as_bytes(data)
+        n = len(view)
+        if self._fill + n < self.chunk_size and not self._failed:  # the common case: gather
+            self._buf[self._fill : self._fill + n] = view
+            self._fill += n
+            self.total += n
+            return n
+        self._guard(lambda: self._take(view))
+        return n
+
+    def _take(self, view: memoryview) -> None:
+        size = self.chunk_size
+        self.total += len(view)
+        if self._fill:
+            take = size - self._fill
+            self._buf[self._fill :] = view[:take]
+            view = view[take:]
+            self._fill = size
+            self._submit_buffer(last=False)
+        whole = len(view) - len(view) % size
+        in_place = whole > self.copy_limit
+        for start in range(0, whole, size):
+            piece = view[start : start + size]
+            self._pipe.submit(self.job(piece if in_place else memoryview(bytes(piece)), 1, False))
+        rest = view[whole:]
+        self._buf[: len(rest)] = rest
+        self._fill = len(rest)
+        if in_place:
+            self._pipe.drain()
+
+    def write_array(self, data: Any, itemsize: int) -> int:
+        """Write array bytes of ``itemsize``-byte elements as chunks of their own.
+
+        Gathered bytes go out first as a (short) chunk; the array is then cut into
+        chunks of whole elements. Writers whose :meth:`job` uses ``itemsize`` expose
+        this as their ``write_array``; others need not.
+        """
+        view = _as_bytes(data)
+        n = len(view)
+
+        def take() -> None:
+            self.total += n
+            if self._fill:
+                self._submit_buffer(last=False)
+            step = max(itemsize, self.chunk_size - self.chunk_size % itemsize)
+            in_place = n > self.copy_limit
+            for start in range(0, n, step):
+                piece = view[start : start + step]
+                chunk = piece if in_place else memoryview(bytes(piece))
+                self._pipe.submit(self.job(chunk, itemsize, False))
+            if in_place:
+                self._pipe.drain()
+
+        self._guard(take)
+        return n
+
+    def _submit_buffer(self, *, last: bool) -> None:
+        chunk = memoryview(self._buf)[: self._fill]
+        self._buf = bytearray(self.chunk_size) if not last else bytearray()
+        self._fill = 0
+        self._pipe.submit(self.job(chunk, 1, last), inline=last)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            if not self._failed:
+                self._guard(self._close_stream)
+        finally:
+            self._pipe.abort()  # a no-op after a clean close
+            super().close()
+
+    def _close_stream(self) -> None:
+        self._submit_buffer(last=True)
+        self._pipe.drain()
+        self.finish()
+
+
+def _write_all(fileobj: Any, data: Any) -> None:
+    write_all(fileobj.write, data)
+
+
+class Frame:
+    """One frame of a :class:`FramedReader` stream, as its subclass found it.
+
+    Parameters:
+        size: the decompressed size, when the frame states it (None: unknown, the
+            frame is then streamed through :meth:`FramedReader.stream`).
+        payload: whatever the subclass needs to decode it (its compressed bytes).
+        info: anything else the subclass wants to keep with it.
+    """
+
+    __slots__ = ("info", "payload", "size")
+
+    def __init__(self, size: int | None, payload: Any, info: Any = None) -> None:
+        self.size = size
+        self.payload = payload
+        self.info = info
+
+
+class FramedReader(io.RawIOBase):
+    """A reader over a stream of independently decodable frames.
+
+    Subclasses implement :meth:`next_frame` (read the next frame's bytes from the file,
+    in the calling thread; None at the end of the stream) and :meth:`decode_into`
+    (decode a frame of known size into a buffer of exactly that size; runs on a worker
+    thread). Frames of unknown size go through :meth:`stream`, which yields their
+    decompressed bytes in bounded pieces.
+
+    ``readinto(buf)`` decodes every frame that fits in ``buf`` straight into it, on
+    up to ``threads`` threads at once, and waits for them before returning; a frame
+    that straddles the end of ``buf`` is decoded into a buffer of the reader's own and
+    served from there. :attr:`read_size` tells the caller what size of ``readinto``
+    lets several frames go in place at once.
+
+    Parameters:
+        fileobj: the compressed stream, positioned at its first frame.
+        threads: worker threads (1: everything in the calling thread).
+    """
+
+    #: The largest frame this reader decodes as a whole (bigger ones are streamed).
+    max_frame: int = 64 << 20
+    #: Frames per ``readinto`` that let every thread work in place (see read_size).
+    frames_per_read: int = 4
+
+    def __init__(self, fileobj: Any, threads: int | None = 1) -> None:
+        super().__init__()
+        self._fp = fileobj
+        self.threads = resolve_threads(threads)
+        self._pipe = Pipeline(self.threads, None)
+        self._out = memoryview(b"")
+        self._out_pos = 0
+        self._stream: Iterator[Any] | None = None
+        self._eof = False
+        self.name = getattr(fileobj, "name", None)
+
+    @property
+    def read_size(self) -> int:
+        """``readinto`` sizes at which whole frames are decoded in place, in parallel."""
+        return self.frame_size_hint * self.frames_per_read * self.threads
+
+    #: A typical frame's decompressed size (read_size is a multiple of it).
+    frame_size_hint: int = 1 << 20
+
+    # -- what subclasses provide ------------------------------------------------------
+
+    def next_frame(self) -> Frame | None:
+        """Read the next frame from the file; None at the clean end of the stream."""
+        raise NotImplementedError
+
+    def decode_into(self, frame: Frame, out: memoryview) -> None:
+        """Decode ``frame`` into ``out`` (``len(out) == frame.size``); on a worker thread."""
+        raise NotImplementedError
+
+    def stream(self, frame: Frame) -> Iterator[Any]:
+        """Yield the decompressed bytes of a frame of unknown size, in bounded pieces."""
+        raise NotImplementedError
+
+    # -- the file interface -----------------------------------------------------------
+
+    def readable(self) -> bool:
+        return True
+
+    def _decoded(self, frame: Frame) -> memoryview:
+        buf = bytearray(frame.size or 0)
+        self.decode_into(frame, memoryview(buf))
+        return memoryview(buf)
+
+    def readinto(self, b: Any) -> int:
+        view = _as_bytes(b)
+        total = len(view)
+        done = 0
+        try:
+            while done < total:
+                if self._out_pos < len(self._out):
+                    take = min(total - done, len(self._out) - self._out_pos)
+                    view[done : done + take] = self._out[self._out_pos : self._out_pos + take]
+                    self._out_pos += take
+                    done += take
+                    continue
+                if self._stream is not None:
+                    piece = next(self._stream, None)
+                    if piece is None:
+                        self._stream = None
+                    else:
+                        self._out, self._out_pos = _as_bytes(piece), 0
+                    continue
+                if self._eof:
+                    break
+                frame = self.next_frame()
+                if frame is None:
+                    self._eof = True
+                    break
+                if frame.size is None or frame.size > self.max_frame:
+                    self._stream = self.stream(frame)
+                elif frame.size <= total - done:
+                    self._pipe.submit(self.decode_into, frame, view[done : done + frame.size])
+                    done += frame.size
+                else:
+                    # Straddles the end of the caller's buffer: into our own, after the
+                    # in-place frames have been handed out.
+                    self._pipe.drain()
+                    self._out, self._out_pos = self._decoded(frame), 0
+            self._pipe.drain()
+        except BaseException:
+            self._pipe.abort()
+            raise
+        return done
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            return self.readall()
+        if self._out_pos + size <= len(self._out):  # small reads: record headers
+            start = self._out_pos
+            self._out_pos += size
+            return bytes(self._out[start : self._out_pos])
+        buf = bytearray(size)
+        got = self.readinto(buf)
+        del buf[got:]
+        return bytes(buf)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._pipe.abort()
+            self._out = memoryview(b"")
+        super().close()
