@@ -16,6 +16,7 @@ from . import _joblib, _joblib_zf, _progress, _remote
 from ._atomic import replacing
 from ._compress import resolve
 from ._errors import ArrayPickleError, CorruptFileError, UnknownCodecError, describe
+from ._parallel import resolve_threads
 from ._pickler import Pickler
 from ._plugins import KnownCodec, Registry, get_registry
 from ._reader import ContainerReader, MmapTarget, Unpickler
@@ -31,6 +32,7 @@ MMAP_MODES = (None, "r", "r+", "w+", "c")
 # a decompressing reader they also bound the reader's own buffers.
 _FILE_PIECE = 2 << 20
 _CODEC_PIECE = 2 << 20
+_MAX_CODEC_PIECE = 64 << 20
 
 
 def dump(
@@ -39,6 +41,7 @@ def dump(
     compress: Any = 0,
     protocol: int | None = None,
     *,
+    threads: int | None = None,
     progress: _progress.Progress = False,
     storage_options: dict[str, Any] | None = None,
 ) -> list[str] | None:
@@ -57,6 +60,10 @@ def dump(
             is not a tuple and the path ends with a codec's extension (``.z``,
             ``.gz``, ``.bz2``, ``.lzma``, ``.xz``, plus plugins'), that codec is used.
         protocol: the pickle protocol of the opcode stream (default 5).
+        threads: threads compressing in parallel: None (the default) for every core
+            this process may use, 1 for none besides the caller's. Codecs that are
+            not parallel ignore it; the file is the same for every value (see
+            ``docs/guide.md``, "Parallelism").
         progress: ``True`` for a progress bar on stderr (files over 100 MiB), or a
             callable receiving ``(done_bytes, None)`` as the file is written and
             ``(total, total)`` at the end (see ``docs/progress.md``).
@@ -73,11 +80,14 @@ def dump(
         ['model.pkl']
         >>> arraypickle.dump([1, 2], "small.pkl.gz")  # gzip, from the extension
         ['small.pkl.gz']
+        >>> arraypickle.dump(model, "model.pkl.z", compress=3, threads=2)
+        ['model.pkl.z']
         >>> arraypickle.dump(model, "s3://bucket/model.pkl")  # needs arraypickle[remote]
         ['s3://bucket/model.pkl']
     """
     registry = get_registry()
     proto = _protocol(protocol)
+    nthreads = resolve_threads(threads)
     _progress.check(progress)
     if isinstance(filename, (str, os.PathLike)):
         path = os.fspath(filename)
@@ -87,7 +97,7 @@ def dump(
         target = _remote.locate(path, storage_options)
         opener = replacing(target) if isinstance(target, str) else target.writing()
         with _progress.track(progress, "dump", path) as tracker, opener as out:
-            _write(value, tracker.writer(out), codec, level, proto, registry)
+            _write(value, tracker.writer(out), codec, level, proto, registry, nthreads)
         # The path itself: str() of an os.PathLike that is not a pathlib path is
         # not a file name.
         return [path]
@@ -97,7 +107,7 @@ def dump(
         codec, level = resolve(compress, None, registry)
         out = _remote.bounded_writer(filename)
         with _progress.track(progress, "dump", describe(filename)) as tracker:
-            _write(value, tracker.writer(out), codec, level, proto, registry)
+            _write(value, tracker.writer(out), codec, level, proto, registry, nthreads)
         return None
     raise ValueError(
         "Second argument should be a filename (str or os.PathLike) or a writable binary "
@@ -110,6 +120,7 @@ def dumps(
     compress: Any = 0,
     protocol: int | None = None,
     *,
+    threads: int | None = None,
     progress: _progress.Progress = False,
 ) -> bytes:
     """Persist ``value`` into ``bytes``; the arguments are those of :func:`dump`.
@@ -121,7 +132,7 @@ def dumps(
         9
     """
     out = io.BytesIO()
-    dump(value, out, compress=compress, protocol=protocol, progress=progress)
+    dump(value, out, compress=compress, protocol=protocol, threads=threads, progress=progress)
     return out.getvalue()
 
 
@@ -131,6 +142,7 @@ def load(
     *,
     safe: bool = False,
     trusted: Iterable[Any] | None = None,
+    threads: int | None = None,
     progress: _progress.Progress = False,
     storage_options: dict[str, Any] | None = None,
 ) -> Any:
@@ -156,6 +168,8 @@ def load(
             anything in it runs, and again as the load imports it.
         trusted: more globals to allow, as ``'module.qualname'`` strings or the
             classes and functions themselves; giving it (even empty) implies ``safe``.
+        threads: threads decompressing in parallel, for codecs whose streams allow
+            it (None: every usable core; 1: none besides the caller's).
         progress: ``True`` for a progress bar on stderr (files over 100 MiB), or a
             callable receiving ``(done_bytes, file_size or None)`` (see
             ``docs/progress.md``).
@@ -184,6 +198,7 @@ def load(
     mode = "r+" if mmap_mode == "w+" else mmap_mode
     policy = make_policy(safe, trusted)
     registry = get_registry()
+    nthreads = resolve_threads(threads)
     _progress.check(progress)
     if isinstance(filename, (str, os.PathLike)):
         path = os.fspath(filename)
@@ -198,7 +213,9 @@ def load(
                     UserWarning,
                 )
             with _progress.track(progress, "load", path) as tracker, target.reading() as f:
-                return _read_guarded(tracker.reader(f), repr(path), registry, policy)
+                return _read_guarded(
+                    tracker.reader(f), repr(path), registry, policy, threads=nthreads
+                )
         with _progress.track(progress, "load", path) as tracker, open(target, "rb") as f:
             if mode is not None and not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
                 warn_caller(
@@ -208,7 +225,13 @@ def load(
                 )
                 mode = None
             return _read_guarded(
-                tracker.reader(f), repr(path), registry, policy, path=target, mmap_mode=mode
+                tracker.reader(f),
+                repr(path),
+                registry,
+                policy,
+                path=target,
+                mmap_mode=mode,
+                threads=nthreads,
             )
     _no_storage_options(storage_options, filename)
     if callable(getattr(filename, "read", None)):
@@ -220,7 +243,9 @@ def load(
                 UserWarning,
             )
         with _progress.track(progress, "load", describe(filename)) as tracker:
-            return _read_guarded(tracker.reader(filename), describe(filename), registry, policy)
+            return _read_guarded(
+                tracker.reader(filename), describe(filename), registry, policy, threads=nthreads
+            )
     raise ValueError(
         "load expects a filename (str or os.PathLike) or a readable binary file object, "
         f"{filename!r} (type {type(filename).__name__}) was given."
@@ -232,11 +257,12 @@ def loads(
     *,
     safe: bool = False,
     trusted: Iterable[Any] | None = None,
+    threads: int | None = None,
     progress: _progress.Progress = False,
 ) -> Any:
     """Load an object from the bytes :func:`dumps` (or ``pickle.dumps``) made.
 
-    ``safe``, ``trusted`` and ``progress`` are those of :func:`load`.
+    ``safe``, ``trusted``, ``threads`` and ``progress`` are those of :func:`load`.
 
     Example::
 
@@ -249,9 +275,12 @@ def loads(
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ValueError(f"loads expects bytes, got {type(data).__name__}")
     policy = make_policy(safe, trusted)
+    nthreads = resolve_threads(threads)
     _progress.check(progress)
     with _progress.track(progress, "load", "<bytes>") as tracker:
-        return _read_guarded(tracker.reader(io.BytesIO(data)), "<bytes>", get_registry(), policy)
+        return _read_guarded(
+            tracker.reader(io.BytesIO(data)), "<bytes>", get_registry(), policy, threads=nthreads
+        )
 
 
 # -- internals --------------------------------------------------------------------
@@ -287,8 +316,21 @@ def _no_storage_options(storage_options: Any, fileobj: Any) -> None:
         )
 
 
-def _write(value: Any, out: Any, codec: Any, level: int, protocol: int, registry: Registry) -> None:
-    stream = codec.open_writer(out, level) if codec is not None else out
+def _write(
+    value: Any,
+    out: Any,
+    codec: Any,
+    level: int,
+    protocol: int,
+    registry: Registry,
+    threads: int = 1,
+) -> None:
+    if codec is None:
+        stream = out
+    elif getattr(codec, "parallel", False):
+        stream = codec.open_writer(out, level, threads=threads)
+    else:
+        stream = codec.open_writer(out, level)
     try:
         writer = ContainerWriter(stream)
         Pickler(writer, protocol, registry.wrapper_index).dump(value)
@@ -329,6 +371,8 @@ def _read(
     mmap_mode: str | None = None,
     inner: bool = False,
     policy: Policy | None = None,
+    threads: int = 1,
+    piece: int | None = None,
 ) -> Any:
     magics = registry.magics()
     head, stream = sniff(stream, [fmt.MAGIC, _joblib_zf.MAGIC, *magics])
@@ -345,7 +389,7 @@ def _read(
             wrappers=registry.wrappers,
             size=remaining_size(stream),
             mmap=MmapTarget(path, mmap_mode) if path and mmap_mode else None,
-            piece=_CODEC_PIECE if inner else _FILE_PIECE,
+            piece=piece or (_CODEC_PIECE if inner else _FILE_PIECE),
             policy=policy,
         )
         return reader.load()
@@ -362,7 +406,7 @@ def _read(
                     "and is loaded into memory instead",
                     UserWarning,
                 )
-            return _read_compressed(stream, name, codec, registry, policy)
+            return _read_compressed(stream, name, codec, registry, policy, threads)
     if not head:
         raise CorruptFileError(f"{name}: the file is empty")
     # A pickle, possibly joblib's (arrays after their wrappers; warns for mmap_mode
@@ -378,7 +422,7 @@ def _read(
             path=path,
             mmap_mode=mmap_mode,
             size=remaining_size(stream),
-            piece=_CODEC_PIECE if inner else _FILE_PIECE,
+            piece=piece or (_CODEC_PIECE if inner else _FILE_PIECE),
             inner=inner,
         )
     finally:
@@ -387,17 +431,29 @@ def _read(
 
 
 def _read_compressed(
-    stream: Any, name: str, codec: Any, registry: Registry, policy: Policy | None
+    stream: Any, name: str, codec: Any, registry: Registry, policy: Policy | None, threads: int
 ) -> Any:
-    reader = codec.open_reader(stream)
+    if getattr(codec, "parallel", False):
+        reader = codec.open_reader(stream, threads=threads)
+    else:
+        reader = codec.open_reader(stream)
     try:
         guarded = Guarded(reader, name, codec.name)
-        value = _read(guarded, name, registry, inner=True, policy=policy)
+        value = _read(guarded, name, registry, inner=True, policy=policy, piece=_piece(reader))
         if guarded.read(1):
             raise CorruptFileError(f"{name}: data follows the object in the {codec.name} stream")
     finally:
         reader.close()
     return value
+
+
+def _piece(reader: Any) -> int:
+    """The size of the reads of buffer payloads from a codec's reader: 2 MiB, or the
+    ``read_size`` at which the reader decodes whole frames in place (up to 64 MiB)."""
+    hint = getattr(reader, "read_size", None)
+    if isinstance(hint, int) and not isinstance(hint, bool) and hint > _CODEC_PIECE:
+        return min(hint, _MAX_CODEC_PIECE)
+    return _CODEC_PIECE
 
 
 def _new_unpickler(file: Any, bindings: Any, policy: Policy | None = None) -> Unpickler:
