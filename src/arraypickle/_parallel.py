@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from ._errors import CorruptFileError, describe
 from ._writer import write_all
 
 __all__ = [
@@ -196,7 +197,9 @@ class ChunkedWriter(io.RawIOBase):
     Input is cut into chunks at fixed offsets of the byte stream (every chunk but the
     last holds exactly :attr:`chunk_size` bytes), whatever the sizes of the writes and
     the number of threads, so the output is the same for every thread count.
-    :meth:`write_array` cuts array data at element boundaries instead.
+    :meth:`write_elements` cuts array data at element boundaries instead; an
+    array-aware writer exposes it as its ``write_array``
+    (``write_array = ChunkedWriter.write_elements``).
 
     ``write`` honours the writer contract: when it returns, no job reads the caller's
     memory any more. Writes up to :attr:`copy_limit` bytes are copied into chunks the
@@ -309,12 +312,13 @@ class ChunkedWriter(io.RawIOBase):
         if in_place:
             self._pipe.drain()
 
-    def write_array(self, data: Any, itemsize: int) -> int:
+    def write_elements(self, data: Any, itemsize: int) -> int:
         """Write array bytes of ``itemsize``-byte elements as chunks of their own.
 
         Gathered bytes go out first as a (short) chunk; the array is then cut into
-        chunks of whole elements. Writers whose :meth:`job` uses ``itemsize`` expose
-        this as their ``write_array``; others need not.
+        chunks of whole elements. Only writers whose :meth:`job` uses ``itemsize``
+        want this, as their ``write_array``: arraypickle calls ``write_array`` for
+        every array buffer when the writer has one.
         """
         view = _as_bytes(data)
         n = len(view)
@@ -365,10 +369,10 @@ class Frame:
     """One frame of a :class:`FramedReader` stream, as its subclass found it.
 
     Parameters:
-        size: the decompressed size, when the frame states it (None: unknown, the
+        size: the decompressed size, when the frame states it (None: unknown; the
             frame is then streamed through :meth:`FramedReader.stream`).
-        payload: whatever the subclass needs to decode it (its compressed bytes).
-        info: anything else the subclass wants to keep with it.
+        payload: what the subclass needs to decode it (its compressed bytes).
+        info: anything else the subclass keeps with it.
     """
 
     __slots__ = ("info", "payload", "size")
@@ -382,33 +386,42 @@ class Frame:
 class FramedReader(io.RawIOBase):
     """A reader over a stream of independently decodable frames.
 
-    Subclasses implement :meth:`next_frame` (read the next frame's bytes from the file,
-    in the calling thread; None at the end of the stream) and :meth:`decode_into`
-    (decode a frame of known size into a buffer of exactly that size; runs on a worker
-    thread). Frames of unknown size go through :meth:`stream`, which yields their
-    decompressed bytes in bounded pieces.
+    Subclasses implement :meth:`next_frame` (read the next frame from the input, in
+    the calling thread, with :meth:`take`; None at the clean end of the stream) and
+    :meth:`decode_into` (decode a frame of known size into a buffer of exactly that
+    size; runs on a worker thread). Frames of unknown size, or larger than
+    :attr:`max_frame`, go through :meth:`stream`, which yields their decompressed
+    bytes in bounded pieces.
 
     ``readinto(buf)`` decodes every frame that fits in ``buf`` straight into it, on
     up to ``threads`` threads at once, and waits for them before returning; a frame
-    that straddles the end of ``buf`` is decoded into a buffer of the reader's own and
-    served from there. :attr:`read_size` tells the caller what size of ``readinto``
-    lets several frames go in place at once.
+    that straddles the end of ``buf`` is decoded into a buffer of the reader's own
+    and served from there. :attr:`read_size` tells the caller (arraypickle's
+    container reader) what size of ``readinto`` keeps every thread busy in place.
 
     Parameters:
         fileobj: the compressed stream, positioned at its first frame.
         threads: worker threads (1: everything in the calling thread).
     """
 
-    #: The largest frame this reader decodes as a whole (bigger ones are streamed).
-    max_frame: int = 64 << 20
-    #: Frames per ``readinto`` that let every thread work in place (see read_size).
+    #: The codec's name, for error messages.
+    codec_name: str = "compressed"
+    #: A typical frame's decompressed size (what the codec's writer produces).
+    frame_size: int = 1 << 20
+    #: Frames per thread in one ``readinto`` of :attr:`read_size` bytes.
     frames_per_read: int = 4
+    #: The largest frame decoded as a whole (larger ones are streamed).
+    max_frame: int = 64 << 20
+    #: Compressed bytes read from the file per call, for headers and small frames.
+    read_piece: int = 256 << 10
 
     def __init__(self, fileobj: Any, threads: int | None = 1) -> None:
         super().__init__()
         self._fp = fileobj
         self.threads = resolve_threads(threads)
         self._pipe = Pipeline(self.threads, None)
+        self._in = bytearray()
+        self._in_pos = 0
         self._out = memoryview(b"")
         self._out_pos = 0
         self._stream: Iterator[Any] | None = None
@@ -417,25 +430,104 @@ class FramedReader(io.RawIOBase):
 
     @property
     def read_size(self) -> int:
-        """``readinto`` sizes at which whole frames are decoded in place, in parallel."""
-        return self.frame_size_hint * self.frames_per_read * self.threads
-
-    #: A typical frame's decompressed size (read_size is a multiple of it).
-    frame_size_hint: int = 1 << 20
+        """The ``readinto`` size at which whole frames are decoded in place on every thread."""
+        return self.frame_size * self.frames_per_read * self.threads
 
     # -- what subclasses provide ------------------------------------------------------
 
     def next_frame(self) -> Frame | None:
-        """Read the next frame from the file; None at the clean end of the stream."""
+        """Read the next frame from the input; None at the clean end of the stream."""
         raise NotImplementedError
 
     def decode_into(self, frame: Frame, out: memoryview) -> None:
-        """Decode ``frame`` into ``out`` (``len(out) == frame.size``); on a worker thread."""
+        """Decode ``frame`` into ``out`` (``len(out) == frame.size``); on a worker thread.
+
+        Raise :meth:`corrupt` unless the frame decodes to exactly ``frame.size`` bytes.
+        """
         raise NotImplementedError
 
     def stream(self, frame: Frame) -> Iterator[Any]:
-        """Yield the decompressed bytes of a frame of unknown size, in bounded pieces."""
-        raise NotImplementedError
+        """Yield the decompressed bytes of a frame of unknown size, in bounded pieces.
+
+        It reads the rest of the frame with :meth:`read_input` and gives back what it
+        read past the frame's end with :meth:`unread`.
+        """
+        raise self.corrupt("has a frame of unknown size")
+        yield b""  # pragma: no cover
+
+    # -- input, for subclasses -------------------------------------------------------
+
+    def corrupt(self, what: str) -> CorruptFileError:
+        """The error for a damaged stream: ``<file>: <codec> stream <what>``."""
+        return CorruptFileError(f"{describe(self._fp)}: {self.codec_name} stream {what}")
+
+    def _buffered(self) -> int:
+        return len(self._in) - self._in_pos
+
+    def at_end(self) -> bool:
+        """Whether the input has no more bytes."""
+        if self._buffered():
+            return False
+        more = self._fp.read(self.read_piece)
+        if not more:
+            return True
+        self._in, self._in_pos = bytearray(more), 0
+        return False
+
+    def take(self, n: int, what: str) -> bytes:
+        """Exactly ``n`` input bytes; a truncated stream raises :meth:`corrupt`."""
+        have = self._buffered()
+        if not have and n >= self.read_piece:  # a large payload: straight from the file
+            data = self._fp.read(n) or b""
+            parts, got = [data], len(data)
+            while got < n:
+                more = self._fp.read(n - got)
+                if not more:
+                    raise self.corrupt(f"is truncated ({what})")
+                parts.append(more)
+                got += len(more)
+            return data if len(parts) == 1 else b"".join(parts)
+        while have < n:
+            more = self._fp.read(max(self.read_piece, n - have))
+            if not more:
+                raise self.corrupt(f"is truncated ({what})")
+            if self._in_pos:
+                del self._in[: self._in_pos]
+                self._in_pos = 0
+            self._in += more
+            have += len(more)
+        start = self._in_pos
+        self._in_pos += n
+        return bytes(self._in[start : start + n])
+
+    def peek(self, offset: int, n: int, what: str) -> bytes:
+        """``n`` input bytes at ``offset`` from the current position, without taking them."""
+        have = self._buffered()
+        while have < offset + n:
+            more = self._fp.read(max(self.read_piece, offset + n - have))
+            if not more:
+                raise self.corrupt(f"is truncated ({what})")
+            if self._in_pos:
+                del self._in[: self._in_pos]
+                self._in_pos = 0
+            self._in += more
+            have += len(more)
+        start = self._in_pos + offset
+        return bytes(self._in[start : start + n])
+
+    def read_input(self, n: int) -> bytes:
+        """Up to ``n`` input bytes (b'' at the end of the file), for streamed frames."""
+        if self._buffered():
+            start = self._in_pos
+            self._in_pos = min(len(self._in), start + n)
+            return bytes(self._in[start : self._in_pos])
+        return self._fp.read(n) or b""
+
+    def unread(self, data: bytes) -> None:
+        """Give back input read past the end of a streamed frame."""
+        if data:
+            self._in = bytearray(data) + self._in[self._in_pos :]
+            self._in_pos = 0
 
     # -- the file interface -----------------------------------------------------------
 
@@ -471,16 +563,13 @@ class FramedReader(io.RawIOBase):
                 frame = self.next_frame()
                 if frame is None:
                     self._eof = True
-                    break
-                if frame.size is None or frame.size > self.max_frame:
+                elif frame.size is None or frame.size > self.max_frame:
                     self._stream = self.stream(frame)
                 elif frame.size <= total - done:
                     self._pipe.submit(self.decode_into, frame, view[done : done + frame.size])
                     done += frame.size
                 else:
-                    # Straddles the end of the caller's buffer: into our own, after the
-                    # in-place frames have been handed out.
-                    self._pipe.drain()
+                    # Straddles the end of the caller's buffer: decoded into our own.
                     self._out, self._out_pos = self._decoded(frame), 0
             self._pipe.drain()
         except BaseException:
@@ -504,4 +593,5 @@ class FramedReader(io.RawIOBase):
         if not self.closed:
             self._pipe.abort()
             self._out = memoryview(b"")
+            self._stream = None
         super().close()

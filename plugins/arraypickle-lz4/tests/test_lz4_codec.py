@@ -47,11 +47,12 @@ def test_level_is_lz4_frame_compression_level_as_in_joblib():
 
 
 def test_frame_descriptor():
-    blob = arraypickle.dumps([1, 2, 3], compress="lz4")
+    blob = arraypickle.dumps(pixels(), compress="lz4")  # several blocks
     assert blob[:4] == b"\x04\x22\x4d\x18"
     flg, bd = blob[4], blob[5]
     assert flg >> 6 == 0b01  # frame version 1
-    assert not flg & 0x20  # linked blocks
+    assert not flg & 0x20  # linked blocks (LZ4 unlinks a frame of one block)
+    assert flg & 0x08  # the content size, which lets frames decode in parallel
     assert not flg & 0x04  # no content checksum: the container checks itself
     assert (bd >> 4) & 0x7 == 4  # 64 KiB blocks
 
