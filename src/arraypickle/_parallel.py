@@ -20,14 +20,22 @@ Three pieces, public to codec authors through :mod:`arraypickle.codec`:
     in the caller's buffer are decompressed straight into it, several at once; others
     go through a bounded buffer. Subclasses say how a frame is found and decoded.
 
+:class:`ReadAhead`
+    For formats that decode in one sequence (deflate, bzip2, xz): the decoder runs on
+    one helper thread, a few pieces ahead of the reader, while the caller hashes,
+    copies and unpickles; the caller's thread alone reads the file, and feeds it.
+
 Threads pay only for large data: a stream of less than one chunk is compressed in the
 calling thread when it is closed, and nothing waits on a pool.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import queue
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -41,6 +49,7 @@ __all__ = [
     "Frame",
     "FramedReader",
     "Pipeline",
+    "ReadAhead",
     "resolve_threads",
     "usable_cores",
 ]
@@ -595,3 +604,127 @@ class FramedReader(io.RawIOBase):
             self._out = memoryview(b"")
             self._stream = None
         super().close()
+
+
+_NEED = object()  # from the helper: "my input queue is empty"
+_END = object()  # from the helper: "the decoder is done"
+
+
+class _Feed:
+    """The compressed input as the helper thread of a :class:`ReadAhead` sees it."""
+
+    def __init__(self, inq: queue.Queue[bytes], outq: queue.Queue[Any]) -> None:
+        self._inq = inq
+        self._outq = outq
+        self._eof = False
+        self.name = None
+
+    def read(self, n: int = -1) -> bytes:
+        if self._eof:
+            return b""
+        try:
+            data = self._inq.get_nowait()
+        except queue.Empty:
+            self._outq.put(_NEED)
+            data = self._inq.get()
+        if not data:
+            self._eof = True
+        return data
+
+
+class ReadAhead:
+    """Runs a sequential decoder on one helper thread, a bounded distance ahead of its reader.
+
+    ``produce(feed)`` is the decoder: it reads compressed bytes with ``feed.read(n)``
+    and yields decompressed pieces (bytes-like). The calling thread reads ``fileobj``
+    (``piece`` bytes at a time, at most ``depth`` pieces ahead) and hands the bytes
+    over, so the file is only ever touched by the caller; :meth:`next` returns the
+    decoder's pieces in order (b'' at the end) and re-raises its exceptions.
+    :meth:`close` stops the helper and waits for it.
+
+    Parameters:
+        fileobj: the compressed input.
+        produce: the decoder, run on the helper thread.
+        piece: bytes per read of ``fileobj``.
+        depth: pieces of input, and of output, held at most.
+
+    Example::
+
+        >>> src = io.BytesIO(zlib.compress(b"x" * 100))
+        >>> def produce(feed):
+        ...     d = zlib.decompressobj()
+        ...     while data := feed.read(10):
+        ...         yield d.decompress(data)
+        >>> ahead = ReadAhead(src, produce)
+        >>> b"".join(iter(ahead.next, b"")) == b"x" * 100
+        True
+        >>> ahead.close()
+    """
+
+    def __init__(
+        self,
+        fileobj: Any,
+        produce: Callable[[Any], Iterator[Any]],
+        *,
+        piece: int = 256 << 10,
+        depth: int = 4,
+    ) -> None:
+        self._fp = fileobj
+        self._piece = piece
+        self._depth = depth
+        self._inq: queue.Queue[bytes] = queue.Queue()
+        self._outq: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._in_eof = False
+        self._done = False
+        self._stop = False
+        self._thread = threading.Thread(
+            target=self._run, args=(produce,), name="arraypickle-readahead", daemon=True
+        )
+        self._top_up()
+        self._thread.start()
+
+    def _run(self, produce: Callable[[Any], Iterator[Any]]) -> None:
+        try:
+            for out in produce(_Feed(self._inq, self._outq)):
+                if self._stop:
+                    return
+                if len(out):
+                    self._outq.put(out)
+            self._outq.put(_END)
+        except BaseException as exc:  # handed to the reader, raised there
+            self._outq.put(exc)
+
+    def _top_up(self, at_least: int = 0) -> None:
+        while not self._in_eof and (at_least > 0 or self._inq.qsize() < self._depth):
+            data = self._fp.read(self._piece) or b""
+            self._inq.put(data)
+            self._in_eof = not data
+            at_least -= 1
+
+    def next(self) -> Any:
+        """The next decompressed piece; b'' at the end of the stream."""
+        if self._done:
+            return b""
+        while True:
+            self._top_up()
+            item = self._outq.get()
+            if item is _NEED:
+                self._top_up(at_least=1)
+                continue
+            if item is _END:
+                self._done = True
+                return b""
+            if isinstance(item, BaseException):
+                self._done = True
+                raise item
+            return item
+
+    def close(self) -> None:
+        """Stop the helper thread and wait for it (its pending output is dropped)."""
+        self._stop = True
+        self._done = True
+        self._inq.put(b"")  # wakes a helper waiting for input; it sees the end
+        while self._thread.is_alive():
+            with contextlib.suppress(queue.Empty):  # wakes a helper waiting to hand out
+                self._outq.get(timeout=0.05)
+        self._thread.join()

@@ -5,7 +5,9 @@ default is 9, as in joblib and the ``bzip2`` tool. Concatenated streams read as 
 
 The codec is ``parallel``: each 4 MiB chunk becomes a complete bzip2 stream, compressed
 on one of ``threads`` threads; the streams follow one another, which ``bzip2 -d`` and
-every bzip2 reader take as one. Reading is sequential.
+every bzip2 reader take as one. Reading decodes in one sequence (where a stream ends
+is only known by decoding it), on a helper thread ahead of the reader when ``threads``
+> 1.
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ class Bz2Codec(Codec):
         )
 
     def open_reader(self, fileobj: Any, threads: int = 1) -> DecompressReader:
-        return DecompressReader(fileobj, bz2.BZ2Decompressor, codec=self.name, multistream=True)
+        return DecompressReader(
+            fileobj, bz2.BZ2Decompressor, codec=self.name, multistream=True, threads=threads
+        )
 
 
 @hookimpl

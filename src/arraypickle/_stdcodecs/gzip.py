@@ -6,7 +6,8 @@ output. Files of several members (``cat a.gz b.gz``, pigz) read as one stream.
 
 The codec is ``parallel``: 1 MiB chunks are deflated on ``threads`` threads and joined
 into one member, with the CRC-32 combined from the chunks' (see ``_deflate``).
-Reading is sequential: a deflate stream cannot be split without decoding it.
+Reading decodes in one sequence (a deflate stream cannot be split without decoding
+it), on a helper thread ahead of the reader when ``threads`` > 1.
 """
 
 from __future__ import annotations
@@ -34,7 +35,11 @@ class GzipCodec(Codec):
 
     def open_reader(self, fileobj: Any, threads: int = 1) -> DecompressReader:
         return DecompressReader(
-            fileobj, lambda: Inflater(_GZIP_WBITS), codec=self.name, multistream=True
+            fileobj,
+            lambda: Inflater(_GZIP_WBITS),
+            codec=self.name,
+            multistream=True,
+            threads=threads,
         )
 
 

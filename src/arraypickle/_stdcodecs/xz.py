@@ -7,7 +7,8 @@ The codec is ``parallel``: each chunk (the preset's dictionary size, 4 to 16 MiB
 becomes a complete xz stream, compressed on one of ``threads`` threads; the streams
 follow one another, which ``xz -d`` and every xz reader take as one. Each thread holds
 an encoder of the preset's size (94 MiB at the default 6, see ``xz --help``).
-Reading is sequential.
+Reading decodes in one sequence, on a helper thread ahead of the reader when
+``threads`` > 1.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class XzCodec(Codec):
             lambda: lzma.LZMADecompressor(lzma.FORMAT_XZ),
             codec=self.name,
             multistream=True,
+            threads=threads,
         )
 
 

@@ -5,7 +5,8 @@ Magic ``78`` (the CMF byte of a 32 KiB deflate window). Levels map directly to z
 
 The codec is ``parallel``: 1 MiB chunks are deflated on ``threads`` threads and joined
 into the one stream, with the Adler-32 combined from the chunks' (see ``_deflate``).
-Reading is sequential: a deflate stream cannot be split without decoding it.
+Reading decodes in one sequence (a deflate stream cannot be split without decoding
+it), on a helper thread ahead of the reader when ``threads`` > 1.
 """
 
 from __future__ import annotations
@@ -31,7 +32,11 @@ class ZlibCodec(Codec):
 
     def open_reader(self, fileobj: Any, threads: int = 1) -> DecompressReader:
         return DecompressReader(
-            fileobj, lambda: Inflater(zlib.MAX_WBITS), codec=self.name, multistream=False
+            fileobj,
+            lambda: Inflater(zlib.MAX_WBITS),
+            codec=self.name,
+            multistream=False,
+            threads=threads,
         )
 
 
