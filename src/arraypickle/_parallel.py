@@ -102,7 +102,8 @@ class Pipeline:
 
     ``submit(fn, *args)`` runs ``fn(*args)`` on one of ``threads`` worker threads;
     results reach ``sink`` (called in the submitting thread) in submission order. At
-    most ``depth`` jobs (``2 * threads`` by default) are in flight: ``submit`` retires
+    most ``depth`` jobs (``threads + 1`` by default: one waiting for each worker to
+    finish) are in flight: ``submit`` retires
     the oldest first when there are more. With ``threads == 1`` each job runs at once
     in the calling thread.
 
@@ -127,7 +128,7 @@ class Pipeline:
     ) -> None:
         self.threads = resolve_threads(threads)
         self._sink = sink
-        self._depth = max(1, depth if depth is not None else 2 * self.threads)
+        self._depth = max(1, depth if depth is not None else self.threads + 1)
         self._pending: deque[Future[Any]] = deque()
         self._pool: ThreadPoolExecutor | None = None
         self._pid = os.getpid()
@@ -228,7 +229,10 @@ class ChunkedWriter(io.RawIOBase):
     def __init__(self, fileobj: Any, threads: int | None = 1) -> None:
         super().__init__()
         self._fp = fileobj
-        self._pipe = Pipeline(resolve_threads(threads), self._emit_checked)
+        self._pipe = Pipeline(resolve_threads(threads), self._retired)
+        # Chunk buffers of the writer's own, recycled once their job has retired, so
+        # that memory stays at (threads + 2) chunks without allocator churn.
+        self._free: list[bytearray] = []
         self._buf = bytearray(self.chunk_size)
         self._fill = 0
         self._failed = False
@@ -243,7 +247,8 @@ class ChunkedWriter(io.RawIOBase):
         Called in the writing thread, in stream order, so it may keep ordered state
         (the previous chunk's tail as a dictionary, a running index). ``chunk`` holds
         whole elements of ``itemsize`` bytes; ``last`` is true once, for the final
-        chunk, which may be empty.
+        chunk, which may be empty. ``chunk`` is valid until the job has run: its
+        memory is then reused, so keep a copy of what later chunks need.
         """
         raise NotImplementedError
 
@@ -277,8 +282,26 @@ class ChunkedWriter(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def _emit_checked(self, result: Any) -> None:
+    def _retired(self, item: tuple[Any, bytearray | None]) -> None:
+        result, buf = item
         self.emit(result)
+        if buf is not None and len(buf) == self.chunk_size:
+            self._free.append(buf)
+
+    def _submit(
+        self, chunk: memoryview, itemsize: int, buf: bytearray | None, last: bool = False
+    ) -> None:
+        """Submit ``chunk``'s job; ``buf``, the writer's buffer it lives in, comes back."""
+        self._pipe.submit(_run_with, self.job(chunk, itemsize, last), buf, inline=last)
+
+    def _copy(self, data: memoryview, itemsize: int) -> None:
+        """Submit a copy of ``data`` (at most a chunk, or one element) in a buffer of ours."""
+        n = len(data)
+        buf = self._free.pop() if self._free and n <= self.chunk_size else None
+        if buf is None:
+            buf = bytearray(max(n, self.chunk_size))
+        buf[:n] = data
+        self._submit(memoryview(buf)[:n], itemsize, buf)
 
     def _guard(self, action: Callable[[], None]) -> None:
         if self._failed:
@@ -314,7 +337,10 @@ class ChunkedWriter(io.RawIOBase):
         in_place = whole > self.copy_limit
         for start in range(0, whole, size):
             piece = view[start : start + size]
-            self._pipe.submit(self.job(piece if in_place else memoryview(bytes(piece)), 1, False))
+            if in_place:
+                self._submit(piece, 1, None)
+            else:
+                self._copy(piece, 1)
         rest = view[whole:]
         self._buf[: len(rest)] = rest
         self._fill = len(rest)
@@ -340,8 +366,10 @@ class ChunkedWriter(io.RawIOBase):
             in_place = n > self.copy_limit
             for start in range(0, n, step):
                 piece = view[start : start + step]
-                chunk = piece if in_place else memoryview(bytes(piece))
-                self._pipe.submit(self.job(chunk, itemsize, False))
+                if in_place:
+                    self._submit(piece, itemsize, None)
+                else:
+                    self._copy(piece, itemsize)
             if in_place:
                 self._pipe.drain()
 
@@ -349,10 +377,13 @@ class ChunkedWriter(io.RawIOBase):
         return n
 
     def _submit_buffer(self, *, last: bool) -> None:
-        chunk = memoryview(self._buf)[: self._fill]
-        self._buf = bytearray(self.chunk_size) if not last else bytearray()
+        buf, chunk = self._buf, memoryview(self._buf)[: self._fill]
+        if last:
+            self._buf = bytearray()
+        else:
+            self._buf = self._free.pop() if self._free else bytearray(self.chunk_size)
         self._fill = 0
-        self._pipe.submit(self.job(chunk, 1, last), inline=last)
+        self._submit(chunk, 1, buf, last)
 
     def close(self) -> None:
         if self.closed:
@@ -368,6 +399,10 @@ class ChunkedWriter(io.RawIOBase):
         self._submit_buffer(last=True)
         self._pipe.drain()
         self.finish()
+
+
+def _run_with(work: Callable[[], Any], buf: bytearray | None) -> tuple[Any, bytearray | None]:
+    return work(), buf
 
 
 def _write_all(fileobj: Any, data: Any) -> None:
