@@ -518,19 +518,27 @@ class FramedReader(io.RawIOBase):
         self._in, self._in_pos = bytearray(more), 0
         return False
 
-    def take(self, n: int, what: str) -> bytes:
-        """Exactly ``n`` input bytes; a truncated stream raises :meth:`corrupt`."""
+    def take(self, n: int, what: str) -> Any:
+        """Exactly ``n`` input bytes (bytes-like); a truncated stream raises :meth:`corrupt`."""
         have = self._buffered()
-        if not have and n >= self.read_piece:  # a large payload: straight from the file
-            data = self._fp.read(n) or b""
-            parts, got = [data], len(data)
-            while got < n:
-                more = self._fp.read(n - got)
-                if not more:
+        if n >= self.read_piece and have < n:
+            # A large payload: what is buffered, then the rest read straight into place.
+            out = bytearray(n)
+            view = memoryview(out)
+            view[:have] = self._in[self._in_pos :]
+            self._in, self._in_pos = bytearray(), 0
+            readinto = getattr(self._fp, "readinto", None)
+            while have < n:
+                if readinto is not None:
+                    step = readinto(view[have:]) or 0
+                else:
+                    data = self._fp.read(n - have) or b""
+                    step = len(data)
+                    view[have : have + step] = data
+                if not step:
                     raise self.corrupt(f"is truncated ({what})")
-                parts.append(more)
-                got += len(more)
-            return data if len(parts) == 1 else b"".join(parts)
+                have += step
+            return out
         while have < n:
             more = self._fp.read(max(self.read_piece, n - have))
             if not more:

@@ -213,8 +213,8 @@ class BloscReader(FramedReader):
             raise self.corrupt("has a damaged frame (checksum mismatch)")
         # What blosc.cbuffer_validate checks, without it: python-blosc 1.11.4's keeps
         # a reference to every buffer it is given, so each payload would leak.
-        try:
-            nbytes, cbytes, _ = blosc.get_cbuffer_sizes(payload)
+        try:  # from the chunk's 16-byte header (python-blosc wants it read-only)
+            nbytes, cbytes, _ = blosc.get_cbuffer_sizes(bytes(payload[:BLOSC_OVERHEAD]))
         except Exception as exc:  # python-blosc raises its own error type
             raise self.corrupt(f"has a bad Blosc chunk: {exc}") from exc
         if nbytes != len(out) or cbytes != len(payload):
