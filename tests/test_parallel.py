@@ -185,6 +185,19 @@ def test_pipeline_with_one_thread_starts_none():
     assert out == [0, 1, 2, 3, 4]
 
 
+def test_small_streams_start_no_thread(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a thread pool was started")
+
+    monkeypatch.setattr(_parallel, "ThreadPoolExecutor", refuse)
+    monkeypatch.setattr(_parallel.threading, "Thread", refuse)
+    obj = {"a": np.arange(50_000), "b": list(range(10_000))}  # under one chunk
+    for name in ("zlib", "gzip", "bz2", "xz", "lz4", "zstd", "blosc"):
+        if name in arraypickle.codecs():
+            blob = arraypickle.dumps(obj, compress=name, threads=4)
+            assert_same(obj, arraypickle.loads(blob, threads=4))
+
+
 def test_pipeline_raises_the_jobs_exception_and_stops():
     started = threading.Event()
     release = threading.Event()

@@ -25,8 +25,9 @@ Three pieces, public to codec authors through :mod:`arraypickle.codec`:
     one helper thread, a few pieces ahead of the reader, while the caller hashes,
     copies and unpickles; the caller's thread alone reads the file, and feeds it.
 
-Threads pay only for large data: a stream of less than one chunk is compressed in the
-calling thread when it is closed, and nothing waits on a pool.
+Threads pay only for large data: chunks and frames under half the usual size are
+handled in the calling thread when nothing is in flight, so a small stream starts no
+thread at all.
 """
 
 from __future__ import annotations
@@ -147,9 +148,9 @@ class Pipeline:
         if self.threads == 1 or (inline and not self._pending):
             self._deliver(fn(*args))
             return
+        if os.getpid() != self._pid:  # its workers, if any, stayed in the parent
+            raise RuntimeError("a stream opened before os.fork() cannot be used in the child")
         if self._pool is None:
-            if os.getpid() != self._pid:
-                raise RuntimeError("a Pipeline cannot be used in a forked child")
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="arraypickle")
         self._pending.append(self._pool.submit(fn, *args))
         while len(self._pending) > self._depth:
@@ -291,8 +292,13 @@ class ChunkedWriter(io.RawIOBase):
     def _submit(
         self, chunk: memoryview, itemsize: int, buf: bytearray | None, last: bool = False
     ) -> None:
-        """Submit ``chunk``'s job; ``buf``, the writer's buffer it lives in, comes back."""
-        self._pipe.submit(_run_with, self.job(chunk, itemsize, last), buf, inline=last)
+        """Submit ``chunk``'s job; ``buf``, the writer's buffer it lives in, comes back.
+
+        The last chunk, and any under half a chunk, run in the calling thread when
+        nothing is in flight: small streams start no thread.
+        """
+        inline = last or len(chunk) < self.chunk_size // 2
+        self._pipe.submit(_run_with, self.job(chunk, itemsize, last), buf, inline=inline)
 
     def _copy(self, data: memoryview, itemsize: int) -> None:
         """Submit a copy of ``data`` (at most a chunk, or one element) in a buffer of ours."""
@@ -618,7 +624,9 @@ class FramedReader(io.RawIOBase):
                 elif frame.size is None or frame.size > self.max_frame:
                     self._stream = self.stream(frame)
                 elif frame.size <= total - done:
-                    self._pipe.submit(self.decode_into, frame, view[done : done + frame.size])
+                    small = frame.size < self.frame_size // 2  # not worth a thread
+                    out = view[done : done + frame.size]
+                    self._pipe.submit(self.decode_into, frame, out, inline=small)
                     done += frame.size
                 else:
                     # Straddles the end of the caller's buffer: decoded into our own.
