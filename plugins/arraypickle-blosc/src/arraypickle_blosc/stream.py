@@ -45,7 +45,7 @@ KIND_CHUNK, KIND_END = b"C", b"E"
 
 #: Largest decompressed chunk a reader accepts, and what the writer produces.
 MAX_CHUNK = 16 << 20
-CHUNK = 2 << 20
+CHUNK = 1 << 20
 #: Blosc's worst-case growth of a chunk (its header).
 BLOSC_OVERHEAD = 16
 #: Array pieces smaller than this join the byte stream instead of a frame of their own.
@@ -148,7 +148,6 @@ class BloscReader(FramedReader):
 
     codec_name = "blosc"
     frame_size = CHUNK
-    frames_per_read = 2
 
     def __init__(self, fileobj: Any, threads: int | None = 1) -> None:
         super().__init__(fileobj, threads)
