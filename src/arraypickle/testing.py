@@ -28,6 +28,8 @@ Run it with ``python -m pytest``. The kit needs pytest and hypothesis (arraypick
 * ``threads`` (when the codec is ``parallel``): streams written with 1, 2 and 4
   threads, in one write or hundreds, over several chunks, read back the same with 1
   and 3 threads and with none, through the codec and through ``dump``/``load``;
+  a reader's ``read_size`` (when it has one) is a positive int, and ``readinto``
+  calls of that size come back full until the end;
 * bounded memory: writing and reading 64 MiB in single calls (with
   :attr:`CodecConformance.memory_threads` threads for a parallel codec) raises the
   peak RSS of a fresh process by at most :attr:`CodecConformance.memory_limit`
@@ -511,6 +513,26 @@ class CodecConformance:
                     got = _decode(subject, data, sizes, threads=read_threads)
                     assert got == blob, (threads, read_threads)
                 assert _decode(subject, data) == blob
+
+    def test_read_size(self, subject: Any) -> None:
+        blob = sample_bytes(5 * MiB + 3).tobytes()
+        threads = {"threads": 2} if getattr(subject, "parallel", False) else {}
+        data = _encode(subject, [blob], 1, **threads)
+        reader = subject.open_reader(io.BytesIO(data), **threads)
+        size = getattr(reader, "read_size", None)
+        if size is None:
+            reader.close()
+            pytest.skip(f"{subject.name}'s reader has no read_size")
+        assert isinstance(size, int) and not isinstance(size, bool) and size >= 1, size
+        # What arraypickle does with it: readinto calls of read_size bytes, filled whole.
+        parts, buf = [], bytearray(size)
+        while True:
+            got = reader.readinto(buf)
+            parts.append(bytes(buf[:got]))
+            if got < size:
+                break
+        reader.close()
+        assert b"".join(parts) == blob
 
     def test_threads_through_dump_and_load(self, subject: Any) -> None:
         if not getattr(subject, "parallel", False):
