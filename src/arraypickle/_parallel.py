@@ -25,9 +25,8 @@ Three pieces, public to codec authors through :mod:`arraypickle.codec`:
     one helper thread, a few pieces ahead of the reader, while the caller hashes,
     copies and unpickles; the caller's thread alone reads the file, and feeds it.
 
-Threads pay only for large data: chunks and frames under half the usual size are
-handled in the calling thread when nothing is in flight, so a small stream starts no
-thread at all.
+Threads pay only for large data: the first chunk or frame of a stream is handled in
+the calling thread, so a stream of less than one chunk starts no thread at all.
 """
 
 from __future__ import annotations
@@ -294,10 +293,10 @@ class ChunkedWriter(io.RawIOBase):
     ) -> None:
         """Submit ``chunk``'s job; ``buf``, the writer's buffer it lives in, comes back.
 
-        The last chunk, and any under half a chunk, run in the calling thread when
-        nothing is in flight: small streams start no thread.
+        The last chunk, and every chunk while the stream is under one chunk long, run
+        in the calling thread when nothing is in flight: small streams start no thread.
         """
-        inline = last or len(chunk) < self.chunk_size // 2
+        inline = last or self.total <= self.chunk_size
         self._pipe.submit(_run_with, self.job(chunk, itemsize, last), buf, inline=inline)
 
     def _copy(self, data: memoryview, itemsize: int) -> None:
@@ -476,6 +475,7 @@ class FramedReader(io.RawIOBase):
         self._out_pos = 0
         self._stream: Iterator[Any] | None = None
         self._eof = False
+        self._seen = 0
         self.name = getattr(fileobj, "name", None)
 
     @property
@@ -624,7 +624,10 @@ class FramedReader(io.RawIOBase):
                 elif frame.size is None or frame.size > self.max_frame:
                     self._stream = self.stream(frame)
                 elif frame.size <= total - done:
-                    small = frame.size < self.frame_size // 2  # not worth a thread
+                    # The first frame_size bytes in the calling thread: small streams
+                    # start no thread.
+                    small = self._seen < self.frame_size
+                    self._seen += frame.size
                     out = view[done : done + frame.size]
                     self._pipe.submit(self.decode_into, frame, out, inline=small)
                     done += frame.size
