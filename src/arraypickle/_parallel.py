@@ -35,11 +35,14 @@ import contextlib
 import io
 import os
 import queue
+import struct
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
+
+import numpy as np
 
 from ._errors import CorruptFileError, describe
 from ._writer import write_all
@@ -50,6 +53,7 @@ __all__ = [
     "FramedReader",
     "Pipeline",
     "ReadAhead",
+    "copy_into",
     "resolve_threads",
     "usable_cores",
 ]
@@ -88,6 +92,27 @@ def resolve_threads(threads: int | None) -> int:
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads must be None or an int >= 1, got {threads!r}")
     return threads
+
+
+def copy_into(out: memoryview, data: Any) -> None:
+    """``out[:] = data``, through numpy for large copies: numpy releases the GIL while it
+    copies (and while the kernel faults in fresh pages), so other threads run meanwhile.
+
+    Example::
+
+        >>> buf = bytearray(3)
+        >>> copy_into(memoryview(buf), b"abc")
+        >>> bytes(buf)
+        b'abc'
+    """
+    if len(out) >= _NUMPY_COPY and not out.readonly:
+        np.copyto(np.frombuffer(out, np.uint8), np.frombuffer(data, np.uint8))
+    else:
+        out[:] = data
+
+
+#: Copies of at least this many bytes go through numpy (see copy_into).
+_NUMPY_COPY = 64 << 10
 
 
 def _as_bytes(data: Any) -> memoryview:
@@ -560,9 +585,20 @@ class FramedReader(io.RawIOBase):
 
     def peek(self, offset: int, n: int, what: str) -> bytes:
         """``n`` input bytes at ``offset`` from the current position, without taking them."""
+        self._ensure(offset + n, what)
+        start = self._in_pos + offset
+        return bytes(self._in[start : start + n])
+
+    def unpack(self, offset: int, layout: struct.Struct, what: str) -> tuple[Any, ...]:
+        """``layout.unpack`` of the input at ``offset`` from the position (not taken):
+        cheaper than :meth:`peek` for walking many small headers."""
+        self._ensure(offset + layout.size, what)
+        return layout.unpack_from(self._in, self._in_pos + offset)
+
+    def _ensure(self, n: int, what: str) -> None:
         have = self._buffered()
-        while have < offset + n:
-            more = self._fp.read(max(self.read_piece, offset + n - have))
+        while have < n:
+            more = self._fp.read(max(self.read_piece, n - have))
             if not more:
                 raise self.corrupt(f"is truncated ({what})")
             if self._in_pos:
@@ -570,8 +606,6 @@ class FramedReader(io.RawIOBase):
                 self._in_pos = 0
             self._in += more
             have += len(more)
-        start = self._in_pos + offset
-        return bytes(self._in[start : start + n])
 
     def read_input(self, n: int) -> bytes:
         """Up to ``n`` input bytes (b'' at the end of the file), for streamed frames."""
@@ -592,11 +626,6 @@ class FramedReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def _decoded(self, frame: Frame) -> memoryview:
-        buf = bytearray(frame.size or 0)
-        self.decode_into(frame, memoryview(buf))
-        return memoryview(buf)
-
     def readinto(self, b: Any) -> int:
         view = _as_bytes(b)
         total = len(view)
@@ -605,7 +634,8 @@ class FramedReader(io.RawIOBase):
             while done < total:
                 if self._out_pos < len(self._out):
                     take = min(total - done, len(self._out) - self._out_pos)
-                    view[done : done + take] = self._out[self._out_pos : self._out_pos + take]
+                    part = self._out[self._out_pos : self._out_pos + take]
+                    copy_into(view[done : done + take], part)
                     self._out_pos += take
                     done += take
                     continue
@@ -632,8 +662,12 @@ class FramedReader(io.RawIOBase):
                     self._pipe.submit(self.decode_into, frame, out, inline=small)
                     done += frame.size
                 else:
-                    # Straddles the end of the caller's buffer: decoded into our own.
-                    self._out, self._out_pos = self._decoded(frame), 0
+                    # Straddles the end of the caller's buffer: decoded into our own,
+                    # alongside the frames in flight, and served once they are done.
+                    buf = bytearray(frame.size)
+                    self._pipe.submit(self.decode_into, frame, memoryview(buf))
+                    self._pipe.drain()
+                    self._out, self._out_pos = memoryview(buf), 0
             self._pipe.drain()
         except BaseException:
             self._pipe.abort()

@@ -79,13 +79,26 @@ The parallel machinery (``docs/plugins.md``, "Parallel codecs", shows a whole co
     it fits; ``stream(frame)`` serves frames of unknown size. It has ``read_size``.
 :class:`Pipeline` ``(threads, sink)``
     The ordered, bounded job pipeline both are built on, for other designs.
+:class:`ReadAhead` ``(fileobj, produce)``
+    Runs a decoder that can only go in sequence on one helper thread, ahead of its
+    reader, the caller's thread feeding it the file's bytes.
+:func:`copy_into` ``(out, data)``
+    ``out[:] = data`` without holding the GIL for large copies (for ``decode_into``).
 """
 
 from __future__ import annotations
 
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 
-from ._parallel import ChunkedWriter, Frame, FramedReader, Pipeline, usable_cores
+from ._parallel import (
+    ChunkedWriter,
+    Frame,
+    FramedReader,
+    Pipeline,
+    ReadAhead,
+    copy_into,
+    usable_cores,
+)
 from ._stdcodecs._stream import CompressWriter, DecompressReader
 
 __all__ = [
@@ -98,6 +111,8 @@ __all__ = [
     "Frame",
     "FramedReader",
     "Pipeline",
+    "ReadAhead",
+    "copy_into",
     "default_level",
     "usable_cores",
 ]

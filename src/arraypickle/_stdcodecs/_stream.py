@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .._errors import CorruptFileError, describe
-from .._parallel import ReadAhead
+from .._parallel import ReadAhead, copy_into
 from .._writer import write_all
 
 # Input fed to a compressor per call: its output for one piece is held in memory.
@@ -222,7 +222,7 @@ class DecompressReader(io.RawIOBase):
             out = self._more(min(len(view) - done, OUTPUT_PIECE))
             if not out:
                 break
-            view[done : done + len(out)] = out
+            copy_into(view[done : done + len(out)], out)
             done += len(out)
         return done
 

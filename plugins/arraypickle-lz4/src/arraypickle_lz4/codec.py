@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 
 import lz4.frame
 
-from arraypickle.codec import ChunkedWriter, Codec, Frame, FramedReader
+from arraypickle.codec import ChunkedWriter, Codec, Frame, FramedReader, copy_into
 
 #: ``compress=('lz4', level)`` -> ``lz4.frame`` compression level.
 LEVELS = {level: level for level in range(1, 10)}
@@ -91,7 +91,7 @@ class Lz4Reader(FramedReader):
             end = 6 + 8 + (4 if flg & 0x01 else 0) + 1
             block_max, block_check = _BLOCK_MAX[bd >> 4], 4 if flg & 0x10 else 0
             while True:  # walk the blocks to the end mark
-                (word,) = _U32.unpack(self.peek(end, 4, "a block header"))
+                (word,) = self.unpack(end, _U32, "a block header")
                 end += 4
                 if not word:
                     break
@@ -108,7 +108,7 @@ class Lz4Reader(FramedReader):
             raise self.corrupt(f"is damaged: {exc}") from exc
         if len(data) != len(out):
             raise self.corrupt("has a frame whose content disagrees with its stated size")
-        out[:] = data
+        copy_into(out, data)  # without the GIL
 
     def stream(self, frame: Frame) -> Iterator[bytes]:
         decoder = lz4.frame.LZ4FrameDecompressor()
