@@ -653,21 +653,22 @@ class FramedReader(io.RawIOBase):
                     self._eof = True
                 elif frame.size is None or frame.size > self.max_frame:
                     self._stream = self.stream(frame)
-                elif frame.size <= total - done:
+                else:
                     # The first frame_size bytes in the calling thread: small streams
                     # start no thread.
                     small = self._seen < self.frame_size
                     self._seen += frame.size
-                    out = view[done : done + frame.size]
-                    self._pipe.submit(self.decode_into, frame, out, inline=small)
-                    done += frame.size
-                else:
-                    # Straddles the end of the caller's buffer: decoded into our own,
-                    # alongside the frames in flight, and served once they are done.
-                    buf = bytearray(frame.size)
-                    self._pipe.submit(self.decode_into, frame, memoryview(buf))
-                    self._pipe.drain()
-                    self._out, self._out_pos = memoryview(buf), 0
+                    if frame.size <= total - done:
+                        out = view[done : done + frame.size]
+                        self._pipe.submit(self.decode_into, frame, out, inline=small)
+                        done += frame.size
+                    else:
+                        # Straddles the end of the caller's buffer: decoded into our
+                        # own, alongside the frames in flight, served once they are done.
+                        buf = bytearray(frame.size)
+                        self._pipe.submit(self.decode_into, frame, memoryview(buf), inline=small)
+                        self._pipe.drain()
+                        self._out, self._out_pos = memoryview(buf), 0
             self._pipe.drain()
         except BaseException:
             self._pipe.abort()
