@@ -27,10 +27,13 @@ def operations(library: str, config: Config) -> tuple[Dump, Load, Load | None]:
         def ap_dump(obj: Any, path: str) -> None:
             arraypickle.dump(obj, path, compress=arg, **kwargs)
 
+        def ap_load(path: str) -> Any:  # the same threads as the dump
+            return arraypickle.load(path, **kwargs)
+
         def ap_mmap(path: str) -> Any:
             return arraypickle.load(path, mmap_mode="r")
 
-        return ap_dump, arraypickle.load, ap_mmap if config.mmap else None
+        return ap_dump, ap_load, ap_mmap if config.mmap else None
     if library == "joblib":
         import joblib
 

@@ -58,7 +58,7 @@ def test_json():
     assert zlib["distribution"] == "arraypickle"
     assert zlib["status"] == "loaded" and zlib["reason"] == ""
     assert zlib["codecs"] == [
-        {"name": "zlib", "magic": "78", "extensions": [".z"], "default_level": 3, "parallel": False}
+        {"name": "zlib", "magic": "78", "extensions": [".z"], "default_level": 3, "parallel": True}
     ]
     assert rows["numpy"]["wrappers"] == ["numpy"]
 

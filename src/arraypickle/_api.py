@@ -18,6 +18,7 @@ from ._atomic import replacing
 from ._compress import resolve
 from ._damage import check_unrecognised
 from ._errors import ArrayPickleError, CorruptFileError, UnknownCodecError, describe
+from ._parallel import resolve_threads
 from ._pickler import Pickler
 from ._plugins import Registry, get_registry, missing_codec_message
 from ._reader import ContainerReader, MmapTarget, Unpickler
@@ -33,6 +34,7 @@ MMAP_MODES = (None, "r", "r+", "w+", "c")
 # a decompressing reader they also bound the reader's own buffers.
 _FILE_PIECE = 2 << 20
 _CODEC_PIECE = 2 << 20
+_MAX_CODEC_PIECE = 64 << 20
 
 
 def dump(
@@ -42,6 +44,7 @@ def dump(
     protocol: int | None = None,
     *,
     fsync: bool = False,
+    threads: int | None = None,
     progress: _progress.Progress = False,
     storage_options: dict[str, Any] | None = None,
 ) -> list[str] | None:
@@ -63,6 +66,10 @@ def dump(
         fsync: for a path, flush the data and then the directory entry to the disk
             before returning, so the new file survives a power failure (slower).
             Ignored for file objects: flushing those is the caller's business.
+        threads: threads compressing in parallel: None (the default) for every core
+            this process may use, 1 for none besides the caller's. Codecs that are
+            not parallel ignore it; the file is the same for every value (see
+            ``docs/guide.md``, "Parallelism").
         progress: ``True`` for a progress bar on stderr (files over 100 MiB), or a
             callable receiving ``(done_bytes, None)`` as the file is written and
             ``(total, total)`` at the end (see ``docs/progress.md``).
@@ -79,11 +86,14 @@ def dump(
         ['model.pkl']
         >>> arraypickle.dump([1, 2], "small.pkl.gz")  # gzip, from the extension
         ['small.pkl.gz']
+        >>> arraypickle.dump(model, "model.pkl.z", compress=3, threads=2)
+        ['model.pkl.z']
         >>> arraypickle.dump(model, "s3://bucket/model.pkl")  # needs arraypickle[remote]
         ['s3://bucket/model.pkl']
     """
     registry = get_registry()
     proto = _protocol(protocol)
+    nthreads = resolve_threads(threads)
     _progress.check(progress)
     if isinstance(filename, (str, os.PathLike)):
         path = os.fspath(filename)
@@ -93,7 +103,7 @@ def dump(
         target = _remote.locate(path, storage_options)
         opener = replacing(target, fsync=fsync) if isinstance(target, str) else target.writing()
         with _progress.track(progress, "dump", path) as tracker, opener as out:
-            _write(value, tracker.writer(out), codec, level, proto, registry)
+            _write(value, tracker.writer(out), codec, level, proto, registry, nthreads)
         # The path itself: str() of an os.PathLike that is not a pathlib path is
         # not a file name.
         return [path]
@@ -103,7 +113,7 @@ def dump(
         codec, level = resolve(compress, None, registry)
         out = _remote.bounded_writer(filename)
         with _progress.track(progress, "dump", describe(filename)) as tracker:
-            _write(value, tracker.writer(out), codec, level, proto, registry)
+            _write(value, tracker.writer(out), codec, level, proto, registry, nthreads)
         return None
     raise ValueError(
         "Second argument should be a filename (str or os.PathLike) or a writable binary "
@@ -116,6 +126,7 @@ def dumps(
     compress: Any = 0,
     protocol: int | None = None,
     *,
+    threads: int | None = None,
     progress: _progress.Progress = False,
 ) -> bytes:
     """Persist ``value`` into ``bytes``; the arguments are those of :func:`dump`.
@@ -127,7 +138,7 @@ def dumps(
         9
     """
     out = io.BytesIO()
-    dump(value, out, compress=compress, protocol=protocol, progress=progress)
+    dump(value, out, compress=compress, protocol=protocol, threads=threads, progress=progress)
     return out.getvalue()
 
 
@@ -138,6 +149,7 @@ def load(
     safe: bool = False,
     trusted: Iterable[Any] | None = None,
     verify: bool = True,
+    threads: int | None = None,
     progress: _progress.Progress = False,
     storage_options: dict[str, Any] | None = None,
 ) -> Any:
@@ -166,6 +178,8 @@ def load(
         verify: check the xxh3-64 checksum of every array buffer as it is read (record
             headers and pickle opcodes are always checked). ``False`` skips the buffer
             checksums; memory-mapped buffers are never hashed (that would read them).
+        threads: threads decompressing in parallel, for codecs whose streams allow
+            it (None: every usable core; 1: none besides the caller's).
         progress: ``True`` for a progress bar on stderr (files over 100 MiB), or a
             callable receiving ``(done_bytes, file_size or None)`` (see
             ``docs/progress.md``).
@@ -194,7 +208,7 @@ def load(
     if mmap_mode not in MMAP_MODES:
         raise ValueError(f"mmap_mode must be one of {MMAP_MODES}, got {mmap_mode!r}")
     mode = "r+" if mmap_mode == "w+" else mmap_mode
-    opts = _LoadOptions(make_policy(safe, trusted), verify)
+    opts = _LoadOptions(make_policy(safe, trusted), verify, resolve_threads(threads))
     registry = get_registry()
     _progress.check(progress)
     if isinstance(filename, (str, os.PathLike)):
@@ -245,12 +259,13 @@ def loads(
     safe: bool = False,
     trusted: Iterable[Any] | None = None,
     verify: bool = True,
+    threads: int | None = None,
     progress: _progress.Progress = False,
 ) -> Any:
     """Load an object from the bytes :func:`dumps` (or ``pickle.dumps``) made.
 
     ``data`` must hold one object and nothing after it. ``safe``, ``trusted``,
-    ``verify`` and ``progress`` are those of :func:`load`.
+    ``verify``, ``threads`` and ``progress`` are those of :func:`load`.
 
     Examples:
 
@@ -262,7 +277,7 @@ def loads(
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ValueError(f"loads expects bytes, got {type(data).__name__}")
-    opts = _LoadOptions(make_policy(safe, trusted), verify)
+    opts = _LoadOptions(make_policy(safe, trusted), verify, resolve_threads(threads))
     _progress.check(progress)
     with _progress.track(progress, "load", "<bytes>") as tracker:
         return _read_whole(tracker.reader(io.BytesIO(data)), "<bytes>", get_registry(), opts)
@@ -301,8 +316,21 @@ def _no_storage_options(storage_options: Any, fileobj: Any) -> None:
         )
 
 
-def _write(value: Any, out: Any, codec: Any, level: int, protocol: int, registry: Registry) -> None:
-    stream = codec.open_writer(out, level) if codec is not None else out
+def _write(
+    value: Any,
+    out: Any,
+    codec: Any,
+    level: int,
+    protocol: int,
+    registry: Registry,
+    threads: int = 1,
+) -> None:
+    if codec is None:
+        stream = out
+    elif getattr(codec, "parallel", False):
+        stream = codec.open_writer(out, level, threads=threads)
+    else:
+        stream = codec.open_writer(out, level)
     try:
         writer = ContainerWriter(stream)
         Pickler(writer, protocol, registry.wrapper_index).dump(value)
@@ -322,6 +350,7 @@ class _LoadOptions:
 
     policy: Policy | None = None
     verify: bool = True
+    threads: int = 1
 
     def unpickler_factory(self) -> Any:
         return functools.partial(_new_unpickler, policy=self.policy)
@@ -367,6 +396,7 @@ def _read(
     path: str | None = None,
     mmap_mode: str | None = None,
     inner: bool = False,
+    piece: int | None = None,
 ) -> Any:
     magics = registry.magics()
     head, stream = sniff(stream, [fmt.MAGIC, _joblib_zf.MAGIC, *magics])
@@ -387,7 +417,7 @@ def _read(
             wrappers=registry.wrappers,
             size=remaining_size(stream),
             mmap=MmapTarget(path, mmap_mode) if path and mmap_mode else None,
-            piece=_CODEC_PIECE if inner else _FILE_PIECE,
+            piece=piece or (_CODEC_PIECE if inner else _FILE_PIECE),
             policy=opts.policy,
             verify=opts.verify,
         )
@@ -422,7 +452,7 @@ def _read(
             path=path,
             mmap_mode=mmap_mode,
             size=remaining_size(stream),
-            piece=_CODEC_PIECE if inner else _FILE_PIECE,
+            piece=piece or (_CODEC_PIECE if inner else _FILE_PIECE),
             inner=inner,
         )
     finally:
@@ -433,10 +463,13 @@ def _read(
 def _read_compressed(
     stream: Any, name: str, codec: Any, registry: Registry, opts: _LoadOptions
 ) -> Any:
-    reader = codec.open_reader(stream)
+    if getattr(codec, "parallel", False):
+        reader = codec.open_reader(stream, threads=opts.threads)
+    else:
+        reader = codec.open_reader(stream)
     try:
         guarded = Guarded(reader, name, codec.name)
-        value = _read(guarded, name, registry, opts, inner=True)
+        value = _read(guarded, name, registry, opts, inner=True, piece=_piece(reader))
         if guarded.read(1):
             raise CorruptFileError(
                 f"{name}: data follows the object in the {codec.name} stream "
@@ -446,6 +479,15 @@ def _read_compressed(
         if reader is not stream:  # a minimal codec may hand back the file itself
             reader.close()
     return value
+
+
+def _piece(reader: Any) -> int:
+    """The size of the reads of buffer payloads from a codec's reader: 2 MiB, or the
+    ``read_size`` at which the reader decodes whole frames in place (up to 64 MiB)."""
+    hint = getattr(reader, "read_size", None)
+    if isinstance(hint, int) and not isinstance(hint, bool) and hint > _CODEC_PIECE:
+        return min(hint, _MAX_CODEC_PIECE)
+    return _CODEC_PIECE
 
 
 def _new_unpickler(file: Any, bindings: Any, policy: Policy | None = None) -> Unpickler:

@@ -32,11 +32,23 @@ Optional members, used when present:
     The distribution that provides the codec, shown by ``arraypickle plugins``.
 ``parallel: bool``
     When true, ``open_writer`` and ``open_reader`` also accept a keyword ``threads``
-    (an int >= 1): how many threads the codec may use. Codecs without it get none.
+    (an int >= 1; 1 when absent): how many threads the codec may use, at most, for
+    one stream. ``dump(..., threads=n)`` and ``load(..., threads=n)`` pass it (by
+    default every usable core); codecs without the flag get no ``threads``. With
+    ``threads=1`` a codec starts no thread. The stream must decode to the same bytes
+    whatever ``threads`` was, and should be the same bytes (arraypickle's own codecs'
+    are). Worker threads must not touch ``fileobj``: only the calling thread reads
+    and writes it.
 ``writer.write_array(data, itemsize)``
     On the object ``open_writer`` returns: called instead of ``write`` for array
     buffers, with the size of one element, for codecs that shuffle or delta-code by
     element (blosc). ``len(data)`` is a multiple of ``itemsize``.
+``reader.read_size: int``
+    On the object ``open_reader`` returns: the size of ``readinto`` calls at which
+    the reader decodes whole frames straight into the caller's buffer (and several
+    at once). arraypickle then reads array payloads in pieces of that size (at most
+    64 MiB) instead of 2 MiB; ``readinto`` must still fill the buffer before it
+    returns.
 
 Helpers for codecs over a streaming library (the built-in codecs use them):
 
@@ -51,21 +63,58 @@ Helpers for codecs over a streaming library (the built-in codecs use them):
     ``needs_input``, ``eof`` and ``unused_data``. ``new_decompressor()`` makes one;
     with ``multistream``, streams that follow one another read as one. It raises
     :class:`arraypickle.CorruptFileError` for truncated or damaged streams.
+
+The parallel machinery (``docs/plugins.md``, "Parallel codecs", shows a whole codec):
+
+:class:`ChunkedWriter` ``(fileobj, threads)``
+    A writer that gathers small writes into chunks of ``chunk_size`` bytes and cuts
+    large ones, compresses each chunk on ``threads`` threads with the callable its
+    subclass's ``job(chunk, itemsize, last)`` returns, and writes the results in
+    order (``emit``), then the trailer (``finish``). It keeps the ``write`` contract
+    above and bounds memory to a few chunks per thread.
+:class:`FramedReader` ``(fileobj, threads)`` and :class:`Frame`
+    A reader over independent frames: the subclass's ``next_frame()`` reads one
+    (``take``, ``peek``), ``decode_into(frame, out)`` decodes it into exactly
+    ``frame.size`` bytes on a worker thread, straight into the caller's buffer when
+    it fits; ``stream(frame)`` serves frames of unknown size. It has ``read_size``.
+:class:`Pipeline` ``(threads, sink)``
+    The ordered, bounded job pipeline both are built on, for other designs.
+:class:`ReadAhead` ``(fileobj, produce)``
+    Runs a decoder that can only go in sequence on one helper thread, ahead of its
+    reader, the caller's thread feeding it the file's bytes.
+:func:`copy_into` ``(out, data)``
+    ``out[:] = data`` without holding the GIL for large copies (for ``decode_into``).
 """
 
 from __future__ import annotations
 
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 
+from ._parallel import (
+    ChunkedWriter,
+    Frame,
+    FramedReader,
+    Pipeline,
+    ReadAhead,
+    copy_into,
+    usable_cores,
+)
 from ._stdcodecs._stream import CompressWriter, DecompressReader
 
 __all__ = [
     "DEFAULT_LEVEL",
+    "ChunkedWriter",
     "Codec",
     "CodecLike",
     "CompressWriter",
     "DecompressReader",
+    "Frame",
+    "FramedReader",
+    "Pipeline",
+    "ReadAhead",
+    "copy_into",
     "default_level",
+    "usable_cores",
 ]
 
 DEFAULT_LEVEL = 3

@@ -24,10 +24,16 @@ Run it with ``python -m pytest``. The kit needs pytest and hypothesis (arraypick
   and trailing garbage all raise :class:`arraypickle.CorruptFileError`;
 * the writer leaves its file open, streams start with the magic, non-seekable files
   work both ways, a file that fails mid-write fails the dump with its error,
-  ``write_array`` (when the writer has it) and ``threads`` (when the
-  codec is ``parallel``) round trip;
-* bounded memory: writing and reading 64 MiB in single calls raises the peak RSS of a
-  fresh process by at most :attr:`CodecConformance.memory_limit`;
+  ``write_array`` (when the writer has it) round trips;
+* ``threads`` (when the codec is ``parallel``): streams written with 1, 2 and 4
+  threads, in one write or hundreds, over several chunks, read back the same with 1
+  and 3 threads and with none, through the codec and through ``dump``/``load``;
+  a reader's ``read_size`` (when it has one) is a positive int, and ``readinto``
+  calls of that size come back full until the end;
+* bounded memory: writing and reading 64 MiB in single calls (with
+  :attr:`CodecConformance.memory_threads` threads for a parallel codec) raises the
+  peak RSS of a fresh process by at most :attr:`CodecConformance.memory_limit`
+  (Linux: the kernel's high-water mark);
 * interop with :attr:`CodecConformance.tool`: the tool decompresses a dumped file into
   a container that loads and memory-maps, and a plain container compressed by the
   tool loads.
@@ -321,29 +327,52 @@ _MEMORY_SCRIPT = textwrap.dedent(
     import numpy as np
     import arraypickle
 
-    name, level, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    name, level, size, nthreads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     codec = arraypickle.codecs()[name]
+    threads = {"threads": nthreads} if getattr(codec, "parallel", False) else {}
     src = np.empty(size // 8)
     src.fill(0.0)
     src[::65536] = np.arange(1, len(src[::65536]) + 1)
     dst = np.empty(size, np.uint8)
     dst.fill(7)
-    peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    base = peak()
+
+    def reset():
+        # Linux: the kernel's high-water mark, reset (a child's ru_maxrss starts at
+        # its parent's); elsewhere ru_maxrss.
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+        except OSError:
+            pass
+        return peak()
+
+    def peak():
+        try:
+            with open("/proc/self/status") as f:
+                return int(next(l for l in f if l.startswith("VmHWM")).split()[1]) * 1024
+        except OSError:
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+    base = reset()
     out = io.BytesIO()
-    writer = codec.open_writer(out, level)
+    writer = codec.open_writer(out, level, **threads)
     if hasattr(writer, "write_array"):
         writer.write_array(src.view(np.uint8), 8)
     else:
         writer.write(memoryview(src).cast("B"))
     writer.close()
-    wrote = peak()
-    reader = codec.open_reader(io.BytesIO(out.getvalue()))
+    wrote = peak() - base
+    blob = out.getvalue()
+    del out
+    base = reset()
+    reader = codec.open_reader(io.BytesIO(blob), **threads)
     got = reader.readinto(memoryview(dst))
     assert got == size, (got, size)
     assert reader.read(1) == b""
+    reader.close()
+    read = peak() - base
     assert np.array_equal(dst.view(np.float64), src)
-    print(wrote - base, peak() - base, len(out.getvalue()))
+    print(wrote, read, len(blob))
     """
 )
 
@@ -367,6 +396,9 @@ class CodecConformance:
         RSS, in bytes (32 MiB: a whole copy of the data would exceed it).
     ``memory_level``
         The level of the memory test (1: the codec's own state grows with the level).
+    ``memory_threads``
+        The threads a parallel codec gets in the memory test (2: each thread may hold
+        its own compressor state and a few chunks).
     """
 
     codec: Any = None
@@ -375,6 +407,7 @@ class CodecConformance:
     big_size: int = 64 * MiB
     memory_limit: int = 32 * MiB
     memory_level: int = 1
+    memory_threads: int = 2
 
     # -- fixtures -----------------------------------------------------------------
 
@@ -466,11 +499,55 @@ class CodecConformance:
     def test_threads(self, subject: Any) -> None:
         if not getattr(subject, "parallel", False):
             pytest.skip(f"{subject.name} does not declare the parallel capability")
-        blob = sample_bytes(3 * MiB).tobytes()
-        for threads in (1, 2):
-            data = _encode(subject, [blob], 3, threads=threads)
-            assert _decode(subject, data, threads=threads) == blob
-            assert _decode(subject, data) == blob
+        # Several chunks of every usual chunk size (1, 2, 4 MiB), written whole and
+        # in small pieces, read back in odd sizes: the same bytes for any threads.
+        blob = sample_bytes(9 * MiB + 12345).tobytes()
+        rng = np.random.default_rng(5)
+        cuts = np.sort(rng.integers(0, len(blob), 300))
+        pieces = [blob[a:b] for a, b in zip([0, *cuts], [*cuts, len(blob)], strict=True)]
+        for threads in (1, 2, 4):
+            for chunks in ([blob], pieces):
+                data = _encode(subject, chunks, 1, threads=threads)
+                for read_threads in (1, 3):
+                    sizes = iter([1, 70_000, 3 * MiB + 1, 17] * 100)
+                    got = _decode(subject, data, sizes, threads=read_threads)
+                    assert got == blob, (threads, read_threads)
+                assert _decode(subject, data) == blob
+
+    def test_read_size(self, subject: Any) -> None:
+        blob = sample_bytes(5 * MiB + 3).tobytes()
+        threads = {"threads": 2} if getattr(subject, "parallel", False) else {}
+        data = _encode(subject, [blob], 1, **threads)
+        reader = subject.open_reader(io.BytesIO(data), **threads)
+        size = getattr(reader, "read_size", None)
+        if size is None:
+            reader.close()
+            pytest.skip(f"{subject.name}'s reader has no read_size")
+        assert isinstance(size, int) and not isinstance(size, bool) and size >= 1, size
+        # What arraypickle does with it: readinto calls of read_size bytes, filled whole.
+        parts, buf = [], bytearray(size)
+        while True:
+            got = reader.readinto(buf)
+            parts.append(bytes(buf[:got]))
+            if got < size:
+                break
+        reader.close()
+        assert b"".join(parts) == blob
+
+    def test_threads_through_dump_and_load(self, subject: Any) -> None:
+        if not getattr(subject, "parallel", False):
+            pytest.skip(f"{subject.name} does not declare the parallel capability")
+        obj = {
+            "big": big_array(6 * MiB),
+            "bytes": sample_bytes(3 * MiB + 1),
+            "strided": np.arange(600_000, dtype=np.float64).reshape(1000, 600)[::3, ::2],
+            "small": [np.arange(i, dtype=np.int32) for i in range(300)],
+            "text": "arraypickle " * 10_000,
+        }
+        for threads in (1, 2, 4):
+            blob = arraypickle.dumps(obj, compress=(subject.name, 1), threads=threads)
+            for read_threads in (1, 2):
+                assert_same(obj, arraypickle.loads(blob, threads=read_threads))
 
     # -- through dump and load ----------------------------------------------------
 
@@ -591,7 +668,7 @@ class CodecConformance:
         if not isinstance(self.codec, str):
             pytest.skip("the memory test runs in a fresh process: it needs an installed codec")
         script = [sys.executable, "-c", _MEMORY_SCRIPT, subject.name]
-        args = [str(self.memory_level), str(self.big_size)]
+        args = [str(self.memory_level), str(self.big_size), str(self.memory_threads)]
         done = subprocess.run(script + args, capture_output=True, text=True, env=_child_env())
         assert done.returncode == 0, done.stderr
         wrote, read, _ = map(int, done.stdout.split())

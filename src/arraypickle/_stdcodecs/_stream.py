@@ -12,10 +12,11 @@ from __future__ import annotations
 import io
 import lzma
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .._errors import CorruptFileError, describe
+from .._parallel import ReadAhead, copy_into
 from .._writer import write_all
 
 # Input fed to a compressor per call: its output for one piece is held in memory.
@@ -23,6 +24,10 @@ WRITE_PIECE = 1 << 20
 # Compressed bytes read per call, and decompressed bytes produced per call at most.
 READ_PIECE = 256 << 10
 OUTPUT_PIECE = 4 << 20
+# With threads, decompression moves to a helper thread once this much was read (small
+# loads start no thread), and hands out pieces of this size.
+AHEAD_AFTER = 1 << 20
+AHEAD_PIECE = 1 << 20
 
 DECOMPRESS_ERRORS = (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError)
 
@@ -83,38 +88,24 @@ class Inflater:
         return out
 
 
-class DecompressReader(io.RawIOBase):
-    """Reads what ``new_decompressor()`` makes of ``fileobj``.
-
-    With ``multistream``, streams that follow one another (gzip members, bz2 and xz
-    streams, with zero padding between) read as one, as the command-line tools do.
-    """
+class _Decoder:
+    """The decompression of a :class:`DecompressReader`: bytes of ``fp`` in, data out."""
 
     def __init__(
-        self,
-        fileobj: Any,
-        new_decompressor: Callable[[], Any],
-        *,
-        codec: str,
-        multistream: bool,
+        self, fp: Any, new_decompressor: Callable[[], Any], codec: str, multistream: bool
     ) -> None:
-        super().__init__()
-        self._fp = fileobj
+        self.fp = fp
+        self._name = describe(fp)
         self._new = new_decompressor
         self._d = new_decompressor()
         self._codec = codec
         self._multistream = multistream
         self._eof = False
-        self._buf = b""
-        self._buf_pos = 0
-
-    def readable(self) -> bool:
-        return True
 
     def _damaged(self, what: str) -> CorruptFileError:
-        return CorruptFileError(f"{describe(self._fp)}: {self._codec} stream {what}")
+        return CorruptFileError(f"{self._name}: {self._codec} stream {what}")
 
-    def _more(self, max_length: int) -> bytes:
+    def more(self, max_length: int) -> bytes:
         """The next decompressed bytes (at most ``max_length``); b'' at the end."""
         try:
             while not self._eof:
@@ -126,7 +117,7 @@ class DecompressReader(io.RawIOBase):
                     continue
                 data = b""
                 if d.needs_input:
-                    data = self._fp.read(READ_PIECE)
+                    data = self.fp.read(READ_PIECE)
                     if not data:
                         out = d.decompress(b"", max_length)
                         if out:
@@ -141,21 +132,83 @@ class DecompressReader(io.RawIOBase):
             raise self._damaged(f"is damaged: {exc}") from exc
         return b""
 
+    def pieces(self, feed: Any) -> Iterator[bytes]:
+        """From now on, read from ``feed``; yield every remaining piece (a helper's loop)."""
+        self.fp = feed
+        while out := self.more(AHEAD_PIECE):
+            yield out
+
     def _next_stream(self, rest: bytes) -> bool:
         """After one stream ends: start the next, if any, fed with ``rest``."""
         if not self._multistream:
-            if rest or self._fp.read(1):
+            if rest or self.fp.read(1):
                 raise self._damaged("is followed by unexpected data")
             return False
         while True:
             rest = rest.lstrip(b"\0")
             if rest:
                 break
-            rest = self._fp.read(READ_PIECE)
+            rest = self.fp.read(READ_PIECE)
             if not rest:
                 return False
         self._d = _Primed(self._new(), rest)
         return True
+
+
+class DecompressReader(io.RawIOBase):
+    """Reads what ``new_decompressor()`` makes of ``fileobj``.
+
+    With ``multistream``, streams that follow one another (gzip members, bz2 and xz
+    streams, with zero padding between) read as one, as the command-line tools do.
+    With ``threads`` > 1, once :data:`AHEAD_AFTER` bytes have been read the
+    decompressor moves to a helper thread that runs ahead of the reader
+    (:class:`arraypickle.codec.ReadAhead`), fed by the reader's thread.
+    """
+
+    def __init__(
+        self,
+        fileobj: Any,
+        new_decompressor: Callable[[], Any],
+        *,
+        codec: str,
+        multistream: bool,
+        threads: int = 1,
+    ) -> None:
+        super().__init__()
+        self._fp = fileobj
+        self._dec = _Decoder(fileobj, new_decompressor, codec, multistream)
+        self._threads = threads
+        self._produced = 0
+        self._ahead: ReadAhead | None = None
+        self._piece = memoryview(b"")
+        self._piece_pos = 0
+        self._buf = b""
+        self._buf_pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def _more(self, max_length: int) -> Any:
+        """The next decompressed bytes (at most ``max_length``); b'' at the end."""
+        if self._ahead is None:
+            if self._threads < 2 or self._produced < AHEAD_AFTER:
+                out = self._dec.more(max_length)
+                self._produced += len(out)
+                return out
+            self._ahead = ReadAhead(self._fp, self._dec.pieces, piece=READ_PIECE)
+        if self._piece_pos >= len(self._piece):
+            self._piece, self._piece_pos = memoryview(self._ahead.next()), 0
+            if not self._piece:
+                return b""
+        start = self._piece_pos
+        self._piece_pos = min(len(self._piece), start + max_length)
+        return self._piece[start : self._piece_pos]
+
+    def close(self) -> None:
+        if self._ahead is not None:
+            self._ahead.close()
+            self._ahead = None
+        super().close()
 
     def readinto(self, b: Any) -> int:
         view = memoryview(b).cast("B")
@@ -169,7 +222,7 @@ class DecompressReader(io.RawIOBase):
             out = self._more(min(len(view) - done, OUTPUT_PIECE))
             if not out:
                 break
-            view[done : done + len(out)] = out
+            copy_into(view[done : done + len(out)], out)
             done += len(out)
         return done
 

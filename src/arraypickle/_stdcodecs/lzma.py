@@ -2,6 +2,11 @@
 
 Magic ``5D 00 00`` (the default properties byte and the low bytes of a preset's
 dictionary size). Levels are xz presets 1..9; the default is 6, as in joblib and xz.
+
+Not ``parallel``: "concatenation and padding are not allowed with .lzma files" (xz's
+manual; ``xz --format=lzma -d`` calls a second stream corrupt data), and one LZMA
+stream cannot be cut into independent parts, so it is compressed and read in one
+thread. Use ``xz`` for parallel compression.
 """
 
 from __future__ import annotations

@@ -7,10 +7,9 @@ writer's ``write_array``), everything else with element size 1, by Blosc's LZ4
 compressor at Blosc level ``level`` (1..9, the same numbers); the default is 5, as in
 numcodecs. No standard command-line tool reads the stream.
 
-The codec is ``parallel``: ``threads=n`` runs Blosc with n threads. Blosc's thread
-count is process-wide: a stream opened with ``threads`` sets it until it is closed.
-Without ``threads``, Blosc uses its own setting (python-blosc starts with one thread
-per core).
+The codec is ``parallel``: ``threads=n`` compresses (and decompresses) n chunks at
+once on arraypickle's threads, each by Blosc in one thread with the GIL released.
+Those two Blosc settings are process-wide: a stream sets them until it is closed.
 """
 
 from __future__ import annotations
@@ -32,16 +31,21 @@ class BloscCodec(Codec):
     distribution = "arraypickle-blosc"
     parallel = True
 
-    def open_writer(self, fileobj: BinaryIO, level: int, threads: int | None = None) -> BloscWriter:
+    def open_writer(self, fileobj: BinaryIO, level: int, threads: int | None = 1) -> BloscWriter:
         """A writer of one blosc stream into ``fileobj`` (left open when it closes).
 
         Parameters:
             fileobj: where the stream goes.
             level: Blosc's compression level, 1..9.
-            threads: Blosc threads while the stream is open (None: Blosc's setting).
+            threads: chunks compressed at once (1: in the calling thread only).
         """
         return BloscWriter(fileobj, level, threads)
 
-    def open_reader(self, fileobj: BinaryIO, threads: int | None = None) -> BloscReader:
-        """A reader of the blosc stream starting at ``fileobj``'s position."""
+    def open_reader(self, fileobj: BinaryIO, threads: int | None = 1) -> BloscReader:
+        """A reader of the blosc stream starting at ``fileobj``'s position.
+
+        Parameters:
+            fileobj: the stream, at the first byte of the magic.
+            threads: chunks decompressed at once, straight into the caller's buffer.
+        """
         return BloscReader(fileobj, threads)

@@ -2,25 +2,60 @@
 
 Magic ``28 B5 2F FD``, extension ``.zst``. Levels 1..9 spread over zstd's 1..19 (its
 levels above 19 need windows of 64 MiB and more): 1, 2 and 3 are zstd's own (3 is
-zstd's default and ours), then 5, 7, 9, 12, 15 and 19. Frames carry zstd's content
-checksum, as the ``zstd`` command writes them.
+zstd's default and ours), then 5, 7, 9, 12, 15 and 19. The stream is one frame per
+2 MiB chunk of the container, each with its content size and zstd's content checksum
+(as the ``zstd`` command writes them); ``zstd -d`` reads frames that follow one
+another as one stream.
 
-The codec is ``parallel``: ``threads=n`` (n > 1) compresses with n zstd worker threads
-(the output is still ordinary frames); decompression is single-threaded in zstd.
+The codec is ``parallel``: chunks are compressed on ``threads`` threads (arraypickle's
+pipeline, not zstd's own workers, so that the frames stay independent), and on load
+frames of known size are decoded on ``threads`` threads straight into the
+destination array.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 import zstandard
 
-from arraypickle.codec import Codec
+from arraypickle.codec import ChunkedWriter, Codec
 
-from .frames import MAGIC, ZstdReader
+from .frames import CHUNK, MAGIC, ZstdReader
 
 #: ``compress=('zstd', level)`` -> zstd compression level.
 LEVELS = {1: 1, 2: 2, 3: 3, 4: 5, 5: 7, 6: 9, 7: 12, 8: 15, 9: 19}
+_local = threading.local()
+
+
+def _compress(chunk: memoryview, level: int) -> bytes:
+    """One frame of ``chunk``, by this thread's compressor for ``level``."""
+    cctx = _local.__dict__.get(level)
+    if cctx is None:
+        cctx = _local.__dict__[level] = zstandard.ZstdCompressor(
+            level=level, write_checksum=True, write_content_size=True
+        )
+    return cctx.compress(chunk)
+
+
+class ZstdWriter(ChunkedWriter):
+    """Writes one zstd frame per chunk, compressed on ``threads`` threads."""
+
+    chunk_size = CHUNK
+
+    def __init__(self, fileobj: BinaryIO, level: int, threads: int | None = 1) -> None:
+        super().__init__(fileobj, threads)
+        self._level = LEVELS[level]
+        self._frames = 0
+
+    def job(self, chunk: memoryview, itemsize: int, last: bool) -> Callable[[], Any]:
+        if last and not len(chunk) and self._frames:
+            return lambda: None
+        self._frames += 1
+        level = self._level
+        return lambda: _compress(chunk, level)
 
 
 class ZstdCodec(Codec):
@@ -33,25 +68,21 @@ class ZstdCodec(Codec):
     distribution = "arraypickle-zstd"
     parallel = True
 
-    def open_writer(self, fileobj: BinaryIO, level: int, threads: int | None = None) -> Any:
-        """A writer of one zstd frame into ``fileobj`` (left open when it closes).
+    def open_writer(self, fileobj: BinaryIO, level: int, threads: int | None = 1) -> ZstdWriter:
+        """A writer of zstd frames into ``fileobj`` (left open when it closes).
 
         Parameters:
-            fileobj: where the frame goes.
+            fileobj: where the frames go.
             level: 1..9, mapped through :data:`LEVELS`.
-            threads: zstd worker threads; None or 1 compresses in the calling thread.
+            threads: threads compressing frames (1: the calling thread only).
         """
-        compressor = zstandard.ZstdCompressor(
-            level=LEVELS[level],
-            write_checksum=True,
-            threads=threads if threads and threads > 1 else 0,
-        )
-        return compressor.stream_writer(fileobj, closefd=False, write_return_read=True)
+        return ZstdWriter(fileobj, level, threads)
 
-    def open_reader(self, fileobj: BinaryIO, threads: int | None = None) -> ZstdReader:
+    def open_reader(self, fileobj: BinaryIO, threads: int | None = 1) -> ZstdReader:
         """A reader of the zstd frames starting at ``fileobj``'s position.
 
-        ``threads`` is accepted for the ``parallel`` contract; zstd decompresses in
-        one thread.
+        Parameters:
+            fileobj: the stream, at the first byte of the magic.
+            threads: threads decoding frames of known size.
         """
-        return ZstdReader(fileobj)
+        return ZstdReader(fileobj, threads)
