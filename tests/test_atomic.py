@@ -301,3 +301,11 @@ def test_fsync_flushes_the_data_then_the_directory(tmp_path, monkeypatch):
 def test_fsync_is_keyword_only(tmp_path):
     with pytest.raises(TypeError):
         ap.dump(1, tmp_path / "a.pkl", 0, None, True)
+
+
+def test_a_missing_directory_is_named_as_the_caller_gave_it(tmp_path):
+    target = tmp_path / "missing" / "x.pkl"
+    with pytest.raises(FileNotFoundError) as info:
+        ap.dump(1, target)
+    assert info.value.filename == str(target)
+    assert ".tmp" not in str(info.value)

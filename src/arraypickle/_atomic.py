@@ -38,6 +38,10 @@ def replacing(path: str, *, fsync: bool = False) -> Iterator[BinaryIO]:
         fd = os.open(tmp, flags, 0o666)
     except PermissionError:
         fd = None
+    except OSError as exc:
+        # The caller asked for ``path``; an error naming a random temporary name
+        # would send them looking for a file they never mentioned.
+        raise type(exc)(exc.errno, exc.strerror, path) from None
     if fd is None:
         # A writable file in a read-only directory: joblib wrote in place, so do we.
         with open(target, "wb") as f:
