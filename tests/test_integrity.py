@@ -384,3 +384,35 @@ def test_loaded_file_is_closed_after_an_error(tmp_path, plain_file):
             ap.load(path)
     after = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 0
     assert after <= before + 1
+
+
+def test_buffers_hashed_on_the_helper_thread_match_hashing_in_line(monkeypatch):
+    """Uncompressed dumps hash large buffers on a helper thread: same bytes as in line,
+    for contiguous arrays and for the reused chunk buffer of a non-contiguous one."""
+    from arraypickle import _writer
+
+    big = np.arange(3_000_000, dtype=np.float64)
+    value = [big, big[::3], np.asfortranarray(big.reshape(1000, 3000)), big[:10]]
+    threaded = ap.dumps(value)
+    monkeypatch.setattr(_writer, "_THREADED_HASH", 1 << 62)
+    assert ap.dumps(value) == threaded
+    again = ap.loads(threaded)
+    assert all(np.array_equal(a, b) for a, b in zip(again, value, strict=True))
+
+
+def test_a_failing_uncompressed_dump_leaves_no_hashing_thread():
+    import threading
+
+    class Full:
+        def __init__(self):
+            self.written = 0
+
+        def write(self, data):
+            self.written += memoryview(data).nbytes
+            if self.written > 1 << 20:
+                raise OSError("disk full")
+            return memoryview(data).nbytes
+
+    with pytest.raises(OSError, match="disk full"):
+        ap.dump(np.ones(4_000_000), Full())
+    assert not [t for t in threading.enumerate() if t.name == "arraypickle-hash"]

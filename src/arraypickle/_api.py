@@ -332,9 +332,12 @@ def _write(
     else:
         stream = codec.open_writer(out, level)
     try:
-        writer = ContainerWriter(stream)
-        Pickler(writer, protocol, registry.wrapper_index).dump(value)
-        writer.finish()
+        writer = ContainerWriter(stream, hash_thread=codec is None)
+        try:
+            Pickler(writer, protocol, registry.wrapper_index).dump(value)
+            writer.finish()
+        finally:
+            writer.close()
     except BaseException:
         if codec is not None:
             with contextlib.suppress(Exception):  # the first error is the one to report

@@ -8,6 +8,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from . import _format as fmt
+from ._checksum import HashThread
 from ._memory import byte_chunks
 
 
@@ -29,6 +30,9 @@ def write_all(write: Any, data: Any) -> None:
 
 # Buffers up to this size are written as one joined record (see _write_small).
 _SMALL = 16 << 10
+# Buffers from this size are hashed on a helper thread while they are written
+# (uncompressed dumps only: compressed ones keep every core busy compressing).
+_THREADED_HASH = 4 << 20
 
 
 class ContainerWriter:
@@ -38,9 +42,10 @@ class ContainerWriter:
     it, telling array-aware codecs the element size of what they compress.
     """
 
-    def __init__(self, out: BinaryIO) -> None:
+    def __init__(self, out: BinaryIO, *, hash_thread: bool = False) -> None:
         self._write = out.write
         self._write_array = getattr(out, "write_array", None)
+        self._hashing = HashThread() if hash_thread else None
         self.offset = 0
         self.records = 0
         self.buffers = 0
@@ -77,12 +82,18 @@ class ContainerWriter:
         index = self._record_header(fmt.KIND_BUFFER, flags, nbytes)
         itemsize = arr.dtype.itemsize
         hasher = fmt.record_hasher(index)
+        hashing = self._hashing if nbytes >= _THREADED_HASH else None
         for chunk in byte_chunks(arr, order):
-            hasher.update(chunk)
+            if hashing is not None:
+                hashing.update(hasher, chunk)
+            else:
+                hasher.update(chunk)
             if self._write_array is not None:
                 self._write_array(chunk, itemsize)
             else:
                 write_all(self._write, chunk)
+            if hashing is not None:
+                hashing.wait()  # a non-contiguous array's chunk buffer is reused next
             self.offset += chunk.nbytes
         self._emit(fmt.TRAILER.pack(hasher.intdigest()))
         self.buffers += 1
@@ -112,6 +123,11 @@ class ContainerWriter:
         # raw() refuses a non-contiguous buffer, as pickle itself does in-band.
         with buffer.raw() as view:
             self.write_array(np.frombuffer(view, np.uint8), "C", fmt.FLAG_NEXT_BUFFER)
+
+    def close(self) -> None:
+        """Stop the hashing thread, if any (after :meth:`finish`, or after a failure)."""
+        if self._hashing is not None:
+            self._hashing.close()
 
     def finish(self) -> None:
         """Write the END record."""
