@@ -147,6 +147,45 @@ def test_threads_reach_parallel_codecs_only(fresh_registry):
     assert seen["write"] == _parallel.usable_cores()
 
 
+@pytest.mark.parametrize("verify", [True, False])
+def test_buffer_payloads_are_read_at_the_codecs_read_size(fresh_registry, verify):
+    """A reader's read_size sets the reads of large payloads, verified or not (the hash
+    takes each read in slices), so frames are decoded whole, in parallel, in place."""
+    zlib_codec = codec("zlib")
+    sizes: list[int] = []
+
+    class Sized(io.RawIOBase):
+        read_size = 6 << 20
+
+        def __init__(self, inner):
+            self._inner = inner
+
+        def readable(self):
+            return True
+
+        def readinto(self, view):
+            sizes.append(len(view))
+            return self._inner.readinto(view)
+
+    class Big(arraypickle.Codec):
+        name, magic, extensions = "big", b"BIG!", (".big",)
+
+        def open_writer(self, fileobj, level):
+            fileobj.write(self.magic)
+            return zlib_codec.open_writer(fileobj, level, threads=1)
+
+        def open_reader(self, fileobj):
+            assert fileobj.read(4) == self.magic
+            return Sized(zlib_codec.open_reader(fileobj, threads=1))
+
+    arraypickle.register_codec(Big())
+    value = np.arange(3 << 20, dtype=np.float64)  # 24 MiB
+    blob = arraypickle.dumps(value, compress="big")
+    assert np.array_equal(arraypickle.loads(blob, verify=verify), value)
+    assert max(sizes) == 6 << 20
+    assert sizes.count(6 << 20) >= 3
+
+
 # -- check values -----------------------------------------------------------------------
 
 

@@ -171,8 +171,12 @@ class ContainerReader:
         ``background``, on the helper thread, waiting for it before returning)."""
         total = len(view)
         piece = self._piece or total
-        if hasher is not None:
-            piece = min(piece, BACKGROUND_PIECE if background else HASH_PIECE)
+        hash_piece = BACKGROUND_PIECE if background else HASH_PIECE
+        if hasher is not None and piece <= BACKGROUND_PIECE:
+            piece = min(piece, hash_piece)
+        # A larger piece is a codec's read_size: its reader decodes whole frames straight
+        # into ``view`` (in parallel) only when the reads are that big, so the reads keep
+        # that size and the hash takes each read in slices.
         done = 0
         while done < total:
             end = min(done + piece, total)
@@ -184,10 +188,12 @@ class ContainerReader:
                     self.offset += done + got
                     raise self.corrupt(f"truncated: {what} needs {total} bytes, {done + got} read")
                 got += step
-            if background:
-                self._hashing.update(hasher, part)
-            elif hasher is not None:
-                hasher.update(part)
+            if hasher is not None:
+                for start in range(0, len(part), hash_piece):
+                    if background:
+                        self._hashing.update(hasher, part[start : start + hash_piece])
+                    else:
+                        hasher.update(part[start : start + hash_piece])
             done = end
         if background:
             self._hashing.wait()
