@@ -186,6 +186,52 @@ def test_buffer_payloads_are_read_at_the_codecs_read_size(fresh_registry, verify
     assert sizes.count(6 << 20) >= 3
 
 
+class _Counting(ChunkedWriter):
+    chunk_size = 64 << 10
+
+    def __init__(self, fileobj, threads):
+        super().__init__(fileobj, threads)
+        self.jobs = 0
+        self.finished = False
+
+    def job(self, chunk, itemsize, last):
+        self.jobs += 1
+        data = bytes(chunk)
+        return lambda: zlib.compress(data, 1)
+
+    def finish(self):
+        self.finished = True
+
+
+def test_a_failed_dump_drops_the_queued_chunks_and_writes_no_trailer(fresh_registry):
+    """Ctrl-C or an unpicklable object mid-dump: the parallel writer is aborted, not
+    finished, so the caller gets the error without waiting for more compression."""
+    writers: list[_Counting] = []
+
+    class Counting(arraypickle.Codec):
+        name, magic, extensions, parallel = "count", b"CNT!", (".cnt",), True
+
+        def open_writer(self, fileobj, level, threads=None):
+            writers.append(_Counting(fileobj, threads))
+            return writers[-1]
+
+        def open_reader(self, fileobj, threads=None):
+            raise AssertionError("not read")
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("cannot pickle this")
+
+    arraypickle.register_codec(Counting())
+    with pytest.raises(RuntimeError, match="cannot pickle"):
+        arraypickle.dumps([np.zeros(1 << 20), Unpicklable()], compress="count", threads=2)
+    (writer,) = writers
+    assert writer.closed and not writer.finished
+    assert writer.jobs < (8 << 20) // writer.chunk_size + 2  # no final chunk was made
+    with pytest.raises(ValueError, match="closed"):
+        writer.write(b"more")
+
+
 # -- check values -----------------------------------------------------------------------
 
 

@@ -340,8 +340,11 @@ def _write(
             writer.close()
     except BaseException:
         if codec is not None:
+            # A parallel writer can drop its queued chunks instead of compressing them:
+            # Ctrl-C during a dump returns at once, not after the remaining work.
+            stop = getattr(stream, "abort", None) or stream.close
             with contextlib.suppress(Exception):  # the first error is the one to report
-                stream.close()
+                stop()
         raise
     if codec is not None:
         stream.close()

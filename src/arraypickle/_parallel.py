@@ -344,6 +344,8 @@ class ChunkedWriter(io.RawIOBase):
             raise
 
     def write(self, data: Any) -> int:
+        if self.closed:
+            raise ValueError("write to a closed compressed stream")
         view = _as_bytes(data)
         n = len(view)
         if self._fill + n < self.chunk_size and not self._failed:  # the common case: gather
@@ -414,6 +416,12 @@ class ChunkedWriter(io.RawIOBase):
             self._buf = self._free.pop() if self._free else bytearray(self.chunk_size)
         self._fill = 0
         self._submit(chunk, 1, buf, last)
+
+    def abort(self) -> None:
+        """Close without finishing the stream: chunks not started are dropped and no
+        trailer is written (a dump that failed has nothing worth compressing further)."""
+        self._failed = True
+        self.close()
 
     def close(self) -> None:
         if self.closed:

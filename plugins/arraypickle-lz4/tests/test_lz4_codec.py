@@ -93,3 +93,20 @@ def test_writer_emits_frame_header_even_when_empty():
     out = io.BytesIO()
     Lz4Codec().open_writer(out, 1).close()
     assert lz4.frame.decompress(out.getvalue()) == b""
+
+
+def test_a_frame_larger_than_its_stated_size_allows_is_streamed_not_buffered():
+    """A header stating 16 bytes followed by 600 stored 64 KiB blocks (37.5 MiB): the
+    reader must not buffer the whole frame to find its end."""
+    import struct
+
+    import xxhash
+
+    header = struct.pack("<IBBQ", 0x184D2204, 0x40 | 0x20 | 0x08, 4 << 4, 16)
+    header += bytes([(xxhash.xxh32(header[4:]).intdigest() >> 8) & 0xFF])
+    block = struct.pack("<I", 0x80000000 | 65536) + b"\1" * 65536
+    source = io.BytesIO(header + block * 600 + bytes(4))
+    reader = Lz4Codec().open_reader(source, threads=1)
+    assert reader.read(16) == b"\1" * 16
+    assert source.tell() < 4 << 20
+    reader.close()

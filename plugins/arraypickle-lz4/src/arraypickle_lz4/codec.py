@@ -93,7 +93,13 @@ class Lz4Reader(FramedReader):
                 return Frame(None, None)
             end = 6 + 8 + (4 if flg & 0x01 else 0) + 1
             block_max, block_check = _BLOCK_MAX[bd >> 4], 4 if flg & 0x10 else 0
+            # What an encoder writes for ``size`` bytes at most (incompressible blocks are
+            # stored raw). Beyond it, the frame is streamed rather than buffered whole, so
+            # a header stating a small size cannot make the walk buffer a huge frame.
+            bound = end + (size // block_max + 1) * (4 + block_max + block_check) + 8
             while True:  # walk the blocks to the end mark
+                if end > bound:
+                    return Frame(None, None)
                 (word,) = self.unpack(end, _U32, "a block header")
                 end += 4
                 if not word:
