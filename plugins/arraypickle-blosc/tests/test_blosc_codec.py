@@ -231,3 +231,23 @@ def test_a_failing_file_fails_cleanly():
     assert blosc.nthreads == before
     with pytest.raises(OSError, match="disk full"):
         arraypickle.dump(np.arange(10), Full(), compress="blosc")
+
+
+def test_overlapping_streams_restore_the_users_blosc_settings():
+    """Blosc's thread count is process-wide: streams open at once share arraypickle's
+    setting, and the user's comes back after the last one closes, in any order."""
+    import io
+
+    import blosc
+    from arraypickle_blosc import BloscCodec
+
+    before = blosc.set_nthreads(3)
+    try:
+        first = BloscCodec().open_writer(io.BytesIO(), 5, threads=2)
+        second = BloscCodec().open_writer(io.BytesIO(), 5, threads=2)
+        first.close()
+        assert blosc.set_nthreads(1) == 1  # still arraypickle's while `second` is open
+        second.close()
+        assert blosc.set_nthreads(3) == 3
+    finally:
+        blosc.set_nthreads(before)

@@ -6,7 +6,8 @@ and xz. Streams carry a CRC-64 check; concatenated streams read as one.
 The codec is ``parallel``: each chunk (the preset's dictionary size, 4 to 16 MiB)
 becomes a complete xz stream, compressed on one of ``threads`` threads; the streams
 follow one another, which ``xz -d`` and every xz reader take as one. Each thread holds
-an encoder of the preset's size (94 MiB at the default 6, see ``xz --help``).
+an encoder of the preset's size (94 MiB at the default 6, see ``xz --help``); presets 8
+and 9 use a 16 MiB dictionary, the chunk's size (186 MiB per thread instead of 370/674).
 Reading decodes in one sequence, on a helper thread ahead of the reader when
 ``threads`` > 1.
 """
@@ -40,10 +41,16 @@ class XzCodec(Codec):
     parallel = True
 
     def open_writer(self, fileobj: Any, level: int, threads: int = 1) -> MembersWriter:
+        size = chunk_size(level)
+        # Presets 8 and 9 would allocate 32/64 MiB dictionaries (370/674 MiB encoders)
+        # for chunks of 16 MiB: a dictionary the size of the chunk compresses the same.
+        filters = [
+            {"id": lzma.FILTER_LZMA2, "preset": level, "dict_size": min(size, _DICT[level] * MiB)}
+        ]
         compress = functools.partial(
-            lzma.compress, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, preset=level
+            lzma.compress, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, filters=filters
         )
-        return MembersWriter(fileobj, compress, chunk_size(level), threads)
+        return MembersWriter(fileobj, compress, size, threads)
 
     def open_reader(self, fileobj: Any, threads: int = 1) -> DecompressReader:
         return DecompressReader(

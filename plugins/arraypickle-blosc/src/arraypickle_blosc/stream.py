@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import struct
+import threading
 import zlib
 from collections.abc import Callable
 from typing import Any
@@ -66,22 +67,37 @@ def _address(view: memoryview) -> int:
 
 
 class _Settings:
-    """Blosc's process-wide settings for one stream, put back when it closes.
+    """Blosc's process-wide settings while any stream is open, put back after the last.
 
     The stream's threads are arraypickle's: each Blosc call runs in one thread
     (``set_nthreads(1)``) with the GIL released (``set_releasegil(True)``, which makes
     python-blosc use Blosc's thread-safe ``_ctx`` functions), on several chunks at once.
+    The settings are global, so streams open at the same time share them: the first to
+    open saves the user's values and the last to close restores them, in whatever
+    order the streams close.
     """
 
+    _lock = threading.Lock()
+    _open = 0
+    _saved: tuple[int, bool] = (1, False)
+
     def __init__(self) -> None:
-        self._nthreads: int | None = blosc.set_nthreads(1)
-        self._gil = blosc.set_releasegil(True)
+        with _Settings._lock:
+            if _Settings._open == 0:
+                _Settings._saved = (blosc.set_nthreads(1), blosc.set_releasegil(True))
+            _Settings._open += 1
+        self._active = True
 
     def restore(self) -> None:
-        if self._nthreads is not None:
-            blosc.set_nthreads(self._nthreads)
-            blosc.set_releasegil(self._gil)
-            self._nthreads = None
+        if not self._active:
+            return
+        self._active = False
+        with _Settings._lock:
+            _Settings._open -= 1
+            if _Settings._open == 0:
+                nthreads, gil = _Settings._saved
+                blosc.set_nthreads(nthreads)
+                blosc.set_releasegil(gil)
 
 
 def _frame(kind: bytes, payload: bytes, data_len: int) -> tuple[bytes, bytes, bytes]:

@@ -27,14 +27,15 @@ from .frames import CHUNK, MAGIC, ZstdReader
 
 #: ``compress=('zstd', level)`` -> zstd compression level.
 LEVELS = {1: 1, 2: 2, 3: 3, 4: 5, 5: 7, 6: 9, 7: 12, 8: 15, 9: 19}
-_local = threading.local()
 
 
-def _compress(chunk: memoryview, level: int) -> bytes:
-    """One frame of ``chunk``, by this thread's compressor for ``level``."""
-    cctx = _local.__dict__.get(level)
+def _compress(chunk: memoryview, level: int, local: threading.local) -> bytes:
+    """One frame of ``chunk``, by this thread's compressor for the stream (compressors
+    are not shared between threads; kept per stream, so none outlives its dump: at
+    level 9 one holds about 38 MiB)."""
+    cctx = getattr(local, "cctx", None)
     if cctx is None:
-        cctx = _local.__dict__[level] = zstandard.ZstdCompressor(
+        cctx = local.cctx = zstandard.ZstdCompressor(
             level=level, write_checksum=True, write_content_size=True
         )
     return cctx.compress(chunk)
@@ -49,13 +50,14 @@ class ZstdWriter(ChunkedWriter):
         super().__init__(fileobj, threads)
         self._level = LEVELS[level]
         self._frames = 0
+        self._local = threading.local()
 
     def job(self, chunk: memoryview, itemsize: int, last: bool) -> Callable[[], Any]:
         if last and not len(chunk) and self._frames:
             return lambda: None
         self._frames += 1
-        level = self._level
-        return lambda: _compress(chunk, level)
+        level, local = self._level, self._local
+        return lambda: _compress(chunk, level, local)
 
 
 class ZstdCodec(Codec):

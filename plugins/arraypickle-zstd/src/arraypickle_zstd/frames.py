@@ -33,14 +33,14 @@ CHUNK = 2 << 20
 
 _FCS_SIZES = (0, 2, 4, 8)
 _DID_SIZES = (0, 1, 2, 4)
-_local = threading.local()
 
 
-def _dctx() -> zstandard.ZstdDecompressor:
-    """This thread's decompressor (they are not shared between threads)."""
-    dctx = getattr(_local, "dctx", None)
+def _dctx(local: threading.local) -> zstandard.ZstdDecompressor:
+    """This thread's decompressor for one stream (they are not shared between threads,
+    and are kept per stream so that none outlives its load)."""
+    dctx = getattr(local, "dctx", None)
     if dctx is None:
-        dctx = _local.dctx = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW)
+        dctx = local.dctx = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW)
     return dctx
 
 
@@ -53,6 +53,7 @@ class ZstdReader(FramedReader):
     def __init__(self, fileobj: Any, threads: int | None = 1) -> None:
         super().__init__(fileobj, threads)
         self._frames = 0
+        self._local = threading.local()
 
     def _header(self) -> tuple[int, int | None, bool]:
         """Parse the frame header at the input position: its length, content size, checksum."""
@@ -109,7 +110,7 @@ class ZstdReader(FramedReader):
 
     def decode_into(self, frame: Frame, out: memoryview) -> None:
         try:
-            reader = _dctx().stream_reader(frame.payload, read_across_frames=False)
+            reader = _dctx(self._local).stream_reader(frame.payload, read_across_frames=False)
             done = 0
             while done < len(out):
                 step = reader.readinto(out[done:])
@@ -124,7 +125,7 @@ class ZstdReader(FramedReader):
 
     def stream(self, frame: Frame) -> Iterator[bytes]:
         header_len, checksum = frame.info
-        decoder = _dctx().decompressobj()
+        decoder = _dctx(self._local).decompressobj()
         if self._feed(decoder, self.take(header_len, "a frame header")):
             raise self.corrupt("produced data from a frame header")
         last = False
