@@ -58,5 +58,11 @@ class RleCodec(Codec):
         return CompressWriter(fileobj, RleCompressor())
 
     def open_reader(self, fileobj: BinaryIO) -> DecompressReader:
-        fileobj.read(len(MAGIC))  # arraypickle has matched it already
+        # arraypickle has matched the magic already; reads may be short, b"" is the end.
+        skipped = b""
+        while len(skipped) < len(MAGIC):
+            more = fileobj.read(len(MAGIC) - len(skipped))
+            if not more:
+                break
+            skipped += more
         return DecompressReader(fileobj, RleDecompressor, codec=self.name, multistream=False)
