@@ -283,7 +283,7 @@ def test_trailing_data_inside_the_stream_is_still_an_error(compress):
         import lzma
 
         blob = lzma.compress(inner, format=lzma.FORMAT_XZ)
-    with pytest.raises(CorruptFileError, match="data after the object|data follows"):
+    with pytest.raises(CorruptFileError, match=r"data after the object|data follows"):
         ap.load(NonSeekable(blob, 4093))
     with pytest.raises(CorruptFileError, match="data follows the object"):
         ap.load(io.BytesIO(blob))

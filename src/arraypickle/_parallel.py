@@ -755,7 +755,8 @@ class ReadAhead:
     ``produce(feed)`` is the decoder: it reads compressed bytes with ``feed.read(n)``
     and yields decompressed pieces (bytes-like). The calling thread reads ``fileobj``
     (``piece`` bytes at a time, at most ``depth`` pieces ahead; from a source that
-    cannot seek, only when the decoder asks) and hands the bytes over, so the file is only ever touched by the caller; :meth:`next` returns the
+    cannot seek, only when the decoder asks) and hands the bytes over, so the file is
+    only ever touched by the caller; :meth:`next` returns the
     decoder's pieces in order (b'' at the end) and re-raises its exceptions.
     :meth:`close` stops the helper and waits for it.
 

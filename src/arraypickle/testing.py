@@ -26,8 +26,8 @@ Run it with ``python -m pytest``. The kit needs pytest and hypothesis (arraypick
   work both ways, reads of the source that return 1 to 7 bytes load, a socket whose
   sender keeps it open loads without waiting for its end (objects sent one after the
   other's answer all load; sent at once, the second loads or raises
-  :class:`arraypickle.CorruptFileError`, never wrong data), a file that fails mid-write fails the dump with its error,
-  ``write_array`` (when the writer has it) round trips;
+  :class:`arraypickle.CorruptFileError`, never wrong data), a file that fails
+  mid-write fails the dump with its error, ``write_array`` (when the writer has it) round trips;
 * ``threads`` (when the codec is ``parallel``): streams written with 1, 2 and 4
   threads, in one write or hundreds, over several chunks, read back the same with 1
   and 3 threads and with none, through the codec and through ``dump``/``load``;
