@@ -58,11 +58,5 @@ class RleCodec(Codec):
         return CompressWriter(fileobj, RleCompressor())
 
     def open_reader(self, fileobj: BinaryIO) -> DecompressReader:
-        # arraypickle has matched the magic already; reads may be short, b"" is the end.
-        skipped = b""
-        while len(skipped) < len(MAGIC):
-            more = fileobj.read(len(MAGIC) - len(skipped))
-            if not more:
-                break
-            skipped += more
+        fileobj.read(len(MAGIC))  # arraypickle has matched it already
         return DecompressReader(fileobj, RleDecompressor, codec=self.name, multistream=False)
