@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 
 import arraypickle as ap
+from arraypickle import CorruptFileError
+from arraypickle.testing import load_from_kept_open_socket
 from checks import assert_same
 from conftest import COMPRESS_SETTINGS
 
@@ -208,3 +210,96 @@ def test_back_to_back_with_short_reads():
     for obj in objs:
         assert_same(ap.load(stream), obj)
     assert stream.read() == b"rest"
+
+
+# -- a sender that keeps the connection open ---------------------------------------
+
+BUILTIN_CODECS = ["zlib", "gzip", "bz2", "xz", "lzma"]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("compress", [0, *BUILTIN_CODECS])
+def test_socket_kept_open_by_the_sender(compress, threads):
+    # The peer waits for an answer after each object: every load returns as soon as
+    # its object has arrived, and leaves the stream right after it.
+    objs = [sample(1), {"k": "v"}, sample(2)]
+    blobs = [ap.dumps(o, compress=compress, threads=threads) for o in objs]
+    got = load_from_kept_open_socket(blobs, threads=threads)
+    for obj, out in zip(objs, got, strict=True):
+        if isinstance(out, BaseException):
+            raise out
+        assert_same(out, obj)
+
+
+def test_socket_kept_open_with_progress():
+    seen = []
+    blob = ap.dumps(sample(), compress="gzip")
+    (out,) = load_from_kept_open_socket([blob], progress=lambda done, total: seen.append(done))
+    assert_same(out, sample())
+    assert seen[-1] == len(blob)
+
+
+def test_multistream_object_over_a_kept_open_socket():
+    # Parallel bz2 writes one stream per 4 MiB chunk: the load goes on through the
+    # streams the object spans and stops at the end of the one holding its end.
+    obj = {"a": np.arange(1_500_000.0), "b": np.ones(10)}  # 12 MB: three bz2 streams
+    blob = ap.dumps(obj, compress=("bz2", 1), threads=2)
+    (out,) = load_from_kept_open_socket([blob, ap.dumps("next", compress="bz2")])[:1]
+    assert_same(out, obj)
+
+
+@pytest.mark.parametrize("compress", BUILTIN_CODECS)
+def test_back_to_back_compressed_objects_fail_clearly(compress):
+    # Unsupported: the decoder of the first reads ahead into the second; the object
+    # it loaded is right, and the next load says why it cannot go on.
+    objs = [sample(1), sample(2)]
+    data = b"".join(ap.dumps(o, compress=compress) for o in objs)
+    stream = NonSeekable(data, 4093)
+    assert_same(ap.load(stream), objs[0])
+    for _ in range(2):  # and stays refused
+        with pytest.raises(CorruptFileError, match="back to back cannot be loaded one by one"):
+            ap.load(stream)
+
+
+def test_compressed_after_uncompressed_back_to_back():
+    # Uncompressed objects before a compressed one still load one by one.
+    data = ap.dumps(sample(1)) + ap.dumps([1, 2]) + ap.dumps(sample(2), compress="zlib")
+    stream = NonSeekable(data, 4093)
+    assert_same(ap.load(stream), sample(1))
+    assert ap.load(stream) == [1, 2]
+    assert_same(ap.load(stream), sample(2))
+
+
+@pytest.mark.parametrize("compress", ["zlib", "xz"])
+def test_trailing_data_inside_the_stream_is_still_an_error(compress):
+    # Decompressed data after the container, within the codec stream holding it:
+    # a damaged or forged file, refused from a stream too.
+    import zlib
+
+    inner = ap.dumps(sample()) + b"extra"
+    if compress == "zlib":
+        blob = zlib.compress(inner)
+    else:
+        import lzma
+
+        blob = lzma.compress(inner, format=lzma.FORMAT_XZ)
+    with pytest.raises(CorruptFileError, match=r"data after the object|data follows"):
+        ap.load(NonSeekable(blob, 4093))
+    with pytest.raises(CorruptFileError, match="data follows the object"):
+        ap.load(io.BytesIO(blob))
+
+
+def test_short_reads_adapter():
+    from arraypickle._streams import ShortReads
+
+    r, w = os.pipe()
+    os.write(w, b"abc")
+    with os.fdopen(r, "rb") as f:
+        src = ShortReads(f)
+        assert src.read(100) == b"abc"  # what has arrived, not 100 bytes
+        os.write(w, b"de")
+        buf = bytearray(10)
+        assert src.readinto(buf) == 2 and buf[:2] == b"de"
+        assert src.read(0) == b""
+        os.close(w)
+        assert src.read(5) == b""

@@ -23,7 +23,17 @@ from ._pickler import Pickler
 from ._plugins import Registry, get_registry, missing_codec_message
 from ._reader import ContainerReader, MmapTarget, Unpickler
 from ._safe import Policy, checked_plain, make_policy
-from ._streams import Guarded, remaining_size, sniff
+from ._streams import (
+    Guarded,
+    LiveLoad,
+    ShortReads,
+    check_resumable,
+    explain,
+    is_seekable,
+    remaining_size,
+    remember,
+    sniff,
+)
 from ._warnings import warn_caller
 from ._writer import ContainerWriter
 
@@ -245,8 +255,22 @@ def load(
                 "loaded into memory instead",
                 UserWarning,
             )
-        with _progress.track(progress, "load", describe(filename)) as tracker:
-            return _read_guarded(tracker.reader(filename), describe(filename), registry, opts)
+        name = describe(filename)
+        if is_seekable(filename):
+            with _progress.track(progress, "load", name) as tracker:
+                return _read_guarded(tracker.reader(filename), name, registry, opts)
+        # Maybe a live stream (a socket whose sender waits for an answer): stop at the
+        # object's end, never wait for the end of the input.
+        check_resumable(filename, name)
+        live = LiveLoad()
+        opts = dataclasses.replace(opts, live=live)
+        try:
+            with _progress.track(progress, "load", name) as tracker:
+                value = _read_guarded(tracker.reader(filename), name, registry, opts)
+        except CorruptFileError as exc:
+            raise explain(filename, exc) from exc
+        remember(filename, live)
+        return value
     raise ValueError(
         "load expects a filename (str or os.PathLike) or a readable binary file object, "
         f"{filename!r} (type {type(filename).__name__}) was given."
@@ -357,6 +381,8 @@ class _LoadOptions:
     policy: Policy | None = None
     verify: bool = True
     threads: int = 1
+    #: Set for a file object that cannot seek: the load stops at the object's end.
+    live: LiveLoad | None = None
 
     def unpickler_factory(self) -> Any:
         return functools.partial(_new_unpickler, policy=self.policy)
@@ -469,6 +495,10 @@ def _read(
 def _read_compressed(
     stream: Any, name: str, codec: Any, registry: Registry, opts: _LoadOptions
 ) -> Any:
+    if opts.live is not None:
+        # Reads return what has arrived: a read of a fixed size past the stream's last
+        # bytes would wait for a sender that waits for us.
+        stream = ShortReads(stream)
     if getattr(codec, "parallel", False):
         reader = codec.open_reader(stream, threads=opts.threads)
     else:
@@ -476,7 +506,9 @@ def _read_compressed(
     try:
         guarded = Guarded(reader, name, codec.name)
         value = _read(guarded, name, registry, opts, inner=True, piece=_piece(reader))
-        if guarded.read(1):
+        if opts.live is not None:
+            _finish_live(guarded, reader, opts.live)
+        elif guarded.read(1):
             raise CorruptFileError(
                 f"{name}: data follows the object in the {codec.name} stream "
                 f"(decompressed offset {guarded.offset - 1})"
@@ -485,6 +517,19 @@ def _read_compressed(
         if reader is not stream:  # a minimal codec may hand back the file itself
             reader.close()
     return value
+
+
+def _finish_live(guarded: Guarded, reader: Any, live: LiveLoad) -> None:
+    """After the container's end, from a source that cannot seek: read the rest of the
+    codec stream that held it (its trailer, checked) when the codec's reader can, and
+    never look for more (no trailing-data check, no search for a further stream)."""
+    live.compressed = True
+    finish = getattr(reader, "finish_stream", None)
+    if finish is None:
+        live.overread = None
+        return
+    overread = guarded.call(finish)
+    live.overread = overread if isinstance(overread, int) else None
 
 
 def _piece(reader: Any) -> int:

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from ._errors import CorruptFileError, describe
+from ._streams import is_seekable
 from ._writer import write_all
 
 __all__ = [
@@ -509,6 +510,8 @@ class FramedReader(io.RawIOBase):
         self._stream: Iterator[Any] | None = None
         self._eof = False
         self._seen = 0
+        #: Set by :meth:`finish_stream`: the stream must not be read past its end.
+        self.final = False
         self.name = getattr(fileobj, "name", None)
 
     @property
@@ -537,6 +540,11 @@ class FramedReader(io.RawIOBase):
         """
         raise self.corrupt("has a frame of unknown size")
         yield b""  # pragma: no cover
+
+    def end_of_stream(self) -> None:
+        """After the frame that held the object's end (see :meth:`finish_stream`):
+        read and check what ends the stream, if the format has such a thing (an end
+        frame), and nothing after it. By default, nothing."""
 
     # -- input, for subclasses -------------------------------------------------------
 
@@ -695,6 +703,26 @@ class FramedReader(io.RawIOBase):
         del buf[got:]
         return bytes(buf)
 
+    def finish_stream(self) -> int | None:
+        """End the read with the stream that held the object (the codec contract's
+        ``finish_stream``): frames are read whole, so only :meth:`end_of_stream` may
+        read on. Returns the input bytes read past the stream (buffered, untaken).
+
+        Raises:
+            CorruptFileError: the stream holds decompressed data after the object.
+        """
+        self.final = True
+        if self._out_pos < len(self._out):
+            raise self.corrupt("holds data after the object")
+        if self._stream is not None:
+            for piece in self._stream:
+                if len(piece):
+                    raise self.corrupt("holds data after the object")
+            self._stream = None
+        if not self._eof:
+            self.end_of_stream()
+        return self._buffered()
+
     def close(self) -> None:
         if not self.closed:
             self._pipe.abort()
@@ -734,8 +762,9 @@ class ReadAhead:
 
     ``produce(feed)`` is the decoder: it reads compressed bytes with ``feed.read(n)``
     and yields decompressed pieces (bytes-like). The calling thread reads ``fileobj``
-    (``piece`` bytes at a time, at most ``depth`` pieces ahead) and hands the bytes
-    over, so the file is only ever touched by the caller; :meth:`next` returns the
+    (``piece`` bytes at a time, at most ``depth`` pieces ahead; from a source that
+    cannot seek, only when the decoder asks) and hands the bytes over, so the file is
+    only ever touched by the caller; :meth:`next` returns the
     decoder's pieces in order (b'' at the end) and re-raises its exceptions.
     :meth:`close` stops the helper and waits for it.
 
@@ -768,9 +797,12 @@ class ReadAhead:
     ) -> None:
         self._fp = fileobj
         self._piece = piece
-        self._depth = depth
+        # A source that cannot seek may be a live stream (a socket whose sender waits
+        # for an answer): a read past the bytes the decoder needs could wait forever,
+        # so input is read only when the decoder asks for it.
+        self._depth = depth if is_seekable(fileobj) else 0
         self._inq: queue.Queue[bytes] = queue.Queue()
-        self._outq: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._outq: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
         self._in_eof = False
         self._done = False
         self._stop = False

@@ -30,6 +30,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from ._streams import read_some_into
 from ._writer import write_all
 
 BAR_THRESHOLD = 100 * 2**20
@@ -323,6 +324,18 @@ class CountingReader:
             n = len(data)
         else:
             n = readinto(b) or 0
+        self._count(n)
+        return n
+
+    def read1(self, size: int = -1) -> bytes:
+        read1 = getattr(self._src, "read1", None)
+        data = (read1 if read1 is not None else self._src.read)(size)
+        if data:
+            self._count(len(data))
+        return data
+
+    def readinto1(self, b: Any) -> int:
+        n = read_some_into(self._src, b)
         self._count(n)
         return n
 

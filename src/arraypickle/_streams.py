@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import stat
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -48,6 +49,19 @@ class Prefixed(io.RawIOBase):
             return out + (rest or b"")
         return self._src.read(size)
 
+    def read1(self, size: int = -1) -> bytes:
+        """What is at hand: the rest of the head, else one read of the source (``read1``
+        when it has one), so that a live stream's reader never waits for more."""
+        if self._head:
+            return self.read(len(self._head) if size < 0 else min(size, len(self._head)))
+        read1 = getattr(self._src, "read1", None)
+        return (read1 if read1 is not None else self._src.read)(size) or b""
+
+    def readinto1(self, b: Any) -> int:
+        if self._head:
+            return self.readinto(b)
+        return read_some_into(self._src, b)
+
     def peek(self, size: int = 0) -> bytes:
         if self._head:
             return self._head
@@ -58,6 +72,63 @@ class Prefixed(io.RawIOBase):
         if self._head or not hasattr(self._src, "readline"):
             return super().readline(size)
         return self._src.readline(size)
+
+
+def read_some_into(src: Any, b: Any) -> int:
+    """Fill some of ``b`` from ``src`` without waiting for more than its first byte:
+    ``readinto1`` or ``read1`` when ``src`` has them (a ``BufferedReader`` over a socket
+    or a pipe), else ``readinto``/``read``. 0 only at the end of the input."""
+    view = memoryview(b).cast("B")
+    if not len(view):
+        return 0
+    readinto1 = getattr(src, "readinto1", None)
+    if readinto1 is not None:
+        return readinto1(view) or 0
+    read1 = getattr(src, "read1", None)
+    if read1 is None:
+        readinto = getattr(src, "readinto", None)
+        if readinto is not None:
+            return readinto(view) or 0
+        read1 = src.read
+    data = read1(len(view)) or b""
+    view[: len(data)] = data
+    return len(data)
+
+
+class ShortReads(io.RawIOBase):
+    """A non-seekable source whose reads return what has arrived, not what was asked.
+
+    ``read(n)`` and ``readinto(b)`` wait for one byte at least, never for ``n`` (a
+    ``BufferedReader`` over a socket waits for all ``n`` or the end of the input: a
+    sender that keeps the connection open would hang the load forever). b'' means the
+    end of the input; a short read means nothing. Codec readers get this object when
+    ``load`` reads a file object that cannot seek.
+    """
+
+    def __init__(self, src: Any) -> None:
+        super().__init__()
+        self._src = src
+        self.name = getattr(src, "name", None)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def readinto(self, b: Any) -> int:
+        return read_some_into(self._src, b)
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            return self._src.read()  # to the end of the input, by the caller's choice
+        if not size:
+            return b""
+        read1 = getattr(self._src, "read1", None)
+        return (read1 if read1 is not None else self._src.read)(size) or b""
+
+    read1 = read
+    readinto1 = readinto
 
 
 def is_seekable(stream: Any) -> bool:
@@ -171,6 +242,10 @@ class Guarded(io.RawIOBase):
         except Exception as exc:
             raise self._damaged(f"{self._where} is damaged: {exc!r}") from exc
 
+    def call(self, fn: Any) -> Any:
+        """``fn()`` (a member of the codec's reader), its failures converted likewise."""
+        return self._call(lambda _: fn(), None)
+
     def readinto(self, b: Any) -> int:
         readinto = getattr(self._src, "readinto", None)
         if readinto is None:
@@ -187,3 +262,69 @@ class Guarded(io.RawIOBase):
         data = self._call(self._src.read, size)
         self._offset += len(data)
         return data
+
+
+class LiveLoad:
+    """What one load from a file object that cannot seek learnt about where it stopped.
+
+    Such a source may be a live stream: a socket whose sender waits for an answer, a
+    pipe whose writer goes on. The load stops at the container's end record; for a
+    compressed object, at the end of the codec stream that holds it (when the codec's
+    reader has ``finish_stream``). A decoder may still have read input past that end,
+    which belongs to whatever follows (the next object): ``overread`` counts it.
+    """
+
+    def __init__(self) -> None:
+        self.compressed = False
+        #: Input bytes read past the object's codec stream (None: not known).
+        self.overread: int | None = 0
+
+
+# File objects whose last load lost input (an int) or may have (None): the next load
+# from them explains itself rather than failing on what looks like a damaged file.
+_LOST: weakref.WeakKeyDictionary[Any, int | None] = weakref.WeakKeyDictionary()
+
+_BACK_TO_BACK = (
+    "compressed objects sent back to back cannot be loaded one by one from a stream "
+    "that cannot seek: the decoder of one reads ahead into the next (send each after "
+    "the receiver answered, or send them uncompressed, or compress the whole stream)"
+)
+
+
+def check_resumable(src: Any, name: str) -> None:
+    """Refuse to load from ``src`` when its previous load read into what follows."""
+    try:
+        lost = _LOST.get(src)
+    except TypeError:  # not weakly referenceable
+        return
+    if lost:
+        raise CorruptFileError(
+            f"{name}: the previous load of a compressed object from this stream read "
+            f"{lost} bytes past the end of its codec stream: {_BACK_TO_BACK}"
+        )
+
+
+def remember(src: Any, live: LiveLoad) -> None:
+    """Record where ``live``'s load from ``src`` left the stream (see check_resumable)."""
+    try:
+        if live.compressed and live.overread != 0:
+            _LOST[src] = live.overread
+        else:
+            _LOST.pop(src, None)
+    except TypeError:
+        pass
+
+
+def explain(src: Any, exc: CorruptFileError) -> CorruptFileError:
+    """``exc``, with the likely cause when the previous load from ``src`` may have read
+    past its object (a codec without ``finish_stream``)."""
+    try:
+        suspect = src in _LOST
+    except TypeError:
+        return exc
+    if not suspect:
+        return exc
+    return CorruptFileError(
+        f"{exc} (the previous load from this stream, of a compressed object, may have "
+        f"read past its end: {_BACK_TO_BACK})"
+    )

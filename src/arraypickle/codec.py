@@ -19,8 +19,11 @@ that adds optional capabilities):
     must have consumed ``data`` when ``write(data)`` returns, and should hold bounded
     memory whatever the size of ``data``.
 ``open_reader(fileobj) -> readable binary file``
-    ``fileobj`` is positioned at the first byte of the magic. ``read``/``readinto``
-    return decompressed bytes, fewer only at the end of the stream; a stream that
+    ``fileobj`` is positioned at the first byte of the magic. Its reads may be short:
+    readers must treat only ``b''`` (0 from ``readinto``) as the end of the input, and
+    read no more of it than they need for what they are asked (a socket's sender may
+    be waiting for an answer). ``read``/``readinto`` return decompressed bytes, fewer
+    only at the end of the stream; a stream that
     ends early or is damaged raises :class:`arraypickle.CorruptFileError` (other
     exceptions are converted to it). Closing the reader leaves ``fileobj`` open.
 
@@ -43,6 +46,15 @@ Optional members, used when present:
     On the object ``open_writer`` returns: called instead of ``write`` for array
     buffers, with the size of one element, for codecs that shuffle or delta-code by
     element (blosc). ``len(data)`` is a multiple of ``itemsize``.
+``reader.finish_stream() -> int | None``
+    On the object ``open_reader`` returns. Loading from a file object that cannot
+    seek calls it once the container has ended, instead of reading on to check that
+    nothing follows: read the rest of the codec stream that holds the object (its
+    trailer or end frame, checked) and nothing after it, raise
+    :class:`arraypickle.CorruptFileError` if that stream holds more data, and return
+    how many bytes of ``fileobj`` were read past the stream's end (None: unknown).
+    Without it the rest of the stream stays unread, so a further object sent on the
+    same connection cannot load.
 ``reader.read_size: int``
     On the object ``open_reader`` returns: the size of ``readinto`` calls at which
     the reader decodes whole frames straight into the caller's buffer (and several

@@ -23,8 +23,11 @@ Run it with ``python -m pytest``. The kit needs pytest and hypothesis (arraypick
 * truncated streams (cut at several points), garbage after the magic, a damaged byte
   and trailing garbage all raise :class:`arraypickle.CorruptFileError`;
 * the writer leaves its file open, streams start with the magic, non-seekable files
-  work both ways, a file that fails mid-write fails the dump with its error,
-  ``write_array`` (when the writer has it) round trips;
+  work both ways, reads of the source that return 1 to 7 bytes load, a socket whose
+  sender keeps it open loads without waiting for its end (objects sent one after the
+  other's answer all load; sent at once, the second loads or raises
+  :class:`arraypickle.CorruptFileError`, never wrong data), a file that fails
+  mid-write fails the dump with its error, ``write_array`` (when the writer has it) round trips;
 * ``threads`` (when the codec is ``parallel``): streams written with 1, 2 and 4
   threads, in one write or hundreds, over several chunks, read back the same with 1
   and 3 threads and with none, through the codec and through ``dump``/``load``;
@@ -45,12 +48,15 @@ then skips. The whole kit takes a few seconds per codec.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -172,6 +178,85 @@ class Unseekable(io.RawIOBase):
 
     def getvalue(self) -> bytes:
         return self._buf.getvalue()
+
+
+class Trickle(io.RawIOBase):
+    """A non-seekable reader whose reads return 1 to ``most`` bytes, whatever was asked
+    (a slow socket): a reader that takes a short read for the end of its input fails.
+
+    Example::
+
+        arraypickle.load(Trickle(arraypickle.dumps(obj, compress="lz4")))
+    """
+
+    def __init__(self, data: bytes, most: int = 7) -> None:
+        super().__init__()
+        self._data = memoryview(data)
+        self._pos = 0
+        self._most = most
+        self._turn = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        self._turn += 1
+        n = min(len(b), 1 + self._turn % self._most, len(self._data) - self._pos)
+        memoryview(b).cast("B")[:n] = self._data[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+
+def load_from_kept_open_socket(
+    blobs: Sequence[bytes], *, answer: bool = True, timeout: float = 60, **load_kwargs: Any
+) -> list[Any]:
+    """Send ``blobs`` over a loopback socket pair whose sender never closes its end
+    while the receiver loads one object per blob (load_kwargs go to ``load``).
+
+    With ``answer``, each blob is sent once the receiver has loaded the previous one
+    (a request and its reply); without, all are sent at once. Returns what each load
+    returned or raised. A load that waits for the end of the input fails the test
+    after ``timeout`` seconds instead of hanging (the sender then closes its end).
+    """
+    left, right = socket.socketpair()
+    loaded = [threading.Event() for _ in blobs]
+    done = threading.Event()
+    results: list[Any] = []
+
+    def send() -> None:
+        with contextlib.suppress(OSError), left.makefile("wb") as f:
+            for i, blob in enumerate(blobs):
+                if answer and i and not loaded[i - 1].wait(timeout):
+                    return
+                f.write(blob)
+                f.flush()
+            done.wait(timeout)
+
+    def receive() -> None:
+        with right.makefile("rb") as f:
+            for event in loaded:
+                try:
+                    results.append(arraypickle.load(f, **load_kwargs))
+                except Exception as exc:  # kept for the test to look at
+                    results.append(exc)
+                event.set()
+
+    sender = threading.Thread(target=send, daemon=True)
+    receiver = threading.Thread(target=receive, daemon=True)
+    with left, right:
+        sender.start()
+        receiver.start()
+        receiver.join(timeout)
+        hung = receiver.is_alive()
+        done.set()
+        if hung:  # the sender closes its end: the load sees the end of the input
+            sender.join(timeout)
+            left.close()
+            receiver.join(timeout)
+        sender.join(timeout)
+    if hung:
+        pytest.fail(f"a load from a socket kept open by its sender hung ({len(results)} done)")
+    return results
 
 
 class _Failing(io.RawIOBase):
@@ -620,6 +705,40 @@ class CodecConformance:
         out = Unseekable()
         arraypickle.dump(obj, out, compress=(subject.name, 1))
         assert_same(obj, arraypickle.load(Unseekable(out.getvalue())))
+
+    def test_short_reads_of_the_source(self, subject: Any) -> None:
+        # Readers must take only b"" for the end of their input: reads may be short.
+        obj = sample_object()
+        blob = arraypickle.dumps(obj, compress=(subject.name, 1))
+        assert_same(obj, arraypickle.load(Trickle(blob)))
+        if getattr(subject, "parallel", False):
+            assert_same(obj, arraypickle.load(Trickle(blob, most=5), threads=2))
+
+    def test_socket_kept_open_by_the_sender(self, subject: Any) -> None:
+        # The load returns once the object has arrived, without waiting for the end
+        # of the input; and it reads its codec stream to the end (the trailer), so
+        # the next object sent after the answer loads too.
+        objs = [sample_object(1), {"small": np.arange(10)}, sample_object(2)]
+        blobs = [arraypickle.dumps(o, compress=(subject.name, 1)) for o in objs]
+        runs = [{}, {"threads": 2}] if getattr(subject, "parallel", False) else [{}]
+        for kwargs in runs:
+            for obj, got in zip(objs, load_from_kept_open_socket(blobs, **kwargs), strict=True):
+                if isinstance(got, BaseException):
+                    raise got
+                assert_same(obj, got)
+
+    def test_back_to_back_on_a_socket(self, subject: Any) -> None:
+        # Sent at once, the second object either loads or fails clearly; never wrong.
+        objs = [sample_object(1), sample_object(2)]
+        blobs = [arraypickle.dumps(o, compress=(subject.name, 1)) for o in objs]
+        first, second = load_from_kept_open_socket(blobs, answer=False)
+        if isinstance(first, BaseException):
+            raise first
+        assert_same(objs[0], first)
+        if isinstance(second, BaseException):
+            assert isinstance(second, CorruptFileError), repr(second)
+        else:
+            assert_same(objs[1], second)
 
     # -- damaged input ------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from .._errors import CorruptFileError, describe
 from .._parallel import ReadAhead, copy_into
+from .._streams import is_seekable
 from .._writer import write_all
 
 # Input fed to a compressor per call: its output for one piece is held in memory.
@@ -101,6 +102,10 @@ class _Decoder:
         self._codec = codec
         self._multistream = multistream
         self._eof = False
+        #: Set by :meth:`DecompressReader.finish_stream`: end with the current stream.
+        self.final = False
+        #: Input read past the end of the final stream (known once it has ended).
+        self.overread: int | None = None
 
     def _damaged(self, what: str) -> CorruptFileError:
         return CorruptFileError(f"{self._name}: {self._codec} stream {what}")
@@ -111,6 +116,10 @@ class _Decoder:
             while not self._eof:
                 d = self._d
                 if d.eof:
+                    if self.final:  # never look past it: the sender may be waiting
+                        self.overread = len(d.unused_data)
+                        self._eof = True
+                        break
                     if not self._next_stream(d.unused_data):
                         self._eof = True
                         break
@@ -177,7 +186,10 @@ class DecompressReader(io.RawIOBase):
         super().__init__()
         self._fp = fileobj
         self._dec = _Decoder(fileobj, new_decompressor, codec, multistream)
-        self._threads = threads
+        # From a source that cannot seek (maybe a socket whose sender waits for an
+        # answer), decoding stays in the calling thread, which then reads exactly what
+        # the decoder needs and can stop it at the end of a stream (finish_stream).
+        self._threads = threads if is_seekable(fileobj) else 1
         self._produced = 0
         self._ahead: ReadAhead | None = None
         self._piece = memoryview(b"")
@@ -203,6 +215,25 @@ class DecompressReader(io.RawIOBase):
         start = self._piece_pos
         self._piece_pos = min(len(self._piece), start + max_length)
         return self._piece[start : self._piece_pos]
+
+    def finish_stream(self) -> int | None:
+        """End the read with the current stream, the one that held the object.
+
+        Reads the rest of that stream (its trailer, checked) and nothing after it:
+        what the codec contract's ``finish_stream`` asks. Returns how many bytes were
+        read from the file past the stream's end (None when not known).
+
+        Raises:
+            CorruptFileError: the stream holds decompressed data after the object.
+        """
+        if self._ahead is not None:  # a seekable source: the strict checks apply instead
+            self._ahead.close()
+            self._ahead = None
+            return None
+        self._dec.final = True
+        if self._buf_pos < len(self._buf) or self._dec.more(1):
+            raise self._dec._damaged("holds data after the object")
+        return self._dec.overread
 
     def close(self) -> None:
         if self._ahead is not None:

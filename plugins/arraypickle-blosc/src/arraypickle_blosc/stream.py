@@ -219,8 +219,14 @@ class BloscReader(FramedReader):
                 f"ends after {self._total} bytes in {self._chunks} chunks, "
                 f"its END frame counts {total} in {chunks}"
             )
-        if not self.at_end():
+        # After finish_stream, never look past the END frame: the sender may be waiting.
+        if not self.final and not self.at_end():
             raise self.corrupt("is followed by unexpected data")
+
+    def end_of_stream(self) -> None:
+        """The END frame, checked (it counts the stream's bytes and chunks)."""
+        if self.next_frame() is not None:
+            raise self.corrupt("holds data after the object")
 
     def decode_into(self, frame: Frame, out: memoryview) -> None:
         payload = frame.payload

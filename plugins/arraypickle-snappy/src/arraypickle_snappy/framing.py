@@ -118,11 +118,31 @@ class SnappyReader(io.RawIOBase):
             self._in += more
         return True
 
+    def _buffered(self, n: int) -> bool:
+        return len(self._in) - self._in_pos >= n
+
+    def _next_complete(self, batch: list[bytes]) -> bool:
+        """Whether another chunk should join ``batch``: the first one is waited for;
+        later ones only if they are already read and not a stream identifier, so that
+        a reader never waits for input it does not need (a socket's sender may be
+        waiting for an answer) nor decodes a stream that follows its own."""
+        if not batch:
+            return self._have(4)
+        if len(batch) >= CHUNKS_PER_CALL or not self._buffered(4):
+            return False
+        start = self._in_pos
+        if self._in[start] == 0xFF:
+            # A stream identifier: maybe the start of whatever follows the object (the
+            # next one sent back to back), which must not be decoded with this batch.
+            return False
+        length = int.from_bytes(self._in[start + 1 : start + 4], "little")
+        return self._buffered(4 + length)
+
     def _next_chunks(self) -> bytes:
         """Decompress the next few chunks; b'' at the end of the stream."""
         while True:
-            batch = []
-            while len(batch) < CHUNKS_PER_CALL and self._have(4):
+            batch: list[bytes] = []
+            while self._next_complete(batch):
                 start = self._in_pos
                 kind = self._in[start]
                 length = int.from_bytes(self._in[start + 1 : start + 4], "little")
@@ -159,6 +179,17 @@ class SnappyReader(io.RawIOBase):
                 raise self._corrupt(f"is damaged: {exc}") from exc
             if out:
                 return out
+
+    def finish_stream(self) -> int:
+        """After the object's last byte (arraypickle's ``finish_stream``): the stream
+        has no end mark, so nothing more is read. Returns the input bytes read past it.
+
+        Raises:
+            CorruptFileError: a chunk already decoded holds data after the object.
+        """
+        if self._out_pos < len(self._out):
+            raise self._corrupt("holds data after the object")
+        return len(self._in) - self._in_pos
 
     def readinto(self, b: Any) -> int:
         view = memoryview(b).cast("B")
