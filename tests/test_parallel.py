@@ -593,3 +593,33 @@ sys.exit(os.waitstatus_to_exitcode(status))
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_read_ahead_opened_before_fork_refuses_to_run_in_the_child():
+    # In a fresh interpreter, so that pytest's own process is never forked.
+    script = f"""
+import io, os, sys, zlib
+sys.path[:0] = {sys.path!r}
+from arraypickle._parallel import ReadAhead
+
+def produce(feed):
+    d = zlib.decompressobj()
+    while data := feed.read(1 << 16):
+        yield d.decompress(data)
+
+ahead = ReadAhead(io.BytesIO(zlib.compress(bytes(1 << 22))), produce)
+pid = os.fork()
+if pid == 0:
+    try:
+        ahead.next()
+        code = 1
+    except RuntimeError as exc:
+        code = 0 if "os.fork()" in str(exc) else 2
+    os._exit(code)
+_, status = os.waitpid(pid, 0)
+assert ahead.next()
+ahead.close()
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr

@@ -586,15 +586,7 @@ class FramedReader(io.RawIOBase):
                     raise self.corrupt(f"is truncated ({what})")
                 have += step
             return out
-        while have < n:
-            more = self._fp.read(max(self.read_piece, n - have))
-            if not more:
-                raise self.corrupt(f"is truncated ({what})")
-            if self._in_pos:
-                del self._in[: self._in_pos]
-                self._in_pos = 0
-            self._in += more
-            have += len(more)
+        self._ensure(n, what)
         start = self._in_pos
         self._in_pos += n
         return bytes(self._in[start : start + n])
@@ -811,6 +803,7 @@ class ReadAhead:
         )
         self._top_up()
         self._thread.start()
+        self._pid = os.getpid()
 
     def _run(self, produce: Callable[[Any], Iterator[Any]]) -> None:
         try:
@@ -834,6 +827,8 @@ class ReadAhead:
         """The next decompressed piece; b'' at the end of the stream."""
         if self._done:
             return b""
+        if os.getpid() != self._pid:  # the helper thread stayed in the parent
+            raise RuntimeError("a stream opened before os.fork() cannot be used in the child")
         while True:
             self._top_up()
             item = self._outq.get()
