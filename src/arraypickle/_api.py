@@ -541,7 +541,9 @@ def _piece(reader: Any) -> int:
     return _CODEC_PIECE
 
 
-def _new_unpickler(file: Any, bindings: Any, policy: Policy | None = None) -> Unpickler:
+def _new_unpickler(
+    file: Any, bindings: Any, policy: Policy | None = None, **kwargs: Any
+) -> Unpickler:
     """Every unpickler of a pickle (or joblib) load, nested ones included, comes from here,
-    so the caller's safe-loading policy reaches them all."""
-    return Unpickler(file, rebuild=fmt.rebuild, bindings=bindings, policy=policy)
+    so the caller's safe-loading policy reaches them all (``kwargs``: ``encoding``)."""
+    return Unpickler(file, rebuild=fmt.rebuild, bindings=bindings, policy=policy, **kwargs)

@@ -45,11 +45,9 @@ _UNPICKLER_ERRORS = (
     struct.error,
 )
 
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 # Where an exception raised by unpickling machinery itself comes from: arraypickle's
-# own code (around the C unpickler, whose frames add no traceback entries) and the
-# pure-Python unpickler that reads Python 2 streams.
-_UNPICKLER_CODE = (_PACKAGE_DIR, os.path.abspath(pickle.__file__))
+# own code, around the C unpickler (whose frames add no traceback entries).
+_UNPICKLER_CODE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 def damaged_magic(head: bytes) -> bool:
@@ -100,8 +98,8 @@ def unpickler_failure(exc: BaseException, name: str, where: str = "") -> Corrupt
     """The :class:`CorruptFileError` to raise for ``exc`` from an unpickler, or None.
 
     ``exc`` counts as the unpickler's own complaint when it is of a type the C
-    unpickler raises on bad opcodes and no Python code outside arraypickle (or the
-    pure-Python ``pickle`` module) was running when it was raised (C code does not add
+    unpickler raises on bad opcodes and no Python code outside arraypickle was running
+    when it was raised (C code does not add
     traceback entries; a class's ``__setstate__`` or the import machinery does). An
     import of a module whose name is not even an identifier is damage too. ``where``
     prefixes the description.

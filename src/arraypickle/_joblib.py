@@ -18,10 +18,10 @@ binds joblib's wrapper classes (through ``find_class``) to placeholders whose
 array on the stack in the wrapper's place. joblib 0.8.4-0.9 wrappers that point at
 companion files are read by :mod:`._joblib_legacy`.
 
-Pickles of protocol 2 and below may come from Python 2, whose ``str`` is bytes. They
-are read by a pure-Python unpickler that returns an ASCII ``str`` as ``str`` and any
-other one as ``bytes``: numpy accepts both as array data (its own ``latin1`` route),
-so arrays, text and binary blobs all come back as they were meant.
+Pickles of protocol 2 and below may come from Python 2, whose ``str`` is bytes. The C
+unpickler reads them with ``encoding='latin1'``, numpy's own route for Python 2
+pickles: every byte maps to one character, so array data, text and binary blobs come
+back whole (a blob as a ``str`` whose ``.encode('latin1')`` gives its bytes back).
 
 Every unpickler of one load, the nested ones included, is made by one factory: the
 caller's, which carries its ``find_class`` policy (a nested object-array pickle once
@@ -30,7 +30,6 @@ escaped such a policy in joblib, GHSA-m62q-453p-gv66).
 
 from __future__ import annotations
 
-import io
 import os
 import pickle
 from collections.abc import Callable, Mapping
@@ -52,8 +51,9 @@ from ._warnings import warn_caller
 
 # (module, name) -> object, consulted by find_class before anything is imported.
 Bindings = Mapping[tuple[str, str], Any]
-# Makes a C unpickler reading ``file`` under the caller's find_class policy.
-UnpicklerFactory = Callable[[Any, Bindings], pickle.Unpickler]
+# Makes a C unpickler reading ``file`` under the caller's find_class policy; keyword
+# arguments (``encoding``) go to ``pickle.Unpickler``.
+UnpicklerFactory = Callable[..., pickle.Unpickler]
 
 _JOBLIB = ("joblib", "sklearn.externals.joblib")
 WRAPPER_NAMES = {
@@ -103,29 +103,6 @@ class WrapperState:
         self.alignment = alignment
 
 
-class _Dispatch(dict):
-    """The pure-Python unpickler's opcode table, failing as the C one on unknown opcodes."""
-
-    def __missing__(self, key: int) -> Any:
-        raise pickle.UnpicklingError(f"invalid load key, {bytes([key])!r}.")
-
-
-class Py2Unpickler(pickle._Unpickler):
-    """A pure-Python unpickler for Python 2 streams (see the module docstring).
-
-    ``find_class`` is the policy instance's, so restrictions apply unchanged.
-    """
-
-    def __init__(self, file: Any, policy: pickle.Unpickler) -> None:
-        super().__init__(file)
-        self.find_class = policy.find_class  # type: ignore[method-assign]
-
-    dispatch = _Dispatch(pickle._Unpickler.dispatch)
-
-    def _decode_string(self, value: bytes) -> str | bytes:
-        return value.decode("ascii") if value.isascii() else value
-
-
 class PickleLoad:
     """One load of one pickle stream from ``stream`` (positioned at its first byte).
 
@@ -171,7 +148,7 @@ class PickleLoad:
             raise CorruptFileError(f"{self.name}: the file is empty")
         # PROTO 0..2, or no PROTO (protocols 0 and 1): possibly Python 2.
         self.py2 = not (head[0] == 0x80 and len(head) > 1 and head[1] > 2)
-        view = PickleView(self.source, peekable=not self.py2)
+        view = PickleView(self.source)
         view.inject(head)
         unpickler = self._unpickler(view, self._bindings(view))
         self.outcome.value = self._run(unpickler)
@@ -193,7 +170,8 @@ class PickleLoad:
 
     def _unpickler(self, file: Any, bindings: Bindings) -> Any:
         if self.py2:
-            unpickler = Py2Unpickler(file, self.new_unpickler(io.BytesIO(), bindings))
+            # numpy's route for Python 2 pickles: a Python 2 str is decoded as latin1.
+            unpickler = self.new_unpickler(file, bindings, encoding="latin1")
         else:
             unpickler = self.new_unpickler(file, bindings)
         unpickler.persistent_load = self._persistent_load
@@ -206,7 +184,7 @@ class PickleLoad:
         wrappers cannot appear inside.
         """
         source = stream if isinstance(stream, Source) else Source(stream, self.name, buffered=False)
-        view = PickleView(source, peekable=not self.py2)
+        view = PickleView(source)
         bindings = dict.fromkeys(self._wrapper_keys(), _NestedWrapper)
         value = self._run(self._unpickler(view, bindings))
         if not isinstance(value, np.ndarray):

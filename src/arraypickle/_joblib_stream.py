@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import io
 import os
-import pickle
 from typing import Any
 
 from ._errors import CorruptFileError
@@ -273,14 +272,13 @@ class Source:
 class PickleView(io.RawIOBase):
     """The file one unpickler reads from: see the module docstring.
 
-    ``peekable``: offer ``peek``, so that the C unpickler reads in windows rather than
-    one call per opcode. A pure-Python unpickler never peeks; it gets ``bytes``.
+    It offers ``peek``, so that the C unpickler reads in windows rather than one call
+    per opcode.
     """
 
-    def __init__(self, source: Source, *, peekable: bool = True) -> None:
+    def __init__(self, source: Source) -> None:
         super().__init__()
         self._source = source
-        self._peekable = peekable
         self._inject = b""
         self._owed: Any = None  # a window a hook consumed: the next read(len) gets it
         self._last: Any = b""  # the last chunk handed to the unpickler...
@@ -292,8 +290,6 @@ class PickleView(io.RawIOBase):
     # -- what unpicklers call -----------------------------------------------------
 
     def peek(self, n: int = 1) -> Any:
-        if not self._peekable:
-            raise NotImplementedError("peek")
         if self._inject:
             self._last, self._last_kind = self._inject, "inject"
             return self._inject
@@ -323,12 +319,7 @@ class PickleView(io.RawIOBase):
             return take
         data = self._source.read(n)
         self._last, self._last_kind = data, "read"
-        if self._peekable:
-            return data
-        if len(data) < n:
-            # The pure-Python unpickler fails obscurely (IndexError...) on short reads.
-            raise pickle.UnpicklingError("pickle data was truncated")
-        return bytes(data)
+        return data
 
     def readinto(self, b: Any) -> int:
         view = memoryview(b).cast("B")
@@ -338,8 +329,6 @@ class PickleView(io.RawIOBase):
             return len(data)
         got = self._source.readinto(view)
         self._last, self._last_kind = view[:got], "read"
-        if got < len(view) and not self._peekable:
-            raise pickle.UnpicklingError("pickle data was truncated")
         return got
 
     def readline(self, size: int | None = -1) -> bytes:
@@ -350,8 +339,6 @@ class PickleView(io.RawIOBase):
             return bytes(self.read(len(self._inject))) + self._source.readline()
         line = self._source.readline()
         self._last, self._last_kind = line, "read"
-        if not self._peekable and not line.endswith(b"\n"):
-            raise pickle.UnpicklingError("pickle data was truncated")
         return line
 
     # -- what hooks call ----------------------------------------------------------

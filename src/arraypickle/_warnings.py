@@ -13,7 +13,7 @@ def warn_caller(message: str, category: type[Warning] = UserWarning) -> None:
     """``warnings.warn`` at the line that called into arraypickle.
 
     The stack level is that of the frame above the outermost arraypickle frame, so
-    frames of the standard library in between (the pure-Python unpickler) are passed.
+    frames of the standard library in between (the import machinery) are passed.
     """
     frame = sys._getframe(1)
     level = outermost = 2
