@@ -16,8 +16,9 @@ import arraypickle as ap
 from arraypickle import _progress
 from arraypickle._cli.convert import parse_compress
 from arraypickle._writer import ContainerWriter
-from cli_support import PEAK_SCRIPT, info_json, run_cli
+from cli_support import info_json, run_cli
 from conftest import COMPRESS_SETTINGS
+from peak_rss import PEAK_SCRIPT
 
 MiB = 1 << 20
 

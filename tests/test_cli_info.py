@@ -21,8 +21,9 @@ from hypothesis.extra import numpy as hnp
 
 import arraypickle as ap
 from arraypickle._inspect import inspect_stream
-from cli_support import PEAK_SCRIPT, check_against, info_json, run_cli, run_subprocess
+from cli_support import check_against, info_json, run_cli, run_subprocess
 from conftest import COMPRESS_SETTINGS, JOBLIB_COMPAT
+from peak_rss import PEAK_SCRIPT
 
 MiB = 1 << 20
 

@@ -15,49 +15,15 @@ import textwrap
 
 import pytest
 
+from peak_rss import PEAK_SCRIPT
+
 MiB = 1 << 20
 LIMIT = 48 * MiB
 
-SCRIPT = textwrap.dedent(
+SCRIPT = PEAK_SCRIPT + textwrap.dedent(
     r"""
-    import json, os, sys, threading, time
     import numpy as np
     import arraypickle as ap
-
-    def rss():
-        import psutil
-        return psutil.Process().memory_info().rss
-
-    class Peak:
-        # The kernel's high-water mark when it can be reset, else sampling.
-        def __init__(self):
-            try:
-                with open("/proc/self/clear_refs", "w") as f:
-                    f.write("5")
-                self.hwm = True
-            except OSError:
-                self.hwm = False
-            self.base = rss()
-            self.peak = self.base
-            if not self.hwm:
-                self.done = False
-                self.thread = threading.Thread(target=self.sample, daemon=True)
-                self.thread.start()
-
-        def sample(self):
-            while not self.done:
-                self.peak = max(self.peak, rss())
-                time.sleep(0.001)
-
-        def extra(self):
-            if self.hwm:
-                with open("/proc/self/status") as f:
-                    line = next(l for l in f if l.startswith("VmHWM"))
-                self.peak = int(line.split()[1]) * 1024
-            else:
-                self.done = True
-                self.thread.join()
-            return self.peak - self.base
 
     path, compress = sys.argv[1], json.loads(sys.argv[2])
     compress = tuple(compress) if isinstance(compress, list) else compress
