@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+
+from arraypickle import _demo
 
 _STATUS = "/proc/self/status"
 _CLEAR_REFS = "/proc/self/clear_refs"
@@ -38,21 +39,11 @@ HAVE_CLEAR_REFS = os.path.exists(_CLEAR_REFS) and _can_reset_peak()
 METHOD = "VmHWM reset via /proc/self/clear_refs" if HAVE_CLEAR_REFS else "psutil sampling, 1 ms"
 
 
-def _load_malloc_trim() -> Callable[[], object]:
-    try:
-        import ctypes
-
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError, ImportError):
-        return lambda: None
-    trim.argtypes = [ctypes.c_size_t]
-    return lambda: trim(0)
-
-
 # Memory freed by an earlier repeat can stay in the C heap, where the next operation
-# reuses it without growing the RSS (glibc raises its mmap threshold after big frees).
-# Giving it back before each operation makes every repeat start from the same footing.
-release_freed_memory = _load_malloc_trim()
+# reuses it without growing the RSS (glibc raises its mmap threshold after big frees):
+# giving it back before each operation (glibc's malloc_trim, as the demo does) makes
+# every repeat start from the same footing.
+release_freed_memory = _demo.release_freed_memory
 
 
 def rss() -> int:
