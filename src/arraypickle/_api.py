@@ -17,10 +17,10 @@ from . import _joblib, _joblib_zf, _progress, _remote
 from ._atomic import replacing
 from ._compress import resolve
 from ._damage import check_unrecognised
-from ._errors import ArrayPickleError, CorruptFileError, UnknownCodecError, describe
+from ._errors import ArrayPickleError, CorruptFileError, describe
 from ._parallel import resolve_threads
 from ._pickler import Pickler
-from ._plugins import Registry, get_registry, missing_codec_message
+from ._plugins import Registry, get_registry
 from ._reader import ContainerReader, MmapTarget, Unpickler
 from ._safe import Policy, checked_plain, make_policy
 from ._streams import (
@@ -454,20 +454,17 @@ def _read(
             verify=opts.verify,
         )
         return reader.load()
-    for magic, codec in magics.items():
-        if head.startswith(magic):
-            if isinstance(codec, tuple):
-                codec_name, known = codec
-                raise UnknownCodecError(missing_codec_message(name, codec_name, known))
-            if inner:
-                raise CorruptFileError(f"{name}: compressed data nested in compressed data")
-            if mmap_mode is not None:
-                warn_caller(
-                    f"{name} is compressed with {codec.name}: it cannot be memory-mapped "
-                    "and is loaded into memory instead",
-                    UserWarning,
-                )
-            return _read_compressed(stream, name, codec, registry, opts)
+    codec = registry.codec_at(head, name, magics)
+    if codec is not None:
+        if inner:
+            raise CorruptFileError(f"{name}: compressed data nested in compressed data")
+        if mmap_mode is not None:
+            warn_caller(
+                f"{name} is compressed with {codec.name}: it cannot be memory-mapped "
+                "and is loaded into memory instead",
+                UserWarning,
+            )
+        return _read_compressed(stream, name, codec, registry, opts)
     if not head:
         raise CorruptFileError(f"{name}: the file is empty")
     check_unrecognised(head, name)

@@ -28,7 +28,7 @@ import numpy as np
 from . import _format as fmt
 from . import _remote
 from ._allowlist import allowed
-from ._errors import CorruptFileError, UnknownCodecError
+from ._errors import CorruptFileError
 from ._joblib_zf import MAGIC as ZF_MAGIC
 from ._joblib_zf import open_zf
 from ._plugins import get_registry
@@ -215,19 +215,10 @@ def inspect_stream(
         report.description = _describe(report)
     elif head.startswith(fmt.MAGIC):
         report = _container(stream, file, file_size, name)
+    elif (codec := registry.codec_at(head, name, magics)) is not None:
+        report = _compressed(stream, file, codec, base_dir, name)
     else:
-        for magic, codec in magics.items():
-            if head.startswith(magic):
-                if isinstance(codec, tuple):
-                    codec_name, known = codec
-                    raise UnknownCodecError(
-                        f"{name} is compressed with {codec_name}, which is not installed; "
-                        f"install it with: pip install {known.distribution}"
-                    )
-                report = _compressed(stream, file, codec, base_dir, name)
-                break
-        else:
-            report = _plain(stream, file, file_size, base_dir, name)
+        report = _plain(stream, file, file_size, base_dir, name)
     report.file_size = file_size
     policy = Policy(trusted)
     report.globals = [(n, not policy.is_allowed(n)) for n in sorted(report.names)]

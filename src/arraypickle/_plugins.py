@@ -166,6 +166,20 @@ class Registry:
                 found[known.magic] = (name, known)
         return found
 
+    def codec_at(self, head: bytes, file: str, magics: dict[bytes, Any] | None = None) -> Any:
+        """The installed codec whose magic ``head`` starts with, or None.
+
+        A magic of a known codec that is not available (a plugin not installed, a
+        built-in one blocked) raises :class:`UnknownCodecError` naming ``file`` and how
+        to get the codec. ``magics``: :meth:`magics`, when the caller has it already.
+        """
+        for magic, codec in (self.magics() if magics is None else magics).items():
+            if head.startswith(magic):
+                if isinstance(codec, tuple):
+                    raise UnknownCodecError(missing_codec_message(file, *codec))
+                return codec
+        return None
+
     def codec(self, name: str) -> Any:
         try:
             return self.codecs[name]

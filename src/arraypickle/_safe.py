@@ -19,7 +19,6 @@ from typing import Any
 
 from ._allowlist import allowed, normalize, trusted_names
 from ._errors import CorruptFileError, UntrustedTypeError
-from ._plugins import missing_codec_message
 from ._scan import (
     BlockSource,
     ChunkReader,
@@ -220,25 +219,21 @@ def get_untrusted_types(
 
 def _scan_any(stream: Any, name: str, registry: Any, inner: bool = False) -> set[str]:
     from . import _format as fmt
-    from ._errors import UnknownCodecError
     from ._streams import Guarded, sniff
 
     magics = registry.magics()
     head, stream = sniff(stream, [fmt.MAGIC, *magics])
     if head.startswith(fmt.MAGIC):
         return scan_container(stream, name)
-    for magic, codec in magics.items():
-        if head.startswith(magic):
-            if isinstance(codec, tuple):
-                codec_name, known = codec
-                raise UnknownCodecError(missing_codec_message(name, codec_name, known))
-            if inner:
-                raise CorruptFileError(f"{name}: compressed data nested in compressed data")
-            reader = codec.open_reader(stream)
-            try:
-                return _scan_any(Guarded(reader, name, codec.name), name, registry, inner=True)
-            finally:
-                reader.close()
+    codec = registry.codec_at(head, name, magics)
+    if codec is not None:
+        if inner:
+            raise CorruptFileError(f"{name}: compressed data nested in compressed data")
+        reader = codec.open_reader(stream)
+        try:
+            return _scan_any(Guarded(reader, name, codec.name), name, registry, inner=True)
+        finally:
+            reader.close()
     if not head:
         raise CorruptFileError(f"{name}: the file is empty")
     return scan_plain(stream, name)

@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 
 from . import _format as fmt
 from ._damage import check_unrecognised
-from ._errors import CorruptFileError, UnknownCodecError, describe
+from ._errors import CorruptFileError, describe
 from ._plugins import Registry, get_registry
 from ._reader import ContainerReader
 from ._streams import Guarded, is_seekable, remaining_size, sniff
@@ -81,17 +81,11 @@ def _verify_stream(stream: Any, name: str, report: Report, registry: Registry) -
     if head.startswith(fmt.MAGIC):
         _scan_containers(stream, name, report)
         return report
-    for magic, codec in magics.items():
-        if head.startswith(magic):
-            if isinstance(codec, tuple):
-                codec_name, known = codec
-                raise UnknownCodecError(
-                    f"{name} is compressed with {codec_name}, which is not installed; "
-                    f"install it with: pip install {known.distribution}"
-                )
-            report.codec = codec.name
-            _scan_compressed(stream, name, codec, report)
-            return report
+    codec = registry.codec_at(head, name, magics)
+    if codec is not None:
+        report.codec = codec.name
+        _scan_compressed(stream, name, codec, report)
+        return report
     if not head:
         raise CorruptFileError(f"{name}: the file is empty")
     check_unrecognised(head, name)
