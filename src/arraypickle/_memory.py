@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -11,6 +12,14 @@ from ._format import ALIGNMENT
 # Non-contiguous arrays are copied out in pieces of at most this many bytes (unless a
 # single element is larger), so a dump never holds a second copy of a big array.
 CHUNK_BYTES = 4 << 20
+
+
+def byte_view(data: Any) -> memoryview:
+    """``data`` (any buffer) as a flat memoryview of bytes, without copying."""
+    view = memoryview(data)
+    if view.ndim != 1 or view.itemsize != 1:
+        view = view.cast("B")
+    return view
 
 
 def aligned_empty(nbytes: int, alignment: int = ALIGNMENT) -> np.ndarray:

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from ._errors import CorruptFileError, describe
+from ._memory import byte_view
 from ._streams import is_seekable
 from ._writer import write_all
 
@@ -114,13 +115,6 @@ def copy_into(out: memoryview, data: Any) -> None:
 
 #: Copies of at least this many bytes go through numpy (see copy_into).
 _NUMPY_COPY = 64 << 10
-
-
-def _as_bytes(data: Any) -> memoryview:
-    view = memoryview(data)
-    if view.ndim != 1 or view.itemsize != 1:
-        view = view.cast("B")
-    return view
 
 
 class Pipeline:
@@ -347,7 +341,7 @@ class ChunkedWriter(io.RawIOBase):
     def write(self, data: Any) -> int:
         if self.closed:
             raise ValueError("write to a closed compressed stream")
-        view = _as_bytes(data)
+        view = byte_view(data)
         n = len(view)
         if self._fill + n < self.chunk_size and not self._failed:  # the common case: gather
             self._buf[self._fill : self._fill + n] = view
@@ -388,7 +382,7 @@ class ChunkedWriter(io.RawIOBase):
         want this, as their ``write_array``: arraypickle calls ``write_array`` for
         every array buffer when the writer has one.
         """
-        view = _as_bytes(data)
+        view = byte_view(data)
         n = len(view)
 
         def take() -> None:
@@ -635,7 +629,7 @@ class FramedReader(io.RawIOBase):
         return True
 
     def readinto(self, b: Any) -> int:
-        view = _as_bytes(b)
+        view = byte_view(b)
         total = len(view)
         done = 0
         try:
@@ -652,7 +646,7 @@ class FramedReader(io.RawIOBase):
                     if piece is None:
                         self._stream = None
                     else:
-                        self._out, self._out_pos = _as_bytes(piece), 0
+                        self._out, self._out_pos = byte_view(piece), 0
                     continue
                 if self._eof:
                     break

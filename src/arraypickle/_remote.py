@@ -37,6 +37,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ._errors import MissingDependencyError
+from ._memory import byte_view
 from ._writer import write_all
 
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]+)(?:://|::)")
@@ -287,9 +288,7 @@ class Chunked:
         return True
 
     def write(self, data: Any) -> int:
-        view = memoryview(data)
-        if view.ndim != 1 or view.itemsize != 1:
-            view = view.cast("B")
+        view = byte_view(data)
         total = len(view)
         if total <= WRITE_PIECE:
             self._put(view)

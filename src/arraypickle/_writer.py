@@ -9,14 +9,12 @@ import numpy as np
 
 from . import _format as fmt
 from ._checksum import HashThread
-from ._memory import byte_chunks
+from ._memory import byte_chunks, byte_view
 
 
 def write_all(write: Any, data: Any) -> None:
     """Call ``write`` until all of ``data`` is written (raw files may write less)."""
-    view = memoryview(data)
-    if view.ndim != 1 or view.itemsize != 1:
-        view = view.cast("B")
+    view = byte_view(data)
     total = len(view)
     done = write(view)
     if done is None or done == total:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .._errors import CorruptFileError, describe
+from .._memory import byte_view
 from .._parallel import ReadAhead, copy_into
 from .._streams import is_seekable
 from .._writer import write_all
@@ -45,9 +46,7 @@ class CompressWriter(io.RawIOBase):
         return True
 
     def write(self, data: Any) -> int:
-        view = memoryview(data)
-        if view.ndim != 1 or view.itemsize != 1:
-            view = view.cast("B")
+        view = byte_view(data)
         for start in range(0, len(view), WRITE_PIECE):
             out = self._compressor.compress(view[start : start + WRITE_PIECE])
             if out:
