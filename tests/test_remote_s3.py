@@ -7,6 +7,7 @@ environment, as an application configured by ``AWS_*`` variables would.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -79,6 +80,9 @@ def s3_env(endpoint):
         s3fs.S3FileSystem.clear_instance_cache()
         yield {**FAKE_ENV, "AWS_ENDPOINT_URL": endpoint}
     s3fs.S3FileSystem.clear_instance_cache()
+    # Close the dropped filesystems' aiohttp sessions now, on fsspec's IO thread, rather
+    # than from finalizers at interpreter exit, when that daemon thread may be stopping.
+    gc.collect()
 
 
 @pytest.fixture
