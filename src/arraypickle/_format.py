@@ -59,13 +59,6 @@ class Header(NamedTuple):
     flags: int
 
 
-class RecordHeader(NamedTuple):
-    kind: bytes
-    pad: int
-    flags: int
-    length: int
-
-
 def pack_header(flags: int = 0) -> bytes:
     body = HEADER.pack(MAGIC, VERSION_MAJOR, VERSION_MINOR, CHECKSUM_XXH3_64, flags, 0)
     return body[:12] + struct.pack("<I", zlib.crc32(body[:12]))
@@ -93,12 +86,13 @@ def pack_record(kind: bytes, pad: int, flags: int, length: int) -> bytes:
     return body[:12] + struct.pack("<I", zlib.crc32(body[:12]))
 
 
-def parse_record(raw: bytes) -> RecordHeader:
-    """The fields of a record header, checked; :class:`FormatError` if damaged."""
+def parse_record(raw: bytes) -> tuple[bytes, int, int, int]:
+    """``(kind, pad, flags, length)`` of a record header, checked; :class:`FormatError`
+    if damaged. (A plain tuple: this runs once per record, for every small array.)"""
     kind, pad, flags, length, crc = RECORD.unpack(raw)
     if zlib.crc32(raw[:12]) != crc:
         raise FormatError("a record header is damaged (CRC mismatch)")
-    return RecordHeader(kind, pad, flags, length)
+    return kind, pad, flags, length
 
 
 def record_checksum(payload: object, index: int) -> int:

@@ -29,6 +29,7 @@ from .wrapper import ArrayWrapper, Buffer, Exposed
 
 _ND = np.ndarray
 _MA = np.ma.MaskedArray
+_new = tuple.__new__
 
 
 def _layout(arr: np.ndarray) -> str:
@@ -75,7 +76,9 @@ class NumpyWrapper(ArrayWrapper):
             if dtype.hasobject or dtype.itemsize == 0:
                 return None
             order = _layout(obj)
-            return Exposed(("a", dtype, obj.shape, order), (Buffer(obj, order),))
+            # tuple.__new__ skips the namedtuples' Python-level __new__: this runs once
+            # per array, and objects of many small arrays (forests) feel every microsecond.
+            return _new(Exposed, (("a", dtype, obj.shape, order), (_new(Buffer, (obj, order)),)))
         kind = self._kinds.get(cls, "?")
         if kind == "?":
             kind = self._kinds[cls] = _subclass_kind(cls)

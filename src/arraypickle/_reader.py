@@ -35,6 +35,9 @@ HASH_PIECE = 512 << 10
 # (see _checksum.HashThread), in pieces of BACKGROUND_PIECE.
 BACKGROUND_MIN = 4 << 20
 BACKGROUND_PIECE = 2 << 20
+# Buffers up to this size are read with their padding and checksum in one call, then
+# copied into aligned memory (the writer's small-record threshold).
+SMALL_BUFFER = 16 << 10
 # A declared size beyond this from a stream of unknown length is not believed.
 MAX_STREAM_RECORD = 1 << 44
 
@@ -237,8 +240,9 @@ class ContainerReader:
             self.buffers_unverifiable = True
             self._verify = False
 
-    def _check_size(self, length: int, what: str) -> None:
-        left = None if self._size is None else self._size - self.offset
+    def _check_size(self, length: int, what: str, skip: int = 0) -> None:
+        """Refuse a declared ``length`` the file cannot hold after ``skip`` more bytes."""
+        left = None if self._size is None else self._size - self.offset - skip
         limit = MAX_STREAM_RECORD if left is None else left
         if length > limit:
             raise self.corrupt(f"{what} declares {length} bytes, more than the file holds")
@@ -259,6 +263,15 @@ class ContainerReader:
         except fmt.FormatError as exc:
             raise self.corrupt(str(exc), start) from None
         what = f"record {self._records} ({kind.decode('latin-1')!r} at offset {start})"
+        if (
+            kind == fmt.KIND_BUFFER
+            and length <= SMALL_BUFFER
+            and self._mmap is None
+            and not self._scanning
+        ):
+            self._read_small_buffer(pad, flags, length, what)
+            self._records += 1
+            return
         if pad and any(self._read(pad, f"the padding of {what}")):
             raise self.corrupt(f"the padding of {what} is not zero")
         self._check_size(length, what)
@@ -303,6 +316,32 @@ class ContainerReader:
         if hasher is not None and hasher.intdigest() != expected:
             raise self.corrupt(f"{what} is damaged (checksum mismatch)")
 
+    def _read_small_buffer(self, pad: int, flags: int, length: int, what: str) -> None:
+        # Padding, payload and checksum in one read, then one copy into aligned memory:
+        # for a small buffer the Python calls of reading each part cost more than
+        # the copy (objects of many small arrays, such as forests, feel every call).
+        self._check_size(length, what, pad)
+        start = self.offset
+        data = self._read(pad + length + fmt.TRAILER.size, f"{what} (padding, payload, checksum)")
+        if pad and any(data[:pad]):
+            raise self.corrupt(f"the padding of {what} is not zero", start)
+        payload = memoryview(data)[pad : pad + length]
+        if self._verify:
+            (expected,) = fmt.TRAILER.unpack_from(data, pad + length)
+            if fmt.record_checksum(payload, self._records) != expected:
+                raise self.corrupt(f"{what} is damaged (checksum mismatch)")
+        buf = aligned_empty(length)
+        buf.data[:] = payload
+        self.buffer_bytes += length
+        self._file_buffer(flags, buf)
+
+    def _file_buffer(self, flags: int, buf: np.ndarray) -> None:
+        if flags & fmt.FLAG_NEXT_BUFFER:
+            self._next.append(buf)
+        else:
+            self._indexed[self._nbuffers] = buf
+        self._nbuffers += 1
+
     def _read_buffer(self, flags: int, length: int, what: str) -> None:
         self.buffer_bytes += length
         if self._scanning:
@@ -328,11 +367,7 @@ class ContainerReader:
             )
             if hasher is not None and hasher.intdigest() != expected:
                 raise self.corrupt(f"{what} is damaged (checksum mismatch)")
-        if flags & fmt.FLAG_NEXT_BUFFER:
-            self._next.append(buf)
-        else:
-            self._indexed[self._nbuffers] = buf
-        self._nbuffers += 1
+        self._file_buffer(flags, buf)
 
     # -- consumers ----------------------------------------------------------------
 
@@ -365,8 +400,9 @@ class ContainerReader:
                 f"{self.name}: the file holds objects of array wrapper {wrapper!r}, "
                 f"which no installed plugin provides"
             ) from None
-        buffers = [self.take(first + i) for i in range(count)]
-        return impl.rebuild(meta, buffers)
+        if count == 1:  # the common case, without the list comprehension's frame
+            return impl.rebuild(meta, [self.take(first)])
+        return impl.rebuild(meta, [self.take(first + i) for i in range(count)])
 
     def load(self) -> Any:
         """Read the header, unpickle the object, then check the END record."""

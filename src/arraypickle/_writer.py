@@ -26,15 +26,23 @@ def write_all(write: Any, data: Any) -> None:
         done += step
 
 
-# Buffers up to this size are written as one joined record (see _write_small).
+# Payloads up to this size are copied into the pending bytes (see ContainerWriter).
 _SMALL = 16 << 10
+# Pending bytes are written once they reach this size.
+_PENDING_LIMIT = 64 << 10
 # Buffers from this size are hashed on a helper thread while they are written
 # (uncompressed dumps only: compressed ones keep every core busy compressing).
 _THREADED_HASH = 4 << 20
+_ZEROS = bytes(fmt.ALIGNMENT)
 
 
 class ContainerWriter:
     """Writes one container to ``out``; its :meth:`write` is the pickler's file.
+
+    Record headers, trailers and small payloads collect as pending bytes and reach
+    ``out`` in one write, joined, before the next large payload (or at 64 KiB, or at
+    :meth:`finish`): an object of many small arrays costs one write per 64 KiB, not
+    three per array. Large payloads are written from the array's own memory.
 
     ``out`` may offer ``write_array(data, itemsize)``: buffer payloads then go through
     it, telling array-aware codecs the element size of what they compress.
@@ -44,29 +52,67 @@ class ContainerWriter:
         self._write = out.write
         self._write_array = getattr(out, "write_array", None)
         self._hashing = HashThread() if hash_thread else None
-        self.offset = 0
+        header = fmt.pack_header()
+        self._pending: list[bytes] = [header]
+        self._pending_bytes = len(header)
+        self.offset = len(header)
         self.records = 0
         self.buffers = 0
-        self._emit(fmt.pack_header())
 
-    def _emit(self, data: Any) -> None:
-        write_all(self._write, data)
-        self.offset += memoryview(data).nbytes
+    def _add(self, data: bytes) -> None:
+        """Append ``data`` to the pending bytes (``offset`` counts it as written)."""
+        self._pending.append(data)
+        self._pending_bytes += len(data)
+        self.offset += len(data)
+        if self._pending_bytes >= _PENDING_LIMIT:
+            self._flush()
 
-    def _record_header(self, kind: bytes, flags: int, length: int) -> int:
-        """Write a record header (and padding); return the record's index."""
+    def _flush(self) -> None:
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            self._pending_bytes = 0
+            write_all(self._write, data)
+
+    def _small_record(self, kind: bytes, flags: int, payload: Any) -> int:
+        """Add a whole record with a small ``payload`` to the pending bytes; its index."""
+        index = self.records
         pad = fmt.padding(self.offset) if kind == fmt.KIND_BUFFER else 0
-        self._emit(fmt.pack_record(kind, pad, flags, length) + bytes(pad))
+        self._add(
+            b"".join(
+                (
+                    fmt.pack_record(kind, pad, flags, len(payload)),
+                    _ZEROS[:pad],
+                    payload,
+                    fmt.TRAILER.pack(fmt.record_checksum(payload, index)),
+                )
+            )
+        )
+        self.records += 1
+        return index
+
+    def _large_header(self, kind: bytes, flags: int, length: int) -> int:
+        """Write the pending bytes and the header of a record whose payload comes next."""
+        pad = fmt.padding(self.offset) if kind == fmt.KIND_BUFFER else 0
+        header = fmt.pack_record(kind, pad, flags, length) + _ZEROS[:pad]
+        self._pending.append(header)
+        self.offset += len(header)
+        self._flush()
         self.records += 1
         return self.records - 1
 
     def write(self, data: bytes | pickle.PickleBuffer) -> int:
         """Take one frame of pickle opcodes from the pickler as a PICKLE record."""
-        view = memoryview(data)
-        index = self._record_header(fmt.KIND_PICKLE, 0, view.nbytes)
-        self._emit(view)
-        self._emit(fmt.TRAILER.pack(fmt.record_checksum(view, index)))
-        return view.nbytes
+        view = byte_view(data)
+        size = len(view)
+        if size <= _SMALL:
+            self._small_record(fmt.KIND_PICKLE, 0, bytes(view))
+            return size
+        index = self._large_header(fmt.KIND_PICKLE, 0, size)
+        write_all(self._write, view)
+        self.offset += size
+        self._add(fmt.TRAILER.pack(fmt.record_checksum(view, index)))
+        return size
 
     def write_array(self, arr: np.ndarray, order: str, flags: int = 0) -> int:
         """Write ``arr``'s bytes in ``order`` as a BUFFER record; return its index.
@@ -76,8 +122,14 @@ class ContainerWriter:
         """
         nbytes = arr.nbytes
         if nbytes <= _SMALL and self._write_array is None:
-            return self._write_small(arr, order, flags)
-        index = self._record_header(fmt.KIND_BUFFER, flags, nbytes)
+            self._small_record(fmt.KIND_BUFFER, flags, arr.tobytes(order))
+        else:
+            self._write_large(arr, order, flags, nbytes)
+        self.buffers += 1
+        return self.buffers - 1
+
+    def _write_large(self, arr: np.ndarray, order: str, flags: int, nbytes: int) -> None:
+        index = self._large_header(fmt.KIND_BUFFER, flags, nbytes)
         itemsize = arr.dtype.itemsize
         hasher = fmt.record_hasher(index)
         hashing = self._hashing if nbytes >= _THREADED_HASH else None
@@ -93,28 +145,7 @@ class ContainerWriter:
             if hashing is not None:
                 hashing.wait()  # a non-contiguous array's chunk buffer is reused next
             self.offset += chunk.nbytes
-        self._emit(fmt.TRAILER.pack(hasher.intdigest()))
-        self.buffers += 1
-        return self.buffers - 1
-
-    def _write_small(self, arr: np.ndarray, order: str, flags: int) -> int:
-        # One write for the whole record: for small arrays the Python calls of four
-        # writes cost more than copying the bytes (a buffered file copies them anyway).
-        payload = next(byte_chunks(arr, order))
-        pad = fmt.padding(self.offset)
-        record = b"".join(
-            (
-                fmt.pack_record(fmt.KIND_BUFFER, pad, flags, payload.nbytes),
-                bytes(pad),
-                payload,
-                fmt.TRAILER.pack(fmt.record_checksum(payload, self.records)),
-            )
-        )
-        write_all(self._write, record)
-        self.offset += len(record)
-        self.records += 1
-        self.buffers += 1
-        return self.buffers - 1
+        self._add(fmt.TRAILER.pack(hasher.intdigest()))
 
     def write_picklebuffer(self, buffer: pickle.PickleBuffer) -> None:
         """Write a buffer some object's own reduction handed out (read back by NEXT_BUFFER)."""
@@ -128,8 +159,6 @@ class ContainerWriter:
             self._hashing.close()
 
     def finish(self) -> None:
-        """Write the END record."""
-        payload = fmt.END.pack(self.records, self.buffers)
-        index = self._record_header(fmt.KIND_END, 0, len(payload))
-        self._emit(payload)
-        self._emit(fmt.TRAILER.pack(fmt.record_checksum(payload, index)))
+        """Write the END record, and everything still pending."""
+        self._small_record(fmt.KIND_END, 0, fmt.END.pack(self.records, self.buffers))
+        self._flush()
