@@ -106,7 +106,7 @@ class ContainerWriter:
         view = byte_view(data)
         size = len(view)
         if size <= _SMALL:
-            self._small_record(fmt.KIND_PICKLE, 0, bytes(view))
+            self._small_record(fmt.KIND_PICKLE, 0, view)  # joined (copied) at once
             return size
         index = self._large_header(fmt.KIND_PICKLE, 0, size)
         write_all(self._write, view)
@@ -122,7 +122,10 @@ class ContainerWriter:
         """
         nbytes = arr.nbytes
         if nbytes <= _SMALL and self._write_array is None:
-            self._small_record(fmt.KIND_BUFFER, flags, arr.tobytes(order))
+            # ndarray's own tobytes: a subclass may override it, and any order but
+            # 'F' is C, as for large buffers (byte_chunks).
+            layout = "F" if order == "F" else "C"
+            self._small_record(fmt.KIND_BUFFER, flags, np.ndarray.tobytes(arr, layout))
         else:
             self._write_large(arr, order, flags, nbytes)
         self.buffers += 1
