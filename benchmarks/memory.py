@@ -44,6 +44,7 @@ METHOD = "VmHWM reset via /proc/self/clear_refs" if HAVE_CLEAR_REFS else "psutil
 # giving it back before each operation (glibc's malloc_trim, as the demo does) makes
 # every repeat start from the same footing.
 release_freed_memory = _demo.release_freed_memory
+pretouch = _demo.pretouch_memory
 
 
 def rss() -> int:

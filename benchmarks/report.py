@@ -270,7 +270,10 @@ METHOD = [
     "- Every case x library x configuration runs in a fresh Python process, which imports "
     "only the library it measures and builds the case's data from a fixed seed "
     "(the fitted forest is built once per run and loaded from a pickle by each process).",
-    "- Each process first dumps and loads a tiny object, untimed, so that one-time work "
+    "- Each process first writes to three times the memory its case holds and gives it "
+    "back, untimed: on the project's VM the first touch of memory costs about 10 us a "
+    "page, once, which otherwise lands on whichever repeat or library comes first. It "
+    "then dumps and loads a tiny object, untimed, so that one-time work "
     "(lazy imports, plugin discovery) is not counted in the repeats; the JSON keeps its "
     "time as `first_call_s`.",
     "- Each repeat: `gc.collect()`, glibc's `malloc_trim(0)` (so memory freed by the "
