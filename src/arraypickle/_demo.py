@@ -276,7 +276,9 @@ def run_demo(
     names = _codec_names(codecs)
     limit = 0.0 if codecs is not None else max_seconds
     data = make_dataset(size_mb) if data is None else data
-    pretouch_memory(2 * data_bytes(data))  # a load's result plus a codec's buffers
+    # Twice the data (measured: once was not always enough); briefly, that is one
+    # dataset more than a load itself needs.
+    pretouch_memory(2 * data_bytes(data))
     rows = []
     with _workdir(directory) as where:
         for name in names:
