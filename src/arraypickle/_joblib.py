@@ -169,11 +169,9 @@ class PickleLoad:
             raise error from exc
 
     def _unpickler(self, file: Any, bindings: Bindings) -> Any:
-        if self.py2:
-            # numpy's route for Python 2 pickles: a Python 2 str is decoded as latin1.
-            unpickler = self.new_unpickler(file, bindings, encoding="latin1")
-        else:
-            unpickler = self.new_unpickler(file, bindings)
+        # numpy's route for Python 2 pickles: a Python 2 str is decoded as latin1.
+        options = {"encoding": "latin1"} if self.py2 else {}
+        unpickler = self.new_unpickler(file, bindings, **options)
         unpickler.persistent_load = self._persistent_load
         return unpickler
 

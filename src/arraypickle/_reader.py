@@ -322,7 +322,7 @@ class ContainerReader:
         # the copy (objects of many small arrays, such as forests, feel every call).
         self._check_size(length, what, pad)
         start = self.offset
-        data = self._read(pad + length + fmt.TRAILER.size, f"{what} (padding, payload, checksum)")
+        data = self._read(pad + length + fmt.TRAILER.size, what)
         if pad and any(data[:pad]):
             raise self.corrupt(f"the padding of {what} is not zero", start)
         payload = memoryview(data)[pad : pad + length]
