@@ -517,6 +517,28 @@ def test_read_ahead_hands_over_input_from_the_callers_thread():
     assert callers == {threading.current_thread().name}
 
 
+def _readahead_threads() -> int:
+    return sum(t.name == "arraypickle-readahead" for t in threading.enumerate())
+
+
+def test_read_ahead_starts_at_the_first_big_read_only():
+    # Small reads are the unpickler's: a helper would only contend for the GIL with it.
+    data = sample_bytes(8 * MiB).tobytes()
+    before = _readahead_threads()
+    reader = codec("zlib").open_reader(io.BytesIO(zlib.compress(data, 1)), threads=2)
+    small = [reader.read(64 << 10) for _ in range(48)]  # 3 MiB in unpickler-sized reads
+    assert _readahead_threads() == before
+    big = bytearray(_stream.AHEAD_READ)
+    assert reader.readinto(big) == len(big)
+    assert _readahead_threads() == before + 1
+    rest = reader.read(len(data))
+    reader.close()
+    assert b"".join([*small, bytes(big), rest]) == data
+    one_thread = codec("zlib").open_reader(io.BytesIO(zlib.compress(data, 1)), threads=1)
+    assert one_thread.read(len(data)) == data
+    assert _readahead_threads() == before
+
+
 def test_read_ahead_exceptions_reach_the_reader():
     def produce(feed):
         yield b"one"
@@ -565,6 +587,39 @@ def test_framed_reader_in_place_straddling_and_errors():
         Counting(io.BytesIO(bad), 3).read(len(stream) + 3)
     with pytest.raises(CorruptFileError, match="truncated"):
         Counting(io.BytesIO(stream[:-1]), 2).read(len(stream))
+
+
+class Where(Counting):
+    """Records the thread each frame is decoded on."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.where = []
+
+    def decode_into(self, frame, out):
+        self.where.append(threading.current_thread() is threading.main_thread())
+        super().decode_into(frame, out)
+
+
+def test_framed_reader_decodes_a_lone_frame_in_the_calling_thread():
+    # A read that one frame completes would only wait for a worker: small reads (the
+    # unpickler's) decode in place; reads of several frames use the workers.
+    frames = [bytes([65 + i % 26]) * 1000 for i in range(40)]
+    stream = b"".join(len(f).to_bytes(4, "big") + f for f in frames)
+    reader = Where(io.BytesIO(stream), 2)
+    assert reader.read(10) == frames[0][:10]
+    for i in range(1, 20):  # each frame straddles its read, or ends it
+        assert reader.read(1000) == frames[i - 1][10:] + frames[i][:10]
+    assert all(reader.where)
+    del reader.where[:]
+    assert reader.read(21 * 1000 - 10) == b"".join(frames[19:])[10:]
+    assert not all(reader.where)  # workers took some of the 21 frames
+    reader.close()
+    aligned = Where(io.BytesIO(stream), 2)
+    for i in range(10):  # each read is exactly one frame
+        assert aligned.read(1000) == frames[i]
+    assert aligned.where == [True] * 10
+    aligned.close()
 
 
 # -- fork -------------------------------------------------------------------------------
