@@ -9,7 +9,7 @@ import numpy as np
 
 from . import _format as fmt
 from ._checksum import HashThread
-from ._memory import byte_chunks, byte_view
+from ._memory import as_bytes, byte_chunks, byte_view
 
 
 def write_all(write: Any, data: Any) -> None:
@@ -34,6 +34,11 @@ _PENDING_LIMIT = 64 << 10
 # (uncompressed dumps only: compressed ones keep every core busy compressing).
 _THREADED_HASH = 4 << 20
 _ZEROS = bytes(fmt.ALIGNMENT)
+
+
+def _contiguous(arr: np.ndarray, order: str) -> bool:
+    """Whether ``arr``'s memory holds its bytes in ``order`` ('F', or else C) as they are."""
+    return arr.flags.f_contiguous if order == "F" else arr.flags.c_contiguous
 
 
 class ContainerWriter:
@@ -126,6 +131,14 @@ class ContainerWriter:
             # 16 KiB: measured faster than joining a view of the array's memory.
             layout = "F" if order == "F" else "C"
             self._small_record(fmt.KIND_BUFFER, flags, np.ndarray.tobytes(arr, layout))
+        elif self._write_array is None and nbytes < _THREADED_HASH and _contiguous(arr, order):
+            # The common case, without the chunking machinery: one hash, one write.
+            data = as_bytes(arr.T if order == "F" else arr)
+            index = self._large_header(fmt.KIND_BUFFER, flags, nbytes)
+            checksum = fmt.record_checksum(data, index)  # first: the write then reads cache
+            write_all(self._write, data)
+            self.offset += nbytes
+            self._add(fmt.TRAILER.pack(checksum))
         else:
             self._write_large(arr, order, flags, nbytes)
         self.buffers += 1
