@@ -536,6 +536,8 @@ def test_read_ahead_starts_at_the_first_big_read_only():
     assert b"".join([*small, bytes(big), rest]) == data
     one_thread = codec("zlib").open_reader(io.BytesIO(zlib.compress(data, 1)), threads=1)
     assert one_thread.read(len(data)) == data
+    small_load = codec("zlib").open_reader(io.BytesIO(zlib.compress(data[:MiB], 1)), threads=2)
+    assert small_load.read(MiB) == data[:MiB]  # one big read, but under AHEAD_AFTER
     assert _readahead_threads() == before
 
 

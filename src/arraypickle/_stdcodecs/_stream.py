@@ -27,12 +27,14 @@ WRITE_PIECE = 1 << 20
 READ_PIECE = 256 << 10
 OUTPUT_PIECE = 4 << 20
 # With threads, decompression moves to a helper thread at the first read into a buffer
-# at least this big (an array's payload), and hands out pieces of this size. Not before:
-# while the caller unpickles, it holds the GIL, and a helper decoding ahead only
+# at least AHEAD_READ big (an array's payload) once AHEAD_AFTER bytes were decoded
+# (small loads start no thread), and hands out pieces of AHEAD_PIECE. Not at smaller
+# reads: while the caller unpickles, it holds the GIL, and a helper decoding ahead only
 # contends for it (measured: zlib loads of a random forest and of a dict of floats,
 # pickle opcodes and arrays under 256 KB, were 6-15% slower with the helper than
 # without, while big arrays gain from it).
 AHEAD_READ = 512 << 10
+AHEAD_AFTER = 1 << 20
 AHEAD_PIECE = 1 << 20
 
 DECOMPRESS_ERRORS = (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError)
@@ -173,7 +175,8 @@ class DecompressReader(io.RawIOBase):
     With ``multistream``, streams that follow one another (gzip members, bz2 and xz
     streams, with zero padding between) read as one, as the command-line tools do.
     With ``threads`` > 1, from the first ``readinto`` of :data:`AHEAD_READ` bytes or
-    more the decompressor moves to a helper thread that runs ahead of the reader
+    more after :data:`AHEAD_AFTER` bytes were decoded, the decompressor moves to a
+    helper thread that runs ahead of the reader
     (:class:`arraypickle.codec.ReadAhead`), fed by the reader's thread.
     """
 
@@ -193,6 +196,7 @@ class DecompressReader(io.RawIOBase):
         # answer), decoding stays in the calling thread, which then reads exactly what
         # the decoder needs and can stop it at the end of a stream (finish_stream).
         self._threads = threads if is_seekable(fileobj) else 1
+        self._produced = 0
         self._ahead: ReadAhead | None = None
         self._piece = memoryview(b"")
         self._piece_pos = 0
@@ -206,8 +210,10 @@ class DecompressReader(io.RawIOBase):
         """The next decompressed bytes (at most ``max_length``); b'' at the end.
         ``big``: they go into a buffer of at least :data:`AHEAD_READ` bytes."""
         if self._ahead is None:
-            if self._threads < 2 or not big:
-                return self._dec.more(max_length)
+            if self._threads < 2 or not big or self._produced < AHEAD_AFTER:
+                out = self._dec.more(max_length)
+                self._produced += len(out)
+                return out
             self._ahead = ReadAhead(self._fp, self._dec.pieces, piece=READ_PIECE)
         if self._piece_pos >= len(self._piece):
             self._piece, self._piece_pos = memoryview(self._ahead.next()), 0
