@@ -418,3 +418,19 @@ def test_damaged_files_give_a_library_error(seed, edits, cut):
         return
     json.dumps(report.to_json())
     assert isinstance(report.description, str)
+
+
+def test_a_dtype_numpy_only_tolerates_is_not_materialized_nor_warned_about():
+    # numpy 2.4 warns (VisibleDeprecationWarning) for dtype('f8', 'i4', True), as a
+    # damaged file can make it: `arraypickle info` must neither print that nor trust it.
+    import warnings
+
+    from arraypickle._symbolic import Global, Obj, as_dtype
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        odd = as_dtype(Obj(Global("numpy.dtype"), ("f8", "i4", True), "reduce"))
+        good = as_dtype(Obj(Global("numpy.dtype"), ("f8", 0, 1), "reduce"))
+    assert caught == []
+    assert odd is None
+    assert good == np.dtype("f8")

@@ -32,6 +32,7 @@ import os
 import pickletools
 import re
 import struct
+import warnings
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -263,9 +264,13 @@ def materialize(node: Any, depth: int = 0) -> Any:
         if type(args) is not tuple:
             raise NotMaterializable("arguments")
         try:
-            value = func(*args)
-            if node.state is not None:
-                value.__setstate__(materialize(node.state, depth + 1))
+            # A warning means arguments numpy only tolerates (a damaged file's): not
+            # materialized, and nothing printed to the user of `arraypickle info`.
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                value = func(*args)
+                if node.state is not None:
+                    value.__setstate__(materialize(node.state, depth + 1))
         except NotMaterializable:
             raise
         except Exception as exc:
