@@ -44,6 +44,13 @@ def as_bytes(arr: np.ndarray) -> np.ndarray:
     return arr.reshape(-1).view(np.uint8)
 
 
+def contiguous_bytes(arr: np.ndarray, order: str) -> np.ndarray | None:
+    """The bytes of ``arr`` laid out in ``order`` ('F', or else C) as a uint8 view of
+    its own memory, or None when its memory does not hold them in that layout."""
+    a = arr.T if order == "F" else arr
+    return as_bytes(a) if a.flags.c_contiguous else None
+
+
 def byte_chunks(arr: np.ndarray, order: str, limit: int = CHUNK_BYTES) -> Iterator[np.ndarray]:
     """Yield the bytes of ``arr`` laid out in ``order`` ('C' or 'F') as uint8 arrays.
 
@@ -52,10 +59,11 @@ def byte_chunks(arr: np.ndarray, order: str, limit: int = CHUNK_BYTES) -> Iterat
     each chunk is valid until the next one is asked for. Every chunk holds a whole
     number of elements.
     """
-    a = arr.T if order == "F" else arr
-    if a.flags.c_contiguous:
-        yield as_bytes(a)
+    whole = contiguous_bytes(arr, order)
+    if whole is not None:
+        yield whole
         return
+    a = arr.T if order == "F" else arr
     scratch = np.empty(0, np.uint8)
     for block in _blocks(a, limit):
         need = block.nbytes

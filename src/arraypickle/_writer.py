@@ -9,7 +9,7 @@ import numpy as np
 
 from . import _format as fmt
 from ._checksum import HashThread
-from ._memory import as_bytes, byte_chunks, byte_view
+from ._memory import byte_chunks, byte_view, contiguous_bytes
 
 
 def write_all(write: Any, data: Any) -> None:
@@ -34,11 +34,6 @@ _PENDING_LIMIT = 64 << 10
 # (uncompressed dumps only: compressed ones keep every core busy compressing).
 _THREADED_HASH = 4 << 20
 _ZEROS = bytes(fmt.ALIGNMENT)
-
-
-def _contiguous(arr: np.ndarray, order: str) -> bool:
-    """Whether ``arr``'s memory holds its bytes in ``order`` ('F', or else C) as they are."""
-    return arr.flags.f_contiguous if order == "F" else arr.flags.c_contiguous
 
 
 class ContainerWriter:
@@ -105,17 +100,23 @@ class ContainerWriter:
         self.records += 1
         return self.records - 1
 
+    def _large_record(self, kind: bytes, flags: int, payload: Any, length: int) -> None:
+        """Write a whole record whose ``payload`` (``length`` bytes, in one piece) is
+        written from its own memory, after the pending bytes."""
+        index = self._large_header(kind, flags, length)
+        checksum = fmt.record_checksum(payload, index)  # first: the write then reads cache
+        write_all(self._write, payload)
+        self.offset += length
+        self._add(fmt.TRAILER.pack(checksum))
+
     def write(self, data: bytes | pickle.PickleBuffer) -> int:
         """Take one frame of pickle opcodes from the pickler as a PICKLE record."""
         view = byte_view(data)
         size = len(view)
         if size <= _SMALL:
             self._small_record(fmt.KIND_PICKLE, 0, view)
-            return size
-        index = self._large_header(fmt.KIND_PICKLE, 0, size)
-        write_all(self._write, view)
-        self.offset += size
-        self._add(fmt.TRAILER.pack(fmt.record_checksum(view, index)))
+        else:
+            self._large_record(fmt.KIND_PICKLE, 0, view, size)
         return size
 
     def write_array(self, arr: np.ndarray, order: str, flags: int = 0) -> int:
@@ -131,14 +132,13 @@ class ContainerWriter:
             # 16 KiB: measured faster than joining a view of the array's memory.
             layout = "F" if order == "F" else "C"
             self._small_record(fmt.KIND_BUFFER, flags, np.ndarray.tobytes(arr, layout))
-        elif self._write_array is None and nbytes < _THREADED_HASH and _contiguous(arr, order):
+        elif (
+            self._write_array is None
+            and nbytes < _THREADED_HASH
+            and (whole := contiguous_bytes(arr, order)) is not None
+        ):
             # The common case, without the chunking machinery: one hash, one write.
-            data = as_bytes(arr.T if order == "F" else arr)
-            index = self._large_header(fmt.KIND_BUFFER, flags, nbytes)
-            checksum = fmt.record_checksum(data, index)  # first: the write then reads cache
-            write_all(self._write, data)
-            self.offset += nbytes
-            self._add(fmt.TRAILER.pack(checksum))
+            self._large_record(fmt.KIND_BUFFER, flags, whole, nbytes)
         else:
             self._write_large(arr, order, flags, nbytes)
         self.buffers += 1
