@@ -248,6 +248,52 @@ def test_multistream_object_over_a_kept_open_socket():
     assert_same(out, obj)
 
 
+def _compressed_pickle(obj, codec: str, protocol: int) -> bytes:
+    import bz2
+    import gzip
+    import lzma
+    import zlib
+
+    compressors = {
+        "zlib": zlib.compress,
+        "gzip": gzip.compress,
+        "bz2": bz2.compress,
+        "xz": lzma.compress,
+        "lzma": lambda raw: lzma.compress(raw, format=lzma.FORMAT_ALONE),
+    }
+    return compressors[codec](pickle.dumps(obj, protocol=protocol))
+
+
+@pytest.mark.parametrize("protocol", [2, 5])
+@pytest.mark.parametrize("codec", BUILTIN_CODECS)
+def test_compressed_plain_pickles_from_a_kept_open_socket(codec, protocol):
+    # A plain pickle inside a codec stream is read to that stream's end and no further:
+    # read ahead of the unpickler, the load used to wait for the sender to close.
+    objs = [sample(1), {"k": "v"}]
+    got = load_from_kept_open_socket([_compressed_pickle(o, codec, protocol) for o in objs])
+    for obj, out in zip(objs, got, strict=True):
+        if isinstance(out, BaseException):
+            raise out
+        assert_same(out, obj)
+
+
+@pytest.mark.parametrize("compress", [0, *BUILTIN_CODECS])
+def test_joblib_files_from_a_kept_open_socket(compress):
+    joblib = pytest.importorskip("joblib")
+
+    def joblib_bytes(obj):
+        out = io.BytesIO()
+        joblib.dump(obj, out, compress=(compress, 3) if compress else 0)
+        return out.getvalue()
+
+    objs = [sample(1), [1, "two"], sample(2)]
+    got = load_from_kept_open_socket([joblib_bytes(o) for o in objs])
+    for obj, out in zip(objs, got, strict=True):
+        if isinstance(out, BaseException):
+            raise out
+        assert_same(out, obj)
+
+
 @pytest.mark.parametrize("compress", BUILTIN_CODECS)
 def test_back_to_back_compressed_objects_fail_clearly(compress):
     # Unsupported: the decoder of the first reads ahead into the second; the object

@@ -483,6 +483,7 @@ def _read(
             size=remaining_size(stream),
             piece=piece or (_CODEC_PIECE if inner else _FILE_PIECE),
             inner=inner,
+            live=opts.live is not None,
         )
     finally:
         if close is not None:

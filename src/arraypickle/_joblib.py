@@ -108,7 +108,10 @@ class PickleLoad:
 
     ``new_unpickler`` makes every unpickler of this load; ``path`` (the file's name)
     serves memory mapping and joblib 0.9's companion files; ``inner``: ``stream`` is
-    a decompressed stream, which must end with the object.
+    a decompressed stream, which must end with the object. ``live``: the file under
+    that stream cannot seek and may be a socket whose sender waits for an answer, so
+    nothing past the object is asked of the decompressor (a read ahead past the end of
+    its stream would wait for the next one).
     """
 
     def __init__(
@@ -122,6 +125,7 @@ class PickleLoad:
         size: int | None = None,
         piece: int | None = None,
         inner: bool = False,
+        live: bool = False,
         dirname: str | None = None,
     ) -> None:
         self.name = name
@@ -133,7 +137,8 @@ class PickleLoad:
         self.new_unpickler = new_unpickler
         self.size = size
         self.inner = inner
-        self.source = Source(stream, name, buffered=inner or is_seekable(stream), piece=piece)
+        buffered = (inner and not live) or is_seekable(stream)
+        self.source = Source(stream, name, buffered=buffered, piece=piece)
         self.outcome = Outcome(None)
         self.py2 = False
         self._ready: list[Any] = []
