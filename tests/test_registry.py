@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import io
 import pathlib
 import sys
 import warnings
@@ -303,3 +304,20 @@ def test_every_hookspec_is_documented_in_docs():
     missing = [name for name, _ in hookspec_functions() if name not in text]
     assert pages, "docs/ holds no markdown page to document the hooks in"
     assert not missing, f"hooks missing from docs/*.md: {missing}"
+
+
+def test_skip_magic_takes_short_reads_and_names_what_it_found():
+    from arraypickle.codec import skip_magic
+    from arraypickle.testing import Trickle
+
+    src = Trickle(b"RLE1rest", most=1)
+    skip_magic(src, b"RLE1", "rle")
+    assert src.read(4) == b"r"  # one byte a read, and the magic is gone
+    with pytest.raises(
+        ap.CorruptFileError, match=r"rle stream .* magic 52 4c 45 31 \(found 52 4c 58"
+    ):
+        skip_magic(io.BytesIO(b"RLX1"), b"RLE1", "rle")
+    with pytest.raises(ap.CorruptFileError, match="found 52 4c\\)"):
+        skip_magic(io.BytesIO(b"RL"), b"RLE1", "rle")
+    with pytest.raises(ap.CorruptFileError, match="found the end of the file"):
+        skip_magic(io.BytesIO(b""), b"RLE1", "rle")

@@ -96,12 +96,16 @@ The parallel machinery (``docs/plugins.md``, "Parallel codecs", shows a whole co
     reader, the caller's thread feeding it the file's bytes.
 :func:`copy_into` ``(out, data)``
     ``out[:] = data`` without holding the GIL for large copies (for ``decode_into``).
+:func:`skip_magic` ``(fileobj, magic, codec)``
+    Reads the magic at the start of ``open_reader``'s file, however short its reads,
+    for a codec whose decoder does not take the magic itself.
 """
 
 from __future__ import annotations
 
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 
+from ._errors import CorruptFileError, describe
 from ._parallel import (
     ChunkedWriter,
     Frame,
@@ -126,6 +130,7 @@ __all__ = [
     "ReadAhead",
     "copy_into",
     "default_level",
+    "skip_magic",
     "usable_cores",
 ]
 
@@ -169,3 +174,37 @@ def default_level(codec: Any) -> int:
     """The level ``compress=codec.name`` means for ``codec``."""
     level = getattr(codec, "default_level", DEFAULT_LEVEL)
     return level if isinstance(level, int) and 1 <= level <= 9 else DEFAULT_LEVEL
+
+
+def skip_magic(fileobj: BinaryIO, magic: bytes, codec: str) -> None:
+    """Read ``magic`` from ``fileobj``, positioned at its first byte.
+
+    For an ``open_reader`` whose decoder starts after the magic. The reads may be
+    short (a socket hands out what has arrived), so one ``read(len(magic))`` may not
+    take it all.
+
+    Args:
+        fileobj: The file ``open_reader`` was given.
+        magic: The codec's magic.
+        codec: The codec's name, for the error message.
+
+    Raises:
+        CorruptFileError: The file ends inside the magic or holds other bytes.
+
+    Example::
+
+        def open_reader(self, fileobj):
+            skip_magic(fileobj, self.magic, self.name)
+            return DecompressReader(fileobj, MyDecompressor, codec=self.name, multistream=False)
+    """
+    got = b""
+    while len(got) < len(magic):
+        more = fileobj.read(len(magic) - len(got))
+        if not more:
+            break
+        got += more
+    if got != magic:
+        raise CorruptFileError(
+            f"{describe(fileobj)}: {codec} stream does not start with its magic "
+            f"{magic.hex(' ')} (found {got.hex(' ') or 'the end of the file'})"
+        )

@@ -57,7 +57,7 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -386,8 +386,14 @@ def _encode(codec: Any, chunks: Sequence[bytes], level: int, **kwargs: Any) -> b
     return out.getvalue()
 
 
-def _decode(codec: Any, data: bytes, sizes: Iterator[int] | None = None, **kwargs: Any) -> bytes:
-    src = io.BytesIO(data)
+def _decode(
+    codec: Any,
+    data: bytes,
+    sizes: Iterator[int] | None = None,
+    source: Callable[[bytes], Any] = io.BytesIO,
+    **kwargs: Any,
+) -> bytes:
+    src = source(data)
     reader = codec.open_reader(src, **kwargs)
     parts = []
     while True:
@@ -713,6 +719,12 @@ class CodecConformance:
         assert_same(obj, arraypickle.load(Trickle(blob)))
         if getattr(subject, "parallel", False):
             assert_same(obj, arraypickle.load(Trickle(blob, most=5), threads=2))
+
+    def test_reader_takes_its_magic_a_byte_at_a_time(self, subject: Any) -> None:
+        # open_reader's file may hand out one byte per read from the first one on.
+        data = sample_bytes(50_000).tobytes()
+        stream = _encode(subject, [data], 1)
+        assert _decode(subject, stream, source=lambda b: Trickle(b, most=1)) == data
 
     def test_socket_kept_open_by_the_sender(self, subject: Any) -> None:
         # The load returns once the object has arrived, without waiting for the end

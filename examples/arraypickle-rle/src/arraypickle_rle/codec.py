@@ -6,7 +6,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from arraypickle.codec import Codec, CompressWriter, DecompressReader
+from arraypickle.codec import Codec, CompressWriter, DecompressReader, skip_magic
 
 from . import rle
 
@@ -58,5 +58,5 @@ class RleCodec(Codec):
         return CompressWriter(fileobj, RleCompressor())
 
     def open_reader(self, fileobj: BinaryIO) -> DecompressReader:
-        fileobj.read(len(MAGIC))  # arraypickle has matched it already
+        skip_magic(fileobj, MAGIC, self.name)  # matched by arraypickle; reads may be short
         return DecompressReader(fileobj, RleDecompressor, codec=self.name, multistream=False)
