@@ -219,6 +219,21 @@ def test_big_inband_bytes_are_skipped_unread():
     assert f.bytes_read < 3 << 20  # one block, not the payload
 
 
+def test_protocol_0_lines_longer_than_the_line_cap_are_skipped():
+    # Protocol 0 writes strings (and numpy's array bytes) as one line each; lines
+    # past LINE_MAX (1 MiB) are data, skipped unread, not a truncated stream.
+    value = {"s": "x" * 3_000_000, "a": np.arange(300_000.0), "n": 10**4000}
+    blob = pickle.dumps([value, subprocess.Popen], protocol=0)
+    assert ap.get_untrusted_types(blob) == ["subprocess.Popen"]
+    assert ap.get_untrusted_types(io.BytesIO(blob)) == ["subprocess.Popen"]
+    safe = ap.loads(pickle.dumps(value, protocol=0), safe=True)
+    assert safe["s"] == value["s"] and safe["n"] == value["n"]
+    np.testing.assert_array_equal(safe["a"], value["a"])
+    cut = pickle.dumps(value, protocol=0)[:2_000_000]  # inside the long line
+    with pytest.raises(ap.CorruptFileError, match="newline"):
+        ap.get_untrusted_types(cut)
+
+
 @pytest.mark.parametrize("compress", ["gzip", "bz2", "xz", "lzma", "zlib"])
 def test_compressed_forms(compress):
     obj = {"a": np.arange(100), "p": subprocess.Popen}
