@@ -13,8 +13,8 @@ opcodes call whatever a global names, with arguments the file chooses) and calli
 methods the unpickler reaches on its instances (``__setstate__``, ``__setitem__``,
 ``append``, ``extend``, ``add``) must neither run code nor touch anything outside the
 process: no import by name, no attribute lookup by name, no file, socket, subprocess
-or environment access. Values built this way never *do* anything; what the calls could
-allocate beyond the file's own data is judged by :mod:`._bounds` before the load.
+or environment access. Values built this way may be large (resource exhaustion is out
+of scope, see ``docs/security.md``) but never *do* anything.
 
 Kept out on purpose, although harmless-looking:
 

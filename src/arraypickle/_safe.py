@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ._allowlist import allowed, normalize, trusted_names
-from ._bounds import Budget
 from ._errors import CorruptFileError, UntrustedTypeError
 from ._scan import (
     BlockSource,
@@ -75,17 +74,7 @@ class Policy:
     def check_opcodes(self, chunks: Iterable[Any], file: str) -> None:
         """Scan a container's PICKLE payloads (in memory) and refuse what is not allowed."""
         reader = ChunkReader(chunks)
-        self.check_scan(BlockSource(reader.read, reader.skip), file)
-
-    def check_scan(self, source: BlockSource, file: str, joblib: bool = False) -> None:
-        """Scan one pickle stream from ``source``; refuse its untrusted names, then
-        calls that would allocate what the file does not hold (:mod:`._bounds`)."""
-        budget = Budget(self._is_trusted)
-        self.check(scan_names(source, file, joblib, calls=budget), file)
-        budget.check(file)
-
-    def _is_trusted(self, dotted: str) -> bool:
-        return dotted in self._trusted_objects or dotted in self._trusted_names
+        self.check(scan_names(BlockSource(reader.read, reader.skip), file), file)
 
     def find_class(self, module: str, name: str, fallback: Callable[[str, str], Any]) -> Any:
         """The object for a global, or :class:`UntrustedTypeError`; never an import of an
@@ -111,11 +100,10 @@ def make_policy(safe: bool, trusted: Any) -> Policy | None:
     return Policy(trusted)
 
 
-def scan_names(source: BlockSource, file: str, joblib: bool = False, calls: Any = None) -> set[str]:
+def scan_names(source: BlockSource, file: str, joblib: bool = False) -> set[str]:
     """The dotted names of the globals one pickle stream from ``source`` names
-    (``joblib``: the stream may be a joblib file, arrays' bytes between opcodes;
-    ``calls``: told of every call, see :class:`._scan.OpcodeScanner`)."""
-    scanner = JoblibScanner(calls) if joblib else OpcodeScanner(calls)
+    (``joblib``: the stream may be a joblib file, arrays' bytes between opcodes)."""
+    scanner = JoblibScanner() if joblib else OpcodeScanner()
     try:
         scanner.scan(source)
     except ScanError as exc:
@@ -133,14 +121,15 @@ def checked_plain(stream: Any, file: str, policy: Policy) -> tuple[Any, Any]:
     if is_seekable(stream):
         start = stream.tell()
         try:
-            policy.check_scan(BlockSource(stream.read, _seeker(stream)), file, joblib=True)
+            names = scan_names(BlockSource(stream.read, _seeker(stream)), file, joblib=True)
         finally:
             stream.seek(start)
+        policy.check(names, file)
         return stream, None
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)  # noqa: SIM115 (returned open)
     try:
         source = ExactSource(stream.read, getattr(stream, "readline", None), spool.write)
-        policy.check_scan(source, file, joblib=True)
+        policy.check(scan_names(source, file, joblib=True), file)
         spool.seek(0)
     except BaseException:
         spool.close()

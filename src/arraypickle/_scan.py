@@ -24,11 +24,6 @@ walk knows them (globals are :class:`GlobalRef`, calls of globals :class:`Made`,
 literals such as str, bytes, int, bool, None, tuples and dicts are themselves), and may
 consume raw bytes from the source, or walk a nested stream, before the walk resumes.
 :class:`JoblibScanner` does that for joblib's single-file format.
-
-Safe loading also hands the scanner a ``calls`` object, told of every call of a global
-(REDUCE, NEWOBJ, NEWOBJ_EX, INST, OBJ) with its arguments as far as the walk knows
-them: literals, :class:`Made` for results of calls, :data:`DATA` for strings and bytes
-too long to hold, :data:`UNKNOWN` for anything else (:mod:`._bounds` judges them).
 """
 
 from __future__ import annotations
@@ -73,18 +68,6 @@ class _Unknown:
 
 
 UNKNOWN = _Unknown()
-
-
-class _Data:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "DATA"
-
-
-#: A string or bytes literal of the stream that the walk does not hold (too long, or
-#: not decodable): data of the file, unlike UNKNOWN, which may be anything.
-DATA = _Data()
 
 
 class GlobalRef:
@@ -379,7 +362,6 @@ _SPECIAL = {
     "BUILD": _BUILD,
     "REDUCE": _CALL,
     "NEWOBJ": _CALL,
-    "NEWOBJ_EX": _CALL,
     "STOP": _STOP,
     "EMPTY_DICT": _DICT,
     "SETITEM": _SETITEM,
@@ -443,7 +425,6 @@ def _run_matchers() -> dict[int, tuple[Callable[..., Any], int]]:
 
 
 _RUNS = _run_matchers()
-_INT_CODES = frozenset(b"JKM")
 
 
 class OpcodeScanner:
@@ -453,12 +434,9 @@ class OpcodeScanner:
     :class:`ScanError` where the unpickler itself would fail on the stream.
     """
 
-    def __init__(self, calls: Any = None) -> None:
+    def __init__(self) -> None:
         self.names: set[str] = set()
         self.opcodes = 0
-        #: Told of every call of a global (``calls.call(name, args, lossy, kwargs)``),
-        #: with its ``watched`` names: after them, literals are tracked precisely.
-        self.calls = calls
 
     # -- hooks for formats that interleave raw data with opcodes ------------------
 
@@ -494,14 +472,9 @@ class OpcodeScanner:
         i = end = 0
         count = 0
         hooked = type(self).on_build is not OpcodeScanner.on_build
-        calls = self.calls
-        # Set once memo entries were dropped: an unknown may then stand for anything.
-        lossy = False
         # Hooks see int and empty-container literals; the fast path pushes unknowns.
         fast = True
         triggers = self.literal_after if hooked else frozenset()
-        if calls is not None:
-            triggers = triggers | calls.watched
         runs = _RUNS
 
         def underflow() -> ScanError:
@@ -519,9 +492,8 @@ class OpcodeScanner:
                 # (floats, ints, None, bools, empty containers), matched in C.
                 match, width = runs[code]
                 m = match(buf, i)
-                k = (m.end() - i) // width if m is not None else 0
-                if k > 1 or (k and code not in _INT_CODES):
-                    # A lone int stays a value: a size or shape the scan judges.
+                if m is not None:
+                    k = (m.end() - i) // width
                     stack.extend(repeat(unknown, k))
                     count += k
                     i = m.end()
@@ -550,7 +522,7 @@ class OpcodeScanner:
             elif cls in (_STR, _BYTES):
                 if n == -1:  # STRING, UNICODE: one line
                     line, buf, i, end = self._line(source, buf, i, end, opname, True)
-                    stack.append(DATA if line is None else _decode_line(opname, line))
+                    stack.append(unknown if line is None else _decode_line(opname, line))
                     continue
                 size, fmt_ = _LEN_PREFIX[n]
                 if i + size > end:
@@ -573,17 +545,11 @@ class OpcodeScanner:
                     try:
                         value: Any = raw.decode("utf-8", "surrogatepass")
                         if _STRINGS[opname] == "ascii" and not value.isascii():
-                            value = DATA
+                            value = unknown
                     except UnicodeDecodeError:
-                        value = DATA
+                        value = unknown
                     stack.append(value)
                     continue
-                if length <= NAME_MAX and i + length > end:
-                    # An exact source holds no more than asked: fetch short values.
-                    buf = source.more(buf[i:], length)
-                    i, end = 0, len(buf)
-                    if length > end:
-                        raise ScanError(f"truncated: {opname} needs {length} bytes")
                 if i + length <= end:
                     value = buf[i : i + length] if length <= NAME_MAX else unknown
                     i += length
@@ -591,12 +557,7 @@ class OpcodeScanner:
                     source.skip(length - (end - i))
                     buf, i, end = b"", 0, 0
                     value = unknown
-                if opname in ("LONG1", "LONG4"):
-                    if type(value) is bytes:
-                        value = int.from_bytes(value, "little", signed=True)
-                elif opname not in ("SHORT_BINBYTES", "BINBYTES") or value is unknown:
-                    value = DATA
-                stack.append(value)
+                stack.append(value if opname in ("SHORT_BINBYTES", "BINBYTES") else unknown)
             elif cls in (_MEMOIZE, _PUT):
                 if cls == _MEMOIZE:
                     idx = memo_len
@@ -621,12 +582,9 @@ class OpcodeScanner:
                 old = memo.pop(idx, None)
                 if old is not None:
                     memo_cost -= _cost(old)
-                if _storable(value):
-                    if memo_cost < MEMO_BUDGET:
-                        memo[idx] = value
-                        memo_cost += _cost(value)
-                    else:
-                        lossy = True
+                if _storable(value) and memo_cost < MEMO_BUDGET:
+                    memo[idx] = value
+                    memo_cost += _cost(value)
             elif cls == _GET:
                 if n == -1:
                     line, buf, i, end = self._line(source, buf, i, end, opname)
@@ -649,8 +607,6 @@ class OpcodeScanner:
                 elif opname == "TUPLE":
                     stack.append(_literal_tuple(items))
                 elif npush:  # LIST, DICT, FROZENSET, OBJ
-                    if calls is not None and opname == "OBJ" and type(items[0]) is GlobalRef:
-                        calls.call(items[0].name, _literal_tuple(items[1:]), lossy)
                     stack.append(unknown)
             elif cls == _MARK:
                 marks.append(len(stack))
@@ -700,18 +656,11 @@ class OpcodeScanner:
                 del stack[-k:]
                 stack.append(_literal_tuple(items))
             elif cls == _CALL:
-                k = 3 if opname == "NEWOBJ_EX" else 2
-                if len(stack) - k < fence:
+                if len(stack) - 2 < fence:
                     raise underflow()
-                func, args = stack[-k], stack[-k + 1]
-                kwargs = stack[-1] if k == 3 else None
-                del stack[-k:]
-                if type(func) is GlobalRef:
-                    if calls is not None:
-                        calls.call(func.name, args, lossy, kwargs)
-                    stack.append(Made(func.name, args))
-                else:
-                    stack.append(unknown)
+                func, args = stack[-2], stack[-1]
+                del stack[-2:]
+                stack.append(Made(func.name, args) if type(func) is GlobalRef else unknown)
             elif cls == _GLOBAL:
                 line, buf, i, end = self._line(source, buf, i, end, opname)
                 line2, buf, i, end = self._line(source, buf, i, end, opname)
@@ -728,8 +677,6 @@ class OpcodeScanner:
                     if not marks:
                         raise ScanError("INST without a MARK")
                     k = marks.pop()
-                    if calls is not None:
-                        calls.call(dotted, _literal_tuple(stack[k:]), lossy)
                     del stack[k:]
                     fence = marks[-1] if marks else 0
                     stack.append(Made(dotted, unknown))
@@ -782,7 +729,7 @@ class OpcodeScanner:
                 stack.append(stack[-1])
             elif cls == _LINE:
                 line, buf, i, end = self._line(source, buf, i, end, opname, True)
-                stack.append(_number_line(opname, line))  # INT, LONG, FLOAT, PERSID
+                stack.append(unknown)  # INT, LONG, FLOAT, PERSID
             elif cls == _STOP:
                 if len(stack) <= fence:
                     raise underflow()
@@ -859,15 +806,7 @@ class _Resume(BlockSource):
 
 def _storable(value: Any) -> bool:
     t = type(value)
-    return (
-        t is str
-        or t is GlobalRef
-        or t is Made
-        or t is int
-        or t is bytes
-        or t is tuple
-        or t is _Data
-    )
+    return t is str or t is GlobalRef or t is Made or t is int or t is bytes or t is tuple
 
 
 def _cost(value: Any) -> int:
@@ -879,19 +818,6 @@ def _literal_tuple(items: list[Any]) -> Any:
     if len(items) > LITERAL_MAX:
         return UNKNOWN
     return tuple(items)
-
-
-def _number_line(opname: str, line: bytes | None) -> Any:
-    """The value of an INT or LONG line (protocol 0), when short; else UNKNOWN."""
-    if opname not in ("INT", "LONG") or line is None or len(line) > 64:
-        return UNKNOWN
-    text = line.strip()
-    if opname == "INT" and text in (b"00", b"01"):
-        return text == b"01"
-    try:
-        return int(text[:-1] if text.endswith(b"L") else text)
-    except ValueError:
-        return UNKNOWN
 
 
 def _int_line(line: bytes, opname: str) -> int:
@@ -909,9 +835,9 @@ def _decode_line(opname: str, line: bytes) -> Any:
             return body.decode("raw-unicode-escape")
         if len(body) >= 2 and body[0] == body[-1] and body[:1] in (b"'", b'"'):
             text = codecs.escape_decode(body[1:-1])[0]
-            return text.decode("ascii") if len(text) <= NAME_MAX else DATA
+            return text.decode("ascii") if len(text) <= NAME_MAX else UNKNOWN
     except (UnicodeDecodeError, ValueError):
-        return DATA
+        return UNKNOWN
     raise ScanError(f"{opname}: the argument is not a quoted string")
 
 
