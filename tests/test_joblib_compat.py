@@ -265,6 +265,22 @@ def test_truncated_files_raise_corrupt(name):
                 ap.load(io.BytesIO(data[:cut]))
 
 
+@pytest.mark.parametrize("name", _main_files())
+def test_every_file_from_a_kept_open_socket(name):
+    # Each loads as from a path, or (arrays in companion files) says why it cannot;
+    # none waits for the sender to close.
+    from arraypickle.testing import load_from_kept_open_socket
+
+    data = (JOBLIB_COMPAT / name).read_bytes()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        (got,) = load_from_kept_open_socket([data])
+        if isinstance(got, ap.CorruptFileError):
+            assert "companion files" in str(got)
+        else:
+            check_content(got)
+
+
 def test_zf_length_mismatch_is_corrupt():
     data = (JOBLIB_COMPAT / "joblib_0.9.2_compressed_pickle_py35_np19.gz").read_bytes()
     assert data.startswith(b"ZF0x337 ")

@@ -294,6 +294,24 @@ def test_joblib_files_from_a_kept_open_socket(compress):
         assert_same(out, obj)
 
 
+def test_joblib_zf_files_from_a_kept_open_socket():
+    # joblib 0.8.4-0.9's own zlib framing: read to the end of its zlib stream (checked)
+    # and no further, like a codec's, and its header read whatever the reads' sizes.
+    import zlib
+
+    def zf(obj):
+        raw = pickle.dumps(obj, protocol=2)
+        return b"ZF" + f"0x{len(raw):x}".ljust(19).encode() + zlib.compress(raw)
+
+    objs = [{"k": "v", "n": list(range(50))}, [1.5, "two"]]
+    with pytest.warns(DeprecationWarning):
+        got = load_from_kept_open_socket([zf(o) for o in objs])
+    assert got == objs
+    short = zf(objs[0]).replace(b"ZF0x", b"ZF0x1", 1)  # declares more than it holds
+    (out,) = load_from_kept_open_socket([short])
+    assert isinstance(out, CorruptFileError) and "declares" in str(out)
+
+
 @pytest.mark.parametrize("compress", BUILTIN_CODECS)
 def test_back_to_back_compressed_objects_fail_clearly(compress):
     # Unsupported: the decoder of the first reads ahead into the second; the object

@@ -29,6 +29,7 @@ from ._streams import (
     ShortReads,
     check_resumable,
     explain,
+    finish_live,
     is_seekable,
     remaining_size,
     remember,
@@ -441,6 +442,7 @@ def _read(
             new_unpickler=opts.unpickler_factory(),
             path=path,
             mmap_mode=mmap_mode,
+            live=opts.live,
         )
     if head.startswith(fmt.MAGIC):
         reader = ContainerReader(
@@ -505,7 +507,7 @@ def _read_compressed(
         guarded = Guarded(reader, name, codec.name)
         value = _read(guarded, name, registry, opts, inner=True, piece=_piece(reader))
         if opts.live is not None:
-            _finish_live(guarded, reader, opts.live)
+            finish_live(guarded, reader, opts.live)
         elif guarded.read(1):
             raise CorruptFileError(
                 f"{name}: data follows the object in the {codec.name} stream "
@@ -515,19 +517,6 @@ def _read_compressed(
         if reader is not stream:  # a minimal codec may hand back the file itself
             reader.close()
     return value
-
-
-def _finish_live(guarded: Guarded, reader: Any, live: LiveLoad) -> None:
-    """After the container's end, from a source that cannot seek: read the rest of the
-    codec stream that held it (its trailer, checked) when the codec's reader can, and
-    never look for more (no trailing-data check, no search for a further stream)."""
-    live.compressed = True
-    finish = getattr(reader, "finish_stream", None)
-    if finish is None:
-        live.overread = None
-        return
-    overread = guarded.call(finish)
-    live.overread = overread if isinstance(overread, int) else None
 
 
 def _piece(reader: Any) -> int:

@@ -46,7 +46,7 @@ from ._joblib_stream import PickleView, Source
 from ._joblib_zf import open_zf
 from ._memory import aligned_empty
 from ._numpy import _rebuild_array
-from ._streams import Guarded, is_seekable
+from ._streams import Guarded, LiveLoad, ShortReads, finish_live, is_seekable
 from ._warnings import warn_caller
 
 # (module, name) -> object, consulted by find_class before anything is imported.
@@ -408,15 +408,20 @@ def load_zf(
     path: str | None = None,
     mmap_mode: str | None = None,
     piece: int | None = 4 << 20,
+    live: LiveLoad | None = None,
 ) -> Any:
-    """Load a joblib 0.8.4-0.9 ``ZF`` file (its companions beside ``path``), warning."""
+    """Load a joblib 0.8.4-0.9 ``ZF`` file (its companions beside ``path``), warning.
+
+    ``live``: ``stream`` cannot seek; the load stops at the end of the zlib stream, as
+    for a codec's (see ``_streams.finish_live``)."""
     if mmap_mode is not None:
         warn_caller(
             f"{name} is compressed with joblib's zlib framing: it cannot be memory-mapped "
             "and is loaded into memory instead",
             UserWarning,
         )
-    reader = open_zf(stream, name)
+    dirname = _dirname(path or getattr(stream, "name", None))
+    reader = open_zf(stream if live is None else ShortReads(stream), name)
     try:
         guarded = Guarded(reader, name, "joblib zlib")
         load = PickleLoad(
@@ -424,10 +429,13 @@ def load_zf(
             name,
             new_unpickler=new_unpickler,
             inner=True,
+            live=live is not None,
             piece=piece,
-            dirname=_dirname(path or getattr(stream, "name", None)),
+            dirname=dirname,
         )
         outcome = load.load()
+        if live is not None:
+            finish_live(guarded, reader, live)
     finally:
         reader.close()
     deprecation(name)

@@ -18,7 +18,7 @@ from typing import Any
 
 from ._errors import CorruptFileError
 from ._stdcodecs._stream import DecompressReader, Inflater
-from ._streams import Prefixed
+from ._streams import Prefixed, read_full
 
 MAGIC = b"ZF"
 HEADER_SIZE = 2 + 19
@@ -57,6 +57,17 @@ class ZFReader(io.RawIOBase):
         del buf[got:]
         return bytes(buf)
 
+    def finish_stream(self) -> int | None:
+        """The codec contract's ``finish_stream``, for a load from a stream that cannot
+        seek: the rest of the zlib stream (its checksum), nothing after it."""
+        overread = self._inner.finish_stream()
+        if self._done != self.length:
+            raise CorruptFileError(
+                f"{self._name}: joblib's zlib framing declares {self.length} bytes, "
+                f"the object ends after {self._done}"
+            )
+        return overread
+
     def close(self) -> None:
         if not self.closed:
             self._inner.close()
@@ -65,7 +76,7 @@ class ZFReader(io.RawIOBase):
 
 def open_zf(stream: Any, name: str) -> ZFReader:
     """Read the header of a ``ZF`` stream positioned at its ``Z``; return its content."""
-    header = stream.read(HEADER_SIZE)
+    header = read_full(stream, HEADER_SIZE)  # a socket's reads may be short
     match = _LENGTH.fullmatch(header[2:]) if header[:2] == MAGIC else None
     if match is None or len(header) < HEADER_SIZE:
         raise CorruptFileError(f"{name}: not a joblib zlib file (bad ZF header {header!r})")

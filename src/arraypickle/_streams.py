@@ -131,6 +131,18 @@ class ShortReads(io.RawIOBase):
     readinto1 = readinto
 
 
+def read_full(stream: Any, n: int) -> bytes:
+    """``n`` bytes of ``stream``, fewer only at its end, however short its reads are
+    (a socket's hand out what has arrived)."""
+    data = stream.read(n) or b""
+    while len(data) < n:
+        more = stream.read(n - len(data))
+        if not more:
+            break
+        data += more
+    return bytes(data)
+
+
 def is_seekable(stream: Any) -> bool:
     try:
         return bool(stream.seekable())
@@ -278,6 +290,20 @@ class LiveLoad:
         self.compressed = False
         #: Input bytes read past the object's codec stream (None: not known).
         self.overread: int | None = 0
+
+
+def finish_live(guarded: Guarded, reader: Any, live: LiveLoad) -> None:
+    """After the object's end, from a source that cannot seek: read the rest of the
+    codec stream that held it (its trailer, checked) when ``reader`` can
+    (``finish_stream``), and never look for more (no trailing-data check, no search
+    for a further stream). ``guarded`` wraps ``reader``."""
+    live.compressed = True
+    finish = getattr(reader, "finish_stream", None)
+    if finish is None:
+        live.overread = None
+        return
+    overread = guarded.call(finish)
+    live.overread = overread if isinstance(overread, int) else None
 
 
 # File objects whose last load lost input (an int) or may have (None): the next load

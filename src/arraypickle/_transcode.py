@@ -20,6 +20,7 @@ import numpy as np
 
 from . import _format as fmt
 from ._errors import CorruptFileError
+from ._streams import read_full
 from ._writer import write_all
 
 # Payload bytes read and written per step (two such buffers are held).
@@ -43,14 +44,11 @@ class _Copier:
         )
 
     def exact(self, n: int, what: str) -> bytes:
-        data = self._src.read(n) or b""
-        while len(data) < n:
-            more = self._src.read(n - len(data))
-            if not more:
-                raise self.corrupt(f"truncated: {what} needs {n} bytes, {len(data)} remain")
-            data += more
+        data = read_full(self._src, n)
+        if len(data) < n:
+            raise self.corrupt(f"truncated: {what} needs {n} bytes, {len(data)} remain")
         self.offset += n
-        return bytes(data)
+        return data
 
     def fill(self, view: memoryview, what: str) -> None:
         done = 0

@@ -116,6 +116,7 @@ from ._parallel import (
     usable_cores,
 )
 from ._stdcodecs._stream import CompressWriter, DecompressReader
+from ._streams import read_full
 
 __all__ = [
     "DEFAULT_LEVEL",
@@ -197,12 +198,7 @@ def skip_magic(fileobj: BinaryIO, magic: bytes, codec: str) -> None:
             skip_magic(fileobj, self.magic, self.name)
             return DecompressReader(fileobj, MyDecompressor, codec=self.name, multistream=False)
     """
-    got = b""
-    while len(got) < len(magic):
-        more = fileobj.read(len(magic) - len(got))
-        if not more:
-            break
-        got += more
+    got = read_full(fileobj, len(magic))
     if got != magic:
         raise CorruptFileError(
             f"{describe(fileobj)}: {codec} stream does not start with its magic "
