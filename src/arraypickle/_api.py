@@ -183,7 +183,8 @@ def load(
         safe: import only allow-listed globals (builtin value types, stdlib
             containers and value types, numpy arrays, dtypes and scalars; see
             ``docs/security.md``). Every global the file names is checked before
-            anything in it runs, and again as the load imports it.
+            anything in it runs, and again as the load imports it; so are the states
+            the file sets on objects (numpy dtypes and object arrays among them).
         trusted: more globals to allow, as ``'module.qualname'`` strings or the
             classes and functions themselves; giving it (even empty) implies ``safe``.
         verify: check the xxh3-64 checksum of every array buffer as it is read (record
@@ -203,7 +204,8 @@ def load(
     Raises:
         CorruptFileError: the file is truncated, damaged or not a known format; the
             message names the file and the record or offset at fault. A file given
-            by path must hold one object and nothing after it.
+            by path must hold one object and nothing after it. Under safe loading,
+            also a state no pickler writes ("refusing to load: BUILD at opcode N").
         UnknownCodecError: the file is compressed by a codec that is not installed.
         UntrustedTypeError: under safe loading, the file names globals that are
             neither allow-listed nor trusted (all of them are listed).

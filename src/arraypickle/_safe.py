@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ._allowlist import allowed, normalize, trusted_names
+from ._buildcheck import UnsafeBuild
 from ._errors import CorruptFileError, UntrustedTypeError
 from ._scan import (
     BlockSource,
@@ -106,6 +107,10 @@ def scan_names(source: BlockSource, file: str, joblib: bool = False) -> set[str]
     scanner = JoblibScanner() if joblib else OpcodeScanner()
     try:
         scanner.scan(source)
+    except UnsafeBuild as exc:
+        raise CorruptFileError(
+            f"{file}: refusing to load: {exc} (no pickler writes this; see docs/security.md)"
+        ) from None
     except ScanError as exc:
         raise CorruptFileError(f"{file}: not a valid pickle stream: {exc}") from None
     return scanner.names
@@ -182,6 +187,11 @@ def get_untrusted_types(
         The sorted ``'module.qualname'`` names that are neither allow-listed nor
         trusted; an empty list when ``load(file, safe=True, trusted=trusted)`` would
         accept the file.
+
+    Raises:
+        CorruptFileError: the file is damaged, or sets a state safe loading refuses
+            whatever is trusted (a state on a class itself, a forged numpy dtype, an
+            object array whose list is shorter than its shape).
 
     Examples:
 

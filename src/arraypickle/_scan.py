@@ -41,6 +41,8 @@ from typing import Any
 
 from . import _format as fmt
 from ._allowlist import normalize
+from ._buildcheck import UnsafeBuild, check_build
+from ._scanvalues import DATA, UNKNOWN, BuiltList, GlobalRef, Made, ScanError
 
 UNRESOLVED = "<unresolved>"
 
@@ -54,45 +56,6 @@ _ENTRY_COST = 120
 LITERAL_MAX = 64
 LINE_MAX = 1 << 20
 BLOCK = 1 << 20
-
-
-class ScanError(Exception):
-    """The stream is not a pickle the unpickler would accept (truncated, bad opcode...)."""
-
-
-class _Unknown:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "UNKNOWN"
-
-
-UNKNOWN = _Unknown()
-
-
-class GlobalRef:
-    """A global named by the stream (its dotted name after Python 2 renames)."""
-
-    __slots__ = ("name",)
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __repr__(self) -> str:
-        return f"GlobalRef({self.name!r})"
-
-
-class Made:
-    """The result of calling (REDUCE, NEWOBJ) a global with literal or unknown args."""
-
-    __slots__ = ("args", "name")
-
-    def __init__(self, name: str, args: Any) -> None:
-        self.name = name
-        self.args = args
-
-    def __repr__(self) -> str:
-        return f"Made({self.name!r})"
 
 
 # -- sources ------------------------------------------------------------------------
@@ -330,7 +293,9 @@ class ContainerPickleBytes:
     _DICT,
     _SETITEM,
     _SETITEMS,
-) = range(23)
+    _APPEND,
+    _CALL_EX,
+) = range(25)
 
 _LEN_PREFIX = {-2: (1, "<B"), -3: (4, "<i"), -4: (4, "<I"), -5: (8, "<Q")}
 _INT_ARG = {"BININT": "<i", "BININT1": "<B", "BININT2": "<H"}
@@ -362,6 +327,8 @@ _SPECIAL = {
     "BUILD": _BUILD,
     "REDUCE": _CALL,
     "NEWOBJ": _CALL,
+    "NEWOBJ_EX": _CALL_EX,
+    "APPEND": _APPEND,
     "STOP": _STOP,
     "EMPTY_DICT": _DICT,
     "SETITEM": _SETITEM,
@@ -425,6 +392,15 @@ def _run_matchers() -> dict[int, tuple[Callable[..., Any], int]]:
 
 
 _RUNS = _run_matchers()
+# BININT and BININT2 runs short enough to be a shape: a decoder per length.
+_INT_RUNS = {
+    ord(op): [struct.Struct("<" + ("x" + fmt_) * k) for k in range(LITERAL_MAX + 1)]
+    for op, fmt_ in (("J", "i"), ("M", "H"))
+}
+_CONST_RUNS = {ord("N"): None, 0x88: True, 0x89: False, ord(")"): ()}
+# numpy.dtype states are checked (._buildcheck): from its first mention, dict literals
+# are followed too (their fields).
+_DTYPE_NAMES = frozenset({"numpy.dtype"})
 
 
 class OpcodeScanner:
@@ -474,8 +450,10 @@ class OpcodeScanner:
         hooked = type(self).on_build is not OpcodeScanner.on_build
         # Hooks see int and empty-container literals; the fast path pushes unknowns.
         fast = True
-        triggers = self.literal_after if hooked else frozenset()
+        triggers = (self.literal_after if hooked else frozenset()) | _DTYPE_NAMES
         runs = _RUNS
+        int_runs = _INT_RUNS
+        const_runs = _CONST_RUNS
 
         def underflow() -> ScanError:
             return ScanError(f"unpickling stack underflow at opcode {count}")
@@ -487,16 +465,29 @@ class OpcodeScanner:
                 if not end:
                     raise ScanError("truncated: the pickle stream ends before STOP")
             code = buf[i]
-            if fast and code in runs:
-                # A run of one opcode that pushes a value the scan does not need
-                # (floats, ints, None, bools, empty containers), matched in C.
+            if code in runs:
+                # A run of one opcode that pushes a value and consumes nothing (ints,
+                # floats, None, bools, empty containers), matched in C: a list of
+                # floats or ints is mostly that.
                 match, width = runs[code]
                 m = match(buf, i)
                 if m is not None:
-                    k = (m.end() - i) // width
-                    stack.extend(repeat(unknown, k))
+                    j = m.end()
+                    k = (j - i) // width
+                    if code == 0x4B:  # BININT1: the values are the bytes
+                        stack.extend(buf[i + 1 : j : 2])
+                    elif code in const_runs:
+                        stack.extend(repeat(const_runs[code], k))
+                    elif code in int_runs and k <= LITERAL_MAX:
+                        stack.extend(int_runs[code][k].unpack_from(buf, i))
+                    elif code == 0x5D:  # EMPTY_LIST: one each, they get counted
+                        stack.extend([BuiltList() for _ in range(k)])
+                    elif code == 0x7D and not fast:  # EMPTY_DICT, a dtype state's fields
+                        stack.extend([{} for _ in range(k)])
+                    else:
+                        stack.extend(repeat(unknown, k))
                     count += k
-                    i = m.end()
+                    i = j
                     continue
             i += 1
             count += 1
@@ -522,7 +513,7 @@ class OpcodeScanner:
             elif cls in (_STR, _BYTES):
                 if n == -1:  # STRING, UNICODE: one line
                     line, buf, i, end = self._line(source, buf, i, end, opname, True)
-                    stack.append(unknown if line is None else _decode_line(opname, line))
+                    stack.append(DATA if line is None else _decode_line(opname, line))
                     continue
                 size, fmt_ = _LEN_PREFIX[n]
                 if i + size > end:
@@ -545,19 +536,21 @@ class OpcodeScanner:
                     try:
                         value: Any = raw.decode("utf-8", "surrogatepass")
                         if _STRINGS[opname] == "ascii" and not value.isascii():
-                            value = unknown
+                            value = DATA
                     except UnicodeDecodeError:
-                        value = unknown
+                        value = DATA
                     stack.append(value)
                     continue
                 if i + length <= end:
-                    value = buf[i : i + length] if length <= NAME_MAX else unknown
+                    value = buf[i : i + length] if length <= NAME_MAX else DATA
                     i += length
                 else:
                     source.skip(length - (end - i))
                     buf, i, end = b"", 0, 0
-                    value = unknown
-                stack.append(value if opname in ("SHORT_BINBYTES", "BINBYTES") else unknown)
+                    value = DATA
+                if opname not in ("SHORT_BINBYTES", "BINBYTES"):
+                    value = unknown if opname in ("LONG1", "LONG4") else DATA
+                stack.append(value)
             elif cls in (_MEMOIZE, _PUT):
                 if cls == _MEMOIZE:
                     idx = memo_len
@@ -592,7 +585,10 @@ class OpcodeScanner:
                 else:
                     (idx,) = unpack_from("<B" if n == 1 else "<I", buf, i)
                     i += n
-                stack.append(memo.get(idx, unknown))
+                value = memo.get(idx, unknown)
+                if type(value) is Made:
+                    value.used = True
+                stack.append(value)
             elif cls == _TO_MARK:
                 i += max(n, 0)
                 if not marks:
@@ -604,9 +600,22 @@ class OpcodeScanner:
                 if npop:  # APPENDS, ADDITEMS: the container below the mark stays
                     if len(stack) - npop < fence:
                         raise underflow()
+                    if type(stack[-1]) is BuiltList:
+                        stack[-1].count += len(items)
                 elif opname == "TUPLE":
                     stack.append(_literal_tuple(items))
-                elif npush:  # LIST, DICT, FROZENSET, OBJ
+                elif opname == "LIST":
+                    stack.append(BuiltList(len(items)))
+                elif opname == "OBJ":
+                    if not items:
+                        raise underflow()
+                    cls = items[0]
+                    made = type(cls) is GlobalRef
+                    stack.append(Made(cls.name, _literal_tuple(items[1:])) if made else unknown)
+                elif opname == "DICT" and not fast:
+                    stack.append({})
+                    _set_items(stack, items)
+                elif npush:  # DICT, FROZENSET
                     stack.append(unknown)
             elif cls == _MARK:
                 marks.append(len(stack))
@@ -634,20 +643,12 @@ class OpcodeScanner:
                     del stack[-2:]
                 if len(stack) <= fence:
                     raise underflow()
-                target = stack[-1]
-                if type(target) is dict:
-                    if len(target) + len(items) // 2 > LITERAL_MAX:
-                        stack[-1] = unknown
-                    else:
-                        for j in range(0, len(items) - 1, 2):
-                            key = items[j]
-                            if isinstance(key, (str, bytes, int, tuple)) or key is None:
-                                try:
-                                    target[key] = items[j + 1]
-                                except TypeError:
-                                    stack[-1] = unknown
-                            else:
-                                stack[-1] = unknown
+                if type(stack[-1]) is dict:
+                    _set_items(stack, items)
+                elif type(stack[-1]) is BuiltList and not all(
+                    type(key) is int for key in items[::2]
+                ):
+                    stack[-1].count = -1  # lst[slice(...)] = []: no longer countable
             elif cls == _TUPLE_N:
                 k = 1 if opname == "TUPLE1" else 2 if opname == "TUPLE2" else 3
                 if len(stack) - k < fence:
@@ -655,12 +656,19 @@ class OpcodeScanner:
                 items = stack[-k:]
                 del stack[-k:]
                 stack.append(_literal_tuple(items))
-            elif cls == _CALL:
+            elif cls in (_CALL, _CALL_EX):
+                k = 2 if cls == _CALL else 3  # NEWOBJ_EX: cls, args, kwargs
+                if len(stack) - k < fence:
+                    raise underflow()
+                func, args = stack[-k], stack[1 - k]
+                del stack[-k:]
+                stack.append(Made(func.name, args) if type(func) is GlobalRef else unknown)
+            elif cls == _APPEND:
                 if len(stack) - 2 < fence:
                     raise underflow()
-                func, args = stack[-2], stack[-1]
-                del stack[-2:]
-                stack.append(Made(func.name, args) if type(func) is GlobalRef else unknown)
+                stack.pop()
+                if type(stack[-1]) is BuiltList:
+                    stack[-1].count += 1
             elif cls == _GLOBAL:
                 line, buf, i, end = self._line(source, buf, i, end, opname)
                 line2, buf, i, end = self._line(source, buf, i, end, opname)
@@ -711,6 +719,10 @@ class OpcodeScanner:
                 if len(stack) - 2 < fence:
                     raise underflow()
                 state = stack.pop()
+                try:
+                    check_build(stack[-1], state)
+                except UnsafeBuild as exc:
+                    raise UnsafeBuild(f"BUILD at opcode {count}: {exc}") from None
                 if hooked:
                     resume = _Resume(source, buf[i:])
                     self.on_build(stack[-1], state, resume)
@@ -726,10 +738,14 @@ class OpcodeScanner:
             elif cls == _DUP:
                 if len(stack) <= fence:
                     raise underflow()
-                stack.append(stack[-1])
+                value = stack[-1]
+                if type(value) is Made:
+                    value.used = True
+                stack.append(value)
             elif cls == _LINE:
                 line, buf, i, end = self._line(source, buf, i, end, opname, True)
-                stack.append(unknown)  # INT, LONG, FLOAT, PERSID
+                # INT and LONG (protocol 0's ints and bools) are kept; FLOAT, PERSID not.
+                stack.append(_int_value(line) if opname in ("INT", "LONG") else unknown)
             elif cls == _STOP:
                 if len(stack) <= fence:
                     raise underflow()
@@ -804,9 +820,36 @@ class _Resume(BlockSource):
         self.leftover = data + self.leftover
 
 
+def _set_items(stack: list[Any], items: list[Any]) -> None:
+    """SETITEM(S) on the dict literal on top of ``stack`` (UNKNOWN once too big)."""
+    target = stack[-1]
+    if len(target) + len(items) // 2 > LITERAL_MAX:
+        stack[-1] = UNKNOWN
+        return
+    for j in range(0, len(items) - 1, 2):
+        key = items[j]
+        if isinstance(key, (str, bytes, int, tuple)) or key is None:
+            try:
+                target[key] = items[j + 1]
+            except TypeError:
+                stack[-1] = UNKNOWN
+        else:
+            stack[-1] = UNKNOWN
+
+
 def _storable(value: Any) -> bool:
     t = type(value)
-    return t is str or t is GlobalRef or t is Made or t is int or t is bytes or t is tuple
+    return (
+        t is str
+        or t is GlobalRef
+        or t is Made
+        or t is int
+        or t is bytes
+        or t is tuple
+        or t is BuiltList
+        or t is dict
+        or value is DATA
+    )
 
 
 def _cost(value: Any) -> int:
@@ -818,6 +861,19 @@ def _literal_tuple(items: list[Any]) -> Any:
     if len(items) > LITERAL_MAX:
         return UNKNOWN
     return tuple(items)
+
+
+def _int_value(line: bytes | None) -> Any:
+    """What an INT or LONG line pushes (INT's ``01``/``00`` are True/False)."""
+    if line is None or len(line) > 32:
+        return UNKNOWN
+    body = line[:-1].rstrip(b"L")
+    if body in (b"01", b"00"):
+        return body == b"01"
+    try:
+        return int(body)
+    except ValueError:
+        return UNKNOWN
 
 
 def _int_line(line: bytes, opname: str) -> int:
@@ -835,9 +891,9 @@ def _decode_line(opname: str, line: bytes) -> Any:
             return body.decode("raw-unicode-escape")
         if len(body) >= 2 and body[0] == body[-1] and body[:1] in (b"'", b'"'):
             text = codecs.escape_decode(body[1:-1])[0]
-            return text.decode("ascii") if len(text) <= NAME_MAX else UNKNOWN
+            return text.decode("ascii") if len(text) <= NAME_MAX else DATA
     except (UnicodeDecodeError, ValueError):
-        return UNKNOWN
+        return DATA
     raise ScanError(f"{opname}: the argument is not a quoted string")
 
 

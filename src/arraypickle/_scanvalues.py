@@ -1,0 +1,86 @@
+"""What the opcode scan knows of the values on its simulated stack.
+
+The scan (:mod:`._scan`) keeps small literals as themselves (str, bytes, int, bool,
+None, tuples and dicts of at most ``LITERAL_MAX`` items) and stands for everything
+else with the objects below. They are shared with the BUILD checks of
+:mod:`._buildcheck`, which judge states from them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ScanError(Exception):
+    """The stream is not a pickle the unpickler would accept (truncated, bad opcode...),
+    or one safe loading refuses (:class:`._buildcheck.UnsafeBuild`)."""
+
+
+class _Unknown:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNKNOWN"
+
+
+#: A value the scan does not follow (a float, a big container, a memo entry past the
+#: scan's budget...).
+UNKNOWN = _Unknown()
+
+
+class _Data:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "DATA"
+
+
+#: bytes or text the scan skipped without keeping (too long to be a name, or not
+#: decodable as one): never a list, never a name.
+DATA = _Data()
+
+
+class GlobalRef:
+    """A global named by the stream (its dotted name after Python 2 renames)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"GlobalRef({self.name!r})"
+
+
+class Made:
+    """The result of calling (REDUCE, NEWOBJ, OBJ, INST) a global with literal or
+    unknown args.
+
+    For :mod:`._buildcheck`: ``used`` says the value was fetched from the memo or
+    duplicated (it may be in use elsewhere), ``built`` that a BUILD gave it a state,
+    ``real`` the numpy dtype it stands for once known."""
+
+    __slots__ = ("args", "built", "name", "real", "used")
+
+    def __init__(self, name: str, args: Any) -> None:
+        self.name = name
+        self.args = args
+        self.used = False
+        self.built = False
+        self.real: Any = None
+
+    def __repr__(self) -> str:
+        return f"Made({self.name!r})"
+
+
+class BuiltList:
+    """A list the stream built (EMPTY_LIST, LIST), with how many items it has so far
+    (-1 once the stream assigned to it by a key other than an int, a slice maybe)."""
+
+    __slots__ = ("count",)
+
+    def __init__(self, count: int = 0) -> None:
+        self.count = count
+
+    def __repr__(self) -> str:
+        return f"BuiltList({self.count})"

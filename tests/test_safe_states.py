@@ -1,0 +1,309 @@
+"""States that would corrupt the process, refused by safe loading's scan (BUILD checks).
+
+Globals are not the only danger: BUILD hands an object a state of the file's choosing.
+A BUILD on a class changes it for the whole process; numpy's ``dtype.__setstate__``
+believes the flags and layout it is given, and ``ndarray.__setstate__`` reads as many
+items from an object array's list as the shape says. Each shape below is first shown
+to do harm without safe loading (in a subprocess where it may crash), then refused
+with ``CorruptFileError`` in every form of ``test_safe_attacks`` (plain, compressed,
+inside containers, from a stream that cannot seek). Real numpy pickles of every dtype
+family still load safely.
+"""
+
+from __future__ import annotations
+
+import collections
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import arraypickle as ap
+from test_safe_attacks import FORMS, MARK, REDUCE, STOP, TUPLE, TUPLE1, Pipe, g, s
+
+BUILD, NONE, FALSE, TRUE = b"b", b"N", b"\x89", b"\x88"
+EMPTY_LIST, EMPTY_DICT, APPENDS, SETITEMS = b"]", b"}", b"e", b"u"
+TUPLE2, TUPLE3 = b"\x86", b"\x87"
+PUT0, GET0 = b"q\x00", b"h\x00"
+
+
+def i(n: int) -> bytes:
+    """BININT."""
+    return b"J" + n.to_bytes(4, "little", signed=True)
+
+
+def dtype(typestr: str, copy: bool = True) -> bytes:
+    """numpy.dtype(typestr, False, copy), without a state."""
+    return g("numpy", "dtype") + s(typestr) + FALSE + (TRUE if copy else FALSE) + TUPLE3 + REDUCE
+
+
+def dstate(order="|", fields=None, size=-1, align=-1, flags=0) -> bytes:
+    """A version-3 dtype state; ``fields``: [(name, dtype bytes, offset)]."""
+    if fields is None:
+        names = dict_ = NONE
+    else:
+        names = MARK + b"".join(s(n) for n, _, _ in fields) + TUPLE
+        items = b"".join(s(n) + d + i(off) + TUPLE2 for n, d, off in fields)
+        dict_ = EMPTY_DICT + MARK + items + SETITEMS
+    return MARK + i(3) + s(order) + NONE + names + dict_ + i(size) + i(align) + i(flags) + TUPLE
+
+
+def array(shape: tuple[int, ...], dtype_bytes: bytes, raw: bytes) -> bytes:
+    """numpy's array pickle: _reconstruct(ndarray, (0,), b'b') then BUILD."""
+    shape_b = MARK + b"".join(i(n) for n in shape) + TUPLE
+    head = g("numpy.core.multiarray", "_reconstruct") + g("numpy", "ndarray")
+    head += i(0) + TUPLE1 + s("b") + TUPLE3 + REDUCE  # the code 'b' as str: harmless
+    return head + MARK + i(1) + shape_b + dtype_bytes + FALSE + raw + TUPLE + BUILD
+
+
+def items(*values: int) -> bytes:
+    return EMPTY_LIST + MARK + b"".join(i(v) for v in values) + APPENDS
+
+
+P2 = b"\x80\x02"
+
+
+# -- the shapes: (pickle, what a plain load does) -----------------------------------
+
+
+def class_attribute():
+    # BUILD on the class itself with a slot state: setattr(Counter, "most_common", int)
+    slots = EMPTY_DICT + s("most_common") + g("builtins", "int") + b"s"
+    return P2 + g("collections", "Counter") + NONE + slots + TUPLE2 + BUILD + STOP
+
+
+def dtype_singleton():
+    # dtype('i8', copy=False) is numpy's shared int64 (numpy 2 ignores states given to
+    # its shared dtypes; numpy's own pickles always ask for a copy)
+    return P2 + dtype("i8", copy=False) + dstate("<", flags=0x3F) + BUILD + STOP
+
+
+def object_flags_cleared():
+    # dtype('O') told it holds no objects: the bytes are then read as object pointers
+    forged = dtype("O8") + dstate("|", size=-1, align=-1, flags=0) + BUILD
+    return P2 + array((3,), forged, b"C\x18" + b"\x41" * 24) + STOP
+
+
+def int_flags_list():
+    # int64 told it pickles as a list: numpy then reads 3 items from a 1-item list
+    forged = dtype("i8") + dstate("<", flags=0x3F) + BUILD
+    return P2 + array((3,), forged, items(1)) + STOP
+
+
+def object_list_short():
+    # an honest object dtype, a list shorter than the shape: read past the list's end
+    return P2 + array((5,), dtype("O8") + dstate(flags=0x3F) + BUILD, items(1)) + STOP
+
+
+def field_past_itemsize():
+    # a struct of 8 bytes whose field lies at offset 1000
+    fields = [("a", dtype("f8") + dstate("<") + BUILD, 1000)]
+    forged = dtype("V8") + dstate(fields=fields, size=8, align=1, flags=0) + BUILD
+    return P2 + array((2,), forged, b"C\x10" + b"\x00" * 16) + STOP
+
+
+def object_field_unflagged():
+    # a struct holding an object field, without the flags that say so
+    fields = [("a", dtype("O8") + dstate(flags=0x3F) + BUILD, 0)]
+    forged = dtype("V8") + dstate(fields=fields, size=8, align=1, flags=0) + BUILD
+    return P2 + array((1,), forged, b"C\x08" + b"\x41" * 8) + STOP
+
+
+def dtype_state_twice():
+    # an honest V8 gets a second state, making it an object struct after the fact
+    fields = [("a", dtype("O8") + dstate(flags=0x3F) + BUILD, 0)]
+    honest = dtype("V8") + PUT0 + dstate(size=8, align=1) + BUILD
+    data = array((1,), honest, b"C\x08" + b"\x41" * 8)
+    second = GET0 + dstate(fields=fields, size=8, align=1, flags=0x3F) + BUILD
+    return P2 + MARK + data + second + TUPLE + STOP
+
+
+def dtype_state_after_use():
+    # an unbuilt V8 used by an array, then given an object-struct state
+    fields = [("a", dtype("O8") + dstate(flags=0x3F) + BUILD, 0)]
+    data = array((1,), dtype("V8") + PUT0, b"C\x08" + b"\x41" * 8)
+    later = GET0 + dstate(fields=fields, size=8, align=1, flags=0x3F) + BUILD
+    return P2 + MARK + data + later + TUPLE + STOP
+
+
+def scalar_state():
+    # numpy's scalars never get a state
+    scalar = g("numpy.core.multiarray", "scalar") + dtype("f8") + b"C\x08" + b"\0" * 8
+    return P2 + scalar + TUPLE2 + REDUCE + EMPTY_DICT + BUILD + STOP
+
+
+def list_it_cannot_count():
+    # the object list comes from a call: its length is unknown before the load
+    made = g("builtins", "list") + MARK + i(1) + TUPLE + TUPLE1 + REDUCE
+    return P2 + array((9,), dtype("O8") + dstate(flags=0x3F) + BUILD, made) + STOP
+
+
+SHAPES = [
+    class_attribute,
+    dtype_singleton,
+    object_flags_cleared,
+    int_flags_list,
+    object_list_short,
+    field_past_itemsize,
+    object_field_unflagged,
+    dtype_state_twice,
+    dtype_state_after_use,
+    scalar_state,
+    list_it_cannot_count,
+]
+
+_PLAIN_LOAD = """
+import collections, pickle, sys
+import numpy as np
+out = pickle.loads(sys.stdin.buffer.read())
+print(repr(out)[:200], collections.Counter.most_common, np.dtype("i8").flags)
+"""
+
+
+def _plain_load(data: bytes) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", _PLAIN_LOAD],
+        input=data.decode("latin-1"),
+        capture_output=True,
+        text=True,
+        encoding="latin-1",
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("shape", "harm"),
+    [
+        (class_attribute, "<class 'int'>"),  # Counter.most_common replaced
+        (object_list_short, None),  # crashes, or at best raises
+        (int_flags_list, None),
+    ],
+    ids=lambda v: getattr(v, "__name__", str(v)),
+)
+def test_the_shapes_do_harm_without_safe_loading(shape, harm):
+    run = _plain_load(shape())
+    if harm is None:
+        assert run.returncode != 0
+    else:
+        assert run.returncode == 0 and harm in run.stdout
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda f: f.__name__)
+def test_refused_by_the_scan(shape, form, tmp_path):
+    blob = FORMS[form](shape())
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(blob)
+    loads = (
+        lambda: ap.loads(blob, safe=True),
+        lambda: ap.load(path, safe=True),
+        lambda: ap.load(Pipe(blob), safe=True),
+        lambda: ap.get_untrusted_types(blob),
+    )
+    for attempt in loads:
+        with pytest.raises(ap.CorruptFileError, match="refusing to load: BUILD at opcode"):
+            attempt()
+    assert collections.Counter.most_common is not int
+    assert np.dtype("i8").flags == 0 and np.dtype("O").flags == 63
+
+
+def test_messages_say_what_was_refused():
+    cases = {
+        class_attribute: "a state for the global collections.Counter itself",
+        dtype_singleton: "not made as numpy writes it",
+        object_flags_cleared: "not numpy's own for dtype('O')",
+        object_list_short: "shape (5,) given a list of 1 items",
+        dtype_state_twice: "a second state for one numpy.dtype",
+        dtype_state_after_use: "already in use",
+        scalar_state: "which numpy never writes",
+        list_it_cannot_count: "array data the scan cannot see",
+    }
+    for shape, words in cases.items():
+        with pytest.raises(ap.CorruptFileError, match="<bytes>: refusing to load") as info:
+            ap.loads(shape(), safe=True)
+        assert words in str(info.value), shape.__name__
+
+
+# -- what numpy writes still loads -------------------------------------------------------
+
+DTYPES = [
+    "f8",
+    ">i4",
+    "U7",
+    "S3",
+    "V5",
+    "?",
+    "c16",
+    "M8[ns]",
+    ">m8[25us]",
+    "M8",
+    [("a", "<i4"), ("b", ">f8", (2, 3)), ("c", "S2")],
+    [("a", "u1"), ("b", [("x", "f4"), ("y", "O")])],
+    ("f4", (2, 3)),
+    {"names": ["a", "b"], "formats": ["f4", "u1"], "offsets": [4, 0], "titles": ["A", None]},
+    {"names": ["a"], "formats": ["f8"], "offsets": [8], "itemsize": 24},
+    "O",
+]
+
+
+def _dtypes():
+    out = [np.dtype(d) for d in DTYPES]
+    out.append(np.dtype([("a", "u1"), ("b", "f8")], align=True))
+    out.append(np.dtype((np.record, [("a", "i4"), ("b", "O")])))
+    out.append(np.dtype("f8", metadata={"unit": "m"}))
+    out.append(np.dtype(np.dtype("M8[s]"), metadata={"tz": "UTC"}))
+    return out
+
+
+@pytest.mark.parametrize("protocol", range(6))
+@pytest.mark.parametrize("dt", _dtypes(), ids=str)
+def test_numpy_pickles_of_every_dtype_family_load(dt, protocol):
+    arr = np.zeros(6, dtype=dt)
+    value = {"dtype": dt, "array": arr, "masked": np.ma.masked_array(arr)}
+    data = pickle.dumps(value, protocol=protocol)
+    out = ap.loads(data, safe=True)
+    assert out["dtype"] == dt and out["dtype"].metadata == dt.metadata
+    for key in ("array", "masked"):
+        # arrays come back in native byte order
+        assert out[key].dtype in (value[key].dtype, value[key].dtype.newbyteorder("="))
+        got, want = np.ma.getdata(out[key]), np.ma.getdata(value[key])
+        np.testing.assert_equal(got.tolist(), want.tolist())
+    assert ap.get_untrusted_types(ap.dumps(value)) == []
+
+
+def test_object_arrays_of_any_shape_and_order_load():
+    arr = np.empty((3, 4), dtype=object)
+    arr[...] = [[{"k": i * 4 + j} for j in range(4)] for i in range(3)]
+    for value in (arr, arr.T, arr[::2], np.empty((0, 5), dtype=object)):
+        for protocol in (0, 2, 5):
+            out = ap.loads(pickle.dumps(value, protocol=protocol), safe=True)
+            assert out.shape == value.shape and out.tolist() == value.tolist()
+
+
+def test_recursive_object_array_loads():
+    arr = np.empty(2, dtype=object)
+    arr[0], arr[1] = arr, "x"
+    out = ap.loads(pickle.dumps(arr, protocol=2), safe=True)
+    assert out[0] is out and out[1] == "x"
+
+
+def test_list_shortened_through_a_slice_is_refused():
+    # lst[slice(0, 5)] = [] through SETITEM: the list the scan counted is now empty
+    cut = g("builtins", "slice") + i(0) + i(5) + NONE + TUPLE3 + REDUCE + EMPTY_LIST + b"s"
+    data = P2 + array((5,), dtype("O8") + dstate(flags=0x3F) + BUILD, items(1, 2, 3, 4, 5) + cut)
+    run = _plain_load(data + STOP)
+    assert run.returncode != 0
+    with pytest.raises(ap.CorruptFileError, match="a list changed by item assignment"):
+        ap.loads(data + STOP, safe=True)
+
+
+def test_numpy_subclasses_set_state_as_checked():
+    """The check knows two __setstate__ forms; every allow-listed ndarray subclass uses one."""
+    from arraypickle._allowlist import allowed
+
+    known = (np.ndarray.__setstate__, np.ma.MaskedArray.__setstate__)
+    for name, obj in allowed().items():
+        if isinstance(obj, type) and issubclass(obj, np.ndarray):
+            assert obj.__setstate__ in known, name
