@@ -445,6 +445,7 @@ def _read(
             path=path,
             mmap_mode=mmap_mode,
             live=opts.live,
+            policy=opts.policy,
         )
     if head.startswith(fmt.MAGIC):
         reader = ContainerReader(
@@ -488,6 +489,7 @@ def _read(
             piece=piece or (_CODEC_PIECE if inner else _FILE_PIECE),
             inner=inner,
             live=opts.live is not None,
+            policy=opts.policy,
         )
     finally:
         if close is not None:

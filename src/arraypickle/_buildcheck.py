@@ -22,17 +22,24 @@ that only sets values, but four cases do more, and the scan refuses them:
 - **Other numpy objects** (scalars, dtype classes, ``_frombuffer``'s arrays) never get a
   state from numpy's own pickles; a BUILD on them is refused.
 
-A target the scan cannot know (``UNKNOWN``: a memo entry past the scan's budget, a
-float...) is refused as well: fail closed. Names the caller trusts by string are not
-known to the scan, and their BUILDs are the caller's to trust.
+A target the scan cannot know (``UNKNOWN``: a float, a big container, the result of
+a call whose callable came from an unknown place) is refused as well: fail closed, as
+is a BUILD on what calling an enum returns (its shared member). Names the caller
+trusts by string are not known to the scan, and their BUILDs are the caller's to trust.
 
-Numbers: a dtype check costs about 20 µs, an array check about 1 µs, only at BUILDs on
-numpy objects; the walk's cost per opcode is unchanged.
+One more call is judged here, because it reads memory as objects without a BUILD:
+an ndarray subclass called with a buffer (``ndarray(shape, dtype, buffer)``) must
+have a dtype the scan knows to hold no objects (numpy 2.4 builds an object array over
+the file's bytes).
+
+Numbers: a dtype check costs about 40 µs the first time a description is met, an
+array check about 1 µs, only at BUILDs on numpy objects.
 """
 
 from __future__ import annotations
 
 import copyreg
+import enum
 from math import prod
 from typing import Any
 
@@ -48,12 +55,13 @@ _ALIGNED_STRUCT = 0x80
 _BYTES_MAKERS = frozenset({"_codecs.encode", "builtins.bytes", "builtins.bytearray"})
 
 
-class UnsafeBuild(ScanError):
-    """A BUILD that safe loading refuses (the message says why)."""
+class Refused(ScanError):
+    """A BUILD (or a numpy constructor's call) that safe loading refuses; the message
+    says why."""
 
 
 def check_build(target: Any, state: Any) -> None:
-    """Raise :class:`UnsafeBuild` unless a BUILD of ``state`` on ``target`` is harmless."""
+    """Raise :class:`Refused` unless a BUILD of ``state`` on ``target`` is harmless."""
     t = type(target)
     if t is Made:
         kind = _kind_of(target.name, target.args)
@@ -64,15 +72,65 @@ def check_build(target: Any, state: Any) -> None:
         elif kind == "array":
             _check_array(state)
         else:
-            raise UnsafeBuild(f"a state for the result of {target.name}, which numpy never writes")
+            raise Refused(f"a state for the result of {target.name}, which never takes one")
     elif t is GlobalRef:
-        raise UnsafeBuild(
+        raise Refused(
             f"a state for the global {target.name} itself (it would change it for the "
             "whole process)"
         )
     elif target is UNKNOWN:
-        raise UnsafeBuild("a state for an object the scan cannot see")
+        raise Refused("a state for an object the scan cannot see")
     # Literals and lists take no state (the unpickler raises): nothing to refuse.
+
+
+def check_call(name: str, args: Any, kwargs: Any = None) -> None:
+    """Raise :class:`Refused` for a call of an ndarray class with a buffer, unless the
+    scan knows its dtype holds no objects (numpy would read the bytes as pointers)."""
+    global _BUFFERED
+    if _BUFFERED is None:
+        table = allowed()
+        _BUFFERED = {
+            n: ("buf" if obj is np.recarray else "buffer")
+            for n, obj in table.items()
+            if obj is np.ndarray or obj is np.recarray
+        }
+    keyword = _BUFFERED.get(name)
+    if keyword is None:
+        return
+    if type(args) is not tuple or not (kwargs is None or type(kwargs) is dict):
+        raise Refused(f"a call of {name} with arguments the scan cannot see")
+    kwargs = kwargs or {}
+    buffer = args[2] if len(args) > 2 else kwargs.get(keyword)
+    if buffer is None:
+        return  # numpy allocates (and clears object memory) itself
+    dtype = args[1] if len(args) > 1 else kwargs.get("dtype", _DEFAULT)
+    if keyword == "buf" and (len(args) > 5 or "formats" in kwargs):
+        dtype = _UNSEEN  # recarray's formats make its dtype: not followed
+    real = dtype_of(dtype)
+    if real is None or real.hasobject:
+        raise Refused(f"a call of {name} over a buffer, with a dtype that may hold objects")
+
+
+_BUFFERED: dict[str, str] | None = None
+_DEFAULT = object()
+_UNSEEN = object()
+
+
+def dtype_of(value: Any) -> np.dtype | None:
+    """The dtype a constructor's dtype argument stands for, when the scan knows it."""
+    if value is _DEFAULT:
+        return np.dtype(float)
+    if type(value) is Made and _kind_of(value.name, value.args) == "dtype":
+        return real_dtype(value)
+    if type(value) is GlobalRef:
+        obj = allowed().get(value.name)
+        value = obj if isinstance(obj, type) and issubclass(obj, np.generic) else _UNSEEN
+    if type(value) is str or (isinstance(value, type) and issubclass(value, np.generic)):
+        try:
+            return np.dtype(value)
+        except Exception:  # numpy parses some type strings with ast
+            return None
+    return None
 
 
 # -- what a global's result is ---------------------------------------------------------
@@ -92,6 +150,8 @@ def _kinds() -> dict[int, str]:
             kinds[id(obj)] = "array"
         elif (getattr(obj, "__module__", None) or "").startswith("numpy"):
             kinds[id(obj)] = "never"
+        elif isinstance(obj, type) and issubclass(obj, enum.Enum):
+            kinds[id(obj)] = "never"  # calling an enum returns its shared member
     # arraypickle's rebuild returns finished objects (a BUILD after it is never written).
     kinds[id(table[f"{fmt.REBUILD_MODULE}.{fmt.REBUILD_NAME}"])] = "never"
     return kinds
@@ -108,7 +168,7 @@ def _kind_of(name: str, args: Any) -> str:
     if obj is copyreg._reconstructor:
         cls = args[0] if type(args) is tuple and args else None
         if type(cls) is not GlobalRef:
-            return "array"  # a class the scan cannot see: maybe an ndarray subclass
+            return "never"  # a class the scan cannot see: it could make anything
         obj = table.get(cls.name)
     if obj is None:
         return "free"  # trusted by name: the caller trusts its states too
@@ -121,15 +181,13 @@ def _kind_of(name: str, args: Any) -> str:
 def _check_dtype(made: Made, state: Any) -> None:
     """Accept ``state`` for the dtype ``made`` only if numpy would write exactly it."""
     if made.built:
-        raise UnsafeBuild("a second state for one numpy.dtype")
+        raise Refused("a second state for one numpy.dtype")
     if made.used:
-        raise UnsafeBuild("a state for a numpy.dtype already in use")
+        raise Refused("a state for a numpy.dtype already in use")
     args = made.args
     typ = _type_arg(args)
     if typ is None or len(args) != 3 or type(args[1]) not in (bool, int) or args[2] not in (1,):
-        raise UnsafeBuild(
-            "a state for a numpy.dtype not made as numpy writes it (type, align, copy)"
-        )
+        raise Refused("a state for a numpy.dtype not made as numpy writes it (type, align, copy)")
     real_state = _resolve(state)
     try:
         key: Any = (typ, bool(args[1]), _frozen(real_state))
@@ -165,10 +223,9 @@ def _numpy_would_write(typ: Any, align: bool, state: Any, real_state: Any) -> np
         expected = _expected(np.dtype(typ, align=align), real_state)
         reduced = expected.__reduce__()
     except Exception:  # whatever numpy says of the file's description (ast errors too)
-        raise UnsafeBuild(f"a numpy.dtype state that numpy cannot rebuild: {state!r}") from None
-    same = reduced[1][0] == typ and reduced[2] == real_state
-    if not same and (_norm(reduced[1][0]) != _norm(typ) or _norm(reduced[2]) != _norm(real_state)):
-        raise UnsafeBuild(
+        raise Refused(f"a numpy.dtype state that numpy cannot rebuild: {state!r}") from None
+    if not (_same(reduced[1][0], typ) and _same(reduced[2], real_state)):
+        raise Refused(
             f"a numpy.dtype state that is not numpy's own for {expected!r} "
             "(flags, offsets or sizes changed)"
         )
@@ -226,7 +283,7 @@ def _expected(base: np.dtype, st: Any) -> np.dtype:
 
 
 def _resolve(value: Any) -> Any:
-    """``value`` with the dtypes the stream made as numpy's own, or UnsafeBuild."""
+    """``value`` with the dtypes the stream made as numpy's own, or Refused."""
     t = type(value)
     if t is tuple:
         return tuple(_resolve(v) for v in value)
@@ -241,7 +298,7 @@ def _resolve(value: Any) -> Any:
             return _resolve(value.args[0])
     elif value is None or t in (str, bytes, int, bool):
         return value
-    raise UnsafeBuild(f"a numpy.dtype state holding something the scan cannot see: {value!r}")
+    raise Refused(f"a numpy.dtype state holding something the scan cannot see: {value!r}")
 
 
 def real_dtype(made: Made) -> np.dtype | None:
@@ -262,16 +319,20 @@ def _text(value: Any) -> Any:
     return value.decode("latin-1") if type(value) is bytes else value
 
 
-def _norm(value: Any) -> Any:
-    """Python 2 wrote str where Python 3 writes bytes: compare them as text."""
-    t = type(value)
-    if t is bytes:
-        return value.decode("latin-1")
-    if t is tuple or t is list:
-        return tuple(_norm(v) for v in value)
+def _same(ours: Any, theirs: Any) -> bool:
+    """Whether ``theirs`` (from the file) is ``ours`` (numpy's): same types throughout,
+    since numpy's dtype equality accepts strings (``dtype('O') == 'O'``) where its
+    ``__setstate__`` needs a dtype. Python 2 wrote str where Python 3 writes bytes."""
+    t = type(ours)
+    if t is bytes and type(theirs) is str:
+        return ours.decode("latin-1") == theirs
+    if type(theirs) is not t and not (isinstance(ours, np.dtype) and isinstance(theirs, np.dtype)):
+        return False
+    if t is tuple:
+        return len(ours) == len(theirs) and all(map(_same, ours, theirs))
     if t is dict:
-        return {_norm(k): _norm(v) for k, v in value.items()}
-    return value
+        return ours.keys() == theirs.keys() and all(_same(ours[k], theirs[k]) for k in ours)
+    return bool(ours == theirs)
 
 
 # -- arrays -----------------------------------------------------------------------------
@@ -282,7 +343,7 @@ def _check_array(state: Any) -> None:
     the scan cannot see (a list it could not count)."""
     if type(state) is not tuple:
         if state is UNKNOWN or type(state) is Made:
-            raise UnsafeBuild("an array state the scan cannot see")
+            raise Refused("an array state the scan cannot see")
         return  # numpy (or the subclass) rejects it, reading nothing
     if len(state) in (4, 5):
         _check_data(state[-4], state[-3], state[-1])
@@ -300,13 +361,13 @@ def _check_data(shape: Any, dtype: Any, raw: Any) -> None:
     if t is Made and raw.name in _BYTES_MAKERS:
         return
     if t is not BuiltList:
-        raise UnsafeBuild(f"array data the scan cannot see ({raw!r})")
+        raise Refused(f"array data the scan cannot see ({raw!r})")
     if type(shape) is int:
         shape = (shape,)
     if type(shape) is not tuple or not all(type(n) is int and n >= 0 for n in shape):
-        raise UnsafeBuild(f"an object array whose shape the scan cannot see ({shape!r})")
+        raise Refused(f"an object array whose shape the scan cannot see ({shape!r})")
     if raw.count < 0:
-        raise UnsafeBuild("an object array given a list changed by item assignment")
+        raise Refused("an object array given a list changed by item assignment")
     need = prod(shape)
     if raw.count < need:
-        raise UnsafeBuild(f"an object array of shape {shape} given a list of {raw.count} items")
+        raise Refused(f"an object array of shape {shape} given a list of {raw.count} items")

@@ -127,8 +127,10 @@ class PickleLoad:
         inner: bool = False,
         live: bool = False,
         dirname: str | None = None,
+        policy: Any = None,
     ) -> None:
         self.name = name
+        self.policy = policy  # safe loading: nested pickles read from files are scanned
         self.path = path
         self.dirname = (
             dirname if dirname is not None else _dirname(path or getattr(stream, "name", None))
@@ -180,12 +182,17 @@ class PickleLoad:
         unpickler.persistent_load = self._persistent_load
         return unpickler
 
-    def unpickle_nested(self, stream: Any, what: str) -> Any:
+    def unpickle_nested(self, stream: Any, what: str, scan: bool = False) -> Any:
         """Unpickle one nested pickle (an object array) from ``stream``'s position.
 
         Same factory, policy and Python 2 handling as the outer stream; joblib's
-        wrappers cannot appear inside.
+        wrappers cannot appear inside. ``scan``: under safe loading, the stream (a
+        companion file, which the outer scan did not walk) is scanned first.
         """
+        if scan and self.policy is not None:
+            from ._safe import checked_plain
+
+            checked_plain(stream, f"{self.name}: {what}", self.policy)  # seeks back
         source = stream if isinstance(stream, Source) else Source(stream, self.name, buffered=False)
         view = PickleView(source)
         bindings = dict.fromkeys(self._wrapper_keys(), _NestedWrapper)
@@ -409,11 +416,13 @@ def load_zf(
     mmap_mode: str | None = None,
     piece: int | None = 4 << 20,
     live: LiveLoad | None = None,
+    policy: Any = None,
 ) -> Any:
     """Load a joblib 0.8.4-0.9 ``ZF`` file (its companions beside ``path``), warning.
 
     ``live``: ``stream`` cannot seek; the load stops at the end of the zlib stream, as
-    for a codec's (see ``_streams.finish_live``)."""
+    for a codec's (see ``_streams.finish_live``). ``policy``: safe loading; the pickle
+    inside is scanned first (read up to its STOP and kept aside, then loaded)."""
     if mmap_mode is not None:
         warn_caller(
             f"{name} is compressed with joblib's zlib framing: it cannot be memory-mapped "
@@ -422,21 +431,32 @@ def load_zf(
         )
     dirname = _dirname(path or getattr(stream, "name", None))
     reader = open_zf(stream if live is None else ShortReads(stream), name)
+    close = None
     try:
         guarded = Guarded(reader, name, "joblib zlib")
+        pickled: Any = guarded
+        if policy is not None:
+            from ._safe import checked_plain
+
+            pickled, close = checked_plain(guarded, name, policy)
         load = PickleLoad(
-            guarded,
+            pickled,
             name,
             new_unpickler=new_unpickler,
             inner=True,
             live=live is not None,
             piece=piece,
             dirname=dirname,
+            policy=policy,
         )
         outcome = load.load()
+        if pickled is not guarded and live is None and guarded.read(1):
+            raise CorruptFileError(f"{name}: data after the pickle in its joblib zlib stream")
         if live is not None:
             finish_live(guarded, reader, live)
     finally:
+        if close is not None:
+            close()
         reader.close()
     deprecation(name)
     return outcome.value

@@ -109,7 +109,7 @@ def read_npy(load: PickleLoad, path: str, mmap_mode: str | None) -> np.ndarray:
             raise CorruptFileError(f"{path!r} is not a valid .npy file: {exc}") from None
         order = "F" if fortran else "C"
         if dtype.hasobject:
-            return load.unpickle_nested(f, f"{path!r}")
+            return load.unpickle_nested(f, f"{path!r}", scan=True)
         nbytes = dtype.itemsize * prod(shape)
         offset = f.tell()
         if os.fstat(f.fileno()).st_size - offset < nbytes:

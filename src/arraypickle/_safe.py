@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ._allowlist import allowed, normalize, trusted_names
-from ._buildcheck import UnsafeBuild
+from ._buildcheck import Refused
 from ._errors import CorruptFileError, UntrustedTypeError
 from ._scan import (
     BlockSource,
@@ -107,7 +107,7 @@ def scan_names(source: BlockSource, file: str, joblib: bool = False) -> set[str]
     scanner = JoblibScanner() if joblib else OpcodeScanner()
     try:
         scanner.scan(source)
-    except UnsafeBuild as exc:
+    except Refused as exc:
         raise CorruptFileError(
             f"{file}: refusing to load: {exc} (no pickler writes this; see docs/security.md)"
         ) from None
@@ -174,7 +174,7 @@ def get_untrusted_types(
     collected; a name that cannot be known statically is listed as
     ``'<unresolved>'``. Works on arraypickle files (with any installed codec; array
     buffers are skipped, sought past when the file can seek), plain pickles and
-    compressed plain pickles. Memory stays bounded whatever the file's size.
+    compressed plain pickles. In-band data is skipped, never held.
 
     Parameters:
         file: a path or URL (``s3://...``, as for :func:`arraypickle.load`), a

@@ -14,8 +14,13 @@ The scanner reads from a *source* (``more``/``more_line``/``skip``): a buffered 
 can copy what it reads aside (:class:`ExactSource`, for pipes), or the PICKLE records
 of a container (:class:`ContainerPickleBytes` under a :class:`BlockSource`). Payloads
 of big ``BINBYTES``/``BYTEARRAY8``/string opcodes are skipped, never held, so memory
-stays bounded by the block size plus the simulated stack and memo (the memo keeps only
-short strings and small literals, within :data:`MEMO_BUDGET`).
+stays bounded by the block size plus the simulated stack and memo. The memo keeps a
+reference per entry, as the unpickler's own memo does (short strings and small literals
+themselves, lists as their item counts, everything else as placeholders), so what a GET
+fetches is always known.
+
+Each BUILD is judged by :mod:`._buildcheck` (safe loading refuses states that would
+harm the process); :class:`Refused`, a :class:`ScanError`, says why.
 
 Formats that interrupt the opcode stream with raw data (joblib writes each array's
 bytes right after the ``BUILD`` of its ``NumpyArrayWrapper``) plug in by overriding
@@ -41,17 +46,17 @@ from typing import Any
 
 from . import _format as fmt
 from ._allowlist import normalize
-from ._buildcheck import UnsafeBuild, check_build
+from ._buildcheck import Refused, check_build, check_call, dtype_of
 from ._scanvalues import DATA, UNKNOWN, BuiltList, GlobalRef, Made, ScanError
 
 UNRESOLVED = "<unresolved>"
 
 # Strings longer than this are never module or attribute names worth resolving.
 NAME_MAX = 1024
-# Estimated bytes of memo entries kept; past it, new entries are not kept (a later
-# STACK_GLOBAL through them then reports UNRESOLVED: fail closed, never open).
-MEMO_BUDGET = 32 << 20
-_ENTRY_COST = 120
+# Picklers number memo entries in order; a stream that does not is followed up to
+# this many entries, then refused (what a GET fetches must always be known: a second
+# reference to a list or a dtype is what the BUILD checks watch for).
+SPARSE_MEMO_MAX = 1 << 20
 # Small literal containers are tracked for on_build hooks; bigger ones become UNKNOWN.
 LITERAL_MAX = 64
 LINE_MAX = 1 << 20
@@ -299,6 +304,7 @@ class ContainerPickleBytes:
 
 _LEN_PREFIX = {-2: (1, "<B"), -3: (4, "<i"), -4: (4, "<I"), -5: (8, "<Q")}
 _INT_ARG = {"BININT": "<i", "BININT1": "<B", "BININT2": "<H"}
+_KEPT_BYTES = ("SHORT_BINBYTES", "BINBYTES")
 _STRINGS = {
     "SHORT_BINUNICODE": "utf8",
     "BINUNICODE": "utf8",
@@ -438,10 +444,9 @@ class OpcodeScanner:
         stack: list[Any] = []
         marks: list[int] = []
         fence = 0
-        memo: dict[int, Any] = {}
-        memo_len = 0
-        memo_keys: set[int] | None = None  # None: the keys are range(memo_len)
-        memo_cost = 0
+        # Every entry is kept, as the unpickler keeps every object: a list while the
+        # indices come in order (8 bytes an entry, as the unpickler's own table).
+        memo: Any = []
         unknown = UNKNOWN
         unpack_from = struct.unpack_from
         buf = b""
@@ -525,7 +530,8 @@ class OpcodeScanner:
                 i += size
                 if length < 0:
                     raise ScanError(f"{opname} with a negative length")
-                if cls == _STR and length <= NAME_MAX:
+                if length <= NAME_MAX and (cls == _STR or opname in _KEPT_BYTES):
+                    # Short: kept whole (a name, a dtype's unit or byte order).
                     if i + length > end:
                         buf = source.more(buf[i:], length)
                         i, end = 0, len(buf)
@@ -533,6 +539,9 @@ class OpcodeScanner:
                             raise ScanError(f"truncated: {opname} needs {length} bytes")
                     raw = buf[i : i + length]
                     i += length
+                    if cls != _STR:
+                        stack.append(raw)
+                        continue
                     try:
                         value: Any = raw.decode("utf-8", "surrogatepass")
                         if _STRINGS[opname] == "ascii" and not value.isascii():
@@ -542,18 +551,14 @@ class OpcodeScanner:
                     stack.append(value)
                     continue
                 if i + length <= end:
-                    value = buf[i : i + length] if length <= NAME_MAX else DATA
                     i += length
                 else:
                     source.skip(length - (end - i))
                     buf, i, end = b"", 0, 0
-                    value = DATA
-                if opname not in ("SHORT_BINBYTES", "BINBYTES"):
-                    value = unknown if opname in ("LONG1", "LONG4") else DATA
-                stack.append(value)
+                stack.append(unknown if opname in ("LONG1", "LONG4") else DATA)
             elif cls in (_MEMOIZE, _PUT):
                 if cls == _MEMOIZE:
-                    idx = memo_len
+                    idx = len(memo)  # the number of entries, as in the unpickler
                 else:
                     if n == -1:
                         line, buf, i, end = self._line(source, buf, i, end, opname)
@@ -563,21 +568,20 @@ class OpcodeScanner:
                         i += n
                 if len(stack) <= fence:
                     raise ScanError(f"{opname} with an empty stack")
-                if memo_keys is None:
-                    if idx == memo_len:
-                        memo_len += 1
-                    elif idx > memo_len:
-                        memo_keys = set(range(memo_len))
-                if memo_keys is not None and idx not in memo_keys:
-                    memo_keys.add(idx)
-                    memo_len += 1
                 value = stack[-1]
-                old = memo.pop(idx, None)
-                if old is not None:
-                    memo_cost -= _cost(old)
-                if _storable(value) and memo_cost < MEMO_BUDGET:
+                if type(memo) is list:
+                    if idx == len(memo):
+                        memo.append(value)
+                    elif idx < len(memo):
+                        memo[idx] = value
+                    else:
+                        memo = dict(enumerate(memo))
+                if type(memo) is dict:
                     memo[idx] = value
-                    memo_cost += _cost(value)
+                    if len(memo) > SPARSE_MEMO_MAX:
+                        raise ScanError(
+                            f"the memo is filled out of order past {SPARSE_MEMO_MAX} entries"
+                        )
             elif cls == _GET:
                 if n == -1:
                     line, buf, i, end = self._line(source, buf, i, end, opname)
@@ -585,7 +589,10 @@ class OpcodeScanner:
                 else:
                     (idx,) = unpack_from("<B" if n == 1 else "<I", buf, i)
                     i += n
-                value = memo.get(idx, unknown)
+                if type(memo) is list:
+                    value = memo[idx] if 0 <= idx < len(memo) else unknown
+                else:
+                    value = memo.get(idx, unknown)
                 if type(value) is Made:
                     value.used = True
                 stack.append(value)
@@ -661,8 +668,16 @@ class OpcodeScanner:
                 if len(stack) - k < fence:
                     raise underflow()
                 func, args = stack[-k], stack[1 - k]
+                kwargs = stack[-1] if k == 3 else None
                 del stack[-k:]
-                stack.append(Made(func.name, args) if type(func) is GlobalRef else unknown)
+                if type(func) is GlobalRef:
+                    try:
+                        check_call(func.name, args, kwargs)
+                    except Refused as exc:
+                        raise Refused(f"{opname} at opcode {count}: {exc}") from None
+                    stack.append(Made(func.name, args))
+                else:
+                    stack.append(unknown)
             elif cls == _APPEND:
                 if len(stack) - 2 < fence:
                     raise underflow()
@@ -721,8 +736,8 @@ class OpcodeScanner:
                 state = stack.pop()
                 try:
                     check_build(stack[-1], state)
-                except UnsafeBuild as exc:
-                    raise UnsafeBuild(f"BUILD at opcode {count}: {exc}") from None
+                except Refused as exc:
+                    raise Refused(f"BUILD at opcode {count}: {exc}") from None
                 if hooked:
                     resume = _Resume(source, buf[i:])
                     self.on_build(stack[-1], state, resume)
@@ -837,25 +852,6 @@ def _set_items(stack: list[Any], items: list[Any]) -> None:
             stack[-1] = UNKNOWN
 
 
-def _storable(value: Any) -> bool:
-    t = type(value)
-    return (
-        t is str
-        or t is GlobalRef
-        or t is Made
-        or t is int
-        or t is bytes
-        or t is tuple
-        or t is BuiltList
-        or t is dict
-        or value is DATA
-    )
-
-
-def _cost(value: Any) -> int:
-    return _ENTRY_COST + (len(value) if type(value) in (str, bytes) else 0)
-
-
 def _literal_tuple(items: list[Any]) -> Any:
     """A tuple of what the walk knows of its items (UNKNOWN where nothing)."""
     if len(items) > LITERAL_MAX:
@@ -863,17 +859,20 @@ def _literal_tuple(items: list[Any]) -> Any:
     return tuple(items)
 
 
+_DECIMAL = re.compile(rb"-?(0|[1-9][0-9]{0,30})L?\n")
+
+
 def _int_value(line: bytes | None) -> Any:
-    """What an INT or LONG line pushes (INT's ``01``/``00`` are True/False)."""
-    if line is None or len(line) > 32:
+    """What an INT or LONG line pushes (INT's ``01``/``00`` are True/False), when the
+    line is plain decimal as picklers write it; else UNKNOWN (the unpickler reads
+    ``0777`` as octal and ``0x1f`` as hex, which the scan does not follow)."""
+    if line is None:
         return UNKNOWN
-    body = line[:-1].rstrip(b"L")
-    if body in (b"01", b"00"):
-        return body == b"01"
-    try:
-        return int(body)
-    except ValueError:
+    if line in (b"01\n", b"00\n"):
+        return line == b"01\n"
+    if _DECIMAL.fullmatch(line) is None:
         return UNKNOWN
+    return int(line[:-1].rstrip(b"L"))
 
 
 def _int_line(line: bytes, opname: str) -> int:
@@ -899,7 +898,11 @@ def _decode_line(opname: str, line: bytes) -> Any:
 
 # -- joblib files ----------------------------------------------------------------------
 
-JOBLIB_WRAPPER = "joblib.numpy_pickle.NumpyArrayWrapper"
+# Every name joblib's NumpyArrayWrapper had (joblib, sklearn.externals.joblib): the
+# names the loader binds to its reader, which reads the array after the BUILD.
+JOBLIB_WRAPPERS = frozenset(
+    f"{m}.numpy_pickle.NumpyArrayWrapper" for m in ("joblib", "sklearn.externals.joblib")
+)
 
 
 class JoblibScanner(OpcodeScanner):
@@ -907,37 +910,31 @@ class JoblibScanner(OpcodeScanner):
     each ``NumpyArrayWrapper``, by the array's raw bytes (or, for an object array, by
     a nested pickle stream, whose globals count like the others).
 
-    The array's size comes from the wrapper's state (``shape`` and the ``dtype`` made
-    from a type string); a state it cannot size raises :class:`ScanError`. A stream
-    without wrappers is walked as by :class:`OpcodeScanner` (the hook then never acts).
+    What it skips must be exactly what the loader reads (``_joblib.read_numpy_wrapper``),
+    or opcodes would run unseen: the dtype is the one the load will have (numpy's,
+    made from the call's type and align and any state the BUILD checks accepted), the
+    padding byte is read when the alignment is not None, and a state it cannot size
+    raises :class:`ScanError`. A stream without wrappers is walked as by
+    :class:`OpcodeScanner` (the hook then never acts).
     """
 
-    literal_after = frozenset({JOBLIB_WRAPPER})
+    literal_after = JOBLIB_WRAPPERS
 
     def on_build(self, obj: Any, state: Any, source: BlockSource) -> None:
-        if type(obj) is not Made or obj.name != JOBLIB_WRAPPER:
+        if type(obj) is not Made or obj.name not in JOBLIB_WRAPPERS:
             return
         shape = state.get("shape") if type(state) is dict else None
-        dtype = state.get("dtype") if type(state) is dict else None
-        descr = None
-        if type(dtype) is Made and dtype.name == "numpy.dtype" and type(dtype.args) is tuple:
-            descr = dtype.args[0] if dtype.args else None
+        dt = dtype_of(state.get("dtype")) if type(state) is dict else None
         if (
             type(shape) is not tuple
             or not all(type(n) is int and n >= 0 for n in shape)
-            or type(descr) is not str
+            or dt is None
         ):
             raise ScanError("a joblib array wrapper whose shape or dtype cannot be read")
-        import numpy as np
-
-        try:
-            dt = np.dtype(descr)  # a type string like 'i8', 'U3', 'V16', 'O8'
-        except (TypeError, ValueError):
-            raise ScanError(f"a joblib array of unknown dtype {descr!r}") from None
         if dt.hasobject:
             source.push_back(self.scan(source))  # type: ignore[attr-defined]
             return
-        if "numpy_array_alignment_bytes" in state:
+        if state.get("numpy_array_alignment_bytes") is not None:
             (pad,) = source.read(1) or b"\xff"  # type: ignore[attr-defined]
             if pad > 64:
                 raise ScanError("a joblib array with a bad alignment padding")

@@ -13,7 +13,7 @@ from typing import Any
 
 class ScanError(Exception):
     """The stream is not a pickle the unpickler would accept (truncated, bad opcode...),
-    or one safe loading refuses (:class:`._buildcheck.UnsafeBuild`)."""
+    or one safe loading refuses (:class:`._buildcheck.Refused`)."""
 
 
 class _Unknown:
@@ -23,8 +23,7 @@ class _Unknown:
         return "UNKNOWN"
 
 
-#: A value the scan does not follow (a float, a big container, a memo entry past the
-#: scan's budget...).
+#: A value the scan does not follow (a float, a big container...).
 UNKNOWN = _Unknown()
 
 
