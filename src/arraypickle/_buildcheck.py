@@ -47,7 +47,7 @@ import numpy as np
 
 from . import _format as fmt
 from ._allowlist import allowed
-from ._scanvalues import DATA, UNKNOWN, BuiltList, GlobalRef, Made, ScanError
+from ._scanvalues import DATA, LOST, UNKNOWN, BuiltList, GlobalRef, Made, ScanError
 
 # numpy's flag for a struct laid out with align=True (NPY_ALIGNED_STRUCT).
 _ALIGNED_STRUCT = 0x80
@@ -97,7 +97,9 @@ def check_call(name: str, args: Any, kwargs: Any = None) -> None:
     keyword = _BUFFERED.get(name)
     if keyword is None:
         return
-    if type(args) is not tuple or not (kwargs is None or type(kwargs) is dict):
+    if type(args) is not tuple or not (
+        kwargs is None or (type(kwargs) is dict and LOST not in kwargs)
+    ):
         raise Refused(f"a call of {name} with arguments the scan cannot see")
     kwargs = kwargs or {}
     buffer = args[2] if len(args) > 2 else kwargs.get(keyword)
@@ -112,6 +114,7 @@ def check_call(name: str, args: Any, kwargs: Any = None) -> None:
 
 
 _BUFFERED: dict[str, str] | None = None
+_STRINGDTYPE = "numpy._core._internal._convert_to_stringdtype_kwargs"
 _DEFAULT = object()
 _UNSEEN = object()
 
@@ -122,6 +125,8 @@ def dtype_of(value: Any) -> np.dtype | None:
         return np.dtype(float)
     if type(value) is Made and _kind_of(value.name, value.args) == "dtype":
         return real_dtype(value)
+    if type(value) is Made and value.name == _STRINGDTYPE:
+        return np.dtypes.StringDType()  # what matters here: it holds objects
     if type(value) is GlobalRef:
         obj = allowed().get(value.name)
         value = obj if isinstance(obj, type) and issubclass(obj, np.generic) else _UNSEEN
@@ -135,6 +140,17 @@ def dtype_of(value: Any) -> np.dtype | None:
 
 # -- what a global's result is ---------------------------------------------------------
 
+
+def made_class(made: Made) -> str | None:
+    """The dotted name of the class (or function) whose result ``made`` is:
+    ``copyreg._reconstructor`` makes its first argument (None when not a global)."""
+    if made.name != "copyreg._reconstructor":
+        return made.name
+    args = made.args
+    cls = args[0] if type(args) is tuple and args else None
+    return cls.name if type(cls) is GlobalRef else None
+
+
 _KINDS: dict[int, str] | None = None
 
 
@@ -144,7 +160,9 @@ def _kinds() -> dict[int, str]:
     kinds: dict[int, str] = {}
     reconstructors = (table["numpy.core.multiarray._reconstruct"], np.ma.core._mareconstruct)
     for obj in table.values():
-        if obj is np.dtype:
+        if obj is np.ma.core.MaskedConstant:
+            kinds[id(obj)] = "never"  # calling it returns the shared np.ma.masked
+        elif obj is np.dtype:
             kinds[id(obj)] = "dtype"
         elif (isinstance(obj, type) and issubclass(obj, np.ndarray)) or obj in reconstructors:
             kinds[id(obj)] = "array"
@@ -287,7 +305,7 @@ def _resolve(value: Any) -> Any:
     t = type(value)
     if t is tuple:
         return tuple(_resolve(v) for v in value)
-    if t is dict:
+    if t is dict and LOST not in value:
         return {_resolve(k): _resolve(v) for k, v in value.items()}
     if t is Made:
         if _kind_of(value.name, value.args) == "dtype":

@@ -46,8 +46,8 @@ from typing import Any
 
 from . import _format as fmt
 from ._allowlist import normalize
-from ._buildcheck import Refused, check_build, check_call, dtype_of
-from ._scanvalues import DATA, UNKNOWN, BuiltList, GlobalRef, Made, ScanError
+from ._buildcheck import Refused, check_build, check_call, dtype_of, made_class
+from ._scanvalues import DATA, LOST, UNKNOWN, BuiltList, GlobalRef, Made, ScanError
 
 UNRESOLVED = "<unresolved>"
 
@@ -78,6 +78,7 @@ class BlockSource:
         self._read = read
         self._skip_raw = skip_raw
         self._block = block
+        self.handed = 0  # bytes handed to the walk or skipped: where the input stands
 
     def more(self, rest: bytes, need: int) -> bytes:
         """``rest`` plus more input: at least ``need`` bytes in all, unless at EOF."""
@@ -90,6 +91,7 @@ class BlockSource:
                 break
             parts.append(bytes(data))
             have += len(data)
+        self.handed += have - len(rest)
         return b"".join(parts)
 
     def more_line(self, rest: bytes) -> bytes:
@@ -104,6 +106,7 @@ class BlockSource:
 
     def skip(self, n: int) -> None:
         """Skip ``n`` bytes past what was handed out; ScanError if the input ends first."""
+        self.handed += n
         if self._skip_raw is not None:
             self._skip_raw(n)
             return
@@ -132,6 +135,7 @@ class ExactSource(BlockSource):
             self._tee(data)
             parts.append(bytes(data))
             have += len(data)
+        self.handed += have - len(rest)
         return b"".join(parts)
 
     def more_line(self, rest: bytes) -> bytes:
@@ -140,10 +144,12 @@ class ExactSource(BlockSource):
         line = self._readline(LINE_MAX) if self._readline is not None else b""
         if line:
             self._tee(line)
+            self.handed += len(line)
             return rest + bytes(line)
         return super().more_line(rest)
 
     def skip(self, n: int) -> None:
+        self.handed += n
         while n:
             data = self._read(min(n, BLOCK))
             if not data:
@@ -300,7 +306,8 @@ class ContainerPickleBytes:
     _SETITEMS,
     _APPEND,
     _CALL_EX,
-) = range(25)
+    _FRAME,
+) = range(26)
 
 _LEN_PREFIX = {-2: (1, "<B"), -3: (4, "<i"), -4: (4, "<I"), -5: (8, "<Q")}
 _INT_ARG = {"BININT": "<i", "BININT1": "<B", "BININT2": "<H"}
@@ -331,6 +338,7 @@ _SPECIAL = {
     "POP": _POP,
     "DUP": _DUP,
     "BUILD": _BUILD,
+    "FRAME": _FRAME,
     "REDUCE": _CALL,
     "NEWOBJ": _CALL,
     "NEWOBJ_EX": _CALL_EX,
@@ -419,6 +427,9 @@ class OpcodeScanner:
     def __init__(self) -> None:
         self.names: set[str] = set()
         self.opcodes = 0
+        #: For :meth:`on_build`: the BUILD is not the last opcode of its pickle frame
+        #: (an unpickler has the rest of the frame in hand: it runs it before reading on).
+        self.mid_frame = False
 
     # -- hooks for formats that interleave raw data with opcodes ------------------
 
@@ -447,6 +458,7 @@ class OpcodeScanner:
         # Every entry is kept, as the unpickler keeps every object: a list while the
         # indices come in order (8 bytes an entry, as the unpickler's own table).
         memo: Any = []
+        frame_end = 0  # where the current pickle frame ends, in ``source.handed`` terms
         unknown = UNKNOWN
         unpack_from = struct.unpack_from
         buf = b""
@@ -675,7 +687,10 @@ class OpcodeScanner:
                         check_call(func.name, args, kwargs)
                     except Refused as exc:
                         raise Refused(f"{opname} at opcode {count}: {exc}") from None
-                    stack.append(Made(func.name, args))
+                    # Keyword arguments (NEWOBJ_EX) are not followed: what the call
+                    # makes is then not known from its args (dtype(..., align=True)).
+                    known = kwargs is None or (type(kwargs) is dict and not kwargs)
+                    stack.append(Made(func.name, args if known else unknown))
                 else:
                     stack.append(unknown)
             elif cls == _APPEND:
@@ -734,6 +749,8 @@ class OpcodeScanner:
                 if len(stack) - 2 < fence:
                     raise underflow()
                 state = stack.pop()
+                if hooked:
+                    self.mid_frame = frame_end > source.handed - (end - i)
                 try:
                     check_build(stack[-1], state)
                 except Refused as exc:
@@ -742,6 +759,10 @@ class OpcodeScanner:
                     resume = _Resume(source, buf[i:])
                     self.on_build(stack[-1], state, resume)
                     buf, i, end = resume.leftover, 0, len(resume.leftover)
+            elif cls == _FRAME:
+                (length,) = unpack_from("<Q", buf, i)
+                i += 8
+                frame_end = source.handed - (end - i) + length
             elif cls == _POP:
                 if marks and marks[-1] == len(stack):
                     marks.pop()
@@ -802,6 +823,10 @@ class _Resume(BlockSource):
         self._source = source
         self.leftover = rest
 
+    @property  # type: ignore[override]
+    def handed(self) -> int:
+        return self._source.handed - len(self.leftover)
+
     def _take(self, rest: bytes) -> bytes:
         if self.leftover:
             rest, self.leftover = rest + self.leftover, b""
@@ -836,20 +861,29 @@ class _Resume(BlockSource):
 
 
 def _set_items(stack: list[Any], items: list[Any]) -> None:
-    """SETITEM(S) on the dict literal on top of ``stack`` (UNKNOWN once too big)."""
+    """SETITEM(S) on the dict literal on top of ``stack``; one too big, or given a key
+    the scan cannot hash, is emptied and marked :data:`LOST`, in place."""
     target = stack[-1]
+    if LOST in target:
+        return
     if len(target) + len(items) // 2 > LITERAL_MAX:
-        stack[-1] = UNKNOWN
+        _lose(target)
         return
     for j in range(0, len(items) - 1, 2):
         key = items[j]
-        if isinstance(key, (str, bytes, int, tuple)) or key is None:
-            try:
-                target[key] = items[j + 1]
-            except TypeError:
-                stack[-1] = UNKNOWN
-        else:
-            stack[-1] = UNKNOWN
+        if not (isinstance(key, (str, bytes, int, tuple)) or key is None):
+            _lose(target)
+            return
+        try:
+            target[key] = items[j + 1]
+        except TypeError:
+            _lose(target)
+            return
+
+
+def _lose(target: dict[Any, Any]) -> None:
+    target.clear()
+    target[LOST] = True
 
 
 def _literal_tuple(items: list[Any]) -> Any:
@@ -921,8 +955,12 @@ class JoblibScanner(OpcodeScanner):
     literal_after = JOBLIB_WRAPPERS
 
     def on_build(self, obj: Any, state: Any, source: BlockSource) -> None:
-        if type(obj) is not Made or obj.name not in JOBLIB_WRAPPERS:
+        if type(obj) is not Made or made_class(obj) not in JOBLIB_WRAPPERS:
             return
+        if self.mid_frame:
+            # joblib ends the frame at the wrapper's BUILD; the loader reads the array
+            # from after the frame while the unpickler runs what the frame still holds.
+            raise ScanError("a joblib array wrapper in the middle of a pickle frame")
         shape = state.get("shape") if type(state) is dict else None
         dt = dtype_of(state.get("dtype")) if type(state) is dict else None
         if (

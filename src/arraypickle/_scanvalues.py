@@ -39,6 +39,19 @@ class _Data:
 DATA = _Data()
 
 
+class _Lost:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "LOST"
+
+
+#: The only key of a dict literal the scan stopped following (grown past
+#: ``LITERAL_MAX`` items, or given a key it cannot hash): the dict object stays the
+#: same, so every reference to it (the memo's too) sees that it is no longer known.
+LOST = _Lost()
+
+
 class GlobalRef:
     """A global named by the stream (its dotted name after Python 2 renames)."""
 
