@@ -606,3 +606,76 @@ def test_stringdtype_joblib_files_load(tmp_path):
     for compress in (0, 3):
         joblib.dump(value, tmp_path / "s.pkl", compress=compress)
         assert ap.load(tmp_path / "s.pkl", safe=True).tolist() == ["a", "bc"]
+
+
+# A third review round: a FRAME of length 0 inside the frame that holds a joblib
+# wrapper (the unpickler keeps the outer frame, so the wrapper is still mid-frame),
+# ndarray built over the file's bytes through OBJ and INST, and over a buffer at a
+# negative offset (numpy 2.4 reads before the buffer; -2**40 crashes).
+NESTED_FRAME = bytes.fromhex(
+    "800495c800000000000000636a6f626c69622e6e756d70795f7069636b6c650a4e756d7079417272"
+    "6179577261707065720a29817d288c08737562636c617373636e756d70790a6e6461727261790a8c"
+    "057368617065284a38000000748c056f726465728c01438c056474797065636e756d70790a647479"
+    "70650a8c027531898887528c0a616c6c6f775f6d6d6170897595000000000000000062284e306363"
+    "6f6c6c656374696f6e730a436f756e7465720a4e7d8c0b6d6f73745f636f6d6d6f6e636275696c74"
+    "696e730a696e740a7386624e304e304e304e304e304e304e304e304e304e304e304e304e304e304e"
+    "304e304e304e304e304e304e304e304e304e304e304e304e304e302e"
+)
+
+
+def _over_buffer(cls: bytes, *args: bytes) -> bytes:
+    return P2 + cls + MARK + b"".join(args) + TUPLE + REDUCE + STOP
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        NESTED_FRAME,
+        P2
+        + MARK
+        + g("numpy", "ndarray")
+        + MARK
+        + i(1)
+        + TUPLE
+        + s("O")
+        + b"C\x08"
+        + b"A" * 8
+        + b"o"
+        + STOP,
+        P2
+        + MARK
+        + MARK
+        + i(1)
+        + TUPLE
+        + s("O")
+        + b"C\x08"
+        + b"A" * 8
+        + b"inumpy\nndarray\n"
+        + STOP,
+        _over_buffer(g("numpy", "ndarray"), MARK + i(16) + TUPLE, s("u1"), b"C\x02AB", i(-48)),
+        _over_buffer(g("numpy", "recarray"), MARK + i(16) + TUPLE, s("u1"), b"C\x02AB", i(-48)),
+        _over_buffer(
+            g("numpy", "chararray"), MARK + i(16) + TUPLE, i(1), FALSE, b"C\x02AB", i(-48)
+        ),
+        _over_buffer(
+            g("numpy", "ndarray"),
+            MARK + i(2) + TUPLE,
+            s("u1"),
+            b"C\x02AB",
+            i(0),
+            MARK + i(-4096) + TUPLE,
+        ),
+    ],
+    ids=["nested_frame", "obj", "inst", "negative_offset", "recarray", "chararray", "strides"],
+)
+def test_third_review_payloads_are_refused(data):
+    with pytest.raises(ap.CorruptFileError, match=r"refusing to load|middle of a pickle frame"):
+        ap.loads(data, safe=True)
+    with pytest.raises(ap.CorruptFileError):
+        ap.load(Pipe(data), safe=True)
+    assert collections.Counter.most_common is not int
+
+
+def test_arrays_over_a_buffer_within_it_load():
+    data = _over_buffer(g("numpy", "ndarray"), MARK + i(1) + TUPLE, s("u1"), b"C\x02AB", i(1))
+    assert ap.loads(data, safe=True).tobytes() == b"B"

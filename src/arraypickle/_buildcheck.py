@@ -84,36 +84,46 @@ def check_build(target: Any, state: Any) -> None:
 
 
 def check_call(name: str, args: Any, kwargs: Any = None) -> None:
-    """Raise :class:`Refused` for a call of an ndarray class with a buffer, unless the
-    scan knows its dtype holds no objects (numpy would read the bytes as pointers)."""
+    """Raise :class:`Refused` for a call of an ndarray class over a buffer, unless the
+    scan knows its dtype holds no objects (numpy would read the bytes as pointers) and
+    no offset or strides reach outside it (numpy 2.4 takes a negative offset)."""
     global _BUFFERED
     if _BUFFERED is None:
         table = allowed()
-        _BUFFERED = {
-            n: ("buf" if obj is np.recarray else "buffer")
-            for n, obj in table.items()
-            if obj is np.ndarray or obj is np.recarray
-        }
-    keyword = _BUFFERED.get(name)
-    if keyword is None:
+        _BUFFERED = {n: _SIGNATURES[obj] for n, obj in table.items() if obj in _SIGNATURES}
+    params = _BUFFERED.get(name)
+    if params is None:
         return
     if type(args) is not tuple or not (
         kwargs is None or (type(kwargs) is dict and LOST not in kwargs)
     ):
         raise Refused(f"a call of {name} with arguments the scan cannot see")
     kwargs = kwargs or {}
-    buffer = args[2] if len(args) > 2 else kwargs.get(keyword)
+    given = dict(zip(params, args, strict=False))
+    given.update(kwargs)
+    buffer = given.get("buf" if "buf" in params else "buffer")
     if buffer is None:
         return  # numpy allocates (and clears object memory) itself
-    dtype = args[1] if len(args) > 1 else kwargs.get("dtype", _DEFAULT)
-    if keyword == "buf" and (len(args) > 5 or "formats" in kwargs):
+    offset, strides = given.get("offset", 0), given.get("strides")
+    if type(offset) is not int or offset < 0 or strides is not None:
+        raise Refused(f"a call of {name} over a buffer, at offset {offset!r} or with strides")
+    if "dtype" not in params:
+        return  # chararray: bytes or str items
+    dtype = given.get("dtype", _DEFAULT)
+    if given.get("formats") is not None:
         dtype = _UNSEEN  # recarray's formats make its dtype: not followed
     real = dtype_of(dtype)
     if real is None or real.hasobject:
         raise Refused(f"a call of {name} over a buffer, with a dtype that may hold objects")
 
 
-_BUFFERED: dict[str, str] | None = None
+# Positional parameters of the ndarray classes that can be built over a buffer.
+_SIGNATURES: dict[Any, tuple[str, ...]] = {
+    np.ndarray: ("shape", "dtype", "buffer", "offset", "strides", "order"),
+    np.recarray: ("shape", "dtype", "buf", "offset", "strides", "formats"),
+    np.char.chararray: ("shape", "itemsize", "unicode", "buffer", "offset", "strides"),
+}
+_BUFFERED: dict[str, tuple[str, ...]] | None = None
 _STRINGDTYPE = "numpy._core._internal._convert_to_stringdtype_kwargs"
 _DEFAULT = object()
 _UNSEEN = object()
@@ -227,13 +237,14 @@ _ACCEPTED: dict[Any, np.dtype] = {}
 
 
 def _frozen(value: Any) -> Any:
-    """``value`` hashable: dicts as their items."""
+    """``value`` hashable, each part with its type (a key equal to another only when
+    :func:`_same` would hold: ``True == 1`` and ``dtype('f8') == None`` must not meet)."""
     t = type(value)
     if t is tuple:
-        return tuple(_frozen(v) for v in value)
+        return (tuple, tuple(_frozen(v) for v in value))
     if t is dict:
-        return (dict, tuple((k, _frozen(v)) for k, v in value.items()))
-    return value
+        return (dict, tuple((_frozen(k), _frozen(v)) for k, v in value.items()))
+    return (t, value)
 
 
 def _numpy_would_write(typ: Any, align: bool, state: Any, real_state: Any) -> np.dtype:

@@ -628,9 +628,12 @@ class OpcodeScanner:
                 elif opname == "OBJ":
                     if not items:
                         raise underflow()
-                    cls = items[0]
-                    made = type(cls) is GlobalRef
-                    stack.append(Made(cls.name, _literal_tuple(items[1:])) if made else unknown)
+                    cls, args = items[0], _literal_tuple(items[1:])
+                    if type(cls) is GlobalRef:
+                        self._check_call(cls.name, args, None, opname, count)
+                        stack.append(Made(cls.name, args))
+                    else:
+                        stack.append(unknown)
                 elif opname == "DICT" and not fast:
                     stack.append({})
                     _set_items(stack, items)
@@ -683,10 +686,7 @@ class OpcodeScanner:
                 kwargs = stack[-1] if k == 3 else None
                 del stack[-k:]
                 if type(func) is GlobalRef:
-                    try:
-                        check_call(func.name, args, kwargs)
-                    except Refused as exc:
-                        raise Refused(f"{opname} at opcode {count}: {exc}") from None
+                    self._check_call(func.name, args, kwargs, opname, count)
                     # Keyword arguments (NEWOBJ_EX) are not followed: what the call
                     # makes is then not known from its args (dtype(..., align=True)).
                     known = kwargs is None or (type(kwargs) is dict and not kwargs)
@@ -715,9 +715,11 @@ class OpcodeScanner:
                     if not marks:
                         raise ScanError("INST without a MARK")
                     k = marks.pop()
+                    args = _literal_tuple(stack[k:])
                     del stack[k:]
                     fence = marks[-1] if marks else 0
-                    stack.append(Made(dotted, unknown))
+                    self._check_call(dotted, args, None, opname, count)
+                    stack.append(Made(dotted, args))
                 else:
                     stack.append(GlobalRef(dotted))
             elif cls == _STACK_GLOBAL:
@@ -762,7 +764,9 @@ class OpcodeScanner:
             elif cls == _FRAME:
                 (length,) = unpack_from("<Q", buf, i)
                 i += 8
-                frame_end = source.handed - (end - i) + length
+                # The unpickler holds every frame it has read; a FRAME inside a frame
+                # does not end the outer one (it only asks that its bytes be there).
+                frame_end = max(frame_end, source.handed - (end - i) + length)
             elif cls == _POP:
                 if marks and marks[-1] == len(stack):
                     marks.pop()
@@ -789,6 +793,13 @@ class OpcodeScanner:
                 return buf[i:]
             else:  # pragma: no cover - every class is handled above
                 raise AssertionError(opname)
+
+    @staticmethod
+    def _check_call(name: str, args: Any, kwargs: Any, opname: str, count: int) -> None:
+        try:
+            check_call(name, args, kwargs)
+        except Refused as exc:
+            raise Refused(f"{opname} at opcode {count}: {exc}") from None
 
     @staticmethod
     def _line(
