@@ -679,3 +679,102 @@ def test_third_review_payloads_are_refused(data):
 def test_arrays_over_a_buffer_within_it_load():
     data = _over_buffer(g("numpy", "ndarray"), MARK + i(1) + TUPLE, s("u1"), b"C\x02AB", i(1))
     assert ap.loads(data, safe=True).tobytes() == b"B"
+
+
+# A fourth review round: numpy's scalar() copies an element out of an array without
+# checking it has one (a struct with object fields, over an empty array: SIGSEGV); an
+# array given a second state frees memory a view made between the two still reads (a
+# use after free); numpy's reconstructors and ndarray classes asked for memory hand
+# out uninitialized bytes (heap addresses). numpy itself only writes empty
+# reconstructions, filled by one state, and a filled 0-d array for scalar().
+
+
+def _struct_oo() -> bytes:
+    fields = [("f0", dtype("O8") + dstate(flags=0x3F) + BUILD, 0)]
+    fields.append(("f1", dtype("O8") + dstate(flags=0x3F) + BUILD, 8))
+    return dtype("V16") + dstate(fields=fields, size=16, align=1, flags=27) + BUILD
+
+
+def _reconstruct(shape: bytes) -> bytes:
+    head = g("numpy.core.multiarray", "_reconstruct") + g("numpy", "ndarray")
+    return head + shape + s("b") + TUPLE3 + REDUCE
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        (
+            P2
+            + g("numpy.core.multiarray", "scalar")
+            + _struct_oo()
+            + array((0,), _struct_oo(), EMPTY_LIST)
+            + TUPLE2
+            + REDUCE
+            + STOP,
+            "scalar on data the scan cannot see",
+        ),
+        (
+            P2
+            + _reconstruct(i(0) + TUPLE1)
+            + PUT0
+            + MARK
+            + i(1)
+            + MARK
+            + i(4)
+            + TUPLE
+            + dtype("u1")
+            + FALSE
+            + b"C\x04ABCD"
+            + TUPLE
+            + BUILD
+            + b"0"
+            + GET0
+            + MARK
+            + i(1)
+            + MARK
+            + i(1)
+            + TUPLE
+            + dtype("u1")
+            + FALSE
+            + b"C\x01B"
+            + TUPLE
+            + BUILD
+            + STOP,
+            "a second state for one array",
+        ),
+        (P2 + _reconstruct(i(2000) + TUPLE1) + STOP, "asked for memory"),
+        (
+            P2
+            + g("numpy", "ndarray")
+            + MARK
+            + MARK
+            + i(4096)
+            + TUPLE
+            + s("u1")
+            + TUPLE
+            + REDUCE
+            + STOP,
+            "asked for memory",
+        ),
+    ],
+    ids=["scalar_of_empty", "second_state", "reconstruct_with_memory", "ndarray_with_memory"],
+)
+def test_fourth_review_shapes_are_refused(data, words):
+    with pytest.raises(ap.CorruptFileError, match="refusing to load") as info:
+        ap.loads(data, safe=True)
+    assert words in str(info.value)
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 5])
+def test_scalars_holding_objects_load(protocol):
+    values = [
+        np.zeros(1, "O,O")[0],
+        np.rec.array([(1, "x")], dtype=[("a", "i4"), ("b", "O")])[0],
+        np.float64(1.5),
+        np.str_("ab"),
+    ]
+    out = ap.loads(pickle.dumps(values, protocol=protocol), safe=True)
+    assert [type(v) for v in out] == [type(v) for v in values]
+    assert [v.tolist() if hasattr(v, "tolist") else v for v in out] == [
+        v.tolist() if hasattr(v, "tolist") else v for v in values
+    ]

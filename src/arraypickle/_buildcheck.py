@@ -18,7 +18,9 @@ that only sets values, but four cases do more, and the scan refuses them:
   it; without the copy, the state would change the process's shared dtype).
 - **numpy's** ``ndarray.__setstate__`` reads as many items from an object array's list
   as the shape says, without checking the list's length. The list must be one the
-  stream itself built, holding at least that many items.
+  stream itself built, holding at least that many items. It also frees the array's
+  memory while views made of it may still read it: a state is accepted only on what
+  numpy's reconstructors made (empty, see below), and only once.
 - **Other numpy objects** (scalars, dtype classes, ``_frombuffer``'s arrays) never get a
   state from numpy's own pickles; a BUILD on them is refused.
 
@@ -27,10 +29,13 @@ a call whose callable came from an unknown place) is refused as well: fail close
 is a BUILD on what calling an enum returns (its shared member). Names the caller
 trusts by string are not known to the scan, and their BUILDs are the caller's to trust.
 
-One more call is judged here, because it reads memory as objects without a BUILD:
-an ndarray subclass called with a buffer (``ndarray(shape, dtype, buffer)``) must
-have a dtype the scan knows to hold no objects (numpy 2.4 builds an object array over
-the file's bytes).
+Some calls are judged here too (:func:`check_call`), as they read memory without a
+BUILD: an ndarray class over a buffer must have a dtype the scan knows to hold no
+objects and stay inside it (numpy 2.4 builds an object array over the file's bytes,
+and takes a negative offset); without a buffer, ndarray classes and numpy's
+reconstructors must be asked for an empty array (else numpy hands out uninitialized
+memory); ``scalar(dtype, data)`` needs bytes, or a 0-d array a state filled (numpy
+copies an element out of it unchecked).
 
 Numbers: a dtype check costs about 40 µs the first time a description is met, an
 array check about 1 µs, only at BUILDs on numpy objects.
@@ -70,7 +75,10 @@ def check_build(target: Any, state: Any) -> None:
         if kind == "dtype":
             _check_dtype(target, state)
         elif kind == "array":
-            _check_array(state)
+            if target.built:
+                raise Refused("a second state for one array (views of its memory may exist)")
+            target.real = _check_array(state)
+            target.built = True
         else:
             raise Refused(f"a state for the result of {target.name}, which never takes one")
     elif t is GlobalRef:
@@ -93,6 +101,9 @@ def check_call(name: str, args: Any, kwargs: Any = None) -> None:
         _BUFFERED = {n: _SIGNATURES[obj] for n, obj in table.items() if obj in _SIGNATURES}
     params = _BUFFERED.get(name)
     if params is None:
+        special = _SPECIAL_CALLS.get(name)
+        if special is not None:
+            special(name, args)
         return
     if type(args) is not tuple or not (
         kwargs is None or (type(kwargs) is dict and LOST not in kwargs)
@@ -103,7 +114,8 @@ def check_call(name: str, args: Any, kwargs: Any = None) -> None:
     given.update(kwargs)
     buffer = given.get("buf" if "buf" in params else "buffer")
     if buffer is None:
-        return  # numpy allocates (and clears object memory) itself
+        _empty(name, given.get("shape"))  # else numpy hands out uninitialized memory
+        return
     offset, strides = given.get("offset", 0), given.get("strides")
     if type(offset) is not int or offset < 0 or strides is not None:
         raise Refused(f"a call of {name} over a buffer, at offset {offset!r} or with strides")
@@ -117,6 +129,38 @@ def check_call(name: str, args: Any, kwargs: Any = None) -> None:
         raise Refused(f"a call of {name} over a buffer, with a dtype that may hold objects")
 
 
+def _empty(name: str, shape: Any) -> None:
+    if _size(shape) != 0:
+        raise Refused(
+            f"{name} asked for memory ({shape!r}): numpy would hand out uninitialized "
+            "memory; its own pickles ask for an empty array and give it a state"
+        )
+
+
+def _reconstructed(name: str, args: Any) -> None:
+    """``_reconstruct(cls, shape, dtype)`` / ``_mareconstruct(cls, base, shape, dtype)``:
+    an empty array, as numpy writes it, that its one state then fills."""
+    at = 2 if name.endswith("_mareconstruct") else 1
+    _empty(name, args[at] if type(args) is tuple and len(args) > at else None)
+
+
+def _scalar(name: str, args: Any) -> None:
+    """``scalar(dtype, data)``: data as bytes, or (for a dtype holding objects) a 0-d
+    array the stream filled; numpy copies an element's bytes out of it unchecked."""
+    if type(args) is not tuple or len(args) != 2:
+        raise Refused(f"a call of {name} with arguments the scan cannot see")
+    dtype, data = args
+    real = dtype_of(dtype)
+    if real is not None and real == np.dtype("O") and real.fields is None:
+        return  # scalar(dtype('O'), obj) is obj
+    t = type(data)
+    if data is DATA or t is bytes or t is str or (t is Made and data.name in _BYTES_MAKERS):
+        return  # numpy checks the length against the item size
+    if t is Made and _kind_of(data.name, data.args) == "array" and (data.real or 0) >= 1:
+        return  # an array a state filled with at least one element
+    raise Refused(f"a call of {name} on data the scan cannot see ({data!r})")
+
+
 # Positional parameters of the ndarray classes that can be built over a buffer.
 _SIGNATURES: dict[Any, tuple[str, ...]] = {
     np.ndarray: ("shape", "dtype", "buffer", "offset", "strides", "order"),
@@ -124,6 +168,11 @@ _SIGNATURES: dict[Any, tuple[str, ...]] = {
     np.char.chararray: ("shape", "itemsize", "unicode", "buffer", "offset", "strides"),
 }
 _BUFFERED: dict[str, tuple[str, ...]] | None = None
+_SPECIAL_CALLS: dict[str, Any] = {
+    **{f"{m}.multiarray._reconstruct": _reconstructed for m in ("numpy.core", "numpy._core")},
+    "numpy.ma.core._mareconstruct": _reconstructed,
+    **{f"{m}.multiarray.scalar": _scalar for m in ("numpy.core", "numpy._core")},
+}
 _STRINGDTYPE = "numpy._core._internal._convert_to_stringdtype_kwargs"
 _DEFAULT = object()
 _UNSEEN = object()
@@ -174,8 +223,12 @@ def _kinds() -> dict[int, str]:
             kinds[id(obj)] = "never"  # calling it returns the shared np.ma.masked
         elif obj is np.dtype:
             kinds[id(obj)] = "dtype"
-        elif (isinstance(obj, type) and issubclass(obj, np.ndarray)) or obj in reconstructors:
+        elif obj in reconstructors:
             kinds[id(obj)] = "array"
+        elif isinstance(obj, type) and issubclass(obj, np.ndarray):
+            # numpy gives a state only to what its reconstructors make, empty: an array
+            # called into being with memory (and maybe views of it) never gets one.
+            kinds[id(obj)] = "never"
         elif (getattr(obj, "__module__", None) or "").startswith("numpy"):
             kinds[id(obj)] = "never"
         elif isinstance(obj, type) and issubclass(obj, enum.Enum):
@@ -367,18 +420,31 @@ def _same(ours: Any, theirs: Any) -> bool:
 # -- arrays -----------------------------------------------------------------------------
 
 
-def _check_array(state: Any) -> None:
+def _check_array(state: Any) -> int | None:
     """Refuse an array state whose object list is shorter than its shape, or whose data
-    the scan cannot see (a list it could not count)."""
+    the scan cannot see (a list it could not count); the number of elements it gives
+    the array, when known."""
     if type(state) is not tuple:
         if state is UNKNOWN or type(state) is Made:
             raise Refused("an array state the scan cannot see")
-        return  # numpy (or the subclass) rejects it, reading nothing
+        return None  # numpy (or the subclass) rejects it, reading nothing
     if len(state) in (4, 5):
         _check_data(state[-4], state[-3], state[-1])
-    elif len(state) == 7:  # numpy.ma: (version, shape, dtype, fortran, data, mask, fill)
+        return _size(state[-4])
+    if len(state) == 7:  # numpy.ma: (version, shape, dtype, fortran, data, mask, fill)
         _check_data(state[1], state[2], state[4])
         _check_data(state[1], None, state[5])
+        return _size(state[1])
+    return None
+
+
+def _size(shape: Any) -> int | None:
+    """The number of elements of a literal shape (an int or a tuple of ints), or None."""
+    if type(shape) is int:
+        shape = (shape,)
+    if type(shape) is not tuple or not all(type(n) is int and n >= 0 for n in shape):
+        return None
+    return prod(shape)
 
 
 def _check_data(shape: Any, dtype: Any, raw: Any) -> None:
