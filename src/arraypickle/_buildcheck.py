@@ -2,7 +2,7 @@
 
 BUILD hands the object below it a state of the file's choosing: ``__setstate__(state)``,
 or attribute assignment when there is none. For the stdlib types of the allow-list
-that only sets values, but four cases do more, and the scan refuses them:
+that only sets values, but some cases do more, and the scan refuses them:
 
 - **A BUILD on a global itself** (a class or function, not an instance) sets
   attributes of that class for the whole process: ``Counter.most_common = int``.
@@ -15,7 +15,9 @@ that only sets values, but four cases do more, and the scan refuses them:
   same description (so flags and layout are numpy's, not the file's); once per
   dtype, before the dtype is used anywhere else (fetched from the memo or
   duplicated), and only on a fresh dtype (``dtype(..., copy=True)``, as numpy writes
-  it; without the copy, the state would change the process's shared dtype).
+  it; without the copy, the state would change the process's shared dtype). numpy
+  keeps the fields dict it is given: the dicts of an accepted state are marked
+  :data:`FROZEN`, and the scan refuses item assignment to them afterwards.
 - **numpy's** ``ndarray.__setstate__`` reads as many items from an object array's list
   as the shape says, without checking the list's length. The list must be one the
   stream itself built, holding at least that many items. It also frees the array's
@@ -30,12 +32,14 @@ is a BUILD on what calling an enum returns (its shared member). Names the caller
 trusts by string are not known to the scan, and their BUILDs are the caller's to trust.
 
 Some calls are judged here too (:func:`check_call`), as they read memory without a
-BUILD: an ndarray class over a buffer must have a dtype the scan knows to hold no
-objects and stay inside it (numpy 2.4 builds an object array over the file's bytes,
-and takes a negative offset); without a buffer, ndarray classes and numpy's
-reconstructors must be asked for an empty array (else numpy hands out uninitialized
-memory); ``scalar(dtype, data)`` needs bytes, or a 0-d array a state filled (numpy
-copies an element out of it unchecked).
+BUILD: an ndarray class (or ``_frombuffer``) over a buffer needs bytes as the buffer
+(not an array's memory), a dtype the scan knows to hold no objects, and to stay
+inside it (numpy 2.4 builds an object array over the file's bytes, and takes a
+negative offset); without a buffer, ndarray classes and numpy's reconstructors must
+be asked for an empty array (else numpy hands out uninitialized memory), and
+``copyreg._reconstructor`` may not have a numpy class as its base (the same memory);
+``scalar(dtype, data)`` needs bytes, or a 0-d array a state filled (numpy copies an
+element out of it unchecked).
 
 Numbers: a dtype check costs about 40 µs the first time a description is met, an
 array check about 1 µs, only at BUILDs on numpy objects.
@@ -52,12 +56,29 @@ import numpy as np
 
 from . import _format as fmt
 from ._allowlist import allowed
-from ._scanvalues import DATA, LOST, UNKNOWN, BuiltList, GlobalRef, Made, ScanError
+from ._scanvalues import BUFFER, DATA, FROZEN, LOST, UNKNOWN, BuiltList, GlobalRef, Made, ScanError
 
 # numpy's flag for a struct laid out with align=True (NPY_ALIGNED_STRUCT).
 _ALIGNED_STRUCT = 0x80
 # What calling these globals makes: bytes (or an error), never a list.
 _BYTES_MAKERS = frozenset({"_codecs.encode", "builtins.bytes", "builtins.bytearray"})
+# Every name joblib's NumpyArrayWrapper had (joblib, sklearn.externals.joblib): the
+# names the loader binds to its reader, which reads the array after the BUILD.
+JOBLIB_WRAPPERS = frozenset(
+    f"{m}.numpy_pickle.NumpyArrayWrapper" for m in ("joblib", "sklearn.externals.joblib")
+)
+
+
+def _is_bytes(value: Any) -> bool:
+    """Whether ``value`` is bytes-like data: never an object's memory."""
+    t = type(value)
+    return (
+        value is DATA
+        or value is BUFFER
+        or t is bytes
+        or t is str
+        or (t is Made and value.name in _BYTES_MAKERS)
+    )
 
 
 class Refused(ScanError):
@@ -86,8 +107,9 @@ def check_build(target: Any, state: Any) -> None:
             f"a state for the global {target.name} itself (it would change it for the "
             "whole process)"
         )
-    elif target is UNKNOWN:
-        raise Refused("a state for an object the scan cannot see")
+    elif target is UNKNOWN or target is BUFFER or target is DATA:
+        # A buffer is an array the loader hands out (NEXT_BUFFER): no state for it.
+        raise Refused(f"a state for an object the scan cannot see ({target!r})")
     # Literals and lists take no state (the unpickler raises): nothing to refuse.
 
 
@@ -101,9 +123,9 @@ def check_call(name: str, args: Any, kwargs: Any = None) -> None:
         _BUFFERED = {n: _SIGNATURES[obj] for n, obj in table.items() if obj in _SIGNATURES}
     params = _BUFFERED.get(name)
     if params is None:
-        special = _SPECIAL_CALLS.get(name)
+        special = _special_calls().get(name)
         if special is not None:
-            special(name, args)
+            special(name, args, kwargs)
         return
     if type(args) is not tuple or not (
         kwargs is None or (type(kwargs) is dict and LOST not in kwargs)
@@ -116,6 +138,10 @@ def check_call(name: str, args: Any, kwargs: Any = None) -> None:
     if buffer is None:
         _empty(name, given.get("shape"))  # else numpy hands out uninitialized memory
         return
+    if not _is_bytes(buffer):
+        # An array's own memory (an object array's pointers, say) is not a buffer to
+        # view as numbers, nor to write through.
+        raise Refused(f"a call of {name} over a buffer that is not bytes ({buffer!r})")
     offset, strides = given.get("offset", 0), given.get("strides")
     if type(offset) is not int or offset < 0 or strides is not None:
         raise Refused(f"a call of {name} over a buffer, at offset {offset!r} or with strides")
@@ -137,14 +163,14 @@ def _empty(name: str, shape: Any) -> None:
         )
 
 
-def _reconstructed(name: str, args: Any) -> None:
+def _reconstructed(name: str, args: Any, kwargs: Any = None) -> None:
     """``_reconstruct(cls, shape, dtype)`` / ``_mareconstruct(cls, base, shape, dtype)``:
     an empty array, as numpy writes it, that its one state then fills."""
     at = 2 if name.endswith("_mareconstruct") else 1
     _empty(name, args[at] if type(args) is tuple and len(args) > at else None)
 
 
-def _scalar(name: str, args: Any) -> None:
+def _scalar(name: str, args: Any, kwargs: Any = None) -> None:
     """``scalar(dtype, data)``: data as bytes, or (for a dtype holding objects) a 0-d
     array the stream filled; numpy copies an element's bytes out of it unchecked."""
     if type(args) is not tuple or len(args) != 2:
@@ -153,12 +179,48 @@ def _scalar(name: str, args: Any) -> None:
     real = dtype_of(dtype)
     if real is not None and real == np.dtype("O") and real.fields is None:
         return  # scalar(dtype('O'), obj) is obj
-    t = type(data)
-    if data is DATA or t is bytes or t is str or (t is Made and data.name in _BYTES_MAKERS):
+    if _is_bytes(data):
         return  # numpy checks the length against the item size
-    if t is Made and _kind_of(data.name, data.args) == "array" and (data.real or 0) >= 1:
-        return  # an array a state filled with at least one element
+    if type(data) is Made and (data.real or 0) >= 1:
+        filled = _kind_of(data.name, data.args) == "array"
+        if filled or made_class(data) in JOBLIB_WRAPPERS:
+            return  # an array a state (or joblib's wrapper) filled with an element or more
     raise Refused(f"a call of {name} on data the scan cannot see ({data!r})")
+
+
+def _frombuffer(name: str, args: Any, kwargs: Any = None) -> None:
+    """``_frombuffer(buffer, dtype, shape, order)``: a view of bytes, never of an array's
+    memory (numpy would view an object array's pointers as numbers, writable)."""
+    if type(args) is not tuple or not args or not _is_bytes(args[0]):
+        raise Refused(f"a call of {name} over something that is not bytes")
+
+
+def _copied_bytes(name: str, args: Any, kwargs: Any = None) -> None:
+    """``bytes(x)``, ``bytearray(x)``, ``str(x, encoding)`` (and numpy's ``bytes_`` and
+    ``str_``): x read through the buffer protocol must be data the stream gave, not an
+    array's memory (an object array's pointers would come back as bytes: heap
+    addresses)."""
+    if type(args) is not tuple or kwargs:
+        raise Refused(f"a call of {name} with arguments the scan cannot see")
+    textual = allowed().get(name) in (str, np.str_)
+    if not args or (textual and len(args) == 1):
+        return  # str(x) formats x; it reads no memory
+    first = args[0]
+    if _is_bytes(first) or type(first) in (int, bool, tuple, BuiltList):
+        return
+    raise Refused(f"a call of {name} over {first!r}, whose memory the scan cannot see")
+
+
+def _reconstructor(name: str, args: Any, kwargs: Any = None) -> None:
+    """``copyreg._reconstructor(cls, base, state)`` calls ``base.__new__(cls, state)``:
+    numpy's classes as the base would allocate memory no state fills, and bytes-like
+    ones read the state's memory (as ``bytes(state)`` would)."""
+    base = args[1] if type(args) is tuple and len(args) == 3 else None
+    obj = allowed().get(base.name) if type(base) is GlobalRef else None
+    if obj is None or (getattr(obj, "__module__", None) or "").startswith("numpy"):
+        raise Refused(f"a call of {name} with the base {base!r} (no pickler writes that)")
+    if obj in _BYTES_LIKE:
+        _copied_bytes(base.name, (args[2],))
 
 
 # Positional parameters of the ndarray classes that can be built over a buffer.
@@ -168,11 +230,27 @@ _SIGNATURES: dict[Any, tuple[str, ...]] = {
     np.char.chararray: ("shape", "itemsize", "unicode", "buffer", "offset", "strides"),
 }
 _BUFFERED: dict[str, tuple[str, ...]] | None = None
-_SPECIAL_CALLS: dict[str, Any] = {
-    **{f"{m}.multiarray._reconstruct": _reconstructed for m in ("numpy.core", "numpy._core")},
-    "numpy.ma.core._mareconstruct": _reconstructed,
-    **{f"{m}.multiarray.scalar": _scalar for m in ("numpy.core", "numpy._core")},
-}
+_BYTES_LIKE = (bytes, bytearray, str, np.bytes_, np.str_)
+_SPECIAL: dict[str, Any] | None = None
+
+
+def _special_calls() -> dict[str, Any]:
+    """By allow-listed name (every alias of the object): the check of a call of it."""
+    global _SPECIAL
+    if _SPECIAL is None:
+        table = allowed()
+        by_object = {
+            table["numpy.core.multiarray._reconstruct"]: _reconstructed,
+            np.ma.core._mareconstruct: _reconstructed,
+            table["numpy.core.multiarray.scalar"]: _scalar,
+            table["numpy.core.numeric._frombuffer"]: _frombuffer,
+            copyreg._reconstructor: _reconstructor,
+            **dict.fromkeys(_BYTES_LIKE, _copied_bytes),
+        }
+        _SPECIAL = {name: by_object[obj] for name, obj in table.items() if obj in by_object}
+    return _SPECIAL
+
+
 _STRINGDTYPE = "numpy._core._internal._convert_to_stringdtype_kwargs"
 _DEFAULT = object()
 _UNSEEN = object()
@@ -281,6 +359,19 @@ def _check_dtype(made: Made, state: Any) -> None:
             _ACCEPTED[key] = expected
     made.built = True
     made.real = expected
+    _freeze(state)
+
+
+def _freeze(value: Any) -> None:
+    """Mark the dict literals of an accepted dtype state: numpy keeps them (its fields)."""
+    t = type(value)
+    if t is tuple:
+        for v in value:
+            _freeze(v)
+    elif t is dict and FROZEN not in value:
+        for v in value.values():
+            _freeze(v)
+        value[FROZEN] = True
 
 
 # Descriptions already judged (a file of many arrays repeats its dtypes): what numpy
@@ -370,7 +461,7 @@ def _resolve(value: Any) -> Any:
     if t is tuple:
         return tuple(_resolve(v) for v in value)
     if t is dict and LOST not in value:
-        return {_resolve(k): _resolve(v) for k, v in value.items()}
+        return {_resolve(k): _resolve(v) for k, v in value.items() if k is not FROZEN}
     if t is Made:
         if _kind_of(value.name, value.args) == "dtype":
             real = real_dtype(value)
@@ -425,9 +516,8 @@ def _check_array(state: Any) -> int | None:
     the scan cannot see (a list it could not count); the number of elements it gives
     the array, when known."""
     if type(state) is not tuple:
-        if state is UNKNOWN or type(state) is Made:
-            raise Refused("an array state the scan cannot see")
-        return None  # numpy (or the subclass) rejects it, reading nothing
+        # numpy parses any sequence as a state (a list too): only tuples are judged.
+        raise Refused(f"an array state that is not a tuple ({state!r})")
     if len(state) in (4, 5):
         _check_data(state[-4], state[-3], state[-1])
         return _size(state[-4])

@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ._allowlist import allowed, normalize, trusted_names
-from ._buildcheck import Refused
 from ._errors import CorruptFileError, UntrustedTypeError
 from ._scan import (
     BlockSource,
@@ -75,7 +74,7 @@ class Policy:
     def check_opcodes(self, chunks: Iterable[Any], file: str) -> None:
         """Scan a container's PICKLE payloads (in memory) and refuse what is not allowed."""
         reader = ChunkReader(chunks)
-        self.check(scan_names(BlockSource(reader.read, reader.skip), file), file)
+        self.check(scan_names(BlockSource(reader.read, reader.skip), file, policy=self), file)
 
     def find_class(self, module: str, name: str, fallback: Callable[[str, str], Any]) -> Any:
         """The object for a global, or :class:`UntrustedTypeError`; never an import of an
@@ -101,18 +100,27 @@ def make_policy(safe: bool, trusted: Any) -> Policy | None:
     return Policy(trusted)
 
 
-def scan_names(source: BlockSource, file: str, joblib: bool = False) -> set[str]:
+def scan_names(
+    source: BlockSource, file: str, joblib: bool = False, policy: Policy | None = None
+) -> set[str]:
     """The dotted names of the globals one pickle stream from ``source`` names
-    (``joblib``: the stream may be a joblib file, arrays' bytes between opcodes)."""
+    (``joblib``: the stream may be a joblib file, arrays' bytes between opcodes).
+
+    A state or call safe loading refuses raises :class:`CorruptFileError`, unless
+    the stream also names globals ``policy`` does not allow: then those are reported
+    (:class:`UntrustedTypeError`), as the first thing to know about the file."""
     scanner = JoblibScanner() if joblib else OpcodeScanner()
     try:
         scanner.scan(source)
-    except Refused as exc:
-        raise CorruptFileError(
-            f"{file}: refusing to load: {exc} (no pickler writes this; see docs/security.md)"
-        ) from None
     except ScanError as exc:
         raise CorruptFileError(f"{file}: not a valid pickle stream: {exc}") from None
+    if scanner.refused is not None:
+        if policy is not None:
+            policy.check(scanner.names, file)
+        raise CorruptFileError(
+            f"{file}: refusing to load: {scanner.refused} (no pickler writes this; see "
+            "docs/security.md)"
+        )
     return scanner.names
 
 
@@ -126,7 +134,8 @@ def checked_plain(stream: Any, file: str, policy: Policy) -> tuple[Any, Any]:
     if is_seekable(stream):
         start = stream.tell()
         try:
-            names = scan_names(BlockSource(stream.read, _seeker(stream)), file, joblib=True)
+            source = BlockSource(stream.read, _seeker(stream))
+            names = scan_names(source, file, joblib=True, policy=policy)
         finally:
             stream.seek(start)
         policy.check(names, file)
@@ -134,7 +143,7 @@ def checked_plain(stream: Any, file: str, policy: Policy) -> tuple[Any, Any]:
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)  # noqa: SIM115 (returned open)
     try:
         source = ExactSource(stream.read, getattr(stream, "readline", None), spool.write)
-        policy.check(scan_names(source, file, joblib=True), file)
+        policy.check(scan_names(source, file, joblib=True, policy=policy), file)
         spool.seek(0)
     except BaseException:
         spool.close()
@@ -149,16 +158,16 @@ def _seeker(stream: Any) -> Callable[[int], None]:
     return skip
 
 
-def scan_container(stream: Any, file: str) -> set[str]:
+def scan_container(stream: Any, file: str, policy: Policy | None = None) -> set[str]:
     """Names in the container at ``stream``'s position; buffers skipped (sought past
     when the stream can seek), never read into memory."""
     raw = ContainerPickleBytes(stream, is_seekable(stream))
-    return scan_names(BlockSource(raw.read, raw.skip), file)
+    return scan_names(BlockSource(raw.read, raw.skip), file, policy=policy)
 
 
-def scan_plain(stream: Any, file: str) -> set[str]:
+def scan_plain(stream: Any, file: str, policy: Policy | None = None) -> set[str]:
     skip = _seeker(stream) if is_seekable(stream) else None
-    return scan_names(BlockSource(stream.read, skip), file, joblib=True)
+    return scan_names(BlockSource(stream.read, skip), file, joblib=True, policy=policy)
 
 
 def get_untrusted_types(
@@ -204,7 +213,7 @@ def get_untrusted_types(
     policy = Policy(trusted)
     registry = get_registry()
     if isinstance(file, (bytes, bytearray, memoryview)):
-        return policy.untrusted(_scan_any(io.BytesIO(file), "<bytes>", registry))
+        return _scan_any(io.BytesIO(file), "<bytes>", registry, policy)
     if isinstance(file, (str, os.PathLike)):
         path = os.fspath(file)
         if not isinstance(path, str):
@@ -214,36 +223,46 @@ def get_untrusted_types(
         target = locate(path, storage_options)
         if not isinstance(target, str):
             with target.reading() as f:
-                return policy.untrusted(_scan_any(f, repr(path), registry))
+                return _scan_any(f, repr(path), registry, policy)
         with open(target, "rb") as f:
-            return policy.untrusted(_scan_any(f, repr(path), registry))
+            return _scan_any(f, repr(path), registry, policy)
     if callable(getattr(file, "read", None)):
         from ._errors import describe
 
-        return policy.untrusted(_scan_any(file, describe(file), registry))
+        return _scan_any(file, describe(file), registry, policy)
     raise ValueError(
         "get_untrusted_types expects a filename, a readable binary file object or bytes, "
         f"{file!r} (type {type(file).__name__}) was given."
     )
 
 
-def _scan_any(stream: Any, name: str, registry: Any, inner: bool = False) -> set[str]:
+def _scan_any(
+    stream: Any, name: str, registry: Any, policy: Policy, inner: bool = False
+) -> list[str]:
+    """The names ``policy`` does not allow, in whatever format ``stream`` holds."""
     from . import _format as fmt
     from ._streams import Guarded, sniff
 
     magics = registry.magics()
     head, stream = sniff(stream, [fmt.MAGIC, *magics])
     if head.startswith(fmt.MAGIC):
-        return scan_container(stream, name)
+        return _untrusted(scan_container, stream, name, policy)
     codec = registry.codec_at(head, name, magics)
     if codec is not None:
         if inner:
             raise CorruptFileError(f"{name}: compressed data nested in compressed data")
         reader = codec.open_reader(stream)
         try:
-            return _scan_any(Guarded(reader, name, codec.name), name, registry, inner=True)
+            return _scan_any(Guarded(reader, name, codec.name), name, registry, policy, True)
         finally:
             reader.close()
     if not head:
         raise CorruptFileError(f"{name}: the file is empty")
-    return scan_plain(stream, name)
+    return _untrusted(scan_plain, stream, name, policy)
+
+
+def _untrusted(scan: Callable[..., set[str]], stream: Any, name: str, policy: Policy) -> list[str]:
+    try:
+        return policy.untrusted(scan(stream, name, policy))
+    except UntrustedTypeError as exc:  # also a refused state: the names come first
+        return exc.names

@@ -46,8 +46,8 @@ from typing import Any
 
 from . import _format as fmt
 from ._allowlist import normalize
-from ._buildcheck import Refused, check_build, check_call, dtype_of, made_class
-from ._scanvalues import DATA, LOST, UNKNOWN, BuiltList, GlobalRef, Made, ScanError
+from ._buildcheck import JOBLIB_WRAPPERS, Refused, check_build, check_call, dtype_of, made_class
+from ._scanvalues import BUFFER, DATA, FROZEN, LOST, UNKNOWN, BuiltList, GlobalRef, Made, ScanError
 
 UNRESOLVED = "<unresolved>"
 
@@ -307,7 +307,8 @@ class ContainerPickleBytes:
     _APPEND,
     _CALL_EX,
     _FRAME,
-) = range(26)
+    _KEEP,
+) = range(27)
 
 _LEN_PREFIX = {-2: (1, "<B"), -3: (4, "<i"), -4: (4, "<I"), -5: (8, "<Q")}
 _INT_ARG = {"BININT": "<i", "BININT1": "<B", "BININT2": "<H"}
@@ -339,6 +340,7 @@ _SPECIAL = {
     "DUP": _DUP,
     "BUILD": _BUILD,
     "FRAME": _FRAME,
+    "READONLY_BUFFER": _KEEP,
     "REDUCE": _CALL,
     "NEWOBJ": _CALL,
     "NEWOBJ_EX": _CALL_EX,
@@ -411,7 +413,7 @@ _INT_RUNS = {
     ord(op): [struct.Struct("<" + ("x" + fmt_) * k) for k in range(LITERAL_MAX + 1)]
     for op, fmt_ in (("J", "i"), ("M", "H"))
 }
-_CONST_RUNS = {ord("N"): None, 0x88: True, 0x89: False, ord(")"): ()}
+_CONST_RUNS = {ord("N"): None, 0x88: True, 0x89: False, ord(")"): (), 0x97: BUFFER}
 # numpy.dtype states are checked (._buildcheck): from its first mention, dict literals
 # are followed too (their fields).
 _DTYPE_NAMES = frozenset({"numpy.dtype"})
@@ -430,6 +432,10 @@ class OpcodeScanner:
         #: For :meth:`on_build`: the BUILD is not the last opcode of its pickle frame
         #: (an unpickler has the rest of the frame in hand: it runs it before reading on).
         self.mid_frame = False
+        #: What the last :meth:`scan` unpickles to, as far as the walk knows.
+        self.result: Any = UNKNOWN
+        #: The first state or call safe loading refuses (see :mod:`._buildcheck`).
+        self.refused: Refused | None = None
 
     # -- hooks for formats that interleave raw data with opcodes ------------------
 
@@ -665,8 +671,19 @@ class OpcodeScanner:
                     del stack[-2:]
                 if len(stack) <= fence:
                     raise underflow()
-                if type(stack[-1]) is dict:
+                target = stack[-1]
+                if type(target) is dict:
+                    if FROZEN in target:
+                        self._refuse(
+                            f"{opname} at opcode {count}: item assignment to a dict a numpy "
+                            "dtype holds (numpy keeps it: its fields would change)"
+                        )
                     _set_items(stack, items)
+                elif type(target) is Made and made_class(target) == "collections.ChainMap":
+                    self._refuse(
+                        f"{opname} at opcode {count}: item assignment through a ChainMap "
+                        "(it writes to a dict the stream may also have given a numpy dtype)"
+                    )
                 elif type(stack[-1]) is BuiltList and not all(
                     type(key) is int for key in items[::2]
                 ):
@@ -756,11 +773,14 @@ class OpcodeScanner:
                 try:
                     check_build(stack[-1], state)
                 except Refused as exc:
-                    raise Refused(f"BUILD at opcode {count}: {exc}") from None
+                    self._refuse(f"BUILD at opcode {count}: {exc}")
                 if hooked:
                     resume = _Resume(source, buf[i:])
                     self.on_build(stack[-1], state, resume)
                     buf, i, end = resume.leftover, 0, len(resume.leftover)
+            elif cls == _KEEP:  # READONLY_BUFFER: the same buffer, read-only
+                if len(stack) <= fence:
+                    raise underflow()
             elif cls == _FRAME:
                 (length,) = unpack_from("<Q", buf, i)
                 i += 8
@@ -790,16 +810,22 @@ class OpcodeScanner:
                 if len(stack) <= fence:
                     raise underflow()
                 self.opcodes += count
+                self.result = stack[-1]
                 return buf[i:]
             else:  # pragma: no cover - every class is handled above
                 raise AssertionError(opname)
 
-    @staticmethod
-    def _check_call(name: str, args: Any, kwargs: Any, opname: str, count: int) -> None:
+    def _check_call(self, name: str, args: Any, kwargs: Any, opname: str, count: int) -> None:
         try:
             check_call(name, args, kwargs)
         except Refused as exc:
-            raise Refused(f"{opname} at opcode {count}: {exc}") from None
+            self._refuse(f"{opname} at opcode {count}: {exc}")
+
+    def _refuse(self, why: str) -> None:
+        """Keep the first refusal and walk on: the names of the whole stream are still
+        wanted (an untrusted global is reported as such, before any refused state)."""
+        if self.refused is None:
+            self.refused = Refused(why)
 
     @staticmethod
     def _line(
@@ -943,12 +969,6 @@ def _decode_line(opname: str, line: bytes) -> Any:
 
 # -- joblib files ----------------------------------------------------------------------
 
-# Every name joblib's NumpyArrayWrapper had (joblib, sklearn.externals.joblib): the
-# names the loader binds to its reader, which reads the array after the BUILD.
-JOBLIB_WRAPPERS = frozenset(
-    f"{m}.numpy_pickle.NumpyArrayWrapper" for m in ("joblib", "sklearn.externals.joblib")
-)
-
 
 class JoblibScanner(OpcodeScanner):
     """Also walks joblib's files: a pickle stream interrupted, right after the BUILD of
@@ -982,6 +1002,8 @@ class JoblibScanner(OpcodeScanner):
             raise ScanError("a joblib array wrapper whose shape or dtype cannot be read")
         if dt.hasobject:
             source.push_back(self.scan(source))  # type: ignore[attr-defined]
+            nested = self.result  # the array the nested pickle makes: its own size
+            obj.real = nested.real if type(nested) is Made and nested.built else None
             return
         if state.get("numpy_array_alignment_bytes") is not None:
             (pad,) = source.read(1) or b"\xff"  # type: ignore[attr-defined]
@@ -991,4 +1013,5 @@ class JoblibScanner(OpcodeScanner):
         count = 1
         for n in shape:
             count *= n
+        obj.real = count  # elements, for scalar() over this array (_buildcheck)
         source.skip(count * dt.itemsize)

@@ -39,6 +39,29 @@ class _Data:
 DATA = _Data()
 
 
+class _Buffer:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "BUFFER"
+
+
+#: An out-of-band buffer (NEXT_BUFFER): bytes the loader takes from the file.
+BUFFER = _Buffer()
+
+
+class _Frozen:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "FROZEN"
+
+
+#: A key added to the dict literals of an accepted numpy dtype state: numpy keeps
+#: those dicts, so the stream may not change them afterwards.
+FROZEN = _Frozen()
+
+
 class _Lost:
     __slots__ = ()
 

@@ -223,7 +223,7 @@ def _check_safe(src: str, trusted: Any, registry: Any) -> None:
     """Refuse ``src`` as ``load(src, safe=True, trusted=trusted)`` would, before writing."""
     policy = Policy(trusted)
     with _open_source(src) as f:
-        policy.check(_scan_any(f, repr(src), registry), repr(src))
+        policy.check(_scan_any(f, repr(src), registry, policy), repr(src))
 
 
 def _recompress(src: str, dst: str, codec: Any, level: int, progress: bool) -> None:
