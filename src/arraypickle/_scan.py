@@ -51,14 +51,21 @@ from ._scanvalues import BUFFER, DATA, FROZEN, LOST, UNKNOWN, BuiltList, GlobalR
 
 UNRESOLVED = "<unresolved>"
 
-# Strings longer than this are never module or attribute names worth resolving.
-NAME_MAX = 1024
+# Strings and bytes up to this long are kept (names, a dtype's field names and units);
+# longer ones are skipped, never held (DATA).
+NAME_MAX = 1 << 16
 # Picklers number memo entries in order; a stream that does not is followed up to
 # this many entries, then refused (what a GET fetches must always be known: a second
 # reference to a list or a dtype is what the BUILD checks watch for).
 SPARSE_MEMO_MAX = 1 << 20
-# Small literal containers are tracked for on_build hooks; bigger ones become UNKNOWN.
-LITERAL_MAX = 64
+# Tuples up to this many items are followed (a structured dtype's state names every
+# field); bigger ones become UNKNOWN. Dicts (fields, metadata) are followed up to
+# DICT_MAX items, once a numpy dtype is named, then become LOST: each item costs a
+# Python step, and data holds big dicts.
+LITERAL_MAX = 1 << 16
+DICT_MAX = 4096
+# Runs of BININT/BININT2 up to this long are decoded (a shape has at most 64 sizes).
+INT_RUN_MAX = 64
 LINE_MAX = 1 << 20
 BLOCK = 1 << 20
 
@@ -410,7 +417,7 @@ def _run_matchers() -> dict[int, tuple[Callable[..., Any], int]]:
 _RUNS = _run_matchers()
 # BININT and BININT2 runs short enough to be a shape: a decoder per length.
 _INT_RUNS = {
-    ord(op): [struct.Struct("<" + ("x" + fmt_) * k) for k in range(LITERAL_MAX + 1)]
+    ord(op): [struct.Struct("<" + ("x" + fmt_) * k) for k in range(INT_RUN_MAX + 1)]
     for op, fmt_ in (("J", "i"), ("M", "H"))
 }
 _CONST_RUNS = {ord("N"): None, 0x88: True, 0x89: False, ord(")"): (), 0x97: BUFFER}
@@ -501,7 +508,7 @@ class OpcodeScanner:
                         stack.extend(buf[i + 1 : j : 2])
                     elif code in const_runs:
                         stack.extend(repeat(const_runs[code], k))
-                    elif code in int_runs and k <= LITERAL_MAX:
+                    elif code in int_runs and k <= INT_RUN_MAX:
                         stack.extend(int_runs[code][k].unpack_from(buf, i))
                     elif code == 0x5D:  # EMPTY_LIST: one each, they get counted
                         stack.extend([BuiltList() for _ in range(k)])
@@ -639,6 +646,7 @@ class OpcodeScanner:
                         self._check_call(cls.name, args, None, opname, count)
                         stack.append(Made(cls.name, args))
                     else:
+                        self._refuse(f"OBJ at opcode {count}: a call of {cls!r}, not a global")
                         stack.append(unknown)
                 elif opname == "DICT" and not fast:
                     stack.append({})
@@ -709,6 +717,10 @@ class OpcodeScanner:
                     known = kwargs is None or (type(kwargs) is dict and not kwargs)
                     stack.append(Made(func.name, args if known else unknown))
                 else:
+                    # What a call made, called in turn: numpy.object_(x) returns x, so
+                    # object_(numpy.ndarray)(...) would pass every check. No pickler
+                    # calls anything but a global.
+                    self._refuse(f"{opname} at opcode {count}: a call of {func!r}, not a global")
                     stack.append(unknown)
             elif cls == _APPEND:
                 if len(stack) - 2 < fence:
@@ -903,7 +915,7 @@ def _set_items(stack: list[Any], items: list[Any]) -> None:
     target = stack[-1]
     if LOST in target:
         return
-    if len(target) + len(items) // 2 > LITERAL_MAX:
+    if len(target) + len(items) // 2 > DICT_MAX:
         _lose(target)
         return
     for j in range(0, len(items) - 1, 2):

@@ -1,7 +1,7 @@
 """What the opcode scan knows of the values on its simulated stack.
 
 The scan (:mod:`._scan`) keeps small literals as themselves (str, bytes, int, bool,
-None, tuples and dicts of at most ``LITERAL_MAX`` items) and stands for everything
+None, tuples and dicts up to ``LITERAL_MAX`` and ``DICT_MAX`` items) and stands for everything
 else with the objects below. They are shared with the BUILD checks of
 :mod:`._buildcheck`, which judge states from them.
 """
@@ -16,63 +16,32 @@ class ScanError(Exception):
     or one safe loading refuses (:class:`._buildcheck.Refused`)."""
 
 
-class _Unknown:
-    __slots__ = ()
+class _Marker:
+    """A value (or dict key) of the scan's own, compared by identity."""
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
 
     def __repr__(self) -> str:
-        return "UNKNOWN"
+        return self._name
 
 
 #: A value the scan does not follow (a float, a big container...).
-UNKNOWN = _Unknown()
-
-
-class _Data:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "DATA"
-
-
+UNKNOWN = _Marker("UNKNOWN")
 #: bytes or text the scan skipped without keeping (too long to be a name, or not
 #: decodable as one): never a list, never a name.
-DATA = _Data()
-
-
-class _Buffer:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "BUFFER"
-
-
+DATA = _Marker("DATA")
 #: An out-of-band buffer (NEXT_BUFFER): bytes the loader takes from the file.
-BUFFER = _Buffer()
-
-
-class _Frozen:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "FROZEN"
-
-
+BUFFER = _Marker("BUFFER")
 #: A key added to the dict literals of an accepted numpy dtype state: numpy keeps
 #: those dicts, so the stream may not change them afterwards.
-FROZEN = _Frozen()
-
-
-class _Lost:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "LOST"
-
-
+FROZEN = _Marker("FROZEN")
 #: The only key of a dict literal the scan stopped following (grown past
-#: ``LITERAL_MAX`` items, or given a key it cannot hash): the dict object stays the
+#: ``DICT_MAX`` items, or given a key it cannot hash): the dict object stays the
 #: same, so every reference to it (the memo's too) sees that it is no longer known.
-LOST = _Lost()
+LOST = _Marker("LOST")
 
 
 class GlobalRef:
