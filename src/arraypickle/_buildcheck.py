@@ -39,7 +39,9 @@ negative offset); without a buffer, ndarray classes and numpy's reconstructors m
 be asked for an empty array (else numpy hands out uninitialized memory), and
 ``copyreg._reconstructor`` may not have a numpy class as its base (the same memory);
 ``scalar(dtype, data)`` needs bytes, or a 0-d array a state filled (numpy copies an
-element out of it unchecked).
+element out of it unchecked); ``bytes``, ``bytearray``, ``str(x, encoding)`` and
+numpy's ``bytes_``/``str_`` need data the stream gave (over an array they copy its
+memory: heap addresses). The scan itself refuses calls of anything but a global.
 
 Numbers: a dtype check costs about 40 µs the first time a description is met, an
 array check about 1 µs, only at BUILDs on numpy objects.
