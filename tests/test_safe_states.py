@@ -482,8 +482,12 @@ def test_joblib_zf_files_are_scanned(tmp_path):
 
     with pytest.warns(DeprecationWarning, match="joblib < 0.10"):
         assert ap.loads(zf(pickle.dumps({"a": 1}, protocol=2)), safe=True) == {"a": 1}
+    assert ap.get_untrusted_types(zf(pickle.dumps({"a": 1}, protocol=2))) == []
+    assert ap.get_untrusted_types(zf(b"\x80\x02cos\nsystem\n.")) == ["os.system"]
     with pytest.raises(ap.CorruptFileError, match="refusing to load: BUILD"):
         ap.loads(zf(class_attribute()), safe=True)
+    with pytest.raises(ap.CorruptFileError, match="refusing to load: BUILD"):
+        ap.get_untrusted_types(zf(class_attribute()))
     with pytest.raises(ap.CorruptFileError, match="refusing to load: BUILD"):
         ap.load(Pipe(zf(object_list_short())), safe=True)
     assert collections.Counter.most_common is not int

@@ -241,12 +241,19 @@ def _scan_any(
 ) -> list[str]:
     """The names ``policy`` does not allow, in whatever format ``stream`` holds."""
     from . import _format as fmt
+    from . import _joblib_zf
     from ._streams import Guarded, sniff
 
     magics = registry.magics()
-    head, stream = sniff(stream, [fmt.MAGIC, *magics])
+    head, stream = sniff(stream, [fmt.MAGIC, _joblib_zf.MAGIC, *magics])
     if head.startswith(fmt.MAGIC):
         return _untrusted(scan_container, stream, name, policy)
+    if head.startswith(_joblib_zf.MAGIC) and not inner:  # joblib 0.8.4-0.9's zlib framing
+        zf = _joblib_zf.open_zf(stream, name)
+        try:
+            return _untrusted(scan_plain, Guarded(zf, name, "joblib zlib"), name, policy)
+        finally:
+            zf.close()
     codec = registry.codec_at(head, name, magics)
     if codec is not None:
         if inner:
