@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import copyreg
 import enum
+import functools
 from math import prod
 from typing import Any
 
@@ -92,7 +93,7 @@ def check_build(target: Any, state: Any) -> None:
     """Raise :class:`Refused` unless a BUILD of ``state`` on ``target`` is harmless."""
     t = type(target)
     if t is Made:
-        kind = _kind_of(target.name, target.args)
+        kind = _kind_of(target)
         if kind == "free":
             return
         if kind == "dtype":
@@ -100,7 +101,7 @@ def check_build(target: Any, state: Any) -> None:
         elif kind == "array":
             if target.built:
                 raise Refused("a second state for one array (views of its memory may exist)")
-            target.real = _check_array(state)
+            target.size = _check_array(state)
             target.built = True
         else:
             raise Refused(f"a state for the result of {target.name}, which never takes one")
@@ -119,11 +120,7 @@ def check_call(name: str, args: Any, kwargs: Any = None) -> None:
     """Raise :class:`Refused` for a call of an ndarray class over a buffer, unless the
     scan knows its dtype holds no objects (numpy would read the bytes as pointers) and
     no offset or strides reach outside it (numpy 2.4 takes a negative offset)."""
-    global _BUFFERED
-    if _BUFFERED is None:
-        table = allowed()
-        _BUFFERED = {n: _SIGNATURES[obj] for n, obj in table.items() if obj in _SIGNATURES}
-    params = _BUFFERED.get(name)
+    params = _buffered().get(name)
     if params is None:
         special = _special_calls().get(name)
         if special is not None:
@@ -149,10 +146,8 @@ def check_call(name: str, args: Any, kwargs: Any = None) -> None:
         raise Refused(f"a call of {name} over a buffer, at offset {offset!r} or with strides")
     if "dtype" not in params:
         return  # chararray: bytes or str items
-    dtype = given.get("dtype", _DEFAULT)
-    if given.get("formats") is not None:
-        dtype = _UNSEEN  # recarray's formats make its dtype: not followed
-    real = dtype_of(dtype)
+    # recarray's formats make its dtype: not followed.
+    real = None if given.get("formats") is not None else dtype_of(given.get("dtype", _DEFAULT))
     if real is None or real.hasobject:
         raise Refused(f"a call of {name} over a buffer, with a dtype that may hold objects")
 
@@ -183,8 +178,8 @@ def _scalar(name: str, args: Any, kwargs: Any = None) -> None:
         return  # scalar(dtype('O'), obj) is obj
     if _is_bytes(data):
         return  # numpy checks the length against the item size
-    if type(data) is Made and (data.real or 0) >= 1:
-        filled = _kind_of(data.name, data.args) == "array"
+    if type(data) is Made and (data.size or 0) >= 1:
+        filled = _kind_of(data) == "array"
         if filled or made_class(data) in JOBLIB_WRAPPERS:
             return  # an array a state (or joblib's wrapper) filled with an element or more
     raise Refused(f"a call of {name} on data the scan cannot see ({data!r})")
@@ -231,44 +226,44 @@ _SIGNATURES: dict[Any, tuple[str, ...]] = {
     np.recarray: ("shape", "dtype", "buf", "offset", "strides", "formats"),
     np.char.chararray: ("shape", "itemsize", "unicode", "buffer", "offset", "strides"),
 }
-_BUFFERED: dict[str, tuple[str, ...]] | None = None
 _BYTES_LIKE = (bytes, bytearray, str, np.bytes_, np.str_)
-_SPECIAL: dict[str, Any] | None = None
 
 
+@functools.lru_cache(maxsize=1)
+def _buffered() -> dict[str, tuple[str, ...]]:
+    """By allow-listed name (every alias): the parameters of an ndarray class."""
+    return {n: _SIGNATURES[obj] for n, obj in allowed().items() if obj in _SIGNATURES}
+
+
+@functools.lru_cache(maxsize=1)
 def _special_calls() -> dict[str, Any]:
     """By allow-listed name (every alias of the object): the check of a call of it."""
-    global _SPECIAL
-    if _SPECIAL is None:
-        table = allowed()
-        by_object = {
-            table["numpy.core.multiarray._reconstruct"]: _reconstructed,
-            np.ma.core._mareconstruct: _reconstructed,
-            table["numpy.core.multiarray.scalar"]: _scalar,
-            table["numpy.core.numeric._frombuffer"]: _frombuffer,
-            copyreg._reconstructor: _reconstructor,
-            **dict.fromkeys(_BYTES_LIKE, _copied_bytes),
-        }
-        _SPECIAL = {name: by_object[obj] for name, obj in table.items() if obj in by_object}
-    return _SPECIAL
+    table = allowed()
+    by_object = {
+        table["numpy.core.multiarray._reconstruct"]: _reconstructed,
+        np.ma.core._mareconstruct: _reconstructed,
+        table["numpy.core.multiarray.scalar"]: _scalar,
+        table["numpy.core.numeric._frombuffer"]: _frombuffer,
+        copyreg._reconstructor: _reconstructor,
+        **dict.fromkeys(_BYTES_LIKE, _copied_bytes),
+    }
+    return {name: by_object[obj] for name, obj in table.items() if obj in by_object}
 
 
 _STRINGDTYPE = "numpy._core._internal._convert_to_stringdtype_kwargs"
-_DEFAULT = object()
-_UNSEEN = object()
+_DEFAULT = object()  # no dtype argument: numpy's float64
 
 
 def dtype_of(value: Any) -> np.dtype | None:
     """The dtype a constructor's dtype argument stands for, when the scan knows it."""
     if value is _DEFAULT:
         return np.dtype(float)
-    if type(value) is Made and _kind_of(value.name, value.args) == "dtype":
+    if type(value) is Made and _kind_of(value) == "dtype":
         return real_dtype(value)
     if type(value) is Made and value.name == _STRINGDTYPE:
         return np.dtypes.StringDType()  # what matters here: it holds objects
     if type(value) is GlobalRef:
-        obj = allowed().get(value.name)
-        value = obj if isinstance(obj, type) and issubclass(obj, np.generic) else _UNSEEN
+        value = allowed().get(value.name)
     if type(value) is str or (isinstance(value, type) and issubclass(value, np.generic)):
         try:
             return np.dtype(value)
@@ -290,9 +285,7 @@ def made_class(made: Made) -> str | None:
     return cls.name if type(cls) is GlobalRef else None
 
 
-_KINDS: dict[int, str] | None = None
-
-
+@functools.lru_cache(maxsize=1)
 def _kinds() -> dict[int, str]:
     """By id of each allow-listed object: what a BUILD on its result needs."""
     table = allowed()
@@ -318,22 +311,15 @@ def _kinds() -> dict[int, str]:
     return kinds
 
 
-def _kind_of(name: str, args: Any) -> str:
-    """``"dtype"``, ``"array"``, ``"never"`` or ``"free"`` for what calling the global
-    ``name`` with ``args`` made (``copyreg._reconstructor`` makes its first arg)."""
-    global _KINDS
-    if _KINDS is None:
-        _KINDS = _kinds()
-    table = allowed()
-    obj = table.get(name)
-    if obj is copyreg._reconstructor:
-        cls = args[0] if type(args) is tuple and args else None
-        if type(cls) is not GlobalRef:
-            return "never"  # a class the scan cannot see: it could make anything
-        obj = table.get(cls.name)
+def _kind_of(made: Made) -> str:
+    """``"dtype"``, ``"array"``, ``"never"`` or ``"free"`` for what ``made`` is."""
+    cls = made_class(made)
+    if cls is None:
+        return "never"  # copyreg._reconstructor of a class the scan cannot see
+    obj = allowed().get(cls)
     if obj is None:
         return "free"  # trusted by name: the caller trusts its states too
-    return _KINDS.get(id(obj), "free")
+    return _kinds().get(id(obj), "free")
 
 
 # -- dtypes -----------------------------------------------------------------------------
@@ -465,7 +451,7 @@ def _resolve(value: Any) -> Any:
     if t is dict and LOST not in value:
         return {_resolve(k): _resolve(v) for k, v in value.items() if k is not FROZEN}
     if t is Made:
-        if _kind_of(value.name, value.args) == "dtype":
+        if _kind_of(value) == "dtype":
             real = real_dtype(value)
             if real is not None:
                 return real
@@ -542,19 +528,14 @@ def _size(shape: Any) -> int | None:
 def _check_data(shape: Any, dtype: Any, raw: Any) -> None:
     if type(dtype) is Made:
         dtype.used = True
-    t = type(raw)
-    if raw is DATA or t is bytes or t is str:
+    if _is_bytes(raw):
         return  # numpy checks their length against the shape
-    if t is Made and raw.name in _BYTES_MAKERS:
-        return
-    if t is not BuiltList:
+    if type(raw) is not BuiltList:
         raise Refused(f"array data the scan cannot see ({raw!r})")
-    if type(shape) is int:
-        shape = (shape,)
-    if type(shape) is not tuple or not all(type(n) is int and n >= 0 for n in shape):
+    need = _size(shape)
+    if need is None:
         raise Refused(f"an object array whose shape the scan cannot see ({shape!r})")
     if raw.count < 0:
         raise Refused("an object array given a list changed by item assignment")
-    need = prod(shape)
     if raw.count < need:
         raise Refused(f"an object array of shape {shape} given a list of {raw.count} items")

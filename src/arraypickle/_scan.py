@@ -294,7 +294,6 @@ class ContainerPickleBytes:
     _BYTES,
     _LINE,
     _INT,
-    _CONST,
     _TO_MARK,
     _TUPLE_N,
     _GET,
@@ -308,14 +307,13 @@ class ContainerPickleBytes:
     _BUILD,
     _CALL,
     _STOP,
-    _DICT,
     _SETITEM,
     _SETITEMS,
     _APPEND,
     _CALL_EX,
     _FRAME,
     _KEEP,
-) = range(27)
+) = range(25)
 
 _LEN_PREFIX = {-2: (1, "<B"), -3: (4, "<i"), -4: (4, "<I"), -5: (8, "<Q")}
 _INT_ARG = {"BININT": "<i", "BININT1": "<B", "BININT2": "<H"}
@@ -327,7 +325,6 @@ _STRINGS = {
     "SHORT_BINSTRING": "ascii",
     "BINSTRING": "ascii",
 }
-_CONSTS = {"NONE": None, "NEWTRUE": True, "NEWFALSE": False, "EMPTY_TUPLE": ()}
 _SPECIAL = {
     "MARK": _MARK,
     "GET": _GET,
@@ -353,7 +350,6 @@ _SPECIAL = {
     "NEWOBJ_EX": _CALL_EX,
     "APPEND": _APPEND,
     "STOP": _STOP,
-    "EMPTY_DICT": _DICT,
     "SETITEM": _SETITEM,
     "SETITEMS": _SETITEMS,
     "TUPLE1": _TUPLE_N,
@@ -374,8 +370,6 @@ def _table() -> list[tuple[Any, ...] | None]:
         name = op.name
         if name in _SPECIAL:
             cls = _SPECIAL[name]
-        elif name in _CONSTS:
-            cls = _CONST
         elif name in _INT_ARG:
             cls = _INT
         elif name in _STRINGS or name in ("STRING", "UNICODE"):
@@ -401,7 +395,8 @@ _TABLE = _table()
 # Opcodes that push one value and consume nothing, with their size (opcode plus fixed
 # argument): BINFLOAT, BININT, BININT1, BININT2, NONE, NEWTRUE, NEWFALSE, EMPTY_TUPLE,
 # EMPTY_LIST, EMPTY_DICT, EMPTY_SET, NEXT_BUFFER. A run of one of them (a list or dict
-# of floats is mostly that) is matched by a regex instead of opcode by opcode.
+# of floats is mostly that) is matched by a regex instead of opcode by opcode; the
+# one-byte ones always are, and never reach the table's classes.
 _RUN_SIZES = {b"G": 9, b"J": 5, b"K": 2, b"M": 3, **dict.fromkeys(b"N\x88\x89)]}\x8f\x97", 1)}
 
 
@@ -656,14 +651,10 @@ class OpcodeScanner:
             elif cls == _MARK:
                 marks.append(len(stack))
                 fence = len(stack)
-            elif cls == _CONST:
-                stack.append(_CONSTS[opname])
             elif cls == _INT:
                 (value,) = unpack_from(_INT_ARG[opname], buf, i)
                 i += n
                 stack.append(value)
-            elif cls == _DICT:
-                stack.append({})
             elif cls in (_SETITEMS, _SETITEM):
                 if cls == _SETITEMS:
                     if not marks:
@@ -1015,7 +1006,7 @@ class JoblibScanner(OpcodeScanner):
         if dt.hasobject:
             source.push_back(self.scan(source))  # type: ignore[attr-defined]
             nested = self.result  # the array the nested pickle makes: its own size
-            obj.real = nested.real if type(nested) is Made and nested.built else None
+            obj.size = nested.size if type(nested) is Made else None
             return
         if state.get("numpy_array_alignment_bytes") is not None:
             (pad,) = source.read(1) or b"\xff"  # type: ignore[attr-defined]
@@ -1025,5 +1016,5 @@ class JoblibScanner(OpcodeScanner):
         count = 1
         for n in shape:
             count *= n
-        obj.real = count  # elements, for scalar() over this array (_buildcheck)
+        obj.size = count  # elements, for scalar() over this array (_buildcheck)
         source.skip(count * dt.itemsize)

@@ -62,9 +62,10 @@ class Made:
 
     For :mod:`._buildcheck`: ``used`` says the value was fetched from the memo or
     duplicated (it may be in use elsewhere), ``built`` that a BUILD gave it a state,
-    ``real`` the numpy dtype it stands for once known."""
+    ``real`` the numpy dtype it stands for once known, ``size`` the elements of the
+    array it is once a state (or joblib's reader) filled it."""
 
-    __slots__ = ("args", "built", "name", "real", "used")
+    __slots__ = ("args", "built", "name", "real", "size", "used")
 
     def __init__(self, name: str, args: Any) -> None:
         self.name = name
@@ -72,6 +73,7 @@ class Made:
         self.used = False
         self.built = False
         self.real: Any = None
+        self.size: int | None = None
 
     def __repr__(self) -> str:
         return f"Made({self.name!r})"
