@@ -42,6 +42,12 @@ def test_load_wants_a_path_or_a_readable_file(bad):
         ap.load(bad)
 
 
+def test_load_of_bytes_points_to_loads_and_fsdecode():
+    # A file's bytes or a bytes path: neither reading is guessed, both are named.
+    with pytest.raises(ValueError, match=r"arraypickle\.loads\(data\).*os\.fsdecode\(path\)"):
+        ap.load(b"/tmp/model.pkl")
+
+
 @pytest.mark.parametrize("bad", ["text", 1, None, [b"x"]], ids=lambda b: type(b).__name__)
 def test_loads_wants_bytes(bad):
     with pytest.raises(ValueError, match="bytes"):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -325,6 +326,27 @@ def test_errors_of_the_code_a_plain_pickle_names_propagate():
         ap.loads(pickle.dumps(Fussy()))
     with pytest.raises(ModuleNotFoundError):
         ap.loads(b"cno_such_module\nx\n.")
+
+
+@pytest.mark.parametrize("safe", [False, True])
+def test_a_class_gone_from_its_module_raises_attribute_error(safe, monkeypatch):
+    # Renamed or moved since the dump: pickle and joblib raise AttributeError, and code
+    # that falls back on it (an old model format) must see the same.
+    import types
+
+    module = types.ModuleType("ap_gone")
+    monkeypatch.setitem(sys.modules, "ap_gone", module)
+    Gone = type("Gone", (), {"__module__": "ap_gone"})
+    module.Gone = Gone
+    for data in (ap.dumps(Gone()), pickle.dumps(Gone())):
+        del module.Gone
+        kwargs = {"safe": True, "trusted": ["ap_gone.Gone"]} if safe else {}
+        with pytest.raises(AttributeError, match="Gone"):
+            ap.loads(data, **kwargs)
+        module.Gone = Gone
+    damaged = pickle.dumps(Gone()).replace(b"Gone", b"G-ne")
+    with pytest.raises(ap.CorruptFileError, match="AttributeError"):
+        ap.loads(damaged)
 
 
 def test_errors_of_the_code_an_arraypickle_file_names_propagate():

@@ -71,6 +71,23 @@ def test_offsets_are_the_buffer_records(stored):
     assert all(r.offset % 64 == 0 for r in records)
 
 
+@pytest.mark.parametrize("mode", list(MODES))
+def test_each_array_is_made_on_the_mapping_itself(stored, mode):
+    # As np.memmap makes its arrays: code that maps an array again elsewhere takes the
+    # layout from the memmap whose base is the mapping. joblib.Parallel does so for its
+    # workers, and once rebuilt a Fortran-ordered array in C order there (scrambled).
+    path, obj = stored
+    out = ap.load(path, mmap_mode=mode)
+    for key in ("a", "F", "big", "struct", "0d"):
+        assert isinstance(out[key].base, mmap.mmap), key
+        assert type(out[key][:1] if out[key].ndim else out[key]) is np.memmap
+    reducer = pytest.importorskip("joblib._memmapping_reducer")
+    for key in ("a", "F", "big"):
+        backing = reducer._get_backing_memmap(out[key])
+        rebuild, args = reducer._reduce_memmap_backed(out[key], backing)
+        assert_array_same(rebuild(*args), obj[key], mapped=True)
+
+
 def test_object_arrays_and_subclasses_in_mmap_mode(tmp_path):
     path = tmp_path / "sub.pkl"
     obj = {
@@ -163,6 +180,36 @@ def test_read_only_maps_leave_the_header_alone(stored):
         assert f.read() == before
 
 
+def test_a_writable_map_of_a_file_without_arrays_leaves_it_untouched(tmp_path):
+    path = tmp_path / "f.pkl"
+    ap.dump({"no": "arrays"}, path)
+    before = path.read_bytes()
+    path.chmod(0o444)  # joblib loads it so too
+    try:
+        assert ap.load(path, mmap_mode="r+") == {"no": "arrays"}
+    finally:
+        path.chmod(0o644)
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("damage", ["truncated", "refused"])
+def test_a_failed_writable_map_leaves_the_file_untouched(tmp_path, damage):
+    # The header is marked only once the load succeeds: a damaged file, or one safe
+    # loading refuses, is left as it was.
+    path = tmp_path / "f.pkl"
+    if damage == "truncated":
+        ap.dump(sample(), path)
+        path.write_bytes(path.read_bytes()[:-8])
+        expected, kwargs = ap.CorruptFileError, {}
+    else:
+        ap.dump({"a": np.arange(4.0), "f": os.getcwd}, path)  # a global safe mode refuses
+        expected, kwargs = ap.UntrustedTypeError, {"safe": True}
+    before = path.read_bytes()
+    with pytest.raises(expected):
+        ap.load(path, mmap_mode="r+", **kwargs)
+    assert path.read_bytes() == before
+
+
 def test_copy_on_write_leaves_the_file_untouched(stored):
     path, obj = stored
     with open(path, "rb") as f:
@@ -210,6 +257,21 @@ def test_plain_pickle_files_warn_and_load_normally(tmp_path):
     with pytest.warns(UserWarning, match="plain pickle"):
         out = ap.load(path, mmap_mode="r")
     assert out["a"].tolist() == [0, 1, 2]
+
+
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_plain_pickles_without_arrays_load_quietly_under_mmap(tmp_path, protocol):
+    # As joblib loads its files holding no array: there is nothing to map.
+    import pickle
+
+    path = tmp_path / "plain.pkl"
+    path.write_bytes(pickle.dumps({"n": np.float64(2.5), "s": "x"}, protocol=protocol))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert ap.load(path, mmap_mode="r") == {"n": 2.5, "s": "x"}
+    path.write_bytes(pickle.dumps([np.arange(3)], protocol=protocol))
+    with pytest.warns(UserWarning, match="plain pickle"):
+        assert ap.load(path, mmap_mode="r")[0].tolist() == [0, 1, 2]
 
 
 def test_no_warning_without_mmap(stored):

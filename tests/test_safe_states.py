@@ -948,3 +948,92 @@ def test_wide_structs_long_names_and_big_metadata_load(protocol, tmp_path):
     ]
     ap.dump(values, tmp_path / "w.pkl")
     assert ap.load(tmp_path / "w.pkl", safe=True)[3] == wide
+
+
+# A ninth review round. (1) The C unpickler holds a frame it read whole apart from what
+# follows: an opcode running past the frame's end takes its argument from after the
+# frame, so the scan and the load parsed different opcodes (a frame split over two
+# container records, or a plain pickle's frame longer than the scan's window). Such an
+# opcode is refused, as pickle.py refuses it. (2) A second BUILD on a joblib < 0.10
+# wrapper reached, unchecked, the array the loader puts in its place.
+def _frame_then(hidden: bytes, filler: bytes = b"") -> bytes:
+    """A frame whose last opcode (a 5-byte string) runs 3 bytes past its end: read with
+    the frame, the string is b'abxyz'; read after it, ``hidden`` runs as opcodes."""
+    frame = filler + b"N0" + b"\x8c\x05ab"
+    head = b"\x80\x04\x95" + len(frame).to_bytes(8, "little") + frame
+    return head + b"xyzC" + bytes([len(hidden)]) + hidden + TUPLE2 + STOP
+
+
+def _container(*payloads: bytes) -> bytes:
+    """An arraypickle container of PICKLE records with good checksums."""
+    from arraypickle import _format as fmt
+
+    out = bytearray(fmt.pack_header())
+    for index, payload in enumerate(payloads):
+        trailer = fmt.TRAILER.pack(fmt.record_checksum(payload, index))
+        out += fmt.pack_record(fmt.KIND_PICKLE, 0, 0, len(payload)) + payload + trailer
+    end = fmt.END.pack(len(payloads), 0)
+    trailer = fmt.TRAILER.pack(fmt.record_checksum(end, len(payloads)))
+    return bytes(out + fmt.pack_record(fmt.KIND_END, 0, 0, len(end)) + end + trailer)
+
+
+_COUNTER_CHANGED = (
+    g("collections", "Counter") + NONE + EMPTY_DICT + s("most_common") + g("builtins", "int")
+)
+_COUNTER_CHANGED += b"s" + TUPLE2 + BUILD
+
+
+def test_an_opcode_past_its_frame_end_is_refused(tmp_path):
+    # The frame is longer than the scan's window (it reads the pickle by pieces).
+    data = _frame_then(_COUNTER_CHANGED, b"B" + (70000).to_bytes(4, "little") + bytes(70000))
+    # pickle.loads(data) reads it whole (the string is b'abxyz'); arraypickle's loader
+    # hands the unpickler the frame alone, and it runs the hidden BUILD.
+    assert "<class 'int'>" not in _plain_load(data).stdout
+    unsafe = "import arraypickle, collections, sys; arraypickle.loads(sys.stdin.buffer.read()); "
+    unsafe += "print(collections.Counter.most_common)"
+    run = subprocess.run([sys.executable, "-c", unsafe], input=data, capture_output=True)
+    assert b"<class 'int'>" in run.stdout
+    _refused_every_way(data, tmp_path, "runs past the end of its pickle frame")
+    with pytest.raises(ap.CorruptFileError, match="past the end of its pickle frame"):
+        ap.get_untrusted_types(data)
+
+
+def test_an_opcode_past_a_frame_split_over_records_is_refused():
+    hidden = array((5,), dtype("O8") + dstate(flags=0x3F) + BUILD, items(1))
+    data = _frame_then(hidden)
+    container = _container(data[:14], data[14:])  # the frame spans both records
+    for attempt in (ap.get_untrusted_types, lambda d: ap.loads(d, safe=True)):
+        with pytest.raises(ap.CorruptFileError, match="past the end of its pickle frame"):
+            attempt(container)
+
+
+def test_runs_of_opcodes_may_cross_a_frame_end_between_opcodes():
+    floats = [b"G" + np.float64(x).byteswap().tobytes() for x in (1.0, 2.0, 3.0)]
+    frame = MARK + floats[0] + floats[1]
+    after = floats[2] + TUPLE + STOP  # the run of floats goes on after the frame
+    data = b"\x80\x04\x95" + len(frame).to_bytes(8, "little") + frame + after
+    assert pickle.loads(data) == ap.loads(data, safe=True) == (1.0, 2.0, 3.0)
+    # The same bytes, but the frame ends in the middle of the second float.
+    cut = b"\x80\x04\x95" + (len(frame) - 4).to_bytes(8, "little") + frame + after
+    with pytest.raises(ap.CorruptFileError, match="opcode 5 runs past the end"):
+        ap.loads(cut, safe=True)
+
+
+def _legacy_wrapper(cls: str, state: dict[str, bytes]) -> bytes:
+    """A joblib < 0.10 wrapper with ``state``, then a second BUILD (an object array's
+    state with a list of 1 for 5 items) on the array the loader puts in its place."""
+    fields = b"".join(s(k) + v for k, v in state.items())
+    second = MARK + i(1) + MARK + i(5) + TUPLE + dtype("O8") + dstate(flags=0x3F) + BUILD
+    second += FALSE + items(1) + TUPLE
+    wrapper = g("joblib.numpy_pickle", cls) + b")\x81"
+    return P2 + wrapper + EMPTY_DICT + MARK + fields + SETITEMS + BUILD + second + BUILD + STOP
+
+
+def test_a_second_state_for_a_legacy_joblib_wrapper_is_refused(tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros(3))
+    evil = tmp_path / "evil.pkl"
+    state = {"filename": s("x.npy"), "subclass": g("numpy", "ndarray"), "allow_mmap": FALSE}
+    evil.write_bytes(_legacy_wrapper("NDArrayWrapper", state))
+    for attempt in (ap.get_untrusted_types, lambda p: ap.load(p, safe=True)):
+        with pytest.raises(ap.CorruptFileError, match="a second state for a joblib array"):
+            attempt(evil)

@@ -16,7 +16,7 @@ from . import _format as fmt
 from . import _joblib, _joblib_zf, _progress, _remote
 from ._atomic import replacing
 from ._compress import resolve
-from ._damage import check_unrecognised
+from ._damage import check_unrecognised, failed_lookup, renamed
 from ._errors import ArrayPickleError, CorruptFileError, describe
 from ._parallel import resolve_threads
 from ._pickler import Pickler
@@ -274,9 +274,14 @@ def load(
             raise explain(filename, exc) from exc
         remember(filename, live)
         return value
+    hint = ""
+    if isinstance(filename, (bytes, bytearray, memoryview)):
+        # Data or a path? Either reading could be wrong, so neither is guessed.
+        hint = " (the bytes of a file: arraypickle.loads(data); a bytes path: os.fsdecode(path))"
     raise ValueError(
         "load expects a filename (str or os.PathLike) or a readable binary file object, "
-        f"{filename!r} (type {type(filename).__name__}) was given."
+        f"{bytes(filename[:40]) if hint else filename!r} (type {type(filename).__name__}) "
+        f"was given{hint}."
     )
 
 
@@ -417,6 +422,8 @@ def _read_guarded(
     except (ArrayPickleError, MemoryError):
         raise
     except Exception as exc:
+        if failed_lookup(exc):  # a trusted class gone from its module: as without safe
+            raise
         raise CorruptFileError(
             f"{name}: the file's objects could not be rebuilt under safe loading: {exc!r}"
         ) from exc
@@ -503,10 +510,13 @@ def _read_compressed(
         # Reads return what has arrived: a read of a fixed size past the stream's last
         # bytes would wait for a sender that waits for us.
         stream = ShortReads(stream)
-    if getattr(codec, "parallel", False):
-        reader = codec.open_reader(stream, threads=opts.threads)
-    else:
-        reader = codec.open_reader(stream)
+    try:
+        if getattr(codec, "parallel", False):
+            reader = codec.open_reader(stream, threads=opts.threads)
+        else:
+            reader = codec.open_reader(stream)
+    except CorruptFileError as exc:  # a reader that checks the stream's header at once
+        raise renamed(exc, name) from exc
     try:
         guarded = Guarded(reader, name, codec.name)
         value = _read(guarded, name, registry, opts, inner=True, piece=_piece(reader))

@@ -103,6 +103,12 @@ def check_build(target: Any, state: Any) -> None:
                 raise Refused("a second state for one array (views of its memory may exist)")
             target.size = _check_array(state)
             target.built = True
+        elif kind == "joblib":
+            # The joblib loader reads the array its first state describes and puts it in
+            # the wrapper's place: a second state would reach that array unchecked.
+            if target.built:
+                raise Refused(f"a second state for a joblib array wrapper ({target.name})")
+            target.built = True
         else:
             raise Refused(f"a state for the result of {target.name}, which never takes one")
     elif t is GlobalRef:
@@ -308,11 +314,15 @@ def _kinds() -> dict[int, str]:
             kinds[id(obj)] = "never"  # calling an enum returns its shared member
     # arraypickle's rebuild returns finished objects (a BUILD after it is never written).
     kinds[id(table[f"{fmt.REBUILD_MODULE}.{fmt.REBUILD_NAME}"])] = "never"
+    # Every joblib wrapper name is bound to one placeholder (the joblib loader's own
+    # bindings come first there); its state is the loader's to read.
+    kinds[id(table[next(iter(JOBLIB_WRAPPERS))])] = "joblib"
     return kinds
 
 
 def _kind_of(made: Made) -> str:
-    """``"dtype"``, ``"array"``, ``"never"`` or ``"free"`` for what ``made`` is."""
+    """``"dtype"``, ``"array"``, ``"joblib"``, ``"never"`` or ``"free"`` for what
+    ``made`` is."""
     cls = made_class(made)
     if cls is None:
         return "never"  # copyreg._reconstructor of a class the scan cannot see

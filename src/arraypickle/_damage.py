@@ -11,7 +11,7 @@ or stray exception types:
 * :func:`unpickler_failure` turns what the unpickler raises on malformed opcodes
   (whatever the type: ``ValueError``, ``TypeError``, ``MemoryError``, ``KeyError``...)
   into :class:`CorruptFileError`, while exceptions raised by code the pickle names
-  (a class's ``__setstate__``, a missing module) propagate unchanged.
+  (a class's ``__setstate__``, a missing module or class) propagate unchanged.
 """
 
 from __future__ import annotations
@@ -94,6 +94,22 @@ def _innermost_file(tb: TracebackType | None) -> str:
     return tb.tb_frame.f_code.co_filename
 
 
+def failed_lookup(exc: BaseException) -> bool:
+    """Whether ``exc`` is ``find_class`` not finding a name in a module that imported:
+    a class or function renamed or moved since the dump, which ``pickle`` and joblib
+    raise as the ``AttributeError`` it is (a name that is not even an identifier is
+    damage)."""
+    tb = exc.__traceback__
+    if not isinstance(exc, AttributeError) or tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb.tb_frame.f_code.co_name != "find_class":
+        return False
+    name = tb.tb_frame.f_locals.get("name")
+    return isinstance(name, str) and all(part.isidentifier() for part in name.split("."))
+
+
 def unpickler_failure(exc: BaseException, name: str, where: str = "") -> CorruptFileError | None:
     """The :class:`CorruptFileError` to raise for ``exc`` from an unpickler, or None.
 
@@ -115,7 +131,7 @@ def unpickler_failure(exc: BaseException, name: str, where: str = "") -> Corrupt
         return CorruptFileError(
             f"{name}: {where}the pickle stream names a module {module!r}: damaged"
         )
-    if not isinstance(exc, _UNPICKLER_ERRORS):
+    if not isinstance(exc, _UNPICKLER_ERRORS) or failed_lookup(exc):
         return None
     if isinstance(exc, pickle.UnpicklingError | EOFError):
         detail = str(exc) or type(exc).__name__

@@ -30,6 +30,7 @@ escaped such a policy in joblib, GHSA-m62q-453p-gv66).
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 from collections.abc import Callable, Mapping
@@ -79,6 +80,7 @@ class Outcome:
     value: Any
     wrappers: int = 0  # joblib array wrappers met (any kind)
     legacy: bool = False  # joblib < 0.10 wrappers (companion files) met
+    arrays: int = 0  # arrays numpy's own reductions made (counted under mmap_mode only)
 
 
 class WrapperState:
@@ -225,6 +227,10 @@ class PickleLoad:
             placeholder = _placeholder(cls_name, self, view, readers[cls_name])
             for module in modules:
                 bindings[(module, cls_name)] = placeholder
+        if self.mmap_mode:
+            # Counted, to warn that arrays could not be mapped only when there were some.
+            for key, make in _array_makers().items():
+                bindings[key] = functools.partial(_counted, self.outcome, make)
         return bindings
 
     def on_build(self, view: PickleView, kind: str, reader: Callable[..., Any], state: Any) -> None:
@@ -377,6 +383,22 @@ class _NestedWrapper:
         raise CorruptFileError("a joblib array wrapper inside a nested object-array pickle")
 
 
+@functools.lru_cache(maxsize=1)
+def _array_makers() -> dict[tuple[str, str], Any]:
+    """The globals numpy's own array pickles call, by the names pickles give them."""
+    reconstruct = np.zeros(1).__reduce__()[0]
+    frombuffer = np.zeros(1).__reduce_ex__(5)[0]
+    return {
+        **{(f"numpy.{c}.multiarray", "_reconstruct"): reconstruct for c in ("core", "_core")},
+        **{(f"numpy.{c}.numeric", "_frombuffer"): frombuffer for c in ("core", "_core")},
+    }
+
+
+def _counted(outcome: Outcome, make: Callable[..., Any], *args: Any) -> Any:
+    outcome.arrays += 1
+    return make(*args)
+
+
 def _dirname(path: Any) -> str | None:
     return os.path.dirname(os.path.abspath(path)) if isinstance(path, str) and path else None
 
@@ -392,13 +414,13 @@ def load_pickle(
 ) -> Any:
     """Load one pickle stream (joblib's included) from ``stream``; see :class:`PickleLoad`.
 
-    Warns as joblib does for joblib < 0.10 files, and as for any plain pickle when
-    ``mmap_mode`` was asked for and nothing could be mapped.
+    Warns as joblib does for joblib < 0.10 files, and when ``mmap_mode`` was asked for
+    of a plain pickle holding arrays (which cannot be mapped).
     """
     outcome = PickleLoad(stream, name, path=path, mmap_mode=mmap_mode, inner=inner, **kwargs).load()
     if outcome.legacy:
         deprecation(name)
-    if mmap_mode is not None and path and not outcome.wrappers:
+    if mmap_mode is not None and path and outcome.arrays and not outcome.wrappers:
         warn_caller(
             f"{name} is a plain pickle: its arrays are not stored apart and cannot be "
             "memory-mapped; it is loaded into memory instead",

@@ -18,6 +18,7 @@ their own ``__reduce__``, are left to pickle.
 from __future__ import annotations
 
 import functools
+import mmap
 from math import prod
 from typing import Any
 
@@ -131,12 +132,9 @@ def _rebuild_array(dtype: np.dtype, shape: tuple[int, ...], order: str, buf: np.
         raise CorruptFileError(
             f"numpy wrapper: buffer of {buf.nbytes} bytes for an array {shape} of {dtype}"
         )
-    arr = buf.view(dtype).reshape(shape, order=order)
     if isinstance(buf, np.memmap):
-        if arr.filename is None:
-            # numpy forgets the file of a view that shares no memory (an empty one).
-            arr.filename, arr.offset, arr.mode = buf.filename, buf.offset, buf.mode
-        return arr
+        return _mapped(buf, dtype, shape, order)
+    arr = buf.view(dtype).reshape(shape, order=order)
     if _is_native(dtype):
         return arr
     # Swap in place: the memory is ours and the result must be native-endian.
@@ -149,6 +147,25 @@ def _rebuild_array(dtype: np.dtype, shape: tuple[int, ...], order: str, buf: np.
         # field's conversion overwrite another's bytes): keep the stored order.
         return arr
     return arr.view(dtype.newbyteorder("="))
+
+
+def _mapped(buf: np.memmap, dtype: np.dtype, shape: tuple[int, ...], order: str) -> np.memmap:
+    """The array over the file bytes ``buf`` maps, made on the mapping itself.
+
+    As ``np.memmap`` makes its own arrays: code that maps an array again elsewhere
+    (``joblib.Parallel`` sending it to workers) takes the order from the memmap whose
+    base is the mapping. Were that ``buf``, one-dimensional, a Fortran-ordered array
+    would come back in C order there, its elements scrambled.
+    """
+    mm = buf.base
+    if not isinstance(mm, mmap.mmap):  # pragma: no cover - np.memmap's base is its mmap
+        return buf.view(dtype).reshape(shape, order=order)
+    at = buf.ctypes.data - np.frombuffer(mm, np.uint8).ctypes.data
+    arr = np.ndarray.__new__(np.memmap, shape, dtype, buffer=mm, offset=at, order=order)
+    # As np.memmap sets them (its slices stay memmaps only while _mmap is set).
+    arr._mmap = mm
+    arr.filename, arr.offset, arr.mode = buf.filename, buf.offset, buf.mode
+    return arr
 
 
 def _is_native(dtype: np.dtype) -> bool:

@@ -118,6 +118,9 @@ class ContainerReader:
         self._hashing = HashThread()
         # True when the file was memory-mapped for writing: buffer checksums may be stale.
         self.buffers_unverifiable = False
+        # The header of a file mapped for writing, until the load marks it so: a load
+        # that fails (a damaged file, or one safe loading refuses) leaves it unchanged.
+        self._unmarked: bytes | None = None
         self._flagged = 0
         self.offset = 0
         self.buffer_bytes = 0
@@ -233,7 +236,7 @@ class ContainerReader:
             raise self.corrupt(str(exc), 0) from None
         if self._mmap is not None and self._mmap.mode == "r+":
             if not header.flags & fmt.HEADER_FLAG_MAPPED_WRITABLE:
-                mark_mapped_writable(self._mmap.path, raw)
+                self._unmarked = bytes(raw)  # marked once the load succeeds
             self.buffers_unverifiable = True
         elif header.flags & fmt.HEADER_FLAG_MAPPED_WRITABLE:
             # Mapped for writing once: the buffers may hold legitimate changes.
@@ -400,9 +403,16 @@ class ContainerReader:
                 f"{self.name}: the file holds objects of array wrapper {wrapper!r}, "
                 f"which no installed plugin provides"
             ) from None
-        if count == 1:  # the common case, without the list comprehension's frame
-            return impl.rebuild(meta, [self.take(first)])
-        return impl.rebuild(meta, [self.take(first + i) for i in range(count)])
+        try:
+            if count == 1:  # the common case, without the list comprehension's frame
+                return impl.rebuild(meta, [self.take(first)])
+            return impl.rebuild(meta, [self.take(first + i) for i in range(count)])
+        except CorruptFileError as exc:
+            if str(exc).startswith(self.name):
+                raise
+            # A wrapper knows its meta and buffers, not where they came from.
+            taken = f"buffer {first}" if count == 1 else f"buffers {first} to {first + count - 1}"
+            raise self.corrupt(f"rebuilding a {wrapper!r} object from {taken}: {exc}") from None
 
     def load(self) -> Any:
         """Read the header, unpickle the object, then check the END record."""
@@ -432,6 +442,9 @@ class ContainerReader:
                 raise
             raise error from exc
         self._finish(stream)
+        if self._unmarked is not None and self._nbuffers:
+            # Before any array mapped for writing reaches the caller (none: no change).
+            mark_mapped_writable(self._mmap.path, self._unmarked)  # type: ignore[union-attr]
         return obj
 
     def _finish(self, stream: OpcodeStream) -> None:

@@ -466,7 +466,16 @@ class OpcodeScanner:
         # Every entry is kept, as the unpickler keeps every object: a list while the
         # indices come in order (8 bytes an entry, as the unpickler's own table).
         memo: Any = []
-        frame_end = 0  # where the current pickle frame ends, in ``source.handed`` terms
+        # The unpickler may hold a frame apart from what follows it (when it read the
+        # frame whole): an opcode running past the frame's end then takes its argument
+        # from elsewhere than the walk would. No pickler writes one (pickle.py refuses
+        # it), so the walk raises. ``framed``: the walk is inside the frame that ends at
+        # ``frame_end`` (in ``source.handed`` terms).
+        framed = False
+        frame_end = 0
+        # The frame's end as an index into ``fbuf``: the walk's buffer when it was
+        # computed (it is recomputed when the buffer changes).
+        fbuf, fstop = b"", 0
         unknown = UNKNOWN
         unpack_from = struct.unpack_from
         buf = b""
@@ -489,6 +498,13 @@ class OpcodeScanner:
                 i, end = 0, len(buf)
                 if not end:
                     raise ScanError("truncated: the pickle stream ends before STOP")
+            if framed:
+                if buf is not fbuf:
+                    fbuf, fstop = buf, frame_end - (source.handed - end)
+                if i >= fstop:
+                    if i > fstop:
+                        raise ScanError(f"opcode {count} runs past the end of its pickle frame")
+                    framed = False
             code = buf[i]
             if code in runs:
                 # A run of one opcode that pushes a value and consumes nothing (ints,
@@ -498,6 +514,12 @@ class OpcodeScanner:
                 m = match(buf, i)
                 if m is not None:
                     j = m.end()
+                    if framed and j > fstop:
+                        # A run may go on past the frame's end, between two opcodes only.
+                        if (fstop - i) % width:
+                            at = count + 1 + (fstop - i) // width
+                            raise ScanError(f"opcode {at} runs past the end of its pickle frame")
+                        framed = False
                     k = (j - i) // width
                     if code == 0x4B:  # BININT1: the values are the bytes
                         stack.extend(buf[i + 1 : j : 2])
@@ -773,6 +795,8 @@ class OpcodeScanner:
                 state = stack.pop()
                 if hooked:
                     self.mid_frame = frame_end > source.handed - (end - i)
+                    # A hook reads on past a frame that ends here (joblib's raw array).
+                    framed = self.mid_frame
                 try:
                     check_build(stack[-1], state)
                 except Refused as exc:
@@ -785,11 +809,16 @@ class OpcodeScanner:
                 if len(stack) <= fence:
                     raise underflow()
             elif cls == _FRAME:
+                if framed:
+                    # The unpickler would keep the outer frame (a wrapper's BUILD in it
+                    # would still be mid-frame) and read the inner one from wherever it
+                    # stood. No pickler nests frames.
+                    raise ScanError(f"a FRAME in the middle of a pickle frame at opcode {count}")
                 (length,) = unpack_from("<Q", buf, i)
                 i += 8
-                # The unpickler holds every frame it has read; a FRAME inside a frame
-                # does not end the outer one (it only asks that its bytes be there).
-                frame_end = max(frame_end, source.handed - (end - i) + length)
+                frame_end = source.handed - (end - i) + length
+                fbuf, fstop = buf, i + length
+                framed = length > 0
             elif cls == _POP:
                 if marks and marks[-1] == len(stack):
                     marks.pop()
