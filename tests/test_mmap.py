@@ -81,6 +81,8 @@ def test_each_array_is_made_on_the_mapping_itself(stored, mode):
     for key in ("a", "F", "big", "struct", "0d"):
         assert isinstance(out[key].base, mmap.mmap), key
         assert type(out[key][:1] if out[key].ndim else out[key]) is np.memmap
+    # One mapping of the file for all of them (not an open and a map per array).
+    assert len({id(a.base) for a in iter_arrays(out) if a.size}) == 1
     reducer = pytest.importorskip("joblib._memmapping_reducer")
     for key in ("a", "F", "big"):
         backing = reducer._get_backing_memmap(out[key])
@@ -269,9 +271,19 @@ def test_plain_pickles_without_arrays_load_quietly_under_mmap(tmp_path, protocol
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert ap.load(path, mmap_mode="r") == {"n": 2.5, "s": "x"}
-    path.write_bytes(pickle.dumps([np.arange(3)], protocol=protocol))
-    with pytest.warns(UserWarning, match="plain pickle"):
-        assert ap.load(path, mmap_mode="r")[0].tolist() == [0, 1, 2]
+    for array, values in (
+        (np.arange(3), [0, 1, 2]),
+        (np.ma.masked_array([0, 1, 2], [0, 1, 0]), [0, None, 2]),
+    ):
+        path.write_bytes(pickle.dumps([array], protocol=protocol))
+        with pytest.warns(UserWarning, match="plain pickle"):
+            assert ap.load(path, mmap_mode="r")[0].tolist() == values
+    # numpy's array maker held as a value comes back as itself
+    maker = np.zeros(1).__reduce__()[0]
+    path.write_bytes(pickle.dumps({"f": maker}, protocol=protocol))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert ap.load(path, mmap_mode="r")["f"] is maker
 
 
 def test_no_warning_without_mmap(stored):

@@ -1037,3 +1037,26 @@ def test_a_second_state_for_a_legacy_joblib_wrapper_is_refused(tmp_path):
     for attempt in (ap.get_untrusted_types, lambda p: ap.load(p, safe=True)):
         with pytest.raises(ap.CorruptFileError, match="a second state for a joblib array"):
             attempt(evil)
+
+
+# A tenth review round: the object array a joblib wrapper is followed by is a nested
+# pickle, read by its own unpickler; a frame that goes on past that pickle's STOP was
+# dropped by it, while the scan read the rest as more of the outer stream.
+def test_a_stop_inside_a_frame_is_refused(tmp_path):
+    state = {
+        "subclass": g("numpy", "ndarray"),
+        "shape": i(2) + TUPLE1,
+        "order": s("C"),
+        "dtype": dtype("O8"),
+        "allow_mmap": FALSE,
+    }
+    fields = b"".join(s(k) + v for k, v in state.items())
+    wrapper = g("joblib.numpy_pickle", "NumpyArrayWrapper") + b")\x81"
+    wrapper += EMPTY_DICT + MARK + fields + SETITEMS + BUILD
+    inner = pickle.dumps(np.array([1, 2], dtype=object), protocol=2)
+    tail = b"B" + len(_COUNTER_CHANGED).to_bytes(4, "little")  # the scan skips the BUILD
+    nested = b"\x95" + len(inner + tail).to_bytes(8, "little") + inner + tail
+    data = P2 + MARK + wrapper + nested + _COUNTER_CHANGED + TUPLE + STOP
+    _refused_every_way(data, tmp_path, "the pickle stops at opcode .*, inside a frame")
+    with pytest.raises(ap.CorruptFileError, match="inside a frame"):
+        ap.get_untrusted_types(data)

@@ -30,7 +30,6 @@ escaped such a policy in joblib, GHSA-m62q-453p-gv66).
 
 from __future__ import annotations
 
-import functools
 import os
 import pickle
 from collections.abc import Callable, Mapping
@@ -80,7 +79,7 @@ class Outcome:
     value: Any
     wrappers: int = 0  # joblib array wrappers met (any kind)
     legacy: bool = False  # joblib < 0.10 wrappers (companion files) met
-    arrays: int = 0  # arrays numpy's own reductions made (counted under mmap_mode only)
+    arrays: int = 0  # numpy array makers named (counted under mmap_mode only)
 
 
 class WrapperState:
@@ -182,6 +181,16 @@ class PickleLoad:
         options = {"encoding": "latin1"} if self.py2 else {}
         unpickler = self.new_unpickler(file, bindings, **options)
         unpickler.persistent_load = self._persistent_load
+        if self.mmap_mode:
+            # Arrays named are counted, to warn that they could not be mapped only when
+            # there were some (the C unpickler looks find_class up on the instance).
+            find_class = unpickler.find_class
+
+            def counting(module: str, name: str) -> Any:
+                self.outcome.arrays += (module, name) in _ARRAY_MAKERS
+                return find_class(module, name)
+
+            unpickler.find_class = counting
         return unpickler
 
     def unpickle_nested(self, stream: Any, what: str, scan: bool = False) -> Any:
@@ -227,10 +236,6 @@ class PickleLoad:
             placeholder = _placeholder(cls_name, self, view, readers[cls_name])
             for module in modules:
                 bindings[(module, cls_name)] = placeholder
-        if self.mmap_mode:
-            # Counted, to warn that arrays could not be mapped only when there were some.
-            for key, make in _array_makers().items():
-                bindings[key] = functools.partial(_counted, self.outcome, make)
         return bindings
 
     def on_build(self, view: PickleView, kind: str, reader: Callable[..., Any], state: Any) -> None:
@@ -383,20 +388,12 @@ class _NestedWrapper:
         raise CorruptFileError("a joblib array wrapper inside a nested object-array pickle")
 
 
-@functools.lru_cache(maxsize=1)
-def _array_makers() -> dict[tuple[str, str], Any]:
-    """The globals numpy's own array pickles call, by the names pickles give them."""
-    reconstruct = np.zeros(1).__reduce__()[0]
-    frombuffer = np.zeros(1).__reduce_ex__(5)[0]
-    return {
-        **{(f"numpy.{c}.multiarray", "_reconstruct"): reconstruct for c in ("core", "_core")},
-        **{(f"numpy.{c}.numeric", "_frombuffer"): frombuffer for c in ("core", "_core")},
-    }
-
-
-def _counted(outcome: Outcome, make: Callable[..., Any], *args: Any) -> Any:
-    outcome.arrays += 1
-    return make(*args)
+# The globals numpy's own array pickles name (masked arrays' too).
+_ARRAY_MAKERS = frozenset(
+    [(f"numpy.{c}.multiarray", "_reconstruct") for c in ("core", "_core")]
+    + [(f"numpy.{c}.numeric", "_frombuffer") for c in ("core", "_core")]
+    + [("numpy.ma.core", "_mareconstruct")]
+)
 
 
 def _dirname(path: Any) -> str | None:

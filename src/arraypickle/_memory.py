@@ -1,8 +1,10 @@
-"""Array memory as bytes: aligned allocation, and arrays walked in bounded byte chunks."""
+"""Array memory as bytes: aligned allocation, arrays over a file mapping, and arrays walked
+in bounded byte chunks."""
 
 from __future__ import annotations
 
 import ctypes
+import mmap
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,6 +26,19 @@ def byte_view(data: Any) -> memoryview:
     if view.ndim != 1 or view.itemsize != 1:
         view = view.cast("B")
     return view
+
+
+def memmap_over(
+    mm: mmap.mmap, at: int, shape: Any, dtype: Any, order: str, file: tuple[str, int, str]
+) -> np.memmap:
+    """An ``np.memmap`` of ``shape`` and ``dtype`` over ``mm`` from byte ``at``, made as
+    np.memmap makes its own (on the mapping itself); ``file``: its ``filename``,
+    ``offset`` and ``mode``."""
+    arr = np.ndarray.__new__(np.memmap, shape, dtype, buffer=mm, offset=at, order=order)
+    # Its slices stay memmaps only while _mmap is set, as np.memmap sets it.
+    arr._mmap = mm
+    arr.filename, arr.offset, arr.mode = file
+    return arr
 
 
 def aligned_empty(nbytes: int, alignment: int = ALIGNMENT) -> np.ndarray:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ._errors import CorruptFileError
+from ._memory import memmap_over
 from .hookspecs import hookimpl
 from .wrapper import ArrayWrapper, Buffer, Exposed
 
@@ -161,11 +162,7 @@ def _mapped(buf: np.memmap, dtype: np.dtype, shape: tuple[int, ...], order: str)
     if not isinstance(mm, mmap.mmap):  # pragma: no cover - np.memmap's base is its mmap
         return buf.view(dtype).reshape(shape, order=order)
     at = buf.ctypes.data - np.frombuffer(mm, np.uint8).ctypes.data
-    arr = np.ndarray.__new__(np.memmap, shape, dtype, buffer=mm, offset=at, order=order)
-    # As np.memmap sets them (its slices stay memmaps only while _mmap is set).
-    arr._mmap = mm
-    arr.filename, arr.offset, arr.mode = buf.filename, buf.offset, buf.mode
-    return arr
+    return memmap_over(mm, at, shape, dtype, order, (buf.filename, buf.offset, buf.mode))
 
 
 def _is_native(dtype: np.dtype) -> bool:

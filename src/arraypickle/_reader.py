@@ -8,6 +8,8 @@ the object that owns them is rebuilt.
 
 from __future__ import annotations
 
+import mmap
+import os
 import pickle
 import zlib
 from collections import deque
@@ -20,7 +22,7 @@ from . import _format as fmt
 from ._checksum import Hasher, HashThread
 from ._damage import unpickler_failure
 from ._errors import CorruptFileError, UnknownWrapperError
-from ._memory import aligned_empty
+from ._memory import aligned_empty, memmap_over
 from ._opcodes import OpcodeWalker
 
 # Reads of declared lengths go in pieces of at most this much (see _read).
@@ -75,14 +77,32 @@ class Unpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-class MmapTarget:
-    """Where and how buffers of an uncompressed container file are memory-mapped."""
+_ACCESS = {"r": mmap.ACCESS_READ, "r+": mmap.ACCESS_WRITE, "c": mmap.ACCESS_COPY}
 
-    __slots__ = ("mode", "path")
+
+class MmapTarget:
+    """Where and how buffers of an uncompressed container file are memory-mapped.
+
+    The file is mapped once, whole, when the first buffer is: ``np.memmap`` would open
+    and map it again for each (about 50 us apiece, most of a mapped load of an object
+    of many small arrays). Each array keeps the mapping alive, as np.memmap's do.
+    """
+
+    __slots__ = ("_mm", "filename", "mode", "path")
 
     def __init__(self, path: str, mode: str) -> None:
         self.path = path
         self.mode = mode
+        self.filename = os.path.abspath(path)
+        self._mm: mmap.mmap | None = None
+
+    def map(self, offset: int, length: int) -> np.memmap:
+        """The ``length`` bytes at ``offset`` of the file, as a uint8 ``np.memmap``."""
+        if self._mm is None:
+            with open(self.path, "r+b" if self.mode == "r+" else "rb") as f:
+                self._mm = mmap.mmap(f.fileno(), 0, access=_ACCESS[self.mode])
+        file = (self.filename, offset, self.mode)
+        return memmap_over(self._mm, offset, (length,), np.uint8, "C", file)
 
 
 class ContainerReader:
@@ -356,7 +376,7 @@ class ContainerReader:
             offset = self.offset
             self._skip(length, what)
             self._trailer(None, what)
-            buf = _map(self._mmap, offset, length)
+            buf = self._mmap.map(offset, length)
         else:
             try:
                 buf = aligned_empty(length)
@@ -488,10 +508,6 @@ class ContainerReader:
                 f"the container holds {self._flagged}"
             )
         return self._records, self._nbuffers
-
-
-def _map(target: MmapTarget, offset: int, length: int) -> np.ndarray:
-    return np.memmap(target.path, dtype=np.uint8, mode=target.mode, offset=offset, shape=(length,))
 
 
 class OpcodeStream:

@@ -841,6 +841,11 @@ class OpcodeScanner:
             elif cls == _STOP:
                 if len(stack) <= fence:
                     raise underflow()
+                if framed and source.handed - end + i < frame_end:
+                    # The unpickler holding the frame drops its rest, which the walk
+                    # would hand on (a joblib object array's stream is followed by more
+                    # of the outer one). Picklers end the last frame with STOP.
+                    raise ScanError(f"the pickle stops at opcode {count}, inside a frame")
                 self.opcodes += count
                 self.result = stack[-1]
                 return buf[i:]
