@@ -370,3 +370,38 @@ def test_loading_a_file_of_a_known_but_missing_plugin(tmp_path, fresh_registry, 
         assert f"pip install {KNOWN_PLUGINS[name]}" in message
     with pytest.raises(ap.UnknownCodecError, match=r"by-plugin\.pkl"):
         ap.load(path)
+
+
+def _local_objects():
+    class Local:
+        pass
+
+    return [Local(), Local, lambda: 1]
+
+
+@pytest.mark.parametrize("obj", _local_objects(), ids=["instance", "class", "lambda"])
+@pytest.mark.parametrize("compress", [0, 3])
+def test_what_cannot_be_pickled_raises_picklingerror_and_attributeerror(obj, compress, tmp_path):
+    # joblib raises PicklingError, Python 3.11's pickle AttributeError: either catches it.
+    import pickle
+
+    target = tmp_path / "x.pkl"
+    target.write_bytes(b"old")
+    with pytest.raises(ap.UnpicklableError, match="local object") as info:
+        ap.dump({"x": obj}, target, compress=compress)
+    assert isinstance(info.value, pickle.PicklingError)
+    assert isinstance(info.value, AttributeError)
+    assert target.read_bytes() == b"old"  # the dump failed: the file is as it was
+    with pytest.raises(pickle.PicklingError):
+        ap.dumps([obj])
+
+
+class _Broken:
+    def __reduce__(self):
+        raise AttributeError("its own")
+
+
+def test_an_objects_own_attribute_error_propagates_unchanged():
+    with pytest.raises(AttributeError, match="its own") as info:
+        ap.dumps([_Broken()])
+    assert not isinstance(info.value, ap.ArrayPickleError)

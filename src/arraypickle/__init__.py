@@ -12,6 +12,7 @@ from ._errors import (
     PluginConflictError,
     UnknownCodecError,
     UnknownWrapperError,
+    UnpicklableError,
     UntrustedTypeError,
 )
 from ._plugins import codecs, register_codec, register_wrapper
@@ -31,6 +32,7 @@ __all__ = [
     "PluginConflictError",
     "UnknownCodecError",
     "UnknownWrapperError",
+    "UnpicklableError",
     "UntrustedTypeError",
     "__version__",
     "codecs",

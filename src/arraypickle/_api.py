@@ -16,8 +16,8 @@ from . import _format as fmt
 from . import _joblib, _joblib_zf, _progress, _remote
 from ._atomic import replacing
 from ._compress import resolve
-from ._damage import check_unrecognised, failed_lookup, renamed
-from ._errors import ArrayPickleError, CorruptFileError, describe
+from ._damage import check_unrecognised, failed_lookup, raised_by_pickler, renamed
+from ._errors import ArrayPickleError, CorruptFileError, UnpicklableError, describe
 from ._parallel import resolve_threads
 from ._pickler import Pickler
 from ._plugins import Registry, get_registry
@@ -366,7 +366,12 @@ def _write(
     try:
         writer = ContainerWriter(stream, hash_thread=codec is None)
         try:
-            Pickler(writer, protocol, registry.wrapper_index).dump(value)
+            try:
+                Pickler(writer, protocol, registry.wrapper_index).dump(value)
+            except AttributeError as exc:
+                if not raised_by_pickler(exc):
+                    raise  # an object's own __reduce__ or __getstate__ failed
+                raise UnpicklableError(str(exc)) from exc
             writer.finish()
         finally:
             writer.close()

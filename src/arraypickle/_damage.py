@@ -94,6 +94,12 @@ def _innermost_file(tb: TracebackType | None) -> str:
     return tb.tb_frame.f_code.co_filename
 
 
+def raised_by_pickler(exc: BaseException) -> bool:
+    """Whether ``exc`` came from the C pickler itself (no Python code outside
+    arraypickle was running): not from an object's own ``__reduce__``."""
+    return _innermost_file(exc.__traceback__).startswith(_UNPICKLER_CODE)
+
+
 def failed_lookup(exc: BaseException) -> bool:
     """Whether ``exc`` is ``find_class`` not finding a name in a module that imported:
     a class or function renamed or moved since the dump, which ``pickle`` and joblib
@@ -135,7 +141,7 @@ def unpickler_failure(exc: BaseException, name: str, where: str = "") -> Corrupt
         return None
     if isinstance(exc, pickle.UnpicklingError | EOFError):
         detail = str(exc) or type(exc).__name__
-    elif _innermost_file(exc.__traceback__).startswith(_UNPICKLER_CODE):
+    elif raised_by_pickler(exc):
         detail = f"{type(exc).__name__}: {exc}"
     else:
         return None

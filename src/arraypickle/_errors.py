@@ -7,6 +7,8 @@ Errors about bad input also derive from :class:`ValueError`, because that is wha
 
 from __future__ import annotations
 
+import pickle
+
 
 class ArrayPickleError(Exception):
     """Base class of every error raised by arraypickle."""
@@ -25,6 +27,15 @@ class UnknownCodecError(ArrayPickleError, ValueError):
 
 class UnknownWrapperError(ArrayPickleError, ValueError):
     """The file stores an array type whose wrapper plugin is not installed."""
+
+
+class UnpicklableError(ArrayPickleError, pickle.PicklingError, AttributeError):
+    """The object holds something the pickler cannot save by reference: a local class
+    or function, a lambda.
+
+    Python 3.11's C pickler raises ``AttributeError`` for these and joblib's pure-Python
+    pickler ``pickle.PicklingError``: this is both, so either ``except`` catches it.
+    """
 
 
 class PluginConflictError(ArrayPickleError):
