@@ -1060,3 +1060,106 @@ def test_a_stop_inside_a_frame_is_refused(tmp_path):
     _refused_every_way(data, tmp_path, "the pickle stops at opcode .*, inside a frame")
     with pytest.raises(ap.CorruptFileError, match="inside a frame"):
         ap.get_untrusted_types(data)
+
+
+# An eleventh review round. (1) A joblib wrapper's dtype made with an align argument
+# the scan cannot read (0.0: true to the scan's placeholder, false to numpy) was sized
+# aligned, and the bytes between ran as opcodes. (2) The joblib loader's windows are cut
+# at BUILD bytes from the first wrapper name it sees; a name spelt with an escape kept
+# them whole, and a window ending with 0x62 by its size passed for the wrapper's BUILD.
+# (3) A state on an allow-listed object sets attributes: numpy reads
+# __array_interface__ from an instance (any address), and an attribute named view made
+# the container's rebuild call what the file chose.
+def _wrapper_state(fields: dict[str, bytes]) -> bytes:
+    return EMPTY_DICT + MARK + b"".join(s(k) + v for k, v in fields.items()) + SETITEMS
+
+
+def test_a_joblib_dtype_with_an_unreadable_align_is_refused(tmp_path):
+    n = 8
+    hidden = _COUNTER_CHANGED + b"0"
+    hidden += NONE * (7 * n - len(hidden))
+    dt = g("numpy", "dtype") + s("i1,f8") + b"G" + bytes(8) + TUPLE2 + REDUCE  # align=0.0
+    state = {"subclass": g("numpy", "ndarray"), "shape": i(n) + TUPLE1, "order": s("C")}
+    state |= {"dtype": dt, "allow_mmap": FALSE}
+    wrapper = g("joblib.numpy_pickle", "NumpyArrayWrapper") + b")\x81" + _wrapper_state(state)
+    data = b"\x80\x04" + wrapper + BUILD + b"\x11" * (9 * n) + hidden + STOP
+    _refused_every_way(data, tmp_path, "shape or dtype cannot be read")
+
+
+def test_a_wrapper_build_not_where_the_window_was_cut_is_refused(tmp_path):
+    window = 64 << 10  # the joblib loader's first read ahead
+    escaped = b"Vjoblib.numpy_pickle\nVNumpy\\u0041rrayWrapper\n\x93"  # no b"ArrayWrapper"
+    hidden = _COUNTER_CHANGED
+    state = {"subclass": g("numpy", "ndarray"), "shape": i(len(hidden)) + TUPLE1}
+    state |= {"order": s("C"), "dtype": dtype("u1"), "allow_mmap": FALSE}
+    wrapper = escaped + b")\x81" + _wrapper_state(state) + BUILD
+    pad = window - len(hidden) - 8 - len(wrapper)
+    data = b"\x80\x04B" + pad.to_bytes(4, "little") + bytes(pad) + b"0" + wrapper + hidden
+    assert data[window - 1] == BUILD[0] and b"ArrayWrapper" not in data
+    data += NONE * len(hidden) + STOP  # what the scan reads as the array's bytes
+    _refused_every_way(data, tmp_path, "not followed by its data where joblib puts it")
+
+
+def _state_on(cls: bytes, state: bytes) -> bytes:
+    return P2 + cls + b")\x81" + state + BUILD + STOP
+
+
+_INTERFACE = _wrapper_state(
+    {
+        "shape": i(64) + TUPLE1,
+        "typestr": s("<u8"),
+        "data": b"C\x08" + b"A" * 8,
+        "version": i(3),
+        "strides": i(8) + TUPLE1,
+    }
+)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        # numpy.matrix(Counter() given __array_interface__): memory past 8 bytes
+        P2
+        + g("numpy", "matrix")
+        + _state_on(
+            g("collections", "Counter"), _wrapper_state({"__array_interface__": _INTERFACE})
+        )[2:-1]
+        + TUPLE1
+        + REDUCE
+        + STOP,
+        _state_on(g("collections", "Counter"), _wrapper_state({"x": i(1)})),
+        _state_on(g("collections", "OrderedDict"), _wrapper_state({"keys": g("builtins", "list")})),
+        _state_on(
+            g("collections", "ChainMap"), _wrapper_state({"__class__": g("builtins", "dict")})
+        ),
+    ],
+    ids=["array_interface", "counter_attribute", "method_hidden", "dunder"],
+)
+def test_states_setting_what_a_class_never_has_are_refused(data, tmp_path):
+    _refused_every_way(data, tmp_path, "refusing to load: BUILD at opcode")
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_stdlib_objects_with_their_states_load(protocol):
+    import uuid
+
+    ordered = collections.OrderedDict(a=1)
+    ordered.meta = "kept"
+    chained = collections.ChainMap({"a": 1}, {"b": 2})
+    chained.extra = 3
+    values = [ordered, chained, uuid.UUID(int=7), collections.deque([1], maxlen=3)]
+    out = ap.loads(pickle.dumps(values, protocol=protocol), safe=True)
+    assert out == values and out[0].meta == "kept" and out[1].extra == 3
+
+
+def test_the_view_form_rebuilds_only_arrays():
+    from arraypickle._numpy import NumpyWrapper
+
+    wrapper = NumpyWrapper()
+    for meta in [
+        ("v", (512,), collections.Counter(), None),
+        ("v", np.matrix, [1, 2], None),
+        ("m", np.ma.MaskedArray, collections.Counter(), None, None, False),
+    ]:
+        with pytest.raises(ap.CorruptFileError, match=r"not an array|not arrays"):
+            wrapper.rebuild(meta, [])

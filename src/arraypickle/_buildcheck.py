@@ -103,6 +103,8 @@ def check_build(target: Any, state: Any) -> None:
                 raise Refused("a second state for one array (views of its memory may exist)")
             target.size = _check_array(state)
             target.built = True
+        elif kind == "plain":
+            _check_plain(target, state)
         elif kind == "joblib":
             # The joblib loader reads the array its first state describes and puts it in
             # the wrapper's place: a second state would reach that array unchecked.
@@ -321,15 +323,45 @@ def _kinds() -> dict[int, str]:
 
 
 def _kind_of(made: Made) -> str:
-    """``"dtype"``, ``"array"``, ``"joblib"``, ``"never"`` or ``"free"`` for what
-    ``made`` is."""
+    """``"dtype"``, ``"array"``, ``"joblib"``, ``"never"``, ``"plain"`` (the rest of
+    the allow-list) or ``"free"`` (trusted by name) for what ``made`` is."""
     cls = made_class(made)
     if cls is None:
         return "never"  # copyreg._reconstructor of a class the scan cannot see
     obj = allowed().get(cls)
     if obj is None:
         return "free"  # trusted by name: the caller trusts its states too
-    return _kinds().get(id(obj), "free")
+    return _kinds().get(id(obj), "plain")
+
+
+# Allow-listed classes whose own pickles carry the instance __dict__ as a BUILD state
+# (a ChainMap's maps, an OrderedDict's attributes). A class with its own __setstate__
+# (uuid.UUID) reads its state itself; the others' pickles never carry one.
+STATEFUL = frozenset({"collections.ChainMap", "collections.OrderedDict"})
+
+
+def _check_plain(made: Made, state: Any) -> None:
+    """A BUILD without ``__setstate__`` sets the state's items as attributes of the
+    object: numpy reads ``__array_interface__`` from an instance (memory at any
+    address), and an attribute hides the class's own (a method such as ``view`` or
+    ``keys``, which other code then calls). Only new, plain attribute names pass."""
+    name = made_class(made) or ""
+    cls = allowed().get(name)
+    if getattr(cls, "__setstate__", None) is not None:
+        return
+    if name in STATEFUL and type(state) is dict:
+        bad = [
+            key
+            for key in state
+            if type(key) is not str or key.startswith("__") or hasattr(cls, key)
+        ]
+        if not bad:
+            return
+        raise Refused(
+            f"a state for {name} setting {', '.join(map(repr, bad[:5]))} (not a plain new "
+            "attribute: numpy reads some from an instance, and others hide the class's own)"
+        )
+    raise Refused(f"a state for {name}, which its own pickles never carry ({state!r:.80})")
 
 
 # -- dtypes -----------------------------------------------------------------------------
@@ -478,9 +510,12 @@ def real_dtype(made: Made) -> np.dtype | None:
     if made.real is None and not made.built:
         args = made.args
         typ = _type_arg(args)
-        if typ is not None:
+        align = args[1] if typ is not None and len(args) > 1 else False
+        # Only a value the scan knows: what it stands for (UNKNOWN, a list, a call's
+        # result) is true to Python and may be false to numpy (0.0, [], int()).
+        if typ is not None and type(align) in (bool, int):
             try:
-                made.real = np.dtype(typ, align=len(args) > 1 and bool(args[1]))
+                made.real = np.dtype(typ, align=bool(align))
             except Exception:  # numpy parses some type strings with ast
                 return None
     return made.real

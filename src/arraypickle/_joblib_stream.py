@@ -70,6 +70,7 @@ class Source:
         # stream; windows reaching it end at BUILD bytes. Always so when unbuffered.
         self._careful_from: int | None = None if buffered else 0
         self._tail = b""  # the last bytes scanned, for a name cut across two reads
+        self.cut = False  # the last window ends at the first BUILD byte it held
         self._origin: int | None = None
         if is_seekable(src):
             try:
@@ -125,13 +126,17 @@ class Source:
     def window(self, limit: int) -> Any:
         """Upcoming bytes, not consumed: at least one unless at EOF, None if unknown.
 
-        Past a wrapper name, the window ends at the first ``BUILD`` byte it holds.
+        Past a wrapper name, the window ends at the first ``BUILD`` byte it holds;
+        ``cut`` then says so (a window that ends with ``0x62`` for another reason, its
+        size or the data buffered, may hold an earlier one).
         """
+        self.cut = False
         if not self._buffered:
             if self._peek is None:
                 return None
             data = self._peek(limit)
             end = data.find(b"b", 0, limit)
+            self.cut = end >= 0
             return data[: end + 1 if end >= 0 else limit]
         if len(self._data) - self._pos < min(limit, LOOKAHEAD // 2):
             self._fill(min(limit, LOOKAHEAD))
@@ -152,6 +157,7 @@ class Source:
                     end = data.find(b"b", pos, stop)
                 if end >= 0:
                     stop = end + 1
+                    self.cut = True
         return self._mv[pos:stop]
 
     def read(self, n: int) -> Any:
@@ -283,6 +289,7 @@ class PickleView(io.RawIOBase):
         self._owed: Any = None  # a window a hook consumed: the next read(len) gets it
         self._last: Any = b""  # the last chunk handed to the unpickler...
         self._last_kind = ""  # ...and how: "peek", "read" or "inject"
+        self._last_cut = False  # a peeked window cut at its first BUILD byte
 
     def readable(self) -> bool:
         return True
@@ -297,7 +304,7 @@ class PickleView(io.RawIOBase):
         if data is None:
             # The C unpickler stops peeking on NotImplementedError and reads exactly.
             raise NotImplementedError("peek")
-        self._last, self._last_kind = data, "peek"
+        self._last, self._last_kind, self._last_cut = data, "peek", self._source.cut
         return data
 
     def read(self, n: int = -1) -> Any:
@@ -351,7 +358,17 @@ class PickleView(io.RawIOBase):
         not written by joblib, or is damaged).
         """
         last, kind = self._last, self._last_kind
-        if kind not in ("peek", "read") or not len(last) or last[-1] != BUILD:
+        # A peeked window holds the running BUILD as its last byte only when it was cut
+        # at its first BUILD byte: one that ends with 0x62 for another reason (its size,
+        # the data buffered) may hold the running one earlier, and the rest would run
+        # as opcodes while it is read as the array. A frame the unpickler read whole
+        # ends with the wrapper's BUILD when joblib wrote it.
+        if (
+            kind not in ("peek", "read")
+            or not len(last)
+            or last[-1] != BUILD
+            or (kind == "peek" and not self._last_cut)
+        ):
             raise CorruptFileError(
                 f"{self._source.name}: {what} is not followed by its data where joblib "
                 "puts it (the file is damaged or was not written by joblib)"

@@ -107,12 +107,24 @@ class NumpyWrapper(ArrayWrapper):
             return _rebuild_array(meta[1], meta[2], meta[3], buffers[0])
         if kind == "v" and len(meta) == 4 and not buffers:
             _, cls, base, state = meta
+            # As expose stores them: anything else would make base.view(cls) a call
+            # of the file's choosing (an attribute named view, set by a state).
+            if not isinstance(base, _ND) or not _is_subclass(cls, _ND) or issubclass(cls, _MA):
+                raise CorruptFileError("numpy wrapper: a view form over something not an array")
+            if state is not None and type(state) is not dict:
+                raise CorruptFileError("numpy wrapper: a view form with a state not a dict")
             out = base.view(cls)
             if state:
                 out.__dict__.update(state)
             return out
         if kind == "m" and len(meta) == 6 and not buffers:
             _, cls, data, mask, fill_value, hard = meta
+            if (
+                not _is_subclass(cls, _MA)
+                or not isinstance(data, _ND)
+                or not (mask is None or isinstance(mask, _ND))
+            ):
+                raise CorruptFileError("numpy wrapper: a masked form over something not arrays")
             return _MA.__new__(
                 cls,
                 data=data,
@@ -124,6 +136,10 @@ class NumpyWrapper(ArrayWrapper):
                 subok=True,
             )
         raise CorruptFileError(f"numpy wrapper: unknown stored form {kind!r}")
+
+
+def _is_subclass(cls: Any, base: type) -> bool:
+    return isinstance(cls, type) and issubclass(cls, base)
 
 
 def _rebuild_array(dtype: np.dtype, shape: tuple[int, ...], order: str, buf: np.ndarray) -> Any:

@@ -431,7 +431,13 @@ class ContainerReader:
             if str(exc).startswith(self.name):
                 raise
             # A wrapper knows its meta and buffers, not where they came from.
-            taken = f"buffer {first}" if count == 1 else f"buffers {first} to {first + count - 1}"
+            taken = (
+                f"buffers {first} to {first + count - 1}"
+                if count > 1
+                else f"buffer {first}"
+                if count
+                else "its meta"
+            )
             raise self.corrupt(f"rebuilding a {wrapper!r} object from {taken}: {exc}") from None
 
     def load(self) -> Any:

@@ -195,7 +195,9 @@ def get_untrusted_types(
     Returns:
         The sorted ``'module.qualname'`` names that are neither allow-listed nor
         trusted; an empty list when ``load(file, safe=True, trusted=trusted)`` would
-        accept the file.
+        accept the file. One exception: the object arrays of joblib 0.8-0.9 in
+        companion ``.npy`` files beside the file are not read here; a safe load scans
+        each before unpickling it.
 
     Raises:
         CorruptFileError: the file is damaged, or sets a state safe loading refuses

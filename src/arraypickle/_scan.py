@@ -46,7 +46,15 @@ from typing import Any
 
 from . import _format as fmt
 from ._allowlist import normalize
-from ._buildcheck import JOBLIB_WRAPPERS, Refused, check_build, check_call, dtype_of, made_class
+from ._buildcheck import (
+    JOBLIB_WRAPPERS,
+    STATEFUL,
+    Refused,
+    check_build,
+    check_call,
+    dtype_of,
+    made_class,
+)
 from ._scanvalues import BUFFER, DATA, FROZEN, LOST, UNKNOWN, BuiltList, GlobalRef, Made, ScanError
 
 UNRESOLVED = "<unresolved>"
@@ -416,9 +424,10 @@ _INT_RUNS = {
     for op, fmt_ in (("J", "i"), ("M", "H"))
 }
 _CONST_RUNS = {ord("N"): None, 0x88: True, 0x89: False, ord(")"): (), 0x97: BUFFER}
-# numpy.dtype states are checked (._buildcheck): from its first mention, dict literals
-# are followed too (their fields).
-_DTYPE_NAMES = frozenset({"numpy.dtype"})
+# numpy.dtype states are checked (._buildcheck), and the attributes a state sets on
+# an allow-listed object: from the first mention of such a class, dict literals are
+# followed too (fields, attribute names).
+_DTYPE_NAMES = frozenset({"numpy.dtype", *STATEFUL})
 
 
 class OpcodeScanner:
