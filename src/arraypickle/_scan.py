@@ -427,7 +427,7 @@ _CONST_RUNS = {ord("N"): None, 0x88: True, 0x89: False, ord(")"): (), 0x97: BUFF
 # numpy.dtype states are checked (._buildcheck), and the attributes a state sets on
 # an allow-listed object: from the first mention of such a class, dict literals are
 # followed too (fields, attribute names).
-_DTYPE_NAMES = frozenset({"numpy.dtype", *STATEFUL})
+_TRACKED_NAMES = frozenset({"numpy.dtype", *STATEFUL})
 
 
 class OpcodeScanner:
@@ -493,7 +493,7 @@ class OpcodeScanner:
         hooked = type(self).on_build is not OpcodeScanner.on_build
         # Hooks see int and empty-container literals; the fast path pushes unknowns.
         fast = True
-        triggers = (self.literal_after if hooked else frozenset()) | _DTYPE_NAMES
+        triggers = (self.literal_after if hooked else frozenset()) | _TRACKED_NAMES
         runs = _RUNS
         int_runs = _INT_RUNS
         const_runs = _CONST_RUNS
