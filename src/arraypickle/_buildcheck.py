@@ -152,12 +152,20 @@ def check_call(name: str, args: Any, kwargs: Any = None) -> None:
     offset, strides = given.get("offset", 0), given.get("strides")
     if type(offset) is not int or offset < 0 or strides is not None:
         raise Refused(f"a call of {name} over a buffer, at offset {offset!r} or with strides")
+    # numpy divides the buffer by the item size to fill in a -1 (SIGFPE when 0).
+    if _size(given.get("shape")) is None:
+        raise Refused(f"a call of {name} over a buffer, with a shape unknown or negative")
     if "dtype" not in params:
+        size = given.get("itemsize", 1)
+        if type(size) is not int or size <= 0:
+            raise Refused(f"a call of {name} over a buffer, with items of size {size!r}")
         return  # chararray: bytes or str items
     # recarray's formats make its dtype: not followed.
     real = None if given.get("formats") is not None else dtype_of(given.get("dtype", _DEFAULT))
     if real is None or real.hasobject:
         raise Refused(f"a call of {name} over a buffer, with a dtype that may hold objects")
+    if real.itemsize == 0:
+        raise Refused(f"a call of {name} over a buffer, with items of size 0")
 
 
 def _empty(name: str, shape: Any) -> None:
@@ -172,7 +180,42 @@ def _reconstructed(name: str, args: Any, kwargs: Any = None) -> None:
     """``_reconstruct(cls, shape, dtype)`` / ``_mareconstruct(cls, base, shape, dtype)``:
     an empty array, as numpy writes it, that its one state then fills."""
     at = 2 if name.endswith("_mareconstruct") else 1
+    cls = args[0] if type(args) is tuple and args else None
+    base = np.ma.MaskedArray if at == 2 else np.ndarray
+    # _mareconstruct calls cls.__new__ whatever cls is (a Counter would then be taken
+    # for an array, and given any state). A class trusted by name is the caller's.
+    obj = allowed().get(cls.name) if type(cls) is GlobalRef else None
+    if type(cls) is not GlobalRef or not (
+        obj is None or (isinstance(obj, type) and issubclass(obj, base))
+    ):
+        raise Refused(f"{name} of {cls!r}, not a class of {base.__name__}")
     _empty(name, args[at] if type(args) is tuple and len(args) > at else None)
+
+
+def _identity(name: str, args: Any, kwargs: Any = None) -> None:
+    """``numpy.object_(x)`` returns ``x`` itself: what is done to its result is done,
+    unseen, to a dict or list the scan holds (a dtype's fields, a wrapper's shape).
+    numpy's pickles name the type, never call it."""
+    raise Refused(f"a call of {name}, which returns its argument itself")
+
+
+def _rebuild(name: str, args: Any, kwargs: Any = None) -> None:
+    """arraypickle's rebuild: a view form (``("v", cls, base, state)``) sets ``state``
+    as attributes of the result, which for an allow-listed class must be plain and new
+    (np.matrix's ``_getitem``); a class trusted by name is the caller's."""
+    meta = args[1] if type(args) is tuple and len(args) > 1 else None
+    if type(meta) is not tuple or not meta or meta[0] != "v":
+        return
+    cls = meta[1] if len(meta) > 1 else None
+    state = meta[3] if len(meta) > 3 else UNKNOWN
+    if type(cls) is not GlobalRef:
+        raise Refused(f"a view form of {cls!r}, not a global")
+    obj = allowed().get(cls.name)
+    if obj is None or state is None:
+        return
+    if type(state) is not dict:
+        raise Refused(f"a view form of {cls.name} with attributes the scan cannot see")
+    _check_attributes(f"a view form of {cls.name}", obj, state)
 
 
 def _scalar(name: str, args: Any, kwargs: Any = None) -> None:
@@ -253,6 +296,8 @@ def _special_calls() -> dict[str, Any]:
         table["numpy.core.multiarray.scalar"]: _scalar,
         table["numpy.core.numeric._frombuffer"]: _frombuffer,
         copyreg._reconstructor: _reconstructor,
+        np.object_: _identity,
+        fmt.rebuild: _rebuild,
         **dict.fromkeys(_BYTES_LIKE, _copied_bytes),
     }
     return {name: by_object[obj] for name, obj in table.items() if obj in by_object}
@@ -338,6 +383,20 @@ def _kind_of(made: Made) -> str:
 # (a ChainMap's maps, an OrderedDict's attributes). A class with its own __setstate__
 # (uuid.UUID) reads its state itself; the others' pickles never carry one.
 STATEFUL = frozenset({"collections.ChainMap", "collections.OrderedDict"})
+# What the unpickler calls on an object, looked up on the instance: APPEND(S), ADDITEMS.
+UNPICKLER_CALLS = frozenset({"append", "extend", "add"})
+
+
+def check_items(target: Any, opname: str) -> None:
+    """APPEND(S)/ADDITEMS on ``target``: the unpickler calls its ``append``,
+    ``extend`` or ``add``. Of the allow-listed classes only a deque's pickles use them
+    (a list, a set and what a trusted class made are the unpickler's or the caller's)."""
+    if (
+        type(target) is Made
+        and _kind_of(target) != "free"
+        and made_class(target) != "collections.deque"
+    ):
+        raise Refused(f"{opname} on {target.name}'s result, whose pickles never use it")
 
 
 def _check_plain(made: Made, state: Any) -> None:
@@ -350,18 +409,26 @@ def _check_plain(made: Made, state: Any) -> None:
     if getattr(cls, "__setstate__", None) is not None:
         return
     if name in STATEFUL and type(state) is dict:
-        bad = [
-            key
-            for key in state
-            if type(key) is not str or key.startswith("__") or hasattr(cls, key)
-        ]
-        if not bad:
-            return
-        raise Refused(
-            f"a state for {name} setting {', '.join(map(repr, bad[:5]))} (not a plain new "
-            "attribute: numpy reads some from an instance, and others hide the class's own)"
-        )
+        _check_attributes(f"a state for {name}", cls, state)
+        return
     raise Refused(f"a state for {name}, which its own pickles never carry ({state!r:.80})")
+
+
+def _check_attributes(what: str, cls: Any, state: dict[Any, Any]) -> None:
+    """Refuse attribute names that are not plain and new for ``cls``."""
+    bad = [
+        key
+        for key in state
+        if type(key) is not str
+        or key.startswith("__")
+        or hasattr(cls, key)
+        or key in UNPICKLER_CALLS
+    ]
+    if bad:
+        raise Refused(
+            f"{what} setting {', '.join(map(repr, bad[:5]))} (not a plain new attribute: "
+            "numpy reads some from an instance, and others hide the class's own)"
+        )
 
 
 # -- dtypes -----------------------------------------------------------------------------
@@ -558,7 +625,7 @@ def _check_array(state: Any) -> int | None:
         _check_data(state[1], state[2], state[4])
         _check_data(state[1], None, state[5])
         return _size(state[1])
-    return None
+    raise Refused(f"an array state of {len(state)} items (numpy writes 4, 5 or 7)")
 
 
 def _size(shape: Any) -> int | None:

@@ -52,6 +52,7 @@ from ._buildcheck import (
     Refused,
     check_build,
     check_call,
+    check_items,
     dtype_of,
     made_class,
 )
@@ -658,6 +659,8 @@ class OpcodeScanner:
                 if npop:  # APPENDS, ADDITEMS: the container below the mark stays
                     if len(stack) - npop < fence:
                         raise underflow()
+                    if type(stack[-1]) is Made:
+                        self._check_items(stack[-1], opname, count)
                     if type(stack[-1]) is BuiltList:
                         stack[-1].count += len(items)
                 elif opname == "TUPLE":
@@ -748,6 +751,8 @@ class OpcodeScanner:
                 if len(stack) - 2 < fence:
                     raise underflow()
                 stack.pop()
+                if type(stack[-1]) is Made:
+                    self._check_items(stack[-1], opname, count)
                 if type(stack[-1]) is BuiltList:
                     stack[-1].count += 1
             elif cls == _GLOBAL:
@@ -864,6 +869,12 @@ class OpcodeScanner:
     def _check_call(self, name: str, args: Any, kwargs: Any, opname: str, count: int) -> None:
         try:
             check_call(name, args, kwargs)
+        except Refused as exc:
+            self._refuse(f"{opname} at opcode {count}: {exc}")
+
+    def _check_items(self, target: Made, opname: str, count: int) -> None:
+        try:
+            check_items(target, opname)
         except Refused as exc:
             self._refuse(f"{opname} at opcode {count}: {exc}")
 
