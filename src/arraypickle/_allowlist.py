@@ -31,10 +31,13 @@ Kept out on purpose, although harmless-looking:
   ``numpy.random`` pickles (trust them with ``trusted=`` if you need them).
 - ``zoneinfo.ZoneInfo._unpickle`` (reads time-zone files chosen by the file).
 
-``collections.defaultdict`` is listed: its default factory is itself a global of the
-file and passes the same check, so ``defaultdict(list)`` loads and a
-``defaultdict(os.system)`` is refused. The factory is only called later, by the
-caller's own code, when a missing key is read.
+``collections.defaultdict`` is listed: its default factory is whatever the stream
+passes, a global of the file (checked as every global is, so ``defaultdict(list)``
+loads and a ``defaultdict(os.system)`` is refused) or a value the stream made. It is
+called, with no arguments, whenever a missing key is read: by the caller's code
+later, and during the load by any code that reads the mapping (numpy reads a dtype
+spec's optional keys so; safe loading refuses a dtype spec that is not a type string
+or a numpy scalar type, as numpy writes it).
 """
 
 from __future__ import annotations

@@ -192,6 +192,15 @@ def _reconstructed(name: str, args: Any, kwargs: Any = None) -> None:
     _empty(name, args[at] if type(args) is tuple and len(args) > at else None)
 
 
+def _dtype_spec(name: str, args: Any, kwargs: Any = None) -> None:
+    """``numpy.dtype(spec, ...)``: numpy's pickles give a type string or one of its
+    scalar types. A mapping the stream built (a ``defaultdict``, whose factory numpy
+    would call looking up ``offsets``) or a list is not followed by the scan."""
+    if _type_arg(args) is None:
+        spec = args[0] if type(args) is tuple and args else args
+        raise Refused(f"a call of {name} on a spec numpy's pickles never give ({spec!r:.60})")
+
+
 def _identity(name: str, args: Any, kwargs: Any = None) -> None:
     """``numpy.object_(x)`` returns ``x`` itself: what is done to its result is done,
     unseen, to a dict or list the scan holds (a dtype's fields, a wrapper's shape).
@@ -297,6 +306,7 @@ def _special_calls() -> dict[str, Any]:
         table["numpy.core.numeric._frombuffer"]: _frombuffer,
         copyreg._reconstructor: _reconstructor,
         np.object_: _identity,
+        np.dtype: _dtype_spec,
         fmt.rebuild: _rebuild,
         **dict.fromkeys(_BYTES_LIKE, _copied_bytes),
     }
