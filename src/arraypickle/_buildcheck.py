@@ -25,6 +25,13 @@ that only sets values, but some cases do more, and the scan refuses them:
   numpy's reconstructors made (empty, see below), and only once.
 - **Other numpy objects** (scalars, dtype classes, ``_frombuffer``'s arrays) never get a
   state from numpy's own pickles; a BUILD on them is refused.
+- **The stdlib's allow-listed objects** take a state only when their class reads it
+  itself (``uuid.UUID``) or their own pickles carry one (:data:`STATEFUL`), and then
+  only new, plain attribute names: numpy reads ``__array_interface__`` from an
+  instance, and an attribute hides the class's own (``view``, or the ``append`` the
+  unpickler calls). APPEND(S)/ADDITEMS on them is refused but for a deque.
+- **A joblib wrapper** gets one state, the loader's to read (it then puts the array in
+  the wrapper's place).
 
 A target the scan cannot know (``UNKNOWN``: a float, a big container, the result of
 a call whose callable came from an unknown place) is refused as well: fail closed, as
@@ -41,7 +48,10 @@ be asked for an empty array (else numpy hands out uninitialized memory), and
 ``scalar(dtype, data)`` needs bytes, or a 0-d array a state filled (numpy copies an
 element out of it unchecked); ``bytes``, ``bytearray``, ``str(x, encoding)`` and
 numpy's ``bytes_``/``str_`` need data the stream gave (over an array they copy its
-memory: heap addresses). The scan itself refuses calls of anything but a global.
+memory: heap addresses); the reconstructors make ndarray classes only; ``numpy.dtype``
+takes the specs numpy writes; ``numpy.object_`` (which returns its argument) is never
+called; arraypickle's view form sets plain new attributes only. The scan itself
+refuses calls of anything but a global.
 
 Numbers: a dtype check costs about 40 µs the first time a description is met, an
 array check about 1 µs, only at BUILDs on numpy objects.
