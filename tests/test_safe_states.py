@@ -1286,3 +1286,20 @@ def test_a_matrix_keeps_its_attributes_under_safe_loading(tmp_path):
 def test_dtype_specs_numpy_never_writes_are_refused(spec, tmp_path):
     data = P2 + g("numpy", "dtype") + spec + FALSE + TRUE + TUPLE3 + REDUCE + STOP
     _refused_every_way(data, tmp_path, "a spec numpy's pickles never give")
+
+
+# A sixteenth review round: a joblib 0.8-0.9 wrapper's BUILD in the middle of a frame.
+# The loader swaps the array in only after the unpickler has run the rest of the frame,
+# so the swap replaced whatever that left on top (bytes the scan had judged harmless):
+# bytes() of an object array's pointers, or a second state on the array unchecked.
+def test_a_legacy_joblib_wrapper_in_the_middle_of_a_frame_is_refused(tmp_path):
+    np.save(tmp_path / "x.npy", np.array([None, "abc", 1.5], dtype=object), allow_pickle=True)
+    state = {"filename": s("x.npy"), "subclass": g("numpy", "ndarray"), "allow_mmap": FALSE}
+    wrapper = g("joblib.numpy_pickle", "NDArrayWrapper") + b")\x81" + _wrapper_state(state)
+    frame = g("builtins", "bytes") + wrapper + BUILD + b"0C\x08AAAAAAAb"  # ends with 0x62
+    data = b"\x80\x04\x95" + len(frame).to_bytes(8, "little") + frame + TUPLE1 + REDUCE + STOP
+    evil = tmp_path / "evil.pkl"
+    evil.write_bytes(data)
+    for attempt in (ap.get_untrusted_types, lambda p: ap.load(p, safe=True)):
+        with pytest.raises(ap.CorruptFileError, match="in the middle of a pickle frame"):
+            attempt(evil)

@@ -387,6 +387,12 @@ def _kinds() -> dict[int, str]:
     return kinds
 
 
+def is_joblib_wrapper(made: Made) -> bool:
+    """Whether ``made`` is one of joblib's array wrappers (any version's), which the
+    loader replaces with the array it reads."""
+    return _kind_of(made) == "joblib"
+
+
 def _kind_of(made: Made) -> str:
     """``"dtype"``, ``"array"``, ``"joblib"``, ``"never"``, ``"plain"`` (the rest of
     the allow-list) or ``"free"`` (trusted by name) for what ``made`` is."""

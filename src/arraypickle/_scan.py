@@ -54,6 +54,7 @@ from ._buildcheck import (
     check_call,
     check_items,
     dtype_of,
+    is_joblib_wrapper,
     made_class,
 )
 from ._scanvalues import BUFFER, DATA, FROZEN, LOST, UNKNOWN, BuiltList, GlobalRef, Made, ScanError
@@ -1043,12 +1044,16 @@ class JoblibScanner(OpcodeScanner):
     literal_after = JOBLIB_WRAPPERS
 
     def on_build(self, obj: Any, state: Any, source: BlockSource) -> None:
-        if type(obj) is not Made or made_class(obj) not in JOBLIB_WRAPPERS:
+        if type(obj) is not Made or not is_joblib_wrapper(obj):
             return
         if self.mid_frame:
             # joblib ends the frame at the wrapper's BUILD; the loader reads the array
-            # from after the frame while the unpickler runs what the frame still holds.
+            # from after the frame, and swaps it for the wrapper, while the unpickler
+            # runs what the frame still holds (any version's wrapper: the swap would
+            # then replace whatever the rest of the frame left on top).
             raise ScanError("a joblib array wrapper in the middle of a pickle frame")
+        if made_class(obj) not in JOBLIB_WRAPPERS:
+            return  # joblib < 0.10: the array is in a companion file
         shape = state.get("shape") if type(state) is dict else None
         dt = dtype_of(state.get("dtype")) if type(state) is dict else None
         if (
