@@ -218,10 +218,14 @@ def _identity(name: str, args: Any, kwargs: Any = None) -> None:
     raise Refused(f"a call of {name}, which returns its argument itself")
 
 
+# The instance attributes numpy gives its own ndarray subclasses.
+_VIEW_ATTRIBUTES = {np.matrix: frozenset({"_getitem"})}
+
+
 def _rebuild(name: str, args: Any, kwargs: Any = None) -> None:
     """arraypickle's rebuild: a view form (``("v", cls, base, state)``) sets ``state``
-    as attributes of the result, which for an allow-listed class must be plain and new
-    (np.matrix's ``_getitem``); a class trusted by name is the caller's."""
+    as attributes of the result, which for an allow-listed class must be those numpy
+    gives it (np.matrix's ``_getitem``); a class trusted by name is the caller's."""
     meta = args[1] if type(args) is tuple and len(args) > 1 else None
     if type(meta) is not tuple or not meta or meta[0] != "v":
         return
@@ -234,7 +238,12 @@ def _rebuild(name: str, args: Any, kwargs: Any = None) -> None:
         return
     if type(state) is not dict:
         raise Refused(f"a view form of {cls.name} with attributes the scan cannot see")
-    _check_attributes(f"a view form of {cls.name}", obj, state)
+    # numpy's own subclasses carry no attributes but np.matrix's flag; others (a
+    # masked array made from the view copies its __dict__) are not the file's to set.
+    extra = set(state) - _VIEW_ATTRIBUTES.get(obj, frozenset())
+    if extra:
+        names = ", ".join(sorted(map(repr, extra))[:5])
+        raise Refused(f"a view form of {cls.name} setting {names}, which numpy's never carry")
 
 
 def _scalar(name: str, args: Any, kwargs: Any = None) -> None:
