@@ -422,15 +422,11 @@ STATEFUL = frozenset({"collections.ChainMap", "collections.OrderedDict"})
 UNPICKLER_CALLS = frozenset({"append", "extend", "add"})
 
 
-def check_items(target: Any, opname: str) -> None:
-    """APPEND(S)/ADDITEMS on ``target``: the unpickler calls its ``append``,
+def check_items(target: Made, opname: str) -> None:
+    """APPEND(S)/ADDITEMS on what a global made: the unpickler calls its ``append``,
     ``extend`` or ``add``. Of the allow-listed classes only a deque's pickles use them
     (a list, a set and what a trusted class made are the unpickler's or the caller's)."""
-    if (
-        type(target) is Made
-        and _kind_of(target) != "free"
-        and made_class(target) != "collections.deque"
-    ):
+    if _kind_of(target) != "free" and made_class(target) != "collections.deque":
         raise Refused(f"{opname} on {target.name}'s result, whose pickles never use it")
 
 

@@ -809,7 +809,8 @@ class OpcodeScanner:
                     raise underflow()
                 state = stack.pop()
                 if hooked:
-                    self.mid_frame = frame_end > source.handed - (end - i)
+                    # (BUILD has no argument: fstop is the current buffer's, when framed.)
+                    self.mid_frame = framed and i < fstop
                     # A hook reads on past a frame that ends here (joblib's raw array).
                     framed = self.mid_frame
                 try:
@@ -856,7 +857,7 @@ class OpcodeScanner:
             elif cls == _STOP:
                 if len(stack) <= fence:
                     raise underflow()
-                if framed and source.handed - end + i < frame_end:
+                if framed and i < fstop:  # as at BUILD: fstop is the current buffer's
                     # The unpickler holding the frame drops its rest, which the walk
                     # would hand on (a joblib object array's stream is followed by more
                     # of the outer one). Picklers end the last frame with STOP.
