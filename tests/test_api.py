@@ -110,6 +110,7 @@ def test_public_names():
         "CorruptFileError",
         "UnknownCodecError",
         "PluginConflictError",
+        "MissingDependencyError",
     }
     assert expected <= set(ap.__all__)
     for name in ap.__all__:
@@ -119,6 +120,8 @@ def test_public_names():
     assert issubclass(ap.UnknownCodecError, ap.ArrayPickleError)
     assert issubclass(ap.UnknownCodecError, ValueError)
     assert issubclass(ap.PluginConflictError, ap.ArrayPickleError)
+    assert issubclass(ap.MissingDependencyError, ap.ArrayPickleError)
+    assert issubclass(ap.MissingDependencyError, ImportError)
     assert set(ap.codecs()) >= {"zlib", "gzip", "bz2", "lzma", "xz"}
 
 

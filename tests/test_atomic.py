@@ -309,3 +309,40 @@ def test_a_missing_directory_is_named_as_the_caller_gave_it(tmp_path):
         ap.dump(1, target)
     assert info.value.filename == str(target)
     assert ".tmp" not in str(info.value)
+
+
+def test_a_name_of_the_longest_legal_length_can_be_dumped_to(tmp_path):
+    # The temporary name is the target's plus 18 characters: shortened to fit.
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    path = tmp_path / ("m" * (limit - 4) + ".pkl")
+    ap.dump({"a": np.arange(10)}, path)
+    np.testing.assert_array_equal(ap.load(path)["a"], np.arange(10))
+    ap.dump([2], path)  # and over an existing file
+    assert ap.load(path) == [2] and temp_files(tmp_path) == []
+
+
+def test_a_failed_dump_in_a_read_only_directory_leaves_the_file_intact(tmp_path, monkeypatch):
+    # No file can be made beside the target (a read-only directory; as root a chmod
+    # would not stop us, so the refusal is simulated): the dump is spooled elsewhere and
+    # copied over the file only once complete.
+    path = tmp_path / "model.pkl"
+    ap.dump({"a": np.arange(1000)}, path)
+    real_open = os.open
+
+    def no_new_files(name, flags, *args):
+        if flags & os.O_CREAT and os.path.basename(name).startswith("."):
+            raise PermissionError(13, "Permission denied", name)
+        return real_open(name, flags, *args)
+
+    monkeypatch.setattr(_atomic.os, "open", no_new_files)
+
+    class Boom:
+        def __reduce__(self):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        ap.dump({"a": np.arange(100_000), "b": Boom()}, path)
+    np.testing.assert_array_equal(ap.load(path)["a"], np.arange(1000))  # untouched
+    ap.dump({"a": np.arange(5)}, path, compress="gzip")
+    np.testing.assert_array_equal(ap.load(path)["a"], np.arange(5))
+    assert temp_files(tmp_path) == []

@@ -405,3 +405,22 @@ def test_an_objects_own_attribute_error_propagates_unchanged():
     with pytest.raises(AttributeError, match="its own") as info:
         ap.dumps([_Broken()])
     assert not isinstance(info.value, ap.ArrayPickleError)
+
+
+MODULE_LAMBDA = lambda: 1  # noqa: E731 - what the docs' lambda case is about
+
+
+class _OwnPicklingError:
+    def __reduce__(self):
+        import pickle
+
+        raise pickle.PicklingError("its own")
+
+
+def test_a_module_level_lambda_raises_unpicklableerror():
+    # The C pickler raises PicklingError for it (attribute lookup <lambda> failed).
+    with pytest.raises(ap.UnpicklableError, match="lambda"):
+        ap.dumps({"f": MODULE_LAMBDA})
+    with pytest.raises(Exception, match="its own") as info:
+        ap.dumps([_OwnPicklingError()])
+    assert not isinstance(info.value, ap.ArrayPickleError)  # an object's own: unchanged

@@ -155,3 +155,81 @@ def test_a_read_only_file_object_cannot_be_dumped_into(tmp_path):
     path.write_bytes(b"")
     with open(path, "rb") as f, pytest.raises(ValueError):
         ap.dump([1, 2], f)
+
+
+def test_closed_and_wrong_way_files_are_named(tmp_path):
+    path = tmp_path / "x.pkl"
+    ap.dump([1], path)
+    with open(path, "rb") as f, pytest.raises(ValueError, match=r"x\.pkl' is not open for writing"):
+        ap.dump([1], f)
+    with (
+        open(tmp_path / "w.pkl", "wb") as f,
+        pytest.raises(ValueError, match=r"w\.pkl' is not open for reading"),
+    ):
+        ap.load(f)
+    f = open(path, "rb")  # noqa: SIM115
+    f.close()
+    with pytest.raises(ValueError, match=r"x\.pkl' is closed"):
+        ap.load(f)
+    with pytest.raises(ValueError, match="is closed"):
+        ap.dump([1], _closed_bytesio())
+
+
+def _closed_bytesio() -> io.BytesIO:
+    b = io.BytesIO()
+    b.close()
+    return b
+
+
+class ShortRaw(io.RawIOBase):
+    """A raw file that writes at most 1000 bytes a call (as raw files may)."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:
+        b = memoryview(b).cast("B")
+        n = min(len(b), 1000)
+        self.data += b[:n]
+        return n
+
+
+@pytest.mark.parametrize("compress", COMPRESS_SETTINGS)
+def test_short_writes_are_continued_for_every_codec(compress):
+    # Codecs write to the caller's file as they please (snappy's did not loop): the
+    # file they are given carries every write out in full.
+    obj = {"a": np.arange(300_000)}
+    out = ShortRaw()
+    ap.dump(obj, out, compress=compress)
+    assert_same(ap.loads(bytes(out.data)), obj)
+
+
+def test_a_non_blocking_raw_file_that_takes_nothing_raises():
+    class Full(ShortRaw):
+        def write(self, b):
+            return None  # io.RawIOBase's "would block"
+
+    with pytest.raises(BlockingIOError, match="non-blocking"):
+        ap.dump({"a": np.arange(10)}, Full())
+
+
+@pytest.mark.parametrize("direction", ["dump", "load"])
+def test_a_non_blocking_pipe_is_refused_up_front(direction):
+    # Its reads and writes return None when they cannot go on: a load would call the
+    # stream truncated, a dump would lose data. Refused before anything happens.
+    import os
+
+    r, w = os.pipe()
+    os.set_blocking(r if direction == "load" else w, False)
+    with (
+        open(r, "rb", buffering=0) as rf,
+        open(w, "wb", buffering=0) as wf,
+        pytest.raises(ValueError, match="non-blocking mode"),
+    ):
+        if direction == "load":
+            ap.load(rf)
+        else:
+            ap.dump({"a": np.arange(10)}, wf)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import inspect
 import io
+import json
 import pathlib
+import pickle
 import sys
 import warnings
 import zlib
@@ -321,3 +323,167 @@ def test_skip_magic_takes_short_reads_and_names_what_it_found():
         skip_magic(io.BytesIO(b"RL"), b"RLE1", "rle")
     with pytest.raises(ap.CorruptFileError, match="found the end of the file"):
         skip_magic(io.BytesIO(b""), b"RLE1", "rle")
+
+
+# -- plugins that misbehave (an audit as a plugin author) -----------------------------
+
+
+@pytest.mark.parametrize(
+    "returned",
+    ['["not a codec"]', "[Codec(magic='str')]", "[Codec(extensions=['.x'])]"],
+    ids=["str", "str-magic", "list-extensions"],
+)
+def test_a_malformed_codec_spoils_only_its_plugin(distribution, returned):
+    source = (
+        good("fine", b"FINE", ".fine")
+        .replace("return [Codec()]", f"return {returned}")
+        .replace(
+            "class Codec(arraypickle.Codec):",
+            "class Codec(arraypickle.Codec):\n"
+            "    def __init__(self, **kw):\n        self.__dict__.update(kw)\n",
+        )
+    )
+    distribution("apk-bad", {"bad": source, "fine": good("ok", b"OKOK", ".ok")})
+    with pytest.warns(UserWarning, match=r"'bad' \(apk-bad\) is skipped: .*returned"):
+        codecs = ap.codecs()
+    assert "ok" in codecs and "gzip" in codecs and "fine" not in codecs
+    same(ap.loads(ap.dumps(OBJ, compress="gzip")))
+    info = {p.name: p for p in _plugins.get_registry().plugins}["bad"]
+    assert info.status == "failed" and "must" in info.reason
+
+
+def test_a_plugin_is_registered_whole_or_not_at_all(distribution):
+    source = good("half", b"HALF", ".half") + (
+        "\n@arraypickle.hookimpl\ndef arraypickle_register_wrappers():\n"
+        "    raise RuntimeError('no wrappers today')\n"
+    )
+    distribution("apk-half", {"half": source})
+    with pytest.warns(UserWarning, match="no wrappers today"):
+        codecs = ap.codecs()
+    assert "half" not in codecs  # its codec hook worked, but the plugin failed
+    info = {p.name: p for p in _plugins.get_registry().plugins}["half"]
+    assert info.status == "failed" and info.codecs == []
+
+
+def test_a_misspelt_hook_fails_the_plugin(distribution):
+    source = good("typo", b"TYPO", ".typo").replace(
+        "def arraypickle_register_codecs", "def arraypickle_register_codec"
+    )
+    distribution("apk-typo", {"typo": source})
+    with pytest.warns(UserWarning, match=r"unknown hook\(s\) arraypickle_register_codec \("):
+        ap.codecs()
+    info = {p.name: p for p in _plugins.get_registry().plugins}["typo"]
+    assert info.status == "failed"
+    assert "(known: arraypickle_register_codecs, arraypickle_register_wrappers)" in info.reason
+
+
+def test_a_conflict_between_plugins_is_shown_by_the_plugins_command(distribution, capsys, tmp_path):
+    from arraypickle._cli import main
+
+    distribution("apk-first", {"first": good("twin", b"TWN1", ".twin1")})
+    distribution("apk-second", {"second": good("other", b"TWN", ".twin2")})
+    with pytest.raises(ap.PluginConflictError, match="uninstall one, or block one") as info:
+        ap.codecs()
+    assert "force=True" not in str(info.value)  # an installed plugin cannot pass it
+    assert main(["plugins"]) == 1
+    out = capsys.readouterr().out
+    assert "first" in out and "Conflicts:" in out
+    assert "failed: conflict: codec 'other' from plugin 'second'" in out
+    assert main(["plugins", "--json"]) == 1
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["first"]["status"] == "loaded" and rows["second"]["status"] == "failed"
+    (tmp_path / "p.pkl").write_bytes(pickle.dumps([1]))
+    assert main(["info", str(tmp_path / "p.pkl")]) == 1  # the installation, not usage
+    assert "PluginConflictError" not in capsys.readouterr().err
+
+
+def test_the_longest_claimed_ending_picks_the_codec(tmp_path, fresh_registry):
+    ap.register_codec(PlainCodec("pklz", b"PKLZ", (".pkl.z",)))
+    ap.dump(OBJ, tmp_path / "a.pkl.z")
+    ap.dump(OBJ, tmp_path / "a.z")
+    assert (tmp_path / "a.pkl.z").read_bytes().startswith(b"PKLZ")
+    assert (tmp_path / "a.z").read_bytes()[:1] == b"\x78"  # zlib
+
+
+def test_the_plugins_come_in_order_builtins_first(distribution):
+    distribution("apk-z", {"zzz": good("zq", b"ZZQ1", ".q")})
+    distribution("apk-a", {"aaa": good("aq", b"AAQ1", ".tar.q")})
+    names = [p.name for p in _plugins.get_registry().plugins]
+    assert names[:6] == ["numpy", "zlib", "gzip", "bz2", "lzma", "xz"]
+    assert names.index("aaa") < names.index("zzz")
+    assert list(_plugins.get_registry().codecs)[:5] == ["zlib", "gzip", "bz2", "lzma", "xz"]
+    assert _plugins.get_registry().codec_for_path("f.tar.q").name == "aq"
+
+
+def test_registering_the_same_object_again_does_nothing(fresh_registry):
+    codec = PlainCodec()
+    ap.register_codec(codec)
+    ap.register_codec(codec)
+    with pytest.raises(ap.PluginConflictError, match="pass force=True to replace"):
+        ap.register_codec(PlainCodec())  # another instance: a real conflict
+
+
+def test_registering_while_other_threads_dump_and_load(fresh_registry):
+    import threading
+
+    errors, stop = [], threading.Event()
+
+    def work():
+        while not stop.is_set():
+            try:
+                same(ap.loads(ap.dumps(OBJ, compress="gzip")))
+                ap.load(io.BytesIO(ap.dumps(OBJ, compress=("zlib", 1))))
+            except Exception as exc:  # collected for the assertion below
+                errors.append(exc)
+
+    workers = [threading.Thread(target=work) for _ in range(3)]
+    for t in workers:
+        t.start()
+    try:
+        for n in range(400):
+            ap.register_codec(PlainCodec(f"c{n}", b"C%04d" % n, (f".c{n}",)))
+    finally:
+        stop.set()
+        for t in workers:
+            t.join()
+    assert errors == []
+
+
+def test_a_file_of_a_replaced_builtin_codec_says_so(fresh_registry):
+    data = ap.dumps(OBJ, compress="gzip")
+    ap.register_codec(PlainCodec("gzip", b"NEWG", (".newg",)), force=True)
+    with pytest.raises(ap.UnknownCodecError, match=r"replaced .* force=True"):
+        ap.loads(data)
+
+
+class GreedyReader(io.RawIOBase):
+    """A codec reader that hands out more than it is asked for (a codec bug)."""
+
+    def __init__(self, fileobj):
+        self._inner = DecompressReader(
+            fileobj, lambda: Inflater(-15), codec="greedy", multistream=False
+        )
+
+    def readable(self):
+        return True
+
+    def read(self, n=-1):
+        return self._inner.read(-1 if n is None or n < 0 else 2 * n + 1)
+
+
+class FaultyCloseReader(GreedyReader):
+    def read(self, n=-1):
+        return self._inner.read(n)
+
+    def close(self):
+        raise OSError("cannot close")
+
+
+@pytest.mark.parametrize("reader", [GreedyReader, FaultyCloseReader])
+def test_a_codec_bug_is_not_called_damage_to_the_file(fresh_registry, reader):
+    codec = PlainCodec("buggy", b"BUGGY", (".buggy",))
+    codec.open_reader = lambda f: (f.read(5), reader(f))[1]
+    ap.register_codec(codec)
+    with pytest.raises(ap.ArrayPickleError, match="buggy stream") as info:
+        ap.loads(ap.dumps(OBJ, compress="buggy"))
+    assert not isinstance(info.value, ap.CorruptFileError)

@@ -1285,7 +1285,7 @@ def test_a_matrix_keeps_its_attributes_under_safe_loading(tmp_path):
 )
 def test_dtype_specs_numpy_never_writes_are_refused(spec, tmp_path):
     data = P2 + g("numpy", "dtype") + spec + FALSE + TRUE + TUPLE3 + REDUCE + STOP
-    _refused_every_way(data, tmp_path, "a spec numpy's pickles never give")
+    _refused_every_way(data, tmp_path, "a spec numpy's pickles never give|given a defaultdict")
 
 
 # A sixteenth review round: a joblib 0.8-0.9 wrapper's BUILD in the middle of a frame.
@@ -1315,3 +1315,59 @@ def test_the_view_form_sets_only_numpys_own_attributes(tmp_path):
     assert ap.load(tmp_path / "m.pkl")["m"]._baseclass is dict  # a normal load keeps it
     with pytest.raises(ap.CorruptFileError, match="setting '_baseclass', which numpy's never"):
         ap.load(tmp_path / "m.pkl", safe=True)
+
+
+# A nineteenth review round. (1) The view form's attribute check read the meta only
+# when the stream wrote it as a literal tuple: tuple([...]) made the same meta unseen,
+# and np.matrix took any attributes (an __array_wrap__ that `m + 1` then called). The
+# scan now refuses a numpy meta it cannot see into.
+def test_a_numpy_meta_made_by_a_call_is_refused():
+    from test_safe_attacks import container
+
+    base = g("numpy", "ndarray") + MARK + i(2) + TUPLE1 + s("f8") + b"C\x10" + bytes(16)
+    base += TUPLE + REDUCE
+    state = EMPTY_DICT + MARK + s("__array_wrap__") + g("builtins", "slice") + SETITEMS
+    meta = g("builtins", "tuple") + EMPTY_LIST + MARK + s("v") + g("numpy", "matrix")
+    meta += base + state + APPENDS + TUPLE1 + REDUCE
+    call = g("arraypickle._format", "rebuild") + MARK + s("numpy") + meta + i(0) + i(0)
+    data = container(P2 + call + TUPLE + REDUCE + STOP)
+    with pytest.raises(ap.CorruptFileError, match="numpy meta the scan cannot see"):
+        ap.loads(data, safe=True)
+
+
+# (2) A defaultdict's factory ran during the load: numpy reads the optional keys of any
+# mapping given as a dtype (ndarray, _reconstruct, recarray, matrix...), and only
+# numpy.dtype's own spec was checked. Now a numpy call given a defaultdict, directly or
+# in what the scan follows, is refused.
+@pytest.mark.parametrize(
+    "call",
+    [
+        g("numpy", "ndarray") + i(0) + TUPLE1 + GET0 + TUPLE2,
+        g("numpy.core.multiarray", "_reconstruct")
+        + g("numpy", "ndarray")
+        + i(0)
+        + TUPLE1
+        + GET0
+        + TUPLE3,
+        g("numpy", "matrix")
+        + EMPTY_LIST
+        + EMPTY_DICT
+        + s("a")
+        + GET0
+        + i(0)
+        + TUPLE2
+        + b"s"
+        + TUPLE2,
+    ],
+    ids=["ndarray", "reconstruct", "matrix-fields-dict"],
+)
+def test_a_numpy_call_given_a_defaultdict_is_refused(call):
+    spec = g("collections", "defaultdict") + g("builtins", "list") + TUPLE1 + REDUCE
+    keys = s("names") + EMPTY_LIST + s("formats") + EMPTY_LIST + s("aligned") + FALSE
+    spec += MARK + keys + s("itemsize") + i(0) + SETITEMS + PUT0
+    data = P2 + spec + b"0" + call + REDUCE + GET0 + TUPLE2 + STOP
+    for form in ("plain", "plain-gzip", "container"):
+        with pytest.raises(ap.CorruptFileError, match="given a defaultdict"):
+            ap.loads(FORMS[form](data), safe=True)
+    real = collections.defaultdict(list, {"a": [1]})
+    assert ap.loads(ap.dumps({"d": real}), safe=True)["d"].default_factory is list

@@ -292,3 +292,56 @@ def test_wrapper_conflicts(fresh_registry):
     claims_arrays.name = "tests.arrays"
     with pytest.raises(ap.PluginConflictError, match=r"'tests\.arrays'.*'numpy'.*ndarray"):
         ap.register_wrapper(claims_arrays)
+
+
+class Things:
+    def __init__(self, items):
+        self.items = items
+
+
+class AnswerWrapper(ap.ArrayWrapper):
+    """A wrapper whose expose answers what the test sets (wrong answers included)."""
+
+    name = "tests.things"
+    types = (Things,)
+
+    def __init__(self, answer):
+        self.answer = answer
+
+    def expose(self, obj):
+        return self.answer(obj)
+
+    def rebuild(self, meta, buffers):
+        return Things(buffers[0])
+
+
+@pytest.mark.parametrize(
+    ("answer", "says"),
+    [
+        (lambda o: ap.Exposed(None, [ap.Buffer(np.array(o.items, dtype=object))]), "dtype object"),
+        (lambda o: ap.Exposed(None, [ap.Buffer(np.array([(1, None)], "i4,O"))]), "Python objects"),
+        (lambda o: ap.Exposed(None, [np.array(o.items, dtype=object)]), "a buffer is a ndarray"),
+        (lambda o: [np.arange(3)], "returned list, not Exposed"),
+        (lambda o: ap.Exposed(None, ["text"]), "a buffer is a str"),
+        (lambda o: ap.Exposed(None, [ap.Buffer("text")]), "data is unusable"),
+    ],
+    ids=["object-array", "object-field", "bare-object-array", "list", "str-buffer", "str-data"],
+)
+def test_a_wrong_answer_from_expose_fails_the_dump_naming_the_wrapper(
+    fresh_registry, tmp_path, answer, says
+):
+    # An object array's bytes are pointers into this process: written, they loaded as
+    # garbage (and told where the heap is). Refused, as every malformed answer.
+    ap.register_wrapper(AnswerWrapper(answer))
+    path = tmp_path / "t.pkl"
+    ap.dump([1], path)
+    with pytest.raises(ap.UnpicklableError, match=r"array wrapper 'tests\.things'") as info:
+        ap.dump(Things(["secret", 42, None]), path)
+    assert says in str(info.value)
+    assert ap.load(path) == [1]  # the old file is intact
+
+
+def test_a_wrapper_may_answer_with_plain_tuples(fresh_registry):
+    ap.register_wrapper(AnswerWrapper(lambda o: (None, [(np.arange(4.0), "C")])))
+    out = ap.loads(ap.dumps(Things(None)))
+    np.testing.assert_array_equal(out.items.view(np.float64), np.arange(4.0))

@@ -9,6 +9,7 @@ from ._api import dump, dumps, load, loads
 from ._errors import (
     ArrayPickleError,
     CorruptFileError,
+    MissingDependencyError,
     PluginConflictError,
     UnknownCodecError,
     UnknownWrapperError,
@@ -29,6 +30,7 @@ __all__ = [
     "Codec",
     "CorruptFileError",
     "Exposed",
+    "MissingDependencyError",
     "PluginConflictError",
     "UnknownCodecError",
     "UnknownWrapperError",

@@ -27,6 +27,7 @@ from ._streams import (
     Guarded,
     LiveLoad,
     ShortReads,
+    WholeWrites,
     check_resumable,
     explain,
     finish_live,
@@ -120,9 +121,9 @@ def dump(
         return [path]
     _no_storage_options(storage_options, filename)
     if callable(getattr(filename, "write", None)):
-        _check_binary(filename)
+        _check_binary(filename, "writing")
         codec, level = resolve(compress, None, registry)
-        out = _remote.bounded_writer(filename)
+        out = WholeWrites(_remote.bounded_writer(filename))
         with _progress.track(progress, "dump", describe(filename)) as tracker:
             _write(value, tracker.writer(out), codec, level, proto, registry, nthreads)
         return None
@@ -146,7 +147,7 @@ def dumps(
 
         >>> blob = arraypickle.dumps(np.arange(10), compress="gzip")
         >>> arraypickle.loads(blob)[-1]
-        9
+        np.int64(9)
     """
     out = io.BytesIO()
     dump(value, out, compress=compress, protocol=protocol, threads=threads, progress=progress)
@@ -199,7 +200,9 @@ def load(
             filesystem (credentials, endpoint); see ``docs/remote.md``.
 
     Returns:
-        The object. Arrays are native-endian, writable, 64-byte aligned.
+        The object. Arrays from arraypickle and joblib files are native-endian,
+        writable, 64-byte aligned (memory-mapped ones stay as stored); those from
+        plain pickles are as ``pickle`` builds them.
 
     Raises:
         CorruptFileError: the file is truncated, damaged or not a known format; the
@@ -251,7 +254,7 @@ def load(
             )
     _no_storage_options(storage_options, filename)
     if callable(getattr(filename, "read", None)):
-        _check_binary(filename)
+        _check_binary(filename, "reading")
         if mode is not None:
             warn_caller(
                 f"mmap_mode={mmap_mode!r} needs a file name; {describe(filename)} is "
@@ -318,11 +321,34 @@ def loads(
 # -- internals --------------------------------------------------------------------
 
 
-def _check_binary(fileobj: Any) -> None:
+# The standard library's binary files: they say truthfully whether they read or write
+# (a home-made io.RawIOBase may implement write and leave writable() at False).
+_STDLIB_FILES = (io.FileIO, io.BufferedReader, io.BufferedWriter, io.BufferedRandom)
+
+
+def _check_binary(fileobj: Any, direction: str) -> None:
+    """Refuse a text, closed or wrong-way file object before anything is written or read:
+    io's own errors ("read", "write to closed file") do not say which file."""
     if isinstance(fileobj, io.TextIOBase):
         raise ValueError(
             f"{describe(fileobj)} is a text file object: arraypickle needs a binary file "
             "object (open the file with 'rb' or 'wb', or use io.BytesIO)"
+        )
+    if getattr(fileobj, "closed", False) is True:
+        raise ValueError(f"{describe(fileobj)} is closed")
+    if not isinstance(fileobj, _STDLIB_FILES):
+        return
+    able = fileobj.readable if direction == "reading" else fileobj.writable
+    if not able():
+        mode = getattr(fileobj, "mode", "?")
+        raise ValueError(f"{describe(fileobj)} is not open for {direction} (mode {mode!r})")
+    raw = getattr(fileobj, "raw", fileobj)
+    if isinstance(raw, io.FileIO) and not os.get_blocking(raw.fileno()):
+        # Its reads and writes would do nothing and say so only by returning None:
+        # a read would look like the end of a truncated file.
+        raise ValueError(
+            f"{describe(fileobj)} is in non-blocking mode: {direction} it needs a blocking "
+            "file (os.set_blocking(fd, True))"
         )
 
 
@@ -368,9 +394,12 @@ def _write(
         try:
             try:
                 Pickler(writer, protocol, registry.wrapper_index).dump(value)
-            except AttributeError as exc:
-                if not raised_by_pickler(exc):
-                    raise  # an object's own __reduce__ or __getstate__ failed
+            except (AttributeError, pickle.PicklingError) as exc:
+                # The C pickler's refusals of what it cannot save by reference: a local
+                # class or function (AttributeError), a module-level lambda
+                # (PicklingError). Not an object's own __reduce__ failing.
+                if isinstance(exc, ArrayPickleError) or not raised_by_pickler(exc):
+                    raise
                 raise UnpicklableError(str(exc)) from exc
             writer.finish()
         finally:
@@ -522,8 +551,8 @@ def _read_compressed(
             reader = codec.open_reader(stream)
     except CorruptFileError as exc:  # a reader that checks the stream's header at once
         raise renamed(exc, name) from exc
+    guarded = Guarded(reader, name, codec.name)
     try:
-        guarded = Guarded(reader, name, codec.name)
         value = _read(guarded, name, registry, opts, inner=True, piece=_piece(reader))
         if opts.live is not None:
             finish_live(guarded, reader, opts.live)
@@ -532,9 +561,13 @@ def _read_compressed(
                 f"{name}: data follows the object in the {codec.name} stream "
                 f"(decompressed offset {guarded.offset - 1})"
             )
-    finally:
-        if reader is not stream:  # a minimal codec may hand back the file itself
-            reader.close()
+    except BaseException:
+        if reader is not stream:
+            with contextlib.suppress(Exception):  # the first error says more
+                reader.close()
+        raise
+    if reader is not stream:  # a minimal codec may hand back the file itself
+        guarded.close_reader()
     return value
 
 

@@ -5,9 +5,14 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import stat
+import tempfile
 from collections.abc import Iterator
 from typing import BinaryIO
+
+# Bytes copied per call from the temporary file, when the dump cannot rename one.
+COPY_PIECE = 1 << 20
 
 
 @contextlib.contextmanager
@@ -32,7 +37,7 @@ def replacing(path: str, *, fsync: bool = False) -> Iterator[BinaryIO]:
             yield f
         return
     directory = os.path.dirname(os.path.abspath(target))
-    tmp = os.path.join(directory, f".{os.path.basename(target)}.{secrets.token_hex(6)}.tmp")
+    tmp = os.path.join(directory, _temporary_name(directory, os.path.basename(target)))
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     try:
         fd = os.open(tmp, flags, 0o666)
@@ -43,12 +48,18 @@ def replacing(path: str, *, fsync: bool = False) -> Iterator[BinaryIO]:
         # would send them looking for a file they never mentioned.
         raise type(exc)(exc.errno, exc.strerror, path) from None
     if fd is None:
-        # A writable file in a read-only directory: joblib wrote in place, so do we.
-        with open(target, "wb") as f:
-            yield f
-            if fsync:
-                f.flush()
-                os.fsync(f.fileno())
+        # A writable file in a read-only directory (joblib wrote in place): the dump
+        # goes to an anonymous temporary file elsewhere, copied over the file only once
+        # complete, so a dump that fails (an unpicklable object, Ctrl-C) leaves it
+        # intact. Only a failure of the copy itself (a full disk) can damage it.
+        with tempfile.TemporaryFile() as spool:
+            yield spool
+            spool.seek(0)
+            with open(target, "wb") as f:
+                shutil.copyfileobj(spool, f, COPY_PIECE)
+                if fsync:
+                    f.flush()
+                    os.fsync(f.fileno())
         return
     try:
         with os.fdopen(fd, "wb") as f:
@@ -65,6 +76,19 @@ def replacing(path: str, *, fsync: bool = False) -> Iterator[BinaryIO]:
         raise
     if fsync:
         _fsync_directory(directory)
+
+
+def _temporary_name(directory: str, name: str) -> str:
+    """``.<name>.<random>.tmp``, the name shortened to fit the file system's limit on a
+    name's length (a 255-byte name is legal, and its temporary name must be too)."""
+    try:
+        limit = os.pathconf(directory, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        limit = 255
+    token = secrets.token_hex(6)
+    while name and len(os.fsencode(f".{name}.{token}.tmp")) > limit:
+        name = name[:-1]
+    return f".{name}.{token}.tmp"
 
 
 def _fsync_directory(directory: str) -> None:

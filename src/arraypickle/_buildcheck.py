@@ -59,6 +59,7 @@ array check about 1 µs, only at BUILDs on numpy objects.
 
 from __future__ import annotations
 
+import collections
 import copyreg
 import enum
 import functools
@@ -138,6 +139,11 @@ def check_call(name: str, args: Any, kwargs: Any = None) -> None:
     """Raise :class:`Refused` for a call of an ndarray class over a buffer, unless the
     scan knows its dtype holds no objects (numpy would read the bytes as pointers) and
     no offset or strides reach outside it (numpy 2.4 takes a negative offset)."""
+    if name.startswith(_MAPPING_READERS) and _holds_defaultdict((args, kwargs)):
+        raise Refused(
+            f"a call of {name} given a defaultdict (numpy reads the optional keys of a "
+            "mapping given as a dtype: its factory would run during the load)"
+        )
     params = _buffered().get(name)
     if params is None:
         special = _special_calls().get(name)
@@ -176,6 +182,35 @@ def check_call(name: str, args: Any, kwargs: Any = None) -> None:
         raise Refused(f"a call of {name} over a buffer, with a dtype that may hold objects")
     if real.itemsize == 0:
         raise Refused(f"a call of {name} over a buffer, with items of size 0")
+
+
+# The callables that may read a mapping they are handed: numpy's, and arraypickle's
+# rebuild (its meta's dtype goes to numpy).
+_MAPPING_READERS = ("numpy.", f"{fmt.REBUILD_MODULE}.{fmt.REBUILD_NAME}")
+
+
+def _holds_defaultdict(value: Any) -> bool:
+    """Whether ``value`` is, or holds in what the scan follows (tuples, dicts, the
+    arguments of what a call made), a ``collections.defaultdict``. Each object is
+    looked at once: the memo can make a tuple of 65536 references to another."""
+    seen: set[int] = set()
+    todo = [value]
+    while todo:
+        item = todo.pop()
+        t = type(item)
+        if t not in (Made, tuple, dict) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if t is Made:
+            if allowed().get(item.name) is collections.defaultdict:
+                return True
+            todo.append(item.args)
+        elif t is tuple:
+            todo.extend(item)
+        else:
+            todo.extend(item)
+            todo.extend(item.values())
+    return False
 
 
 def _empty(name: str, shape: Any) -> None:
@@ -226,8 +261,16 @@ def _rebuild(name: str, args: Any, kwargs: Any = None) -> None:
     """arraypickle's rebuild: a view form (``("v", cls, base, state)``) sets ``state``
     as attributes of the result, which for an allow-listed class must be those numpy
     gives it (np.matrix's ``_getitem``); a class trusted by name is the caller's."""
-    meta = args[1] if type(args) is tuple and len(args) > 1 else None
-    if type(meta) is not tuple or not meta or meta[0] != "v":
+    if type(args) is not tuple or len(args) != 4 or type(args[0]) is not str or kwargs:
+        raise Refused(f"a call of {name} with arguments the scan cannot see")
+    if args[0] != "numpy":
+        return  # another wrapper's meta is for its own code (installed, so trusted)
+    meta = args[1]
+    # Fail closed: a meta the stream made by a call (tuple([...])) is a real tuple to
+    # the loader, but not one the scan could look into.
+    if type(meta) is not tuple or not meta or type(meta[0]) is not str:
+        raise Refused(f"a call of {name} with a numpy meta the scan cannot see ({meta!r:.60})")
+    if meta[0] != "v":
         return
     cls = meta[1] if len(meta) > 1 else None
     state = meta[3] if len(meta) > 3 else UNKNOWN

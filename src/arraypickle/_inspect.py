@@ -327,7 +327,9 @@ def _describe(report: Report) -> str:
     else:
         text = f"plain pickle, protocol {report.pickle_protocol}"
     if report.python2:
-        text += ", written by Python 2"
+        # Python 3 also writes Python 2's module names (__builtin__, copy_reg) at
+        # protocols 0-2, for Python 2 to read: the names cannot tell the two apart.
+        text += ", written by or for Python 2"
     if report.compression == "joblib-zlib":
         text += ", compressed with joblib's zlib framing"
     elif report.compression:

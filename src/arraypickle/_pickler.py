@@ -5,9 +5,11 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
+import numpy as np
+
 from . import _format as fmt
 from ._writer import ContainerWriter
-from .wrapper import as_array
+from .wrapper import Buffer, Exposed, checked_buffer, checked_data, checked_exposed
 
 
 class Pickler(pickle.Pickler):
@@ -32,7 +34,14 @@ class Pickler(pickle.Pickler):
         exposed = wrapper.expose(obj)
         if exposed is None:
             return NotImplemented
+        if type(exposed) is not Exposed:
+            exposed = checked_exposed(wrapper, obj, exposed)
         first = self._writer.buffers
-        for data, order in exposed.buffers:
-            self._writer.write_array(as_array(data), order)
+        for buffer in exposed.buffers:
+            # The built-in numpy wrapper hands out Buffers of plain arrays, whose dtype
+            # it checked: only other wrappers' buffers take the slow path.
+            data, order = buffer if type(buffer) is Buffer else checked_buffer(wrapper, obj, buffer)
+            if type(data) is not np.ndarray or data.dtype.hasobject:
+                data = checked_data(wrapper, obj, data)
+            self._writer.write_array(data, order)
         return fmt.rebuild, (wrapper.name, exposed.meta, first, len(exposed.buffers))

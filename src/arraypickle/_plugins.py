@@ -10,7 +10,7 @@ import functools
 import importlib
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from typing import Any
 
@@ -18,7 +18,7 @@ import pluggy
 
 from . import _format as fmt
 from . import hookspecs
-from ._errors import ArrayPickleError, PluginConflictError, UnknownCodecError
+from ._errors import PluginConflictError, UnknownCodecError
 from ._warnings import warn_caller
 
 ENTRY_POINT_GROUP = "arraypickle"
@@ -41,6 +41,8 @@ class KnownCodec:
     distribution: str
     magic: bytes
     extensions: tuple[str, ...]
+    # Its name now belongs to another codec (``register_codec(..., force=True)``).
+    replaced: bool = False
 
     @property
     def builtin(self) -> bool:
@@ -48,6 +50,11 @@ class KnownCodec:
 
     def hint(self) -> str:
         """How to get this codec back."""
+        if self.replaced:
+            return (
+                "that codec was replaced in this process by another of the same name, "
+                "registered with force=True"
+            )
         if self.builtin:
             return (
                 f"it is built into arraypickle but disabled ({DISABLE_ENV} names it, or it "
@@ -91,42 +98,64 @@ class PluginInfo:
 
 
 class Registry:
-    """The installed codecs and array wrappers, indexed for dump and load."""
+    """The installed codecs and array wrappers, indexed for dump and load.
+
+    Changes replace the dicts instead of changing them in place, so threads that dump
+    or load while a codec is being registered iterate over a consistent snapshot.
+    """
 
     def __init__(self) -> None:
         self.codecs: dict[str, Any] = {}
         self.extensions: dict[str, Any] = {}
         self.wrappers: dict[str, Any] = {}
         self.plugins: list[PluginInfo] = []
+        # Conflicts that a survey (``strict=False``) recorded instead of raising.
+        self.conflicts: list[str] = []
         self._claims: dict[type, Any] = {}
         self._sources: dict[int, str] = {}
         # type -> wrapper or None; a dict so the pickler's lookup stays in C when cached
         self.wrapper_index = _WrapperIndex(self)
 
+    def _state(self) -> tuple[Any, ...]:
+        return self.codecs, self.extensions, self.wrappers, self._claims, self._sources
+
+    def _restore(self, state: tuple[Any, ...]) -> None:
+        self.codecs, self.extensions, self.wrappers, self._claims, self._sources = state
+        self.wrapper_index.clear()
+
     # -- codecs -------------------------------------------------------------------
 
     def add_codec(self, codec: Any, source: str, force: bool = False) -> None:
-        _check_codec(codec, source)
+        problems = codec_problems(codec)
+        if problems:
+            raise PluginConflictError(f"codec {codec!r} from {source}: " + "; ".join(problems))
+        if self.codecs.get(codec.name) is codec:
+            return  # registered again (a notebook cell run twice): nothing to do
         clashes = self._codec_clashes(codec)
         if clashes and not force:
             other, what = clashes[0]
             if isinstance(other, KnownCodec):
                 raise PluginConflictError(
                     f"codec {codec.name!r} from {source} claims the {what} (distribution "
-                    f"{other.distribution}); register it with force=True to take it anyway"
+                    f"{other.distribution}); {_way_out(source, 'take it anyway')}"
                 )
             raise PluginConflictError(
                 f"codec {codec.name!r} from {source} and codec {other.name!r} from "
-                f"{self._sources.get(id(other), '?')} claim the same {what}; uninstall "
-                f"one, block one with {DISABLE_ENV}=<plugin>, or register with force=True"
+                f"{self._sources.get(id(other), '?')} claim the same {what}; "
+                f"{_way_out(source, 'replace the other')}"
             )
         for other, _ in clashes:
             if not isinstance(other, KnownCodec):
                 self._remove_codec(other)
-        self.codecs[codec.name] = codec
+        extensions = dict(self.extensions)
         for ext in codec.extensions:
-            self.extensions[ext.lower()] = codec
-        self._sources[id(codec)] = source
+            extensions[ext.lower()] = codec
+        self._sources = {**self._sources, id(codec): source}
+        self.codecs, self.extensions = {**self.codecs, codec.name: codec}, extensions
+
+    def _remove_codec(self, codec: Any) -> None:
+        self.codecs = {n: c for n, c in self.codecs.items() if c is not codec}
+        self.extensions = {e: c for e, c in self.extensions.items() if c is not codec}
 
     def _codec_clashes(self, codec: Any) -> list[tuple[Any, str]]:
         found = []
@@ -145,25 +174,29 @@ class Registry:
                 found.append((other, f"magic {codec.magic.hex(' ')} / {other.magic.hex(' ')}"))
         return found
 
-    def _remove_codec(self, codec: Any) -> None:
-        self.codecs.pop(codec.name, None)
-        for ext in [e for e, c in self.extensions.items() if c is codec]:
-            del self.extensions[ext]
-
     def codec_for_path(self, path: str) -> Any | None:
+        """The codec claiming the longest ending of ``path`` (``.pkl.z`` over ``.z``)."""
         lowered = path.lower()
+        best = None
         for ext, codec in self.extensions.items():
-            if lowered.endswith(ext):
-                return codec
-        return None
+            if lowered.endswith(ext) and (best is None or len(ext) > len(best[0])):
+                best = ext, codec
+        return None if best is None else best[1]
 
     def magics(self) -> dict[bytes, Any]:
         """Every magic to detect on load: installed codecs, then known missing ones
-        (as ``(name, KnownCodec)``), built-in ones that were blocked included."""
-        found: dict[bytes, Any] = {c.magic: c for c in self.codecs.values()}
+        (as ``(name, KnownCodec)``), built-in ones that were blocked or replaced
+        included."""
+        codecs = self.codecs
+        found: dict[bytes, Any] = {c.magic: c for c in codecs.values()}
         for name, known in {**builtin_codecs(), **KNOWN_CODECS}.items():
-            if name not in self.codecs and known.magic not in found:
+            if known.magic in found:
+                continue
+            if name not in codecs:
                 found[known.magic] = (name, known)
+            elif codecs[name].magic != known.magic:
+                # register_codec(force=True) put another codec under this name.
+                found[known.magic] = (name, replace(known, replaced=True))
         return found
 
     def codec_at(self, head: bytes, file: str, magics: dict[bytes, Any] | None = None) -> Any:
@@ -189,26 +222,31 @@ class Registry:
     # -- wrappers -----------------------------------------------------------------
 
     def add_wrapper(self, wrapper: Any, source: str, force: bool = False) -> None:
-        _check_wrapper(wrapper, source)
+        if not wrapper_is_wellformed(wrapper):
+            raise PluginConflictError(f"array wrapper {wrapper!r} from {source}: {WRAPPER_NEEDS}")
         old = self.wrappers.get(wrapper.name)
+        if old is wrapper:
+            return  # registered again: nothing to do
         if old is not None and not force:
             raise PluginConflictError(
                 f"array wrapper {wrapper.name!r} from {source} and the one from "
-                f"{self._sources.get(id(old), '?')} share a name"
+                f"{self._sources.get(id(old), '?')} share a name; "
+                f"{_way_out(source, 'replace it')}"
             )
         for cls in wrapper.types:
             holder = self._claims.get(cls)
             if holder is not None and holder is not old and not force:
                 raise PluginConflictError(
                     f"array wrappers {wrapper.name!r} ({source}) and {holder.name!r} "
-                    f"({self._sources.get(id(holder), '?')}) both claim {cls.__qualname__}"
+                    f"({self._sources.get(id(holder), '?')}) both claim {cls.__qualname__}; "
+                    f"{_way_out(source, 'take it')}"
                 )
-        if old is not None:
-            self._claims = {t: w for t, w in self._claims.items() if w is not old}
-        self.wrappers[wrapper.name] = wrapper
+        claims = {t: w for t, w in self._claims.items() if w is not old}
         for cls in wrapper.types:
-            self._claims[cls] = wrapper
-        self._sources[id(wrapper)] = source
+            claims[cls] = wrapper
+        self.wrappers = {**self.wrappers, wrapper.name: wrapper}
+        self._claims = claims
+        self._sources = {**self._sources, id(wrapper): source}
         self.wrapper_index.clear()
 
     def wrapper_for(self, cls: type) -> Any | None:
@@ -265,7 +303,8 @@ def builtin_codecs() -> dict[str, KnownCodec]:
     return found
 
 
-def _check_codec(codec: Any, source: str) -> None:
+def codec_problems(codec: Any) -> list[str]:
+    """What keeps ``codec`` from being a codec (empty when nothing does)."""
     problems = []
     if not isinstance(getattr(codec, "name", None), str) or not codec.name:
         problems.append("name must be a non-empty str")
@@ -283,12 +322,14 @@ def _check_codec(codec: Any, source: str) -> None:
         for magic, owner in RESERVED_MAGICS.items():
             if magic.startswith(codec.magic) or codec.magic.startswith(magic):
                 problems.append(f"magic {codec.magic.hex(' ')} clashes with {owner}")
-    if problems:
-        raise PluginConflictError(f"codec {codec!r} from {source}: " + "; ".join(problems))
+    return problems
 
 
-def _check_wrapper(wrapper: Any, source: str) -> None:
-    ok = (
+WRAPPER_NEEDS = "an array wrapper needs a str name, a tuple of types, and expose/rebuild methods"
+
+
+def wrapper_is_wellformed(wrapper: Any) -> bool:
+    return bool(
         isinstance(getattr(wrapper, "name", None), str)
         and wrapper.name
         and isinstance(getattr(wrapper, "types", None), tuple)
@@ -296,11 +337,13 @@ def _check_wrapper(wrapper: Any, source: str) -> None:
         and callable(getattr(wrapper, "expose", None))
         and callable(getattr(wrapper, "rebuild", None))
     )
-    if not ok:
-        raise PluginConflictError(
-            f"array wrapper {wrapper!r} from {source} needs a str name, a tuple of "
-            f"types, and expose/rebuild methods"
-        )
+
+
+def _way_out(source: str, action: str) -> str:
+    """How to settle a conflict: code can force, an installed plugin cannot."""
+    if source.startswith("register_"):
+        return f"pass force=True to {action}"
+    return f"uninstall one, or block one with {DISABLE_ENV}=<plugin> (see `arraypickle plugins`)"
 
 
 # -- building ---------------------------------------------------------------------
@@ -332,12 +375,19 @@ def blocked_names() -> set[str]:
     return {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
 
 
-def _build() -> Registry:
+def survey() -> Registry:
+    """A registry built afresh that records conflicts instead of raising them (for
+    ``arraypickle plugins``: the command that explains a conflict must not fail on it)."""
+    with _lock:
+        return _build(strict=False)
+
+
+def _build(strict: bool = True) -> Registry:
     registry = Registry()
     manager = pluggy.PluginManager("arraypickle")
     manager.add_hookspecs(hookspecs)
     blocked = blocked_names()
-    infos: dict[str, PluginInfo] = {}
+    plugins: dict[str, tuple[PluginInfo, Any]] = {}
     version = _own_version()
     candidates: list[tuple[str, str, str, str, Any]] = [
         (name, module, "arraypickle", version, None) for name, module in BUILTIN_PLUGINS.items()
@@ -354,54 +404,78 @@ def _build() -> Registry:
             info.status, info.reason = "blocked", f"listed in {DISABLE_ENV}"
             manager.set_blocked(name)
             continue
-        if name in infos:
-            info.status, info.reason = "failed", f"another plugin is already named {name!r}"
-            warn_caller(f"arraypickle plugin {name!r} ({dist}): {info.reason}")
+        if name in plugins:
+            _fail(info, f"another plugin is already named {name!r}")
             continue
         try:
             plugin = ep.load() if ep is not None else importlib.import_module(module)
             manager.register(plugin, name=name)
         except Exception as exc:
-            info.status, info.reason = "failed", f"{type(exc).__name__}: {exc}"
-            warn_caller(
-                f"arraypickle plugin {name!r} ({dist}) failed to load and is skipped: {info.reason}"
-            )
+            _fail(info, f"{type(exc).__name__}: {exc}", "failed to load and is skipped")
             continue
-        infos[name] = info
-    _collect(manager, registry, infos)
+        unknown = sorted(c.name for c in manager.get_hookcallers(plugin) or () if c.spec is None)
+        if unknown:
+            # pluggy accepts any hookimpl name; a misspelt one would do nothing, silently.
+            manager.unregister(plugin)
+            known = ", ".join(sorted(HOOKS))
+            _fail(info, f"implements unknown hook(s) {', '.join(unknown)} (known: {known})")
+            continue
+        plugins[name] = info, plugin
+    for info, plugin in plugins.values():  # built-ins first, then entry points by name
+        _collect(manager, registry, info, plugin, strict)
     return registry
 
 
+def _fail(info: PluginInfo, reason: str, what: str = "is skipped") -> None:
+    info.status, info.reason = "failed", reason
+    warn_caller(f"arraypickle plugin {info.name!r} ({info.distribution}) {what}: {reason}")
+
+
 def _collect(
-    manager: pluggy.PluginManager, registry: Registry, infos: dict[str, PluginInfo]
+    manager: pluggy.PluginManager, registry: Registry, info: PluginInfo, plugin: Any, strict: bool
 ) -> None:
-    """Call each plugin's hooks on their own, so one broken plugin spoils only itself."""
-    adders = {
-        "arraypickle_register_codecs": (registry.add_codec, "codecs"),
-        "arraypickle_register_wrappers": (registry.add_wrapper, "wrappers"),
-    }
-    for hook_name, (add, kind) in adders.items():
-        caller = getattr(manager.hook, hook_name)
-        # pluggy lists implementations last-registered first; keep registration order.
-        for impl in reversed(caller.get_hookimpls()):
-            info = infos[impl.plugin_name]
-            if info.status != "loaded":
-                continue
-            source = f"plugin {info.name!r} ({info.distribution})"
-            try:
-                items = list(impl.function() or ())
-            except Exception as exc:
-                info.status, info.reason = "failed", f"{hook_name} raised {exc!r}"
-                warn_caller(f"arraypickle {source}: {info.reason}")
-                continue
-            for item in items:
-                try:
-                    add(item, source)
-                except PluginConflictError:
-                    raise
-                except ArrayPickleError as exc:  # pragma: no cover - defensive
-                    raise PluginConflictError(str(exc)) from exc
-                getattr(info, kind).append(item.name)
+    """Register one plugin's codecs and wrappers, all or none of them: a plugin whose
+    hook raises or returns something malformed spoils only itself."""
+    found: dict[str, list[Any]] = {"codecs": [], "wrappers": []}
+    for caller in manager.get_hookcallers(plugin) or ():
+        kind = HOOKS.get(caller.name)
+        impl = next((i for i in caller.get_hookimpls() if i.plugin is plugin), None)
+        if kind is None or impl is None:
+            continue
+        try:
+            items = list(impl.function() or ())
+        except Exception as exc:
+            _fail(info, f"{caller.name} raised {exc!r}")
+            return
+        for item in items:
+            problems = (
+                codec_problems(item)
+                if kind == "codecs"
+                else ([] if wrapper_is_wellformed(item) else [WRAPPER_NEEDS])
+            )
+            if problems:
+                _fail(info, f"{caller.name} returned {item!r}: {'; '.join(problems)}")
+                return
+        found[kind] = items
+    source = f"plugin {info.name!r} ({info.distribution})"
+    before = registry._state()
+    try:
+        for codec in found["codecs"]:
+            registry.add_codec(codec, source)
+        for wrapper in found["wrappers"]:
+            registry.add_wrapper(wrapper, source)
+    except PluginConflictError as exc:
+        if strict:
+            raise
+        registry._restore(before)
+        info.status, info.reason = "failed", f"conflict: {exc}"
+        registry.conflicts.append(str(exc))
+        return
+    info.codecs = [c.name for c in found["codecs"]]
+    info.wrappers = [w.name for w in found["wrappers"]]
+
+
+HOOKS = {"arraypickle_register_codecs": "codecs", "arraypickle_register_wrappers": "wrappers"}
 
 
 def _own_version() -> str:
@@ -418,8 +492,8 @@ def codecs() -> dict[str, Any]:
 
     Examples:
 
-        >>> sorted(arraypickle.codecs())[:3]
-        ['bz2', 'gzip', 'lzma']
+        >>> sorted(arraypickle.codecs())  # the built-in ones, without plugins
+        ['bz2', 'gzip', 'lzma', 'xz', 'zlib']
     """
     return dict(get_registry().codecs)
 
@@ -438,7 +512,9 @@ def register_codec(codec: Any, force: bool = False) -> None:
         >>> arraypickle.register_codec(MyCodec())
         >>> arraypickle.dump(obj, "data.pkl", compress=("mycodec", 5))
     """
-    get_registry().add_codec(codec, "register_codec()", force=force)
+    registry = get_registry()
+    with _lock:
+        registry.add_codec(codec, "register_codec()", force=force)
 
 
 def register_wrapper(wrapper: Any, force: bool = False) -> None:
@@ -453,4 +529,6 @@ def register_wrapper(wrapper: Any, force: bool = False) -> None:
 
         >>> arraypickle.register_wrapper(BlobWrapper())
     """
-    get_registry().add_wrapper(wrapper, "register_wrapper()", force=force)
+    registry = get_registry()
+    with _lock:
+        registry.add_wrapper(wrapper, "register_wrapper()", force=force)

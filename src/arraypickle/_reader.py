@@ -228,12 +228,16 @@ class ContainerReader:
     def _readinto_some(self, view: memoryview, what: str) -> int:
         try:
             if self._readinto is not None:
-                return self._readinto(view) or 0
-            data = self._src.read(len(view)) or b""
+                got = self._readinto(view)
+            else:
+                data = self._src.read(len(view)) or b""
+                view[: len(data)] = data
+                got = len(data)
         except CorruptFileError as exc:
             raise self._while(exc, what) from exc
-        view[: len(data)] = data
-        return len(data)
+        if got is None:  # an io.RawIOBase with nothing to give yet: not the end
+            raise self.corrupt(f"the stream gave no data for {what} (non-blocking?)")
+        return got
 
     def _skip(self, n: int, what: str) -> None:
         if self._mmap is not None:

@@ -428,8 +428,9 @@ _INT_RUNS = {
 _CONST_RUNS = {ord("N"): None, 0x88: True, 0x89: False, ord(")"): (), 0x97: BUFFER}
 # numpy.dtype states are checked (._buildcheck), and the attributes a state sets on
 # an allow-listed object: from the first mention of such a class, dict literals are
-# followed too (fields, attribute names).
-_TRACKED_NAMES = frozenset({"numpy.dtype", *STATEFUL})
+# followed too (fields, attribute names). From a defaultdict's, so that one inside a
+# dict handed to numpy is seen.
+_TRACKED_NAMES = frozenset({"numpy.dtype", "collections.defaultdict", *STATEFUL})
 
 
 class OpcodeScanner:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import stat
@@ -10,7 +11,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from ._damage import renamed
-from ._errors import ArrayPickleError, CorruptFileError
+from ._errors import ArrayPickleError, CorruptFileError, describe
+from ._memory import byte_view
 
 
 class Prefixed(io.RawIOBase):
@@ -258,22 +260,81 @@ class Guarded(io.RawIOBase):
         """``fn()`` (a member of the codec's reader), its failures converted likewise."""
         return self._call(lambda _: fn(), None)
 
+    def _oversized(self, got: int, asked: int) -> None:
+        if got > asked:
+            # Not the file's fault: the codec broke its contract. Not CorruptFileError
+            # either, which would send a cache to delete a good file.
+            raise ArrayPickleError(
+                f"{self._where}: the codec's reader returned {got} bytes when asked for "
+                f"{asked} (a bug in the codec)"
+            )
+
     def readinto(self, b: Any) -> int:
         readinto = getattr(self._src, "readinto", None)
+        view = memoryview(b).cast("B")
         if readinto is None:
-            view = memoryview(b).cast("B")
             data = self._call(self._src.read, len(view))
+            self._oversized(len(data), len(view))
             view[: len(data)] = data
             done = len(data)
         else:
             done = self._call(readinto, b) or 0
+            self._oversized(done, len(view))
         self._offset += done
         return done
 
     def read(self, size: int = -1) -> bytes:
         data = self._call(self._src.read, size)
+        if size is not None and size >= 0:
+            self._oversized(len(data), size)
         self._offset += len(data)
         return data
+
+    def close_reader(self) -> None:
+        """Close the codec's reader; its failure, a bug in the codec, names the file."""
+        try:
+            self._src.close()
+        except ArrayPickleError:
+            raise
+        except Exception as exc:
+            raise ArrayPickleError(f"{self._where}: closing its reader failed: {exc!r}") from exc
+
+
+class WholeWrites:
+    """The caller's file object, every ``write`` carried out in full.
+
+    Raw files may write less than they are given, and codecs from plugins may not loop
+    (their ``write`` calls are the caller's file's): the rest is written here. ``None``
+    from an :class:`io.RawIOBase` means a non-blocking file accepted nothing.
+    """
+
+    def __init__(self, fileobj: Any) -> None:
+        self._f = fileobj
+        self._raw = isinstance(fileobj, io.RawIOBase)
+
+    def write(self, data: Any) -> int:
+        view = byte_view(data)
+        total = len(view)
+        done = self._f.write(view)
+        while done is not None and done < total:
+            step = self._f.write(view[done:])
+            if not step:
+                if step is None and self._raw:
+                    break
+                raise OSError(f"{describe(self._f)}: short write, {done} of {total} bytes")
+            done += step
+        if done is None and not self._raw:
+            return total  # a duck-typed writer that returns nothing wrote it all
+        if done is None or done < total:
+            raise BlockingIOError(
+                errno.EAGAIN,
+                f"{describe(self._f)} is non-blocking and took {done or 0} of {total} "
+                "bytes: dump needs a blocking file object",
+            )
+        return total
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._f, name)
 
 
 class LiveLoad:

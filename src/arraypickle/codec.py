@@ -64,17 +64,22 @@ Optional members, used when present:
 
 Helpers for codecs over a streaming library (the built-in codecs use them):
 
-:class:`CompressWriter` ``(fileobj, compressor)``
+:class:`CompressWriter` ``(fileobj, compressor, *, magic=b"")``
     The writer to return from ``open_writer`` when the library has a compressor
     object with ``compress(data) -> bytes`` and ``flush() -> bytes`` (as
     ``zlib.compressobj()`` and ``bz2.BZ2Compressor`` have). It feeds the data in
-    bounded pieces.
+    bounded pieces, after ``magic`` when the compressor's output does not start
+    with the codec's magic by itself.
 :class:`DecompressReader` ``(fileobj, new_decompressor, *, codec, multistream)``
     The reader to return from ``open_reader`` when the library has a decompressor
     with the interface of ``bz2.BZ2Decompressor``: ``decompress(data, max_length)``,
     ``needs_input``, ``eof`` and ``unused_data``. ``new_decompressor()`` makes one;
     with ``multistream``, streams that follow one another read as one. It raises
     :class:`arraypickle.CorruptFileError` for truncated or damaged streams.
+:class:`Inflater` ``(wbits)``
+    ``zlib.decompressobj(wbits)`` with that interface (zlib's own has no
+    ``needs_input``): ``DecompressReader(f, lambda: Inflater(-15), ...)`` reads raw
+    deflate.
 
 The parallel machinery (``docs/plugins.md``, "Parallel codecs", shows a whole codec):
 
@@ -115,7 +120,7 @@ from ._parallel import (
     copy_into,
     usable_cores,
 )
-from ._stdcodecs._stream import CompressWriter, DecompressReader
+from ._stdcodecs._stream import CompressWriter, DecompressReader, Inflater
 from ._streams import read_full
 
 __all__ = [
@@ -127,6 +132,7 @@ __all__ = [
     "DecompressReader",
     "Frame",
     "FramedReader",
+    "Inflater",
     "Pipeline",
     "ReadAhead",
     "copy_into",

@@ -64,11 +64,6 @@ class Buffer(NamedTuple):
     order: str = "C"
 
 
-def as_array(data: Any) -> np.ndarray:
-    """``data`` as a numpy array: itself, or a uint8 view of a contiguous buffer."""
-    return data if isinstance(data, np.ndarray) else np.frombuffer(data, np.uint8)
-
-
 class Exposed(NamedTuple):
     """What :meth:`ArrayWrapper.expose` returns: picklable ``meta`` and the buffers."""
 
@@ -90,3 +85,56 @@ class ArrayWrapper:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
+
+
+# What dump makes of a wrapper's answer. A wrapper is plugin code: a wrong answer
+# must fail the dump naming the wrapper, never write something that loads wrong.
+
+
+def _broken(wrapper: Any, obj: Any, what: str) -> Exception:
+    from ._errors import UnpicklableError
+
+    return UnpicklableError(
+        f"array wrapper {getattr(wrapper, 'name', wrapper)!r}, exposing a "
+        f"{type(obj).__qualname__}: {what}"
+    )
+
+
+def checked_exposed(wrapper: Any, obj: Any, exposed: Any) -> Exposed:
+    """``exposed`` as an :class:`Exposed`, or an error naming the wrapper."""
+    try:
+        meta, buffers = exposed
+        return Exposed(meta, list(buffers))
+    except (TypeError, ValueError):
+        raise _broken(
+            wrapper, obj, f"expose returned {type(exposed).__name__}, not Exposed(meta, buffers)"
+        ) from None
+
+
+def checked_buffer(wrapper: Any, obj: Any, buffer: Any) -> tuple[Any, str]:
+    """``(data, order)`` of one exposed buffer, or an error naming the wrapper."""
+    try:
+        data, order = buffer
+    except (TypeError, ValueError):
+        raise _broken(
+            wrapper, obj, f"a buffer is a {type(buffer).__name__}, not Buffer(data, order)"
+        ) from None
+    return data, order
+
+
+def checked_data(wrapper: Any, obj: Any, data: Any) -> np.ndarray:
+    """A buffer's ``data`` as a numpy array (itself, or a uint8 view of a contiguous
+    buffer); object dtypes refused: their bytes are pointers into this process."""
+    if not isinstance(data, np.ndarray):
+        try:
+            data = np.frombuffer(data, np.uint8)
+        except (TypeError, ValueError) as exc:
+            raise _broken(wrapper, obj, f"a buffer's data is unusable: {exc}") from None
+    if data.dtype.hasobject:
+        raise _broken(
+            wrapper,
+            obj,
+            f"a buffer has dtype {data.dtype}, which holds Python objects: out-of-band "
+            "buffers hold raw bytes (put objects in meta, where they pickle)",
+        )
+    return data

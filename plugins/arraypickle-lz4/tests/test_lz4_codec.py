@@ -27,7 +27,7 @@ def test_registered_through_its_entry_point():
     codec = arraypickle.codecs()["lz4"]
     assert isinstance(codec, Lz4Codec)
     assert codec.distribution == "arraypickle-lz4"
-    assert codec.default_level == 3
+    assert codec.default_level == 1
 
 
 def test_levels_1_and_2_are_fast_mode_and_3_up_are_hc():
@@ -110,3 +110,12 @@ def test_a_frame_larger_than_its_stated_size_allows_is_streamed_not_buffered():
     assert reader.read(16) == b"\1" * 16
     assert source.tell() < 4 << 20
     reader.close()
+
+
+def test_the_default_level_is_joblibs_fast_mode():
+    # joblib's compress='lz4' leaves lz4.frame at level 0: LZ4's fast mode, as level 1.
+    data = {"a": pixels()}
+    assert arraypickle.dumps(data, compress="lz4") == arraypickle.dumps(data, compress=("lz4", 1))
+    assert len(arraypickle.dumps(data, compress=("lz4", 3))) != len(
+        arraypickle.dumps(data, compress="lz4")
+    )

@@ -20,6 +20,7 @@ from .._errors import (
     ArrayPickleError,
     CorruptFileError,
     MissingDependencyError,
+    PluginConflictError,
     UnknownWrapperError,
     UntrustedTypeError,
 )
@@ -86,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_BAD_FILE
     except _FILE_ERRORS as exc:
+        return _fail(args, exc, EXIT_BAD_FILE)
+    except PluginConflictError as exc:  # the installation is wrong, not the command line
         return _fail(args, exc, EXIT_BAD_FILE)
     except (ArrayPickleError, ValueError) as exc:
         return _fail(args, exc, EXIT_USAGE)

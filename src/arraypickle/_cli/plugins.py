@@ -4,7 +4,10 @@ Text output is a table of plugins (entry-point name, distribution, version, stat
 the reason when a plugin failed or is blocked), each followed by its codecs (name, magic
 in hex, extensions, default level, whether it takes ``threads``) and array wrappers, then
 the known codecs that are not installed with the command that installs them. ``--json``
-prints the plugins as a list of objects.
+prints the plugins as a list of objects. The registry is surveyed afresh, recording
+conflicts instead of raising them: a plugin that conflicts with one before it shows as
+``failed: conflict: ...`` and the command exits with 1, since ``dump`` and ``load``
+raise :class:`arraypickle.PluginConflictError` until the conflict is settled.
 """
 
 from __future__ import annotations
@@ -41,15 +44,16 @@ def _codec_row(codec: Any) -> dict[str, Any]:
     }
 
 
-def describe() -> list[dict[str, Any]]:
-    """One dict per plugin, as ``--json`` prints them.
+def describe(registry: _plugins.Registry | None = None) -> list[dict[str, Any]]:
+    """One dict per plugin of ``registry`` (default: the process's), as ``--json``
+    prints them.
 
     Example::
 
         >>> [p["name"] for p in describe()][:3]
         ['numpy', 'zlib', 'gzip']
     """
-    registry = _plugins.get_registry()
+    registry = registry or _plugins.get_registry()
     rows = []
     for info in registry.plugins:
         codecs = [registry.codecs[name] for name in info.codecs if name in registry.codecs]
@@ -68,9 +72,9 @@ def describe() -> list[dict[str, Any]]:
     return rows
 
 
-def not_installed() -> list[tuple[str, str]]:
+def not_installed(registry: _plugins.Registry | None = None) -> list[tuple[str, str]]:
     """The known plugin codecs that are not installed: (codec name, distribution)."""
-    installed = _plugins.get_registry().codecs
+    installed = (registry or _plugins.get_registry()).codecs
     return [
         (name, known.distribution)
         for name, known in sorted(_plugins.KNOWN_CODECS.items())
@@ -109,14 +113,22 @@ def _reason(row: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    rows = describe()
+    registry = _plugins.survey()
+    rows = describe(registry)
+    status = 1 if registry.conflicts else 0
     if args.json:
         print(json.dumps(rows, indent=2))
-        return 0
+        return status
     lines = _table(rows)
-    missing = not_installed()
+    missing = not_installed(registry)
     if missing:
         lines.append("")
         lines.append("Not installed: " + ", ".join(f"{n} (pip install {d})" for n, d in missing))
+    if registry.conflicts:
+        lines.append("")
+        lines.append(
+            "Conflicts: dump and load raise PluginConflictError until each is settled "
+            f"(uninstall a plugin, or block it with {_plugins.DISABLE_ENV}=<plugin>)."
+        )
     print("\n".join(lines))
-    return 0
+    return status

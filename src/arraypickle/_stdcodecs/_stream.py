@@ -41,12 +41,15 @@ DECOMPRESS_ERRORS = (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError)
 
 
 class CompressWriter(io.RawIOBase):
-    """Feeds everything written through ``compressor`` into ``fileobj``."""
+    """Feeds everything written through ``compressor`` into ``fileobj``, after
+    ``magic`` (for a codec whose compressor does not write the magic itself)."""
 
-    def __init__(self, fileobj: Any, compressor: Any) -> None:
+    def __init__(self, fileobj: Any, compressor: Any, *, magic: bytes = b"") -> None:
         super().__init__()
         self._fp = fileobj
         self._compressor = compressor
+        if magic:
+            write_all(fileobj.write, magic)
 
     def writable(self) -> bool:
         return True

@@ -3,7 +3,8 @@
 Magic ``04 22 4D 18``, extension ``.lz4``. Levels go to ``lz4.frame``'s
 ``compression_level`` unchanged, as joblib does: 1 and 2 are LZ4's fast mode (the
 same speed and size), 3..9 are LZ4 HC at that level, slower and smaller. The default
-is 3 (LZ4 HC 3), as ``compress='lz4'`` is in joblib, so files come out the same size.
+is 1, LZ4's fast mode, which is what ``compress='lz4'`` gives in joblib (it leaves
+``lz4.frame`` at its default level, 0: the same fast mode).
 
 The stream is a sequence of frames, one per 512 KiB chunk of the container, each with
 64 KiB linked blocks (the library's defaults, and joblib's), its content size in the
@@ -142,7 +143,7 @@ class Lz4Codec(Codec):
     name = "lz4"
     magic = MAGIC
     extensions = (".lz4",)
-    default_level = 3
+    default_level = 1
     distribution = "arraypickle-lz4"
     parallel = True
 
