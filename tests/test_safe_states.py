@@ -1371,3 +1371,47 @@ def test_a_numpy_call_given_a_defaultdict_is_refused(call):
             ap.loads(FORMS[form](data), safe=True)
     real = collections.defaultdict(list, {"a": [1]})
     assert ap.loads(ap.dumps({"d": real}), safe=True)["d"].default_factory is list
+
+
+# A twentieth review round. (1) The container's array form rebuilt an object (or
+# StringDType) array over a memory-mapped file's bytes: fake pointers, a SIGSEGV from
+# list(arr), under safe loading too (the view check was only for the 'v' form). The
+# writer never stores such arrays as buffers: every load refuses them, the scan too.
+@pytest.mark.parametrize("typestr", ["O", "i8,O", "V0"])
+@pytest.mark.parametrize("mmap_mode", [None, "r", "r+", "c"])
+def test_an_array_of_objects_over_a_buffer_is_refused(tmp_path, typestr, mmap_mode):
+    from test_safe_attacks import container
+
+    meta = MARK + s("a") + dtype(typestr) + MARK + i(2) + TUPLE + s("C") + TUPLE
+    call = g("arraypickle._format", "rebuild") + MARK + s("numpy") + meta + i(0) + i(1)
+    path = tmp_path / "objects.pkl"
+    path.write_bytes(
+        container(P2 + g("builtins", "list") + call + TUPLE + REDUCE + TUPLE1 + REDUCE + STOP)
+    )
+    with pytest.raises(ap.CorruptFileError, match="buffer"):
+        ap.load(path, mmap_mode=mmap_mode)
+    with pytest.raises(ap.CorruptFileError, match="buffer"):
+        ap.load(path, mmap_mode=mmap_mode, safe=True)
+
+
+# (2) A defaultdict made by copyreg._reconstructor(defaultdict, defaultdict, factory)
+# was not seen as one by the round-19 check.
+def test_a_reconstructed_defaultdict_given_to_numpy_is_refused():
+    made = g("copyreg", "_reconstructor") + g("collections", "defaultdict") * 2
+    made += g("builtins", "bool") + TUPLE3 + REDUCE
+    made += MARK + s("names") + EMPTY_LIST + s("formats") + EMPTY_LIST + SETITEMS + PUT0
+    data = P2 + made + b"0" + g("numpy", "ndarray") + i(0) + TUPLE1 + GET0 + TUPLE2 + REDUCE
+    data += GET0 + TUPLE2 + STOP
+    with pytest.raises(ap.CorruptFileError, match="given a defaultdict"):
+        ap.loads(data, safe=True)
+
+
+# (3) Tuples nested 100,000 deep in a dtype state made get_untrusted_types raise a bare
+# RecursionError (a safe load already said CorruptFileError).
+def test_deep_nesting_makes_get_untrusted_types_say_corrupt():
+    deep = NONE + TUPLE1 * 100_000
+    data = P2 + dtype("f8") + MARK + i(3) + s("<") + deep + NONE * 5 + TUPLE + BUILD + STOP
+    with pytest.raises(ap.CorruptFileError):
+        ap.get_untrusted_types(data)
+    with pytest.raises(ap.CorruptFileError):
+        ap.loads(data, safe=True)

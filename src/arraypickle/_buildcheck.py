@@ -202,7 +202,8 @@ def _holds_defaultdict(value: Any) -> bool:
             continue
         seen.add(id(item))
         if t is Made:
-            if allowed().get(item.name) is collections.defaultdict:
+            made = made_class(item)  # copyreg._reconstructor makes its first argument
+            if made is None or allowed().get(made) is collections.defaultdict:
                 return True
             todo.append(item.args)
         elif t is tuple:
@@ -270,6 +271,11 @@ def _rebuild(name: str, args: Any, kwargs: Any = None) -> None:
     # the loader, but not one the scan could look into.
     if type(meta) is not tuple or not meta or type(meta[0]) is not str:
         raise Refused(f"a call of {name} with a numpy meta the scan cannot see ({meta!r:.60})")
+    if meta[0] == "a":
+        # Over a buffer (a mapped file's bytes too), objects' items would be pointers.
+        real = dtype_of(meta[1]) if len(meta) > 1 else None
+        if real is not None and (real.hasobject or real.itemsize == 0):
+            raise Refused(f"a call of {name} for an array of {real} over a buffer")
     if meta[0] != "v":
         return
     cls = meta[1] if len(meta) > 1 else None

@@ -145,6 +145,10 @@ def _is_subclass(cls: Any, base: type) -> bool:
 def _rebuild_array(dtype: np.dtype, shape: tuple[int, ...], order: str, buf: np.ndarray) -> Any:
     if not isinstance(dtype, np.dtype) or order not in ("C", "F"):
         raise CorruptFileError("numpy wrapper: bad dtype or order")
+    if dtype.hasobject or dtype.itemsize == 0:
+        # The writer never stores these as buffers (expose leaves them to pickle): over
+        # a file's bytes (mapped ones included) an object's items would be pointers.
+        raise CorruptFileError(f"numpy wrapper: a buffer holding an array of {dtype}")
     if buf.nbytes != dtype.itemsize * prod(shape):
         raise CorruptFileError(
             f"numpy wrapper: buffer of {buf.nbytes} bytes for an array {shape} of {dtype}"

@@ -275,3 +275,5 @@ def _untrusted(scan: Callable[..., set[str]], stream: Any, name: str, policy: Po
         return policy.untrusted(scan(stream, name, policy))
     except UntrustedTypeError as exc:  # also a refused state: the names come first
         return exc.names
+    except RecursionError:  # tuples nested thousands deep, in a dtype state say
+        raise CorruptFileError(f"{name}: objects nested too deep to scan") from None
