@@ -346,3 +346,36 @@ def test_a_failed_dump_in_a_read_only_directory_leaves_the_file_intact(tmp_path,
     ap.dump({"a": np.arange(5)}, path, compress="gzip")
     np.testing.assert_array_equal(ap.load(path)["a"], np.arange(5))
     assert temp_files(tmp_path) == []
+
+
+def _no_new_hidden_files(monkeypatch):
+    real_open = os.open
+
+    def no_new_files(name, flags, *args):
+        if flags & os.O_CREAT and os.path.basename(name).startswith("."):
+            raise PermissionError(13, "Permission denied", name)
+        return real_open(name, flags, *args)
+
+    monkeypatch.setattr(_atomic.os, "open", no_new_files)
+
+
+def test_a_new_file_in_a_read_only_directory_fails_at_once_naming_it(tmp_path, monkeypatch):
+    _no_new_hidden_files(monkeypatch)
+    spooled = []
+    monkeypatch.setattr(_atomic.tempfile, "TemporaryFile", lambda: spooled.append(1))
+    with pytest.raises(FileNotFoundError) as info:
+        ap.dump({"a": np.arange(10)}, tmp_path / "new.pkl")
+    assert info.value.filename == str(tmp_path / "new.pkl") and spooled == []
+
+
+def test_without_a_usable_temporary_directory_the_dump_writes_in_place(tmp_path, monkeypatch):
+    path = tmp_path / "model.pkl"
+    ap.dump([1], path)
+    _no_new_hidden_files(monkeypatch)
+
+    def unusable():
+        raise PermissionError(13, "Permission denied", "/tmp")
+
+    monkeypatch.setattr(_atomic.tempfile, "TemporaryFile", unusable)
+    ap.dump({"a": np.arange(5)}, path, fsync=True)
+    np.testing.assert_array_equal(ap.load(path)["a"], np.arange(5))

@@ -233,3 +233,31 @@ def test_a_non_blocking_pipe_is_refused_up_front(direction):
             ap.load(rf)
         else:
             ap.dump({"a": np.arange(10)}, wf)
+
+
+def test_a_custom_raw_reader_that_answers_none_is_not_called_damaged():
+    data = ap.dumps({"a": np.arange(100_000)})
+
+    class Starved(io.RawIOBase):
+        def __init__(self):
+            self.src = io.BytesIO(data[:50_000])
+
+        def readable(self):
+            return True
+
+        def readinto(self, b):
+            return self.src.readinto(b) or None  # nothing yet: the sender is still sending
+
+    with pytest.raises(ap.ArrayPickleError, match="non-blocking") as info:
+        ap.load(Starved())
+    assert not isinstance(info.value, ap.CorruptFileError)
+
+
+def test_a_regular_file_opened_non_blocking_is_fine(tmp_path):
+    import os
+
+    path = tmp_path / "x.pkl"
+    ap.dump({"a": np.arange(10)}, path)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # the flag does nothing for files
+    with open(fd, "rb") as f:
+        np.testing.assert_array_equal(ap.load(f)["a"], np.arange(10))

@@ -487,3 +487,103 @@ def test_a_codec_bug_is_not_called_damage_to_the_file(fresh_registry, reader):
     with pytest.raises(ap.ArrayPickleError, match="buggy stream") as info:
         ap.loads(ap.dumps(OBJ, compress="buggy"))
     assert not isinstance(info.value, ap.CorruptFileError)
+
+
+def test_force_replacing_never_shows_a_registry_without_the_codec(fresh_registry):
+    import threading
+
+    errors, stop = [], threading.Event()
+
+    def dump_zlib():
+        while not stop.is_set():
+            try:
+                ap.dumps([1], compress="zlib")
+            except Exception as exc:  # collected for the assertion below
+                errors.append(exc)
+
+    worker = threading.Thread(target=dump_zlib)
+    worker.start()
+    try:
+        for n in range(1500):
+            codec = PlainCodec("zlib", b"ZZ%02d" % (n % 2), (".zz",))
+            ap.register_codec(codec, force=True)
+    finally:
+        stop.set()
+        worker.join()
+    assert errors == []
+
+
+def test_a_plugin_registering_while_it_is_imported_keeps_its_codec(distribution):
+    # The registry is being built when the plugin's module runs: the codec goes into
+    # that registry (a second, nested build's result used to be thrown away).
+    source = (
+        good("early", b"ERLY", ".early")
+        .replace(
+            "@arraypickle.hookimpl",
+            "arraypickle.register_codec(Codec())\n\ndef unused():\n    pass\n"
+            "\n\n@arraypickle.hookimpl",
+        )
+        .replace("return [Codec()]", "return []")
+    )
+    distribution("apk-early", {"early": source})
+    assert "early" in ap.codecs()
+    same(ap.loads(ap.dumps(OBJ, compress="early")))
+
+
+@pytest.mark.parametrize("how", ["same-name", "extension"])
+def test_a_file_of_a_codec_pushed_out_by_force_says_so(fresh_registry, how):
+    data = ap.dumps(OBJ, compress="gzip")
+    if how == "same-name":
+        ap.register_codec(PlainCodec("gzip", b"NEWG", (".newg",)), force=True)
+    else:
+        ap.register_codec(PlainCodec("mygz", b"MYGZ", (".gz",)), force=True)
+    with pytest.raises(ap.UnknownCodecError, match=r"register_codec\(\.\.\., force=True\)"):
+        ap.loads(data)
+
+
+def test_a_codec_of_a_missing_plugins_name_does_not_hide_the_install_hint(monkeypatch):
+    monkeypatch.setenv("ARRAYPICKLE_DISABLE_PLUGINS", "lz4")
+    _plugins.reset()
+    try:
+        ap.register_codec(PlainCodec("lz4", b"MYL4", (".myl4",)))
+        with pytest.raises(ap.UnknownCodecError, match=r"ARRAYPICKLE_DISABLE|pip install") as info:
+            ap.loads(b"\x04\x22\x4d\x18" + bytes(20))
+        assert "force=True" not in str(info.value)
+    finally:
+        _plugins.reset()
+
+
+def test_a_plugin_taking_a_known_codecs_magic_is_told_to_choose_another(distribution):
+    import os
+
+    os.environ["ARRAYPICKLE_DISABLE_PLUGINS"] = "zstd"
+    try:
+        distribution("apk-zst", {"fakezstd": good("notzstd", b"\x28\xb5\x2f\xfd", ".nz")})
+        with pytest.raises(ap.PluginConflictError, match="choose another magic"):
+            ap.codecs()
+    finally:
+        del os.environ["ARRAYPICKLE_DISABLE_PLUGINS"]
+        _plugins.reset()
+
+
+def test_registering_a_wrapper_gives_a_fresh_type_index(fresh_registry):
+    class Thing:
+        pass
+
+    class ThingWrapper(ap.ArrayWrapper):
+        name, types = "tests.thing", (Thing,)
+
+        def expose(self, obj):
+            return ap.Exposed(None, [ap.Buffer(np.arange(3))])
+
+        def rebuild(self, meta, buffers):
+            return Thing()
+
+    registry = _plugins.get_registry()
+    old = registry.wrapper_index
+    assert old[Thing] is None
+    wrapper = ThingWrapper()
+    ap.register_wrapper(wrapper)
+    # A thread still filling the old index from the old claims cannot leave its stale
+    # answer where later dumps look.
+    assert registry.wrapper_index is not old and registry.wrapper_index[Thing] is wrapper

@@ -1415,3 +1415,23 @@ def test_deep_nesting_makes_get_untrusted_types_say_corrupt():
         ap.get_untrusted_types(data)
     with pytest.raises(ap.CorruptFileError):
         ap.loads(data, safe=True)
+
+
+class _Tagged(np.ndarray):
+    """An ndarray subclass whose attribute holds a defaultdict (kept through views)."""
+
+    def __array_finalize__(self, obj):
+        self.info = getattr(obj, "info", None)
+
+
+def test_defaultdicts_that_never_reach_numpy_as_a_dtype_load_safely():
+    # The view form's state and another wrapper's meta go to setattr and to the
+    # wrapper's own code: a defaultdict there is no dtype (a false refusal in dd299cd).
+    tagged = np.arange(3.0).view(_Tagged)
+    tagged.info = collections.defaultdict(int, a=1)
+    out = ap.loads(ap.dumps(tagged), safe=True, trusted=[_Tagged])
+    assert type(out) is _Tagged and out.info == {"a": 1} and out.info.default_factory is int
+    mixed = {"d": collections.defaultdict(list, k=[np.arange(2)]), "a": np.ma.arange(3)}
+    for data in (ap.dumps(mixed), ap.dumps(mixed, compress=3), pickle.dumps(mixed, protocol=2)):
+        out = ap.loads(data, safe=True)
+        assert out["d"].default_factory is list

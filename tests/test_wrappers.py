@@ -324,8 +324,27 @@ class AnswerWrapper(ap.ArrayWrapper):
         (lambda o: [np.arange(3)], "returned list, not Exposed"),
         (lambda o: ap.Exposed(None, ["text"]), "a buffer is a str"),
         (lambda o: ap.Exposed(None, [ap.Buffer("text")]), "data is unusable"),
+        (
+            lambda o: ap.Exposed(None, [ap.Buffer(np.array(o.items, dtype=object).data)]),
+            "dtype object",
+        ),
+        (lambda o: ap.Exposed(None, None), "buffers are a NoneType"),
+        (
+            lambda o: ap.Exposed(None, [ap.Buffer(memoryview(np.ones(8))[::2])]),
+            "non-contiguous",
+        ),
     ],
-    ids=["object-array", "object-field", "bare-object-array", "list", "str-buffer", "str-data"],
+    ids=[
+        "object-array",
+        "object-field",
+        "bare-object-array",
+        "list",
+        "str-buffer",
+        "str-data",
+        "object-memoryview",
+        "no-buffers",
+        "strided-memoryview",
+    ],
 )
 def test_a_wrong_answer_from_expose_fails_the_dump_naming_the_wrapper(
     fresh_registry, tmp_path, answer, says
@@ -345,3 +364,8 @@ def test_a_wrapper_may_answer_with_plain_tuples(fresh_registry):
     ap.register_wrapper(AnswerWrapper(lambda o: (None, [(np.arange(4.0), "C")])))
     out = ap.loads(ap.dumps(Things(None)))
     np.testing.assert_array_equal(out.items.view(np.float64), np.arange(4.0))
+
+
+def test_a_wrapper_may_give_its_buffers_as_a_generator(fresh_registry):
+    ap.register_wrapper(AnswerWrapper(lambda o: ap.Exposed(None, (b for b in [ap.Buffer(b"abc")]))))
+    assert bytes(ap.loads(ap.dumps(Things(None))).items) == b"abc"

@@ -343,7 +343,11 @@ def _check_binary(fileobj: Any, direction: str) -> None:
         mode = getattr(fileobj, "mode", "?")
         raise ValueError(f"{describe(fileobj)} is not open for {direction} (mode {mode!r})")
     raw = getattr(fileobj, "raw", fileobj)
-    if isinstance(raw, io.FileIO) and not os.get_blocking(raw.fileno()):
+    if (
+        isinstance(raw, io.FileIO)
+        and not os.get_blocking(raw.fileno())
+        and not stat.S_ISREG(os.fstat(raw.fileno()).st_mode)  # where the flag does nothing
+    ):
         # Its reads and writes would do nothing and say so only by returning None:
         # a read would look like the end of a truncated file.
         raise ValueError(

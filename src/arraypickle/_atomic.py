@@ -48,18 +48,8 @@ def replacing(path: str, *, fsync: bool = False) -> Iterator[BinaryIO]:
         # would send them looking for a file they never mentioned.
         raise type(exc)(exc.errno, exc.strerror, path) from None
     if fd is None:
-        # A writable file in a read-only directory (joblib wrote in place): the dump
-        # goes to an anonymous temporary file elsewhere, copied over the file only once
-        # complete, so a dump that fails (an unpicklable object, Ctrl-C) leaves it
-        # intact. Only a failure of the copy itself (a full disk) can damage it.
-        with tempfile.TemporaryFile() as spool:
-            yield spool
-            spool.seek(0)
-            with open(target, "wb") as f:
-                shutil.copyfileobj(spool, f, COPY_PIECE)
-                if fsync:
-                    f.flush()
-                    os.fsync(f.fileno())
+        with _in_place(target, path, fsync) as f:
+            yield f
         return
     try:
         with os.fdopen(fd, "wb") as f:
@@ -76,6 +66,37 @@ def replacing(path: str, *, fsync: bool = False) -> Iterator[BinaryIO]:
         raise
     if fsync:
         _fsync_directory(directory)
+
+
+@contextlib.contextmanager
+def _in_place(target: str, path: str, fsync: bool) -> Iterator[BinaryIO]:
+    """For a directory where no file can be made (joblib wrote in place): the file is
+    opened first, so that one that cannot be written fails at once, then the dump goes
+    to an anonymous temporary file (``TMPDIR``), copied over the file only once
+    complete. A dump that fails (an unpicklable object, Ctrl-C) leaves the file intact;
+    only a failure of the copy itself (a full disk) can damage it. Without a usable
+    temporary directory, the dump writes in place."""
+    try:
+        fd = os.open(target, os.O_WRONLY | getattr(os, "O_BINARY", 0))  # no truncation yet
+    except OSError as exc:
+        raise type(exc)(exc.errno, exc.strerror, path) from None
+    with os.fdopen(fd, "wb") as f:
+        try:
+            spool = tempfile.TemporaryFile()  # noqa: SIM115 - closed by the with below
+        except OSError:
+            spool = None
+        if spool is None:
+            f.truncate(0)
+            yield f
+        else:
+            with spool:
+                yield spool
+                spool.seek(0)
+                f.truncate(0)
+                shutil.copyfileobj(spool, f, COPY_PIECE)
+        if fsync:
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def _temporary_name(directory: str, name: str) -> str:

@@ -138,8 +138,10 @@ def check_build(target: Any, state: Any) -> None:
 def check_call(name: str, args: Any, kwargs: Any = None) -> None:
     """Raise :class:`Refused` for a call of an ndarray class over a buffer, unless the
     scan knows its dtype holds no objects (numpy would read the bytes as pointers) and
-    no offset or strides reach outside it (numpy 2.4 takes a negative offset)."""
-    if name.startswith(_MAPPING_READERS) and _holds_defaultdict((args, kwargs)):
+    no offset or strides reach outside it (numpy 2.4 takes a negative offset); for a
+    call of numpy's given a ``defaultdict`` (numpy reads the optional keys of a mapping
+    given as a dtype: the factory would run)."""
+    if name.startswith("numpy.") and _holds_defaultdict((args, kwargs)):
         raise Refused(
             f"a call of {name} given a defaultdict (numpy reads the optional keys of a "
             "mapping given as a dtype: its factory would run during the load)"
@@ -182,11 +184,6 @@ def check_call(name: str, args: Any, kwargs: Any = None) -> None:
         raise Refused(f"a call of {name} over a buffer, with a dtype that may hold objects")
     if real.itemsize == 0:
         raise Refused(f"a call of {name} over a buffer, with items of size 0")
-
-
-# The callables that may read a mapping they are handed: numpy's, and arraypickle's
-# rebuild (its meta's dtype goes to numpy).
-_MAPPING_READERS = ("numpy.", f"{fmt.REBUILD_MODULE}.{fmt.REBUILD_NAME}")
 
 
 def _holds_defaultdict(value: Any) -> bool:
@@ -271,11 +268,13 @@ def _rebuild(name: str, args: Any, kwargs: Any = None) -> None:
     # the loader, but not one the scan could look into.
     if type(meta) is not tuple or not meta or type(meta[0]) is not str:
         raise Refused(f"a call of {name} with a numpy meta the scan cannot see ({meta!r:.60})")
-    if meta[0] == "a":
+    if meta[0] == "a" and len(meta) > 1:
         # Over a buffer (a mapped file's bytes too), objects' items would be pointers.
-        real = dtype_of(meta[1]) if len(meta) > 1 else None
+        real = dtype_of(meta[1])
         if real is not None and (real.hasobject or real.itemsize == 0):
             raise Refused(f"a call of {name} for an array of {real} over a buffer")
+        if _holds_defaultdict(meta[1]):  # the loader hands the dtype to numpy
+            raise Refused(f"a call of {name} given a defaultdict as a dtype")
     if meta[0] != "v":
         return
     cls = meta[1] if len(meta) > 1 else None

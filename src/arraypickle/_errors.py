@@ -30,8 +30,10 @@ class UnknownWrapperError(ArrayPickleError, ValueError):
 
 
 class UnpicklableError(ArrayPickleError, pickle.PicklingError, AttributeError):
-    """The object holds something the pickler cannot save by reference: a local class
-    or function, a lambda.
+    """The object holds something the pickler refuses: what it cannot save by
+    reference (a local class or function, a lambda), a reduction it cannot use (a
+    ``__reduce__`` returning neither a string nor a tuple), or what an array wrapper
+    exposed wrongly (the message names the wrapper).
 
     Python 3.11's C pickler raises ``AttributeError`` for these and joblib's pure-Python
     pickler ``pickle.PicklingError``: this is both, so either ``except`` catches it.

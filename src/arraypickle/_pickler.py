@@ -9,7 +9,14 @@ import numpy as np
 
 from . import _format as fmt
 from ._writer import ContainerWriter
-from .wrapper import Buffer, Exposed, checked_buffer, checked_data, checked_exposed
+from .wrapper import (
+    Buffer,
+    Exposed,
+    checked_buffer,
+    checked_buffers,
+    checked_data,
+    checked_exposed,
+)
 
 
 class Pickler(pickle.Pickler):
@@ -36,12 +43,15 @@ class Pickler(pickle.Pickler):
             return NotImplemented
         if type(exposed) is not Exposed:
             exposed = checked_exposed(wrapper, obj, exposed)
+        buffers = exposed.buffers
+        if type(buffers) is not tuple and type(buffers) is not list:
+            buffers = checked_buffers(wrapper, obj, buffers)
         first = self._writer.buffers
-        for buffer in exposed.buffers:
+        for buffer in buffers:
             # The built-in numpy wrapper hands out Buffers of plain arrays, whose dtype
             # it checked: only other wrappers' buffers take the slow path.
             data, order = buffer if type(buffer) is Buffer else checked_buffer(wrapper, obj, buffer)
             if type(data) is not np.ndarray or data.dtype.hasobject:
                 data = checked_data(wrapper, obj, data)
             self._writer.write_array(data, order)
-        return fmt.rebuild, (wrapper.name, exposed.meta, first, len(exposed.buffers))
+        return fmt.rebuild, (wrapper.name, exposed.meta, first, len(buffers))

@@ -52,8 +52,8 @@ class KnownCodec:
         """How to get this codec back."""
         if self.replaced:
             return (
-                "that codec was replaced in this process by another of the same name, "
-                "registered with force=True"
+                "that codec was replaced in this process by one registered with "
+                "register_codec(..., force=True)"
             )
         if self.builtin:
             return (
@@ -100,8 +100,9 @@ class PluginInfo:
 class Registry:
     """The installed codecs and array wrappers, indexed for dump and load.
 
-    Changes replace the dicts instead of changing them in place, so threads that dump
-    or load while a codec is being registered iterate over a consistent snapshot.
+    Changes build new dicts and then replace the old ones (never changing them in
+    place, never publishing a state without the codec being replaced), so threads that
+    dump or load while a codec is registered see the old codecs or the new ones.
     """
 
     def __init__(self) -> None:
@@ -113,7 +114,11 @@ class Registry:
         self.conflicts: list[str] = []
         self._claims: dict[type, Any] = {}
         self._sources: dict[int, str] = {}
-        # type -> wrapper or None; a dict so the pickler's lookup stays in C when cached
+        # Names of codecs that register_codec(force=True) pushed out, for load's hints.
+        self._replaced: frozenset[str] = frozenset()
+        # type -> wrapper or None; a dict so the pickler's lookup stays in C when cached.
+        # Replaced (never cleared) when the claims change: a thread filling the old one
+        # from the old claims cannot leave a stale answer in the new one.
         self.wrapper_index = _WrapperIndex(self)
 
     def _state(self) -> tuple[Any, ...]:
@@ -121,7 +126,7 @@ class Registry:
 
     def _restore(self, state: tuple[Any, ...]) -> None:
         self.codecs, self.extensions, self.wrappers, self._claims, self._sources = state
-        self.wrapper_index.clear()
+        self.wrapper_index = _WrapperIndex(self)
 
     # -- codecs -------------------------------------------------------------------
 
@@ -135,25 +140,35 @@ class Registry:
         if clashes and not force:
             other, what = clashes[0]
             if isinstance(other, KnownCodec):
+                settle = (
+                    _way_out(source, "take it anyway")
+                    if source.startswith("register_")
+                    else "choose another magic: a known codec's stays reserved for its plugin"
+                )
                 raise PluginConflictError(
                     f"codec {codec.name!r} from {source} claims the {what} (distribution "
-                    f"{other.distribution}); {_way_out(source, 'take it anyway')}"
+                    f"{other.distribution}); {settle}"
                 )
             raise PluginConflictError(
                 f"codec {codec.name!r} from {source} and codec {other.name!r} from "
                 f"{self._sources.get(id(other), '?')} claim the same {what}; "
                 f"{_way_out(source, 'replace the other')}"
             )
-        for other, _ in clashes:
-            if not isinstance(other, KnownCodec):
-                self._remove_codec(other)
-        extensions = dict(self.extensions)
+        gone = {id(other): other for other, _ in clashes if not isinstance(other, KnownCodec)}
+        codecs = {n: c for n, c in self.codecs.items() if id(c) not in gone}
+        codecs[codec.name] = codec
+        extensions = {e: c for e, c in self.extensions.items() if id(c) not in gone}
         for ext in codec.extensions:
             extensions[ext.lower()] = codec
+        self._replaced = self._replaced | {c.name for c in gone.values()}
         self._sources = {**self._sources, id(codec): source}
-        self.codecs, self.extensions = {**self.codecs, codec.name: codec}, extensions
+        # The extensions first: until the codecs follow, a path may still pick a codec
+        # being replaced, which works; never one that is not there.
+        self.extensions = extensions
+        self.codecs = codecs
 
     def _remove_codec(self, codec: Any) -> None:
+        """Forget ``codec`` (tests use it to play a plugin uninstalled)."""
         self.codecs = {n: c for n, c in self.codecs.items() if c is not codec}
         self.extensions = {e: c for e, c in self.extensions.items() if c is not codec}
 
@@ -192,11 +207,10 @@ class Registry:
         for name, known in {**builtin_codecs(), **KNOWN_CODECS}.items():
             if known.magic in found:
                 continue
-            if name not in codecs:
-                found[known.magic] = (name, known)
-            elif codecs[name].magic != known.magic:
-                # register_codec(force=True) put another codec under this name.
+            if name in self._replaced:  # register_codec(force=True) pushed it out
                 found[known.magic] = (name, replace(known, replaced=True))
+            else:  # missing, or its name taken by a codec of another magic
+                found[known.magic] = (name, known)
         return found
 
     def codec_at(self, head: bytes, file: str, magics: dict[bytes, Any] | None = None) -> Any:
@@ -245,9 +259,9 @@ class Registry:
         for cls in wrapper.types:
             claims[cls] = wrapper
         self.wrappers = {**self.wrappers, wrapper.name: wrapper}
-        self._claims = claims
         self._sources = {**self._sources, id(wrapper): source}
-        self.wrapper_index.clear()
+        self._claims = claims
+        self.wrapper_index = _WrapperIndex(self)  # after the claims: see __init__
 
     def wrapper_for(self, cls: type) -> Any | None:
         for base in getattr(cls, "__mro__", (cls,)):
@@ -350,16 +364,25 @@ def _way_out(source: str, action: str) -> str:
 
 _lock = threading.RLock()
 _registry: Registry | None = None
+# The registry being built: a plugin that calls arraypickle while it is imported (its
+# own register_codec, say) gets this one, not a second build whose result is lost.
+_building: Registry | None = None
 
 
 def get_registry() -> Registry:
     """The process-wide registry, built on first call."""
-    global _registry
+    global _registry, _building
     registry = _registry
     if registry is None:
         with _lock:
             if _registry is None:
-                _registry = _build()
+                if _building is not None:  # re-entered from a plugin's import
+                    return _building
+                _building = Registry()
+                try:
+                    _registry = _build(registry=_building)
+                finally:
+                    _building = None
             registry = _registry
     return registry
 
@@ -382,8 +405,8 @@ def survey() -> Registry:
         return _build(strict=False)
 
 
-def _build(strict: bool = True) -> Registry:
-    registry = Registry()
+def _build(strict: bool = True, registry: Registry | None = None) -> Registry:
+    registry = Registry() if registry is None else registry
     manager = pluggy.PluginManager("arraypickle")
     manager.add_hookspecs(hookspecs)
     blocked = blocked_names()

@@ -21,7 +21,7 @@ import numpy as np
 from . import _format as fmt
 from ._checksum import Hasher, HashThread
 from ._damage import unpickler_failure
-from ._errors import CorruptFileError, UnknownWrapperError
+from ._errors import ArrayPickleError, CorruptFileError, UnknownWrapperError
 from ._memory import aligned_empty, memmap_over
 from ._opcodes import OpcodeWalker
 
@@ -184,8 +184,16 @@ class ContainerReader:
         except CorruptFileError as exc:  # from a codec's reader: say where we were
             raise self._while(exc, what) from exc
         if data is None:
-            raise self.corrupt(f"the stream gave no data for {what} (non-blocking?)")
+            raise self._starved(what)
         return data
+
+    def _starved(self, what: str) -> ArrayPickleError:
+        # Not CorruptFileError: the file is not at fault (a cache would delete it).
+        return ArrayPickleError(
+            f"{self.name}: the stream gave no data for {what}, as a file object in "
+            f"non-blocking mode does (container offset {self.offset}); load needs a "
+            "blocking one"
+        )
 
     def _while(self, exc: CorruptFileError, what: str) -> CorruptFileError:
         return CorruptFileError(f"{exc}, reading {what}")
@@ -236,7 +244,7 @@ class ContainerReader:
         except CorruptFileError as exc:
             raise self._while(exc, what) from exc
         if got is None:  # an io.RawIOBase with nothing to give yet: not the end
-            raise self.corrupt(f"the stream gave no data for {what} (non-blocking?)")
+            raise self._starved(what)
         return got
 
     def _skip(self, n: int, what: str) -> None:

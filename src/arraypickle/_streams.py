@@ -36,8 +36,8 @@ class Prefixed(io.RawIOBase):
             return take
         readinto = getattr(self._src, "readinto", None)
         if readinto is not None:
-            return readinto(view) or 0
-        data = self._src.read(len(view))
+            return given(readinto(view), self._src)
+        data = given(self._src.read(len(view)), self._src)
         view[: len(data)] = data
         return len(data)
 
@@ -57,7 +57,7 @@ class Prefixed(io.RawIOBase):
         if self._head:
             return self.read(len(self._head) if size < 0 else min(size, len(self._head)))
         read1 = getattr(self._src, "read1", None)
-        return (read1 if read1 is not None else self._src.read)(size) or b""
+        return given((read1 if read1 is not None else self._src.read)(size), self._src)
 
     def readinto1(self, b: Any) -> int:
         if self._head:
@@ -76,6 +76,18 @@ class Prefixed(io.RawIOBase):
         return self._src.readline(size)
 
 
+def given(got: Any, src: Any) -> Any:
+    """What a read of ``src`` gave; ``None`` is a raw file in non-blocking mode with
+    nothing to give yet, not the end of the input (which a truncated file looks like)."""
+    if got is None:
+        # Not CorruptFileError: the file is not at fault (a cache would delete it).
+        raise ArrayPickleError(
+            f"{describe(src)} gave no data, as a file object in non-blocking mode does: "
+            "load needs a blocking one"
+        )
+    return got
+
+
 def read_some_into(src: Any, b: Any) -> int:
     """Fill some of ``b`` from ``src`` without waiting for more than its first byte:
     ``readinto1`` or ``read1`` when ``src`` has them (a ``BufferedReader`` over a socket
@@ -85,14 +97,14 @@ def read_some_into(src: Any, b: Any) -> int:
         return 0
     readinto1 = getattr(src, "readinto1", None)
     if readinto1 is not None:
-        return readinto1(view) or 0
+        return given(readinto1(view), src)
     read1 = getattr(src, "read1", None)
     if read1 is None:
         readinto = getattr(src, "readinto", None)
         if readinto is not None:
-            return readinto(view) or 0
+            return given(readinto(view), src)
         read1 = src.read
-    data = read1(len(view)) or b""
+    data = given(read1(len(view)), src)
     view[: len(data)] = data
     return len(data)
 
@@ -127,7 +139,7 @@ class ShortReads(io.RawIOBase):
         if not size:
             return b""
         read1 = getattr(self._src, "read1", None)
-        return (read1 if read1 is not None else self._src.read)(size) or b""
+        return given((read1 if read1 is not None else self._src.read)(size), self._src)
 
     read1 = read
     readinto1 = readinto

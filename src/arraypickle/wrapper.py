@@ -104,10 +104,20 @@ def checked_exposed(wrapper: Any, obj: Any, exposed: Any) -> Exposed:
     """``exposed`` as an :class:`Exposed`, or an error naming the wrapper."""
     try:
         meta, buffers = exposed
-        return Exposed(meta, list(buffers))
     except (TypeError, ValueError):
         raise _broken(
             wrapper, obj, f"expose returned {type(exposed).__name__}, not Exposed(meta, buffers)"
+        ) from None
+    return Exposed(meta, checked_buffers(wrapper, obj, buffers))
+
+
+def checked_buffers(wrapper: Any, obj: Any, buffers: Any) -> list[Any]:
+    """An exposed object's buffers as a list, or an error naming the wrapper."""
+    try:
+        return list(buffers)
+    except TypeError:
+        raise _broken(
+            wrapper, obj, f"its buffers are a {type(buffers).__name__}, not a list of Buffer"
         ) from None
 
 
@@ -127,9 +137,15 @@ def checked_data(wrapper: Any, obj: Any, data: Any) -> np.ndarray:
     buffer); object dtypes refused: their bytes are pointers into this process."""
     if not isinstance(data, np.ndarray):
         try:
-            data = np.frombuffer(data, np.uint8)
-        except (TypeError, ValueError) as exc:
+            view = memoryview(data)
+        except TypeError as exc:
             raise _broken(wrapper, obj, f"a buffer's data is unusable: {exc}") from None
+        if "O" in view.format:  # a memoryview of an object array, say
+            data = np.asarray(view)
+        elif not view.c_contiguous:
+            raise _broken(wrapper, obj, "a buffer's data is a non-contiguous buffer")
+        else:
+            data = np.frombuffer(view, np.uint8)
     if data.dtype.hasobject:
         raise _broken(
             wrapper,
