@@ -321,12 +321,7 @@ def test_a_name_of_the_longest_legal_length_can_be_dumped_to(tmp_path):
     assert ap.load(path) == [2] and temp_files(tmp_path) == []
 
 
-def test_a_failed_dump_in_a_read_only_directory_leaves_the_file_intact(tmp_path, monkeypatch):
-    # No file can be made beside the target (a read-only directory; as root a chmod
-    # would not stop us, so the refusal is simulated): the dump is spooled elsewhere and
-    # copied over the file only once complete.
-    path = tmp_path / "model.pkl"
-    ap.dump({"a": np.arange(1000)}, path)
+def _no_new_hidden_files(monkeypatch):
     real_open = os.open
 
     def no_new_files(name, flags, *args):
@@ -335,6 +330,15 @@ def test_a_failed_dump_in_a_read_only_directory_leaves_the_file_intact(tmp_path,
         return real_open(name, flags, *args)
 
     monkeypatch.setattr(_atomic.os, "open", no_new_files)
+
+
+def test_a_failed_dump_in_a_read_only_directory_leaves_the_file_intact(tmp_path, monkeypatch):
+    # No file can be made beside the target (a read-only directory; as root a chmod
+    # would not stop us, so the refusal is simulated): the dump is spooled elsewhere and
+    # copied over the file only once complete.
+    path = tmp_path / "model.pkl"
+    ap.dump({"a": np.arange(1000)}, path)
+    _no_new_hidden_files(monkeypatch)
 
     class Boom:
         def __reduce__(self):
@@ -346,17 +350,6 @@ def test_a_failed_dump_in_a_read_only_directory_leaves_the_file_intact(tmp_path,
     ap.dump({"a": np.arange(5)}, path, compress="gzip")
     np.testing.assert_array_equal(ap.load(path)["a"], np.arange(5))
     assert temp_files(tmp_path) == []
-
-
-def _no_new_hidden_files(monkeypatch):
-    real_open = os.open
-
-    def no_new_files(name, flags, *args):
-        if flags & os.O_CREAT and os.path.basename(name).startswith("."):
-            raise PermissionError(13, "Permission denied", name)
-        return real_open(name, flags, *args)
-
-    monkeypatch.setattr(_atomic.os, "open", no_new_files)
 
 
 def test_a_new_file_in_a_read_only_directory_fails_at_once_naming_it(tmp_path, monkeypatch):

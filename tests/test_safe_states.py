@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import pickle
+import struct
 import subprocess
 import sys
 
@@ -1435,3 +1436,48 @@ def test_defaultdicts_that_never_reach_numpy_as_a_dtype_load_safely():
     for data in (ap.dumps(mixed), ap.dumps(mixed, compress=3), pickle.dumps(mixed, protocol=2)):
         out = ap.loads(data, safe=True)
         assert out["d"].default_factory is list
+
+
+# A twenty-first review round, with mmap_mode. (1) SETITEM went to whatever the scan
+# did not judge a dict: under mmap_mode='r+' an array mapped from a file then took the
+# file's items, so a safe load wrote a neighbouring .npy (joblib 0.8-0.9's companion
+# names any file beside the one loaded) or its own buffers (a failed load then left the
+# file failing its checksums). Item assignment now goes only to mappings.
+def test_a_safe_load_never_writes_to_a_mapped_file(tmp_path):
+    from test_safe_attacks import container
+
+    np.save(tmp_path / "victim.npy", np.arange(4.0))
+    state = EMPTY_DICT + MARK + s("filename") + s("victim.npy") + s("subclass")
+    state += g("numpy", "ndarray") + s("allow_mmap") + TRUE + SETITEMS
+    wrapper = g("joblib.numpy_pickle", "NDArrayWrapper") + b")\x81" + state + BUILD
+    write = i(0) + b"G" + struct.pack(">d", 1337.0) + b"s"
+    (tmp_path / "evil.pkl").write_bytes(P2 + wrapper + write + STOP)
+    meta = MARK + s("a") + dtype("f8") + MARK + i(2) + TUPLE + s("C") + TUPLE
+    own = g("arraypickle._format", "rebuild") + MARK + s("numpy") + meta + i(0) + i(1)
+    own += TUPLE + REDUCE + write
+    (tmp_path / "own.pkl").write_bytes(container(P2 + own + STOP))  # its buffer: 8 floats
+    for name in ("evil.pkl", "own.pkl"):
+        before = (tmp_path / name).read_bytes()
+        for mode in ("r+", "w+"):
+            with pytest.raises(ap.CorruptFileError, match="item assignment to"):
+                ap.load(tmp_path / name, mmap_mode=mode, safe=True)
+        assert (tmp_path / name).read_bytes() == before
+    np.testing.assert_array_equal(np.load(tmp_path / "victim.npy"), np.arange(4.0))
+    # What picklers do write: items of dicts, of the allow-list's dict classes.
+    mappings = {"c": collections.Counter("aab"), "o": collections.OrderedDict(x=np.arange(2))}
+    assert ap.loads(pickle.dumps(mappings, protocol=2), safe=True)["c"] == {"a": 2, "b": 1}
+
+
+# (2) Under mmap_mode the joblib paths mapped dtypes of 0-byte items (the array form
+# refuses them): a shape's element count could overflow (list(a.flat): SystemError).
+@pytest.mark.parametrize("mmap_mode", ["r", "c"])
+def test_a_joblib_array_of_empty_items_is_refused_when_mapped(tmp_path, mmap_mode):
+    state = EMPTY_DICT + MARK + s("subclass") + g("numpy", "ndarray") + s("shape")
+    state += MARK + i(4) + TUPLE + s("order") + s("C") + s("dtype") + dtype("V0")
+    state += s("allow_mmap") + TRUE + SETITEMS
+    wrapper = g("joblib.numpy_pickle", "NumpyArrayWrapper") + b")\x81" + state + BUILD
+    (tmp_path / "v0.pkl").write_bytes(P2 + wrapper + STOP)
+    with pytest.raises(ap.CorruptFileError):
+        ap.load(tmp_path / "v0.pkl", mmap_mode=mmap_mode)
+    with pytest.raises(ap.CorruptFileError):
+        ap.load(tmp_path / "v0.pkl", mmap_mode=mmap_mode, safe=True)

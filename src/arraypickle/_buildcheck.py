@@ -470,6 +470,23 @@ STATEFUL = frozenset({"collections.ChainMap", "collections.OrderedDict"})
 UNPICKLER_CALLS = frozenset({"append", "extend", "add"})
 
 
+def takes_items(target: Any) -> bool:
+    """Whether SETITEM(S) may go to ``target``: what picklers give items to (dicts,
+    the allow-list's dict classes, objects of classes trusted by name; lists and values
+    the scan does not follow), never an array (under ``mmap_mode='r+'`` the load would
+    write to the file, a companion ``.npy`` of joblib 0.8-0.9 included) or a class."""
+    t = type(target)
+    if t is GlobalRef or target is BUFFER or target is DATA:
+        return False
+    if t is not Made:
+        return True
+    kind = _kind_of(target)
+    if kind == "free":
+        return True  # trusted by name: the caller trusts what it does with items
+    obj = allowed().get(made_class(target) or "")
+    return kind == "plain" and isinstance(obj, type) and issubclass(obj, dict)
+
+
 def check_items(target: Made, opname: str) -> None:
     """APPEND(S)/ADDITEMS on what a global made: the unpickler calls its ``append``,
     ``extend`` or ``add``. Of the allow-listed classes only a deque's pickles use them

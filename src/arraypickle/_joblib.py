@@ -297,6 +297,10 @@ def map_array(
 ) -> np.ndarray:
     """``np.memmap`` of ``path`` (default: the loaded file) at ``offset``, in the load's mode."""
     path = path or load.path
+    if dtype.hasobject or dtype.itemsize == 0:
+        # joblib writes neither raw: over a file, objects' items would be its bytes as
+        # pointers, and 0-byte items let a shape's element count overflow.
+        raise CorruptFileError(f"{path!r}: an array of {dtype} cannot be mapped from a file")
     try:
         array = np.memmap(
             path, dtype=dtype, mode=load.mmap_mode, offset=offset, shape=shape, order=order

@@ -56,6 +56,7 @@ from ._buildcheck import (
     dtype_of,
     is_joblib_wrapper,
     made_class,
+    takes_items,
 )
 from ._scanvalues import BUFFER, DATA, FROZEN, LOST, UNKNOWN, BuiltList, GlobalRef, Made, ScanError
 
@@ -719,6 +720,11 @@ class OpcodeScanner:
                         f"{opname} at opcode {count}: item assignment through a ChainMap "
                         "(it writes to a dict the stream may also have given a numpy dtype)"
                     )
+                elif not takes_items(target):
+                    self._refuse(
+                        f"{opname} at opcode {count}: item assignment to {target!r}, not a "
+                        "mapping (an array's items: a mapped file's bytes, written by the load)"
+                    )
                 elif type(stack[-1]) is BuiltList and not all(
                     type(key) is int for key in items[::2]
                 ):
@@ -1064,6 +1070,8 @@ class JoblibScanner(OpcodeScanner):
             or dt is None
         ):
             raise ScanError("a joblib array wrapper whose shape or dtype cannot be read")
+        if dt.itemsize == 0:
+            raise ScanError("a joblib array wrapper of items of size 0 (joblib never writes one)")
         if dt.hasobject:
             source.push_back(self.scan(source))  # type: ignore[attr-defined]
             nested = self.result  # the array the nested pickle makes: its own size

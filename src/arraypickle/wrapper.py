@@ -100,14 +100,17 @@ def _broken(wrapper: Any, obj: Any, what: str) -> Exception:
     )
 
 
+def _pair(wrapper: Any, obj: Any, value: Any, what: str, expected: str) -> tuple[Any, Any]:
+    try:
+        first, second = value
+    except (TypeError, ValueError):
+        raise _broken(wrapper, obj, f"{what} {type(value).__name__}, not {expected}") from None
+    return first, second
+
+
 def checked_exposed(wrapper: Any, obj: Any, exposed: Any) -> Exposed:
     """``exposed`` as an :class:`Exposed`, or an error naming the wrapper."""
-    try:
-        meta, buffers = exposed
-    except (TypeError, ValueError):
-        raise _broken(
-            wrapper, obj, f"expose returned {type(exposed).__name__}, not Exposed(meta, buffers)"
-        ) from None
+    meta, buffers = _pair(wrapper, obj, exposed, "expose returned", "Exposed(meta, buffers)")
     return Exposed(meta, checked_buffers(wrapper, obj, buffers))
 
 
@@ -123,13 +126,7 @@ def checked_buffers(wrapper: Any, obj: Any, buffers: Any) -> list[Any]:
 
 def checked_buffer(wrapper: Any, obj: Any, buffer: Any) -> tuple[Any, str]:
     """``(data, order)`` of one exposed buffer, or an error naming the wrapper."""
-    try:
-        data, order = buffer
-    except (TypeError, ValueError):
-        raise _broken(
-            wrapper, obj, f"a buffer is a {type(buffer).__name__}, not Buffer(data, order)"
-        ) from None
-    return data, order
+    return _pair(wrapper, obj, buffer, "a buffer is a", "Buffer(data, order)")
 
 
 def checked_data(wrapper: Any, obj: Any, data: Any) -> np.ndarray:
