@@ -419,8 +419,11 @@ def test_registering_the_same_object_again_does_nothing(fresh_registry):
     codec = PlainCodec()
     ap.register_codec(codec)
     ap.register_codec(codec)
+    twin = PlainCodec()  # another instance of the same codec (a cell run again)
+    ap.register_codec(twin)
+    assert ap.codecs()["plain"] is twin
     with pytest.raises(ap.PluginConflictError, match="pass force=True to replace"):
-        ap.register_codec(PlainCodec())  # another instance: a real conflict
+        ap.register_codec(PlainCodec(magic=b"PLN\x02"))  # another codec of that name
 
 
 def test_registering_while_other_threads_dump_and_load(fresh_registry):
@@ -513,17 +516,18 @@ def test_force_replacing_never_shows_a_registry_without_the_codec(fresh_registry
     assert errors == []
 
 
-def test_a_plugin_registering_while_it_is_imported_keeps_its_codec(distribution):
+@pytest.mark.parametrize("hook_returns", ["[]", "[Codec()]"], ids=["none", "a-twin"])
+def test_a_plugin_registering_while_it_is_imported_keeps_its_codec(distribution, hook_returns):
     # The registry is being built when the plugin's module runs: the codec goes into
-    # that registry (a second, nested build's result used to be thrown away).
+    # that registry (a second, nested build's result used to be thrown away), and the
+    # twin its hook may return as well replaces it instead of conflicting with it.
     source = (
         good("early", b"ERLY", ".early")
         .replace(
             "@arraypickle.hookimpl",
-            "arraypickle.register_codec(Codec())\n\ndef unused():\n    pass\n"
-            "\n\n@arraypickle.hookimpl",
+            "arraypickle.register_codec(Codec())\n\n\n@arraypickle.hookimpl",
         )
-        .replace("return [Codec()]", "return []")
+        .replace("return [Codec()]", f"return {hook_returns}")
     )
     distribution("apk-early", {"early": source})
     assert "early" in ap.codecs()

@@ -1481,3 +1481,42 @@ def test_a_joblib_array_of_empty_items_is_refused_when_mapped(tmp_path, mmap_mod
         ap.load(tmp_path / "v0.pkl", mmap_mode=mmap_mode)
     with pytest.raises(ap.CorruptFileError):
         ap.load(tmp_path / "v0.pkl", mmap_mode=mmap_mode, safe=True)
+
+
+# A twenty-second review round. MaskedArray(data, mask) ORs `mask` into data's existing
+# mask in place: a masked array's (mapped from the file under mmap_mode='r+'), or any
+# structured array an object hands it as `_mask` (an OrderedDict's attribute; a joblib
+# 0.8-0.9 companion .npy beside the file). numpy's pickles never call MaskedArray or
+# mvoid (they use _mareconstruct and a state), and an OrderedDict's attributes may not
+# start with an underscore.
+class _CallsMasked:
+    def __init__(self, *args):
+        self.args = args
+
+    def __reduce__(self):
+        return np.ma.MaskedArray, self.args
+
+
+def test_a_call_of_maskedarray_is_refused(tmp_path):
+    bdt = np.dtype([("a", "?")])
+    data = np.ma.array(np.zeros(4, [("a", "<i8")]), mask=np.zeros(4, bdt))
+    obj = [data, _CallsMasked(data, np.ones(4, bdt))]
+    path = tmp_path / "m.pkl"
+    ap.dump(obj, path)
+    before = path.read_bytes()
+    with pytest.raises(ap.CorruptFileError, match=r"numpy\.ma\.MaskedArray, which numpy"):
+        ap.load(path, mmap_mode="r+", safe=True)
+    assert path.read_bytes() == before
+    ap.dump([np.ma.array([1, 2], mask=[0, 1]), np.ma.masked_all(3, bdt)], path)
+    out = ap.load(path, safe=True)  # what numpy writes still loads
+    assert out[0].mask.tolist() == [False, True] and out[1].mask.all()
+
+
+def test_an_ordereddict_attribute_with_an_underscore_is_refused():
+    od = collections.OrderedDict(x=1)
+    od._mask = np.zeros(3, [("a", "<i8")])
+    with pytest.raises(ap.CorruptFileError, match="setting '_mask'"):
+        ap.loads(pickle.dumps(od, protocol=2), safe=True)
+    od = collections.OrderedDict(x=1)
+    od.label = "kept"  # a plain attribute still loads
+    assert ap.loads(pickle.dumps(od, protocol=2), safe=True).label == "kept"

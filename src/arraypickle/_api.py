@@ -8,6 +8,7 @@ import functools
 import io
 import os
 import pickle
+import socket
 import stat
 from collections.abc import Iterable
 from typing import Any, BinaryIO
@@ -323,7 +324,13 @@ def loads(
 
 # The standard library's binary files: they say truthfully whether they read or write
 # (a home-made io.RawIOBase may implement write and leave writable() at False).
-_STDLIB_FILES = (io.FileIO, io.BufferedReader, io.BufferedWriter, io.BufferedRandom)
+_STDLIB_FILES = (
+    io.FileIO,
+    io.BufferedReader,
+    io.BufferedWriter,
+    io.BufferedRandom,
+    socket.SocketIO,
+)
 
 
 def _check_binary(fileobj: Any, direction: str) -> None:
@@ -343,11 +350,12 @@ def _check_binary(fileobj: Any, direction: str) -> None:
         mode = getattr(fileobj, "mode", "?")
         raise ValueError(f"{describe(fileobj)} is not open for {direction} (mode {mode!r})")
     raw = getattr(fileobj, "raw", fileobj)
+    sock = getattr(raw, "_sock", None)  # socket.SocketIO's (makefile): no public accessor
     if (
         isinstance(raw, io.FileIO)
         and not os.get_blocking(raw.fileno())
         and not stat.S_ISREG(os.fstat(raw.fileno()).st_mode)  # where the flag does nothing
-    ):
+    ) or (sock is not None and getattr(sock, "gettimeout", lambda: None)() == 0.0):
         # Its reads and writes would do nothing and say so only by returning None:
         # a read would look like the end of a truncated file.
         raise ValueError(

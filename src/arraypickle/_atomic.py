@@ -39,15 +39,18 @@ def replacing(path: str, *, fsync: bool = False) -> Iterator[BinaryIO]:
     directory = os.path.dirname(os.path.abspath(target))
     tmp = os.path.join(directory, _temporary_name(directory, os.path.basename(target)))
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    refused = None
     try:
         fd = os.open(tmp, flags, 0o666)
-    except PermissionError:
-        fd = None
+    except PermissionError as exc:
+        fd, refused = None, exc
     except OSError as exc:
         # The caller asked for ``path``; an error naming a random temporary name
         # would send them looking for a file they never mentioned.
         raise type(exc)(exc.errno, exc.strerror, path) from None
     if fd is None:
+        if mode is None:  # nothing to write in place, and nothing can be made here
+            raise PermissionError(refused.errno, refused.strerror, path) from None
         with _in_place(target, path, fsync) as f:
             yield f
         return

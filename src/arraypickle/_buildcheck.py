@@ -244,6 +244,14 @@ def _dtype_spec(name: str, args: Any, kwargs: Any = None) -> None:
         raise Refused(f"a call of {name} on a spec numpy's pickles never give ({spec!r:.60})")
 
 
+def _masked_call(name: str, args: Any, kwargs: Any = None) -> None:
+    """``MaskedArray(data, mask)`` ORs ``mask`` into ``data``'s existing mask, in place:
+    a mapped array's (a file's bytes under ``mmap_mode='r+'``), or any structured array
+    an object hands it as ``_mask``. numpy's pickles never call it (nor ``mvoid``):
+    they use ``_mareconstruct`` and a state."""
+    raise Refused(f"a call of {name}, which numpy's pickles never make")
+
+
 def _identity(name: str, args: Any, kwargs: Any = None) -> None:
     """``numpy.object_(x)`` returns ``x`` itself: what is done to its result is done,
     unseen, to a dict or list the scan holds (a dtype's fields, a wrapper's shape).
@@ -373,6 +381,8 @@ def _special_calls() -> dict[str, Any]:
         table["numpy.core.numeric._frombuffer"]: _frombuffer,
         copyreg._reconstructor: _reconstructor,
         np.object_: _identity,
+        np.ma.MaskedArray: _masked_call,
+        np.ma.core.mvoid: _masked_call,
         np.dtype: _dtype_spec,
         fmt.rebuild: _rebuild,
         **dict.fromkeys(_BYTES_LIKE, _copied_bytes),
@@ -516,14 +526,15 @@ def _check_attributes(what: str, cls: Any, state: dict[Any, Any]) -> None:
         key
         for key in state
         if type(key) is not str
-        or key.startswith("__")
+        or key.startswith("_")
         or hasattr(cls, key)
         or key in UNPICKLER_CALLS
     ]
     if bad:
         raise Refused(
             f"{what} setting {', '.join(map(repr, bad[:5]))} (not a plain new attribute: "
-            "numpy reads some from an instance, and others hide the class's own)"
+            "numpy reads some from an instance (_mask, _baseclass...), and others hide "
+            "the class's own)"
         )
 
 

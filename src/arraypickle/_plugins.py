@@ -134,8 +134,12 @@ class Registry:
         problems = codec_problems(codec)
         if problems:
             raise PluginConflictError(f"codec {codec!r} from {source}: " + "; ".join(problems))
-        if self.codecs.get(codec.name) is codec:
+        old = self.codecs.get(codec.name)
+        if old is codec:
             return  # registered again (a notebook cell run twice): nothing to do
+        if _same_codec(old, codec):
+            force = True  # another instance of that codec (a plugin that also registers
+            # itself on import, a notebook cell run again): it replaces its twin
         clashes = self._codec_clashes(codec)
         if clashes and not force:
             other, what = clashes[0]
@@ -350,6 +354,17 @@ def wrapper_is_wellformed(wrapper: Any) -> bool:
         and all(isinstance(t, type) for t in wrapper.types)
         and callable(getattr(wrapper, "expose", None))
         and callable(getattr(wrapper, "rebuild", None))
+    )
+
+
+def _same_codec(old: Any, new: Any) -> bool:
+    """Whether ``new`` is another instance of the codec ``old``: same class, name,
+    magic and extensions."""
+    return (
+        old is not None
+        and type(old) is type(new)
+        and old.magic == new.magic
+        and tuple(old.extensions) == tuple(new.extensions)
     )
 
 

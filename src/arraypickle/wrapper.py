@@ -137,11 +137,13 @@ def checked_data(wrapper: Any, obj: Any, data: Any) -> np.ndarray:
             view = memoryview(data)
         except TypeError as exc:
             raise _broken(wrapper, obj, f"a buffer's data is unusable: {exc}") from None
-        if "O" in view.format:  # a memoryview of an object array, say
+        try:
+            # With its own dtype (an object array's memoryview is refused below), and
+            # any layout: the writer lays out the bytes in the buffer's order.
             data = np.asarray(view)
-        elif not view.c_contiguous:
-            raise _broken(wrapper, obj, "a buffer's data is a non-contiguous buffer")
-        else:
+        except (TypeError, ValueError, NotImplementedError):
+            if not view.c_contiguous:
+                raise _broken(wrapper, obj, "a buffer's data is a non-contiguous buffer") from None
             data = np.frombuffer(view, np.uint8)
     if data.dtype.hasobject:
         raise _broken(
