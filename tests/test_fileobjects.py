@@ -261,3 +261,21 @@ def test_a_regular_file_opened_non_blocking_is_fine(tmp_path):
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # the flag does nothing for files
     with open(fd, "rb") as f:
         np.testing.assert_array_equal(ap.load(f)["a"], np.arange(10))
+
+
+def test_a_socket_in_non_blocking_mode_is_refused_up_front():
+    # A buffered reader over it answers read1() with b"" when nothing has arrived yet:
+    # a compressed load would call the stream truncated.
+    import socket
+
+    a, b = socket.socketpair()
+    with a, b:
+        a.setblocking(False)
+        with a.makefile("rb") as f, pytest.raises(ValueError, match="non-blocking mode"):
+            ap.load(f)
+        with a.makefile("rb", buffering=0) as f, pytest.raises(ValueError, match="non-blocking"):
+            ap.load(f)
+        a.settimeout(5.0)  # a timeout is not non-blocking to the caller: it loads
+        b.sendall(ap.dumps([1, 2], compress="gzip"))
+        with a.makefile("rb") as f:
+            assert ap.load(f) == [1, 2]

@@ -360,7 +360,7 @@ def _check_binary(fileobj: Any, direction: str) -> None:
         # a read would look like the end of a truncated file.
         raise ValueError(
             f"{describe(fileobj)} is in non-blocking mode: {direction} it needs a blocking "
-            "file (os.set_blocking(fd, True))"
+            "file (os.set_blocking(fd, True), or a socket's setblocking(True))"
         )
 
 
