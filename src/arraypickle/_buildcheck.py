@@ -135,17 +135,16 @@ def check_build(target: Any, state: Any) -> None:
     # Literals and lists take no state (the unpickler raises): nothing to refuse.
 
 
-def check_call(name: str, args: Any, kwargs: Any = None) -> None:
+def check_call(name: str, args: Any, kwargs: Any = None, defaultdicts: bool = True) -> None:
     """Raise :class:`Refused` for a call of an ndarray class over a buffer, unless the
     scan knows its dtype holds no objects (numpy would read the bytes as pointers) and
     no offset or strides reach outside it (numpy 2.4 takes a negative offset); for a
-    call of numpy's given a ``defaultdict`` (numpy reads the optional keys of a mapping
-    given as a dtype: the factory would run)."""
-    if name.startswith("numpy.") and _holds_defaultdict((args, kwargs)):
-        raise Refused(
-            f"a call of {name} given a defaultdict (numpy reads the optional keys of a "
-            "mapping given as a dtype: its factory would run during the load)"
-        )
+    call that hands numpy a ``defaultdict`` (numpy reads the optional keys of a mapping
+    given as a dtype: the factory would run). ``defaultdicts``: whether the stream has
+    named ``collections.defaultdict`` so far (without it, none can be there, and the
+    walk of the arguments, a third of an array-heavy scan, is skipped)."""
+    if defaultdicts:
+        _check_no_defaultdict(name, args, kwargs)
     params = _buffered().get(name)
     if params is None:
         special = _special_calls().get(name)
@@ -184,6 +183,19 @@ def check_call(name: str, args: Any, kwargs: Any = None) -> None:
         raise Refused(f"a call of {name} over a buffer, with a dtype that may hold objects")
     if real.itemsize == 0:
         raise Refused(f"a call of {name} over a buffer, with items of size 0")
+
+
+def _check_no_defaultdict(name: str, args: Any, kwargs: Any) -> None:
+    if name.startswith("numpy.") and _holds_defaultdict((args, kwargs)):
+        raise Refused(
+            f"a call of {name} given a defaultdict (numpy reads the optional keys of a "
+            "mapping given as a dtype: its factory would run during the load)"
+        )
+    if allowed().get(name) is fmt.rebuild and type(args) is tuple and len(args) > 1:
+        meta = args[1]  # the loader hands the array form's dtype to numpy
+        form = type(meta) is tuple and len(meta) > 1 and meta[0] == "a"
+        if form and _holds_defaultdict(meta[1]):
+            raise Refused(f"a call of {name} given a defaultdict as a dtype")
 
 
 def _holds_defaultdict(value: Any) -> bool:
@@ -281,8 +293,6 @@ def _rebuild(name: str, args: Any, kwargs: Any = None) -> None:
         real = dtype_of(meta[1])
         if real is not None and (real.hasobject or real.itemsize == 0):
             raise Refused(f"a call of {name} for an array of {real} over a buffer")
-        if _holds_defaultdict(meta[1]):  # the loader hands the dtype to numpy
-            raise Refused(f"a call of {name} given a defaultdict as a dtype")
     if meta[0] != "v":
         return
     cls = meta[1] if len(meta) > 1 else None

@@ -877,7 +877,7 @@ class OpcodeScanner:
 
     def _check_call(self, name: str, args: Any, kwargs: Any, opname: str, count: int) -> None:
         try:
-            check_call(name, args, kwargs)
+            check_call(name, args, kwargs, "collections.defaultdict" in self.names)
         except Refused as exc:
             self._refuse(f"{opname} at opcode {count}: {exc}")
 
