@@ -591,3 +591,87 @@ def test_registering_a_wrapper_gives_a_fresh_type_index(fresh_registry):
     # A thread still filling the old index from the old claims cannot leave its stale
     # answer where later dumps look.
     assert registry.wrapper_index is not old and registry.wrapper_index[Thing] is wrapper
+
+
+def _registers_on_import(name, magic, ext, before=""):
+    # A plugin module that calls register_codec while it is imported, after ``before``.
+    return good(name, magic, ext).replace(
+        "@arraypickle.hookimpl",
+        f"{before}arraypickle.register_codec(Codec())\n\n\n@arraypickle.hookimpl",
+    )
+
+
+def test_importing_a_plugin_that_registers_while_another_thread_builds_does_not_hang(
+    distribution, monkeypatch
+):
+    # Thread A builds the registry; thread B imports a plugin module that registers at
+    # import. B holds that module's import lock and needs the registry; A needs the
+    # module. Building under the registry lock while importing used to hang both.
+    import threading
+    import types
+
+    gate = types.ModuleType("apk_gate_events")
+    gate.a_importing, gate.b_importing = threading.Event(), threading.Event()
+    monkeypatch.setitem(sys.modules, gate.__name__, gate)
+    modules = distribution(
+        "apk-race",
+        {
+            # entry points load by name: A meets "agate" first and waits there for B
+            "agate": "import apk_gate_events as g\ng.a_importing.set()\n"
+            "assert g.b_importing.wait(60)\n" + good("agate", b"AGAT", ".agate"),
+            "early": _registers_on_import(
+                "early", b"ERLY", ".early", "import apk_gate_events as g\ng.b_importing.set()\n"
+            ),
+        },
+    )
+    errors = []
+
+    def run(work):
+        try:
+            work()
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    def import_early():
+        assert gate.a_importing.wait(60)
+        __import__(modules["early"])
+
+    threads = [
+        threading.Thread(target=run, args=(w,), daemon=True) for w in (ap.codecs, import_early)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)  # a hang detector, not a wait for timing: both end at once when fixed
+    assert not any(thread.is_alive() for thread in threads), "deadlocked"
+    assert errors == []
+    assert {"agate", "early"} <= set(ap.codecs())
+    same(ap.loads(ap.dumps(OBJ, compress="early")))
+
+
+def test_a_registration_made_while_importing_survives_another_threads_build(
+    distribution, monkeypatch
+):
+    # This thread imports the plugin (so its register_codec goes into this thread's
+    # build), but another thread finishes a build first: the registration is replayed
+    # into that one instead of being lost with this thread's.
+    import threading
+
+    distribution("apk-late", {"late": _registers_on_import("late", b"LATE", ".late")})
+    load_plugins = _plugins._load_plugins
+    calls = []
+
+    def load_then_let_another_thread_build():
+        loaded = load_plugins()
+        calls.append(threading.current_thread())
+        if len(calls) == 1:
+            other = threading.Thread(target=_plugins.get_registry)
+            other.start()
+            other.join()
+            assert _plugins._registry is not None
+        return loaded
+
+    monkeypatch.setattr(_plugins, "_load_plugins", load_then_let_another_thread_build)
+    assert "late" in ap.codecs()
+    assert len(calls) == 2
+    same(ap.loads(ap.dumps(OBJ, compress="late")))

@@ -108,6 +108,23 @@ def getattr_on_allowed(m):
     return data + STOP, ["builtins.__import__", "builtins.getattr"]
 
 
+def getattr_of_a_global(m):
+    # getattr(<global>, 'system'): listed as the global it reaches, subprocess.os.system
+    func = call(g("builtins", "getattr"), g("subprocess", "os"), s("system"))
+    return PROTO4 + call(func, s(touch(m))) + STOP, ["subprocess.os", "subprocess.os.system"]
+
+
+def getattr_reused_from_the_memo(m):
+    # getattr spent once as an attribute of a global, then fetched back from the memo
+    # and used on what a call made: getattr itself is then listed
+    getattr_ = sg("builtins", "getattr") + MEMOIZE
+    harmless = call(getattr_, g("collections", "OrderedDict"), s("fromkeys"))
+    module = call(g("builtins", "__import__"), s("os"))
+    func = b"h\x00" + MARK + module + s("system") + TUPLE + REDUCE  # BINGET 0: getattr
+    data = PROTO4 + harmless + POP + call(func, s(touch(m))) + STOP
+    return data, ["builtins.__import__", "builtins.getattr"]
+
+
 def stack_global_memo(m):
     # 'posix'/'system' memoized, popped, fetched back with BINGET, then STACK_GLOBAL
     mod = os.system.__module__
@@ -258,6 +275,8 @@ ATTACKS = [
     builtins_exec_py2_name,
     getattr_chain,
     getattr_on_allowed,
+    getattr_of_a_global,
+    getattr_reused_from_the_memo,
     stack_global_memo,
     stack_global_put_get,
     stack_global_computed,
@@ -436,3 +455,39 @@ def test_trusted_is_matched_exactly(marker):
     assert ap.get_untrusted_types(data, trusted=[subprocess.Popen]) == ["subprocess.Popen.__init__"]
     with pytest.raises(ap.UntrustedTypeError):
         ap.loads(data, trusted=["subprocess.Popen"])
+
+
+def test_getattr_of_a_global_is_judged_as_the_global_it_reaches(monkeypatch, marker):
+    """A classmethod in a reduction (zoneinfo.ZoneInfo's) pickles as getattr(<global>,
+    '<name>'): the scan lists '<global>.<name>', never getattr itself, and the load's
+    getattr resolves only that, as the global would be (also with the scan disabled)."""
+    import datetime
+    import zoneinfo
+
+    value = datetime.datetime(2020, 1, 1, tzinfo=zoneinfo.ZoneInfo("Europe/Paris"))
+    needed = ["zoneinfo.ZoneInfo", "zoneinfo.ZoneInfo._unpickle"]
+    for protocol in range(6):
+        data = pickle.dumps(value, protocol=protocol)
+        assert ap.get_untrusted_types(data) == needed
+        assert ap.loads(data, trusted=needed) == value
+        with pytest.raises(ap.UntrustedTypeError) as info:
+            ap.loads(data, trusted=needed[:1])
+        assert info.value.names == needed[1:]
+    assert ap.loads(ap.dumps(value), trusted=[zoneinfo.ZoneInfo, needed[1]]) == value
+
+    monkeypatch.setattr(_safe.Policy, "check", lambda self, names, file: None)
+    fromkeys = call(g("builtins", "getattr"), g("collections", "OrderedDict"), s("fromkeys"))
+    data = PROTO4 + call(fromkeys, s("ab")) + STOP
+    with pytest.raises(ap.UntrustedTypeError) as info:
+        ap.loads(data, safe=True)
+    assert info.value.names == ["collections.OrderedDict.fromkeys"]
+    assert ap.loads(data, trusted=["collections.OrderedDict.fromkeys"]) == dict.fromkeys("ab")
+    # what a call made is no global: getattr refuses it, whatever the attribute
+    on_made = call(g("builtins", "getattr"), call(g("collections", "OrderedDict")), s("keys"))
+    with pytest.raises(ap.UntrustedTypeError) as info:
+        ap.loads(PROTO4 + on_made + STOP, safe=True)
+    assert info.value.names == ["builtins.getattr"]
+    data, _ = getattr_of_a_global(marker)
+    with pytest.raises(ap.UntrustedTypeError):
+        ap.loads(data, trusted=["subprocess.os"])
+    assert not os.path.exists(marker)

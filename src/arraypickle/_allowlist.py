@@ -22,6 +22,8 @@ Kept out on purpose, although harmless-looking:
   ``eval``/``exec``/``compile``/``open``/``__import__``/``globals``/``vars``,
   ``print``/``input``/``breakpoint``, ``map``/``filter``/``sorted``/``min``/``max``
   (they call a callable the file provides), ``classmethod``/``staticmethod``/``property``.
+  (``getattr(<global>, '<name>')``, how picklers write a classmethod, is read as the
+  global ``<global>.<name>`` and judged by this list as that name: see ``_safe``.)
 - ``operator.*getter``, ``functools.partial``/``reduce``, ``pkgutil.resolve_name``,
   ``importlib.import_module``: they reach anything by name or call anything.
 - ``_codecs.encode`` itself: it looks codecs up by name (importing ``encodings.*``

@@ -1,7 +1,8 @@
 """The plugin registry: built-in and entry-point plugins, codecs and array wrappers.
 
-Built once, on first need, under a lock. Entry points come from the group
-``arraypickle``; each names a module of hook implementations.
+Built once, on first need: plugins are imported first, then registered under a lock.
+Entry points come from the group ``arraypickle``; each names a module of hook
+implementations.
 """
 
 from __future__ import annotations
@@ -379,27 +380,55 @@ def _way_out(source: str, action: str) -> str:
 
 _lock = threading.RLock()
 _registry: Registry | None = None
-# The registry being built: a plugin that calls arraypickle while it is imported (its
-# own register_codec, say) gets this one, not a second build whose result is lost.
-_building: Registry | None = None
+# Per thread, the build that thread is running. A plugin that calls arraypickle while
+# the thread imports it (its own register_codec, say) gets that build's registry, not a
+# second build whose result is lost.
+_local = threading.local()
+
+
+@dataclass
+class _Build:
+    registry: Registry = field(default_factory=Registry)
+    # What register_codec/register_wrapper put into ``registry`` (kind, item, force),
+    # replayed if another thread's build is the one that is kept.
+    calls: list[tuple[str, Any, bool]] = field(default_factory=list)
+
+
+@dataclass
+class _Loaded:
+    """A plugin imported but not yet registered. ``plugin`` is None when it is blocked
+    (``info.status`` says so) or was not imported: ``failure`` then says why, and the
+    build warns with it."""
+
+    info: PluginInfo
+    plugin: Any = None
+    failure: str | None = None
+    failed: str = "is skipped"
 
 
 def get_registry() -> Registry:
     """The process-wide registry, built on first call."""
-    global _registry, _building
+    global _registry
     registry = _registry
-    if registry is None:
+    if registry is not None:
+        return registry
+    build = getattr(_local, "build", None)
+    if build is not None:  # re-entered from a plugin's import or hook, in this thread
+        return build.registry
+    _local.build = build = _Build()
+    try:
+        # Plugins are imported before the lock is taken, never under it: a thread that
+        # imports a plugin module registering at import holds that module's import lock
+        # while it waits for ours, so waiting for the import under ours would deadlock.
+        loaded = _load_plugins()
         with _lock:
             if _registry is None:
-                if _building is not None:  # re-entered from a plugin's import
-                    return _building
-                _building = Registry()
-                try:
-                    _registry = _build(registry=_building)
-                finally:
-                    _building = None
-            registry = _registry
-    return registry
+                _registry = _build(loaded, registry=build.registry)
+            else:  # another thread built it while this one imported
+                _replay(build.calls, _registry)
+            return _registry
+    finally:
+        _local.build = None
 
 
 def reset() -> None:
@@ -416,16 +445,14 @@ def blocked_names() -> set[str]:
 def survey() -> Registry:
     """A registry built afresh that records conflicts instead of raising them (for
     ``arraypickle plugins``: the command that explains a conflict must not fail on it)."""
+    loaded = _load_plugins()
     with _lock:
-        return _build(strict=False)
+        return _build(loaded, strict=False)
 
 
-def _build(strict: bool = True, registry: Registry | None = None) -> Registry:
-    registry = Registry() if registry is None else registry
-    manager = pluggy.PluginManager("arraypickle")
-    manager.add_hookspecs(hookspecs)
+def _load_plugins() -> list[_Loaded]:
+    """Import every plugin, built-ins first, then entry points by name."""
     blocked = blocked_names()
-    plugins: dict[str, tuple[PluginInfo, Any]] = {}
     version = _own_version()
     candidates: list[tuple[str, str, str, str, Any]] = [
         (name, module, "arraypickle", version, None) for name, module in BUILTIN_PLUGINS.items()
@@ -435,19 +462,44 @@ def _build(strict: bool = True, registry: Registry | None = None) -> Registry:
         candidates.append(
             (ep.name, ep.value, dist.name if dist else "?", dist.version if dist else "?", ep)
         )
+    loaded: list[_Loaded] = []
+    names: set[str] = set()
     for name, module, dist, ver, ep in candidates:
-        info = PluginInfo(name, module, dist, ver, "loaded")
-        registry.plugins.append(info)
+        entry = _Loaded(PluginInfo(name, module, dist, ver, "loaded"))
+        loaded.append(entry)
         if name in blocked:
-            info.status, info.reason = "blocked", f"listed in {DISABLE_ENV}"
-            manager.set_blocked(name)
+            entry.info.status, entry.info.reason = "blocked", f"listed in {DISABLE_ENV}"
+        elif name in names:
+            entry.failure = f"another plugin is already named {name!r}"
+        else:
+            try:
+                entry.plugin = ep.load() if ep is not None else importlib.import_module(module)
+            except Exception as exc:
+                entry.failure = f"{type(exc).__name__}: {exc}"
+                entry.failed = "failed to load and is skipped"
+            else:
+                names.add(name)
+    return loaded
+
+
+def _build(
+    loaded: list[_Loaded], strict: bool = True, registry: Registry | None = None
+) -> Registry:
+    registry = Registry() if registry is None else registry
+    manager = pluggy.PluginManager("arraypickle")
+    manager.add_hookspecs(hookspecs)
+    plugins: list[tuple[PluginInfo, Any]] = []
+    for entry in loaded:
+        info, plugin = entry.info, entry.plugin
+        registry.plugins.append(info)
+        if info.status == "blocked":
+            manager.set_blocked(info.name)
             continue
-        if name in plugins:
-            _fail(info, f"another plugin is already named {name!r}")
+        if entry.failure is not None:
+            _fail(info, entry.failure, entry.failed)
             continue
         try:
-            plugin = ep.load() if ep is not None else importlib.import_module(module)
-            manager.register(plugin, name=name)
+            manager.register(plugin, name=info.name)
         except Exception as exc:
             _fail(info, f"{type(exc).__name__}: {exc}", "failed to load and is skipped")
             continue
@@ -458,8 +510,8 @@ def _build(strict: bool = True, registry: Registry | None = None) -> Registry:
             known = ", ".join(sorted(HOOKS))
             _fail(info, f"implements unknown hook(s) {', '.join(unknown)} (known: {known})")
             continue
-        plugins[name] = info, plugin
-    for info, plugin in plugins.values():  # built-ins first, then entry points by name
+        plugins.append((info, plugin))
+    for info, plugin in plugins:  # built-ins first, then entry points by name
         _collect(manager, registry, info, plugin, strict)
     return registry
 
@@ -550,9 +602,7 @@ def register_codec(codec: Any, force: bool = False) -> None:
         >>> arraypickle.register_codec(MyCodec())
         >>> arraypickle.dump(obj, "data.pkl", compress=("mycodec", 5))
     """
-    registry = get_registry()
-    with _lock:
-        registry.add_codec(codec, "register_codec()", force=force)
+    _register("codec", codec, force)
 
 
 def register_wrapper(wrapper: Any, force: bool = False) -> None:
@@ -567,6 +617,28 @@ def register_wrapper(wrapper: Any, force: bool = False) -> None:
 
         >>> arraypickle.register_wrapper(BlobWrapper())
     """
+    _register("wrapper", wrapper, force)
+
+
+def _register(kind: str, item: Any, force: bool) -> None:
     registry = get_registry()
+    build = getattr(_local, "build", None)
     with _lock:
-        registry.add_wrapper(wrapper, "register_wrapper()", force=force)
+        _add(registry, kind, item, force)
+        if build is not None and registry is build.registry:
+            build.calls.append((kind, item, force))
+
+
+def _add(registry: Registry, kind: str, item: Any, force: bool) -> None:
+    if kind == "codec":
+        registry.add_codec(item, "register_codec()", force=force)
+    else:
+        registry.add_wrapper(item, "register_wrapper()", force=force)
+
+
+def _replay(calls: list[tuple[str, Any, bool]], registry: Registry) -> None:
+    """Register again, into the registry another thread built, what a plugin registered
+    while this thread imported it (its module ran here, so that build never saw it).
+    A conflict raises, as it would have in this thread's own build."""
+    for kind, item, force in calls:
+        _add(registry, kind, item, force)

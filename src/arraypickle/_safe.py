@@ -11,6 +11,7 @@ Two checks, one list (:mod:`._allowlist` plus the caller's ``trusted``):
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import tempfile
@@ -20,6 +21,7 @@ from typing import Any
 from ._allowlist import allowed, normalize, trusted_names
 from ._errors import CorruptFileError, UntrustedTypeError
 from ._scan import (
+    GETATTR,
     BlockSource,
     ChunkReader,
     ContainerPickleBytes,
@@ -88,7 +90,34 @@ class Policy:
         obj = self._allowed.get(dotted, self)
         if obj is not self:
             return obj
+        if dotted == GETATTR:
+            return functools.partial(self._attribute_of_global, fallback)
         raise self.refuse(self.file, [dotted], "during the load, it tried to import")
+
+    def _attribute_of_global(self, fallback: Callable[[str, str], Any], obj: Any, name: Any) -> Any:
+        """``getattr`` as safe loading hands it out: only ``getattr(<global>, '<name>')``,
+        which picklers write for an attribute of a global (a classmethod in a reduction),
+        and which the scan lists as the global ``<global>.<name>``. It is looked up as
+        that name would be, so it is allowed exactly when the name is."""
+        module = getattr(obj, "__module__", None)
+        qualname = getattr(obj, "__qualname__", None)
+        if type(module) is str and type(qualname) is str and type(name) is str:
+            try:
+                owner = self.find_class(module, qualname, fallback)
+            except UntrustedTypeError:
+                owner = None
+            if owner is obj:
+                dotted = normalize(module, f"{qualname}.{name}")
+                found = self._trusted_objects.get(dotted, self)
+                if found is not self:
+                    return found
+                if dotted in self._trusted_names:
+                    return getattr(obj, name)
+                found = self._allowed.get(dotted, self)
+                if found is not self:
+                    return found
+                raise self.refuse(self.file, [dotted], "during the load, it tried to import")
+        raise self.refuse(self.file, [GETATTR], "during the load, it tried to call")
 
 
 def make_policy(safe: bool, trusted: Any) -> Policy | None:

@@ -61,6 +61,10 @@ from ._buildcheck import (
 from ._scanvalues import BUFFER, DATA, FROZEN, LOST, UNKNOWN, BuiltList, GlobalRef, Made, ScanError
 
 UNRESOLVED = "<unresolved>"
+# Picklers spell an attribute of a global, such as the classmethod zoneinfo.ZoneInfo's
+# reduction names, as a call of getattr: the walk reads getattr(<global>, '<name>') as
+# the global '<global>.<name>', and lists getattr itself only when used otherwise.
+GETATTR = "builtins.getattr"
 
 # Strings and bytes up to this long are kept (names, a dtype's field names and units);
 # longer ones are skipped, never held (DATA).
@@ -498,6 +502,8 @@ class OpcodeScanner:
         # Hooks see int and empty-container literals; the fast path pushes unknowns.
         fast = True
         triggers = (self.literal_after if hooked else frozenset()) | _TRACKED_NAMES
+        # getattr globals on the stack or in the memo not read as an attribute of a global
+        getattrs = 0
         runs = _RUNS
         int_runs = _INT_RUNS
         const_runs = _CONST_RUNS
@@ -650,6 +656,8 @@ class OpcodeScanner:
                     value = memo.get(idx, unknown)
                 if type(value) is Made:
                     value.used = True
+                elif type(value) is GlobalRef and value.name == GETATTR:
+                    getattrs += 1
                 stack.append(value)
             elif cls == _TO_MARK:
                 i += max(n, 0)
@@ -743,7 +751,22 @@ class OpcodeScanner:
                 func, args = stack[-k], stack[1 - k]
                 kwargs = stack[-1] if k == 3 else None
                 del stack[-k:]
-                if type(func) is GlobalRef:
+                if (
+                    type(func) is GlobalRef
+                    and func.name == GETATTR
+                    and cls == _CALL
+                    and type(args) is tuple
+                    and len(args) == 2
+                    and type(args[0]) is GlobalRef
+                    and type(args[1]) is str
+                ):
+                    getattrs -= 1
+                    dotted = f"{args[0].name}.{args[1]}"
+                    names.add(dotted)
+                    if dotted in triggers:
+                        fast = False
+                    stack.append(GlobalRef(dotted))
+                elif type(func) is GlobalRef:
                     self._check_call(func.name, args, kwargs, opname, count)
                     # Keyword arguments (NEWOBJ_EX) are not followed: what the call
                     # makes is then not known from its args (dtype(..., align=True)).
@@ -772,7 +795,10 @@ class OpcodeScanner:
                 except UnicodeDecodeError:
                     raise ScanError(f"{opname} names a global that is not UTF-8") from None
                 dotted = normalize(module, qualname)
-                names.add(dotted)
+                if dotted != GETATTR or opname == "INST":
+                    names.add(dotted)
+                else:
+                    getattrs += 1
                 if dotted in triggers:
                     fast = False
                 if opname == "INST":
@@ -793,7 +819,10 @@ class OpcodeScanner:
                 del stack[-2:]
                 if type(module) is str and type(qualname) is str:
                     dotted = normalize(module, qualname)
-                    names.add(dotted)
+                    if dotted != GETATTR:
+                        names.add(dotted)
+                    else:
+                        getattrs += 1
                     if dotted in triggers:
                         fast = False
                     stack.append(GlobalRef(dotted))
@@ -809,7 +838,10 @@ class OpcodeScanner:
                     stack.append(unknown)
                 else:
                     dotted = normalize(*pair)
-                    names.add(dotted)
+                    if dotted != GETATTR:
+                        names.add(dotted)
+                    else:
+                        getattrs += 1
                     stack.append(GlobalRef(dotted))
             elif cls == _BUILD:
                 if len(stack) - 2 < fence:
@@ -856,6 +888,8 @@ class OpcodeScanner:
                 value = stack[-1]
                 if type(value) is Made:
                     value.used = True
+                elif type(value) is GlobalRef and value.name == GETATTR:
+                    getattrs += 1
                 stack.append(value)
             elif cls == _LINE:
                 line, buf, i, end = self._line(source, buf, i, end, opname, True)
@@ -869,6 +903,8 @@ class OpcodeScanner:
                     # would hand on (a joblib object array's stream is followed by more
                     # of the outer one). Picklers end the last frame with STOP.
                     raise ScanError(f"the pickle stops at opcode {count}, inside a frame")
+                if getattrs > 0:
+                    names.add(GETATTR)
                 self.opcodes += count
                 self.result = stack[-1]
                 return buf[i:]
