@@ -26,6 +26,7 @@ import pytest
 
 import arraypickle as ap
 from arraypickle import _safe
+from arraypickle._scan import UNRESOLVED
 from arraypickle._writer import ContainerWriter
 
 # -- opcode assembly ------------------------------------------------------------------
@@ -474,6 +475,9 @@ def test_getattr_of_a_global_is_judged_as_the_global_it_reaches(monkeypatch, mar
             ap.loads(data, trusted=needed[:1])
         assert info.value.names == needed[1:]
     assert ap.loads(ap.dumps(value), trusted=[zoneinfo.ZoneInfo, needed[1]]) == value
+    # the objects themselves: a classmethod written in C has no __module__ of its own
+    trusted = [zoneinfo.ZoneInfo, zoneinfo.ZoneInfo._unpickle]
+    assert ap.loads(ap.dumps(value), trusted=trusted) == value
 
     monkeypatch.setattr(_safe.Policy, "check", lambda self, names, file: None)
     fromkeys = call(g("builtins", "getattr"), g("collections", "OrderedDict"), s("fromkeys"))
@@ -491,3 +495,47 @@ def test_getattr_of_a_global_is_judged_as_the_global_it_reaches(monkeypatch, mar
     with pytest.raises(ap.UntrustedTypeError):
         ap.loads(data, trusted=["subprocess.os"])
     assert not os.path.exists(marker)
+
+
+def _binget(index: int) -> bytes:
+    return b"h" + bytes([index])
+
+
+@pytest.mark.parametrize("shape", ["getattr-chain", "short-getattr-chain", "stack-globals"])
+def test_names_built_from_a_small_stream_stay_small(shape):
+    """Chained getattr calls, or STACK_GLOBAL over pairs of memoized strings, make names
+    that grow with the stream: past 1 KiB a name is not kept (listed as <unresolved>,
+    or getattr itself), so the scan's memory stays flat (it grew as n^2: the review
+    built 1.9 GB from 172 gzipped bytes)."""
+    import tracemalloc
+
+    if shape == "stack-globals":
+        k = 30
+        strings = b"".join(s(chr(65 + i) * 65536) + MEMOIZE + POP for i in range(k))
+        pairs = b"".join(
+            _binget(i) + _binget(j) + b"\x93" + POP for i in range(k) for j in range(k)
+        )
+        data = PROTO4 + strings + pairs + b"N" + STOP
+        expected = {UNRESOLVED}
+    else:
+        n, attr = (300, "a" * 65536) if shape == "getattr-chain" else (2000, "a")
+        head = PROTO4 + sg("builtins", "getattr") + MEMOIZE + s(attr) + MEMOIZE + POP + POP
+        steps = (_binget(1) + TUPLE2 + REDUCE) * n
+        data = head + _binget(0) * n + g("collections", "OrderedDict") + steps + STOP
+        expected = {"builtins.getattr"}
+    tracemalloc.start()
+    try:
+        names = ap.get_untrusted_types(gzip.compress(data))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert expected <= set(names)
+    assert max(map(len, names)) <= 1024
+    assert peak < 8 << 20
+
+
+def test_newobj_of_getattr_is_not_read_as_an_attribute():
+    # only REDUCE is how picklers write getattr(<global>, '<name>')
+    data = PROTO4 + sg("builtins", "getattr") + g("collections", "OrderedDict") + s("fromkeys")
+    data += TUPLE2 + b"\x81" + STOP
+    assert "builtins.getattr" in ap.get_untrusted_types(data)

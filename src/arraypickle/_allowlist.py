@@ -343,6 +343,11 @@ def trusted_names(
             out.setdefault(item, None)
             continue
         module = getattr(item, "__module__", None)
+        owner = getattr(item, "__self__", None)
+        if module is None and isinstance(owner, type):
+            # A classmethod written in C (zoneinfo.ZoneInfo._unpickle, int.from_bytes)
+            # has no __module__ of its own: its class's is the one pickle names.
+            module = owner.__module__
         qualname = getattr(item, "__qualname__", None)
         if not callable(item) or not isinstance(module, str) or not isinstance(qualname, str):
             raise TypeError(

@@ -65,6 +65,10 @@ UNRESOLVED = "<unresolved>"
 # reduction names, as a call of getattr: the walk reads getattr(<global>, '<name>') as
 # the global '<global>.<name>', and lists getattr itself only when used otherwise.
 GETATTR = "builtins.getattr"
+# A global's dotted name longer than this is listed as <unresolved>, not kept: real ones
+# are far shorter, and a small stream could otherwise fill memory with distinct long
+# names (STACK_GLOBAL over memoized strings, or chained getattr calls: n^2 bytes).
+GLOBAL_NAME_MAX = 1024
 
 # Strings and bytes up to this long are kept (names, a dtype's field names and units);
 # longer ones are skipped, never held (DATA).
@@ -754,11 +758,14 @@ class OpcodeScanner:
                 if (
                     type(func) is GlobalRef
                     and func.name == GETATTR
-                    and cls == _CALL
+                    and opname == "REDUCE"
                     and type(args) is tuple
                     and len(args) == 2
                     and type(args[0]) is GlobalRef
+                    and args[0].name != UNRESOLVED
                     and type(args[1]) is str
+                    and args[1].isidentifier()
+                    and len(args[0].name) + len(args[1]) < GLOBAL_NAME_MAX
                 ):
                     getattrs -= 1
                     dotted = f"{args[0].name}.{args[1]}"
@@ -794,7 +801,7 @@ class OpcodeScanner:
                     qualname = line2[:-1].decode("utf-8")
                 except UnicodeDecodeError:
                     raise ScanError(f"{opname} names a global that is not UTF-8") from None
-                dotted = normalize(module, qualname)
+                dotted = _global_name(module, qualname)
                 if dotted != GETATTR or opname == "INST":
                     names.add(dotted)
                 else:
@@ -818,7 +825,7 @@ class OpcodeScanner:
                 module, qualname = stack[-2], stack[-1]
                 del stack[-2:]
                 if type(module) is str and type(qualname) is str:
-                    dotted = normalize(module, qualname)
+                    dotted = _global_name(module, qualname)
                     if dotted != GETATTR:
                         names.add(dotted)
                     else:
@@ -1023,6 +1030,11 @@ def _set_items(stack: list[Any], items: list[Any]) -> None:
 def _lose(target: dict[Any, Any]) -> None:
     target.clear()
     target[LOST] = True
+
+
+def _global_name(module: str, qualname: str) -> str:
+    dotted = normalize(module, qualname)
+    return dotted if len(dotted) <= GLOBAL_NAME_MAX else UNRESOLVED
 
 
 def _literal_tuple(items: list[Any]) -> Any:
