@@ -593,6 +593,16 @@ def test_registering_a_wrapper_gives_a_fresh_type_index(fresh_registry):
     assert registry.wrapper_index is not old and registry.wrapper_index[Thing] is wrapper
 
 
+# A second codec class for a plugin module built by good(): another name, magic, extension.
+_SECOND_CODEC = """
+
+class Early2(Codec):
+    name = "early2"
+    magic = b"ERL2"
+    extensions = (".early2",)
+"""
+
+
 def _registers_on_import(name, magic, ext, before=""):
     # A plugin module that calls register_codec while it is imported, after ``before``.
     return good(name, magic, ext).replace(
@@ -619,9 +629,11 @@ def test_importing_a_plugin_that_registers_while_another_thread_builds_does_not_
             # entry points load by name: A meets "agate" first and waits there for B
             "agate": "import apk_gate_events as g\ng.a_importing.set()\n"
             "assert g.b_importing.wait(60)\n" + good("agate", b"AGAT", ".agate"),
+            # registers "early" at import; its hook, defined after that, adds "early2"
             "early": _registers_on_import(
                 "early", b"ERLY", ".early", "import apk_gate_events as g\ng.b_importing.set()\n"
-            ),
+            ).replace("return [Codec()]", "return [Early2()]")
+            + _SECOND_CODEC,
         },
     )
     errors = []
@@ -645,8 +657,9 @@ def test_importing_a_plugin_that_registers_while_another_thread_builds_does_not_
         thread.join(60)  # a hang detector, not a wait for timing: both end at once when fixed
     assert not any(thread.is_alive() for thread in threads), "deadlocked"
     assert errors == []
-    assert {"agate", "early"} <= set(ap.codecs())
+    assert {"agate", "early", "early2"} <= set(ap.codecs())
     same(ap.loads(ap.dumps(OBJ, compress="early")))
+    same(ap.loads(ap.dumps(OBJ, compress="early2")))
 
 
 def test_a_registration_made_while_importing_survives_another_threads_build(
@@ -657,7 +670,8 @@ def test_a_registration_made_while_importing_survives_another_threads_build(
     # into that one instead of being lost with this thread's.
     import threading
 
-    distribution("apk-late", {"late": _registers_on_import("late", b"LATE", ".late")})
+    source = _registers_on_import("late", b"LATE", ".late").replace("return [Codec()]", "return []")
+    distribution("apk-late", {"late": source})
     load_plugins = _plugins._load_plugins
     calls = []
 
@@ -675,3 +689,34 @@ def test_a_registration_made_while_importing_survives_another_threads_build(
     assert "late" in ap.codecs()
     assert len(calls) == 2
     same(ap.loads(ap.dumps(OBJ, compress="late")))
+
+
+def test_a_plugin_imported_by_hand_before_first_use_keeps_its_hooks_and_its_registration(
+    distribution,
+):
+    # The module registers a codec at import, before its hook (adding another) exists:
+    # the registry built then is not kept, and the next use builds it whole.
+    source = (
+        _registers_on_import("early", b"ERLY", ".early").replace(
+            "return [Codec()]", "return [Early2()]"
+        )
+        + _SECOND_CODEC
+    )
+    modules = distribution("apk-early", {"early": source})
+    __import__(modules["early"])
+    assert {"early", "early2"} <= set(ap.codecs())
+    info = {p.name: p for p in _plugins.get_registry().plugins}["early"]
+    assert (info.status, info.codecs) == ("loaded", ["early2"])
+
+
+def test_of_two_plugins_of_one_name_the_first_that_works_is_kept(distribution):
+    # Whichever the entry points list first: a plugin refused for a misspelt hook does
+    # not keep its name from the other.
+    misspelt = good("dupa", b"DUPA", ".dupa").replace(
+        "def arraypickle_register_codecs", "def arraypickle_register_codec"
+    )
+    distribution("apk-dup-a", {"dup": misspelt})
+    distribution("apk-dup-b", {"dup": good("dupb", b"DUPB", ".dupb")})
+    with pytest.warns(UserWarning, match="'dup'"):
+        codecs = ap.codecs()
+    assert "dupb" in codecs and "dupa" not in codecs

@@ -539,3 +539,22 @@ def test_newobj_of_getattr_is_not_read_as_an_attribute():
     data = PROTO4 + sg("builtins", "getattr") + g("collections", "OrderedDict") + s("fromkeys")
     data += TUPLE2 + b"\x81" + STOP
     assert "builtins.getattr" in ap.get_untrusted_types(data)
+
+
+class _Base:
+    @classmethod
+    def make(cls, value):
+        return cls()
+
+
+class _Derived(_Base):
+    pass
+
+
+def test_an_inherited_classmethod_is_trusted_as_the_object_pickle_names():
+    # pickled as getattr(_Derived, 'make'): listed as _Derived.make, and trusting the
+    # bound method _Derived.make (whose __qualname__ is _Base.make) means that name
+    data = pickle.dumps(_Reduce(_Derived.make, (1,)), protocol=4)
+    names = ap.get_untrusted_types(data)
+    assert names == [f"{__name__}._Derived", f"{__name__}._Derived.make"]
+    assert type(ap.loads(data, trusted=[_Derived, _Derived.make])) is _Derived

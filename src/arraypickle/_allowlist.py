@@ -343,12 +343,13 @@ def trusted_names(
             out.setdefault(item, None)
             continue
         module = getattr(item, "__module__", None)
-        owner = getattr(item, "__self__", None)
-        if module is None and isinstance(owner, type):
-            # A classmethod written in C (zoneinfo.ZoneInfo._unpickle, int.from_bytes)
-            # has no __module__ of its own: its class's is the one pickle names.
-            module = owner.__module__
         qualname = getattr(item, "__qualname__", None)
+        owner = getattr(item, "__self__", None)
+        if isinstance(owner, type) and isinstance(getattr(item, "__name__", None), str):
+            # A classmethod is pickled as getattr(<its class>, '<name>'), which safe
+            # loading names <its class>.<name>: the class it was taken from, which may
+            # inherit it, and whose module a classmethod written in C does not carry.
+            module, qualname = owner.__module__, f"{owner.__qualname__}.{item.__name__}"
         if not callable(item) or not isinstance(module, str) or not isinstance(qualname, str):
             raise TypeError(
                 f"trusted entries must be 'module.qualname' strings, classes or functions, "

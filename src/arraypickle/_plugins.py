@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import importlib
 import os
+import sys
 import threading
 from dataclasses import dataclass, field, replace
 from importlib import metadata
@@ -380,30 +381,29 @@ def _way_out(source: str, action: str) -> str:
 
 _lock = threading.RLock()
 _registry: Registry | None = None
-# Per thread, the build that thread is running. A plugin that calls arraypickle while
-# the thread imports it (its own register_codec, say) gets that build's registry, not a
-# second build whose result is lost.
+# Bumped by reset(): a build that began before it does not publish its result.
+_generation = 0
+# Per thread, the registry that thread is building. A plugin that calls arraypickle
+# while the thread imports it (its own register_codec, say) gets it, not a second build.
 _local = threading.local()
-
-
-@dataclass
-class _Build:
-    registry: Registry = field(default_factory=Registry)
-    # What register_codec/register_wrapper put into ``registry`` (kind, item, force),
-    # replayed if another thread's build is the one that is kept.
-    calls: list[tuple[str, Any, bool]] = field(default_factory=list)
+# What register_codec/register_wrapper put into a registry not (yet) published (kind,
+# item, force): the build that publishes replays it. Replaying is harmless for what
+# that build holds already (the same object registered again changes nothing).
+_pending: list[tuple[str, Any, bool]] = []
 
 
 @dataclass
 class _Loaded:
     """A plugin imported but not yet registered. ``plugin`` is None when it is blocked
-    (``info.status`` says so) or was not imported: ``failure`` then says why, and the
+    (``info.status`` says so) or failed to import: ``failure`` then says why, and the
     build warns with it."""
 
     info: PluginInfo
     plugin: Any = None
     failure: str | None = None
-    failed: str = "is skipped"
+    # The module is still being imported (by this thread, or by one that deadlocked
+    # with it): its hooks may not exist yet.
+    partial: bool = False
 
 
 def get_registry() -> Registry:
@@ -412,30 +412,41 @@ def get_registry() -> Registry:
     registry = _registry
     if registry is not None:
         return registry
-    build = getattr(_local, "build", None)
-    if build is not None:  # re-entered from a plugin's import or hook, in this thread
-        return build.registry
-    _local.build = build = _Build()
+    building = getattr(_local, "building", None)
+    if building is not None:  # re-entered from a plugin's import or hook, in this thread
+        return building
+    _local.building = building = Registry()
+    generation = _generation
     try:
         # Plugins are imported before the lock is taken, never under it: a thread that
         # imports a plugin module registering at import holds that module's import lock
         # while it waits for ours, so waiting for the import under ours would deadlock.
         loaded = _load_plugins()
+        # A registry built while a plugin module is half imported lacks the hooks the
+        # module defines later: it serves this call (the module's own register_codec)
+        # but is not published, and the next call builds again.
+        final = generation == _generation and not any(entry.partial for entry in loaded)
         with _lock:
-            if _registry is None:
-                _registry = _build(loaded, registry=build.registry)
-            else:  # another thread built it while this one imported
-                _replay(build.calls, _registry)
-            return _registry
+            if _registry is not None:  # another thread built it while this one imported
+                registry = _registry
+            else:
+                registry = _build(loaded, registry=building, warn=final)
+                if not final:
+                    return registry
+                _registry = registry
+            _replay(registry)
+            return registry
     finally:
-        _local.build = None
+        _local.building = None
 
 
 def reset() -> None:
     """Forget the registry; the next use scans plugins again (for tests and the CLI)."""
-    global _registry
+    global _registry, _generation
     with _lock:
         _registry = None
+        _generation += 1
+        _pending.clear()
 
 
 def blocked_names() -> set[str]:
@@ -451,7 +462,7 @@ def survey() -> Registry:
 
 
 def _load_plugins() -> list[_Loaded]:
-    """Import every plugin, built-ins first, then entry points by name."""
+    """Import every plugin not blocked, built-ins first, then entry points by name."""
     blocked = blocked_names()
     version = _own_version()
     candidates: list[tuple[str, str, str, str, Any]] = [
@@ -463,32 +474,36 @@ def _load_plugins() -> list[_Loaded]:
             (ep.name, ep.value, dist.name if dist else "?", dist.version if dist else "?", ep)
         )
     loaded: list[_Loaded] = []
-    names: set[str] = set()
     for name, module, dist, ver, ep in candidates:
         entry = _Loaded(PluginInfo(name, module, dist, ver, "loaded"))
         loaded.append(entry)
         if name in blocked:
             entry.info.status, entry.info.reason = "blocked", f"listed in {DISABLE_ENV}"
-        elif name in names:
-            entry.failure = f"another plugin is already named {name!r}"
-        else:
-            try:
-                entry.plugin = ep.load() if ep is not None else importlib.import_module(module)
-            except Exception as exc:
-                entry.failure = f"{type(exc).__name__}: {exc}"
-                entry.failed = "failed to load and is skipped"
+            continue
+        try:
+            entry.plugin = ep.load() if ep is not None else importlib.import_module(module)
+        except Exception as exc:
+            if type(exc).__name__ == "_DeadlockError":  # importlib's, between two imports
+                entry.partial = True
             else:
-                names.add(name)
+                entry.failure = f"{type(exc).__name__}: {exc}"
+        else:
+            entry.partial = _importing(module.partition(":")[0])
     return loaded
 
 
+def _importing(module: str) -> bool:
+    spec = getattr(sys.modules.get(module), "__spec__", None)
+    return bool(getattr(spec, "_initializing", False))
+
+
 def _build(
-    loaded: list[_Loaded], strict: bool = True, registry: Registry | None = None
+    loaded: list[_Loaded], strict: bool = True, registry: Registry | None = None, warn: bool = True
 ) -> Registry:
     registry = Registry() if registry is None else registry
     manager = pluggy.PluginManager("arraypickle")
     manager.add_hookspecs(hookspecs)
-    plugins: list[tuple[PluginInfo, Any]] = []
+    plugins: dict[str, tuple[PluginInfo, Any]] = {}
     for entry in loaded:
         info, plugin = entry.info, entry.plugin
         registry.plugins.append(info)
@@ -496,33 +511,47 @@ def _build(
             manager.set_blocked(info.name)
             continue
         if entry.failure is not None:
-            _fail(info, entry.failure, entry.failed)
+            _fail(info, entry.failure, "failed to load and is skipped", warn)
+            continue
+        if plugin is None:  # deadlocked with another thread's import: the next build has it
+            info.status, info.reason = "failed", "still being imported"
+            continue
+        if info.name in plugins:
+            _fail(info, f"another plugin is already named {info.name!r}", warn=warn)
             continue
         try:
             manager.register(plugin, name=info.name)
         except Exception as exc:
-            _fail(info, f"{type(exc).__name__}: {exc}", "failed to load and is skipped")
+            _fail(info, f"{type(exc).__name__}: {exc}", "failed to load and is skipped", warn)
             continue
         unknown = sorted(c.name for c in manager.get_hookcallers(plugin) or () if c.spec is None)
         if unknown:
             # pluggy accepts any hookimpl name; a misspelt one would do nothing, silently.
             manager.unregister(plugin)
             known = ", ".join(sorted(HOOKS))
-            _fail(info, f"implements unknown hook(s) {', '.join(unknown)} (known: {known})")
+            _fail(
+                info, f"implements unknown hook(s) {', '.join(unknown)} (known: {known})", warn=warn
+            )
             continue
-        plugins.append((info, plugin))
-    for info, plugin in plugins:  # built-ins first, then entry points by name
-        _collect(manager, registry, info, plugin, strict)
+        plugins[info.name] = info, plugin
+    for info, plugin in plugins.values():  # built-ins first, then entry points by name
+        _collect(manager, registry, info, plugin, strict, warn)
     return registry
 
 
-def _fail(info: PluginInfo, reason: str, what: str = "is skipped") -> None:
+def _fail(info: PluginInfo, reason: str, what: str = "is skipped", warn: bool = True) -> None:
     info.status, info.reason = "failed", reason
-    warn_caller(f"arraypickle plugin {info.name!r} ({info.distribution}) {what}: {reason}")
+    if warn:
+        warn_caller(f"arraypickle plugin {info.name!r} ({info.distribution}) {what}: {reason}")
 
 
 def _collect(
-    manager: pluggy.PluginManager, registry: Registry, info: PluginInfo, plugin: Any, strict: bool
+    manager: pluggy.PluginManager,
+    registry: Registry,
+    info: PluginInfo,
+    plugin: Any,
+    strict: bool,
+    warn: bool = True,
 ) -> None:
     """Register one plugin's codecs and wrappers, all or none of them: a plugin whose
     hook raises or returns something malformed spoils only itself."""
@@ -535,7 +564,7 @@ def _collect(
         try:
             items = list(impl.function() or ())
         except Exception as exc:
-            _fail(info, f"{caller.name} raised {exc!r}")
+            _fail(info, f"{caller.name} raised {exc!r}", warn=warn)
             return
         for item in items:
             problems = (
@@ -544,7 +573,7 @@ def _collect(
                 else ([] if wrapper_is_wellformed(item) else [WRAPPER_NEEDS])
             )
             if problems:
-                _fail(info, f"{caller.name} returned {item!r}: {'; '.join(problems)}")
+                _fail(info, f"{caller.name} returned {item!r}: {'; '.join(problems)}", warn=warn)
                 return
         found[kind] = items
     source = f"plugin {info.name!r} ({info.distribution})"
@@ -622,11 +651,10 @@ def register_wrapper(wrapper: Any, force: bool = False) -> None:
 
 def _register(kind: str, item: Any, force: bool) -> None:
     registry = get_registry()
-    build = getattr(_local, "build", None)
     with _lock:
         _add(registry, kind, item, force)
-        if build is not None and registry is build.registry:
-            build.calls.append((kind, item, force))
+        if registry is not _registry:  # a build in progress, or one not published
+            _pending.append((kind, item, force))
 
 
 def _add(registry: Registry, kind: str, item: Any, force: bool) -> None:
@@ -636,9 +664,11 @@ def _add(registry: Registry, kind: str, item: Any, force: bool) -> None:
         registry.add_wrapper(item, "register_wrapper()", force=force)
 
 
-def _replay(calls: list[tuple[str, Any, bool]], registry: Registry) -> None:
-    """Register again, into the registry another thread built, what a plugin registered
-    while this thread imported it (its module ran here, so that build never saw it).
-    A conflict raises, as it would have in this thread's own build."""
+def _replay(registry: Registry) -> None:
+    """Register into ``registry``, being or already published, what went into registries
+    that were not: a plugin's register_codec at import, while some build was running.
+    A conflict raises, as it would have where the call was made."""
+    calls = list(_pending)
+    _pending.clear()
     for kind, item, force in calls:
         _add(registry, kind, item, force)

@@ -35,6 +35,8 @@ from ._streams import is_seekable
 # A plain pickle read from a stream that cannot seek back is copied aside while it
 # is scanned; past this size the copy goes to a temporary file.
 SPOOL_MEMORY = 64 << 20
+# Policy._listed's answer for a name trusted as a string: look it up.
+_BY_NAME = object()
 
 
 class Policy:
@@ -82,17 +84,25 @@ class Policy:
         """The object for a global, or :class:`UntrustedTypeError`; never an import of an
         unlisted name. ``fallback`` (the unpickler's own) resolves names trusted by string."""
         dotted = normalize(module, name)
-        obj = self._trusted_objects.get(dotted, self)
-        if obj is not self:
-            return obj
-        if dotted in self._trusted_names:
-            return fallback(module, name)
-        obj = self._allowed.get(dotted, self)
+        obj = self._listed(dotted)
+        if obj is _BY_NAME:
+            return fallback(module, name)  # here: _damage reads a failure's frame
         if obj is not self:
             return obj
         if dotted == GETATTR:
             return functools.partial(self._attribute_of_global, fallback)
         raise self.refuse(self.file, [dotted], "during the load, it tried to import")
+
+    def _listed(self, dotted: str) -> Any:
+        """What the policy gives for ``dotted``: a trusted object, :data:`_BY_NAME` for
+        a name trusted as a string (to be looked up), or an allow-listed object;
+        ``self`` when none."""
+        obj = self._trusted_objects.get(dotted, self)
+        if obj is not self:
+            return obj
+        if dotted in self._trusted_names:
+            return _BY_NAME
+        return self._allowed.get(dotted, self)
 
     def _attribute_of_global(self, fallback: Callable[[str, str], Any], obj: Any, name: Any) -> Any:
         """``getattr`` as safe loading hands it out: only ``getattr(<global>, '<name>')``,
@@ -108,12 +118,9 @@ class Policy:
                 owner = None
             if owner is obj:
                 dotted = normalize(module, f"{qualname}.{name}")
-                found = self._trusted_objects.get(dotted, self)
-                if found is not self:
-                    return found
-                if dotted in self._trusted_names:
+                found = self._listed(dotted)
+                if found is _BY_NAME:
                     return getattr(obj, name)
-                found = self._allowed.get(dotted, self)
                 if found is not self:
                     return found
                 raise self.refuse(self.file, [dotted], "during the load, it tried to import")
