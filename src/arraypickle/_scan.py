@@ -459,6 +459,9 @@ class OpcodeScanner:
         self.result: Any = UNKNOWN
         #: The first state or call safe loading refuses (see :mod:`._buildcheck`).
         self.refused: Refused | None = None
+        # getattr globals the current scan pushed (also again from the memo) and has
+        # not read as an attribute of a global: getattr itself is listed if any remain
+        self._getattrs = 0
 
     # -- hooks for formats that interleave raw data with opcodes ------------------
 
@@ -506,8 +509,7 @@ class OpcodeScanner:
         # Hooks see int and empty-container literals; the fast path pushes unknowns.
         fast = True
         triggers = (self.literal_after if hooked else frozenset()) | _TRACKED_NAMES
-        # getattr globals on the stack or in the memo not read as an attribute of a global
-        getattrs = 0
+        outer_getattrs, self._getattrs = self._getattrs, 0  # a hook may scan a nested stream
         runs = _RUNS
         int_runs = _INT_RUNS
         const_runs = _CONST_RUNS
@@ -661,7 +663,7 @@ class OpcodeScanner:
                 if type(value) is Made:
                     value.used = True
                 elif type(value) is GlobalRef and value.name == GETATTR:
-                    getattrs += 1
+                    self._getattrs += 1
                 stack.append(value)
             elif cls == _TO_MARK:
                 i += max(n, 0)
@@ -767,7 +769,7 @@ class OpcodeScanner:
                     and args[1].isidentifier()
                     and len(args[0].name) + len(args[1]) < GLOBAL_NAME_MAX
                 ):
-                    getattrs -= 1
+                    self._getattrs -= 1
                     dotted = f"{args[0].name}.{args[1]}"
                     names.add(dotted)
                     if dotted in triggers:
@@ -802,10 +804,10 @@ class OpcodeScanner:
                 except UnicodeDecodeError:
                     raise ScanError(f"{opname} names a global that is not UTF-8") from None
                 dotted = _global_name(module, qualname)
-                if dotted != GETATTR or opname == "INST":
+                if opname == "INST":
                     names.add(dotted)
                 else:
-                    getattrs += 1
+                    self._name(dotted)
                 if dotted in triggers:
                     fast = False
                 if opname == "INST":
@@ -826,10 +828,7 @@ class OpcodeScanner:
                 del stack[-2:]
                 if type(module) is str and type(qualname) is str:
                     dotted = _global_name(module, qualname)
-                    if dotted != GETATTR:
-                        names.add(dotted)
-                    else:
-                        getattrs += 1
+                    self._name(dotted)
                     if dotted in triggers:
                         fast = False
                     stack.append(GlobalRef(dotted))
@@ -845,10 +844,7 @@ class OpcodeScanner:
                     stack.append(unknown)
                 else:
                     dotted = normalize(*pair)
-                    if dotted != GETATTR:
-                        names.add(dotted)
-                    else:
-                        getattrs += 1
+                    self._name(dotted)
                     stack.append(GlobalRef(dotted))
             elif cls == _BUILD:
                 if len(stack) - 2 < fence:
@@ -896,7 +892,7 @@ class OpcodeScanner:
                 if type(value) is Made:
                     value.used = True
                 elif type(value) is GlobalRef and value.name == GETATTR:
-                    getattrs += 1
+                    self._getattrs += 1
                 stack.append(value)
             elif cls == _LINE:
                 line, buf, i, end = self._line(source, buf, i, end, opname, True)
@@ -910,13 +906,21 @@ class OpcodeScanner:
                     # would hand on (a joblib object array's stream is followed by more
                     # of the outer one). Picklers end the last frame with STOP.
                     raise ScanError(f"the pickle stops at opcode {count}, inside a frame")
-                if getattrs > 0:
+                if self._getattrs > 0:
                     names.add(GETATTR)
+                self._getattrs = outer_getattrs
                 self.opcodes += count
                 self.result = stack[-1]
                 return buf[i:]
             else:  # pragma: no cover - every class is handled above
                 raise AssertionError(opname)
+
+    def _name(self, dotted: str) -> None:
+        """Note a global pushed on the stack: its name, or one more use of getattr."""
+        if dotted == GETATTR:
+            self._getattrs += 1
+        else:
+            self.names.add(dotted)
 
     def _check_call(self, name: str, args: Any, kwargs: Any, opname: str, count: int) -> None:
         try:
