@@ -116,12 +116,12 @@ def test_datetime_values_survive(unit):
 def test_object_arrays_and_new_style_strings_pickle_in_band():
     from layout import buffers
 
-    refs = [
-        np.array([1, "a", None], dtype=object),
-        np.array(["x", "y" * 50], dtype=np.dtypes.StringDType()),
-    ]
+    refs = [np.array([1, "a", None], dtype=object)]
+    if hasattr(np.dtypes, "StringDType"):  # numpy >= 2
+        refs.append(np.array(["x", "y" * 50], dtype=np.dtypes.StringDType()))
     data = ap.dumps(refs)
     assert buffers(data) == []  # their bytes are pointers: never written raw
     out = ap.loads(data)
     assert out[0].tolist() == [1, "a", None]
-    assert out[1].tolist() == ["x", "y" * 50] and out[1].dtype == refs[1].dtype
+    if len(refs) > 1:
+        assert out[1].tolist() == ["x", "y" * 50] and out[1].dtype == refs[1].dtype

@@ -116,13 +116,15 @@ def structured():
 
 
 def strings():
-    return {
+    out = {
         "U": np.array(["", "a", "naïve", "日本語"]),
         "U_big": np.array(["ab", "ĉd"], dtype=">U2"),
         "S": np.array([b"", b"a\x00b", b"xyz"]),
         "U_2d_F": np.asfortranarray(np.array([["a", "bb"], ["ccc", "d"]])),
-        "StringDType": np.array(["short", "x" * 100], dtype=np.dtypes.StringDType()),
     }
+    if hasattr(np.dtypes, "StringDType"):  # numpy >= 2
+        out["StringDType"] = np.array(["short", "x" * 100], dtype=np.dtypes.StringDType())
+    return out
 
 
 def objects():

@@ -265,7 +265,8 @@ def test_numpy_pickles_of_every_dtype_family_load(dt, protocol):
     value = {"dtype": dt, "array": arr, "masked": np.ma.masked_array(arr)}
     data = pickle.dumps(value, protocol=protocol)
     out = ap.loads(data, safe=True)
-    assert out["dtype"] == dt and out["dtype"].metadata == dt.metadata
+    # as pickle gives it back: numpy 1.x turns a datetime's None metadata into {}
+    assert out["dtype"] == dt and out["dtype"].metadata == pickle.loads(data)["dtype"].metadata
     for key in ("array", "masked"):
         # arrays come back in native byte order
         assert out[key].dtype in (value[key].dtype, value[key].dtype.newbyteorder("="))
@@ -1504,7 +1505,7 @@ def test_a_call_of_maskedarray_is_refused(tmp_path):
     path = tmp_path / "m.pkl"
     ap.dump(obj, path)
     before = path.read_bytes()
-    with pytest.raises(ap.CorruptFileError, match=r"numpy\.ma\.MaskedArray, which numpy"):
+    with pytest.raises(ap.CorruptFileError, match=r"numpy\.ma(\.core)?\.MaskedArray, which numpy"):
         ap.load(path, mmap_mode="r+", safe=True)
     assert path.read_bytes() == before
     ap.dump([np.ma.array([1, 2], mask=[0, 1]), np.ma.masked_all(3, bdt)], path)

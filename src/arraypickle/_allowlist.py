@@ -301,6 +301,24 @@ def allowed() -> dict[str, Any]:
     return table
 
 
+def numpy_alias(module: str, name: str) -> Any:
+    """numpy's object for ``module.name`` when the allow-list lists it (as the name
+    numpy 1.x or 2.x gives it), else None. Substitutes are not aliases: None for them."""
+    if module != "numpy" and not module.startswith("numpy."):
+        return None
+    return _numpy_aliases().get(f"{module}.{name}")
+
+
+@functools.lru_cache(maxsize=1)
+def _numpy_aliases() -> dict[str, Any]:
+    table: dict[str, Any] = {}
+    for names, getter, why in _numpy():
+        if not why.startswith("substitute"):
+            obj = getter()
+            table.update(dict.fromkeys(names, obj))
+    return table
+
+
 def normalize(module: str, name: str) -> str:
     """The dotted name a (module, name) pair stands for, after pickle's Python 2 renames.
 

@@ -611,12 +611,29 @@ def _numpy_would_write(typ: Any, align: bool, state: Any, real_state: Any) -> np
         reduced = expected.__reduce__()
     except Exception:  # whatever numpy says of the file's description (ast errors too)
         raise Refused(f"a numpy.dtype state that numpy cannot rebuild: {state!r}") from None
-    if not (_same(reduced[1][0], typ) and _same(reduced[2], real_state)):
+    if not (_same(reduced[1][0], typ) and _same(_plain_meta(reduced[2]), _plain_meta(real_state))):
         raise Refused(
             f"a numpy.dtype state that is not numpy's own for {expected!r} "
             "(flags, offsets or sizes changed)"
         )
     return expected
+
+
+def _plain_meta(st: Any) -> Any:
+    """A datetime dtype state with no metadata written as numpy 2 writes it.
+
+    numpy 1.x writes ``{}`` where numpy 2 writes ``None`` (a datetime64 dtype without
+    user metadata): both mean the same, and each numpy loads the other's files."""
+    if (
+        type(st) is tuple
+        and len(st) == 9
+        and type(st[8]) is tuple
+        and len(st[8]) == 2
+        and type(st[8][0]) is dict
+        and not st[8][0]
+    ):
+        return (*st[:8], (None, st[8][1]))
+    return st
 
 
 def _type_arg(args: Any) -> Any:

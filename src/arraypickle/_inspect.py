@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import stat
+import warnings
 from dataclasses import dataclass, field
 from math import prod
 from typing import Any
@@ -31,6 +32,7 @@ from ._allowlist import allowed
 from ._errors import CorruptFileError
 from ._joblib_zf import MAGIC as ZF_MAGIC
 from ._joblib_zf import open_zf
+from ._numpy import NUMPY1, numpy1_readable
 from ._plugins import get_registry
 from ._safe import Policy
 from ._streams import Guarded, remaining_size, sniff
@@ -96,7 +98,12 @@ class ArrayEntry:
 
 def _descr(dtype: np.dtype) -> Any:
     """The dtype as ``.npy`` headers write it: ``'<f8'``, or a list of fields."""
-    descr = np.lib.format.dtype_to_descr(dtype)
+    if NUMPY1 and dtype.kind in "mMV":
+        dtype = numpy1_readable(dtype)
+    with warnings.catch_warnings():
+        # numpy warns that .npy files drop a dtype's metadata: a descr never holds it.
+        warnings.simplefilter("ignore", UserWarning)
+        descr = np.lib.format.dtype_to_descr(dtype)
     return descr if isinstance(descr, str) else _lists(descr)
 
 

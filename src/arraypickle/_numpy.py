@@ -32,6 +32,7 @@ from .wrapper import ArrayWrapper, Buffer, Exposed
 _ND = np.ndarray
 _MA = np.ma.MaskedArray
 _new = tuple.__new__
+NUMPY1 = np.lib.NumpyVersion(np.__version__) < "2.0.0"
 
 
 def _layout(arr: np.ndarray) -> str:
@@ -153,6 +154,8 @@ def _rebuild_array(dtype: np.dtype, shape: tuple[int, ...], order: str, buf: np.
         raise CorruptFileError(
             f"numpy wrapper: buffer of {buf.nbytes} bytes for an array {shape} of {dtype}"
         )
+    if NUMPY1 and dtype.kind in "mMV":
+        dtype = numpy1_readable(dtype)
     if isinstance(buf, np.memmap):
         return _mapped(buf, dtype, shape, order)
     arr = buf.view(dtype).reshape(shape, order=order)
@@ -168,6 +171,44 @@ def _rebuild_array(dtype: np.dtype, shape: tuple[int, ...], order: str, buf: np.
         # field's conversion overwrite another's bytes): keep the stored order.
         return arr
     return arr.view(dtype.newbyteorder("="))
+
+
+def numpy1_readable(dtype: np.dtype) -> np.dtype:
+    """``dtype`` as numpy 1.x builds it, when numpy 2 wrote its state.
+
+    numpy 2 writes "no metadata" of a datetime64/timedelta64 dtype as ``None`` where
+    numpy 1.x wrote ``{}``. numpy 1.26 loads it into a dtype whose ``metadata`` raises
+    ``TypeError`` (so ``np.save`` of the array fails), also as a field or subarray
+    type. Such parts are built again from their type strings; ``dtype`` itself when
+    nothing needs it.
+    """
+    if dtype.names is not None:
+        fields = [dtype.fields[name] for name in dtype.names]
+        formats = [numpy1_readable(field[0]) for field in fields]
+        if all(new is field[0] for new, field in zip(formats, fields, strict=True)):
+            return dtype
+        spec = {
+            "names": list(dtype.names),
+            "formats": formats,
+            "offsets": [field[1] for field in fields],
+            "itemsize": dtype.itemsize,
+        }
+        if any(len(field) == 3 for field in fields):
+            spec["titles"] = [field[2] if len(field) == 3 else None for field in fields]
+        out = np.dtype(spec, align=dtype.isalignedstruct)
+        if out.type is not dtype.type:  # np.record
+            out = np.dtype((dtype.type, out))
+        return np.dtype(out, metadata=dict(dtype.metadata)) if dtype.metadata else out
+    if dtype.subdtype is not None:
+        base, shape = dtype.subdtype
+        new = numpy1_readable(base)
+        return dtype if new is base else np.dtype((new, shape))
+    if dtype.kind in "mM":
+        try:
+            dtype.metadata  # noqa: B018 - the read is the test
+        except TypeError:
+            return np.dtype(dtype.str)
+    return dtype
 
 
 def _mapped(buf: np.memmap, dtype: np.dtype, shape: tuple[int, ...], order: str) -> np.memmap:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from . import _format as fmt
+from ._allowlist import numpy_alias
 from ._checksum import Hasher, HashThread
 from ._damage import unpickler_failure
 from ._errors import ArrayPickleError, CorruptFileError, UnknownWrapperError
@@ -74,7 +75,22 @@ class Unpickler(pickle.Unpickler):
             return bound
         if self._policy is not None:  # safe loading: only allow-listed or trusted globals
             return self._policy.find_class(module, name, super().find_class)
-        return super().find_class(module, name)
+        if module.startswith("numpy.core"):
+            # numpy 1.x's names, found without importing numpy 2's deprecated shims
+            # (each import warns the user to change code that is not theirs).
+            same = numpy_alias(module, name)
+            if same is not None:
+                return same
+        try:
+            return super().find_class(module, name)
+        except (ImportError, AttributeError):
+            # A name another numpy major version writes (numpy 2's numpy.rec.recarray
+            # does not import under numpy 1): the allow-list knows numpy's objects by
+            # the names of both, so a file loads under either, as it does safely.
+            same = numpy_alias(module, name)
+            if same is None:
+                raise
+            return same
 
 
 _ACCESS = {"r": mmap.ACCESS_READ, "r+": mmap.ACCESS_WRITE, "c": mmap.ACCESS_COPY}

@@ -101,9 +101,17 @@ def build(workdir: pathlib.Path) -> dict:
 # -- the description ------------------------------------------------------------------
 
 
+# numpy 1.x's names of classes whose numpy 2 names the descriptions hold.
+_NUMPY2_NAMES = {
+    "numpy.ma.core.MaskedArray": "numpy.ma.MaskedArray",
+    "numpy.recarray": "numpy.rec.recarray",
+}
+
+
 def _class(obj: object) -> str:
     cls = type(obj)
-    return f"{cls.__module__}.{cls.__qualname__}"
+    name = f"{cls.__module__}.{cls.__qualname__}"
+    return _NUMPY2_NAMES.get(name, name)
 
 
 def _leaf_bytes(arr: np.ndarray) -> bytes:

@@ -32,9 +32,33 @@ def corpus():
     }
 
 
+def datetimes():
+    """Every place a datetime dtype can sit in an array's dtype (numpy 1.26 mis-reads
+    numpy 2's; tests/test_numpy_versions.py)."""
+    stamps = np.array(["2020-01-01", "NaT", "1969-12-31"], dtype="M8[D]")
+    fields = np.zeros(3, dtype=[("t", "M8[s]"), ("d", ">m8[us]"), ("f", "<f4")])
+    fields["t"] = stamps
+    fields["d"] = [1, -2, 3]
+    return {
+        "plain": stamps,
+        "generic": np.array(["NaT", "NaT"], dtype="M8"),
+        "big_endian": np.array([5, 6], dtype=">m8[25us]"),
+        "fields": fields,
+        "nested": np.zeros(2, dtype=[("x", [("t", "m8[D]")])]),
+        "subarray": np.zeros(2, dtype=[("a", "M8[s]", (2,))]),
+        "titled": np.zeros(2, dtype={"names": ["a"], "formats": ["M8[h]"], "titles": ["A"]}),
+        "offsets": np.zeros(
+            2, dtype={"names": ["a"], "formats": ["M8[h]"], "offsets": [8], "itemsize": 24}
+        ),
+        "record": np.rec.fromarrays([stamps], names="t"),
+        "user_metadata": np.zeros(2, dtype=np.dtype([("t", "M8[D]")], metadata={"k": 1})),
+    }
+
+
 if __name__ == "__main__":
     major = np.__version__.split(".")[0]
     for proto in (2, 5):
         data = pickle.dumps(corpus(), protocol=proto)
         (HERE / f"numpy{major}_proto{proto}.pkl").write_bytes(data)
     arraypickle.dump(corpus(), HERE / f"numpy{major}_container.apk")
+    arraypickle.dump(datetimes(), HERE / f"numpy{major}_datetimes.apk")
