@@ -250,6 +250,8 @@ def _numpy() -> list[_Entry]:
         for alias in ("bool_", "bool", "object_", "str_", "bytes_", "void"):
             if public.get(alias) is t:
                 names.add(f"numpy.{alias}")
+        if t is np.bool_:
+            names.add("numpy.bool")  # numpy 2's name for it, which numpy 1.x lacks
         if names:
             entries.append((tuple(sorted(names)), lambda t=t: t, "numpy scalar type"))
     dtypes = getattr(np, "dtypes", None)

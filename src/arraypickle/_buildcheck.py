@@ -611,7 +611,7 @@ def _numpy_would_write(typ: Any, align: bool, state: Any, real_state: Any) -> np
         reduced = expected.__reduce__()
     except Exception:  # whatever numpy says of the file's description (ast errors too)
         raise Refused(f"a numpy.dtype state that numpy cannot rebuild: {state!r}") from None
-    if not (_same(reduced[1][0], typ) and _same(_plain_meta(reduced[2]), _plain_meta(real_state))):
+    if not (_same(reduced[1][0], typ) and _same(_portable(reduced[2]), _portable(real_state))):
         raise Refused(
             f"a numpy.dtype state that is not numpy's own for {expected!r} "
             "(flags, offsets or sizes changed)"
@@ -619,20 +619,28 @@ def _numpy_would_write(typ: Any, align: bool, state: Any, real_state: Any) -> np
     return expected
 
 
-def _plain_meta(st: Any) -> Any:
-    """A datetime dtype state with no metadata written as numpy 2 writes it.
+def _portable(st: Any) -> Any:
+    """A dtype state in the spelling numpy 2 writes, where numpy 1.x spells the same
+    thing differently.
 
-    numpy 1.x writes ``{}`` where numpy 2 writes ``None`` (a datetime64 dtype without
-    user metadata): both mean the same, and each numpy loads the other's files."""
+    - A datetime64 dtype without user metadata: numpy 1.x writes ``{}``, numpy 2
+      ``None``.
+    - The flags byte: numpy 1.x writes it signed (an aligned struct's 0x90 as -112),
+      numpy 2 unsigned (144).
+    """
+    if type(st) is not tuple or len(st) not in (8, 9):
+        return st
+    flags = st[7]
+    if type(flags) is int and -128 <= flags < 0:
+        st = (*st[:7], flags & 0xFF, *st[8:])
     if (
-        type(st) is tuple
-        and len(st) == 9
+        len(st) == 9
         and type(st[8]) is tuple
         and len(st[8]) == 2
         and type(st[8][0]) is dict
         and not st[8][0]
     ):
-        return (*st[:8], (None, st[8][1]))
+        st = (*st[:8], (None, st[8][1]))
     return st
 
 

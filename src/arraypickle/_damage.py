@@ -22,8 +22,11 @@ import re
 import struct
 from types import TracebackType
 
+import numpy as np
+
 from . import _format as fmt
-from ._errors import ArrayPickleError, CorruptFileError
+from ._errors import ArrayPickleError, CorruptFileError, NumpyVersionError
+from ._numpy import NUMPY1
 
 # First bytes a pickle can start with: PROTO (protocol 2 and later always start so),
 # and the opcodes protocols 0 and 1 start objects with (MARK, empty containers,
@@ -116,8 +119,14 @@ def failed_lookup(exc: BaseException) -> bool:
     return isinstance(name, str) and all(part.isidentifier() for part in name.split("."))
 
 
-def unpickler_failure(exc: BaseException, name: str, where: str = "") -> CorruptFileError | None:
-    """The :class:`CorruptFileError` to raise for ``exc`` from an unpickler, or None.
+# What numpy 1.x's dtype.__setstate__ says of the flags numpy 2 writes for an aligned
+# structured dtype (0x90 no longer fits its signed char).
+_NUMPY2_ALIGNED = "incorrect value for flags variable (overflow)"
+
+
+def unpickler_failure(exc: BaseException, name: str, where: str = "") -> ArrayPickleError | None:
+    """The :class:`CorruptFileError` to raise for ``exc`` from an unpickler, or None
+    (a :class:`NumpyVersionError` for a sound file this numpy cannot read).
 
     ``exc`` counts as the unpickler's own complaint when it is of a type the C
     unpickler raises on bad opcodes and no Python code outside arraypickle was running
@@ -126,6 +135,12 @@ def unpickler_failure(exc: BaseException, name: str, where: str = "") -> Corrupt
     import of a module whose name is not even an identifier is damage too. ``where``
     prefixes the description.
     """
+    if NUMPY1 and type(exc) is ValueError and str(exc) == _NUMPY2_ALIGNED:
+        # Not damage: a cache must not throw the file away as corrupt.
+        return NumpyVersionError(
+            f"{name}: the file holds an aligned structured dtype (align=True) as numpy 2 "
+            f"writes it, which numpy {np.__version__} cannot read; load it under numpy 2"
+        )
     if isinstance(exc, ArrayPickleError) or (
         isinstance(exc, ImportError) and not isinstance(exc, ModuleNotFoundError)
     ):

@@ -29,6 +29,14 @@ class UnknownWrapperError(ArrayPickleError, ValueError):
     """The file stores an array type whose wrapper plugin is not installed."""
 
 
+class NumpyVersionError(ArrayPickleError, ValueError):
+    """The file is sound, but holds a numpy object this numpy version cannot build.
+
+    numpy 1.x cannot read the aligned structured dtypes (``align=True``) numpy 2
+    writes; load such a file under numpy 2.
+    """
+
+
 class UnpicklableError(ArrayPickleError, pickle.PicklingError, AttributeError):
     """The object holds something the pickler refuses: what it cannot save by
     reference (a local class or function, a lambda), a reduction it cannot use (a

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import stat
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from math import prod
 from typing import Any
@@ -101,13 +102,16 @@ def _descr(dtype: np.dtype) -> Any:
     if NUMPY1 and dtype.kind in "mMV":
         dtype = numpy1_readable(dtype)
     with warnings.catch_warnings():
-        # numpy warns that .npy files drop a dtype's metadata: a descr never holds it.
+        # numpy warns that .npy files drop a dtype's metadata; the report drops it too.
         warnings.simplefilter("ignore", UserWarning)
         descr = np.lib.format.dtype_to_descr(dtype)
     return descr if isinstance(descr, str) else _lists(descr)
 
 
 def _lists(value: Any) -> Any:
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], Mapping):
+        # numpy 1.x keeps a field's metadata in its descr: (type, metadata)
+        return _lists(value[0])
     return [_lists(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 

@@ -198,17 +198,23 @@ def numpy1_readable(dtype: np.dtype) -> np.dtype:
         out = np.dtype(spec, align=dtype.isalignedstruct)
         if out.type is not dtype.type:  # np.record
             out = np.dtype((dtype.type, out))
-        return np.dtype(out, metadata=dict(dtype.metadata)) if dtype.metadata else out
+        return _with_metadata(out, dtype)
     if dtype.subdtype is not None:
         base, shape = dtype.subdtype
         new = numpy1_readable(base)
-        return dtype if new is base else np.dtype((new, shape))
+        return dtype if new is base else _with_metadata(np.dtype((new, shape)), dtype)
     if dtype.kind in "mM":
         try:
             dtype.metadata  # noqa: B018 - the read is the test
         except TypeError:
             return np.dtype(dtype.str)
     return dtype
+
+
+def _with_metadata(new: np.dtype, old: np.dtype) -> np.dtype:
+    """``new`` carrying ``old``'s own metadata (a struct's or a subarray's, readable)."""
+    meta = old.metadata
+    return new if meta is None else np.dtype(new, metadata=dict(meta))
 
 
 def _mapped(buf: np.memmap, dtype: np.dtype, shape: tuple[int, ...], order: str) -> np.memmap:

@@ -75,22 +75,16 @@ class Unpickler(pickle.Unpickler):
             return bound
         if self._policy is not None:  # safe loading: only allow-listed or trusted globals
             return self._policy.find_class(module, name, super().find_class)
-        if module.startswith("numpy.core"):
-            # numpy 1.x's names, found without importing numpy 2's deprecated shims
-            # (each import warns the user to change code that is not theirs).
+        if module == "numpy" or module.startswith("numpy."):
+            # The allow-list knows numpy's objects by the names of numpy 1.x and 2.x, so
+            # a file loads under either (numpy 2's numpy.rec.recarray does not import
+            # under numpy 1), and without the warnings importing the other's names
+            # gives (numpy 2's DeprecationWarning for numpy.core.*, numpy 1.26's
+            # FutureWarning for numpy.bool): the user can change nothing about them.
             same = numpy_alias(module, name)
             if same is not None:
                 return same
-        try:
-            return super().find_class(module, name)
-        except (ImportError, AttributeError):
-            # A name another numpy major version writes (numpy 2's numpy.rec.recarray
-            # does not import under numpy 1): the allow-list knows numpy's objects by
-            # the names of both, so a file loads under either, as it does safely.
-            same = numpy_alias(module, name)
-            if same is None:
-                raise
-            return same
+        return super().find_class(module, name)
 
 
 _ACCESS = {"r": mmap.ACCESS_READ, "r+": mmap.ACCESS_WRITE, "c": mmap.ACCESS_COPY}

@@ -52,6 +52,22 @@ def datetimes():
         ),
         "record": np.rec.fromarrays([stamps], names="t"),
         "user_metadata": np.zeros(2, dtype=np.dtype([("t", "M8[D]")], metadata={"k": 1})),
+        "empty_metadata": np.zeros(2, dtype=np.dtype([("t", "M8[D]")], metadata={})),
+        "subarray_metadata": np.zeros(
+            2, dtype=[("t", np.dtype((np.dtype("M8[D]"), (2,)), metadata={"s": 3}))]
+        ),
+        "field_metadata": np.zeros(
+            2, dtype=[("t", "M8[D]"), ("f", np.dtype("f8", metadata={"unit": b"m"}))]
+        ),
+    }
+
+
+def aligned():
+    """Aligned structs: numpy 2 writes their flags as numpy 1.x cannot read them."""
+    dtype = np.dtype([("a", "i1"), ("b", "<i8"), ("t", "M8[s]")], align=True)
+    return {
+        "aligned": np.array([(1, 2, 3), (-1, -2, -3)], dtype=dtype),
+        "aligned_record": np.array([(4, 5, 6)], dtype=np.dtype((np.record, dtype))),
     }
 
 
@@ -62,3 +78,4 @@ if __name__ == "__main__":
         (HERE / f"numpy{major}_proto{proto}.pkl").write_bytes(data)
     arraypickle.dump(corpus(), HERE / f"numpy{major}_container.apk")
     arraypickle.dump(datetimes(), HERE / f"numpy{major}_datetimes.apk")
+    arraypickle.dump(aligned(), HERE / f"numpy{major}_aligned.apk")
