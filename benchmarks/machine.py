@@ -92,7 +92,7 @@ def describe() -> dict[str, Any]:
         "os": platform.platform(),
         "python": sys.version.split()[0],
         "versions": versions,
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "load_average_start": load_average(),
         "transparent_hugepages": _transparent_hugepages(),
     }

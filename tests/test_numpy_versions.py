@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import arraypickle as ap
-from arraypickle._numpy import NUMPY1, numpy1_readable
+from arraypickle._numpy import MISREADS_DATETIMES, NUMPY1, readable_dtype
 from conftest import DATA
 
 
@@ -83,7 +83,7 @@ def test_datetime_dtypes_numpy_2_wrote_are_readable(dtype):
     """numpy 1.26 loads numpy 2's "no metadata" of a datetime dtype as a dtype whose
     ``metadata`` raises TypeError (np.save fails on it); arrays come back readable."""
     dt = np.dtype(dtype)
-    assert numpy1_readable(dt) is dt  # nothing to mend in a dtype this numpy made
+    assert readable_dtype(dt) is dt  # nothing to mend in a dtype this numpy made
     arr = np.zeros(3, dt)
     out = ap.loads(ap.dumps(arr))
     assert out.dtype == arr.dtype.newbyteorder("=")
@@ -102,9 +102,9 @@ def _readable(dt: np.dtype) -> None:
 @pytest.mark.parametrize("name", ["numpy2_container.apk", "numpy2_proto5.pkl"])
 def test_numpy_2_datetime_arrays_load_readable(name):
     out = ap.load(DATA / "safe" / name)
-    if name.endswith(".apk") or not NUMPY1:
-        # numpy 1.26 cannot read numpy 2's datetime dtype in a plain pickle
-        # (docs/joblib.md); arraypickle's own containers are mended.
+    if name.endswith(".apk") or not MISREADS_DATETIMES:
+        # numpy 1.x to 2.2 cannot read numpy 2.4's datetime dtype in a plain pickle
+        # (docs/guide.md); arraypickle's own containers are mended.
         assert out["datetime"].dtype == np.dtype("M8[D]")
         _readable(out["datetime"].dtype)
         with warnings.catch_warnings():

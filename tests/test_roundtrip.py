@@ -89,7 +89,8 @@ def datetimes():
     for unit in DATETIME_UNITS:
         out[f"M8[{unit}]"] = np.array([0, 1, -5, 10**6, "NaT"], dtype=f"M8[{unit}]")
         out[f"m8[{unit}]"] = np.array([0, -1, 7, "NaT"], dtype=f"m8[{unit}]")
-    out["generic"] = np.array(["NaT", "NaT"], dtype="M8")
+    # NaTs of the generic unit, made by a view: numpy 2.5 deprecates converting to it
+    out["generic"] = np.full(2, np.iinfo(np.int64).min).view("M8")
     return out
 
 

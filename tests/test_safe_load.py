@@ -96,7 +96,7 @@ def stdlib() -> dict[str, object]:
         "range": range(2, 10, 3),
         "slice": slice(1, None, 2),
         "consts": [Ellipsis, NotImplemented],
-        "datetime": datetime.datetime(2024, 2, 29, 12, 30, tzinfo=datetime.timezone.utc),
+        "datetime": datetime.datetime(2024, 2, 29, 12, 30, tzinfo=datetime.UTC),
         "dates": [datetime.date(2020, 1, 1), datetime.time(1, 2), datetime.timedelta(3, 4)],
         "tz": datetime.timezone(datetime.timedelta(hours=-5), "EST"),
         "decimal": decimal.Decimal("1.10"),

@@ -53,6 +53,7 @@ import fractions
 import functools
 import pathlib
 import uuid
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -133,7 +134,12 @@ def _stdlib() -> list[_Entry]:
         (("uuid.UUID",), lambda: uuid.UUID, "value type built from an int"),
         (("uuid.SafeUUID",), lambda: uuid.SafeUUID, "an enum of three constants"),
         *(
-            ((f"pathlib.{t.__name__}",), lambda t=t: t, "path value: string parsing, no I/O")
+            (
+                # Python 3.13 moved them to pathlib._local, the name its pickles give.
+                (f"pathlib.{t.__name__}", f"pathlib._local.{t.__name__}"),
+                lambda t=t: t,
+                "path value: string parsing, no I/O",
+            )
             for t in (
                 pathlib.PurePosixPath,
                 pathlib.PureWindowsPath,
@@ -142,6 +148,14 @@ def _stdlib() -> list[_Entry]:
             )
         ),
     ]
+
+
+def chararray() -> type:
+    """numpy's ``chararray`` class, without the DeprecationWarning numpy 2.5 gives on
+    reaching it: files may name it, and a warning would reach the user at every import."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return np.char.chararray
 
 
 def _numpy_reconstructors() -> dict[str, Any]:
@@ -218,7 +232,7 @@ def _numpy() -> list[_Entry]:
                     "numpy._core.defchararray",
                 )
             ),
-            lambda: np.char.chararray,
+            chararray,
             "ndarray subclass",
         ),
         (

@@ -69,7 +69,7 @@ from typing import Any
 import numpy as np
 
 from . import _format as fmt
-from ._allowlist import allowed
+from ._allowlist import allowed, chararray
 from ._scanvalues import BUFFER, DATA, FROZEN, LOST, UNKNOWN, BuiltList, GlobalRef, Made, ScanError
 
 # numpy's flag for a struct laid out with align=True (NPY_ALIGNED_STRUCT).
@@ -369,7 +369,7 @@ def _reconstructor(name: str, args: Any, kwargs: Any = None) -> None:
 _SIGNATURES: dict[Any, tuple[str, ...]] = {
     np.ndarray: ("shape", "dtype", "buffer", "offset", "strides", "order"),
     np.recarray: ("shape", "dtype", "buf", "offset", "strides", "formats"),
-    np.char.chararray: ("shape", "itemsize", "unicode", "buffer", "offset", "strides"),
+    chararray(): ("shape", "itemsize", "unicode", "buffer", "offset", "strides"),
 }
 _BYTES_LIKE = (bytes, bytearray, str, np.bytes_, np.str_)
 

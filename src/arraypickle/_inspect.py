@@ -33,7 +33,7 @@ from ._allowlist import allowed
 from ._errors import CorruptFileError
 from ._joblib_zf import MAGIC as ZF_MAGIC
 from ._joblib_zf import open_zf
-from ._numpy import NUMPY1, numpy1_readable
+from ._numpy import MISREADS_DATETIMES, readable_dtype
 from ._plugins import get_registry
 from ._safe import Policy
 from ._streams import Guarded, remaining_size, sniff
@@ -99,8 +99,8 @@ class ArrayEntry:
 
 def _descr(dtype: np.dtype) -> Any:
     """The dtype as ``.npy`` headers write it: ``'<f8'``, or a list of fields."""
-    if NUMPY1 and dtype.kind in "mMV":
-        dtype = numpy1_readable(dtype)
+    if MISREADS_DATETIMES and dtype.kind in "mMV":
+        dtype = readable_dtype(dtype)
     with warnings.catch_warnings():
         # numpy warns that .npy files drop a dtype's metadata; the report drops it too.
         warnings.simplefilter("ignore", UserWarning)

@@ -35,6 +35,22 @@ _new = tuple.__new__
 NUMPY1 = np.lib.NumpyVersion(np.__version__) < "2.0.0"
 
 
+def _misreads_datetime_states() -> bool:
+    """Whether this numpy builds an unreadable dtype from a datetime dtype state as
+    numpy 2.3 and later write it (no metadata as ``None``; numpy 1.x to 2.2 wrote
+    ``{}``, and read ``None`` into a dtype whose ``metadata`` raises TypeError)."""
+    probe = np.dtype("M8", False, True)
+    try:
+        probe.__setstate__((4, "<", None, None, None, -1, -1, 0, (None, (b"D", 1, 1, 1))))
+        probe.metadata  # noqa: B018 - the read is the test
+    except TypeError:
+        return True
+    return False
+
+
+MISREADS_DATETIMES = _misreads_datetime_states()
+
+
 def _layout(arr: np.ndarray) -> str:
     """The order to lay ``arr`` out in: its own when contiguous, else the nearer one."""
     if arr.flags.c_contiguous:
@@ -154,8 +170,8 @@ def _rebuild_array(dtype: np.dtype, shape: tuple[int, ...], order: str, buf: np.
         raise CorruptFileError(
             f"numpy wrapper: buffer of {buf.nbytes} bytes for an array {shape} of {dtype}"
         )
-    if NUMPY1 and dtype.kind in "mMV":
-        dtype = numpy1_readable(dtype)
+    if MISREADS_DATETIMES and dtype.kind in "mMV":
+        dtype = readable_dtype(dtype)
     if isinstance(buf, np.memmap):
         return _mapped(buf, dtype, shape, order)
     arr = buf.view(dtype).reshape(shape, order=order)
@@ -173,18 +189,18 @@ def _rebuild_array(dtype: np.dtype, shape: tuple[int, ...], order: str, buf: np.
     return arr.view(dtype.newbyteorder("="))
 
 
-def numpy1_readable(dtype: np.dtype) -> np.dtype:
-    """``dtype`` as numpy 1.x builds it, when numpy 2 wrote its state.
+def readable_dtype(dtype: np.dtype) -> np.dtype:
+    """``dtype`` as this numpy builds it, when numpy 2.3 or later wrote its state.
 
-    numpy 2 writes "no metadata" of a datetime64/timedelta64 dtype as ``None`` where
-    numpy 1.x wrote ``{}``. numpy 1.26 loads it into a dtype whose ``metadata`` raises
-    ``TypeError`` (so ``np.save`` of the array fails), also as a field or subarray
-    type. Such parts are built again from their type strings; ``dtype`` itself when
-    nothing needs it.
+    numpy 2.3 writes "no metadata" of a datetime64/timedelta64 dtype as ``None`` where
+    numpy 1.x to 2.2 wrote ``{}``, and these load it into a dtype whose ``metadata``
+    raises ``TypeError`` (so ``np.save`` of the array fails), also as a field or
+    subarray type. Such parts are built again from their type strings; ``dtype``
+    itself when nothing needs it.
     """
     if dtype.names is not None:
         fields = [dtype.fields[name] for name in dtype.names]
-        formats = [numpy1_readable(field[0]) for field in fields]
+        formats = [readable_dtype(field[0]) for field in fields]
         if all(new is field[0] for new, field in zip(formats, fields, strict=True)):
             return dtype
         spec = {
@@ -201,7 +217,7 @@ def numpy1_readable(dtype: np.dtype) -> np.dtype:
         return _with_metadata(out, dtype)
     if dtype.subdtype is not None:
         base, shape = dtype.subdtype
-        new = numpy1_readable(base)
+        new = readable_dtype(base)
         return dtype if new is base else _with_metadata(np.dtype((new, shape)), dtype)
     if dtype.kind in "mM":
         try:

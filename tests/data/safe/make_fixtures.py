@@ -41,7 +41,7 @@ def datetimes():
     fields["d"] = [1, -2, 3]
     return {
         "plain": stamps,
-        "generic": np.array(["NaT", "NaT"], dtype="M8"),
+        "generic": np.full(2, np.iinfo(np.int64).min).view("M8"),  # NaT, NaT
         "big_endian": np.array([5, 6], dtype=">m8[25us]"),
         "fields": fields,
         "nested": np.zeros(2, dtype=[("x", [("t", "m8[D]")])]),
