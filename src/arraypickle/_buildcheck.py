@@ -620,11 +620,11 @@ def _numpy_would_write(typ: Any, align: bool, state: Any, real_state: Any) -> np
 
 
 def _portable(st: Any) -> Any:
-    """A dtype state in the spelling numpy 2 writes, where numpy 1.x spells the same
-    thing differently.
+    """A dtype state in the spelling recent numpy writes, where older numpy spells the
+    same thing differently.
 
-    - A datetime64 dtype without user metadata: numpy 1.x writes ``{}``, numpy 2
-      ``None``.
+    - A datetime64 dtype without user metadata: numpy 1.x to 2.2 write ``{}``, numpy
+      2.3 and later ``None``.
     - The flags byte: numpy 1.x writes it signed (an aligned struct's 0x90 as -112),
       numpy 2 unsigned (144).
     """
