@@ -111,6 +111,7 @@ def test_public_names():
         "UnknownCodecError",
         "PluginConflictError",
         "MissingDependencyError",
+        "NumpyVersionError",
     }
     assert expected <= set(ap.__all__)
     for name in ap.__all__:
@@ -122,6 +123,9 @@ def test_public_names():
     assert issubclass(ap.PluginConflictError, ap.ArrayPickleError)
     assert issubclass(ap.MissingDependencyError, ap.ArrayPickleError)
     assert issubclass(ap.MissingDependencyError, ImportError)
+    assert issubclass(ap.NumpyVersionError, ap.ArrayPickleError)
+    assert issubclass(ap.NumpyVersionError, ValueError)
+    assert not issubclass(ap.NumpyVersionError, ap.CorruptFileError)  # the file is sound
     assert set(ap.codecs()) >= {"zlib", "gzip", "bz2", "lzma", "xz"}
 
 
