@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pathlib
+from typing import Any
 
 import pytest
 
@@ -17,6 +19,15 @@ DATA = HERE / "data"
 JOBLIB_COMPAT = HERE.parent.parent / "shared" / "joblib-compat"
 
 STDLIB_CODECS = ("zlib", "gzip", "bz2", "lzma", "xz")
+
+
+def load_script(path: pathlib.Path) -> Any:
+    """The module a data-making script under tests/data is (its functions describe
+    the files it wrote), loaded from its path."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def installed_codecs() -> list[str]:

@@ -8,7 +8,6 @@ here means a change broke files users already have.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import json
 import pathlib
@@ -17,19 +16,11 @@ import numpy as np
 import pytest
 
 import arraypickle as ap
-from conftest import DATA
+from conftest import DATA, load_script
 
 GOLDEN = DATA / "golden"
 
-
-def _load_maker():
-    spec = importlib.util.spec_from_file_location("make_golden", DATA / "make_golden.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-make_golden = _load_maker()
+make_golden = load_script(DATA / "make_golden.py")
 
 
 def golden_files() -> list[tuple[pathlib.Path, str]]:

@@ -6,7 +6,6 @@ tests here also simulate, under either, the names only the other one has.
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import pickle
 import sys
@@ -18,7 +17,7 @@ import pytest
 
 import arraypickle as ap
 from arraypickle._numpy import MISREADS_DATETIMES, NUMPY1, readable_dtype
-from conftest import DATA
+from conftest import DATA, load_script
 
 
 def _recarray():
@@ -120,10 +119,7 @@ def _values(arr: np.ndarray) -> object:
 
 
 def _fixtures():
-    spec = importlib.util.spec_from_file_location("fixtures", DATA / "safe" / "make_fixtures.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(DATA / "safe" / "make_fixtures.py")
 
 
 @pytest.mark.parametrize("major", [1, 2])

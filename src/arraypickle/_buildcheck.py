@@ -70,6 +70,7 @@ import numpy as np
 
 from . import _format as fmt
 from ._allowlist import allowed, chararray
+from ._numpy import struct_dtype
 from ._scanvalues import BUFFER, DATA, FROZEN, LOST, UNKNOWN, BuiltList, GlobalRef, Made, ScanError
 
 # numpy's flag for a struct laid out with align=True (NPY_ALIGNED_STRUCT).
@@ -669,16 +670,9 @@ def _expected(base: np.dtype, st: Any) -> np.dtype:
         inner, shape = sub
         out = np.dtype((inner, shape))
     elif names is not None:
-        formats, offsets, titles = [], [], []
-        for field in names:
-            entry = fields[field]
-            formats.append(entry[0])
-            offsets.append(entry[1])
-            titles.append(entry[2] if len(entry) == 3 else None)
-        spec = {"names": list(names), "formats": formats, "offsets": offsets, "itemsize": size}
-        if any(t is not None for t in titles):
-            spec["titles"] = titles
-        out = np.dtype(spec, align=bool(flags & _ALIGNED_STRUCT))
+        entries = [fields[field] for field in names]
+        formats = [entry[0] for entry in entries]
+        out = struct_dtype(names, entries, formats, size, bool(flags & _ALIGNED_STRUCT))
     elif base.kind in "mM" and meta is not None:
         user, (unit, num, _, _) = meta
         unit = _text(unit)

@@ -199,19 +199,11 @@ def readable_dtype(dtype: np.dtype) -> np.dtype:
     itself when nothing needs it.
     """
     if dtype.names is not None:
-        fields = [dtype.fields[name] for name in dtype.names]
-        formats = [readable_dtype(field[0]) for field in fields]
-        if all(new is field[0] for new, field in zip(formats, fields, strict=True)):
+        entries = [dtype.fields[name] for name in dtype.names]
+        formats = [readable_dtype(entry[0]) for entry in entries]
+        if all(new is entry[0] for new, entry in zip(formats, entries, strict=True)):
             return dtype
-        spec = {
-            "names": list(dtype.names),
-            "formats": formats,
-            "offsets": [field[1] for field in fields],
-            "itemsize": dtype.itemsize,
-        }
-        if any(len(field) == 3 for field in fields):
-            spec["titles"] = [field[2] if len(field) == 3 else None for field in fields]
-        out = np.dtype(spec, align=dtype.isalignedstruct)
+        out = struct_dtype(dtype.names, entries, formats, dtype.itemsize, dtype.isalignedstruct)
         if out.type is not dtype.type:  # np.record
             out = np.dtype((dtype.type, out))
         return _with_metadata(out, dtype)
@@ -225,6 +217,24 @@ def readable_dtype(dtype: np.dtype) -> np.dtype:
         except TypeError:
             return np.dtype(dtype.str)
     return dtype
+
+
+def struct_dtype(
+    names: Any, entries: list[Any], formats: list[Any], itemsize: int, align: bool
+) -> np.dtype:
+    """The structured dtype with fields ``names``: ``entries`` are theirs as
+    ``dtype.fields`` and dtype states hold them (``(type, offset)`` or ``(type, offset,
+    title)``), with each type given by ``formats``."""
+    spec = {
+        "names": list(names),
+        "formats": formats,
+        "offsets": [entry[1] for entry in entries],
+        "itemsize": itemsize,
+    }
+    titles = [entry[2] if len(entry) == 3 else None for entry in entries]
+    if any(title is not None for title in titles):
+        spec["titles"] = titles
+    return np.dtype(spec, align=align)
 
 
 def _with_metadata(new: np.dtype, old: np.dtype) -> np.dtype:

@@ -75,15 +75,14 @@ class Unpickler(pickle.Unpickler):
             return bound
         if self._policy is not None:  # safe loading: only allow-listed or trusted globals
             return self._policy.find_class(module, name, super().find_class)
-        if module == "numpy" or module.startswith("numpy."):
-            # The allow-list knows numpy's objects by the names of numpy 1.x and 2.x, so
-            # a file loads under either (numpy 2's numpy.rec.recarray does not import
-            # under numpy 1), and without the warnings importing the other's names
-            # gives (numpy 2's DeprecationWarning for numpy.core.*, numpy 1.26's
-            # FutureWarning for numpy.bool): the user can change nothing about them.
-            same = numpy_alias(module, name)
-            if same is not None:
-                return same
+        # The allow-list knows numpy's objects by the names of numpy 1.x and 2.x, so a
+        # file loads under either (numpy 2's numpy.rec.recarray does not import under
+        # numpy 1), and without the warnings importing the other's names gives (numpy
+        # 2's DeprecationWarning for numpy.core.*, numpy 1.26's FutureWarning for
+        # numpy.bool): the user can change nothing about them.
+        same = numpy_alias(module, name)
+        if same is not None:
+            return same
         return super().find_class(module, name)
 
 
