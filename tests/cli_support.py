@@ -82,6 +82,7 @@ def _tuples(value: Any) -> Any:
 CLASS_NAMES = {
     np.ndarray: {"numpy.ndarray"},
     np.matrix: {"numpy.matrix"},
+    np.recarray: {"numpy.rec.recarray", "numpy.recarray", "numpy.core.records.recarray"},
     np.ma.MaskedArray: {"numpy.ma.MaskedArray", "numpy.ma.core.MaskedArray"},
 }
 

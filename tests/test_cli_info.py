@@ -51,6 +51,8 @@ def sample() -> dict:
         "fortran": np.asfortranarray(rng.random((5, 7))),
         "big_endian": np.arange(6, dtype=">f8").reshape(2, 3),
         "structured": np.zeros(4, dtype=[("x", "<i4"), ("y", ">f8", (2,))]),
+        # a record array's dtype names numpy.record, a class given as an argument
+        "records": np.rec.fromarrays([np.arange(3), np.ones(3, ">f4")], names="a,b"),
         "text": np.array(["a", "bcd"]),
         "objects": np.array([1, np.arange(3), "x"], dtype=object),
         "matrix": np.matrix([[1, 2], [3, 4]]),
@@ -97,6 +99,8 @@ def test_arraypickle_files(tmp_path, capsys, compress):
     check_against(report, ap.load(path), stream)
     buffers = [a for a in report["arrays"] if a["storage"] == "buffer"]
     assert buffers and all(a["offset"] % 64 == 0 for a in buffers)
+    (records,) = [a for a in report["arrays"] if a["path"] == "['records']"]
+    assert records["dtype"] == "(numpy.record, [('a', '<i8'), ('b', '>f4')])"
     expected = ["test_cli_info.Leaf", "test_cli_info.Model"]
     assert report["untrusted"] == ap.get_untrusted_types(path) == expected
 

@@ -254,6 +254,13 @@ def materialize(node: Any, depth: int = 0) -> Any:
         return [materialize(v, depth + 1) for v in node]
     if t is DictNode:
         return {materialize(k, depth + 1): materialize(v, depth + 1) for k, v in node.pairs}
+    if t is Global:
+        # numpy's scalar types, as the dtype of a record array names numpy.record: a
+        # class from the allow-list is returned, never called here.
+        scalar_type = allowed().get(node.name)
+        if isinstance(scalar_type, type) and issubclass(scalar_type, np.generic):
+            return scalar_type
+        raise NotMaterializable(node.name)
     if t is Obj and node.via in ("reduce", "newobj") and node.kwargs is None:
         if _MATERIALIZABLE is None:
             _MATERIALIZABLE = _materializable()
