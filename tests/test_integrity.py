@@ -354,6 +354,45 @@ def test_errors_of_the_code_an_arraypickle_file_names_propagate():
         ap.loads(ap.dumps(Fussy()))
 
 
+class OwnError:
+    """A class whose own code raises what the unpickler raises on a damaged stream."""
+
+    def __init__(self, error: type[Exception], where: str) -> None:
+        self.error = error
+        self.where = where
+
+    def __reduce__(self):
+        if self.where == "constructor":
+            return _raise, (self.error,)
+        return OwnError, (self.error, "nowhere"), {"error": self.error}
+
+    def __setstate__(self, state):
+        raise state["error"]("raised by its own __setstate__")
+
+
+def _raise(error):
+    raise error("raised by its own constructor")
+
+
+@pytest.mark.parametrize("where", ["setstate", "constructor"])
+@pytest.mark.parametrize("error", [EOFError, pickle.UnpicklingError])
+@pytest.mark.parametrize("writer", ["arraypickle", "arraypickle-gzip", "pickle", "joblib"])
+def test_a_classs_own_eof_and_unpickling_errors_are_not_damage(tmp_path, writer, error, where):
+    # pickle and joblib let them through; calling the file corrupt would have a cache
+    # delete a sound file.
+    value = [np.arange(3), OwnError(error, where)]
+    path = tmp_path / "f.pkl"
+    if writer == "pickle":
+        path.write_bytes(pickle.dumps(value, protocol=5))
+    elif writer == "joblib":
+        pytest.importorskip("joblib").dump(value, path)
+    else:
+        ap.dump(value, path, compress="gzip" if writer.endswith("gzip") else 0)
+    with pytest.raises(error, match="raised by its own") as info:
+        ap.load(path)
+    assert not isinstance(info.value, ap.ArrayPickleError)
+
+
 @pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
 def test_plain_pickles_of_every_protocol_load(protocol):
     value = {"a": [1, 2.5, "x", b"y", None, True], "t": (1,), "s": {3}}

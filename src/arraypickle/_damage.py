@@ -103,6 +103,18 @@ def raised_by_pickler(exc: BaseException) -> bool:
     return _innermost_file(exc.__traceback__).startswith(_UNPICKLER_CODE)
 
 
+def raised_in_named_code(exc: BaseException) -> bool:
+    """Whether ``exc``, caught in the frame that called the unpickler's ``load``, was
+    raised in Python code the pickle named (a class's ``__setstate__`` or constructor,
+    ``copyreg``'s reconstructor): the first frame the unpickler entered is not
+    arraypickle's own (its reads, ``find_class``, ``rebuild``)."""
+    tb = exc.__traceback__
+    entered = tb.tb_next if tb is not None else None
+    return entered is not None and not entered.tb_frame.f_code.co_filename.startswith(
+        _UNPICKLER_CODE
+    )
+
+
 def failed_lookup(exc: BaseException) -> bool:
     """Whether ``exc`` is ``find_class`` not finding a name in a module that imported:
     a class or function renamed or moved since the dump, which ``pickle`` and joblib
@@ -131,9 +143,12 @@ def unpickler_failure(exc: BaseException, name: str, where: str = "") -> ArrayPi
     ``exc`` counts as the unpickler's own complaint when it is of a type the C
     unpickler raises on bad opcodes and no Python code outside arraypickle was running
     when it was raised (C code does not add
-    traceback entries; a class's ``__setstate__`` or the import machinery does). An
-    import of a module whose name is not even an identifier is damage too. ``where``
-    prefixes the description.
+    traceback entries; a class's ``__setstate__`` or the import machinery does). The
+    unpickler's own ``EOFError`` and ``UnpicklingError`` may also come from the codecs
+    arraypickle reads through (gzip's "ended before the end-of-stream marker"), so for
+    them only code the pickle named is the user's. An import of a module whose name is
+    not even an identifier is damage too. ``where`` prefixes the description. ``exc``
+    must be caught in the frame that called ``load``.
     """
     if NUMPY1 and type(exc) is ValueError and str(exc) == _NUMPY2_ALIGNED:
         # Not damage: a cache must not throw the file away as corrupt.
@@ -155,6 +170,8 @@ def unpickler_failure(exc: BaseException, name: str, where: str = "") -> ArrayPi
     if not isinstance(exc, _UNPICKLER_ERRORS) or failed_lookup(exc):
         return None
     if isinstance(exc, pickle.UnpicklingError | EOFError):
+        if raised_in_named_code(exc):
+            return None  # pickle and joblib let a class's own EOFError through too
         detail = str(exc) or type(exc).__name__
     elif raised_by_pickler(exc):
         detail = f"{type(exc).__name__}: {exc}"
