@@ -112,6 +112,7 @@ def test_public_names():
         "PluginConflictError",
         "MissingDependencyError",
         "NumpyVersionError",
+        "EmptyFileError",
     }
     assert expected <= set(ap.__all__)
     for name in ap.__all__:
@@ -126,6 +127,8 @@ def test_public_names():
     assert issubclass(ap.NumpyVersionError, ap.ArrayPickleError)
     assert issubclass(ap.NumpyVersionError, ValueError)
     assert not issubclass(ap.NumpyVersionError, ap.CorruptFileError)  # the file is sound
+    assert issubclass(ap.EmptyFileError, ap.CorruptFileError)
+    assert issubclass(ap.EmptyFileError, EOFError)  # as pickle.load at a stream's end
     assert set(ap.codecs()) >= {"zlib", "gzip", "bz2", "lzma", "xz"}
 
 

@@ -233,8 +233,53 @@ def test_empty_file(tmp_path):
         ap.loads(b"")
     r, w = os.pipe()
     os.close(w)
-    with os.fdopen(r, "rb") as f, pytest.raises(ap.CorruptFileError, match="empty"):
+    with (
+        os.fdopen(r, "rb") as f,
+        pytest.raises(ap.EmptyFileError, match="stream is empty or has ended"),
+    ):
         ap.load(f)
+    # also an EOFError, as pickle raises for nothing to read
+    with pytest.raises(EOFError, match=r"empty\.pkl.*empty"):
+        ap.load(path)
+
+
+def test_a_stream_at_its_end_is_not_called_empty():
+    # joblib users meet it after dumping into a BytesIO: the message says what to do
+    buf = io.BytesIO()
+    ap.dump({"x": np.arange(3)}, buf)
+    end = buf.tell()
+    with pytest.raises(
+        ap.EmptyFileError, match=rf"<BytesIO>: nothing to load at offset {end}.*seek\(0\)"
+    ):
+        ap.load(buf)
+    buf.seek(0)
+    assert ap.load(buf)["x"].tolist() == [0, 1, 2]
+
+
+@pytest.mark.parametrize("seekable", [True, False])
+def test_objects_back_to_back_load_until_eoferror(tmp_path, seekable):
+    # the loop pickle.load and joblib.load users write for a file of many objects
+    path = tmp_path / "many.pkl"
+    values = [1, np.arange(4.0), {"a": "b"}, np.ones((2, 3), np.int8)]
+    with open(path, "wb") as f:
+        for value in values:
+            ap.dump(value, f)  # uncompressed: see the guide for compressed ones
+    got = []
+    if seekable:
+        fd = os.open(path, os.O_RDONLY)
+    else:
+        fd, w = os.pipe()
+        os.write(w, path.read_bytes())  # a few hundred bytes: within the pipe's buffer
+        os.close(w)
+    with os.fdopen(fd, "rb") as f:
+        while True:
+            try:
+                got.append(ap.load(f))
+            except EOFError:
+                break
+    assert len(got) == len(values)
+    for a, b in zip(got, values, strict=True):
+        np.testing.assert_equal(a, b)
 
 
 GARBAGE = {

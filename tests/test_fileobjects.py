@@ -235,12 +235,13 @@ def test_a_non_blocking_pipe_is_refused_up_front(direction):
             ap.dump({"a": np.arange(10)}, wf)
 
 
-def test_a_custom_raw_reader_that_answers_none_is_not_called_damaged():
+@pytest.mark.parametrize("sent", [50_000, 0])  # 0: nothing yet, not an empty file
+def test_a_custom_raw_reader_that_answers_none_is_not_called_damaged(sent):
     data = ap.dumps({"a": np.arange(100_000)})
 
     class Starved(io.RawIOBase):
         def __init__(self):
-            self.src = io.BytesIO(data[:50_000])
+            self.src = io.BytesIO(data[:sent])
 
         def readable(self):
             return True

@@ -9,6 +9,7 @@ from ._api import dump, dumps, load, loads
 from ._errors import (
     ArrayPickleError,
     CorruptFileError,
+    EmptyFileError,
     MissingDependencyError,
     NumpyVersionError,
     PluginConflictError,
@@ -30,6 +31,7 @@ __all__ = [
     "Buffer",
     "Codec",
     "CorruptFileError",
+    "EmptyFileError",
     "Exposed",
     "MissingDependencyError",
     "NumpyVersionError",

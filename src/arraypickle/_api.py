@@ -18,7 +18,13 @@ from . import _joblib, _joblib_zf, _progress, _remote
 from ._atomic import replacing
 from ._compress import resolve
 from ._damage import check_unrecognised, failed_lookup, raised_by_pickler, renamed
-from ._errors import ArrayPickleError, CorruptFileError, UnpicklableError, describe
+from ._errors import (
+    ArrayPickleError,
+    CorruptFileError,
+    EmptyFileError,
+    UnpicklableError,
+    describe,
+)
 from ._parallel import resolve_threads
 from ._pickler import Pickler
 from ._plugins import Registry, get_registry
@@ -264,8 +270,18 @@ def load(
             )
         name = describe(filename)
         if is_seekable(filename):
-            with _progress.track(progress, "load", name) as tracker:
-                return _read_guarded(tracker.reader(filename), name, registry, opts)
+            start = _position(filename)
+            try:
+                with _progress.track(progress, "load", name) as tracker:
+                    return _read_guarded(tracker.reader(filename), name, registry, opts)
+            except EmptyFileError:
+                if not start:
+                    raise
+                # Not an empty file: a stream left at its end, as dump leaves one.
+                raise EmptyFileError(
+                    f"{name}: nothing to load at offset {start}: the stream is at its end "
+                    "(after a dump into it, seek(0) before loading)"
+                ) from None
         # Maybe a live stream (a socket whose sender waits for an answer): stop at the
         # object's end, never wait for the end of the input.
         check_resumable(filename, name)
@@ -274,6 +290,10 @@ def load(
         try:
             with _progress.track(progress, "load", name) as tracker:
                 value = _read_guarded(tracker.reader(filename), name, registry, opts)
+        except EmptyFileError:
+            raise EmptyFileError(
+                f"{name}: nothing to load: the stream is empty or has ended"
+            ) from None
         except CorruptFileError as exc:
             raise explain(filename, exc) from exc
         remember(filename, live)
@@ -442,6 +462,13 @@ class _LoadOptions:
         return functools.partial(_new_unpickler, policy=self.policy)
 
 
+def _position(fileobj: Any) -> int | None:
+    try:
+        return int(fileobj.tell())
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+
+
 def _read_whole(
     stream: Any, name: str, registry: Registry, opts: _LoadOptions, **kwargs: Any
 ) -> Any:
@@ -524,7 +551,7 @@ def _read(
             )
         return _read_compressed(stream, name, codec, registry, opts)
     if not head:
-        raise CorruptFileError(f"{name}: the file is empty")
+        raise EmptyFileError(f"{name}: the file is empty")
     check_unrecognised(head, name)
     # A pickle, possibly joblib's (arrays after their wrappers; warns for mmap_mode
     # when none could be mapped). Under safe loading it is scanned first.

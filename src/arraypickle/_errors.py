@@ -21,6 +21,14 @@ class CorruptFileError(ArrayPickleError, ValueError):
     """
 
 
+class EmptyFileError(CorruptFileError, EOFError):
+    """There is nothing to load: the file is empty, or the stream is at its end.
+
+    Also an :class:`EOFError`, which ``pickle.load`` raises at the end of a stream: a
+    loop that loads objects written back to back into one file stops on it.
+    """
+
+
 class UnknownCodecError(ArrayPickleError, ValueError):
     """A codec was asked for (by name, extension or magic number) that is not installed."""
 

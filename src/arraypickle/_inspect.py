@@ -30,7 +30,7 @@ import numpy as np
 from . import _format as fmt
 from . import _remote
 from ._allowlist import allowed
-from ._errors import CorruptFileError
+from ._errors import CorruptFileError, EmptyFileError
 from ._joblib_zf import MAGIC as ZF_MAGIC
 from ._joblib_zf import open_zf
 from ._numpy import MISREADS_DATETIMES, readable_dtype
@@ -213,7 +213,7 @@ def inspect_stream(
     magics = registry.magics()
     head, stream = sniff(f, [fmt.MAGIC, ZF_MAGIC, *magics])
     if not head:
-        raise CorruptFileError(f"{name}: the file is empty")
+        raise EmptyFileError(f"{name}: the file is empty")
     if head.startswith(ZF_MAGIC):
         reader = open_zf(stream, name)
         try:

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from ._damage import unpickler_failure
-from ._errors import CorruptFileError
+from ._errors import CorruptFileError, EmptyFileError
 from ._joblib_legacy import deprecation, read_ndarray_wrapper, read_zndarray_wrapper
 from ._joblib_stream import PickleView, Source
 from ._joblib_zf import open_zf
@@ -153,7 +153,7 @@ class PickleLoad:
         """Unpickle the object, then give back what was read beyond it."""
         head = bytes(self.source.read(2))
         if not head:
-            raise CorruptFileError(f"{self.name}: the file is empty")
+            raise EmptyFileError(f"{self.name}: the file is empty")
         # PROTO 0..2, or no PROTO (protocols 0 and 1): possibly Python 2.
         self.py2 = not (head[0] == 0x80 and len(head) > 1 and head[1] > 2)
         view = PickleView(self.source)

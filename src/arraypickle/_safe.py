@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ._allowlist import allowed, normalize, trusted_names
-from ._errors import CorruptFileError, UntrustedTypeError
+from ._errors import CorruptFileError, EmptyFileError, UntrustedTypeError
 from ._scan import (
     GETATTR,
     BlockSource,
@@ -302,7 +302,7 @@ def _scan_any(
         finally:
             reader.close()
     if not head:
-        raise CorruptFileError(f"{name}: the file is empty")
+        raise EmptyFileError(f"{name}: the file is empty")
     return _untrusted(scan_plain, stream, name, policy)
 
 

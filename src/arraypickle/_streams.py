@@ -175,14 +175,14 @@ def sniff(stream: Any, magics: Iterable[bytes]) -> tuple[bytes, Any]:
     magics = [m for m in magics if m]
     longest = max(map(len, magics), default=0)
     if is_seekable(stream):
-        head = stream.read(longest) or b""
+        head = given(stream.read(longest), stream)
         stream.seek(-len(head), os.SEEK_CUR)
         return head, stream
     head = b""
     while len(head) < longest and any(m.startswith(head) and m != head for m in magics):
         if any(head == m for m in magics):
             break
-        byte = stream.read(1)
+        byte = given(stream.read(1), stream)  # None: not the end, but a non-blocking file
         if not byte:
             break
         head += byte
@@ -423,7 +423,7 @@ def explain(src: Any, exc: CorruptFileError) -> CorruptFileError:
         return exc
     if not suspect:
         return exc
-    return CorruptFileError(
+    return type(exc)(  # an EmptyFileError stays one: a loop's `except EOFError` stops
         f"{exc} (the previous load from this stream, of a compressed object, may have "
         f"read past its end: {_BACK_TO_BACK})"
     )

@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 
 from . import _format as fmt
 from ._damage import check_unrecognised
-from ._errors import CorruptFileError, describe
+from ._errors import CorruptFileError, EmptyFileError, describe
 from ._plugins import Registry, get_registry
 from ._reader import ContainerReader
 from ._streams import Guarded, is_seekable, remaining_size, sniff
@@ -87,7 +87,7 @@ def _verify_stream(stream: Any, name: str, report: Report, registry: Registry) -
         _scan_compressed(stream, name, codec, report)
         return report
     if not head:
-        raise CorruptFileError(f"{name}: the file is empty")
+        raise EmptyFileError(f"{name}: the file is empty")
     check_unrecognised(head, name)
     raise CorruptFileError(
         f"{name}: not an arraypickle file (a plain pickle carries no checksums to verify)"
