@@ -6,11 +6,15 @@ dumps racing on one path from several processes leave one complete version.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pathlib
+import shutil
 import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -309,6 +313,60 @@ def test_a_missing_directory_is_named_as_the_caller_gave_it(tmp_path):
         ap.dump(1, target)
     assert info.value.filename == str(target)
     assert ".tmp" not in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["", "no-such-dir/", "a-dir/"])
+def test_an_empty_name_or_a_directory_name_fails_as_open_does(tmp_path, monkeypatch, name):
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "a-dir").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    with pytest.raises(OSError) as info:
+        ap.dump(1, name)
+    with pytest.raises(OSError) as expected:
+        open(name, "wb")  # noqa: SIM115 - it fails
+    assert type(info.value) is type(expected.value)
+    assert info.value.filename == name and ".tmp" not in str(info.value)
+    assert temp_files(tmp_path) == temp_files(tmp_path / "work") == []
+
+
+@contextlib.contextmanager
+def unprivileged():
+    """Permission bits apply to this process: as root, its effective user is nobody's."""
+    if os.geteuid() != 0:
+        yield
+        return
+    os.seteuid(65534)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+
+
+@pytest.fixture
+def shared_dir():
+    """A directory anyone may make files in (not under tmp_path, whose parents are 0700)."""
+    path = pathlib.Path(tempfile.mkdtemp())
+    os.chmod(path, 0o777)
+    yield path
+    shutil.rmtree(path)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid"), reason="POSIX users")
+@pytest.mark.parametrize("compress", [0, "gzip"])
+def test_a_read_only_file_is_not_replaced(shared_dir, compress):
+    # As joblib's open(path, "wb") refuses it: a read-only file guards against
+    # overwriting, though its directory would allow the rename.
+    shared = shared_dir
+    target = shared / "model.pkl"
+    ap.dump({"v": 1}, target)
+    os.chmod(target, 0o444)
+    ap.dumps(0, compress=compress)  # lazy imports done, as the unprivileged user could not
+    with unprivileged(), pytest.raises(PermissionError) as info:
+        ap.dump({"v": 2}, target, compress=compress)
+    assert info.value.filename == str(target)
+    assert ap.load(target) == {"v": 1}
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o444
+    assert temp_files(shared) == []
 
 
 def test_a_name_of_the_longest_legal_length_can_be_dumped_to(tmp_path):

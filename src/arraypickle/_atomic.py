@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import shutil
@@ -27,6 +28,10 @@ def replacing(path: str, *, fsync: bool = False) -> Iterator[BinaryIO]:
     after it, so that after a power failure the path holds the old or the new file,
     complete (without it, the rename may reach the disk before the data).
     """
+    if not path or path.endswith((os.sep, os.altsep or os.sep)):
+        # What open(path, "wb") says, before a temporary name could appear in the error.
+        code = errno.EISDIR if path else errno.ENOENT
+        raise (IsADirectoryError if path else FileNotFoundError)(code, os.strerror(code), path)
     target = os.path.realpath(path) if os.path.islink(path) else path
     try:
         mode = os.stat(target).st_mode
@@ -36,6 +41,8 @@ def replacing(path: str, *, fsync: bool = False) -> Iterator[BinaryIO]:
         with open(target, "wb") as f:
             yield f
         return
+    if mode is not None:
+        _check_writable(target, path)
     directory = os.path.dirname(os.path.abspath(target))
     tmp = os.path.join(directory, _temporary_name(directory, os.path.basename(target)))
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
@@ -62,13 +69,28 @@ def replacing(path: str, *, fsync: bool = False) -> Iterator[BinaryIO]:
                 os.fsync(f.fileno())
         if mode is not None:
             os.chmod(tmp, stat.S_IMODE(mode))
-        os.replace(tmp, target)
+        try:
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise type(exc)(exc.errno, exc.strerror, path) from None
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
     if fsync:
         _fsync_directory(directory)
+
+
+def _check_writable(target: str, path: str) -> None:
+    """Refuse to replace a file the caller may not write, as ``open(path, "wb")`` would
+    (a read-only file guards against overwriting, though its directory allows a rename).
+
+    Opened for writing without truncation and closed at once: the file is untouched."""
+    try:
+        fd = os.open(target, os.O_WRONLY | getattr(os, "O_BINARY", 0))
+    except OSError as exc:
+        raise type(exc)(exc.errno, exc.strerror, path) from None
+    os.close(fd)
 
 
 @contextlib.contextmanager
