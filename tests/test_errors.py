@@ -90,6 +90,19 @@ def test_level_not_an_int(level):
     installed_list_in(str(info.value))
 
 
+@pytest.mark.parametrize("kind", [np.int64, np.uint8, np.int16])
+def test_numpy_integer_levels_are_levels(tmp_path, kind):
+    # joblib's `level in range(10)` accepts them: a level read from an array or a config
+    assert ap.dumps(b"x" * 1000, compress=kind(3)) == ap.dumps(b"x" * 1000, compress=3)
+    assert ap.dumps(1, compress=("gzip", kind(5))) == ap.dumps(1, compress=("gzip", 5))
+    assert ap.dumps(1, compress=kind(0)) == ap.dumps(1)
+    ap.dump(np.arange(9), tmp_path / "f.pkl.bz2", compress=kind(4))
+    assert (tmp_path / "f.pkl.bz2").read_bytes()[:4] == b"BZh4"
+    assert ap.dumps(1, compress=np.True_) == ap.dumps(1, compress=True)
+    with pytest.raises(ValueError, match="0 and 9"):
+        ap.dumps(1, compress=kind(10))
+
+
 @pytest.mark.parametrize("level", [True, False])
 def test_bool_level_in_a_tuple(level):
     with pytest.raises(ValueError, match=r"level 0\.\.9"):

@@ -294,7 +294,20 @@ def test_no_warning_without_mmap(stored):
         ap.load(path, mmap_mode=None)
 
 
-@pytest.mark.parametrize("mode", ["w", "rw", "R", "readonly", "", 1, True, b"r"])
+@pytest.mark.parametrize(
+    "alias, mode", [("readonly", "r"), ("readwrite", "r+"), ("write", "w+"), ("copyonwrite", "c")]
+)
+def test_numpys_long_names_for_the_modes(stored, alias, mode):
+    # np.memmap's names, which joblib hands through to numpy; "write" maps like "w+",
+    # never truncating the file.
+    path, obj = stored
+    out = ap.load(path, mmap_mode=alias)
+    for got, want in zip(iter_arrays(out), iter_arrays(obj), strict=True):
+        assert_array_same(got, want, mapped=True)
+        assert_mapped(got, path, MODES[mode])
+
+
+@pytest.mark.parametrize("mode", ["w", "rw", "R", "READONLY", "read", "", 1, True, b"r"])
 def test_bad_modes_raise(stored, mode):
     path, _ = stored
     with pytest.raises(ValueError, match="mmap_mode"):

@@ -47,6 +47,8 @@ from ._warnings import warn_caller
 from ._writer import ContainerWriter
 
 MMAP_MODES = (None, "r", "r+", "w+", "c")
+# np.memmap's long names for them, which joblib passes through to numpy
+MMAP_ALIASES = {"readonly": "r", "readwrite": "r+", "write": "w+", "copyonwrite": "c"}
 
 # readinto pieces: each is hashed right after it is read, while still in the CPU
 # cache (2 MiB measured best: 0.074 s for a 300 MB load, 0.091 s with 16 MiB); from
@@ -183,7 +185,9 @@ def load(
         filename: a path or a readable binary file object, seekable or not. From a
             stream, the load stops right after the object, so objects dumped back
             to back load one by one.
-        mmap_mode: ``None``, ``'r'``, ``'r+'``, ``'w+'`` (same as ``'r+'``) or ``'c'``.
+        mmap_mode: ``None``, ``'r'``, ``'r+'``, ``'w+'`` (same as ``'r+'``) or ``'c'``;
+            also as ``np.memmap`` spells them (``'readonly'``, ``'readwrite'``,
+            ``'write'``, ``'copyonwrite'``).
             For an uncompressed file given by path, every non-object array comes back
             as an ``np.memmap`` of the file in that mode (in its stored byte order).
             For compressed files, file objects and remote stores it is ignored with
@@ -228,8 +232,13 @@ def load(
         >>> est = arraypickle.load("model.pkl", trusted=["mylib.models.Net"])
         >>> remote = arraypickle.load("s3://bucket/model.pkl")  # arraypickle[remote]
     """
+    if isinstance(mmap_mode, str):
+        mmap_mode = MMAP_ALIASES.get(mmap_mode, mmap_mode)
     if mmap_mode not in MMAP_MODES:
-        raise ValueError(f"mmap_mode must be one of {MMAP_MODES}, got {mmap_mode!r}")
+        raise ValueError(
+            f"mmap_mode must be one of {MMAP_MODES} (or numpy's names for them: "
+            f"{', '.join(MMAP_ALIASES)}), got {mmap_mode!r}"
+        )
     mode = "r+" if mmap_mode == "w+" else mmap_mode
     opts = _LoadOptions(make_policy(safe, trusted), verify, resolve_threads(threads))
     registry = get_registry()

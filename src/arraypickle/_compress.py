@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
+
+import numpy as np
 
 from ._plugins import KNOWN_CODECS, Registry, codec_choices
 from .codec import default_level
 
 DEFAULT_CODEC = "zlib"
 TRUE_LEVEL = 3  # compress=True, as in joblib
+
+
+def _native(value: Any) -> Any:
+    """numpy's bool and integer scalars (a level read from an array or a config file) as
+    Python's, as joblib's ``level in range(10)`` accepts them."""
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    return value
 
 
 def _level_ok(level: object) -> bool:
@@ -23,6 +36,9 @@ def resolve(compress: Any, path: str | None, registry: Registry) -> tuple[Any | 
     When ``compress`` is not a tuple and ``path`` ends with a codec's extension, that
     codec wins, at the level an int ``compress`` gives or else its default.
     """
+    compress = _native(compress)
+    if isinstance(compress, tuple) and len(compress) == 2:
+        compress = (compress[0], _native(compress[1]))
     if isinstance(compress, tuple):
         if len(compress) != 2 or not isinstance(compress[0], str) or not _level_ok(compress[1]):
             raise ValueError(
