@@ -380,3 +380,41 @@ def test_joblib_wrapper_without_a_readable_size_is_refused():
     state = {"shape": "nonsense", "dtype": np.dtype("f8")}
     with pytest.raises(ap.CorruptFileError, match="joblib"):
         ap.get_untrusted_types(_joblib_like(state, b""))
+
+
+# -- memo indices far ahead: CPython's C unpickler would allocate for them -----------
+
+
+def _build_made_long_binput() -> bytes:
+    """What one flipped bit (0x62 -> 0x72) makes of the first BUILD in a protocol 2
+    stream of two arrays: a LONG_BINPUT whose index is the next four bytes."""
+    data = bytearray(pickle.dumps([np.arange(3), np.ones(2)], protocol=2))
+    at = next(pos for op, _, pos in pickletools.genops(bytes(data)) if op.name == "BUILD")
+    data[at] ^= 0x10
+    return bytes(data)
+
+
+@pytest.mark.parametrize(
+    "stream",
+    [
+        b"\x80\x05]r\xf0\xff\xff\xff.",  # LONG_BINPUT 4294967280: 64 GiB of memo
+        b"(lp68719476736\n.",  # PUT, protocol 0
+        _build_made_long_binput(),
+    ],
+    ids=["LONG_BINPUT", "PUT", "BUILD-to-LONG_BINPUT"],
+)
+def test_a_memo_index_far_ahead_is_refused_before_anything_runs(stream, tmp_path):
+    path = tmp_path / "f.pkl"
+    path.write_bytes(stream)
+    with pytest.raises(ap.CorruptFileError, match="memo entries stored"):
+        ap.load(path, safe=True)
+    with pytest.raises(ap.CorruptFileError, match="memo entries stored"):
+        ap.get_untrusted_types(path)
+
+
+def test_memo_indices_a_pickler_writes_are_accepted():
+    # protocol 2 numbers its entries with BINPUT then LONG_BINPUT past 255
+    value = [[i] for i in range(1000)]
+    stream = pickle.dumps(value, protocol=2)
+    assert b"r" in stream
+    assert ap.loads(stream, safe=True) == value
