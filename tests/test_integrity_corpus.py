@@ -115,8 +115,9 @@ def only_corpus_globals():
 
     A damaged first byte sends a file to the plain-pickle fallback, and a fuzzer can
     then make the unpickler import and call things (coverage-guided ones try hard).
-    Nothing outside the corpus's own globals may run; a refusal is an
-    ``UnpicklingError``, which loads report as ``CorruptFileError``.
+    Nothing outside the corpus's own globals may run; a refusal is a
+    ``CorruptFileError`` (an ``UnpicklingError`` raised here, outside arraypickle, would
+    count as the error of code the pickle named, and propagate as it is).
     """
     from arraypickle import _reader
 
@@ -125,7 +126,7 @@ def only_corpus_globals():
 
     def guarded(self, module, name):
         if (module, name) not in allowed:
-            raise pickle.UnpicklingError(f"fuzzing: global {module}.{name} refused")
+            raise ap.CorruptFileError(f"fuzzing: global {module}.{name} refused")
         return original(self, module, name)
 
     _reader.Unpickler.find_class = guarded
