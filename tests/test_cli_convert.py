@@ -165,7 +165,7 @@ def test_in_place_recompression(tmp_path, capsys):
     assert [p for p in os.listdir(tmp_path) if p != "f.pkl"] == []
 
 
-@pytest.mark.parametrize("where", ["buffer", "opcodes", "truncated"])
+@pytest.mark.parametrize("where", ["buffer", "opcodes", "truncated", "junk", "two objects"])
 def test_damaged_container_is_not_propagated(tmp_path, capsys, where):
     src, dst = tmp_path / "in.pkl", tmp_path / "out.pkl.gz"
     ap.dump(sample(), str(src))
@@ -174,8 +174,10 @@ def test_damaged_container_is_not_propagated(tmp_path, capsys, where):
         data[200] ^= 1  # inside the first buffer
     elif where == "opcodes":
         data[-200] ^= 1
-    else:
+    elif where == "truncated":
         del data[len(data) // 2 :]
+    else:  # as load refuses them: a DST of the first object alone would lose the rest
+        data += b"junk" if where == "junk" else bytes(data)
     src.write_bytes(bytes(data))
     dst.write_bytes(b"the old file")
     code, _, err = run_cli(capsys, "convert", str(src), str(dst))
@@ -183,6 +185,18 @@ def test_damaged_container_is_not_propagated(tmp_path, capsys, where):
     assert "in.pkl" in err and err.count("\n") == 1
     assert dst.read_bytes() == b"the old file"
     assert sorted(os.listdir(tmp_path)) == ["in.pkl", "out.pkl.gz"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes need os.mkfifo")
+def test_a_pipe_as_src_is_refused_at_once(tmp_path, capsys):
+    # SRC is opened twice (its first bytes choose the route): a FIFO would wait forever
+    # for a second writer, or give the second open nothing. Nothing opens it here.
+    fifo = tmp_path / "in.fifo"
+    os.mkfifo(fifo)
+    code, _, err = run_cli(capsys, "convert", str(fifo), str(tmp_path / "out.pkl"))
+    assert code == 1
+    assert "not a regular file" in err and "in.fifo" in err
+    assert sorted(os.listdir(tmp_path)) == ["in.fifo"]
 
 
 def test_progress_bar(tmp_path, capsys, monkeypatch):

@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import io
 import os
+import stat
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -29,7 +30,7 @@ from .._compress import resolve
 from .._errors import ArrayPickleError, UnknownCodecError
 from .._plugins import get_registry
 from .._safe import Policy, _scan_any
-from .._streams import Guarded, remaining_size, sniff
+from .._streams import Guarded, sniff
 from .._transcode import copy_container
 from . import EXIT_BAD_FILE, EXIT_USAGE, CliError
 
@@ -130,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
             )
     safe = args.safe or args.trusted is not None
     progress = args.progress if args.progress is not None else _isatty(sys.stderr)
+    _check_rereadable(args.src)
     try:
         if _is_container(args.src, registry):
             if safe:
@@ -144,6 +146,23 @@ def run(args: argparse.Namespace) -> int:
     except UnknownCodecError as exc:  # SRC's codec: DST's was checked above
         raise CliError(str(exc), EXIT_BAD_FILE) from exc
     return 0
+
+
+def _check_rereadable(src: str) -> None:
+    """Refuse a pipe, a FIFO or a device as SRC: it is read twice (its first bytes tell
+    which route it takes), and a second open would wait or find nothing."""
+    target = _remote.locate(src, None)
+    if not isinstance(target, str):
+        return
+    try:
+        mode = os.stat(target).st_mode
+    except OSError:
+        return  # the open reports it, naming SRC
+    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        raise CliError(
+            f"{src!r} is not a regular file: convert reads SRC more than once "
+            "(save the stream to a file first)"
+        )
 
 
 def _about_output(exc: OSError, dst: str) -> bool:
@@ -239,7 +258,7 @@ def _recompress(src: str, dst: str, codec: Any, level: int, progress: bool) -> N
         writer = codec.open_writer(out, level) if codec is not None else out
         try:
             copy_container(stream, writer, name, itemsizes)
-            if remaining_size(stream) is None and stream.read(1):
+            if stream.read(1):  # as load refuses it: a second object would be dropped
                 from .._errors import CorruptFileError
 
                 raise CorruptFileError(f"{name}: data follows the container in its stream")
