@@ -128,6 +128,24 @@ def test_plain_pickles(tmp_path, capsys, protocol):
         )
 
 
+@pytest.mark.parametrize("protocol", [0, 1])
+def test_text_arguments_of_any_length(tmp_path, capsys, protocol):
+    # Protocol 0 writes an array's bytes as one UNICODE line (Python 2's default
+    # protocol, so old files): lines past LINE_MAX are skipped, not refused.
+    from arraypickle._symbolic import LINE_MAX
+
+    value = {"big": np.zeros(LINE_MAX), "text": "x" * (4 * LINE_MAX), "small": np.arange(3)}
+    path = str(tmp_path / "f.pkl")
+    with open(path, "wb") as f:
+        pickle.dump(value, f, protocol=protocol)
+    with open(path, "rb") as f:
+        stream = f.read()
+    report = info_json(capsys, path)
+    check_against(report, pickle.loads(stream), stream)
+    ap.dump(value, path, protocol=protocol)  # a container holding such opcodes
+    check_against(info_json(capsys, path), ap.load(path), None)
+
+
 @pytest.mark.parametrize("compress", [0, 3, "gzip", "bz2", "xz", "lzma"])
 def test_joblib_files(tmp_path, capsys, compress):
     joblib = pytest.importorskip("joblib")

@@ -546,6 +546,28 @@ class Reader:
             if have > LINE_MAX or not self.fill(have + 1):
                 raise SymbolicError(f"truncated: {what} needs a newline-terminated argument")
 
+    def line_or_length(self, what: str) -> bytes | int:
+        """A newline-terminated argument that may be data (a protocol-0 string): the
+        line when at most :data:`LINE_MAX` bytes, else its length, skipped a chunk at a
+        time and never held."""
+        nl = self.buf.find(b"\n", self.pos)
+        while nl < 0 and len(self.buf) - self.pos <= LINE_MAX:
+            if not self.fill(len(self.buf) - self.pos + 1):
+                raise SymbolicError(f"truncated: {what} needs a newline-terminated argument")
+            nl = self.buf.find(b"\n", self.pos)
+        if nl >= 0 and nl - self.pos <= LINE_MAX:
+            return self.readline(what)
+        length = 0
+        while nl < 0:
+            length += len(self.buf) - self.pos
+            self.pos = len(self.buf)
+            if not self.fill(1):
+                raise SymbolicError(f"truncated: {what} needs a newline-terminated argument")
+            nl = self.buf.find(b"\n", self.pos)
+        length += nl - self.pos
+        self.pos = nl + 1
+        return length
+
     def skip(self, n: int) -> None:
         take = min(n, len(self.buf) - self.pos)
         self.pos += take
@@ -862,7 +884,10 @@ class Machine:
 
     def op_string(self) -> None:
         self.root.python2 = True
-        line = self.r.readline("STRING")
+        line = self.r.line_or_length("STRING")
+        if type(line) is int:  # escaped, quoted: about this many bytes
+            self.stack.append(Blob("str8", None, line))
+            return
         if len(line) >= 2 and line[0] == line[-1] and line[:1] in (b"'", b'"'):
             try:
                 raw = codecs.escape_decode(line[1:-1])[0]
@@ -883,7 +908,10 @@ class Machine:
         self.stack.append(self._payload("str8", self.r.read(1, "SHORT_BINSTRING")[0]))
 
     def op_unicode(self) -> None:
-        line = self.r.readline("UNICODE")
+        line = self.r.line_or_length("UNICODE")
+        if type(line) is int:  # raw-unicode-escaped: about this many characters
+            self.stack.append(Blob("str", None, line))
+            return
         try:
             self.stack.append(line.decode("raw-unicode-escape"))
         except UnicodeDecodeError:
