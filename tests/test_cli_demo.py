@@ -80,7 +80,9 @@ def test_a_mismatch_fails_the_demo(capsys, monkeypatch):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--size-mb", "0"], "--size-mb must be positive"),
+        (["--size-mb", "0"], "--size-mb must be a positive number"),
+        (["--size-mb", "inf"], "--size-mb must be a positive number"),
+        (["--size-mb", "nan"], "--size-mb must be a positive number"),
         (["--size-mb", "1", "--codecs", "nope"], "unknown codec 'nope'"),
         (["--size-mb", "1", "--max-seconds", "-1"], "--max-seconds"),
     ],

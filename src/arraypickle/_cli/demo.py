@@ -44,9 +44,9 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.size_mb > 0:
-        raise ValueError(f"--size-mb must be positive, got {args.size_mb:g}")
-    if args.max_seconds < 0:
+    if not 0 < args.size_mb < float("inf"):  # nan and inf are floats argparse accepts
+        raise ValueError(f"--size-mb must be a positive number, got {args.size_mb:g}")
+    if not args.max_seconds >= 0:  # nan too
         raise ValueError(f"--max-seconds must be 0 or more, got {args.max_seconds:g}")
     codecs = None
     if args.codecs is not None:
