@@ -26,6 +26,13 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+def test_one_buffer_is_one_buffer(tmp_path, capsys):
+    path = tmp_path / "f.pkl"
+    ap.dump(np.arange(3), path)
+    code, out, _ = run(capsys, str(path))
+    assert code == 0 and ", 1 buffer of 24 bytes)" in out
+
+
 @pytest.mark.parametrize("compression", COMPRESSIONS)
 def test_sound_files_pass(compression, tmp_path, capsys):
     path = tmp_path / "f.pkl"
@@ -33,6 +40,7 @@ def test_sound_files_pass(compression, tmp_path, capsys):
     code, out, err = run(capsys, str(path))
     assert (code, err) == (0, "")
     assert out.startswith(f"{path}: OK (")
+    assert " 7 buffers of " in out
     code, out, _ = run(capsys, "--json", str(path))
     report = json.loads(out)
     assert code == 0

@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     containers = f"{report.containers} containers" if report.containers > 1 else "container"
     print(
         f"{report.file}: OK ({where}{containers} of {report.container_bytes} bytes: "
-        f"{report.records} records, {report.buffers} buffers of {report.buffer_bytes} bytes)",
+        f"{report.records} records, {report.buffers} buffer{'' if report.buffers == 1 else 's'} "
+        f"of {report.buffer_bytes} bytes)",
         file=sys.stdout,
     )
     if report.unverified_buffer_bytes:
