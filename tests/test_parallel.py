@@ -680,3 +680,47 @@ sys.exit(os.waitstatus_to_exitcode(status))
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+# -- FramedReader.take: a length read from the stream claims memory as input arrives ----
+
+
+class _ReadOnly:
+    """A file object with read() alone (no readinto)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._f = io.BytesIO(data)
+
+    def read(self, n: int = -1) -> bytes:
+        return self._f.read(n)
+
+
+@pytest.mark.parametrize("wrap", [io.BytesIO, _ReadOnly])
+@pytest.mark.parametrize("extra", [0, 1 << 20, 40 << 20])  # below, and past, the trust
+def test_take_returns_payloads_larger_than_it_trusts(wrap, extra):
+    n = _parallel._TAKE_TRUST + extra
+    data = np.random.default_rng(0).bytes(n + 5)
+    reader = FramedReader(wrap(data))
+    assert bytes(reader.take(3, "a header")) == data[:3]
+    got = reader.take(n, "a frame")
+    assert len(got) == n and bytes(got) == data[3 : n + 3]
+    assert bytes(reader.take(2, "the rest")) == data[n + 3 :]
+
+
+@pytest.mark.parametrize("wrap", [io.BytesIO, _ReadOnly])
+def test_take_of_a_damaged_length_claims_no_more_than_the_input(wrap):
+    # 4 GiB asked for, 70 KB there: a truncation, found without zeroing the 4 GiB
+    reader = FramedReader(wrap(bytes(70_000)))
+    with pytest.raises(CorruptFileError, match="truncated"):
+        reader.take((4 << 30) - 1, "a frame")
+    script = (
+        "import io, resource, arraypickle._parallel as p\n"
+        "r = p.FramedReader(io.BytesIO(bytes(70_000)))\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "try: r.take((4 << 30) - 1, 'a frame')\n"
+        "except Exception: pass\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)\n"
+    )
+    grew_kib = int(subprocess.run([sys.executable, "-c", script], capture_output=True,
+                                  text=True, check=True).stdout)  # fmt: skip
+    assert grew_kib < 2 * (_parallel._TAKE_TRUST >> 10)

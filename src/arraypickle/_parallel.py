@@ -442,6 +442,10 @@ def _write_all(fileobj: Any, data: Any) -> None:
     write_all(fileobj.write, data)
 
 
+# Bytes a payload's stated length may claim before input backs it (FramedReader.take).
+_TAKE_TRUST = 16 << 20
+
+
 class Frame:
     """One frame of a :class:`FramedReader` stream, as its subclass found it.
 
@@ -560,22 +564,30 @@ class FramedReader(io.RawIOBase):
         return False
 
     def take(self, n: int, what: str) -> Any:
-        """Exactly ``n`` input bytes (bytes-like); a truncated stream raises :meth:`corrupt`."""
+        """Exactly ``n`` input bytes (bytes-like); a truncated stream raises :meth:`corrupt`.
+
+        ``n`` may come straight from a frame header: a damaged one costs no more memory
+        than the input holds, plus 16 MiB, before the truncation is found.
+        """
         have = self._buffered()
         if n >= self.read_piece and have < n:
             # A large payload: what is buffered, then the rest read straight into place.
-            out = bytearray(n)
-            view = memoryview(out)
-            view[:have] = self._in[self._in_pos :]
+            # ``n`` comes from the stream: memory beyond _TAKE_TRUST is claimed only as
+            # input arrives (a damaged length must not zero gigabytes first).
+            out = bytearray(min(n, have + _TAKE_TRUST))
+            out[:have] = self._in[self._in_pos :]
             self._in, self._in_pos = bytearray(), 0
             readinto = getattr(self._fp, "readinto", None)
             while have < n:
-                if readinto is not None:
-                    step = readinto(view[have:]) or 0
-                else:
-                    data = self._fp.read(n - have) or b""
-                    step = len(data)
-                    view[have : have + step] = data
+                if have == len(out):
+                    out.extend(bytes(min(n, 2 * have) - have))
+                with memoryview(out) as view:
+                    if readinto is not None:
+                        step = readinto(view[have:]) or 0
+                    else:
+                        data = self._fp.read(len(out) - have) or b""
+                        step = len(data)
+                        view[have : have + step] = data
                 if not step:
                     raise self.corrupt(f"is truncated ({what})")
                 have += step
