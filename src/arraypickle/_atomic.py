@@ -52,12 +52,10 @@ def replacing(path: str, *, fsync: bool = False) -> Iterator[BinaryIO]:
     except PermissionError as exc:
         fd, refused = None, exc
     except OSError as exc:
-        # The caller asked for ``path``; an error naming a random temporary name
-        # would send them looking for a file they never mentioned.
-        raise type(exc)(exc.errno, exc.strerror, path) from None
+        raise _naming(exc, path) from None
     if fd is None:
         if mode is None:  # nothing to write in place, and nothing can be made here
-            raise PermissionError(refused.errno, refused.strerror, path) from None
+            raise _naming(refused, path) from None
         with _in_place(target, path, fsync) as f:
             yield f
         return
@@ -72,7 +70,7 @@ def replacing(path: str, *, fsync: bool = False) -> Iterator[BinaryIO]:
         try:
             os.replace(tmp, target)
         except OSError as exc:
-            raise type(exc)(exc.errno, exc.strerror, path) from None
+            raise _naming(exc, path) from None
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -81,16 +79,27 @@ def replacing(path: str, *, fsync: bool = False) -> Iterator[BinaryIO]:
         _fsync_directory(directory)
 
 
+def _naming(exc: OSError, path: str) -> OSError:
+    """``exc`` naming ``path``, the name the caller gave: an error naming a random
+    temporary name (or a symlink's target) would send them looking for a file they
+    never mentioned."""
+    return type(exc)(exc.errno, exc.strerror, path)
+
+
+def _open_existing(target: str, path: str) -> int:
+    """``target`` opened for writing, not truncated; failing as ``open(path, "wb")``."""
+    try:
+        return os.open(target, os.O_WRONLY | getattr(os, "O_BINARY", 0))
+    except OSError as exc:
+        raise _naming(exc, path) from None
+
+
 def _check_writable(target: str, path: str) -> None:
     """Refuse to replace a file the caller may not write, as ``open(path, "wb")`` would
     (a read-only file guards against overwriting, though its directory allows a rename).
 
     Opened for writing without truncation and closed at once: the file is untouched."""
-    try:
-        fd = os.open(target, os.O_WRONLY | getattr(os, "O_BINARY", 0))
-    except OSError as exc:
-        raise type(exc)(exc.errno, exc.strerror, path) from None
-    os.close(fd)
+    os.close(_open_existing(target, path))
 
 
 @contextlib.contextmanager
@@ -101,11 +110,7 @@ def _in_place(target: str, path: str, fsync: bool) -> Iterator[BinaryIO]:
     complete. A dump that fails (an unpicklable object, Ctrl-C) leaves the file intact;
     only a failure of the copy itself (a full disk) can damage it. Without a usable
     temporary directory, the dump writes in place."""
-    try:
-        fd = os.open(target, os.O_WRONLY | getattr(os, "O_BINARY", 0))  # no truncation yet
-    except OSError as exc:
-        raise type(exc)(exc.errno, exc.strerror, path) from None
-    with os.fdopen(fd, "wb") as f:
+    with os.fdopen(_open_existing(target, path), "wb") as f:  # no truncation yet
         try:
             spool = tempfile.TemporaryFile()  # noqa: SIM115 - closed by the with below
         except OSError:

@@ -89,18 +89,22 @@ def check_unrecognised(head: bytes, name: str) -> None:
         )
 
 
-def _innermost_file(tb: TracebackType | None) -> str:
-    if tb is None:
-        return ""
-    while tb.tb_next is not None:
+def _innermost(tb: TracebackType | None) -> TracebackType | None:
+    while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
-    return tb.tb_frame.f_code.co_filename
+    return tb
+
+
+def _ours(tb: TracebackType) -> bool:
+    """Whether the frame of ``tb`` runs arraypickle's own code."""
+    return tb.tb_frame.f_code.co_filename.startswith(_UNPICKLER_CODE)
 
 
 def raised_by_pickler(exc: BaseException) -> bool:
     """Whether ``exc`` came from the C pickler itself (no Python code outside
     arraypickle was running): not from an object's own ``__reduce__``."""
-    return _innermost_file(exc.__traceback__).startswith(_UNPICKLER_CODE)
+    tb = _innermost(exc.__traceback__)
+    return tb is not None and _ours(tb)
 
 
 def raised_in_named_code(exc: BaseException) -> bool:
@@ -110,9 +114,7 @@ def raised_in_named_code(exc: BaseException) -> bool:
     arraypickle's own (its reads, ``find_class``, ``rebuild``)."""
     tb = exc.__traceback__
     entered = tb.tb_next if tb is not None else None
-    return entered is not None and not entered.tb_frame.f_code.co_filename.startswith(
-        _UNPICKLER_CODE
-    )
+    return entered is not None and not _ours(entered)
 
 
 def failed_lookup(exc: BaseException) -> bool:
@@ -120,11 +122,9 @@ def failed_lookup(exc: BaseException) -> bool:
     a class or function renamed or moved since the dump, which ``pickle`` and joblib
     raise as the ``AttributeError`` it is (a name that is not even an identifier is
     damage)."""
-    tb = exc.__traceback__
+    tb = _innermost(exc.__traceback__)
     if not isinstance(exc, AttributeError) or tb is None:
         return False
-    while tb.tb_next is not None:
-        tb = tb.tb_next
     if tb.tb_frame.f_code.co_name != "find_class":
         return False
     name = tb.tb_frame.f_locals.get("name")

@@ -35,7 +35,7 @@ import struct
 import warnings
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -535,34 +535,47 @@ class Reader:
         self.pos += n
         return out
 
-    def readline(self, what: str) -> bytes:
+    def _newline(self, what: str) -> int:
+        """Where the next newline is in ``buf``; -1 once more than :data:`LINE_MAX`
+        bytes after ``pos`` hold none."""
         while True:
             nl = self.buf.find(b"\n", self.pos)
             if nl >= 0:
-                line = self.buf[self.pos : nl]
-                self.pos = nl + 1
-                return line
+                return nl
             have = len(self.buf) - self.pos
-            if have > LINE_MAX or not self.fill(have + 1):
-                raise SymbolicError(f"truncated: {what} needs a newline-terminated argument")
+            if have > LINE_MAX:
+                return -1
+            if not self.fill(have + 1):
+                self._no_newline(what)
+
+    @staticmethod
+    def _no_newline(what: str) -> NoReturn:
+        raise SymbolicError(f"truncated: {what} needs a newline-terminated argument")
+
+    def _take_line(self, nl: int) -> bytes:
+        line = self.buf[self.pos : nl]
+        self.pos = nl + 1
+        return line
+
+    def readline(self, what: str) -> bytes:
+        nl = self._newline(what)
+        if nl < 0:
+            self._no_newline(what)
+        return self._take_line(nl)
 
     def line_or_length(self, what: str) -> bytes | int:
         """A newline-terminated argument that may be data (a protocol-0 string): the
         line when at most :data:`LINE_MAX` bytes, else its length, skipped a chunk at a
         time and never held."""
-        nl = self.buf.find(b"\n", self.pos)
-        while nl < 0 and len(self.buf) - self.pos <= LINE_MAX:
-            if not self.fill(len(self.buf) - self.pos + 1):
-                raise SymbolicError(f"truncated: {what} needs a newline-terminated argument")
-            nl = self.buf.find(b"\n", self.pos)
-        if nl >= 0 and nl - self.pos <= LINE_MAX:
-            return self.readline(what)
+        nl = self._newline(what)
+        if 0 <= nl - self.pos <= LINE_MAX:
+            return self._take_line(nl)
         length = 0
         while nl < 0:
             length += len(self.buf) - self.pos
             self.pos = len(self.buf)
             if not self.fill(1):
-                raise SymbolicError(f"truncated: {what} needs a newline-terminated argument")
+                self._no_newline(what)
             nl = self.buf.find(b"\n", self.pos)
         length += nl - self.pos
         self.pos = nl + 1
