@@ -459,3 +459,34 @@ def test_a_dtype_numpy_only_tolerates_is_not_materialized_nor_warned_about():
     else:  # older numpy accepts it without a word, as the float64 dtype
         assert odd == np.dtype("f8")
     assert good == np.dtype("f8")
+
+
+class ForgedDtype:
+    """Pickles as numpy.dtype('V8') with a state numpy never writes (itemsize -5)."""
+
+    def __reduce__(self):
+        state = (3, "|", None, ("a",), {"a": (np.dtype("f8"), 0)}, -5, 1, 16)
+        return (np.dtype, ("V8", False, True), state)
+
+
+def test_a_dtype_state_is_taken_only_as_numpy_writes_it():
+    # numpy's __setstate__ trusts the state: a damaged one made a dtype of itemsize -5
+    # (and crashed `arraypickle info` in a fuzzing run). The dtype is rebuilt from the
+    # description instead, and only when numpy would write that very state.
+    from arraypickle._symbolic import as_dtype, run_stream
+
+    def skeleton(value: object) -> object:
+        return run_stream(io.BytesIO(pickle.dumps(value, protocol=2)))[1]
+
+    for dtype in (np.dtype([("a", "<f8"), ("b", "S3")]), np.dtype(">M8[ms]"), np.dtype("<i4")):
+        assert as_dtype(skeleton(dtype)) == dtype
+    assert as_dtype(skeleton(ForgedDtype())) is None
+
+
+def test_a_joblib_wrapper_with_a_forged_dtype_state_is_refused():
+    from joblib_support import craft_wrapper
+
+    state = {"subclass": np.ndarray, "shape": (3,), "order": "C", "dtype": ForgedDtype()}
+    data = craft_wrapper("NumpyArrayWrapper", {**state, "allow_mmap": True}, b"\0" * 24)
+    with pytest.raises(ap.CorruptFileError, match="shape, dtype or order cannot be read"):
+        inspect_stream(io.BytesIO(data), "x", len(data), None)

@@ -559,9 +559,7 @@ def _check_dtype(made: Made, state: Any) -> None:
     if made.used:
         raise Refused("a state for a numpy.dtype already in use")
     args = made.args
-    typ = _type_arg(args)
-    if typ is None or len(args) != 3 or type(args[1]) not in (bool, int) or args[2] not in (1,):
-        raise Refused("a state for a numpy.dtype not made as numpy writes it (type, align, copy)")
+    typ = _written_type(_type_arg(args), args)
     real_state = _resolve(state)
     try:
         key: Any = (typ, bool(args[1]), _frozen(real_state))
@@ -575,6 +573,28 @@ def _check_dtype(made: Made, state: Any) -> None:
     made.built = True
     made.real = expected
     _freeze(state)
+
+
+def _written_type(typ: Any, args: Any) -> Any:
+    """``typ``, when ``numpy.dtype(*args)`` is a call numpy's pickles make (type, align,
+    copy); else Refused."""
+    if typ is None or len(args) != 3 or type(args[1]) not in (bool, int) or args[2] not in (1,):
+        raise Refused("a state for a numpy.dtype not made as numpy writes it (type, align, copy)")
+    return typ
+
+
+def rebuilt_dtype(args: tuple[Any, ...], state: Any) -> np.dtype:
+    """The dtype ``numpy.dtype(*args)`` given ``state`` stands for, where both are plain
+    values (a dtype's own pickle, read back). It is built from the description, never
+    by ``__setstate__``, which trusts the state (a damaged one crashes numpy); Refused
+    unless numpy would write exactly that state."""
+    first = args[0] if args else None
+    typ = None
+    if type(first) is str or type(first) is bytes:
+        typ = _text(first)
+    elif isinstance(first, type) and issubclass(first, np.generic):
+        typ = first
+    return _numpy_would_write(_written_type(typ, args), bool(args[1]), state, state)
 
 
 def _freeze(value: Any) -> None:

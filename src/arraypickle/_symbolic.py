@@ -41,6 +41,7 @@ import numpy as np
 
 from . import _format as fmt
 from ._allowlist import allowed, normalize
+from ._buildcheck import rebuilt_dtype
 
 UNRESOLVED = "<unresolved>"
 # Payloads up to this size are read and kept as values; longer ones are skipped.
@@ -277,7 +278,9 @@ def materialize(node: Any, depth: int = 0) -> Any:
                 warnings.simplefilter("error")
                 value = func(*args)
                 if node.state is not None:
-                    value.__setstate__(materialize(node.state, depth + 1))
+                    if not isinstance(value, np.dtype):
+                        raise NotMaterializable(f"a state for {node.name}")
+                    value = rebuilt_dtype(args, materialize(node.state, depth + 1))
         except NotMaterializable:
             raise
         except Exception as exc:
