@@ -202,6 +202,9 @@ def load(
         verify: check the xxh3-64 checksum of every array buffer as it is read (record
             headers and pickle opcodes are always checked). ``False`` skips the buffer
             checksums; memory-mapped buffers are never hashed (that would read them).
+            A plain pickle or a joblib file has no checksums: its opcodes are walked
+            for a damaged memo index, which CPython's unpickler would turn into a huge
+            allocation (``docs/integrity.md``); ``False`` skips that walk too.
         threads: threads decompressing in parallel, for codecs whose streams allow
             it (None: every usable core; 1: none besides the caller's).
         progress: ``True`` for a progress bar on stderr (files over 100 MiB), or a
@@ -470,6 +473,12 @@ class _LoadOptions:
     def unpickler_factory(self) -> Any:
         return functools.partial(_new_unpickler, policy=self.policy)
 
+    @property
+    def guard(self) -> bool:
+        """Walk a plain pickle's opcodes for damaged memo indices (safe loading's scan
+        checks them already)."""
+        return self.verify and self.policy is None
+
 
 def _position(fileobj: Any) -> int | None:
     try:
@@ -535,6 +544,7 @@ def _read(
             mmap_mode=mmap_mode,
             live=opts.live,
             policy=opts.policy,
+            guard=opts.guard,
         )
     if head.startswith(fmt.MAGIC):
         reader = ContainerReader(
@@ -579,6 +589,7 @@ def _read(
             inner=inner,
             live=opts.live is not None,
             policy=opts.policy,
+            guard=opts.guard,
         )
     finally:
         if close is not None:

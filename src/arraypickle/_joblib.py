@@ -112,7 +112,9 @@ class PickleLoad:
     a decompressed stream, which must end with the object. ``live``: the file under
     that stream cannot seek and may be a socket whose sender waits for an answer, so
     nothing past the object is asked of the decompressor (a read ahead past the end of
-    its stream would wait for the next one).
+    its stream would wait for the next one). ``guard``: refuse a damaged memo index
+    before the unpickler allocates for it (see ``_joblib_stream``); safe loading's scan
+    already does.
     """
 
     def __init__(
@@ -129,8 +131,10 @@ class PickleLoad:
         live: bool = False,
         dirname: str | None = None,
         policy: Any = None,
+        guard: bool = False,
     ) -> None:
         self.name = name
+        self.guard = guard
         self.policy = policy  # safe loading: nested pickles read from files are scanned
         self.path = path
         self.dirname = (
@@ -156,8 +160,8 @@ class PickleLoad:
             raise EmptyFileError(f"{self.name}: the file is empty")
         # PROTO 0..2, or no PROTO (protocols 0 and 1): possibly Python 2.
         self.py2 = not (head[0] == 0x80 and len(head) > 1 and head[1] > 2)
-        view = PickleView(self.source)
-        view.inject(head)
+        view = PickleView(self.source, guard=self.guard)
+        view.give_back(head)
         unpickler = self._unpickler(view, self._bindings(view))
         self.outcome.value = self._run(unpickler)
         left = self.source.finish()
@@ -205,7 +209,7 @@ class PickleLoad:
 
             checked_plain(stream, f"{self.name}: {what}", self.policy)  # seeks back
         source = stream if isinstance(stream, Source) else Source(stream, self.name, buffered=False)
-        view = PickleView(source)
+        view = PickleView(source, guard=self.guard)
         bindings = dict.fromkeys(self._wrapper_keys(), _NestedWrapper)
         value = self._run(self._unpickler(view, bindings))
         if not isinstance(value, np.ndarray):
@@ -440,6 +444,7 @@ def load_zf(
     piece: int | None = 4 << 20,
     live: LiveLoad | None = None,
     policy: Any = None,
+    guard: bool = False,
 ) -> Any:
     """Load a joblib 0.8.4-0.9 ``ZF`` file (its companions beside ``path``), warning.
 
@@ -471,6 +476,7 @@ def load_zf(
             piece=piece,
             dirname=dirname,
             policy=policy,
+            guard=guard,
         )
         outcome = load.load()
         if pickled is not guarded and live is None and guarded.read(1):

@@ -24,6 +24,12 @@ Three things make that possible without a pure-Python unpickler:
 
 Several views may read one :class:`Source` in turn (a nested pickle, such as joblib's
 object arrays, is read by a second unpickler through a second view).
+
+A view may *guard* the unpickler: every byte of the stream it hands out is walked
+first (:class:`OpcodeWalker` with ``memo_guard``), and a memo store far beyond the
+entries stored is refused before the C unpickler would allocate for it (CPython
+before gh-115952 sizes its memo table by the index a ``PUT`` names). Plain pickles and
+joblib files carry no checksums: one flipped bit makes such an index.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import os
 from typing import Any
 
 from ._errors import CorruptFileError
+from ._opcodes import OpcodeWalker
 from ._streams import is_seekable
 
 BUILD = 0x62
@@ -279,12 +286,19 @@ class PickleView(io.RawIOBase):
     """The file one unpickler reads from: see the module docstring.
 
     It offers ``peek``, so that the C unpickler reads in windows rather than one call
-    per opcode.
+    per opcode. ``guard``: walk every byte handed out first (see the module docstring).
     """
 
-    def __init__(self, source: Source) -> None:
+    def __init__(self, source: Source, *, guard: bool = False) -> None:
         super().__init__()
         self._source = source
+        self._guard = OpcodeWalker(strict=False, memo_guard=True) if guard else None
+        # The guard has walked the stream up to this offset (in consumed bytes) and
+        # counts its offsets in those too; the bytes a hook consumes (array data, a
+        # nested pickle) are passed over.
+        self._walked = source.consumed
+        if self._guard is not None:
+            self._guard.offset = source.consumed
         self._inject = b""
         self._owed: Any = None  # a window a hook consumed: the next read(len) gets it
         self._last: Any = b""  # the last chunk handed to the unpickler...
@@ -304,6 +318,7 @@ class PickleView(io.RawIOBase):
         if data is None:
             # The C unpickler stops peeking on NotImplementedError and reads exactly.
             raise NotImplementedError("peek")
+        self._walk(data, self._source.consumed)
         self._last, self._last_kind, self._last_cut = data, "peek", self._source.cut
         return data
 
@@ -321,12 +336,16 @@ class PickleView(io.RawIOBase):
         if self._inject:
             take, self._inject = self._inject[:n], self._inject[n:]
             if len(take) < n:
-                take += bytes(self._source.read(n - len(take)))
+                take += bytes(self._read(n - len(take)))
             self._last, self._last_kind = take, "inject"
             return take
-        data = self._source.read(n)
+        data = self._read(n)
         self._last, self._last_kind = data, "read"
         return data
+
+    def _read(self, n: int) -> Any:
+        at = self._source.consumed
+        return self._walk(self._source.read(n), at)
 
     def readinto(self, b: Any) -> int:
         view = memoryview(b).cast("B")
@@ -334,8 +353,9 @@ class PickleView(io.RawIOBase):
             data = self.read(len(view))
             view[: len(data)] = data
             return len(data)
+        at = self._source.consumed
         got = self._source.readinto(view)
-        self._last, self._last_kind = view[:got], "read"
+        self._last, self._last_kind = self._walk(view[:got], at), "read"
         return got
 
     def readline(self, size: int | None = -1) -> bytes:
@@ -343,10 +363,34 @@ class PickleView(io.RawIOBase):
             nl = self._inject.find(b"\n")
             if nl >= 0:
                 return bytes(self.read(nl + 1))
-            return bytes(self.read(len(self._inject))) + self._source.readline()
-        line = self._source.readline()
+            return bytes(self.read(len(self._inject))) + self._readline()
+        line = self._readline()
         self._last, self._last_kind = line, "read"
         return line
+
+    def _readline(self) -> bytes:
+        at = self._source.consumed
+        return self._walk(self._source.readline(), at)
+
+    def _walk(self, data: Any, at: int) -> Any:
+        """Let the guard walk what of ``data`` (at stream offset ``at``) it has not."""
+        guard = self._guard
+        if guard is None or guard.stopped:
+            return data
+        end = at + len(data)
+        if end > self._walked:
+            if at > self._walked:
+                # A hook consumed bytes that are no opcodes, at an opcode's end.
+                guard.resync(at)
+            self._feed(data[self._walked - at :] if self._walked > at else data)
+            self._walked = end
+        return data
+
+    def _feed(self, data: Any) -> None:
+        try:
+            self._guard.feed(data)  # type: ignore[union-attr]
+        except ValueError as exc:
+            raise CorruptFileError(f"{self._source.name}: the pickle is damaged: {exc}") from None
 
     # -- what hooks call ----------------------------------------------------------
 
@@ -381,5 +425,15 @@ class PickleView(io.RawIOBase):
         self._last, self._last_kind = b"", ""
 
     def inject(self, opcodes: bytes) -> None:
-        """Serve ``opcodes`` to the unpickler before the rest of the stream."""
+        """Serve ``opcodes`` to the unpickler before the rest of the stream.
+
+        The guard does not walk them: they are the loader's own, whole opcodes.
+        """
         self._inject += opcodes
+
+    def give_back(self, head: bytes) -> None:
+        """Serve the stream's first bytes, which the loader consumed to look at them."""
+        if self._guard is not None:
+            self._guard.offset -= len(head)
+            self._feed(head)
+        self.inject(head)

@@ -1,22 +1,33 @@
 """Walking a pickle opcode stream without executing it: is it one well-formed pickle?
 
 ``arraypickle verify`` needs to know that the opcodes of a container form one pickle
-ending at STOP, without unpickling (nothing the file names may run).
-``pickletools.genops`` does that but decodes every argument in Python, several calls
-per opcode: 12 s for a dict of a million floats that loads in 2 s. This walker only
-finds where each opcode ends (its argument sizes come from ``pickletools``' own
-table), in chunks as the records arrive, skipping long arguments without copying them.
+ending at STOP, without unpickling (nothing the file names may run); a load of a plain
+pickle needs the memo indices checked before the C unpickler sees them.
+``pickletools.genops`` could do both but decodes every argument in Python, several
+calls per opcode: 12 s for a dict of a million floats that loads in 2 s. This walker
+only finds where each opcode ends (its argument sizes come from ``pickletools``' own
+table), in chunks as they arrive, skipping long arguments without copying them. Runs
+of common opcodes are passed over by one regular expression (the engine's loop costs
+40 to 60 ns an opcode; a Python loop, about 150), so the loop only sees the rest.
 """
 
 from __future__ import annotations
 
 import pickletools
+import re
 from typing import Any
 
 _FIXED, _COUNTED, _LINES = range(3)
 
 _STOP = ord(".")
 _NEXT_BUFFER = 0x97
+_PUT = ord("p")
+_LONG_BINPUT = ord("r")
+# A PUT this far beyond the entries stored is refused: CPython's C unpickler (before
+# the fix of gh-115952) grows its memo array to twice the index and zeroes it, so one
+# changed byte (BUILD 'b' -> LONG_BINPUT 'r' takes the next 4 bytes as the index) could
+# make it claim up to 64 GiB. Picklers never skip ahead: their indices are len(memo).
+MEMO_SKIP_MAX = 1 << 20
 
 
 def _table() -> list[tuple[int, int, bool] | None]:
@@ -46,90 +57,194 @@ def _table() -> list[tuple[int, int, bool] | None]:
 _TABLE = _table()
 
 
+def _runs() -> re.Pattern[bytes]:
+    """A regular expression matching a run of whole opcodes the walker need not see.
+
+    The regex engine follows the common opcodes at C speed: those of a fixed size,
+    text lines, and strings or bytes up to :data:`_SHORT` long. Left out, so that the
+    walker's loop sees them: STOP, NEXT_BUFFER (counted), long arguments, and memo
+    stores that could name an index past :data:`MEMO_SKIP_MAX` (judged).
+    """
+    any_ = b"."  # with DOTALL: any byte (the engine tests it fastest)
+
+    ops = {op.name: op.code for op in pickletools.opcodes}
+
+    def codes(names: str) -> bytes:
+        return b"[" + b"".join(re.escape(ops[n].encode("latin-1")) for n in names.split()) + b"]"
+
+    def counted(names: str, size: int) -> bytes:
+        # One branch per length (the engine rejects a branch on its first byte).
+        lengths = b"|".join(
+            re.escape(n.to_bytes(size, "little")) + any_ + b"{%d}" % n for n in range(_SHORT + 1)
+        )
+        return codes(names) + b"(?:" + lengths + b")"
+
+    branches = [
+        codes(
+            "MEMOIZE MARK EMPTY_LIST EMPTY_DICT EMPTY_TUPLE EMPTY_SET APPEND APPENDS SETITEM "
+            "SETITEMS ADDITEMS TUPLE TUPLE1 TUPLE2 TUPLE3 LIST DICT FROZENSET NONE NEWTRUE "
+            "NEWFALSE POP DUP POP_MARK REDUCE BUILD OBJ NEWOBJ NEWOBJ_EX STACK_GLOBAL "
+            "BINPERSID READONLY_BUFFER"
+        ),
+        counted("SHORT_BINUNICODE SHORT_BINBYTES SHORT_BINSTRING LONG1", 1),
+        codes("BINFLOAT FRAME") + any_ + b"{8}",
+        codes("BININT1 BINGET BINPUT PROTO EXT1") + any_,
+        codes("BININT LONG_BINGET EXT4") + any_ + b"{4}",
+        # LONG_BINPUT below 2**20, never judged.
+        b"r" + any_ + b"{2}[\\x00-\\x0f]\\x00",
+        codes("BININT2 EXT2") + any_ + b"{2}",
+        counted("BINUNICODE BINBYTES BINSTRING", 4),
+        # PUT below 10**6 (< 2**20), never judged.
+        b"p[0-9]{1,6}\\n",
+        codes("INT LONG STRING UNICODE FLOAT GET PERSID") + b"[^\\n]*+\\n",
+        codes("GLOBAL INST") + b"[^\\n]*+\\n[^\\n]*+\\n",
+    ]
+    return re.compile(b"(?:" + b"|".join(branches) + b")*+", re.DOTALL)
+
+
+# Strings and bytes up to this long are followed by the regex engine.
+_SHORT = 40
+_RUN = _runs()
+
+
 class OpcodeWalker:
     """Feed it the opcode stream in chunks; it raises ``ValueError`` on malformed opcodes.
 
     After STOP, :attr:`stopped` is true and :meth:`feed` returns how many bytes of the
     chunk follow STOP (a well-formed container has none).
+
+    ``strict=False`` leaves malformed opcodes to the unpickler: the walk stops there
+    quietly. With ``memo_guard``, a memo store more than :data:`MEMO_SKIP_MAX` beyond
+    the entries stored so far raises ``ValueError`` (see ``_joblib_stream``).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, strict: bool = True, memo_guard: bool = False) -> None:
         self.stopped = False
         self.next_buffers = 0  # NEXT_BUFFER opcodes met
         self.offset = 0  # in the opcode stream, where the unwalked part starts
+        self._strict = strict
+        self._guard = memo_guard
+        # Bounds the memo entries stored so far, less MEMO_SKIP_MAX: BINPUT names one
+        # of 256, the regex passes over stores below MEMO_SKIP_MAX, and each store
+        # judged adds one (a pickler's indices are consecutive, so a judged one is at
+        # most this far past the last). MEMOIZE appends, which allocates nothing ahead.
+        self._memo = 256
         self._pending = bytearray()  # the start of an opcode the previous chunk cut
         self._skip = 0  # bytes of a long argument still to come
-        # For a text argument cut by a chunk: lines still to find, and where in the
-        # pending bytes to look next (so a long line costs linear time however cut).
-        self._lines: tuple[int, int] | None = None
+        self._newlines = 0  # ends of text lines still to pass (an argument not kept)
 
     def feed(self, chunk: Any) -> int:
         """Walk the next ``chunk`` (bytes-like) of the stream."""
         if self.stopped:
             return len(chunk)
-        view = memoryview(chunk)
-        if self._skip:
-            take = min(self._skip, len(view))
-            self._skip -= take
-            self.offset += take
-            view = view[take:]
-        if self._pending:
-            self._pending += view
-            data: Any = self._pending
-        elif isinstance(view.obj, (bytes, bytearray)) and len(view.obj) == len(view):
-            data = view.obj  # the whole record: no copy
+        if isinstance(chunk, (bytes, bytearray)):
+            data: Any = chunk
         else:
-            data = bytes(view)
+            view = memoryview(chunk).cast("B")
+            if self._skip:  # a long argument's bytes: passed over, never copied
+                take = min(self._skip, len(view))
+                self._skip -= take
+                self.offset += take
+                view = view[take:]
+            whole = type(view.obj) is bytes and len(view.obj) == len(view)
+            data = view.obj if whole else bytes(view)
+        if self._pending:
+            self._pending += data
+            data = self._pending
+            self._pending = bytearray()
         return self._walk(data)
 
     def _walk(self, data: Any) -> int:
-        table = _TABLE
         n = len(data)
-        pos = 0
+        pos = min(self._skip, n)
+        self._skip -= pos
+        while self._newlines and pos < n:
+            newline = data.find(b"\n", pos)
+            pos = n if newline < 0 else newline + 1
+            self._newlines -= newline >= 0
+        table, run = _TABLE, _RUN.match
         while pos < n:
+            end = run(data, pos).end()
+            if end > pos:
+                pos = end
+                if pos == n:
+                    break
             op = data[pos]
             entry = table[op]
             if entry is None:
-                raise ValueError(f"no opcode {op:#04x} at offset {self.offset + pos}")
+                if self._strict:
+                    raise ValueError(f"no opcode {op:#04x} at offset {self.offset + pos}")
+                return self._stop(n, n)
             kind, size, signed = entry
             if kind == _FIXED:
                 end = pos + 1 + size
                 if end > n:
                     break
                 if op == _STOP:
-                    self.stopped = True
-                    self.offset += end
-                    return n - end
+                    return self._stop(end, n)
                 if op == _NEXT_BUFFER:
                     self.next_buffers += 1
+                elif op == _LONG_BINPUT and self._guard:
+                    self._judge(int.from_bytes(data[pos + 1 : end], "little"), pos, "LONG_BINPUT")
             elif kind == _COUNTED:
                 head = pos + 1 + size
                 if head > n:
                     break
                 length = int.from_bytes(data[pos + 1 : head], "little", signed=signed)
                 if length < 0:
-                    raise ValueError(f"negative length at offset {self.offset + pos}")
+                    if self._strict:
+                        raise ValueError(f"negative length at offset {self.offset + pos}")
+                    return self._stop(n, n)
                 end = head + length
                 if end > n:
                     self._skip = end - n
-                    pos = n
-                    break
+                    end = n
             else:
-                left, search = size, pos + 1
-                if self._lines is not None:  # resuming the opcode at pos 0
-                    left, search = self._lines
-                    self._lines = None
+                search = pos + 1
+                left = size
                 while left:
                     newline = data.find(b"\n", search)
                     if newline < 0:
                         break
                     left, search = left - 1, newline + 1
                 if left:
-                    self._lines = (left, len(data) - pos)
-                    break
-                end = search
+                    if op == _PUT and self._guard:
+                        break  # kept whole: its index is judged once the line is in
+                    self._newlines = left
+                    end = n
+                elif op == _PUT and self._guard:
+                    self._judge_line(data[pos + 1 : search], pos)
+                    end = search
+                else:
+                    end = search
             pos = end
-        if pos or data is not self._pending:
-            self._pending = bytearray(data[pos:])
+        self._pending = bytearray(data[pos:])
         self.offset += pos
         return 0
+
+    def resync(self, offset: int) -> None:
+        """Go on at ``offset``, where an opcode starts (bytes before it were no opcodes)."""
+        self.offset = offset
+        self._pending = bytearray()
+        self._skip = self._newlines = 0
+
+    def _stop(self, end: int, n: int) -> int:
+        self.stopped = True
+        self.offset += end
+        return n - end
+
+    def _judge_line(self, line: Any, pos: int) -> None:
+        try:
+            idx = int(bytes(line))
+        except ValueError:
+            return  # the unpickler refuses it itself
+        self._judge(idx, pos, "PUT")
+
+    def _judge(self, idx: int, pos: int, opname: str) -> None:
+        if idx > self._memo + MEMO_SKIP_MAX:
+            raise ValueError(
+                f"{opname} at offset {self.offset + pos} stores memo entry {idx:,}, far "
+                "past the entries stored before it (picklers number them in order; "
+                f"CPython's unpickler would claim {16 * idx:,} bytes for it)"
+            )
+        self._memo += 1

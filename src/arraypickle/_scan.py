@@ -58,6 +58,7 @@ from ._buildcheck import (
     made_class,
     takes_items,
 )
+from ._opcodes import MEMO_SKIP_MAX
 from ._scanvalues import BUFFER, DATA, FROZEN, LOST, UNKNOWN, BuiltList, GlobalRef, Made, ScanError
 
 UNRESOLVED = "<unresolved>"
@@ -77,11 +78,6 @@ NAME_MAX = 1 << 16
 # this many entries, then refused (what a GET fetches must always be known: a second
 # reference to a list or a dtype is what the BUILD checks watch for).
 SPARSE_MEMO_MAX = 1 << 20
-# A PUT this far beyond the entries stored is refused: CPython's C unpickler (before
-# the fix of gh-115952) grows its memo array to twice the index and zeroes it, so one
-# changed byte (BUILD 'b' -> LONG_BINPUT 'r' takes the next 4 bytes as the index) could
-# make it claim up to 64 GiB. Picklers never skip ahead: their indices are len(memo).
-MEMO_SKIP_MAX = 1 << 20
 # Tuples up to this many items are followed (a structured dtype's state names every
 # field); bigger ones become UNKNOWN. Dicts (fields, metadata) are followed up to
 # DICT_MAX items, once a numpy dtype is named, then become LOST: each item costs a
