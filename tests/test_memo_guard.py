@@ -196,3 +196,14 @@ def test_the_guard_refuses_every_far_store(value, protocol, edits, cuts):
         # The unpickler fails before: the guard, walking ahead of it, may refuse too.
         with contextlib.suppress(ValueError):
             feed_in_pieces(walker, data, cuts)
+
+
+def test_a_put_line_that_goes_on_is_refused_early():
+    # Kept whole while it grows, it would be searched again at each chunk: refused.
+    walker = OpcodeWalker(strict=False, memo_guard=True)
+    walker.feed(b"(lp")
+    with pytest.raises(ValueError, match="a line of over 64 bytes"):
+        for _ in range(100):
+            walker.feed(b"0" * 1000)
+    with pytest.raises(ap.CorruptFileError, match="a line of over 64 bytes"):
+        ap.loads(b"(lp" + b" " * 100 + b"5\n.")

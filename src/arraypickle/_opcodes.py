@@ -28,6 +28,9 @@ _LONG_BINPUT = ord("r")
 # changed byte (BUILD 'b' -> LONG_BINPUT 'r' takes the next 4 bytes as the index) could
 # make it claim up to 64 GiB. Picklers never skip ahead: their indices are len(memo).
 MEMO_SKIP_MAX = 1 << 20
+# A PUT's text line longer than this is refused: a pickler writes ``p<index>\n``, and a
+# line kept whole while it grows across chunks would be searched again each time.
+_PUT_LINE_MAX = 64
 
 
 def _table() -> list[tuple[int, int, bool] | None]:
@@ -207,12 +210,18 @@ class OpcodeWalker:
                     if newline < 0:
                         break
                     left, search = left - 1, newline + 1
+                put = op == _PUT and self._guard
+                if put and (search if not left else n) - pos > _PUT_LINE_MAX:
+                    raise ValueError(
+                        f"PUT at offset {self.offset + pos} with a line of over "
+                        f"{_PUT_LINE_MAX} bytes (picklers write its index alone)"
+                    )
                 if left:
-                    if op == _PUT and self._guard:
+                    if put:
                         break  # kept whole: its index is judged once the line is in
                     self._newlines = left
                     end = n
-                elif op == _PUT and self._guard:
+                elif put:
                     self._judge_line(data[pos + 1 : search], pos)
                     end = search
                 else:
