@@ -86,7 +86,15 @@ def joblib_with_bomb(path) -> None:
     joblib.dump([np.arange(1000.0), np.ones(77, dtype=np.int8), "x"], path)
     data = path.read_bytes()
     assert data.endswith(b"e.")  # APPENDS, STOP: the last opcodes, after every array
-    path.write_bytes(data[:-1] + BOMB + b".")
+    # The last frame holds them: it grows by the opcode put before STOP.
+    frame = next(
+        f
+        for f in range(len(data) - 10, 0, -1)
+        if data[f] == 0x95 and f + 9 + int.from_bytes(data[f + 1 : f + 9], "little") == len(data)
+    )
+    length = int.from_bytes(data[frame + 1 : frame + 9], "little") + len(BOMB)
+    head = data[:frame] + b"\x95" + length.to_bytes(8, "little") + data[frame + 9 : -1]
+    path.write_bytes(head + BOMB + b".")
 
 
 @pytest.mark.parametrize("mmap_mode", [None, "r"])
@@ -154,7 +162,11 @@ def reference(data: bytes) -> str:
     with warnings.catch_warnings():  # genops decoding damaged strings complains
         warnings.simplefilter("ignore")
         try:
-            for op, arg, _ in pickletools.genops(data):
+            for op, arg, pos in pickletools.genops(data):
+                if op.name == "FRAME":  # protocols 0 to 3 have none: a changed byte
+                    return "invalid"
+                if op.name == "PUT" and b"\0" in data[pos : data.index(b"\n", pos)]:
+                    return "invalid"  # int() refuses it, C's parser reads it
                 if op.name in ("PUT", "LONG_BINPUT"):
                     if arg > 256 + stores + MEMO_SKIP_MAX:
                         return "far"
@@ -207,3 +219,65 @@ def test_a_put_line_that_goes_on_is_refused_early():
             walker.feed(b"0" * 1000)
     with pytest.raises(ap.CorruptFileError, match="a line of over 64 bytes"):
         ap.loads(b"(lp" + b" " * 100 + b"5\n.")
+
+
+def test_an_opcode_past_the_end_of_its_frame_is_refused():
+    # The C unpickler would drop the frame's last bytes and read the index after it.
+    body = b"]0r\x00\x00\x00"
+    data = b"\x80\x04\x95" + len(body).to_bytes(8, "little") + body + b"\x04."
+    with pytest.raises(ap.CorruptFileError, match="runs past the end of its frame"):
+        ap.loads(data)
+    nested = b"\x80\x04\x95\x0c" + bytes(7) + b"]\x95\x01" + bytes(7) + b"0."
+    with pytest.raises(ap.CorruptFileError, match="a frame begins inside another"):
+        ap.loads(nested)
+
+
+def test_a_put_line_is_read_only_as_picklers_write_it():
+    # C's parser stops at a NUL: the line would read as 67108864 (a 1 GiB table).
+    with pytest.raises(ap.CorruptFileError, match="PUT at offset 2 with the line"):
+        ap.loads(b"(lp67108864\x00\n.")
+
+
+def test_put_lines_as_c_reads_them_are_judged_as_such():
+    # Windows text-mode pickles end lines with CRLF; C's parser takes spaces too.
+    assert ap.loads(b"(lp0\r\nI1\r\na.") == [1]
+    assert ap.loads(b"(lp0 \nI1\na.") == [1]
+    with pytest.raises(ap.CorruptFileError, match=REFUSED):
+        ap.loads(b"(lp 68719476736\r\n.")
+
+
+def test_an_opcode_cut_by_a_joblib_arrays_data_is_refused(tmp_path):
+    # The frame holding the wrapper's BUILD goes on with ']r\x00b': a LONG_BINPUT cut
+    # by the array's bytes, whose index the unpickler would take from what follows.
+    joblib = pytest.importorskip("joblib")
+    path = tmp_path / "cut.joblib"
+    joblib.dump([np.arange(4, dtype=np.int64)], path, protocol=4)
+    data = path.read_bytes()
+    length = int.from_bytes(data[3:11], "little")
+    body, rest = data[11 : 11 + length], data[11 + length :]
+    assert body.endswith(b"ub") and rest.endswith(b"a.")
+    body += b"]r\x00b"
+    path.write_bytes(data[:3] + len(body).to_bytes(8, "little") + body + rest[:-2] + b"\x04.")
+    with pytest.raises(ap.CorruptFileError, match="cut short by data that is not opcodes"):
+        ap.load(path)
+
+
+def test_objects_one_pickler_dumped_in_turn_load_in_turn():
+    # A Pickler keeps numbering its memo across dump() calls: the second object's first
+    # store is past 2**20; from a file whose position is known, that is no damage.
+    buf = io.BytesIO()
+    pickler = pickle.Pickler(buf, protocol=2)
+    pickler.dump([str(i) for i in range(MEMO_SKIP_MAX + 1000)])
+    pickler.dump(["next"])
+    buf.seek(0)
+    assert len(ap.load(buf)) == MEMO_SKIP_MAX + 1000
+    assert ap.load(buf) == ["next"]
+
+
+def test_binstring_lengths_are_read_as_the_unpickler_reads_them():
+    # pickletools reads BINSTRING's length signed, CPython's unpickler unsigned: the
+    # guard must skip 2**31 bytes, not stop (and let the unpickler run on unguarded).
+    walker = OpcodeWalker(strict=False, memo_guard=True)
+    walker.feed(b"\x80\x02T\x00\x00\x00\x80" + bytes(100))
+    assert not walker.stopped
+    assert walker.offset == 107

@@ -990,12 +990,16 @@ def test_an_opcode_past_its_frame_end_is_refused(tmp_path):
     # The frame is longer than the scan's window (it reads the pickle by pieces).
     data = _frame_then(_COUNTER_CHANGED, b"B" + (70000).to_bytes(4, "little") + bytes(70000))
     # pickle.loads(data) reads it whole (the string is b'abxyz'); arraypickle's loader
-    # hands the unpickler the frame alone, and it runs the hidden BUILD.
+    # hands the unpickler the frame alone, and without its memo guard (verify=False)
+    # the unpickler runs the hidden BUILD.
     assert "<class 'int'>" not in _plain_load(data).stdout
-    unsafe = "import arraypickle, collections, sys; arraypickle.loads(sys.stdin.buffer.read()); "
+    unsafe = "import arraypickle, collections, sys; "
+    unsafe += "arraypickle.loads(sys.stdin.buffer.read(), verify=False); "
     unsafe += "print(collections.Counter.most_common)"
     run = subprocess.run([sys.executable, "-c", unsafe], input=data, capture_output=True)
     assert b"<class 'int'>" in run.stdout
+    with pytest.raises(ap.CorruptFileError, match="runs past the end of its frame"):
+        ap.loads(data)
     _refused_every_way(data, tmp_path, "runs past the end of its pickle frame")
     with pytest.raises(ap.CorruptFileError, match="past the end of its pickle frame"):
         ap.get_untrusted_types(data)

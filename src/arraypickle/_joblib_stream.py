@@ -292,7 +292,14 @@ class PickleView(io.RawIOBase):
     def __init__(self, source: Source, *, guard: bool = False) -> None:
         super().__init__()
         self._source = source
-        self._guard = OpcodeWalker(strict=False, memo_guard=True) if guard else None
+        self._guard = None
+        if guard:
+            # Offsets in messages, and a reused pickler's numbering, count from the
+            # start of the file when its position is known.
+            origin = source.offset if source.offset is not None else source.consumed
+            self._guard = OpcodeWalker(
+                strict=False, memo_guard=True, origin=origin - source.consumed
+            )
         # The guard has walked the stream up to this offset (in consumed bytes) and
         # counts its offsets in those too; the bytes a hook consumes (array data, a
         # nested pickle) are passed over.
@@ -379,16 +386,18 @@ class PickleView(io.RawIOBase):
             return data
         end = at + len(data)
         if end > self._walked:
-            if at > self._walked:
-                # A hook consumed bytes that are no opcodes, at an opcode's end.
-                guard.resync(at)
-            self._feed(data[self._walked - at :] if self._walked > at else data)
+            self._feed(data[self._walked - at :] if self._walked > at else data, at)
             self._walked = end
         return data
 
-    def _feed(self, data: Any) -> None:
+    def _feed(self, data: Any, at: int | None = None) -> None:
+        guard: Any = self._guard
         try:
-            self._guard.feed(data)  # type: ignore[union-attr]
+            if at is not None and at > self._walked:
+                # A hook consumed bytes that are no opcodes (an array's), which must
+                # come at an opcode's end.
+                guard.resync(at)
+            guard.feed(data)
         except ValueError as exc:
             raise CorruptFileError(f"{self._source.name}: the pickle is damaged: {exc}") from None
 

@@ -21,6 +21,8 @@ _FIXED, _COUNTED, _LINES = range(3)
 
 _STOP = ord(".")
 _NEXT_BUFFER = 0x97
+_FRAME = 0x95
+_BINSTRING = ord("T")
 _PUT = ord("p")
 _LONG_BINPUT = ord("r")
 # A PUT this far beyond the entries stored is refused: CPython's C unpickler (before
@@ -65,8 +67,9 @@ def _runs() -> re.Pattern[bytes]:
 
     The regex engine follows the common opcodes at C speed: those of a fixed size,
     text lines, and strings or bytes up to :data:`_SHORT` long. Left out, so that the
-    walker's loop sees them: STOP, NEXT_BUFFER (counted), long arguments, and memo
-    stores that could name an index past :data:`MEMO_SKIP_MAX` (judged).
+    walker's loop sees them: STOP, NEXT_BUFFER (counted), FRAME (its end is kept),
+    long arguments, and memo stores that could name an index past
+    :data:`MEMO_SKIP_MAX` (judged).
     """
     any_ = b"."  # with DOTALL: any byte (the engine tests it fastest)
 
@@ -90,7 +93,7 @@ def _runs() -> re.Pattern[bytes]:
             "BINPERSID READONLY_BUFFER"
         ),
         counted("SHORT_BINUNICODE SHORT_BINBYTES SHORT_BINSTRING LONG1", 1),
-        codes("BINFLOAT FRAME") + any_ + b"{8}",
+        codes("BINFLOAT") + any_ + b"{8}",
         codes("BININT1 BINGET BINPUT PROTO EXT1") + any_,
         codes("BININT LONG_BINGET EXT4") + any_ + b"{4}",
         # LONG_BINPUT below 2**20, never judged.
@@ -118,23 +121,31 @@ class OpcodeWalker:
 
     ``strict=False`` leaves malformed opcodes to the unpickler: the walk stops there
     quietly. With ``memo_guard``, a memo store more than :data:`MEMO_SKIP_MAX` beyond
-    the entries stored so far raises ``ValueError`` (see ``_joblib_stream``).
+    the entries stored so far raises ``ValueError`` (see ``_joblib_stream``), and so do
+    what would put the walk out of step with CPython's unpickler: a text PUT not written
+    as picklers write it, an opcode that runs past the end of its frame (the unpickler
+    drops the frame's last bytes and reads the argument after it) and a frame that
+    begins inside another (pickle's pure-Python unpickler refuses both).
     """
 
-    def __init__(self, *, strict: bool = True, memo_guard: bool = False) -> None:
+    def __init__(self, *, strict: bool = True, memo_guard: bool = False, origin: int = 0) -> None:
         self.stopped = False
         self.next_buffers = 0  # NEXT_BUFFER opcodes met
         self.offset = 0  # in the opcode stream, where the unwalked part starts
         self._strict = strict
         self._guard = memo_guard
+        self._origin = origin  # added to offsets in messages: where the stream starts
         # Bounds the memo entries stored so far, less MEMO_SKIP_MAX: BINPUT names one
         # of 256, the regex passes over stores below MEMO_SKIP_MAX, and each store
         # judged adds one (a pickler's indices are consecutive, so a judged one is at
         # most this far past the last). MEMOIZE appends, which allocates nothing ahead.
-        self._memo = 256
+        # A pickler dumping objects one after another keeps numbering from where the
+        # last ended, so the bytes before this stream in its file count as entries too.
+        self._memo = 256 + origin
         self._pending = bytearray()  # the start of an opcode the previous chunk cut
         self._skip = 0  # bytes of a long argument still to come
         self._newlines = 0  # ends of text lines still to pass (an argument not kept)
+        self._frame_end: int | None = None  # where the current frame ends (guard only)
 
     def feed(self, chunk: Any) -> int:
         """Walk the next ``chunk`` (bytes-like) of the stream."""
@@ -167,38 +178,49 @@ class OpcodeWalker:
             self._newlines -= newline >= 0
         table, run = _TABLE, _RUN.match
         while pos < n:
-            end = run(data, pos).end()
-            if end > pos:
-                pos = end
-                if pos == n:
-                    break
+            if self._frame_end is None:
+                pos = run(data, pos).end()
+            else:
+                pos = run(data, pos, min(self._frame_end - self.offset, n)).end()
+                if self.offset + pos >= self._frame_end:
+                    self._frame_end = None  # a frame, or unframed opcodes, may follow
+            if pos == n:
+                break
             op = data[pos]
             entry = table[op]
             if entry is None:
                 if self._strict:
-                    raise ValueError(f"no opcode {op:#04x} at offset {self.offset + pos}")
+                    raise ValueError(f"no opcode {op:#04x} at offset {self._at(pos)}")
                 return self._stop(n, n)
             kind, size, signed = entry
             if kind == _FIXED:
                 end = pos + 1 + size
                 if end > n:
                     break
+                self._in_frame(end, pos)
                 if op == _STOP:
                     return self._stop(end, n)
                 if op == _NEXT_BUFFER:
                     self.next_buffers += 1
                 elif op == _LONG_BINPUT and self._guard:
                     self._judge(int.from_bytes(data[pos + 1 : end], "little"), pos, "LONG_BINPUT")
+                elif op == _FRAME and self._guard:
+                    if self._frame_end is not None:
+                        raise ValueError(f"a frame begins inside another at offset {self._at(pos)}")
+                    self._frame_end = self._at(end) + int.from_bytes(data[pos + 1 : end], "little")
             elif kind == _COUNTED:
                 head = pos + 1 + size
                 if head > n:
                     break
+                # CPython's unpickler reads BINSTRING's length unsigned (pickletools: signed).
+                signed = signed and not (op == _BINSTRING and self._guard)
                 length = int.from_bytes(data[pos + 1 : head], "little", signed=signed)
                 if length < 0:
                     if self._strict:
-                        raise ValueError(f"negative length at offset {self.offset + pos}")
+                        raise ValueError(f"negative length at offset {self._at(pos)}")
                     return self._stop(n, n)
                 end = head + length
+                self._in_frame(end, pos)
                 if end > n:
                     self._skip = end - n
                     end = n
@@ -210,10 +232,11 @@ class OpcodeWalker:
                     if newline < 0:
                         break
                     left, search = left - 1, newline + 1
+                self._in_frame(search if not left else n, pos)
                 put = op == _PUT and self._guard
                 if put and (search if not left else n) - pos > _PUT_LINE_MAX:
                     raise ValueError(
-                        f"PUT at offset {self.offset + pos} with a line of over "
+                        f"PUT at offset {self._at(pos)} with a line of over "
                         f"{_PUT_LINE_MAX} bytes (picklers write its index alone)"
                     )
                 if left:
@@ -227,15 +250,37 @@ class OpcodeWalker:
                 else:
                     end = search
             pos = end
+        if pos < n:
+            self._in_frame(n, pos)  # an opcode cut short: it runs to n at least
         self._pending = bytearray(data[pos:])
         self.offset += pos
         return 0
 
+    def _at(self, pos: int) -> int:
+        return self._origin + self.offset + pos
+
+    def _in_frame(self, end: int, pos: int) -> None:
+        """Raise unless the opcode at ``pos`` ending at ``end`` stays in its frame."""
+        if self._frame_end is not None and self.offset + end > self._frame_end:
+            raise ValueError(
+                f"the opcode at offset {self._at(pos)} runs past the end of its frame "
+                f"(offset {self._origin + self._frame_end})"
+            )
+
     def resync(self, offset: int) -> None:
-        """Go on at ``offset``, where an opcode starts (bytes before it were no opcodes)."""
+        """Go on at ``offset``, where an opcode starts (bytes before it were no opcodes).
+
+        Raises ``ValueError`` if an opcode was left unfinished: the unpickler would take
+        the rest of it from what comes next.
+        """
+        if self._pending or self._skip or self._newlines:
+            raise ValueError(
+                f"the opcode at offset {self._at(0)} is cut short by data that is not opcodes"
+            )
         self.offset = offset
         self._pending = bytearray()
         self._skip = self._newlines = 0
+        self._frame_end = None
 
     def _stop(self, end: int, n: int) -> int:
         self.stopped = True
@@ -243,8 +288,12 @@ class OpcodeWalker:
         return n - end
 
     def _judge_line(self, line: Any, pos: int) -> None:
+        line = bytes(line)
+        if b"\0" in line:
+            # CPython's unpickler parses a copy that a NUL ends: int() would not agree.
+            raise ValueError(f"PUT at offset {self._at(pos)} with the line {line!r}")
         try:
-            idx = int(bytes(line))
+            idx = int(line)  # C's rules otherwise: spaces, signs, underscores, CRLF
         except ValueError:
             return  # the unpickler refuses it itself
         self._judge(idx, pos, "PUT")
@@ -252,7 +301,7 @@ class OpcodeWalker:
     def _judge(self, idx: int, pos: int, opname: str) -> None:
         if idx > self._memo + MEMO_SKIP_MAX:
             raise ValueError(
-                f"{opname} at offset {self.offset + pos} stores memo entry {idx:,}, far "
+                f"{opname} at offset {self._at(pos)} stores memo entry {idx:,}, far "
                 "past the entries stored before it (picklers number them in order; "
                 f"CPython's unpickler would claim {16 * idx:,} bytes for it)"
             )
