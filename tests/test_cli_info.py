@@ -490,3 +490,63 @@ def test_a_joblib_wrapper_with_a_forged_dtype_state_is_refused():
     data = craft_wrapper("NumpyArrayWrapper", {**state, "allow_mmap": True}, b"\0" * 24)
     with pytest.raises(ap.CorruptFileError, match="shape, dtype or order cannot be read"):
         inspect_stream(io.BytesIO(data), "x", len(data), None)
+
+
+def shared_tuple(levels: int, first: int = 1) -> bytes:
+    """Protocol-2 opcodes of a tuple ``(t, t)`` nested ``levels`` deep through the memo
+    (entries ``first`` on): a few bytes per level, 2**levels leaves."""
+    out = b"K\x01\x85q" + bytes([first])
+    for i in range(first, first + levels):
+        out += b"0h" + bytes([i]) + b"h" + bytes([i]) + b"\x86q" + bytes([i + 1])
+    return out
+
+
+SCALAR = b"cnumpy._core.multiarray\nscalar\n"
+DTYPE_F8 = b"cnumpy\ndtype\nU\x02f8\x89\x88\x87R"
+
+
+def info_in_a_child(data: bytes) -> subprocess.CompletedProcess:
+    """``inspect_stream`` run in a fresh process (a crash or a hang must not take the
+    suite with it)."""
+    code = (
+        "import io, sys, json; from arraypickle._inspect import inspect_stream; "
+        "data = sys.stdin.buffer.read(); "
+        "r = inspect_stream(io.BytesIO(data), 'x', len(data), None); "
+        "print(json.dumps(r.to_json()))"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], input=data, capture_output=True, timeout=120
+    )
+
+
+def test_a_dict_key_shared_with_itself_is_not_walked_whole():
+    # 2**40 leaves: walking the key (or printing it) in the array's path would not end.
+    array = pickle.dumps(np.zeros(3), protocol=2)[2:-1]
+    data = b"\x80\x02}q\x00" + shared_tuple(40) + array + b"s."
+    run = info_in_a_child(data)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["arrays"][0]["path"] == "[<?>]"
+
+
+def test_a_scalar_key_over_shared_arguments_is_not_materialized():
+    args = b"(" + DTYPE_F8 + shared_tuple(30) + b"tR"
+    data = b"\x80\x02}q\x00" + SCALAR + args + b"K\x00s."
+    run = info_in_a_child(data)
+    assert run.returncode == 0, run.stderr
+
+
+def test_a_scalar_numpy_would_crash_on_is_not_materialized():
+    # {scalar(dtype([('o', 'O')])): 0}: numpy 2.4 reads a pointer from nowhere (SIGSEGV).
+    dtype = b"cnumpy\ndtype\n]X\x01\x00\x00\x00oX\x01\x00\x00\x00O\x86a\x85R"
+    data = b"\x80\x02}" + SCALAR + dtype + b"\x85RK\x00s."
+    run = info_in_a_child(data)
+    assert run.returncode == 0, run.stderr
+
+
+def test_fields_out_of_order_are_reported():
+    # numpy has no .npy descr for them (dtype_to_descr raises): the report spells the dtype.
+    dtype = np.dtype({"names": ["a", "b"], "formats": ["i4", "i4"], "offsets": [4, 0]})
+    data = pickle.dumps(np.zeros(2, dtype), protocol=5)
+    report = inspect_stream(io.BytesIO(data), "x", len(data), None)
+    text = json.dumps(report.to_json())
+    assert "offsets" in text

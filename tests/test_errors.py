@@ -482,3 +482,23 @@ def test_a_module_level_lambda_raises_unpicklableerror():
     with pytest.raises(Exception, match="its own") as info:
         ap.dumps([_OwnPicklingError()])
     assert not isinstance(info.value, ap.ArrayPickleError)  # an object's own: unchanged
+
+
+class _Encoded:
+    """Pickles as ``_codecs.encode('abc', <encoding>)``, as numpy's pickles of bytes do."""
+
+    def __init__(self, encoding: str) -> None:
+        self.encoding = encoding
+
+    def __reduce__(self):
+        import _codecs
+
+        return (_codecs.encode, ("abc", self.encoding))
+
+
+def test_errors_c_code_raises_on_damaged_arguments_are_corrupt_file_errors():
+    # An unknown encoding: LookupError, raised in C with no code of the file's running.
+    data = pickle.dumps(_Encoded("latin1"), protocol=2).replace(b"latin1", b"nosuch")
+    with pytest.raises(ap.CorruptFileError, match="LookupError"):
+        ap.loads(data)
+    assert ap.loads(pickle.dumps(_Encoded("latin1"), protocol=2)) == b"abc"

@@ -1525,3 +1525,45 @@ def test_an_ordereddict_attribute_with_an_underscore_is_refused():
     od = collections.OrderedDict(x=1)
     od.label = "kept"  # a plain attribute still loads
     assert ap.loads(pickle.dumps(od, protocol=2), safe=True).label == "kept"
+
+
+def _safe_load_in_a_child(data: bytes) -> subprocess.CompletedProcess[bytes]:
+    code = (
+        "import sys, arraypickle as ap\n"
+        "try:\n"
+        "    ap.loads(sys.stdin.buffer.read(), safe=True)\n"
+        "except ap.CorruptFileError as exc:\n"
+        "    print(exc)\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], input=data, capture_output=True, timeout=120
+    )
+
+
+def _shared_tuple(levels: int) -> bytes:
+    """A tuple ``(t, t)`` nested ``levels`` deep through the memo: 2**levels leaves."""
+    out = b"K\x01\x85q\x01"
+    for i in range(1, 1 + levels):
+        out += b"0h" + bytes([i]) + b"h" + bytes([i]) + b"\x86q" + bytes([i + 1])
+    return out
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        # scalar(dtype('f8'), <shared tuple>): the refusal's message printed it whole.
+        b"\x80\x02K\x00cnumpy._core.multiarray\nscalar\n(cnumpy\ndtype\nU\x02f8\x89\x88\x87R"
+        + _shared_tuple(30)
+        + b"tR.",
+        # dtype('i4') given a state holding a shared tuple: the state was followed whole.
+        b"\x80\x02K\x00cnumpy\ndtype\nU\x02i4\x89\x88\x87R(K\x03U\x01<NN"
+        + _shared_tuple(40)
+        + b"J\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb.",
+    ],
+    ids=["scalar-arguments", "dtype-state"],
+)
+def test_a_value_shared_with_itself_is_refused_without_walking_it(data):
+    run = _safe_load_in_a_child(data)
+    assert run.returncode == 0, run.stderr
+    assert b"refusing to load" in run.stdout
+    assert len(run.stdout) < 1000

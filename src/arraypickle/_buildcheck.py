@@ -71,7 +71,18 @@ import numpy as np
 from . import _format as fmt
 from ._allowlist import allowed, chararray
 from ._numpy import struct_dtype
-from ._scanvalues import BUFFER, DATA, FROZEN, LOST, UNKNOWN, BuiltList, GlobalRef, Made, ScanError
+from ._scanvalues import (
+    BUFFER,
+    DATA,
+    FROZEN,
+    LOST,
+    UNKNOWN,
+    BuiltList,
+    GlobalRef,
+    Made,
+    ScanError,
+    brief,
+)
 
 # numpy's flag for a struct laid out with align=True (NPY_ALIGNED_STRUCT).
 _ALIGNED_STRUCT = 0x80
@@ -132,7 +143,7 @@ def check_build(target: Any, state: Any) -> None:
         )
     elif target is UNKNOWN or target is BUFFER or target is DATA:
         # A buffer is an array the loader hands out (NEXT_BUFFER): no state for it.
-        raise Refused(f"a state for an object the scan cannot see ({target!r})")
+        raise Refused(f"a state for an object the scan cannot see ({brief(target)})")
     # Literals and lists take no state (the unpickler raises): nothing to refuse.
 
 
@@ -166,17 +177,17 @@ def check_call(name: str, args: Any, kwargs: Any = None, defaultdicts: bool = Tr
     if not _is_bytes(buffer):
         # An array's own memory (an object array's pointers, say) is not a buffer to
         # view as numbers, nor to write through.
-        raise Refused(f"a call of {name} over a buffer that is not bytes ({buffer!r})")
+        raise Refused(f"a call of {name} over a buffer that is not bytes ({brief(buffer)})")
     offset, strides = given.get("offset", 0), given.get("strides")
     if type(offset) is not int or offset < 0 or strides is not None:
-        raise Refused(f"a call of {name} over a buffer, at offset {offset!r} or with strides")
+        raise Refused(f"a call of {name} over a buffer, at offset {brief(offset)} or with strides")
     # numpy divides the buffer by the item size to fill in a -1 (SIGFPE when 0).
     if _size(given.get("shape")) is None:
         raise Refused(f"a call of {name} over a buffer, with a shape unknown or negative")
     if "dtype" not in params:
         size = given.get("itemsize", 1)
         if type(size) is not int or size <= 0:
-            raise Refused(f"a call of {name} over a buffer, with items of size {size!r}")
+            raise Refused(f"a call of {name} over a buffer, with items of size {brief(size)}")
         return  # chararray: bytes or str items
     # recarray's formats make its dtype: not followed.
     real = None if given.get("formats") is not None else dtype_of(given.get("dtype", _DEFAULT))
@@ -227,7 +238,7 @@ def _holds_defaultdict(value: Any) -> bool:
 def _empty(name: str, shape: Any) -> None:
     if _size(shape) != 0:
         raise Refused(
-            f"{name} asked for memory ({shape!r}): numpy would hand out uninitialized "
+            f"{name} asked for memory ({brief(shape)}): numpy would hand out uninitialized "
             "memory; its own pickles ask for an empty array and give it a state"
         )
 
@@ -244,7 +255,7 @@ def _reconstructed(name: str, args: Any, kwargs: Any = None) -> None:
     if type(cls) is not GlobalRef or not (
         obj is None or (isinstance(obj, type) and issubclass(obj, base))
     ):
-        raise Refused(f"{name} of {cls!r}, not a class of {base.__name__}")
+        raise Refused(f"{name} of {brief(cls)}, not a class of {base.__name__}")
     _empty(name, args[at] if type(args) is tuple and len(args) > at else None)
 
 
@@ -299,7 +310,7 @@ def _rebuild(name: str, args: Any, kwargs: Any = None) -> None:
     cls = meta[1] if len(meta) > 1 else None
     state = meta[3] if len(meta) > 3 else UNKNOWN
     if type(cls) is not GlobalRef:
-        raise Refused(f"a view form of {cls!r}, not a global")
+        raise Refused(f"a view form of {brief(cls)}, not a global")
     obj = allowed().get(cls.name)
     if obj is None or state is None:
         return
@@ -328,7 +339,7 @@ def _scalar(name: str, args: Any, kwargs: Any = None) -> None:
         filled = _kind_of(data) == "array"
         if filled or made_class(data) in JOBLIB_WRAPPERS:
             return  # an array a state (or joblib's wrapper) filled with an element or more
-    raise Refused(f"a call of {name} on data the scan cannot see ({data!r})")
+    raise Refused(f"a call of {name} on data the scan cannot see ({brief(data)})")
 
 
 def _frombuffer(name: str, args: Any, kwargs: Any = None) -> None:
@@ -351,7 +362,7 @@ def _copied_bytes(name: str, args: Any, kwargs: Any = None) -> None:
     first = args[0]
     if _is_bytes(first) or type(first) in (int, bool, tuple, BuiltList):
         return
-    raise Refused(f"a call of {name} over {first!r}, whose memory the scan cannot see")
+    raise Refused(f"a call of {name} over {brief(first)}, whose memory the scan cannot see")
 
 
 def _reconstructor(name: str, args: Any, kwargs: Any = None) -> None:
@@ -361,7 +372,7 @@ def _reconstructor(name: str, args: Any, kwargs: Any = None) -> None:
     base = args[1] if type(args) is tuple and len(args) == 3 else None
     obj = allowed().get(base.name) if type(base) is GlobalRef else None
     if obj is None or (getattr(obj, "__module__", None) or "").startswith("numpy"):
-        raise Refused(f"a call of {name} with the base {base!r} (no pickler writes that)")
+        raise Refused(f"a call of {name} with the base {brief(base)} (no pickler writes that)")
     if obj in _BYTES_LIKE:
         _copied_bytes(base.name, (args[2],))
 
@@ -631,7 +642,7 @@ def _numpy_would_write(typ: Any, align: bool, state: Any, real_state: Any) -> np
         expected = _expected(np.dtype(typ, align=align), real_state)
         reduced = expected.__reduce__()
     except Exception:  # whatever numpy says of the file's description (ast errors too)
-        raise Refused(f"a numpy.dtype state that numpy cannot rebuild: {state!r}") from None
+        raise Refused(f"a numpy.dtype state that numpy cannot rebuild: {brief(state)}") from None
     if not (_same(reduced[1][0], typ) and _same(_portable(reduced[2]), _portable(real_state))):
         raise Refused(
             f"a numpy.dtype state that is not numpy's own for {expected!r} "
@@ -708,23 +719,36 @@ def _expected(base: np.dtype, st: Any) -> np.dtype:
     return out
 
 
-def _resolve(value: Any) -> Any:
+# Parts of a dtype state :func:`_resolve` follows (a structured dtype's state has a few
+# per field, and fields are followed up to DICT_MAX): a tuple the memo shares with
+# itself at every level is small in the file and 2**40 parts to follow.
+RESOLVE_NODES = 1 << 18
+
+
+def _resolve(value: Any, budget: list[int] | None = None) -> Any:
     """``value`` with the dtypes the stream made as numpy's own, or Refused."""
+    if budget is None:
+        budget = [RESOLVE_NODES]
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise Refused(f"a numpy.dtype state of over {RESOLVE_NODES} parts")
     t = type(value)
     if t is tuple:
-        return tuple(_resolve(v) for v in value)
+        return tuple(_resolve(v, budget) for v in value)
     if t is dict and LOST not in value:
-        return {_resolve(k): _resolve(v) for k, v in value.items() if k is not FROZEN}
+        return {
+            _resolve(k, budget): _resolve(v, budget) for k, v in value.items() if k is not FROZEN
+        }
     if t is Made:
         if _kind_of(value) == "dtype":
             real = real_dtype(value)
             if real is not None:
                 return real
         elif value.name == "_codecs.encode" and type(value.args) is tuple and value.args:
-            return _resolve(value.args[0])
+            return _resolve(value.args[0], budget)
     elif value is None or t in (str, bytes, int, bool):
         return value
-    raise Refused(f"a numpy.dtype state holding something the scan cannot see: {value!r}")
+    raise Refused(f"a numpy.dtype state holding something the scan cannot see: {brief(value)}")
 
 
 def real_dtype(made: Made) -> np.dtype | None:
@@ -773,7 +797,7 @@ def _check_array(state: Any) -> int | None:
     the array, when known."""
     if type(state) is not tuple:
         # numpy parses any sequence as a state (a list too): only tuples are judged.
-        raise Refused(f"an array state that is not a tuple ({state!r})")
+        raise Refused(f"an array state that is not a tuple ({brief(state)})")
     if len(state) in (4, 5):
         _check_data(state[-4], state[-3], state[-1])
         return _size(state[-4])
@@ -799,10 +823,10 @@ def _check_data(shape: Any, dtype: Any, raw: Any) -> None:
     if _is_bytes(raw):
         return  # numpy checks their length against the shape
     if type(raw) is not BuiltList:
-        raise Refused(f"array data the scan cannot see ({raw!r})")
+        raise Refused(f"array data the scan cannot see ({brief(raw)})")
     need = _size(shape)
     if need is None:
-        raise Refused(f"an object array whose shape the scan cannot see ({shape!r})")
+        raise Refused(f"an object array whose shape the scan cannot see ({brief(shape)})")
     if raw.count < 0:
         raise Refused("an object array given a list changed by item assignment")
     if raw.count < need:

@@ -46,6 +46,9 @@ _UNPICKLER_ERRORS = (
     TypeError,  # an opcode applied to a value of the wrong kind
     AttributeError,
     struct.error,
+    LookupError,  # a codec name _codecs.encode does not know
+    SystemError,  # numpy's C code on a state no pickler writes
+    RuntimeError,  # numpy's scalar() on data no pickler writes (not RecursionError)
 )
 
 # Where an exception raised by unpickling machinery itself comes from: arraypickle's
@@ -167,7 +170,11 @@ def unpickler_failure(exc: BaseException, name: str, where: str = "") -> ArrayPi
         return CorruptFileError(
             f"{name}: {where}the pickle stream names a module {module!r}: damaged"
         )
-    if not isinstance(exc, _UNPICKLER_ERRORS) or failed_lookup(exc):
+    if (
+        not isinstance(exc, _UNPICKLER_ERRORS)
+        or isinstance(exc, RecursionError | NotImplementedError)
+        or failed_lookup(exc)
+    ):
         return None
     if isinstance(exc, pickle.UnpicklingError | EOFError):
         if raised_in_named_code(exc):

@@ -57,6 +57,8 @@ from ._symbolic import (
 SCHEMA = "arraypickle-info/1"
 # Dict keys longer than this are cut in paths.
 KEY_MAX = 200
+# Parts of a key followed to tell whether it is a plain value (see _plain_key).
+KEY_NODES = 1024
 
 _RECONSTRUCT = frozenset(f"{m}.multiarray._reconstruct" for m in ("numpy.core", "numpy._core"))
 _FROMBUFFER = frozenset(f"{m}.numeric._frombuffer" for m in ("numpy.core", "numpy._core"))
@@ -104,7 +106,10 @@ def _descr(dtype: np.dtype) -> Any:
     with warnings.catch_warnings():
         # numpy warns that .npy files drop a dtype's metadata; the report drops it too.
         warnings.simplefilter("ignore", UserWarning)
-        descr = np.lib.format.dtype_to_descr(dtype)
+        try:
+            descr = np.lib.format.dtype_to_descr(dtype)
+        except ValueError:  # fields out of order or overlapping: no descr exists
+            return str(dtype)
     return descr if isinstance(descr, str) else _lists(descr)
 
 
@@ -730,7 +735,7 @@ def _key(key: Any) -> str:
     """A dict key as it is written in a path: its repr when it is a plain value."""
     key = unwrap(key)
     try:
-        if _plain_key(key):
+        if _plain_key(key, [KEY_NODES]):
             text = repr(key)
             return text if len(text) <= KEY_MAX else text[: KEY_MAX - 3] + "..."
     except RecursionError:  # tuples nested thousands deep
@@ -745,10 +750,15 @@ def _key(key: Any) -> str:
     return "<?>"
 
 
-def _plain_key(key: Any) -> bool:
+def _plain_key(key: Any, budget: list[int]) -> bool:
+    """Whether ``key`` is a plain value of at most ``budget`` parts (a tuple the memo
+    shares with itself at every level is small in the file and huge to walk)."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        return False
     if key is None or type(key) in (str, int, float, bool, bytes, complex):
         return True
-    return type(key) is tuple and all(_plain_key(k) for k in key)
+    return type(key) is tuple and all(_plain_key(k, budget) for k in key)
 
 
 def _shape(node: Any) -> tuple[int, ...] | None:

@@ -59,7 +59,18 @@ from ._buildcheck import (
     takes_items,
 )
 from ._opcodes import MEMO_SKIP_MAX
-from ._scanvalues import BUFFER, DATA, FROZEN, LOST, UNKNOWN, BuiltList, GlobalRef, Made, ScanError
+from ._scanvalues import (
+    BUFFER,
+    DATA,
+    FROZEN,
+    LOST,
+    UNKNOWN,
+    BuiltList,
+    GlobalRef,
+    Made,
+    ScanError,
+    brief,
+)
 
 UNRESOLVED = "<unresolved>"
 # Picklers spell an attribute of a global, such as the classmethod zoneinfo.ZoneInfo's
@@ -698,7 +709,7 @@ class OpcodeScanner:
                         self._check_call(cls.name, args, None, opname, count)
                         stack.append(Made(cls.name, args))
                     else:
-                        self._refuse(f"OBJ at opcode {count}: a call of {cls!r}, not a global")
+                        self._refuse(f"OBJ at opcode {count}: a call of {brief(cls)}, not a global")
                         stack.append(unknown)
                 elif opname == "DICT" and not fast:
                     stack.append({})
@@ -742,7 +753,7 @@ class OpcodeScanner:
                     )
                 elif not takes_items(target):
                     self._refuse(
-                        f"{opname} at opcode {count}: item assignment to {target!r}, not a "
+                        f"{opname} at opcode {count}: item assignment to {brief(target)}, not a "
                         "mapping (an array's items: a mapped file's bytes, written by the load)"
                     )
                 elif type(stack[-1]) is BuiltList and not all(
@@ -791,7 +802,9 @@ class OpcodeScanner:
                     # What a call made, called in turn: numpy.object_(x) returns x, so
                     # object_(numpy.ndarray)(...) would pass every check. No pickler
                     # calls anything but a global.
-                    self._refuse(f"{opname} at opcode {count}: a call of {func!r}, not a global")
+                    self._refuse(
+                        f"{opname} at opcode {count}: a call of {brief(func)}, not a global"
+                    )
                     stack.append(unknown)
             elif cls == _APPEND:
                 if len(stack) - 2 < fence:

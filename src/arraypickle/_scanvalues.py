@@ -8,6 +8,7 @@ else with the objects below. They are shared with the BUILD checks of
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any
 
 
@@ -90,3 +91,20 @@ class BuiltList:
 
     def __repr__(self) -> str:
         return f"BuiltList({self.count})"
+
+
+def _brief_repr() -> reprlib.Repr:
+    brief = reprlib.Repr()
+    brief.maxlevel = 3
+    brief.maxtuple = brief.maxlist = brief.maxdict = brief.maxset = 6
+    brief.maxstring = brief.maxother = 80
+    return brief
+
+
+_BRIEF = _brief_repr()
+
+
+def brief(value: Any) -> str:
+    """``repr(value)`` cut short: a file's value in a message. A tuple the memo shares
+    with itself at every level is a few hundred bytes and 2**40 items to print."""
+    return _BRIEF.repr(value)

@@ -50,6 +50,9 @@ BLOCK = 1 << 20
 LINE_MAX = 1 << 16
 # Skeleton depth the materializer follows before giving up (dtypes nest a few levels).
 MATERIALIZE_DEPTH = 32
+# Nodes one materialize() call may visit: a tuple the memo shares with itself at every
+# level, 40 deep, is a few hundred bytes and 2**40 nodes.
+MATERIALIZE_NODES = 4096
 
 JOBLIB_PREFIXES = ("joblib", "sklearn.externals.joblib")
 JOBLIB_NUMPY_WRAPPER = frozenset(f"{p}.numpy_pickle.NumpyArrayWrapper" for p in JOBLIB_PREFIXES)
@@ -235,13 +238,16 @@ def _materializable() -> dict[str, Any]:
 _MATERIALIZABLE: dict[str, Any] | None = None
 
 
-def materialize(node: Any, depth: int = 0) -> Any:
+def materialize(node: Any, depth: int = 0, budget: list[int] | None = None) -> Any:
     """The value of a small skeleton node: literals, containers, and calls of numpy's
     dtype and scalar constructors (through the allow-list). Raises
-    :class:`NotMaterializable` for anything else."""
+    :class:`NotMaterializable` for anything else, or past :data:`MATERIALIZE_NODES`."""
     global _MATERIALIZABLE
-    if depth > MATERIALIZE_DEPTH:
-        raise NotMaterializable("too deep")
+    if budget is None:
+        budget = [MATERIALIZE_NODES]
+    budget[0] -= 1
+    if depth > MATERIALIZE_DEPTH or budget[0] < 0:
+        raise NotMaterializable("too deep or too big")
     t = type(node)
     if node is None or t in (int, float, bool, str, complex):
         return node
@@ -250,11 +256,14 @@ def materialize(node: Any, depth: int = 0) -> Any:
             raise NotMaterializable("a skipped payload")
         return node.value
     if t is tuple:
-        return tuple(materialize(v, depth + 1) for v in node)
+        return tuple(materialize(v, depth + 1, budget) for v in node)
     if t is list:
-        return [materialize(v, depth + 1) for v in node]
+        return [materialize(v, depth + 1, budget) for v in node]
     if t is DictNode:
-        return {materialize(k, depth + 1): materialize(v, depth + 1) for k, v in node.pairs}
+        return {
+            materialize(k, depth + 1, budget): materialize(v, depth + 1, budget)
+            for k, v in node.pairs
+        }
     if t is Global:
         # numpy's scalar types, as the dtype of a record array names numpy.record: a
         # class from the allow-list is returned, never called here.
@@ -268,9 +277,12 @@ def materialize(node: Any, depth: int = 0) -> Any:
         func = _MATERIALIZABLE.get(node.name or "")
         if func is None or node.items or node.pairs or node.adds:
             raise NotMaterializable(node.name or "a call")
-        args = materialize(node.args, depth + 1)
+        args = materialize(node.args, depth + 1, budget)
         if type(args) is not tuple:
             raise NotMaterializable("arguments")
+        if node.name.endswith("multiarray.scalar") and not _plain_scalar(args):
+            # numpy trusts them: scalar(dtype([('o', 'O')])) crashes it (SIGSEGV).
+            raise NotMaterializable("scalar arguments numpy's pickles never hold")
         try:
             # A warning means arguments numpy only tolerates (a damaged file's): not
             # materialized, and nothing printed to the user of `arraypickle info`.
@@ -280,13 +292,23 @@ def materialize(node: Any, depth: int = 0) -> Any:
                 if node.state is not None:
                     if not isinstance(value, np.dtype):
                         raise NotMaterializable(f"a state for {node.name}")
-                    value = rebuilt_dtype(args, materialize(node.state, depth + 1))
+                    value = rebuilt_dtype(args, materialize(node.state, depth + 1, budget))
         except NotMaterializable:
             raise
         except Exception as exc:
             raise NotMaterializable(repr(exc)) from None
         return value
     raise NotMaterializable(type(node).__name__)
+
+
+def _plain_scalar(args: tuple[Any, ...]) -> bool:
+    """``scalar(dtype, data)`` as numpy pickles a number: no objects, the bytes given."""
+    return (
+        len(args) == 2
+        and isinstance(args[0], np.dtype)
+        and not args[0].hasobject
+        and type(args[1]) is bytes
+    )
 
 
 def as_dtype(node: Any) -> np.dtype | None:
