@@ -24,6 +24,7 @@ from arraypickle._inspect import inspect_stream
 from cli_support import check_against, info_json, run_cli, run_subprocess
 from conftest import COMPRESS_SETTINGS, JOBLIB_COMPAT
 from peak_rss import PEAK_SCRIPT
+from test_safe_attacks import shared_tuple
 
 MiB = 1 << 20
 
@@ -492,54 +493,39 @@ def test_a_joblib_wrapper_with_a_forged_dtype_state_is_refused():
         inspect_stream(io.BytesIO(data), "x", len(data), None)
 
 
-def shared_tuple(levels: int, first: int = 1) -> bytes:
-    """Protocol-2 opcodes of a tuple ``(t, t)`` nested ``levels`` deep through the memo
-    (entries ``first`` on): a few bytes per level, 2**levels leaves."""
-    out = b"K\x01\x85q" + bytes([first])
-    for i in range(first, first + levels):
-        out += b"0h" + bytes([i]) + b"h" + bytes([i]) + b"\x86q" + bytes([i + 1])
-    return out
-
-
 SCALAR = b"cnumpy._core.multiarray\nscalar\n"
 DTYPE_F8 = b"cnumpy\ndtype\nU\x02f8\x89\x88\x87R"
 
 
-def info_in_a_child(data: bytes) -> subprocess.CompletedProcess:
-    """``inspect_stream`` run in a fresh process (a crash or a hang must not take the
-    suite with it)."""
-    code = (
-        "import io, sys, json; from arraypickle._inspect import inspect_stream; "
-        "data = sys.stdin.buffer.read(); "
-        "r = inspect_stream(io.BytesIO(data), 'x', len(data), None); "
-        "print(json.dumps(r.to_json()))"
-    )
-    return subprocess.run(
-        [sys.executable, "-c", code], input=data, capture_output=True, timeout=120
-    )
+def info_in_a_child(data: bytes, tmp_path) -> subprocess.CompletedProcess:
+    """``arraypickle info --json`` of ``data``, in a fresh process (a crash or a hang
+    must not take the suite with it)."""
+    path = tmp_path / "f.pkl"
+    path.write_bytes(data)
+    return run_subprocess("info", "--json", str(path))
 
 
-def test_a_dict_key_shared_with_itself_is_not_walked_whole():
+def test_a_dict_key_shared_with_itself_is_not_walked_whole(tmp_path):
     # 2**40 leaves: walking the key (or printing it) in the array's path would not end.
     array = pickle.dumps(np.zeros(3), protocol=2)[2:-1]
     data = b"\x80\x02}q\x00" + shared_tuple(40) + array + b"s."
-    run = info_in_a_child(data)
+    run = info_in_a_child(data, tmp_path)
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["arrays"][0]["path"] == "[<?>]"
 
 
-def test_a_scalar_key_over_shared_arguments_is_not_materialized():
+def test_a_scalar_key_over_shared_arguments_is_not_materialized(tmp_path):
     args = b"(" + DTYPE_F8 + shared_tuple(30) + b"tR"
     data = b"\x80\x02}q\x00" + SCALAR + args + b"K\x00s."
-    run = info_in_a_child(data)
+    run = info_in_a_child(data, tmp_path)
     assert run.returncode == 0, run.stderr
 
 
-def test_a_scalar_numpy_would_crash_on_is_not_materialized():
+def test_a_scalar_numpy_would_crash_on_is_not_materialized(tmp_path):
     # {scalar(dtype([('o', 'O')])): 0}: numpy 2.4 reads a pointer from nowhere (SIGSEGV).
     dtype = b"cnumpy\ndtype\n]X\x01\x00\x00\x00oX\x01\x00\x00\x00O\x86a\x85R"
     data = b"\x80\x02}" + SCALAR + dtype + b"\x85RK\x00s."
-    run = info_in_a_child(data)
+    run = info_in_a_child(data, tmp_path)
     assert run.returncode == 0, run.stderr
 
 

@@ -21,7 +21,7 @@ DEMO_COMMAND = (
 )
 TEST_COMMAND = (
     "python3 -m venv .venv && .venv/bin/pip install -r requirements-test.txt && "
-    ".venv/bin/python -m pytest"
+    ".venv/bin/python -m pytest -n 2"
 )
 
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)

@@ -45,6 +45,15 @@ def g(module: str, name: str) -> bytes:
     return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
 
 
+def shared_tuple(levels: int) -> bytes:
+    """Protocol-2 opcodes of a tuple ``(t, t)`` nested ``levels`` deep through the memo
+    (entries 1 on): a few bytes per level, 2**levels leaves."""
+    out = b"K\x01\x85q\x01"
+    for i in range(1, 1 + levels):
+        out += b"0h" + bytes([i]) + b"h" + bytes([i]) + b"\x86q" + bytes([i + 1])
+    return out
+
+
 def sg(module: str, name: str) -> bytes:
     """STACK_GLOBAL from two literal strings."""
     return s(module) + s(name) + b"\x93"

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import arraypickle as ap
-from test_safe_attacks import FORMS, MARK, REDUCE, STOP, TUPLE, TUPLE1, Pipe, g, s
+from test_safe_attacks import FORMS, MARK, REDUCE, STOP, TUPLE, TUPLE1, Pipe, g, s, shared_tuple
 
 BUILD, NONE, FALSE, TRUE = b"b", b"N", b"\x89", b"\x88"
 EMPTY_LIST, EMPTY_DICT, APPENDS, SETITEMS = b"]", b"}", b"e", b"u"
@@ -1540,24 +1540,16 @@ def _safe_load_in_a_child(data: bytes) -> subprocess.CompletedProcess[bytes]:
     )
 
 
-def _shared_tuple(levels: int) -> bytes:
-    """A tuple ``(t, t)`` nested ``levels`` deep through the memo: 2**levels leaves."""
-    out = b"K\x01\x85q\x01"
-    for i in range(1, 1 + levels):
-        out += b"0h" + bytes([i]) + b"h" + bytes([i]) + b"\x86q" + bytes([i + 1])
-    return out
-
-
 @pytest.mark.parametrize(
     "data",
     [
         # scalar(dtype('f8'), <shared tuple>): the refusal's message printed it whole.
         b"\x80\x02K\x00cnumpy._core.multiarray\nscalar\n(cnumpy\ndtype\nU\x02f8\x89\x88\x87R"
-        + _shared_tuple(30)
+        + shared_tuple(30)
         + b"tR.",
         # dtype('i4') given a state holding a shared tuple: the state was followed whole.
         b"\x80\x02K\x00cnumpy\ndtype\nU\x02i4\x89\x88\x87R(K\x03U\x01<NN"
-        + _shared_tuple(40)
+        + shared_tuple(40)
         + b"J\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb.",
     ],
     ids=["scalar-arguments", "dtype-state"],

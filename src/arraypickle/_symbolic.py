@@ -302,12 +302,13 @@ def materialize(node: Any, depth: int = 0, budget: list[int] | None = None) -> A
 
 
 def _plain_scalar(args: tuple[Any, ...]) -> bool:
-    """``scalar(dtype, data)`` as numpy pickles a number: no objects, the bytes given."""
+    """``scalar(dtype, data)`` as numpy pickles a number: no objects, the bytes given
+    (a str from Python 2's pickles, which numpy encodes as latin-1)."""
     return (
         len(args) == 2
         and isinstance(args[0], np.dtype)
         and not args[0].hasobject
-        and type(args[1]) is bytes
+        and type(args[1]) in (bytes, str)
     )
 
 
