@@ -299,3 +299,15 @@ def test_big_plain_pickle_from_a_stream_spools(monkeypatch):
     value = {"a": np.arange(200_000.0), "t": "x"}
     out = ap.load(Pipe(pickle.dumps(value, protocol=4)), safe=True)
     np.testing.assert_array_equal(out["a"], value["a"])
+
+
+@pytest.mark.parametrize("shape", [(0, 2**40), (2**33, 0), (0, 2**31)])
+def test_shapes_past_2_31_load_safely(shape):
+    # Sizes past 2**31 are pickled as LONG1: the scan decodes them (it refused them as
+    # sizes it could not read), from a plain pickle and from joblib's wrapper.
+    value = np.zeros(shape)
+    assert ap.loads(pickle.dumps(value, protocol=2), safe=True).shape == shape
+    joblib = pytest.importorskip("joblib")
+    buf = io.BytesIO()
+    joblib.dump(value, buf)
+    assert ap.loads(buf.getvalue(), safe=True).shape == shape

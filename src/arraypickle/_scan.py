@@ -349,6 +349,10 @@ class ContainerPickleBytes:
 _LEN_PREFIX = {-2: (1, "<B"), -3: (4, "<i"), -4: (4, "<I"), -5: (8, "<Q")}
 _INT_ARG = {"BININT": "<i", "BININT1": "<B", "BININT2": "<H"}
 _KEPT_BYTES = ("SHORT_BINBYTES", "BINBYTES")
+# Integers past 2**31 (LONG1, LONG4) up to this many bytes are decoded: a shape of
+# (0, 2**40) is one a pickler writes, and the checks must read it.
+_LONGS = ("LONG1", "LONG4")
+LONG_KEPT = 16
 _STRINGS = {
     "SHORT_BINUNICODE": "utf8",
     "BINUNICODE": "utf8",
@@ -609,7 +613,9 @@ class OpcodeScanner:
                 i += size
                 if length < 0:
                     raise ScanError(f"{opname} with a negative length")
-                if length <= NAME_MAX and (cls == _STR or opname in _KEPT_BYTES):
+                if (length <= NAME_MAX and (cls == _STR or opname in _KEPT_BYTES)) or (
+                    length <= LONG_KEPT and opname in _LONGS
+                ):
                     # Short: kept whole (a name, a dtype's unit or byte order).
                     if i + length > end:
                         buf = source.more(buf[i:], length)
@@ -618,6 +624,9 @@ class OpcodeScanner:
                             raise ScanError(f"truncated: {opname} needs {length} bytes")
                     raw = buf[i : i + length]
                     i += length
+                    if opname in _LONGS:
+                        stack.append(int.from_bytes(raw, "little", signed=True))
+                        continue
                     if cls != _STR:
                         stack.append(raw)
                         continue
