@@ -31,9 +31,6 @@ class State:
     def __init__(self) -> None:
         self.x = 1
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, State) and other.__dict__ == self.__dict__
-
 
 def build_to_long_binput(protocol: int) -> bytes:
     # The int's BININT makes the next four bytes: index 0x7F7F7F4A (34 GB of table).
