@@ -599,13 +599,8 @@ def rebuilt_dtype(args: tuple[Any, ...], state: Any) -> np.dtype:
     values (a dtype's own pickle, read back). It is built from the description, never
     by ``__setstate__``, which trusts the state (a damaged one crashes numpy); Refused
     unless numpy would write exactly that state."""
-    first = args[0] if args else None
-    typ = None
-    if type(first) is str or type(first) is bytes:
-        typ = _text(first)
-    elif isinstance(first, type) and issubclass(first, np.generic):
-        typ = first
-    return _numpy_would_write(_written_type(typ, args), bool(args[1]), state, state)
+    typ = _written_type(_type_arg(args), args)
+    return _numpy_would_write(typ, bool(args[1]), state, state)
 
 
 def _freeze(value: Any) -> None:
@@ -678,16 +673,16 @@ def _portable(st: Any) -> Any:
 
 def _type_arg(args: Any) -> Any:
     """The type numpy.dtype was called with, when numpy's writer could have written it:
-    a type string, or one of numpy's scalar types (``np.record``); else None."""
+    a type string, or one of numpy's scalar types (``np.record``), named by the scan or
+    itself (a materialized value); else None."""
     if type(args) is not tuple or not args:
         return None
     first = args[0]
     if type(first) is str or type(first) is bytes:
         return _text(first)
-    if type(first) is GlobalRef:
-        obj = allowed().get(first.name)
-        if isinstance(obj, type) and issubclass(obj, np.generic):
-            return obj
+    obj = allowed().get(first.name) if type(first) is GlobalRef else first
+    if isinstance(obj, type) and issubclass(obj, np.generic):
+        return obj
     return None
 
 
