@@ -453,3 +453,31 @@ def test_short_reads_and_peeks(seed, protocol):
         joblib.dump(value, out, protocol=protocol)
     assert_same(ap.load(ChoppyStream(out.getvalue(), seed)), value)
     assert_same(ap.load(ChoppyStream(out.getvalue(), seed, peek=False)), value)
+
+
+class PeeksCutAt(RawStream):
+    """A non-seekable stream whose ``peek`` windows end at the offsets in ``cuts``."""
+
+    def __init__(self, data: bytes, cuts: list[int]) -> None:
+        super().__init__(data)
+        self._cuts = sorted(cuts)
+
+    def peek(self, n: int = 1) -> bytes:
+        end = next((c for c in self._cuts if c > self._pos), len(self._data))
+        return bytes(self._data[self._pos : min(end, self._pos + max(n, 1))])
+
+
+def test_wrapper_name_split_across_peeked_windows():
+    """Windows end at BUILD bytes once the wrapper's name has gone by, wherever the
+    windows that showed the name ended: the arrays load from any split."""
+    value = {"b": b"bbbb", "a": np.arange(5.0), "c": [np.int8(3), np.arange(3)]}
+    out = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        joblib.dump(value, out, protocol=2)  # no frames: the unpickler peeks throughout
+    data = out.getvalue()
+    at = data.index(b"ArrayWrapper")
+    assert b"b" in data[:at]
+    for cut in range(at - 1, at + len(b"ArrayWrapper") + 2):
+        assert_same(ap.load(PeeksCutAt(data, [cut])), value)
+        assert_same(ap.load(PeeksCutAt(data, list(range(cut, len(data), 7)))), value)

@@ -151,6 +151,60 @@ def test_back_to_back_mixed_with_plain_pickles():
         assert source.read(1) == b"!"
 
 
+class CountingPeeks(io.BufferedReader):
+    """A pipe's reader that counts the windows ``peek`` shows."""
+
+    peeks = 0
+
+    def peek(self, size=0):
+        self.peeks += 1
+        return super().peek(size)
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 5])
+def test_plain_pickle_from_a_pipe_is_read_in_whole_windows(protocol):
+    # Windows end at BUILD bytes (0x62, 'b') only once a joblib wrapper's name has gone
+    # by: a plain pickle full of b's is handed over in windows as large as the
+    # stream's buffer, not one per b.
+    obj = ["b" * (i % 50) for i in range(4000)] + [{"n": np.arange(3)}]
+    data = pickle.dumps(obj, protocol=protocol)
+    assert data.count(b"b") > 90_000
+    r, w = os.pipe()
+    writer = Writer(os.fdopen(w, "wb"), lambda f: f.write(data + b"END"))
+    writer.start()
+    with CountingPeeks(os.fdopen(r, "rb", buffering=0), buffer_size=8192) as f:
+        out = ap.load(f)
+        assert f.read() == b"END"
+        peeks = f.peeks
+    writer.finish()
+    assert out[:-1] == obj[:-1] and out[-1]["n"].tolist() == [0, 1, 2]
+    assert peeks < len(data) // 1024
+
+
+def test_plain_pickle_from_a_raw_pipe_is_not_peeked_at_per_read(monkeypatch):
+    # A stream without peek is read as the unpickler asks, one read per opcode or
+    # argument: the stream sniffing wraps it, and that wrapper's empty peek must not
+    # add a peek (and a walk of nothing) before each of those reads.
+    from arraypickle import _streams
+
+    peeks = []
+    real_peek = _streams.Prefixed.peek
+    monkeypatch.setattr(
+        _streams.Prefixed, "peek", lambda self, size=0: peeks.append(size) or real_peek(self, size)
+    )
+    obj = [f"s{i}" for i in range(2000)]
+    data = pickle.dumps(obj, protocol=2)
+    r, w = os.pipe()
+    writer = Writer(os.fdopen(w, "wb"), lambda f: f.write(data + b"END"))
+    writer.start()
+    with os.fdopen(r, "rb", buffering=0) as f:
+        assert not hasattr(f, "peek")
+        assert ap.load(f) == obj
+        assert f.read() == b"END"
+    writer.finish()
+    assert len(peeks) < 10
+
+
 class NonSeekable(io.RawIOBase):
     """A raw reader that is not seekable and returns at most ``chunk`` bytes per call."""
 

@@ -57,7 +57,8 @@ class Source:
     ``buffered``: read ahead :data:`LOOKAHEAD` bytes at a time (for a seekable stream,
     whose position :meth:`finish` restores, or a decompressed stream that must end
     with the object). Otherwise nothing is read that the unpickler does not consume:
-    peeks go to the stream's own ``peek`` when it has one.
+    peeks go to the stream's own ``peek`` when it has one, and what it shows is
+    searched for a wrapper name as it goes by.
     ``piece`` caps each ``readinto`` of array data (bounds a decompressor's buffers).
     """
 
@@ -74,9 +75,10 @@ class Source:
         self._eof = False
         self.consumed = 0
         # Offset (in consumed bytes) just past the first wrapper name read from the
-        # stream; windows reaching it end at BUILD bytes. Always so when unbuffered.
-        self._careful_from: int | None = None if buffered else 0
+        # stream; windows reaching it end at BUILD bytes.
+        self._careful_from: int | None = None
         self._tail = b""  # the last bytes scanned, for a name cut across two reads
+        self._scanned = 0  # unbuffered: the offset (in consumed bytes) scanned up to
         self.cut = False  # the last window ends at the first BUILD byte it held
         self._origin: int | None = None
         if is_seekable(src):
@@ -114,6 +116,22 @@ class Source:
             return
         self._tail = (self._tail + chunk[-(len(NEEDLE) - 1) :])[-(len(NEEDLE) - 1) :]
 
+    def _see(self, data: Any, at: int) -> None:
+        """Unbuffered: scan what of ``data`` (at offset ``at``) is past ``_scanned``.
+
+        Only windows need the name: without them, the unpickler reads each opcode
+        exactly, and a BUILD is always the last byte it read."""
+        end = at + len(data)
+        if end <= self._scanned or self._careful_from is not None or self._peek is None:
+            return
+        if at > self._scanned:
+            self._tail = b""  # array bytes a hook read went by unscanned: no name spans them
+        else:
+            data = data[self._scanned - at :]
+            at = self._scanned
+        self._scan(bytes(data), at)
+        self._scanned = end
+
     def _fill(self, want: int) -> bool:
         """Read ahead until ``want`` bytes are available; False if the stream ends first."""
         while self._available() < want and not self._eof:
@@ -139,12 +157,7 @@ class Source:
         """
         self.cut = False
         if not self._buffered:
-            if self._peek is None:
-                return None
-            data = self._peek(limit)
-            end = data.find(b"b", 0, limit)
-            self.cut = end >= 0
-            return data[: end + 1 if end >= 0 else limit]
+            return self._peek_window(limit)
         if len(self._data) - self._pos < min(limit, LOOKAHEAD // 2):
             self._fill(min(limit, LOOKAHEAD))
         data, pos = self._data, self._pos
@@ -167,6 +180,28 @@ class Source:
                     self.cut = True
         return self._mv[pos:stop]
 
+    def _peek_window(self, limit: int) -> Any:
+        """Unbuffered: the window the stream's own ``peek`` shows, cut as above."""
+        if self._peek is None:
+            return None
+        data = self._peek(limit)[:limit]
+        if not len(data):
+            # Nothing to show, though the stream may not have ended (a wrapper's peek
+            # over a raw stream shows nothing): from now on, unpicklers read exactly, as
+            # from a stream without peek, rather than peek before every read.
+            self._peek = None
+            return None
+        self._see(data, self.consumed)
+        careful = self._careful_from
+        if careful is None:
+            return data
+        ahead = careful - self.consumed
+        if ahead > 0:
+            return data[:ahead]
+        end = data.find(b"b")
+        self.cut = end >= 0
+        return data[: end + 1] if end >= 0 else data
+
     def read(self, n: int) -> Any:
         """Consume and return ``n`` bytes (fewer only at EOF)."""
         if not self._buffered:
@@ -181,6 +216,7 @@ class Source:
                     parts.append(more)
                     got += len(more)
                 data = b"".join(parts)
+            self._see(data, self.consumed)
             self.consumed += len(data)
             return data
         pos = self._pos
@@ -207,6 +243,7 @@ class Source:
         """Consume and return one line (up to and including ``\\n``, or to EOF)."""
         if not self._buffered:
             line = self._src.readline()
+            self._see(line, self.consumed)
             self.consumed += len(line)
             return line
         parts = []
