@@ -350,8 +350,24 @@ def test_a_class_gone_from_its_module_raises_attribute_error(safe, monkeypatch):
 
 
 def test_errors_of_the_code_an_arraypickle_file_names_propagate():
-    with pytest.raises(TypeError, match="Fussy cannot be restored"):
+    with pytest.raises(TypeError, match="Fussy cannot be restored") as info:
         ap.loads(ap.dumps(Fussy()))
+    assert info.value.__notes__ == ["(raised while arraypickle loaded <bytes>)"]
+
+
+def test_numpys_own_errors_on_a_damaged_plain_pickle_name_the_file(tmp_path):
+    # A masked array's shape made 2**62: numpy.ma's __setstate__ (Python code) calls
+    # ndarray's, whose MemoryError propagates as numpy's own, with a note.
+    data = pickle.dumps(np.ma.array([1.0, 2.0], mask=[0, 1]), protocol=2)
+    assert data.count(b"K\x02\x85") == 1  # the shape (2,): BININT1 2, TUPLE1
+    path = tmp_path / "masked.pkl"
+    path.write_bytes(
+        data.replace(b"K\x02\x85", b"\x8a\x08" + (2**62).to_bytes(8, "little") + b"\x85")
+    )
+    for safe in (False, True):
+        with pytest.raises(MemoryError) as info:
+            ap.load(path, safe=safe)
+        assert str(path) in info.value.__notes__[0]
 
 
 class OwnError:
@@ -391,6 +407,8 @@ def test_a_classs_own_eof_and_unpickling_errors_are_not_damage(tmp_path, writer,
     with pytest.raises(error, match="raised by its own") as info:
         ap.load(path)
     assert not isinstance(info.value, ap.ArrayPickleError)
+    # The message is the class's own; a note names the file.
+    assert info.value.__notes__ == [f"(raised while arraypickle loaded {str(path)!r})"]
 
 
 @pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))

@@ -504,20 +504,30 @@ def _read_guarded(
     stream: Any, name: str, registry: Registry, opts: _LoadOptions, **kwargs: Any
 ) -> Any:
     """``_read``; under safe loading, failures of allow-listed constructors on the
-    file's arguments (TypeError, ValueError...) surface as :class:`CorruptFileError`."""
-    if opts.policy is None:
-        return _read(stream, name, registry, opts, **kwargs)
-    opts.policy.file = name
+    file's arguments (TypeError, ValueError...) surface as :class:`CorruptFileError`.
+
+    Other exceptions than arraypickle's own propagate as they are (a class's own
+    ``__setstate__``, a missing module, the caller's stream), with a note naming the
+    file, which their messages do not."""
     try:
-        return _read(stream, name, registry, opts, **kwargs)
-    except (ArrayPickleError, MemoryError):
+        if opts.policy is None:
+            return _read(stream, name, registry, opts, **kwargs)
+        opts.policy.file = name
+        try:
+            return _read(stream, name, registry, opts, **kwargs)
+        except (ArrayPickleError, MemoryError):
+            raise
+        except Exception as exc:
+            if failed_lookup(exc):  # a trusted class gone from its module: as without safe
+                raise
+            raise CorruptFileError(
+                f"{name}: the file's objects could not be rebuilt under safe loading: {exc!r}"
+            ) from exc
+    except ArrayPickleError:
         raise
     except Exception as exc:
-        if failed_lookup(exc):  # a trusted class gone from its module: as without safe
-            raise
-        raise CorruptFileError(
-            f"{name}: the file's objects could not be rebuilt under safe loading: {exc!r}"
-        ) from exc
+        exc.add_note(f"(raised while arraypickle loaded {name})")
+        raise
 
 
 def _read(
