@@ -163,6 +163,17 @@ def test_joblib_files(tmp_path, capsys, compress):
     assert "joblib.numpy_pickle.NumpyArrayWrapper" in [g["name"] for g in report["globals"]]
 
 
+def test_json_errors_print_nothing_on_stdout(tmp_path, capsys):
+    # What a script reads from stdout is a description or nothing; the exit code and
+    # the one line on stderr say why.
+    damaged = tmp_path / "f.pkl"
+    damaged.write_bytes(ap.dumps(sample())[:-5])
+    for path in (damaged, tmp_path / "missing.pkl"):
+        code, out, err = run_cli(capsys, "info", "--json", str(path))
+        assert (code, out) == (1, "")
+        assert err.startswith("arraypickle info: error: ") and str(path) in err
+
+
 def test_human_output(tmp_path, capsys):
     path = str(tmp_path / "f.pkl.gz")
     ap.dump(sample(), path)

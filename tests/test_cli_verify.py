@@ -141,6 +141,49 @@ def test_not_arraypickle_files(tmp_path, capsys):
     assert "header is damaged" in err
 
 
+def test_joblib_files_are_named_as_such(tmp_path, capsys):
+    # What verify cannot vouch for, named for what it is rather than as damage.
+    import gzip
+    import zlib
+
+    body = pickle.dumps([1, 2])
+    zf = tmp_path / "old.pkl"
+    zf.write_bytes(b"ZF" + f"0x{len(body):x}".ljust(19).encode() + zlib.compress(body))
+    with pytest.warns(DeprecationWarning, match="joblib < 0.10"):
+        assert ap.load(zf) == [1, 2]
+    code, _, err = run(capsys, str(zf))
+    assert code == 1 and "a joblib 0.8.4-0.9 zlib file" in err
+    gz = tmp_path / "plain.pkl.gz"
+    gz.write_bytes(gzip.compress(body))
+    code, _, err = run(capsys, str(gz))
+    assert (
+        code == 1
+        and "the gzip stream does not hold an arraypickle container but a plain pickle" in err
+    )
+
+
+def test_stdin_and_urls(tmp_path, capsys):
+    path = tmp_path / "f.pkl.xz"
+    ap.dump({"a": np.arange(5)}, path)
+    for data, code, ok in ((path.read_bytes(), 0, True), (b"junk", 1, False)):
+        done = subprocess.run(
+            [sys.executable, "-m", "arraypickle", "verify", "--json", "-"],
+            input=data,
+            capture_output=True,
+            timeout=120,
+        )
+        assert done.returncode == code, done.stderr
+        report = json.loads(done.stdout)
+        assert (report["ok"], report["file"]) == (ok, "<stdin>")
+    assert report["error"].startswith("<stdin>: not an arraypickle file")
+    fsspec = pytest.importorskip("fsspec")
+    fsspec.filesystem("memory").pipe("/verify/f.pkl.xz", path.read_bytes())
+    code, out, _ = run(capsys, "memory://verify/f.pkl.xz")
+    assert code == 0 and out.startswith("memory://verify/f.pkl.xz: OK (xz stream")
+    code, _, err = run(capsys, "memory://verify/missing.pkl")
+    assert code == 1 and "FileNotFoundError: " in err
+
+
 def test_codec_not_installed(tmp_path, capsys):
     path = tmp_path / "f.lz4"
     path.write_bytes(b"\x04\x22\x4d\x18" + bytes(30))

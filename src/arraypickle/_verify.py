@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass
 from typing import Any, BinaryIO
 
 from . import _format as fmt
-from ._damage import check_unrecognised
+from . import _joblib_zf, _remote
+from ._damage import check_unrecognised, could_start_pickle
 from ._errors import CorruptFileError, EmptyFileError, describe
 from ._plugins import Registry, get_registry
 from ._reader import ContainerReader
@@ -45,13 +46,19 @@ class Report:
         return {"ok": True, **asdict(self)}
 
 
-def verify(file: str | os.PathLike[str] | BinaryIO, registry: Registry | None = None) -> Report:
+def verify(
+    file: str | os.PathLike[str] | BinaryIO,
+    registry: Registry | None = None,
+    *,
+    name: str | None = None,
+) -> Report:
     """Check every byte of an arraypickle file without unpickling it.
 
     Parameters:
-        file: a path or a readable binary file object (read from its position to
-            its end).
+        file: a path, a URL (``s3://...``, through fsspec as for ``load``) or a
+            readable binary file object (read from its position to its end).
         registry: the codecs to recognise (default: the installed ones).
+        name: what the report and messages call a file object (default: its name).
 
     Returns:
         A :class:`Report` of what the file holds.
@@ -70,9 +77,11 @@ def verify(file: str | os.PathLike[str] | BinaryIO, registry: Registry | None = 
     registry = registry or get_registry()
     if isinstance(file, (str, os.PathLike)):
         path = os.fspath(file)
-        with open(path, "rb") as f:
+        target = _remote.locate(path, None)
+        with target.reading() if not isinstance(target, str) else open(target, "rb") as f:
             return _verify_stream(f, repr(path), Report(path), registry)
-    return _verify_stream(file, describe(file), Report(describe(file)), registry)
+    name = describe(file) if name is None else name
+    return _verify_stream(file, name, Report(name), registry)
 
 
 def _verify_stream(stream: Any, name: str, report: Report, registry: Registry) -> Report:
@@ -88,6 +97,11 @@ def _verify_stream(stream: Any, name: str, report: Report, registry: Registry) -
         return report
     if not head:
         raise EmptyFileError(f"{name}: the file is empty")
+    if head.startswith(_joblib_zf.MAGIC):
+        raise CorruptFileError(
+            f"{name}: not an arraypickle file (a joblib 0.8.4-0.9 zlib file, which carries "
+            "no checksums to verify)"
+        )
     check_unrecognised(head, name)
     raise CorruptFileError(
         f"{name}: not an arraypickle file (a plain pickle carries no checksums to verify)"
@@ -131,9 +145,13 @@ def _scan_compressed(stream: Any, name: str, codec: Any, report: Report) -> None
         guarded = Guarded(reader, name, codec.name)
         head, inner = sniff(guarded, [fmt.MAGIC])
         if not head.startswith(fmt.MAGIC):
+            what = (
+                " but a plain pickle, which carries no checksums to verify"
+                if head and could_start_pickle(head)
+                else f" (first bytes {head[:8].hex(' ')})"
+            )
             raise CorruptFileError(
-                f"{name}: the {codec.name} stream does not hold an arraypickle container "
-                f"(first bytes {head[:8].hex(' ')})"
+                f"{name}: the {codec.name} stream does not hold an arraypickle container{what}"
             )
         _scan_one(inner, name, report)
         # Read on to the end of the codec stream: its own checks run there.

@@ -113,4 +113,7 @@ def _message(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
         return f"{exc.filename!r}: {exc.strerror}"
     text = str(exc)
+    if isinstance(exc, OSError) and not exc.strerror and text:
+        # fsspec's FileNotFoundError('/bucket/key') says only the path: name the error.
+        text = f"{type(exc).__name__}: {text}"
     return text.splitlines()[0] if text else type(exc).__name__

@@ -27,21 +27,25 @@ def add_parser(subparsers: Any) -> None:
             "the file names runs. Buffers are read in bounded pieces."
         ),
     )
-    parser.add_argument("file", metavar="FILE", help="the file to check")
+    parser.add_argument("file", metavar="FILE", help="the file (a path, a URL, or - for stdin)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        report = _verify.verify(args.file)
+        if args.file == "-":
+            report = _verify.verify(sys.stdin.buffer, name="<stdin>")
+        else:
+            report = _verify.verify(args.file)
     except (ArrayPickleError, OSError) as exc:
         if not args.json:
             # Every failure here means the file cannot be vouched for: exit 1, also for
             # a codec that is not installed (which the dispatcher counts as usage).
             return _fail(args, exc, EXIT_BAD_FILE)
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(json.dumps({"ok": False, "file": args.file, "error": message}))
+        file = "<stdin>" if args.file == "-" else args.file
+        print(json.dumps({"ok": False, "file": file, "error": message}))
         return EXIT_BAD_FILE
     if args.json:
         print(json.dumps(report.as_dict()))
