@@ -75,6 +75,12 @@ def test_the_message_names_the_file_and_the_offset(tmp_path):
         ap.load(path)
     assert str(path) in str(info.value)
     assert "LONG_BINPUT at offset 3 stores memo entry 4,294,967,280" in str(info.value)
+    assert "decompressed" not in str(info.value)
+    path.write_bytes(gzip.compress(BOMBS["LONG_BINPUT"]))
+    with pytest.raises(ap.CorruptFileError) as info:
+        ap.load(path)
+    assert "at offset 3 " in str(info.value)
+    assert str(info.value).endswith("(offsets in the decompressed stream)")
 
 
 def joblib_with_bomb(path) -> None:

@@ -160,7 +160,7 @@ class PickleLoad:
             raise EmptyFileError(f"{self.name}: the file is empty")
         # PROTO 0..2, or no PROTO (protocols 0 and 1): possibly Python 2.
         self.py2 = not (head[0] == 0x80 and len(head) > 1 and head[1] > 2)
-        view = PickleView(self.source, guard=self.guard)
+        view = PickleView(self.source, guard=self.guard, decompressed=self.inner)
         view.give_back(head)
         unpickler = self._unpickler(view, self._bindings(view))
         self.outcome.value = self._run(unpickler)
@@ -209,7 +209,7 @@ class PickleLoad:
 
             checked_plain(stream, f"{self.name}: {what}", self.policy)  # seeks back
         source = stream if isinstance(stream, Source) else Source(stream, self.name, buffered=False)
-        view = PickleView(source, guard=self.guard)
+        view = PickleView(source, guard=self.guard, decompressed=self.inner and source is stream)
         bindings = dict.fromkeys(self._wrapper_keys(), _NestedWrapper)
         value = self._run(self._unpickler(view, bindings))
         if not isinstance(value, np.ndarray):

@@ -324,11 +324,13 @@ class PickleView(io.RawIOBase):
 
     It offers ``peek``, so that the C unpickler reads in windows rather than one call
     per opcode. ``guard``: walk every byte handed out first (see the module docstring).
+    ``decompressed``: the source is a codec's output, whose offsets messages say so.
     """
 
-    def __init__(self, source: Source, *, guard: bool = False) -> None:
+    def __init__(self, source: Source, *, guard: bool = False, decompressed: bool = False) -> None:
         super().__init__()
         self._source = source
+        self._where = " (offsets in the decompressed stream)" if decompressed else ""
         self._guard = None
         if guard:
             # Offsets in messages, and a reused pickler's numbering, count from the
@@ -436,7 +438,9 @@ class PickleView(io.RawIOBase):
                 guard.resync(at)
             guard.feed(data)
         except ValueError as exc:
-            raise CorruptFileError(f"{self._source.name}: the pickle is damaged: {exc}") from None
+            raise CorruptFileError(
+                f"{self._source.name}: the pickle is damaged: {exc}{self._where}"
+            ) from None
 
     # -- what hooks call ----------------------------------------------------------
 
