@@ -481,3 +481,45 @@ def test_wrapper_name_split_across_peeked_windows():
     for cut in range(at - 1, at + len(b"ArrayWrapper") + 2):
         assert_same(ap.load(PeeksCutAt(data, [cut])), value)
         assert_same(ap.load(PeeksCutAt(data, list(range(cut, len(data), 7)))), value)
+
+
+def test_wrapper_name_read_whole_then_large_windows():
+    """The name is looked for in what is read as well as in what is peeked at: here
+    the first frame (the name in it) is read whole, past one-byte windows, and the
+    second wrapper's frame fits in one large window."""
+    value = {"a": np.arange(5.0), "b": np.arange(3.0)}
+    out = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        joblib.dump(value, out, protocol=5)
+    data = out.getvalue()
+    assert data.count(b"ArrayWrapper") == 1  # the second wrapper's class comes from the memo
+    assert_same(ap.load(PeeksCutAt(data, list(range(1, 21)))), value)
+
+
+def test_a_wrapper_not_named_in_the_stream_is_refused_unless_read_exactly():
+    """joblib names its wrapper class in the file; with an extension code registered
+    for it (copyreg.add_extension), pickle writes the code instead. arraypickle finds
+    where a wrapper's array data begins in the windows it hands the unpickler from the
+    name, so it refuses such a file from a seekable stream or one with peek (joblib.load,
+    with the same registration, reads it); without peek every read is exact: it loads."""
+    import copyreg
+
+    value = {"a": np.arange(5.0)}
+    copyreg.add_extension("joblib.numpy_pickle", "NumpyArrayWrapper", 240)
+    try:
+        out = io.BytesIO()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PendingDeprecationWarning)
+            joblib.dump(value, out, protocol=2)
+        data = out.getvalue()
+        assert b"ArrayWrapper" not in data
+        for stream in (io.BytesIO(data), PeeksCutAt(data, [])):
+            copyreg._extension_cache.clear()
+            with pytest.raises(ap.CorruptFileError, match="is not followed by its data"):
+                ap.load(stream)
+        copyreg._extension_cache.clear()
+        assert_same(ap.load(RawStream(data)), value)
+    finally:
+        copyreg.remove_extension("joblib.numpy_pickle", "NumpyArrayWrapper", 240)
+        copyreg._extension_cache.clear()
