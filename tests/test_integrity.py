@@ -355,6 +355,24 @@ def test_errors_of_the_code_an_arraypickle_file_names_propagate():
     assert info.value.__notes__ == ["(raised while arraypickle loaded <bytes>)"]
 
 
+class Sealed(Exception):
+    """An exception that takes no attributes, notes included."""
+
+    def __setattr__(self, name, value):
+        raise TypeError("sealed")
+
+
+class RaisesSealed:
+    def __reduce__(self):
+        return _raise, (Sealed,)
+
+
+def test_an_error_that_refuses_a_note_propagates_as_it_is():
+    with pytest.raises(Sealed, match="raised by its own constructor") as info:
+        ap.loads(ap.dumps(RaisesSealed()))
+    assert not hasattr(info.value, "__notes__")
+
+
 def test_numpys_own_errors_on_a_damaged_plain_pickle_name_the_file(tmp_path):
     # A masked array's shape made 2**62: numpy.ma's __setstate__ (Python code) calls
     # ndarray's, whose MemoryError propagates as numpy's own, with a note.

@@ -526,7 +526,8 @@ def _read_guarded(
     except ArrayPickleError:
         raise
     except Exception as exc:
-        exc.add_note(f"(raised while arraypickle loaded {name})")
+        with contextlib.suppress(Exception):  # a class of the file's may refuse attributes
+            exc.add_note(f"(raised while arraypickle loaded {name})")
         raise
 
 
