@@ -509,23 +509,19 @@ def _read_guarded(
     Other exceptions than arraypickle's own propagate as they are (a class's own
     ``__setstate__``, a missing module, the caller's stream), with a note naming the
     file, which their messages do not."""
-    try:
-        if opts.policy is None:
-            return _read(stream, name, registry, opts, **kwargs)
+    if opts.policy is not None:
         opts.policy.file = name
-        try:
-            return _read(stream, name, registry, opts, **kwargs)
-        except (ArrayPickleError, MemoryError):
-            raise
-        except Exception as exc:
-            if failed_lookup(exc):  # a trusted class gone from its module: as without safe
-                raise
-            raise CorruptFileError(
-                f"{name}: the file's objects could not be rebuilt under safe loading: {exc!r}"
-            ) from exc
+    try:
+        return _read(stream, name, registry, opts, **kwargs)
     except ArrayPickleError:
         raise
     except Exception as exc:
+        # Under safe loading, what the file's arguments make fail is damage; MemoryError
+        # and a trusted class gone from its module raise as they would without it.
+        if opts.policy is not None and not isinstance(exc, MemoryError) and not failed_lookup(exc):
+            raise CorruptFileError(
+                f"{name}: the file's objects could not be rebuilt under safe loading: {exc!r}"
+            ) from exc
         with contextlib.suppress(Exception):  # a class of the file's may refuse attributes
             exc.add_note(f"(raised while arraypickle loaded {name})")
         raise

@@ -232,9 +232,10 @@ class OpcodeWalker:
                     if newline < 0:
                         break
                     left, search = left - 1, newline + 1
-                self._in_frame(search if not left else n, pos)
+                seen = n if left else search  # the opcode's end, or as much as is here
+                self._in_frame(seen, pos)
                 put = op == _PUT and self._guard
-                if put and (search if not left else n) - pos > _PUT_LINE_MAX:
+                if put and seen - pos > _PUT_LINE_MAX:
                     raise ValueError(
                         f"PUT at offset {self._at(pos)} with a line of over "
                         f"{_PUT_LINE_MAX} bytes (picklers write its index alone)"
