@@ -18,6 +18,8 @@ CHUNK_BYTES = 4 << 20
 
 _addressof = ctypes.addressof
 _char_at = ctypes.c_char.from_buffer
+# A dtype object, not the type: np.empty converts a type on every call.
+_BYTE = np.dtype(np.uint8)
 
 
 def byte_view(data: Any) -> memoryview:
@@ -46,12 +48,14 @@ def aligned_empty(nbytes: int, alignment: int = ALIGNMENT) -> np.ndarray:
 
     ``np.empty`` only promises 16-byte alignment, so over-allocate and offset.
     """
-    raw = np.empty(nbytes + alignment, dtype=np.uint8)
+    raw = np.empty(nbytes + alignment, _BYTE)
     # The address through ctypes: a third of the cost of __array_interface__, which
     # builds a dict (this runs once per loaded array).
     start = -_addressof(_char_at(raw)) % alignment
-    # Not raw[start:start + nbytes]: numpy gives an empty slice the parent's address.
-    return raw[start:][:nbytes]
+    if nbytes:
+        return raw[start : start + nbytes]
+    # Not raw[start:start]: numpy gives an empty slice the parent's address.
+    return raw[start:][:0]
 
 
 def as_bytes(arr: np.ndarray) -> np.ndarray:

@@ -144,6 +144,11 @@ class ContainerReader:
         self._verify = verify and mmap is None
         self._policy = policy
         self._scanning = False
+        # Small buffers are read whole, padding and checksum included (not when
+        # mapped, nor when a scan passes buffers through without keeping them).
+        self._small_reads = mmap is None
+        self._record_start = 0
+        self._record_kind = b"?"
         self._hashing = HashThread()
         # True when the file was memory-mapped for writing: buffer checksums may be stale.
         self.buffers_unverifiable = False
@@ -168,28 +173,38 @@ class ContainerReader:
 
     # -- raw input ----------------------------------------------------------------
 
-    def _read(self, n: int, what: str) -> bytes | bytearray:
-        """Read exactly ``n`` bytes.
+    def _read(self, n: int, what: str | None) -> bytes | bytearray:
+        """Read exactly ``n`` bytes of ``what`` (None: the record being read).
 
         Large reads go in pieces into a growing buffer, so a length a damaged or
         crafted header declares costs memory only for bytes that actually arrive.
         """
-        data = self._src_read(n, what)
-        if len(data) < n:
-            buf = bytearray(data)
-            while len(buf) < n:
-                more = self._src_read(min(n - len(buf), max(READ_PIECE, len(buf))), what)
-                if not more:
-                    self.offset += len(buf)
-                    raise self.corrupt(f"truncated: {what} needs {n} bytes, {len(buf)} remain")
-                buf += more
-            data = buf
+        try:
+            data = self._src.read(n if n <= READ_PIECE else READ_PIECE)
+        except CorruptFileError as exc:  # from a codec's reader: say where we were
+            raise self._while(exc, what or self._describe()) from exc
+        if data is None or len(data) != n:
+            return self._read_rest(data, n, what or self._describe())
         self.offset += n
         return data
 
+    def _read_rest(self, data: bytes | None, n: int, what: str) -> bytes | bytearray:
+        """The rest of :meth:`_read`, after a first read that gave ``data``, not ``n`` bytes."""
+        if data is None:
+            raise self._starved(what)
+        buf = bytearray(data)
+        while len(buf) < n:
+            more = self._src_read(min(n - len(buf), max(READ_PIECE, len(buf))), what)
+            if not more:
+                self.offset += len(buf)
+                raise self.corrupt(f"truncated: {what} needs {n} bytes, {len(buf)} remain")
+            buf += more
+        self.offset += n
+        return buf
+
     def _src_read(self, n: int, what: str) -> bytes:
         try:
-            data = self._src.read(min(n, READ_PIECE))
+            data = self._src.read(n)
         except CorruptFileError as exc:  # from a codec's reader: say where we were
             raise self._while(exc, what) from exc
         if data is None:
@@ -296,26 +311,28 @@ class ContainerReader:
         if payload is not None and fmt.record_checksum(payload, self._records) != expected:
             raise self.corrupt(f"{what} is damaged (checksum mismatch)")
 
+    def _describe(self) -> str:
+        """The record being read, as messages name it (built only for a message: this
+        runs once per record, and objects of many small arrays feel every call)."""
+        kind = self._record_kind.decode("latin-1")
+        return f"record {self._records} ({kind!r} at offset {self._record_start})"
+
     def _next_record(self) -> None:
         """Read one record and file its content where the consumers will look."""
         if self._ended:
             raise self.corrupt("the object refers to data beyond the END record")
-        start = self.offset
+        start = self._record_start = self.offset
         raw = self._read(fmt.RECORD.size, "a record header")
         try:
             kind, pad, flags, length = fmt.parse_record(raw)
         except fmt.FormatError as exc:
             raise self.corrupt(str(exc), start) from None
-        what = f"record {self._records} ({kind.decode('latin-1')!r} at offset {start})"
-        if (
-            kind == fmt.KIND_BUFFER
-            and length <= SMALL_BUFFER
-            and self._mmap is None
-            and not self._scanning
-        ):
-            self._read_small_buffer(pad, flags, length, what)
+        self._record_kind = kind
+        if kind == fmt.KIND_BUFFER and length <= SMALL_BUFFER and self._small_reads:
+            self._read_small_buffer(pad, flags, length)
             self._records += 1
             return
+        what = self._describe()
         if pad and any(self._read(pad, f"the padding of {what}")):
             raise self.corrupt(f"the padding of {what} is not zero")
         self._check_size(length, what)
@@ -360,20 +377,21 @@ class ContainerReader:
         if hasher is not None and hasher.intdigest() != expected:
             raise self.corrupt(f"{what} is damaged (checksum mismatch)")
 
-    def _read_small_buffer(self, pad: int, flags: int, length: int, what: str) -> None:
+    def _read_small_buffer(self, pad: int, flags: int, length: int) -> None:
         # Padding, payload and checksum in one read, then one copy into aligned memory:
         # for a small buffer the Python calls of reading each part cost more than
         # the copy (objects of many small arrays, such as forests, feel every call).
-        self._check_size(length, what, pad)
+        if self._size is not None and length > self._size - self.offset - pad:
+            self._check_size(length, self._describe(), pad)
         start = self.offset
-        data = self._read(pad + length + fmt.TRAILER.size, what)
+        data = self._read(pad + length + fmt.TRAILER.size, None)
         if pad and any(data[:pad]):
-            raise self.corrupt(f"the padding of {what} is not zero", start)
+            raise self.corrupt(f"the padding of {self._describe()} is not zero", start)
         payload = memoryview(data)[pad : pad + length]
         if self._verify:
             (expected,) = fmt.TRAILER.unpack_from(data, pad + length)
             if fmt.record_checksum(payload, self._records) != expected:
-                raise self.corrupt(f"{what} is damaged (checksum mismatch)")
+                raise self.corrupt(f"{self._describe()} is damaged (checksum mismatch)")
         buf = aligned_empty(length)
         buf.data[:] = payload
         self.buffer_bytes += length
@@ -446,7 +464,9 @@ class ContainerReader:
             ) from None
         try:
             if count == 1:  # the common case, without the list comprehension's frame
-                return impl.rebuild(meta, [self.take(first)])
+                # Its buffer came before its opcodes, so it is most often read already.
+                buf = self._indexed.pop(first, None)
+                return impl.rebuild(meta, [self.take(first) if buf is None else buf])
             return impl.rebuild(meta, [self.take(first + i) for i in range(count)])
         except CorruptFileError as exc:
             if str(exc).startswith(self.name):
@@ -513,6 +533,7 @@ class ContainerReader:
         they form one pickle ending at STOP, and the END record's counts must match.
         """
         self._scanning = True
+        self._small_reads = False
         self.read_header()
         walker = OpcodeWalker()
         while not walker.stopped:
