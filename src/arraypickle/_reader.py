@@ -204,7 +204,7 @@ class ContainerReader:
 
     def _src_read(self, n: int, what: str) -> bytes:
         try:
-            data = self._src.read(n)
+            data = self._src.read(min(n, READ_PIECE))
         except CorruptFileError as exc:  # from a codec's reader: say where we were
             raise self._while(exc, what) from exc
         if data is None:
