@@ -172,11 +172,9 @@ def _rebuild_array(dtype: np.dtype, shape: tuple[int, ...], order: str, buf: np.
         )
     if MISREADS_DATETIMES and dtype.kind in "mMV":
         dtype = readable_dtype(dtype)
-    if type(buf) is not _ND and isinstance(buf, np.memmap):
+    if isinstance(buf, np.memmap):
         return _mapped(buf, dtype, shape, order)
     arr = buf.view(dtype).reshape(shape, order=order)
-    if dtype.isnative and dtype.fields is None and dtype.subdtype is None:
-        return arr  # the common case, without _is_native's call
     if _is_native(dtype):
         return arr
     # Swap in place: the memory is ours and the result must be native-endian.

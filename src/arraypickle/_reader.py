@@ -144,9 +144,6 @@ class ContainerReader:
         self._verify = verify and mmap is None
         self._policy = policy
         self._scanning = False
-        # Small buffers are read whole, padding and checksum included (not when
-        # mapped, nor when a scan passes buffers through without keeping them).
-        self._small_reads = mmap is None
         self._record_start = 0
         self._record_kind = b"?"
         self._hashing = HashThread()
@@ -328,7 +325,12 @@ class ContainerReader:
         except fmt.FormatError as exc:
             raise self.corrupt(str(exc), start) from None
         self._record_kind = kind
-        if kind == fmt.KIND_BUFFER and length <= SMALL_BUFFER and self._small_reads:
+        if (
+            kind == fmt.KIND_BUFFER
+            and length <= SMALL_BUFFER
+            and self._mmap is None
+            and not self._scanning
+        ):
             self._read_small_buffer(pad, flags, length)
             self._records += 1
             return
@@ -464,9 +466,7 @@ class ContainerReader:
             ) from None
         try:
             if count == 1:  # the common case, without the list comprehension's frame
-                # Its buffer came before its opcodes, so it is most often read already.
-                buf = self._indexed.pop(first, None)
-                return impl.rebuild(meta, [self.take(first) if buf is None else buf])
+                return impl.rebuild(meta, [self.take(first)])
             return impl.rebuild(meta, [self.take(first + i) for i in range(count)])
         except CorruptFileError as exc:
             if str(exc).startswith(self.name):
@@ -533,7 +533,6 @@ class ContainerReader:
         they form one pickle ending at STOP, and the END record's counts must match.
         """
         self._scanning = True
-        self._small_reads = False
         self.read_header()
         walker = OpcodeWalker()
         while not walker.stopped:

@@ -114,6 +114,18 @@ def locate(path: str, storage_options: dict[str, Any] | None) -> str | RemoteFil
     return RemoteFile(fs, fs_path, path)
 
 
+@contextlib.contextmanager
+def reading(path: str, storage_options: dict[str, Any] | None = None) -> Iterator[Any]:
+    """``path``, a local path or a URL (see :func:`locate`), open for binary reading."""
+    target = locate(path, storage_options)
+    if isinstance(target, str):
+        with open(target, "rb") as f:
+            yield f
+    else:
+        with target.reading() as f:
+            yield f
+
+
 def _filesystem(url: str, protocol: str, storage_options: dict[str, Any]) -> tuple[Any, str]:
     if not isinstance(storage_options, dict):
         raise ValueError(f"storage_options must be a dict, got {type(storage_options).__name__}")

@@ -256,13 +256,9 @@ def get_untrusted_types(
         path = os.fspath(file)
         if not isinstance(path, str):
             raise ValueError(f"file names must be str or os.PathLike[str], got {file!r}")
-        from ._remote import locate
+        from ._remote import reading
 
-        target = locate(path, storage_options)
-        if not isinstance(target, str):
-            with target.reading() as f:
-                return _scan_any(f, repr(path), registry, policy)
-        with open(target, "rb") as f:
+        with reading(path, storage_options) as f:
             return _scan_any(f, repr(path), registry, policy)
     if callable(getattr(file, "read", None)):
         from ._errors import describe

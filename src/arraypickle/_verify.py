@@ -77,8 +77,7 @@ def verify(
     registry = registry or get_registry()
     if isinstance(file, (str, os.PathLike)):
         path = os.fspath(file)
-        target = _remote.locate(path, None)
-        with target.reading() if not isinstance(target, str) else open(target, "rb") as f:
+        with _remote.reading(path) as f:
             return _verify_stream(f, repr(path), Report(path), registry)
     name = describe(file) if name is None else name
     return _verify_stream(file, name, Report(name), registry)

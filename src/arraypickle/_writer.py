@@ -83,24 +83,12 @@ class ContainerWriter:
         """Add a whole record with a small ``payload`` to the pending bytes; its index.
 
         ``payload`` is joined (copied) at once, so it may be a view of memory that
-        changes later. (``_header`` and ``_add`` written out: this runs once per
-        small array, and objects of many small arrays feel every call.)"""
+        changes later."""
         index = self.records
-        pad = fmt.padding(self.offset) if kind == fmt.KIND_BUFFER else 0
-        record = b"".join(
-            (
-                fmt.pack_record(kind, pad, flags, len(payload)),
-                _ZEROS[:pad],
-                payload,
-                fmt.TRAILER.pack(fmt.record_checksum(payload, index)),
-            )
-        )
-        self._pending.append(record)
-        self._pending_bytes += len(record)
-        self.offset += len(record)
-        self.records = index + 1
-        if self._pending_bytes >= _PENDING_LIMIT:
-            self._flush()
+        header = self._header(kind, flags, len(payload))
+        trailer = fmt.TRAILER.pack(fmt.record_checksum(payload, index))
+        self._add(b"".join((header, payload, trailer)))
+        self.records += 1
         return index
 
     def _large_header(self, kind: bytes, flags: int, length: int) -> int:

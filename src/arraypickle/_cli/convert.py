@@ -191,17 +191,6 @@ def _isatty(stream: Any) -> bool:
 
 
 @contextlib.contextmanager
-def _open_source(path: str) -> Iterator[Any]:
-    target = _remote.locate(path, None)
-    if isinstance(target, str):
-        with open(target, "rb") as f:
-            yield f
-    else:
-        with target.reading() as f:
-            yield f
-
-
-@contextlib.contextmanager
 def _open_target(path: str) -> Iterator[Any]:
     target = _remote.locate(path, None)
     opener = replacing(target) if isinstance(target, str) else target.writing()
@@ -231,7 +220,7 @@ def _decompressed(f: Any, name: str, registry: Any) -> Iterator[tuple[Any, bool]
 
 def _is_container(path: str, registry: Any) -> bool:
     """Whether ``path`` holds an arraypickle container (inside a codec or not)."""
-    with _open_source(path) as f, _decompressed(f, repr(path), registry) as (_, container):
+    with _remote.reading(path) as f, _decompressed(f, repr(path), registry) as (_, container):
         return container
 
 
@@ -241,7 +230,7 @@ def _is_container(path: str, registry: Any) -> bool:
 def _check_safe(src: str, trusted: Any, registry: Any) -> None:
     """Refuse ``src`` as ``load(src, safe=True, trusted=trusted)`` would, before writing."""
     policy = Policy(trusted)
-    with _open_source(src) as f:
+    with _remote.reading(src) as f:
         policy.check(_scan_any(f, repr(src), registry, policy), repr(src))
 
 
@@ -251,7 +240,7 @@ def _recompress(src: str, dst: str, codec: Any, level: int, progress: bool) -> N
     itemsizes = _itemsizes(src, codec, level)
     with (
         _progress.track(progress, "convert", src) as tracker,
-        _open_source(src) as raw,
+        _remote.reading(src) as raw,
         _decompressed(tracker.reader(raw), name, registry) as (stream, _),
         _open_target(dst) as out,
     ):

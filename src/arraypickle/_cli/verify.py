@@ -33,8 +33,9 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    stdin = args.file == "-"
     try:
-        if args.file == "-":
+        if stdin:
             report = _verify.verify(sys.stdin.buffer, name="<stdin>")
         else:
             report = _verify.verify(args.file)
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
             # a codec that is not installed (which the dispatcher counts as usage).
             return _fail(args, exc, EXIT_BAD_FILE)
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        file = "<stdin>" if args.file == "-" else args.file
+        file = "<stdin>" if stdin else args.file
         print(json.dumps({"ok": False, "file": file, "error": message}))
         return EXIT_BAD_FILE
     if args.json:
