@@ -129,6 +129,9 @@ def test_public_names():
     assert not issubclass(ap.NumpyVersionError, ap.CorruptFileError)  # the file is sound
     assert issubclass(ap.EmptyFileError, ap.CorruptFileError)
     assert issubclass(ap.EmptyFileError, EOFError)  # as pickle.load at a stream's end
+    assert issubclass(ap.InvalidArgumentError, ap.ArrayPickleError)
+    assert issubclass(ap.InvalidArgumentError, ValueError)  # what joblib raised
+    assert issubclass(ap.InvalidArgumentError, TypeError)
     assert set(ap.codecs()) >= {"zlib", "gzip", "bz2", "lzma", "xz"}
 
 

@@ -118,6 +118,25 @@ class Custom:
     pass
 
 
+def test_stdin_is_refused_as_a_usage_error(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "convert", "-", str(tmp_path / "out.pkl"))
+    assert code == 2 and "not from stdin" in err and not (tmp_path / "out.pkl").exists()
+
+
+@pytest.mark.parametrize("source", ["arraypickle", "joblib", "pickle", "missing"])
+def test_a_malformed_trusted_name_is_a_usage_error_whatever_the_source(tmp_path, capsys, source):
+    src, dst = tmp_path / "in.pkl", tmp_path / "out.pkl"
+    if source == "arraypickle":
+        ap.dump([1], src)
+    elif source == "joblib":
+        pytest.importorskip("joblib").dump([1], src)
+    elif source == "pickle":
+        src.write_bytes(pickle.dumps([1]))
+    code, _, err = run_cli(capsys, "convert", str(src), str(dst), "--trusted", "no dots")
+    assert code == 2, err
+    assert "trusted names look like 'module.qualname'" in err and not dst.exists()
+
+
 def test_compress_specs(tmp_path, capsys):
     src = str(tmp_path / "in.pkl")
     ap.dump(sample(), src)

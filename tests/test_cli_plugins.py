@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -127,13 +128,29 @@ def test_failed_plugin_in_process(tmp_path, monkeypatch, fresh_registry):
     assert arraypickle.loads(arraypickle.dumps([1, 2], compress="gzip")) == [1, 2]
 
 
-def test_not_installed_codecs_are_listed_with_their_distribution():
+def test_not_installed_codecs_are_listed_with_their_distribution(
+    capsys, monkeypatch, fresh_registry
+):
+    absent = _plugins.KnownCodec("arraypickle-nosuch", b"NOSUCH", (".nosuch",))
+    monkeypatch.setitem(_plugins.KNOWN_CODECS, "nosuch", absent)
+    assert main(["plugins"]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith("Not installed: ")
+    assert "nosuch (pip install arraypickle-nosuch)" in last
+
+
+def test_blocked_plugins_are_not_called_missing():
     blocked = "lz4,zstd,snappy,blosc"
     done = run_cli("plugins", env={"ARRAYPICKLE_DISABLE_PLUGINS": blocked})
-    last = done.stdout.splitlines()[-1]
-    assert last.startswith("Not installed: ")
     for name in blocked.split(","):
-        assert f"{name} (pip install arraypickle-{name})" in last
+        if importlib.util.find_spec(f"arraypickle_{name}") is None:
+            assert f"{name} (pip install arraypickle-{name})" in done.stdout
+        else:
+            assert "Not installed" not in done.stdout or f"{name} (pip" not in done.stdout
+            assert any(
+                line.split()[:1] == [name] and "blocked" in line
+                for line in done.stdout.splitlines()
+            )
 
 
 def test_in_process_main(capsys, fresh_registry):

@@ -25,6 +25,63 @@ def sample():
     return {"a": a, "v": a[::2, ::-5], "objects": np.array([None, 1], dtype=object), "n": [1, 2]}
 
 
+# -- every wrong argument: InvalidArgumentError, a ValueError and a TypeError ------
+
+
+_OPENED: list = []  # closed by the test
+
+
+def _text_file(tmp_path):
+    _OPENED.append(open(tmp_path / "t.txt", "w"))  # noqa: SIM115
+    return _OPENED[-1]
+
+
+def _closed_file(tmp_path):
+    f = open(tmp_path / "c.pkl", "wb")  # noqa: SIM115
+    f.close()
+    return f
+
+
+BAD_CALLS = {
+    "dump to a number": lambda p: ap.dump(1, 42),
+    "dump to bytes": lambda p: ap.dump(1, b"x.pkl"),
+    "compress level 10": lambda p: ap.dump(1, p / "x.pkl", compress=10),
+    "compress a float": lambda p: ap.dump(1, p / "x.pkl", compress=1.5),
+    "compress tuple shape": lambda p: ap.dump(1, p / "x.pkl", compress=("zlib",)),
+    "protocol a str": lambda p: ap.dump(1, p / "x.pkl", protocol="5"),
+    "protocol 99": lambda p: ap.dump(1, p / "x.pkl", protocol=99),
+    "threads 0": lambda p: ap.dump(1, p / "x.pkl", compress=3, threads=0),
+    "progress a str": lambda p: ap.dump(1, p / "x.pkl", progress="yes"),
+    "storage_options, local": lambda p: ap.dump(1, p / "x.pkl", storage_options={"a": 1}),
+    "dump to a text file": lambda p: ap.dump(1, _text_file(p)),
+    "dump to a closed file": lambda p: ap.dump(1, _closed_file(p)),
+    "load a number": lambda p: ap.load(42),
+    "load bytes": lambda p: ap.load(b"\x80\x05K\x01."),
+    "mmap_mode x": lambda p: ap.load(p / "x.pkl", mmap_mode="x"),
+    "safe a str": lambda p: ap.load(p / "x.pkl", safe="yes"),
+    "trusted malformed": lambda p: ap.load(p / "x.pkl", trusted=["no dots"]),
+    "trusted a number": lambda p: ap.load(p / "x.pkl", trusted=[3]),
+    "trusted not a list": lambda p: ap.load(p / "x.pkl", trusted=3),
+    "loads a str": lambda p: ap.loads("abc"),
+    "untrusted types of a number": lambda p: ap.get_untrusted_types(42),
+}
+
+
+@pytest.mark.parametrize("call", list(BAD_CALLS.values()), ids=list(BAD_CALLS))
+def test_wrong_arguments_raise_invalid_argument_error(tmp_path, call):
+    ap.dump(1, tmp_path / "x.pkl")
+    try:
+        with pytest.raises(ap.InvalidArgumentError) as info:
+            call(tmp_path)
+    finally:
+        while _OPENED:
+            _OPENED.pop().close()
+    # What joblib raised, what Python raises for a wrong type, and ours.
+    assert isinstance(info.value, ValueError)
+    assert isinstance(info.value, TypeError)
+    assert isinstance(info.value, ap.ArrayPickleError)
+
+
 # -- the file argument ------------------------------------------------------------
 
 NOT_FILES = [1, 2.5, None, b"bytes/path", ["a.pkl"], {"f": 1}, object(), np.arange(3)]

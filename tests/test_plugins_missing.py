@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import re
 
 import pytest
 
@@ -63,12 +64,14 @@ def compressed_file(name: str) -> bytes:
 def test_load_names_the_plugin_to_install(name, without, tmp_path):
     data = compressed_file(name)
     without(name)
-    hint = f"compressed with {name}: it is not installed; install it with: pip install " + (
-        PLUGINS[name].distribution
+    hint = (
+        f"compressed with {name}: its plugin is blocked (ARRAYPICKLE_DISABLE_PLUGINS names "
+        f"'{name}'; `arraypickle plugins` shows it), or else not installed: pip install "
+        + PLUGINS[name].distribution
     )
     path = tmp_path / "obj.pkl"
     path.write_bytes(data)
-    with pytest.raises(UnknownCodecError, match=hint.replace(".", r"\.")) as info:
+    with pytest.raises(UnknownCodecError, match=re.escape(hint)) as info:
         arraypickle.load(path)
     assert "obj.pkl" in str(info.value)
     for stream in (io.BytesIO(data), Unseekable(data)):
@@ -76,6 +79,14 @@ def test_load_names_the_plugin_to_install(name, without, tmp_path):
             arraypickle.load(stream)
     with pytest.raises(UnknownCodecError, match="pip install"):
         arraypickle.loads(data)
+
+
+@pytest.mark.parametrize("name", sorted(PLUGINS))
+def test_the_hint_for_a_plugin_neither_installed_nor_blocked(name, monkeypatch):
+    monkeypatch.delenv(_plugins.DISABLE_ENV, raising=False)
+    assert PLUGINS[name].hint(name) == (
+        f"it is not installed; install it with: pip install {PLUGINS[name].distribution}"
+    )
 
 
 @pytest.mark.parametrize("name", sorted(PLUGINS))

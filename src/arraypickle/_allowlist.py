@@ -60,6 +60,7 @@ from typing import Any
 import numpy as np
 
 from . import _format as fmt
+from ._errors import InvalidArgumentError
 
 
 def _latin1_encode(obj: Any, encoding: str = "utf-8", errors: str = "strict") -> bytes:
@@ -365,7 +366,7 @@ def trusted_names(
     try:
         items = list(trusted)
     except TypeError:
-        raise TypeError(
+        raise InvalidArgumentError(
             "trusted must be an iterable of 'module.qualname' strings, classes or functions, "
             f"got {trusted!r}"
         ) from None
@@ -373,7 +374,9 @@ def trusted_names(
     for item in items:
         if isinstance(item, str):
             if "." not in item.strip(".") or " " in item:
-                raise ValueError(f"trusted names look like 'module.qualname', got {item!r}")
+                raise InvalidArgumentError(
+                    f"trusted names look like 'module.qualname', got {item!r}"
+                )
             out.setdefault(item, None)
             continue
         module = getattr(item, "__module__", None)
@@ -385,7 +388,7 @@ def trusted_names(
             # inherit it, and whose module a classmethod written in C does not carry.
             module, qualname = owner.__module__, f"{owner.__qualname__}.{item.__name__}"
         if not callable(item) or not isinstance(module, str) or not isinstance(qualname, str):
-            raise TypeError(
+            raise InvalidArgumentError(
                 f"trusted entries must be 'module.qualname' strings, classes or functions, "
                 f"got {item!r}"
             )

@@ -22,6 +22,7 @@ from ._errors import (
     ArrayPickleError,
     CorruptFileError,
     EmptyFileError,
+    InvalidArgumentError,
     UnpicklableError,
     describe,
 )
@@ -100,6 +101,14 @@ def dump(
     Returns:
         ``[str(filename)]`` for a path, ``None`` for a file object.
 
+    Raises:
+        UnpicklableError: ``value`` holds what the pickler refuses (a lambda, a
+            local class); the target is left as it was.
+        UnknownCodecError: ``compress`` or the file's extension names a codec that
+            is not installed (the message says what to install).
+        InvalidArgumentError: an argument is wrong (a level outside 0..9, a
+            ``filename`` that is neither a path nor a writable binary file object).
+
     Examples:
 
         >>> import numpy as np, arraypickle
@@ -119,7 +128,9 @@ def dump(
     if isinstance(filename, (str, os.PathLike)):
         path = os.fspath(filename)
         if not isinstance(path, str):
-            raise ValueError(f"file names must be str or os.PathLike[str], got {filename!r}")
+            raise InvalidArgumentError(
+                f"file names must be str or os.PathLike[str], got {filename!r}"
+            )
         codec, level = resolve(compress, path, registry)
         target = _remote.locate(path, storage_options)
         opener = replacing(target, fsync=fsync) if isinstance(target, str) else target.writing()
@@ -136,7 +147,7 @@ def dump(
         with _progress.track(progress, "dump", describe(filename)) as tracker:
             _write(value, tracker.writer(out), codec, level, proto, registry, nthreads)
         return None
-    raise ValueError(
+    raise InvalidArgumentError(
         "Second argument should be a filename (str or os.PathLike) or a writable binary "
         f"file object, {filename!r} (type {type(filename).__name__}) was given."
     )
@@ -150,7 +161,8 @@ def dumps(
     threads: int | None = None,
     progress: _progress.Progress = False,
 ) -> bytes:
-    """Persist ``value`` into ``bytes``; the arguments are those of :func:`dump`.
+    """Persist ``value`` into ``bytes``; ``compress``, ``protocol``, ``threads`` and
+    ``progress`` are those of :func:`dump` (with no file name, no extension picks a codec).
 
     Examples:
 
@@ -190,8 +202,9 @@ def load(
             ``'write'``, ``'copyonwrite'``).
             For an uncompressed file given by path, every non-object array comes back
             as an ``np.memmap`` of the file in that mode (in its stored byte order).
-            For compressed files, file objects and remote stores it is ignored with
-            a ``UserWarning`` (``file://`` URLs are local files and map).
+            Compressed files, file objects, remote stores and plain pickles holding
+            arrays load into memory instead, with a ``UserWarning`` (``file://`` URLs
+            are local files and map; a plain pickle holding no array loads quietly).
         safe: import only allow-listed globals (builtin value types, stdlib
             containers and value types, numpy arrays, dtypes and scalars; see
             ``docs/security.md``). Every global the file names is checked before
@@ -226,6 +239,8 @@ def load(
         UnknownCodecError: the file is compressed by a codec that is not installed.
         UntrustedTypeError: under safe loading, the file names globals that are
             neither allow-listed nor trusted (all of them are listed).
+        InvalidArgumentError: an argument is wrong (an unknown ``mmap_mode``, a
+            ``filename`` that is neither a path nor a readable binary file object).
 
     Examples:
 
@@ -238,7 +253,7 @@ def load(
     if isinstance(mmap_mode, str):
         mmap_mode = MMAP_ALIASES.get(mmap_mode, mmap_mode)
     if mmap_mode not in MMAP_MODES:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"mmap_mode must be one of {MMAP_MODES} (or numpy's names for them: "
             f"{', '.join(MMAP_ALIASES)}), got {mmap_mode!r}"
         )
@@ -249,7 +264,9 @@ def load(
     if isinstance(filename, (str, os.PathLike)):
         path = os.fspath(filename)
         if not isinstance(path, str):
-            raise ValueError(f"file names must be str or os.PathLike[str], got {filename!r}")
+            raise InvalidArgumentError(
+                f"file names must be str or os.PathLike[str], got {filename!r}"
+            )
         target = _remote.locate(path, storage_options)
         if not isinstance(target, str):
             if mode is not None:
@@ -314,7 +331,7 @@ def load(
     if isinstance(filename, (bytes, bytearray, memoryview)):
         # Data or a path? Either reading could be wrong, so neither is guessed.
         hint = " (the bytes of a file: arraypickle.loads(data); a bytes path: os.fsdecode(path))"
-    raise ValueError(
+    raise InvalidArgumentError(
         "load expects a filename (str or os.PathLike) or a readable binary file object, "
         f"{bytes(filename[:40]) if hint else filename!r} (type {type(filename).__name__}) "
         f"was given{hint}."
@@ -344,7 +361,7 @@ def loads(
         UntrustedTypeError: <bytes>: refusing to load: it names 1 global(s) ... posix.system
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise ValueError(f"loads expects bytes, got {type(data).__name__}")
+        raise InvalidArgumentError(f"loads expects bytes, got {type(data).__name__}")
     opts = _LoadOptions(make_policy(safe, trusted), verify, resolve_threads(threads))
     _progress.check(progress)
     with _progress.track(progress, "load", "<bytes>") as tracker:
@@ -369,18 +386,20 @@ def _check_binary(fileobj: Any, direction: str) -> None:
     """Refuse a text, closed or wrong-way file object before anything is written or read:
     io's own errors ("read", "write to closed file") do not say which file."""
     if isinstance(fileobj, io.TextIOBase):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"{describe(fileobj)} is a text file object: arraypickle needs a binary file "
             "object (open the file with 'rb' or 'wb', or use io.BytesIO)"
         )
     if getattr(fileobj, "closed", False) is True:
-        raise ValueError(f"{describe(fileobj)} is closed")
+        raise InvalidArgumentError(f"{describe(fileobj)} is closed")
     if not isinstance(fileobj, _STDLIB_FILES):
         return
     able = fileobj.readable if direction == "reading" else fileobj.writable
     if not able():
         mode = getattr(fileobj, "mode", "?")
-        raise ValueError(f"{describe(fileobj)} is not open for {direction} (mode {mode!r})")
+        raise InvalidArgumentError(
+            f"{describe(fileobj)} is not open for {direction} (mode {mode!r})"
+        )
     raw = getattr(fileobj, "raw", fileobj)
     sock = getattr(raw, "_sock", None)  # socket.SocketIO's (makefile): no public accessor
     if (
@@ -390,7 +409,7 @@ def _check_binary(fileobj: Any, direction: str) -> None:
     ) or (sock is not None and getattr(sock, "gettimeout", lambda: None)() == 0.0):
         # Its reads and writes would do nothing and say so only by returning None:
         # a read would look like the end of a truncated file.
-        raise ValueError(
+        raise InvalidArgumentError(
             f"{describe(fileobj)} is in non-blocking mode: {direction} it needs a blocking "
             "file (os.set_blocking(fd, True), or a socket's setblocking(True))"
         )
@@ -400,11 +419,11 @@ def _protocol(protocol: int | None) -> int:
     if protocol is None:
         return fmt.DEFAULT_PROTOCOL
     if isinstance(protocol, bool) or not isinstance(protocol, int):
-        raise ValueError(f"protocol must be an int, got {protocol!r}")
+        raise InvalidArgumentError(f"protocol must be an int, got {protocol!r}")
     if protocol < 0:
         return pickle.HIGHEST_PROTOCOL
     if protocol > pickle.HIGHEST_PROTOCOL:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"pickle protocol {protocol} is not supported (max {pickle.HIGHEST_PROTOCOL})"
         )
     return protocol
@@ -412,7 +431,7 @@ def _protocol(protocol: int | None) -> int:
 
 def _no_storage_options(storage_options: Any, fileobj: Any) -> None:
     if storage_options:
-        raise ValueError(
+        raise InvalidArgumentError(
             "storage_options apply to URLs (s3://..., gcs://...), not to file objects "
             f"such as {describe(fileobj)}"
         )

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ._errors import InvalidArgumentError
 from ._plugins import KNOWN_CODECS, Registry, codec_choices
 from .codec import default_level
 
@@ -41,7 +42,7 @@ def resolve(compress: Any, path: str | None, registry: Registry) -> tuple[Any | 
         compress = (compress[0], _native(compress[1]))
     if isinstance(compress, tuple):
         if len(compress) != 2 or not isinstance(compress[0], str) or not _level_ok(compress[1]):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"compress tuple must be (codec name, level 0..9), got {compress!r}. "
                 + codec_choices(registry)
             )
@@ -52,13 +53,13 @@ def resolve(compress: Any, path: str | None, registry: Registry) -> tuple[Any | 
         name, level = (DEFAULT_CODEC, TRUE_LEVEL) if compress else (None, 0)
     elif isinstance(compress, int):
         if not _level_ok(compress):
-            raise ValueError(f"compress level must be between 0 and 9, got {compress!r}")
+            raise InvalidArgumentError(f"compress level must be between 0 and 9, got {compress!r}")
         name, level = (DEFAULT_CODEC, compress) if compress else (None, 0)
     elif isinstance(compress, str):
         name, level = compress, -1
         registry.codec(name)  # unknown names fail even when the extension decides
     else:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"compress must be a bool, an int 0..9, a codec name or a (name, level) tuple, "
             f"got {compress!r} ({type(compress).__name__}). " + codec_choices(registry)
         )

@@ -1,8 +1,9 @@
 """The exception hierarchy.
 
 Every error arraypickle raises on purpose derives from :class:`ArrayPickleError`.
-Errors about bad input also derive from :class:`ValueError`, because that is what
-``joblib.load`` raised for them and callers already catch it.
+Errors about bad input (a damaged file, an unknown codec, a wrong argument) also derive
+from :class:`ValueError`, because that is what ``joblib.dump`` and ``joblib.load`` raised
+for them and callers already catch it.
 """
 
 from __future__ import annotations
@@ -56,8 +57,23 @@ class UnpicklableError(ArrayPickleError, pickle.PicklingError, AttributeError):
     """
 
 
+class InvalidArgumentError(ArrayPickleError, ValueError, TypeError):
+    """An argument is wrong: a ``compress`` level outside 0..9, an unknown ``mmap_mode``,
+    a file name that is neither ``str`` nor ``os.PathLike``, a text-mode, closed or
+    non-blocking file object, a malformed ``trusted`` name, ``storage_options`` for a
+    local file, a URL whose store cannot write...
+
+    A :class:`ValueError`, as joblib raised for these, and a :class:`TypeError` too,
+    since some of them are about an argument's type: either ``except`` catches it
+    (scikit-learn's ``InvalidParameterError`` is both for the same reason).
+    """
+
+
 class PluginConflictError(ArrayPickleError):
-    """Two plugins claim the same codec name, extension, magic number or array type."""
+    """A codec or array wrapper cannot be registered: two plugins claim the same codec
+    name, extension, magic number or array type, or the codec or wrapper is malformed
+    (its name, magic or extensions are unusable, a member is missing); the message
+    names the plugin and what is wrong."""
 
 
 class UntrustedTypeError(ArrayPickleError):

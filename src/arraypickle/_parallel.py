@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import CorruptFileError, describe
+from ._errors import CorruptFileError, InvalidArgumentError, describe
 from ._memory import byte_view
 from ._streams import is_seekable
 from ._writer import write_all
@@ -92,7 +92,7 @@ def resolve_threads(threads: int | None) -> int:
     if threads is None:
         return usable_cores()
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"threads must be None or an int >= 1, got {threads!r}")
+        raise InvalidArgumentError(f"threads must be None or an int >= 1, got {threads!r}")
     return threads
 
 

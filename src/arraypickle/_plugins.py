@@ -50,8 +50,8 @@ class KnownCodec:
     def builtin(self) -> bool:
         return self.distribution == BUILTIN_DISTRIBUTION
 
-    def hint(self) -> str:
-        """How to get this codec back."""
+    def hint(self, name: str) -> str:
+        """How to get this codec (called ``name``) back."""
         if self.replaced:
             return (
                 "that codec was replaced in this process by one registered with "
@@ -61,6 +61,12 @@ class KnownCodec:
             return (
                 f"it is built into arraypickle but disabled ({DISABLE_ENV} names it, or it "
                 "failed to load: see `arraypickle plugins`)"
+            )
+        if name in blocked_names():
+            # Plugins are blocked by their entry-point names, which are the codecs' names.
+            return (
+                f"its plugin is blocked ({DISABLE_ENV} names {name!r}; `arraypickle "
+                f"plugins` shows it), or else not installed: pip install {self.distribution}"
             )
         return f"it is not installed; install it with: pip install {self.distribution}"
 
@@ -303,13 +309,13 @@ def codec_choices(registry: Registry, exclude: object = None) -> str:
 
 def unknown_codec_message(registry: Registry, name: object) -> str:
     known = {**builtin_codecs(), **KNOWN_CODECS}.get(name) if isinstance(name, str) else None
-    hint = f": {known.hint()}" if known else ""
+    hint = f": {known.hint(name)}" if known else ""
     return f"unknown codec {name!r}{hint}. {codec_choices(registry, exclude=name)}"
 
 
 def missing_codec_message(file: str, codec_name: str, known: KnownCodec) -> str:
     """The error for ``file``, compressed with a known codec that is not available."""
-    return f"{file} is compressed with {codec_name}: {known.hint()}"
+    return f"{file} is compressed with {codec_name}: {known.hint(codec_name)}"
 
 
 @functools.lru_cache(maxsize=1)

@@ -30,6 +30,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from ._errors import InvalidArgumentError
 from ._streams import read_some_into
 from ._writer import write_all
 
@@ -149,7 +150,7 @@ def check(progress: Progress) -> None:
     """Refuse a ``progress`` argument that is not a bool, None or a callable."""
     if progress is None or isinstance(progress, bool) or callable(progress):
         return
-    raise ValueError(
+    raise InvalidArgumentError(
         "progress must be True, False or a callable taking (done_bytes, total_bytes), "
         f"got {progress!r}"
     )

@@ -36,11 +36,13 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from ._errors import MissingDependencyError
+from ._errors import InvalidArgumentError, MissingDependencyError
 from ._memory import byte_view
 from ._writer import write_all
 
-_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]+)(?:://|::)")
+# A chain (fsspec's ``a::b``) counts only when it ends in a URL: ``model.v2::best.pkl``
+# is a local file's name, which fsspec would resolve to the file ``model.v2``.
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]+)(?:://|::(?=.*://))", re.S)
 
 # Ranged GET size for buffer payloads, and the buffer for small reads.
 READ_PIECE = 8 << 20
@@ -79,7 +81,8 @@ BACKENDS = {
 def url_protocol(path: str) -> str | None:
     """The protocol of ``path`` when it is a URL (``'s3'`` for ``s3://b/k``), else None.
 
-    The first protocol of a chained URL (``simplecache::s3://b/k``) is returned.
+    The first protocol of a chained URL (``simplecache::s3://b/k``) is returned; a
+    chain must end in a URL (``name::x.pkl`` is a local name, as for ``open``).
     Local paths, Windows drive paths included (``C:\\data\\x.pkl``, ``C:/x``), give None.
 
     Examples:
@@ -102,14 +105,16 @@ def locate(path: str, storage_options: dict[str, Any] | None) -> str | RemoteFil
     protocol = url_protocol(path)
     if protocol is None:
         if storage_options:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"storage_options apply to URLs (s3://..., gcs://...); {path!r} is a local path"
             )
         return path
     fs, fs_path = _filesystem(path, protocol, storage_options or {})
     if _is_local(fs) and "::" not in path:
         if storage_options:
-            raise ValueError(f"storage_options apply to remote stores; {path!r} is a local file")
+            raise InvalidArgumentError(
+                f"storage_options apply to remote stores; {path!r} is a local file"
+            )
         return fs_path
     return RemoteFile(fs, fs_path, path)
 
@@ -128,7 +133,9 @@ def reading(path: str, storage_options: dict[str, Any] | None = None) -> Iterato
 
 def _filesystem(url: str, protocol: str, storage_options: dict[str, Any]) -> tuple[Any, str]:
     if not isinstance(storage_options, dict):
-        raise ValueError(f"storage_options must be a dict, got {type(storage_options).__name__}")
+        raise InvalidArgumentError(
+            f"storage_options must be a dict, got {type(storage_options).__name__}"
+        )
     try:
         import fsspec.core
     except ImportError:
@@ -145,7 +152,7 @@ def _filesystem(url: str, protocol: str, storage_options: dict[str, Any]) -> tup
         ) from exc
     except ValueError as exc:
         if "Protocol not known" in str(exc):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"{url!r}: fsspec knows no protocol {protocol!r} (is its backend installed?)"
             ) from exc
         raise
@@ -219,7 +226,7 @@ class RemoteFile:
         try:
             f = _open(self.fs, path, "wb", block_size=WRITE_BLOCK)
         except NotImplementedError as exc:
-            raise NotImplementedError(
+            raise InvalidArgumentError(
                 f"{self.url!r}: fsspec's {type(self.fs).__name__} cannot write files"
             ) from exc
         try:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ._allowlist import allowed, normalize, trusted_names
-from ._errors import CorruptFileError, EmptyFileError, UntrustedTypeError
+from ._errors import CorruptFileError, EmptyFileError, InvalidArgumentError, UntrustedTypeError
 from ._scan import (
     GETATTR,
     BlockSource,
@@ -130,7 +130,7 @@ class Policy:
 def make_policy(safe: bool, trusted: Any) -> Policy | None:
     """The policy ``load(safe=..., trusted=...)`` asks for (None: an ordinary load)."""
     if not isinstance(safe, bool):
-        raise TypeError(f"safe must be True or False, got {safe!r}")
+        raise InvalidArgumentError(f"safe must be True or False, got {safe!r}")
     if not safe and trusted is None:
         return None
     return Policy(trusted)
@@ -255,7 +255,7 @@ def get_untrusted_types(
     if isinstance(file, (str, os.PathLike)):
         path = os.fspath(file)
         if not isinstance(path, str):
-            raise ValueError(f"file names must be str or os.PathLike[str], got {file!r}")
+            raise InvalidArgumentError(f"file names must be str or os.PathLike[str], got {file!r}")
         from ._remote import reading
 
         with reading(path, storage_options) as f:
@@ -264,7 +264,7 @@ def get_untrusted_types(
         from ._errors import describe
 
         return _scan_any(file, describe(file), registry, policy)
-    raise ValueError(
+    raise InvalidArgumentError(
         "get_untrusted_types expects a filename, a readable binary file object or bytes, "
         f"{file!r} (type {type(file).__name__}) was given."
     )

@@ -103,7 +103,8 @@ def _verify_stream(stream: Any, name: str, report: Report, registry: Registry) -
         )
     check_unrecognised(head, name)
     raise CorruptFileError(
-        f"{name}: not an arraypickle file (a plain pickle carries no checksums to verify)"
+        f"{name}: not an arraypickle file but a plain pickle (as joblib 0.10 and later write), "
+        "which carries no checksums to verify"
     )
 
 
@@ -145,7 +146,7 @@ def _scan_compressed(stream: Any, name: str, codec: Any, report: Report) -> None
         head, inner = sniff(guarded, [fmt.MAGIC])
         if not head.startswith(fmt.MAGIC):
             what = (
-                " but a plain pickle, which carries no checksums to verify"
+                " but a plain pickle (as joblib writes), which carries no checksums to verify"
                 if head and could_start_pickle(head)
                 else f" (first bytes {head[:8].hex(' ')})"
             )

@@ -27,7 +27,8 @@ A wrapper is any object with these members (:class:`ArrayWrapper` is a convenien
     for memory mapping they are ``np.memmap`` slices of the file in the caller's mode
     (read-only for ``'r'``).
 
-Example, a type that keeps its payload in a ``bytearray``::
+Example, a type whose payload is any buffer (made with a ``bytearray``, it comes back
+holding the loaded ``uint8`` array itself: ``rebuild`` keeps that memory, uncopied)::
 
     class Blob:
         def __init__(self, data): self.data = data

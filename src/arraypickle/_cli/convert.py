@@ -130,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     safe = args.safe or args.trusted is not None
+    if safe:
+        Policy(args.trusted)  # a malformed name is a usage error (2), whatever SRC is
     progress = args.progress if args.progress is not None else _isatty(sys.stderr)
     _check_rereadable(args.src)
     try:
@@ -157,6 +159,12 @@ def _check_rereadable(src: str) -> None:
     try:
         mode = os.stat(target).st_mode
     except OSError:
+        if src == "-":  # what info and verify read as stdin
+            raise CliError(
+                "SRC '-': convert reads SRC more than once, so not from stdin "
+                "(save the stream to a file first)",
+                EXIT_USAGE,
+            ) from None
         return  # the open reports it, naming SRC
     if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
         raise CliError(

@@ -120,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return status
     lines = _table(rows)
-    missing = not_installed(registry)
+    blocked = {r["name"] for r in rows if r["status"] == "blocked"}  # listed above already
+    missing = [(n, d) for n, d in not_installed(registry) if n not in blocked]
     if missing:
         lines.append("")
         lines.append("Not installed: " + ", ".join(f"{n} (pip install {d})" for n, d in missing))
