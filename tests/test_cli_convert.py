@@ -123,6 +123,13 @@ def test_stdin_is_refused_as_a_usage_error(tmp_path, capsys):
     assert code == 2 and "not from stdin" in err and not (tmp_path / "out.pkl").exists()
 
 
+def test_stdout_is_refused_as_a_usage_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ap.dump([1], "in.pkl")
+    code, out, err = run_cli(capsys, "convert", "in.pkl", "-")
+    assert code == 2 and "not stdout" in err and not out and not (tmp_path / "-").exists()
+
+
 @pytest.mark.parametrize("source", ["arraypickle", "joblib", "pickle", "missing"])
 def test_a_malformed_trusted_name_is_a_usage_error_whatever_the_source(tmp_path, capsys, source):
     src, dst = tmp_path / "in.pkl", tmp_path / "out.pkl"

@@ -185,3 +185,21 @@ def test_rebuild_with_a_buffer_of_the_wrong_size():
     data = container((B, 0, 4, b"abcd"), (P, 0, len(opcodes), opcodes))
     with pytest.raises(CorruptFileError, match="buffer of 4 bytes"):
         ap.loads(data)
+
+
+def test_a_huge_lzma_dictionary_is_refused_before_it_is_allocated():
+    # A .lzma stream (what arraypickle and joblib write for compress='lzma') whose
+    # header declares a 1 GiB dictionary: liblzma reserved it, and a skippable record
+    # of zeros decoded through it made a 156 KB file take 1.07 GB of memory to load.
+    data = ap.dumps(np.arange(10), compress=("lzma", 1))
+    bomb = data[:1] + (1 << 30).to_bytes(4, "little") + data[5:]
+    for threads in (1, 2):
+        with pytest.raises(CorruptFileError, match="lzma stream needs over 256 MiB to decode"):
+            ap.loads(bomb, threads=threads)
+
+
+def test_the_largest_xz_presets_decode_within_the_limit():
+    data = np.random.default_rng(0).integers(0, 4, 1 << 20, dtype=np.uint8)
+    for codec in ("xz", "lzma"):
+        blob = ap.dumps(data, compress=(codec, 9))
+        assert np.array_equal(ap.loads(blob), data)

@@ -1412,6 +1412,44 @@ def test_a_reconstructed_defaultdict_given_to_numpy_is_refused():
         ap.loads(data, safe=True)
 
 
+# (4) Once a stream had named defaultdict, each numpy call's arguments were walked
+# whole: the memo handed one 458,752-entry tuple to 15,000 calls, and a 1 MB stream
+# scanned for over ten minutes. The walks now share a budget linear in the stream.
+def _shared_to_many_calls(entries: int, tuples: int, calls: int) -> bytes:
+    data = b"\x80\x04" + g("collections", "defaultdict") + b"0"
+    for _ in range(tuples):  # memo 0 .. tuples-1
+        data += MARK + b"K\x00" * entries + TUPLE + b"\x94"
+    data += MARK + b"".join(b"h" + bytes([k]) for k in range(tuples)) + TUPLE + b"\x94"
+    data += g("numpy", "float64") + b"\x94"
+    call = b"h" + bytes([tuples + 1]) + (b"h" + bytes([tuples])) * 2 + b"\x86" + REDUCE + b"0"
+    return data + call * calls + b"N" + STOP
+
+
+def test_numpy_calls_sharing_big_arguments_scan_in_linear_time():
+    data = _shared_to_many_calls(65536, 7, 15_000)  # the 1 MB stream of the report
+    code = (
+        "import sys, arraypickle as ap\n"
+        "try:\n"
+        "    ap.get_untrusted_types(sys.stdin.buffer.read())\n"
+        "except ap.CorruptFileError as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], input=data, capture_output=True, timeout=120
+    )
+    assert b"time quadratic in the stream" in done.stdout, done.stderr
+    with pytest.raises(ap.CorruptFileError, match="time quadratic in the stream"):
+        ap.loads(_shared_to_many_calls(65536, 7, 20), safe=True)
+
+
+def test_small_shared_arguments_stay_within_the_budget():
+    # 64 calls each given 2 x 4,096 entries: well under the allowance, and numpy's
+    # own refusal of the call is what stops the load.
+    with pytest.raises(ap.CorruptFileError) as info:
+        ap.loads(_shared_to_many_calls(4096, 2, 64), safe=True)
+    assert "quadratic" not in str(info.value)
+
+
 # (3) Tuples nested 100,000 deep in a dtype state made get_untrusted_types raise a bare
 # RecursionError (a safe load already said CorruptFileError).
 def test_deep_nesting_makes_get_untrusted_types_say_corrupt():

@@ -378,3 +378,20 @@ def test_a_buffer_may_be_any_memoryview_of_plain_items(fresh_registry):
             AnswerWrapper(lambda o, v=view: ap.Exposed(None, [ap.Buffer(v)])), force=True
         )
         assert bytes(ap.loads(ap.dumps(Things(None))).items) == expected
+
+
+def test_a_masked_form_numpy_refuses_is_a_corrupt_file():
+    # A fill value that does not fit the data: numpy's own TypeError reached the caller.
+    masked = np.ma.masked_array(np.arange(5), mask=[0, 1, 0, 0, 0])
+    masked._fill_value = np.array("zzz")
+    data = ap.dumps(masked)
+    for safe in (False, True):
+        with pytest.raises(ap.CorruptFileError, match="masked form whose parts numpy refuses"):
+            ap.loads(data, safe=safe)
+
+
+def test_a_known_form_with_the_wrong_buffers_says_so():
+    from arraypickle._numpy import NumpyWrapper
+
+    with pytest.raises(ap.CorruptFileError, match="form 'a' with 4 fields and 0 buffers"):
+        NumpyWrapper().rebuild(("a", np.dtype("f8"), (3,), "C"), [])

@@ -147,16 +147,41 @@ def check_build(target: Any, state: Any) -> None:
     # Literals and lists take no state (the unpickler raises): nothing to refuse.
 
 
-def check_call(name: str, args: Any, kwargs: Any = None, defaultdicts: bool = True) -> None:
+class WalkBudget:
+    """How many objects the defaultdict walks of one scan may still follow.
+
+    Each walk looks at an object once, but the memo lets a stream hand one big tuple to
+    many calls, each walked whole: time quadratic in the stream (a 1 MB stream took
+    over ten minutes). The allowance grows with the opcodes read, so a scan stays
+    linear; a stream past it is refused. Real arguments of numpy calls are a few
+    objects (a dtype's name, a shape), far below the allowance."""
+
+    FIXED = 1_000_000
+    PER_OPCODE = 16
+
+    __slots__ = ("limit", "used")
+
+    def __init__(self) -> None:
+        self.used = 0
+        self.limit = self.FIXED
+
+    def allow(self, opcodes: int) -> None:
+        """Set the allowance for a scan that has read ``opcodes`` opcodes so far."""
+        self.limit = self.FIXED + self.PER_OPCODE * opcodes
+
+
+def check_call(
+    name: str, args: Any, kwargs: Any = None, defaultdicts: WalkBudget | None = None
+) -> None:
     """Raise :class:`Refused` for a call of an ndarray class over a buffer, unless the
     scan knows its dtype holds no objects (numpy would read the bytes as pointers) and
     no offset or strides reach outside it (numpy 2.4 takes a negative offset); for a
     call that hands numpy a ``defaultdict`` (numpy reads the optional keys of a mapping
-    given as a dtype: the factory would run). ``defaultdicts``: whether the stream has
-    named ``collections.defaultdict`` so far (without it, none can be there, and the
-    walk of the arguments, a third of an array-heavy scan, is skipped)."""
-    if defaultdicts:
-        _check_no_defaultdict(name, args, kwargs)
+    given as a dtype: the factory would run). ``defaultdicts``: the walks' budget once
+    the stream has named ``collections.defaultdict`` (None before: none can be there,
+    and the walk of the arguments, a third of an array-heavy scan, is skipped)."""
+    if defaultdicts is not None:
+        _check_no_defaultdict(name, args, kwargs, defaultdicts)
     params = _buffered().get(name)
     if params is None:
         special = _special_calls().get(name)
@@ -197,8 +222,8 @@ def check_call(name: str, args: Any, kwargs: Any = None, defaultdicts: bool = Tr
         raise Refused(f"a call of {name} over a buffer, with items of size 0")
 
 
-def _check_no_defaultdict(name: str, args: Any, kwargs: Any) -> None:
-    if name.startswith("numpy.") and _holds_defaultdict((args, kwargs)):
+def _check_no_defaultdict(name: str, args: Any, kwargs: Any, budget: WalkBudget) -> None:
+    if name.startswith("numpy.") and _holds_defaultdict((args, kwargs), name, budget):
         raise Refused(
             f"a call of {name} given a defaultdict (numpy reads the optional keys of a "
             "mapping given as a dtype: its factory would run during the load)"
@@ -206,17 +231,25 @@ def _check_no_defaultdict(name: str, args: Any, kwargs: Any) -> None:
     if allowed().get(name) is fmt.rebuild and type(args) is tuple and len(args) > 1:
         meta = args[1]  # the loader hands the array form's dtype to numpy
         form = type(meta) is tuple and len(meta) > 1 and meta[0] == "a"
-        if form and _holds_defaultdict(meta[1]):
+        if form and _holds_defaultdict(meta[1], name, budget):
             raise Refused(f"a call of {name} given a defaultdict as a dtype")
 
 
-def _holds_defaultdict(value: Any) -> bool:
+def _holds_defaultdict(value: Any, name: str, budget: WalkBudget) -> bool:
     """Whether ``value`` is, or holds in what the scan follows (tuples, dicts, the
     arguments of what a call made), a ``collections.defaultdict``. Each object is
     looked at once: the memo can make a tuple of 65536 references to another."""
     seen: set[int] = set()
     todo = [value]
     while todo:
+        budget.used += 1
+        if budget.used > budget.limit:
+            raise Refused(
+                f"a call of {name} whose arguments, with those of the calls before it, "
+                f"hold over {budget.limit:,} objects to check for a defaultdict (the "
+                "memo hands the same objects to call after call: a check that would "
+                "take time quadratic in the stream)"
+            )
         item = todo.pop()
         t = type(item)
         if t not in (Made, tuple, dict) or id(item) in seen:

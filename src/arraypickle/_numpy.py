@@ -142,15 +142,28 @@ class NumpyWrapper(ArrayWrapper):
                 or not (mask is None or isinstance(mask, _ND))
             ):
                 raise CorruptFileError("numpy wrapper: a masked form over something not arrays")
-            return _MA.__new__(
-                cls,
-                data=data,
-                mask=np.ma.nomask if mask is None else mask,
-                copy=False,
-                fill_value=fill_value,
-                hard_mask=hard,
-                keep_mask=False,  # else a structured mask is OR-ed into a new one
-                subok=True,
+            try:
+                return _MA.__new__(
+                    cls,
+                    data=data,
+                    mask=np.ma.nomask if mask is None else mask,
+                    copy=False,
+                    fill_value=fill_value,
+                    hard_mask=hard,
+                    keep_mask=False,  # else a structured mask is OR-ed into a new one
+                    subok=True,
+                )
+            except (TypeError, ValueError) as exc:
+                # What expose stored from a masked array always fits it: numpy refuses
+                # only parts a file was given otherwise (a fill value of another type,
+                # a mask of another shape).
+                raise CorruptFileError(
+                    f"numpy wrapper: a masked form whose parts numpy refuses ({exc})"
+                ) from exc
+        if kind in ("a", "v", "m"):
+            raise CorruptFileError(
+                f"numpy wrapper: stored form {kind!r} with {len(meta)} fields and "
+                f"{len(buffers)} buffers, not as written"
             )
         raise CorruptFileError(f"numpy wrapper: unknown stored form {kind!r}")
 

@@ -50,6 +50,7 @@ from ._buildcheck import (
     JOBLIB_WRAPPERS,
     STATEFUL,
     Refused,
+    WalkBudget,
     check_build,
     check_call,
     check_items,
@@ -475,6 +476,7 @@ class OpcodeScanner:
         self.result: Any = UNKNOWN
         #: The first state or call safe loading refuses (see :mod:`._buildcheck`).
         self.refused: Refused | None = None
+        self._walks = WalkBudget()
         # getattr globals the current scan pushed (also again from the memo) and has
         # not read as an attribute of a global: getattr itself is listed if any remain
         self._getattrs = 0
@@ -951,8 +953,12 @@ class OpcodeScanner:
             self.names.add(dotted)
 
     def _check_call(self, name: str, args: Any, kwargs: Any, opname: str, count: int) -> None:
+        walks = None
+        if "collections.defaultdict" in self.names:
+            walks = self._walks
+            walks.allow(self.opcodes + count)
         try:
-            check_call(name, args, kwargs, "collections.defaultdict" in self.names)
+            check_call(name, args, kwargs, walks)
         except Refused as exc:
             self._refuse(f"{opname} at opcode {count}: {exc}")
 

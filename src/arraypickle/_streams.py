@@ -175,7 +175,12 @@ def sniff(stream: Any, magics: Iterable[bytes]) -> tuple[bytes, Any]:
     magics = [m for m in magics if m]
     longest = max(map(len, magics), default=0)
     if is_seekable(stream):
-        head = given(stream.read(longest), stream)
+        head = b""
+        while len(head) < longest:  # a raw stream may answer a read with fewer bytes
+            piece = given(stream.read(longest - len(head)), stream)
+            if not piece:
+                break
+            head += piece
         stream.seek(-len(head), os.SEEK_CUR)
         return head, stream
     head = b""

@@ -115,6 +115,12 @@ def parse_compress(spec: str | None) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.dst == "-":
+        # Not a file named '-' in the current directory, which is what open() would make.
+        raise CliError(
+            "DST '-': convert writes a file (replaced only once complete), not stdout",
+            EXIT_USAGE,
+        )
     compress = parse_compress(args.compress)
     registry = get_registry()
     try:

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..codec import Codec
 from ..hookspecs import hookimpl
-from ._stream import CompressWriter, DecompressReader
+from ._stream import CompressWriter, DecompressReader, lzma_decompressor
 
 
 class LzmaCodec(Codec):
@@ -31,7 +31,7 @@ class LzmaCodec(Codec):
     def open_reader(self, fileobj: Any) -> DecompressReader:
         return DecompressReader(
             fileobj,
-            lambda: lzma.LZMADecompressor(lzma.FORMAT_ALONE),
+            lambda: lzma_decompressor(lzma.FORMAT_ALONE),
             codec=self.name,
             multistream=False,
         )

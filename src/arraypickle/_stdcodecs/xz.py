@@ -21,7 +21,7 @@ from typing import Any
 from ..codec import Codec
 from ..hookspecs import hookimpl
 from ._members import MembersWriter
-from ._stream import DecompressReader
+from ._stream import DecompressReader, lzma_decompressor
 
 MiB = 1 << 20
 # xz's dictionary size for each preset (xz(1)): a chunk of at least that size loses
@@ -55,7 +55,7 @@ class XzCodec(Codec):
     def open_reader(self, fileobj: Any, threads: int = 1) -> DecompressReader:
         return DecompressReader(
             fileobj,
-            lambda: lzma.LZMADecompressor(lzma.FORMAT_XZ),
+            lambda: lzma_decompressor(lzma.FORMAT_XZ),
             codec=self.name,
             multistream=True,
             threads=threads,
