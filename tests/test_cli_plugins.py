@@ -96,6 +96,10 @@ def test_plugin_that_fails_to_import(tmp_path):
     }
     assert rows["broken"]["status"] == "failed"
     assert rows["broken"]["reason"].startswith("ImportError")
+    # Warnings as errors: the command that explains the failure still runs.
+    strict = run_cli("plugins", env={**with_path(tmp_path), "PYTHONWARNINGS": "error"})
+    assert strict.returncode == 0, strict.stderr
+    assert "failed to load" in strict.stderr and "broken " in strict.stdout
 
 
 def test_plugin_found_through_its_entry_point(tmp_path):
