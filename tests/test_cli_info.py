@@ -547,3 +547,21 @@ def test_fields_out_of_order_are_reported():
     report = inspect_stream(io.BytesIO(data), "x", len(data), None)
     text = json.dumps(report.to_json())
     assert "offsets" in text
+
+
+def test_bytes_after_the_object_are_noted(tmp_path, capsys):
+    # load(path) refuses such a file; info described it without a word.
+    path = tmp_path / "two.pkl"
+    ap.dump([1, 2], path)
+    one = path.read_bytes()
+    assert info_json(capsys, str(path))["trailing_bytes"] == 0
+    path.write_bytes(one + one)
+    report = info_json(capsys, str(path))
+    assert report["trailing_bytes"] == len(one) and report["stream_size"] == len(one)
+    code, out, _ = run_cli(capsys, "info", str(path))
+    assert code == 0 and "follow the object: load(path) refuses the file" in out
+    with pytest.raises(ap.CorruptFileError, match="follows"):
+        ap.load(path)
+    gz = tmp_path / "one.pkl.gz"
+    ap.dump([1, 2], gz)
+    assert info_json(capsys, str(gz))["trailing_bytes"] is None  # not known: compressed

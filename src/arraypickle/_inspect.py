@@ -131,6 +131,9 @@ class Report:
     compression: str | None  # codec name, "joblib-zlib", or None
     pickle_protocol: int | None
     stream_size: int | None  # bytes of the (decompressed) container or pickle stream
+    # Bytes after the object in an uncompressed file (load(path) refuses them); None
+    # where that is not known (compressed files, streams).
+    trailing_bytes: int | None = None
     container: dict[str, Any] | None = None
     joblib: dict[str, Any] | None = None
     python2: bool = False
@@ -159,6 +162,7 @@ class Report:
             "python2": self.python2,
             "file_size": self.file_size,
             "stream_size": self.stream_size,
+            "trailing_bytes": self.trailing_bytes,
             "array_bytes": self.array_bytes,
             "arrays": [a.to_json() for a in self.arrays],
             "globals": [{"name": n, "untrusted": bad} for n, bad in self.globals],
@@ -236,6 +240,8 @@ def inspect_stream(
     else:
         report = _plain(stream, file, file_size, base_dir, name)
     report.file_size = file_size
+    if report.compression is None and file_size is not None and report.stream_size is not None:
+        report.trailing_bytes = file_size - report.stream_size
     policy = Policy(trusted)
     report.globals = [(n, not policy.is_allowed(n)) for n in sorted(report.names)]
     return report

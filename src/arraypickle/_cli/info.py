@@ -58,8 +58,13 @@ def render(report: Report) -> str:
         f"file      {report.file}",
         f"format    {report.description}",
         f"size      {_sizes(report)}",
-        "",
     ]
+    if report.trailing_bytes:
+        lines.append(
+            f"note      {human(report.trailing_bytes)} follow the object: load(path) refuses "
+            "the file (read from a file object, objects written back to back load one by one)"
+        )
+    lines.append("")
     arrays = report.arrays
     if arrays:
         lines.append(f"{len(arrays)} array{'s' if len(arrays) != 1 else ''}")
