@@ -139,3 +139,12 @@ def test_a_codec_cannot_take_a_known_plugins_magic(without):
         arraypickle.register_codec(_Stranger())
     arraypickle.register_codec(_Stranger(), force=True)
     assert "stranger" in arraypickle.codecs()
+
+
+@pytest.mark.parametrize("name", ["lz4", "zstd"])
+def test_a_leading_skippable_frame_still_names_the_plugin(name, without):
+    data = compressed_file(name)
+    without(name)
+    frame = (0x184D2A50).to_bytes(4, "little") + (4).to_bytes(4, "little") + b"\0\0\2\0"
+    with pytest.raises(UnknownCodecError, match=f"compressed with {name}"):
+        arraypickle.loads(frame + data)

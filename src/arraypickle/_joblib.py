@@ -210,7 +210,9 @@ class PickleLoad:
             checked_plain(stream, f"{self.name}: {what}", self.policy)  # seeks back
         source = stream if isinstance(stream, Source) else Source(stream, self.name, buffered=False)
         view = PickleView(source, guard=self.guard, decompressed=self.inner and source is stream)
-        bindings = dict.fromkeys(self._wrapper_keys(), _NestedWrapper)
+        refusal = f"{self.name}: {what}: {_NestedWrapper._REFUSAL}"  # names the file
+        refusing = type("NestedWrapper", (_NestedWrapper,), {"_REFUSAL": refusal})
+        bindings = dict.fromkeys(self._wrapper_keys(), refusing)
         value = self._run(self._unpickler(view, bindings))
         if not isinstance(value, np.ndarray):
             raise CorruptFileError(
@@ -390,10 +392,20 @@ def _placeholder(kind: str, load: PickleLoad, view: PickleView, reader: Callable
 
 
 class _NestedWrapper:
-    """joblib's wrappers inside a nested pickle: joblib never writes them there."""
+    """joblib's wrappers inside a nested pickle: joblib never writes them there.
+
+    Refused however one is made: its ``__new__`` raises, and one made without it
+    (``copyreg._reconstructor(cls, object, None)`` calls ``object.__new__``) refuses
+    its state. A scan takes a wrapper's BUILD as the start of its array's bytes and
+    walks on after them; the load must not run those bytes as opcodes instead."""
+
+    _REFUSAL = "a joblib array wrapper inside a nested object-array pickle"
 
     def __new__(cls, *_args: Any) -> Any:
-        raise CorruptFileError("a joblib array wrapper inside a nested object-array pickle")
+        raise CorruptFileError(cls._REFUSAL)
+
+    def __setstate__(self, _state: Any) -> None:
+        raise CorruptFileError(self._REFUSAL)
 
 
 # The globals numpy's own array pickles name (masked arrays' too).

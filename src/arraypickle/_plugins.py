@@ -21,6 +21,7 @@ import pluggy
 from . import _format as fmt
 from . import hookspecs
 from ._errors import PluginConflictError, UnknownCodecError
+from ._streams import FRAMED_MAGICS, SKIPPABLE_MAGICS, after_skippable
 from ._warnings import warn_caller
 
 ENTRY_POINT_GROUP = "arraypickle"
@@ -232,7 +233,13 @@ class Registry:
         built-in one blocked) raises :class:`UnknownCodecError` naming ``file`` and how
         to get the codec. ``magics``: :meth:`magics`, when the caller has it already.
         """
-        for magic, codec in (self.magics() if magics is None else magics).items():
+        magics = self.magics() if magics is None else magics
+        if head[:4] in SKIPPABLE_MAGICS:  # only an LZ4 or Zstandard frame may follow
+            done, start = after_skippable(head)
+            if not done or head[start : start + 4] not in FRAMED_MAGICS:
+                return None
+            head = head[start:]
+        for magic, codec in magics.items():
             if head.startswith(magic):
                 if isinstance(codec, tuple):
                     raise UnknownCodecError(missing_codec_message(file, *codec))

@@ -1137,9 +1137,17 @@ class JoblibScanner(OpcodeScanner):
 
     literal_after = JOBLIB_WRAPPERS
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._nested = 0  # depth of the object arrays' pickles being walked
+
     def on_build(self, obj: Any, state: Any, source: BlockSource) -> None:
         if type(obj) is not Made or not is_joblib_wrapper(obj):
             return
+        if self._nested:
+            # The loader refuses it (_joblib._NestedWrapper) and reads no bytes for it:
+            # skipping them here would leave opcodes the walk never saw.
+            raise ScanError("a joblib array wrapper inside a nested object-array pickle")
         if self.mid_frame:
             # joblib ends the frame at the wrapper's BUILD; the loader reads the array
             # from after the frame, and swaps it for the wrapper, while the unpickler
@@ -1159,7 +1167,11 @@ class JoblibScanner(OpcodeScanner):
         if dt.itemsize == 0:
             raise ScanError("a joblib array wrapper of items of size 0 (joblib never writes one)")
         if dt.hasobject:
-            source.push_back(self.scan(source))  # type: ignore[attr-defined]
+            self._nested += 1
+            try:
+                source.push_back(self.scan(source))  # type: ignore[attr-defined]
+            finally:
+                self._nested -= 1
             nested = self.result  # the array the nested pickle makes: its own size
             obj.size = nested.size if type(nested) is Made else None
             return

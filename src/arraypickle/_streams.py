@@ -164,25 +164,59 @@ def is_seekable(stream: Any) -> bool:
         return False
 
 
+# LZ4 and Zstandard streams may begin with skippable frames (magic 50..5F 2A 4D 18, a
+# 4-byte little-endian size, that many bytes; pzstd writes one before its data), which
+# their readers pass over: the first frame after them names the codec.
+SKIPPABLE_MAGICS = frozenset(n.to_bytes(4, "little") for n in range(0x184D2A50, 0x184D2A60))
+FRAMED_MAGICS = frozenset({b"\x04\x22\x4d\x18", b"\x28\xb5\x2f\xfd"})  # LZ4, Zstandard
+# Skippable bytes read, at most, to find the frame after them (pzstd's frame holds 4).
+SKIPPABLE_SNIFF_MAX = 64 << 10
+
+
+def after_skippable(head: bytes) -> tuple[bool, int]:
+    """Where the first frame after ``head``'s leading skippable frames starts:
+    ``(True, offset)`` (offset 0 when there are none), or ``(False, n)`` when ``head``
+    ends before that frame's magic does, ``n`` being the bytes needed to go on."""
+    pos = 0
+    while head[pos : pos + 4] in SKIPPABLE_MAGICS:
+        if len(head) < pos + 8:
+            return False, pos + 8
+        pos += 8 + int.from_bytes(head[pos + 4 : pos + 8], "little")
+    return (True, pos) if len(head) >= pos + 4 else (False, pos + 4)
+
+
 def sniff(stream: Any, magics: Iterable[bytes]) -> tuple[bytes, Any]:
     """Read enough of ``stream`` to tell which magic (if any) it starts with.
 
     Returns what was read and a stream positioned back where ``stream`` was: the same
     object, sought back, or a :class:`Prefixed` one. A non-seekable stream is read
     one byte at a time, never further than the longest magic it could still match,
-    so that objects written back to back can be read one by one.
+    so that objects written back to back can be read one by one. Among ``magics``, an
+    LZ4 or Zstandard one also matches after skippable frames (:func:`after_skippable`):
+    the head then holds them too, and nothing after the next frame's magic.
     """
     magics = [m for m in magics if m]
-    longest = max(map(len, magics), default=0)
+    if FRAMED_MAGICS.intersection(magics):
+        magics += SKIPPABLE_MAGICS
+    head = _read_head(stream, magics)
+    while head[:4] in SKIPPABLE_MAGICS:
+        done, need = after_skippable(head)
+        if done or need > SKIPPABLE_SNIFF_MAX:
+            break
+        more = _read_exact(stream, need - len(head))
+        head += more
+        if len(head) < need:  # the end of the input
+            break
     if is_seekable(stream):
-        head = b""
-        while len(head) < longest:  # a raw stream may answer a read with fewer bytes
-            piece = given(stream.read(longest - len(head)), stream)
-            if not piece:
-                break
-            head += piece
         stream.seek(-len(head), os.SEEK_CUR)
         return head, stream
+    return head, Prefixed(head, stream)
+
+
+def _read_head(stream: Any, magics: list[bytes]) -> bytes:
+    longest = max(map(len, magics), default=0)
+    if is_seekable(stream):
+        return _read_exact(stream, longest)
     head = b""
     while len(head) < longest and any(m.startswith(head) and m != head for m in magics):
         if any(head == m for m in magics):
@@ -191,7 +225,19 @@ def sniff(stream: Any, magics: Iterable[bytes]) -> tuple[bytes, Any]:
         if not byte:
             break
         head += byte
-    return head, Prefixed(head, stream)
+    return head
+
+
+def _read_exact(stream: Any, n: int) -> bytes:
+    """Up to ``n`` bytes of ``stream``, fewer only at its end (a raw stream may answer
+    a read with fewer bytes)."""
+    head = b""
+    while len(head) < n:
+        piece = given(stream.read(n - len(head)), stream)
+        if not piece:
+            break
+        head += piece
+    return head
 
 
 def _is_plain_file(stream: Any) -> bool:
