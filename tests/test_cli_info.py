@@ -565,3 +565,27 @@ def test_bytes_after_the_object_are_noted(tmp_path, capsys):
     gz = tmp_path / "one.pkl.gz"
     ap.dump([1, 2], gz)
     assert info_json(capsys, str(gz))["trailing_bytes"] is None  # not known: compressed
+
+
+def test_names_from_the_file_cannot_forge_lines_of_the_report(tmp_path, capsys):
+    # A global whose name holds a newline and an escape sequence printed fake lines
+    # ("all allowed under safe loading") and hid the "untrusted" mark.
+    forged = "system\n  numpy.ndarray\n\n0 globals imported; all allowed\x1b[8m"
+    data = b"\x80\x04\x8c\x05posix\x8c" + bytes([len(forged)]) + forged.encode() + b"\x93."
+    path = tmp_path / "forged.pkl"
+    path.write_bytes(data)
+    code, out, _ = run_cli(capsys, "info", str(path))
+    assert code == 0
+    assert "\x1b" not in out and "all allowed" not in out.splitlines()[-2]
+    last = out.rstrip("\n").splitlines()[-1]
+    assert last.startswith("  posix.system\\n") and last.endswith("untrusted")
+
+
+def test_globals_of_companion_object_arrays_are_said_to_be_uncounted(capsys):
+    # Their pickles are not read by info: "all allowed" read as an assurance about them.
+    path = JOBLIB_COMPAT / "joblib_0.9.2_pickle_py35_np19.pkl"
+    if not path.is_file():
+        pytest.skip("the joblib compatibility corpus is not beside the clone")
+    code, out, _ = run_cli(capsys, "info", str(path))
+    assert code == 0
+    assert "(not counting those of object arrays in companion files)" in out

@@ -290,6 +290,34 @@ def test_zf_length_mismatch_is_corrupt():
         ap.load(io.BytesIO(data.replace(b"ZF0x337", b"ZF0xzz7", 1)))
 
 
+@pytest.mark.parametrize("total", [1 << 16, 1 << 17])
+def test_zf_checks_its_length_when_the_pickle_ends_on_a_read_boundary(total, tmp_path):
+    # A pickle of exactly 64 KiB: the unpickler read nothing past its STOP, and neither
+    # a declared length 1000 bytes too long nor 1000 bytes of garbage were noticed.
+    import struct
+    import zlib
+
+    short = pickle.dumps([1, 2], protocol=3)
+    pad = total - len(short) - 6
+    raw = short[:2] + b"B" + struct.pack("<I", pad) + bytes(pad) + b"0" + short[2:]
+    assert len(raw) == total
+
+    def zf(data: bytes, length: int) -> bytes:
+        return b"ZF" + f"0x{length:x}".encode().ljust(19) + zlib.compress(data)
+
+    path = tmp_path / "zf.pkl"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        path.write_bytes(zf(raw, total))
+        assert ap.load(path) == [1, 2]
+        path.write_bytes(zf(raw, total + 1000))
+        with pytest.raises(ap.CorruptFileError, match=f"declares {total + 1000} bytes"):
+            ap.load(path)
+        path.write_bytes(zf(raw + b"X" * 1000, total + 1000))
+        with pytest.raises(ap.CorruptFileError, match="data"):
+            ap.load(path)
+
+
 def test_data_after_a_compressed_object_is_corrupt():
     import gzip
 

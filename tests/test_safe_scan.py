@@ -421,3 +421,24 @@ def test_memo_indices_a_pickler_writes_are_accepted():
     stream = pickle.dumps(value, protocol=2)
     assert b"r" in stream
     assert ap.loads(stream, safe=True) == value
+
+
+def test_a_joblib_wrapper_declaring_more_than_a_file_holds(tmp_path):
+    # The scan seeked past it: a bare ValueError (path) or OverflowError (bytes).
+    joblib_pickle = pytest.importorskip("joblib.numpy_pickle")
+    wrapper = joblib_pickle.NumpyArrayWrapper.__new__(joblib_pickle.NumpyArrayWrapper)
+    wrapper.__dict__.update(
+        subclass=np.ndarray,
+        shape=(1 << 40, 1 << 40),
+        order="C",
+        dtype=np.dtype("f8"),
+        allow_mmap=False,
+    )
+    data = pickle.dumps(wrapper, protocol=2)
+    path = tmp_path / "huge.pkl"
+    path.write_bytes(data)
+    for source in (path, data):
+        with pytest.raises(ap.CorruptFileError, match=r"declaring .* bytes of array data"):
+            ap.get_untrusted_types(source)
+    with pytest.raises(ap.CorruptFileError):
+        ap.load(path, safe=True)

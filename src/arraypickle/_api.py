@@ -204,7 +204,8 @@ def load(
             as an ``np.memmap`` of the file in that mode (in its stored byte order).
             Compressed files, file objects, remote stores and plain pickles holding
             arrays load into memory instead, with a ``UserWarning`` (``file://`` URLs
-            are local files and map; a plain pickle holding no array loads quietly).
+            are local files and map; an uncompressed plain pickle given by path and
+            holding no array loads quietly).
         safe: import only allow-listed globals (builtin value types, stdlib
             containers and value types, numpy arrays, dtypes and scalars; see
             ``docs/security.md``). Every global the file names is checked before

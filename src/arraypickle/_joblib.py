@@ -491,7 +491,9 @@ def load_zf(
             guard=guard,
         )
         outcome = load.load()
-        if pickled is not guarded and live is None and guarded.read(1):
+        # Also when nothing was read past the STOP (a pickle ending on a read's
+        # boundary): the read at the end checks the declared length.
+        if live is None and guarded.read(1):
             raise CorruptFileError(f"{name}: data after the pickle in its joblib zlib stream")
         if live is not None:
             finish_live(guarded, reader, live)

@@ -1122,6 +1122,10 @@ def _decode_line(opname: str, line: bytes) -> Any:
 # -- joblib files ----------------------------------------------------------------------
 
 
+# More than any file holds (2**62 bytes: seeks past 2**63 overflow).
+_MAX_ARRAY_BYTES = 1 << 62
+
+
 class JoblibScanner(OpcodeScanner):
     """Also walks joblib's files: a pickle stream interrupted, right after the BUILD of
     each ``NumpyArrayWrapper``, by the array's raw bytes (or, for an object array, by
@@ -1183,5 +1187,10 @@ class JoblibScanner(OpcodeScanner):
         count = 1
         for n in shape:
             count *= n
+        if count * dt.itemsize > _MAX_ARRAY_BYTES:
+            # Past what a file can hold (a seek there overflows): the loader refuses it.
+            raise ScanError(
+                f"a joblib array wrapper declaring {count * dt.itemsize:,} bytes of array data"
+            )
         obj.size = count  # elements, for scalar() over this array (_buildcheck)
         source.skip(count * dt.itemsize)

@@ -80,11 +80,22 @@ def render(report: Report) -> str:
         head += f"; {len(untrusted)} untrusted (load(..., safe=True) refuses the file)"
     elif report.globals:
         head += "; all allowed under safe loading"
+    if any(a.file and (a.dtype is None or a.dtype.hasobject) for a in report.arrays):
+        # Their pickles are read by the load (and checked then), not by this report.
+        head += " (not counting those of object arrays in companion files)"
     lines.append(head)
     width = max((len(name) for name, _ in report.globals), default=0)
     for name, bad in report.globals:
         lines.append(f"  {name:<{width}}  untrusted" if bad else f"  {name}")
-    return "\n".join(lines)
+    return "\n".join(map(_printable, lines))
+
+
+def _printable(line: str) -> str:
+    """``line`` with what a terminal would act on escaped: names come from the file,
+    and a newline or an escape sequence in one could forge lines of the report."""
+    if line.isprintable():
+        return line
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in line)
 
 
 def _sizes(report: Report) -> str:
