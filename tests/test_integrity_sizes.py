@@ -194,8 +194,17 @@ def test_a_huge_lzma_dictionary_is_refused_before_it_is_allocated():
     data = ap.dumps(np.arange(10), compress=("lzma", 1))
     bomb = data[:1] + (1 << 30).to_bytes(4, "little") + data[5:]
     for threads in (1, 2):
-        with pytest.raises(CorruptFileError, match="lzma stream needs over 256 MiB to decode"):
+        with pytest.raises(ap.ResourceLimitError, match="asks for a dictionary of over 256 MiB"):
             ap.loads(bomb, threads=threads)
+    # A damaged .lzma header reads as such a request: the promise of CorruptFileError
+    # for any changed byte holds.
+    assert issubclass(ap.ResourceLimitError, CorruptFileError)
+
+
+def test_a_256_mib_lzma_dictionary_is_still_granted():
+    data = ap.dumps(np.arange(10), compress=("lzma", 1))
+    granted = data[:1] + (256 << 20).to_bytes(4, "little") + data[5:]
+    assert ap.loads(granted).tolist() == list(range(10))
 
 
 def test_the_largest_xz_presets_decode_within_the_limit():

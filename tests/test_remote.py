@@ -84,9 +84,11 @@ def check_sample(out: dict, *, mapped: bool = False) -> None:
         ("file:///tmp/x.pkl", "file"),
         ("simplecache::s3://bucket/key", "simplecache"),
         ("blockcache::simplecache::memory://k", "blockcache"),
-        ("model.v2::best.pkl", None),  # a chain must end in a URL: a local name
+        ("model.v2::best.pkl", None),  # no protocol fsspec knows, no URL after: local
         ("ab12::x.pkl", None),
-        ("memory::x.pkl", None),
+        ("notes::x.pkl", None),
+        ("simplecache::/data/m.pkl", "simplecache"),  # fsspec's chain to a local path
+        ("memory::x.pkl", "memory"),
         ("abfs+x.y-z://c/k", "abfs+x.y-z"),
         ("C:\\data\\model.pkl", None),
         ("C:/data/model.pkl", None),
@@ -107,11 +109,18 @@ def test_url_protocol(path, protocol):
 
 @given(st.text())
 def test_paths_without_a_scheme_separator_are_local(path):
-    if "://" not in path:
+    if "://" not in path and "::" not in path:
         assert _remote.url_protocol(path) is None
 
 
-@pytest.mark.parametrize("name", ["model.v2::best.pkl", "ab12::x.pkl", "memory::x.pkl"])
+def test_a_chain_to_a_local_path_is_followed(tmp_path):
+    # fsspec's own syntax: the last link without a protocol is a local file.
+    path = tmp_path / "m.pkl"
+    ap.dump(np.arange(3), path)
+    assert ap.load(f"simplecache::{path}").tolist() == [0, 1, 2]
+
+
+@pytest.mark.parametrize("name", ["model.v2::best.pkl", "ab12::x.pkl", "notes::x.pkl"])
 def test_a_local_name_with_a_double_colon_is_that_file(tmp_path, monkeypatch, name):
     # fsspec would resolve "model.v2::best.pkl" to the file "model.v2": never write there.
     monkeypatch.chdir(tmp_path)
@@ -505,3 +514,15 @@ def test_fixed_size_parts_never_grow(recording, monkeypatch):
 def test_get_untrusted_types_reads_urls():
     ap.dump({"p": os.system, "a": np.arange(3)}, "memory://scan/a.pkl", compress="gzip")
     assert ap.get_untrusted_types("memory://scan/a.pkl") == [f"{os.system.__module__}.system"]
+
+
+def test_a_read_only_store_refuses_a_dump_as_a_wrong_argument(tmp_path, monkeypatch):
+    import tarfile
+
+    monkeypatch.chdir(tmp_path)
+    ap.dump(np.arange(3), "m.pkl")
+    with tarfile.open("a.tar", "w") as tar:
+        tar.add("m.pkl")
+    assert ap.load("tar://m.pkl::a.tar").tolist() == [0, 1, 2]
+    with pytest.raises(ap.InvalidArgumentError, match="cannot write files"):
+        ap.dump(1, "tar://n.pkl::a.tar")

@@ -22,6 +22,17 @@ class CorruptFileError(ArrayPickleError, ValueError):
     """
 
 
+class ResourceLimitError(CorruptFileError):
+    """Loading the file needs more than arraypickle grants a load: an xz or lzma stream
+    asking for a dictionary over 256 MiB (xz's largest preset uses 64 MiB), as
+    decompression bombs do. Decompress it with ``xz -d`` if you trust it.
+
+    The file may be sound, but a :class:`CorruptFileError` all the same: a damaged
+    ``.lzma`` header (it has no checksum) reads as such a request, and a file this
+    arraypickle will not load is, to a cache, one to write again.
+    """
+
+
 class EmptyFileError(CorruptFileError, EOFError):
     """There is nothing to load: the file is empty, or the stream is at its end.
 

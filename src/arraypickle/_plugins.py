@@ -305,8 +305,9 @@ class _WrapperIndex(dict):
 def codec_choices(registry: Registry, exclude: object = None) -> str:
     """'Installed codecs: ...' plus the known codecs one could install."""
     installed = ", ".join(sorted(registry.codecs)) or "none"
+    blocked = blocked_names()
     missing = [
-        f"{n} (pip install {k.distribution})"
+        f"{n} (blocked by {DISABLE_ENV})" if n in blocked else f"{n} (pip install {k.distribution})"
         for n, k in sorted(KNOWN_CODECS.items())
         if n not in registry.codecs and n != exclude
     ]

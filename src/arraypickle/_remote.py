@@ -40,9 +40,7 @@ from ._errors import InvalidArgumentError, MissingDependencyError
 from ._memory import byte_view
 from ._writer import write_all
 
-# A chain (fsspec's ``a::b``) counts only when it ends in a URL: ``model.v2::best.pkl``
-# is a local file's name, which fsspec would resolve to the file ``model.v2``.
-_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]+)(?:://|::(?=.*://))", re.S)
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]+)(://|::)")
 
 # Ranged GET size for buffer payloads, and the buffer for small reads.
 READ_PIECE = 8 << 20
@@ -82,7 +80,8 @@ def url_protocol(path: str) -> str | None:
     """The protocol of ``path`` when it is a URL (``'s3'`` for ``s3://b/k``), else None.
 
     The first protocol of a chained URL (``simplecache::s3://b/k``) is returned; a
-    chain must end in a URL (``name::x.pkl`` is a local name, as for ``open``).
+    chain that does not end in a URL must start with a protocol fsspec knows
+    (``simplecache::/data/x.pkl``): ``model.v2::best.pkl`` is a local name, as for ``open``.
     Local paths, Windows drive paths included (``C:\\data\\x.pkl``, ``C:/x``), give None.
 
     Examples:
@@ -93,7 +92,23 @@ def url_protocol(path: str) -> str | None:
         True
     """
     match = _URL.match(path)
-    return match.group(1).lower() if match else None
+    if match is None:
+        return None
+    protocol = match.group(1).lower()
+    if match.group(2) == "::" and "://" not in path and not _is_fsspec_protocol(protocol):
+        # A chain (fsspec's ``a::b``) whose first link is no protocol fsspec knows:
+        # ``model.v2::best.pkl`` is a local file's name, which fsspec would resolve to
+        # the file ``model.v2``. ``simplecache::/data/x.pkl`` is a URL.
+        return None
+    return protocol
+
+
+def _is_fsspec_protocol(protocol: str) -> bool:
+    try:
+        from fsspec.registry import known_implementations, registry
+    except ImportError:  # without fsspec nothing but a "://" URL can be one
+        return False
+    return protocol in known_implementations or protocol in registry
 
 
 def locate(path: str, storage_options: dict[str, Any] | None) -> str | RemoteFile:
@@ -225,9 +240,10 @@ class RemoteFile:
     def _upload(self, path: str) -> Iterator[Any]:
         try:
             f = _open(self.fs, path, "wb", block_size=WRITE_BLOCK)
-        except NotImplementedError as exc:
+        except (NotImplementedError, ValueError) as exc:
+            # http(s) raise the first; archives (tar://, "Read-only filesystem") the second.
             raise InvalidArgumentError(
-                f"{self.url!r}: fsspec's {type(self.fs).__name__} cannot write files"
+                f"{self.url!r}: fsspec's {type(self.fs).__name__} cannot write files ({exc})"
             ) from exc
         try:
             yield Chunked(f, self.url)

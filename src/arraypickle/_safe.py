@@ -239,6 +239,8 @@ def get_untrusted_types(
         CorruptFileError: the file is damaged, or sets a state safe loading refuses
             whatever is trusted (a state on a class itself, a forged numpy dtype, an
             object array whose list is shorter than its shape).
+        InvalidArgumentError: ``file`` is none of the above, or a text, closed or
+            non-blocking file object.
 
     Examples:
 
@@ -261,8 +263,10 @@ def get_untrusted_types(
         with reading(path, storage_options) as f:
             return _scan_any(f, repr(path), registry, policy)
     if callable(getattr(file, "read", None)):
+        from ._api import _check_binary  # text, closed, write-only, non-blocking files
         from ._errors import describe
 
+        _check_binary(file, "reading")
         return _scan_any(file, describe(file), registry, policy)
     raise InvalidArgumentError(
         "get_untrusted_types expects a filename, a readable binary file object or bytes, "

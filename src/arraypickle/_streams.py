@@ -11,7 +11,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from ._damage import renamed
-from ._errors import ArrayPickleError, CorruptFileError, describe
+from ._errors import (
+    ArrayPickleError,
+    CorruptFileError,
+    InvalidArgumentError,
+    ResourceLimitError,
+    describe,
+)
 from ._memory import byte_view
 
 
@@ -81,7 +87,7 @@ def given(got: Any, src: Any) -> Any:
     nothing to give yet, not the end of the input (which a truncated file looks like)."""
     if got is None:
         # Not CorruptFileError: the file is not at fault (a cache would delete it).
-        raise ArrayPickleError(
+        raise InvalidArgumentError(
             f"{describe(src)} gave no data, as a file object in non-blocking mode does: "
             "load needs a blocking one"
         )
@@ -303,14 +309,17 @@ class Guarded(io.RawIOBase):
         """Decompressed bytes delivered so far."""
         return self._offset
 
-    def _damaged(self, text: str) -> CorruptFileError:
-        return CorruptFileError(f"{text} (at or after decompressed offset {self._offset})")
+    def _damaged(self, text: str, kind: type[CorruptFileError] = CorruptFileError) -> Any:
+        return kind(f"{text} (at or after decompressed offset {self._offset})")
 
     def _call(self, method: Any, arg: Any) -> Any:
         try:
             return method(arg)
         except CorruptFileError as exc:
-            raise self._damaged(str(renamed(exc, self._name))) from exc
+            # A refusal by limit stays one; an inner EmptyFileError is damage here (an
+            # EOFError would end a caller's loop over objects as if all were read).
+            kind = ResourceLimitError if isinstance(exc, ResourceLimitError) else CorruptFileError
+            raise self._damaged(str(renamed(exc, self._name)), kind) from exc
         except ArrayPickleError:
             raise
         except MemoryError as exc:

@@ -103,7 +103,7 @@ def _verify_stream(stream: Any, name: str, report: Report, registry: Registry) -
         )
     check_unrecognised(head, name)
     raise CorruptFileError(
-        f"{name}: not an arraypickle file but a plain pickle (as joblib 0.10 and later write), "
+        f"{name}: not an arraypickle file but a plain pickle (as joblib writes), "
         "which carries no checksums to verify"
     )
 

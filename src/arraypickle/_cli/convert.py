@@ -159,18 +159,18 @@ def run(args: argparse.Namespace) -> int:
 def _check_rereadable(src: str) -> None:
     """Refuse a pipe, a FIFO or a device as SRC: it is read twice (its first bytes tell
     which route it takes), and a second open would wait or find nothing."""
+    if src == "-":  # what info and verify read as stdin (a file named '-' is ./-)
+        raise CliError(
+            "SRC '-': convert reads SRC more than once, so not from stdin "
+            "(save the stream to a file first; a file named '-' is ./-)",
+            EXIT_USAGE,
+        )
     target = _remote.locate(src, None)
     if not isinstance(target, str):
         return
     try:
         mode = os.stat(target).st_mode
     except OSError:
-        if src == "-":  # what info and verify read as stdin
-            raise CliError(
-                "SRC '-': convert reads SRC more than once, so not from stdin "
-                "(save the stream to a file first)",
-                EXIT_USAGE,
-            ) from None
         return  # the open reports it, naming SRC
     if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
         raise CliError(

@@ -15,7 +15,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .._errors import CorruptFileError, describe
+from .._errors import CorruptFileError, ResourceLimitError, describe
 from .._memory import byte_view
 from .._parallel import ReadAhead, copy_into
 from .._streams import is_seekable
@@ -41,8 +41,10 @@ DECOMPRESS_ERRORS = (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError)
 
 # liblzma allocates the dictionary a stream's header declares (up to 1.5 GiB for xz,
 # 4 GiB for .lzma) before decoding a byte: a 156 KB file took 1.07 GB to load. xz's
-# largest preset decodes in 65 MiB (xz(1)); four times that is refused.
-LZMA_MEMLIMIT = 256 << 20
+# largest preset decodes in 65 MiB (xz(1)); dictionaries over four times its 64 MiB are
+# refused (the decoder needs a little more than its dictionary: 257 MiB for 256 MiB).
+LZMA_DICT_LIMIT_MIB = 256
+LZMA_MEMLIMIT = (LZMA_DICT_LIMIT_MIB + 16) << 20
 
 
 def lzma_decompressor(format: int) -> lzma.LZMADecompressor:
@@ -158,10 +160,11 @@ class _Decoder:
             if isinstance(exc, CorruptFileError):
                 raise
             if isinstance(exc, lzma.LZMAError) and "Memory usage limit" in str(exc):
-                raise self._damaged(
-                    f"needs over {LZMA_MEMLIMIT >> 20} MiB to decode (its dictionary is "
-                    "larger than any xz preset's): refused as a decompression bomb; "
-                    "decompress it with xz -d first if you trust it"
+                raise ResourceLimitError(
+                    f"{self._name}: {self._codec} stream asks for a dictionary of over "
+                    f"{LZMA_DICT_LIMIT_MIB} MiB (xz's largest preset uses 64 MiB): refused "
+                    "as a possible decompression bomb; decompress it with xz -d first if "
+                    "you trust it"
                 ) from exc
             raise self._damaged(f"is damaged: {exc}") from exc
         return b""
