@@ -13,6 +13,8 @@ import stat
 from collections.abc import Iterable
 from typing import Any, BinaryIO
 
+import numpy as np
+
 from . import _format as fmt
 from . import _joblib, _joblib_zf, _progress, _remote
 from ._atomic import replacing
@@ -125,6 +127,7 @@ def dump(
     proto = _protocol(protocol)
     nthreads = resolve_threads(threads)
     _progress.check(progress)
+    fsync = _flag("fsync", fsync)
     if isinstance(filename, (str, os.PathLike)):
         path = os.fspath(filename)
         if not isinstance(path, str):
@@ -259,7 +262,8 @@ def load(
             f"{', '.join(MMAP_ALIASES)}), got {mmap_mode!r}"
         )
     mode = "r+" if mmap_mode == "w+" else mmap_mode
-    opts = _LoadOptions(make_policy(safe, trusted), verify, resolve_threads(threads))
+    policy = make_policy(safe, trusted)
+    opts = _LoadOptions(policy, _flag("verify", verify), resolve_threads(threads))
     registry = get_registry()
     _progress.check(progress)
     if isinstance(filename, (str, os.PathLike)):
@@ -363,7 +367,8 @@ def loads(
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise InvalidArgumentError(f"loads expects bytes, got {type(data).__name__}")
-    opts = _LoadOptions(make_policy(safe, trusted), verify, resolve_threads(threads))
+    policy = make_policy(safe, trusted)
+    opts = _LoadOptions(policy, _flag("verify", verify), resolve_threads(threads))
     _progress.check(progress)
     with _progress.track(progress, "load", "<bytes>") as tracker:
         return _read_whole(tracker.reader(io.BytesIO(data)), "<bytes>", get_registry(), opts)
@@ -414,6 +419,13 @@ def _check_binary(fileobj: Any, direction: str) -> None:
             f"{describe(fileobj)} is in non-blocking mode: {direction} it needs a blocking "
             "file (os.set_blocking(fd, True), or a socket's setblocking(True))"
         )
+
+
+def _flag(name: str, value: Any) -> bool:
+    """``value`` as a bool, refusing what is not one: ``verify="no"`` is true."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise InvalidArgumentError(f"{name} must be True or False, got {value!r}")
 
 
 def _protocol(protocol: int | None) -> int:

@@ -20,7 +20,7 @@ import pluggy
 
 from . import _format as fmt
 from . import hookspecs
-from ._errors import PluginConflictError, UnknownCodecError
+from ._errors import InvalidArgumentError, PluginConflictError, UnknownCodecError
 from ._streams import FRAMED_MAGICS, SKIPPABLE_MAGICS, after_skippable
 from ._warnings import warn_caller
 
@@ -664,6 +664,8 @@ def register_wrapper(wrapper: Any, force: bool = False) -> None:
 
 
 def _register(kind: str, item: Any, force: bool) -> None:
+    if not isinstance(force, bool):  # force="no" would be true
+        raise InvalidArgumentError(f"force must be True or False, got {force!r}")
     registry = get_registry()
     with _lock:
         _add(registry, kind, item, force)
