@@ -356,3 +356,34 @@ def test_a_named_pipe_cannot_be_mapped_so_it_warns_and_loads(tmp_path):
     writer.join(timeout=30)
     assert type(out["a"]) is np.ndarray
     np.testing.assert_array_equal(out["a"], obj["a"])
+
+
+@pytest.mark.parametrize("mode", ["r", "c", "r+"])
+@pytest.mark.parametrize("writer", ["arraypickle", "joblib"])
+def test_a_dump_renamed_over_the_file_during_a_mapped_load(tmp_path, mode, writer):
+    # The file was opened again by name to be mapped: a dump landing in between (a
+    # temporary file renamed over it) had the old file's arrays mapped from the new one
+    # at the old offsets, silently, and 'r+' marked the new file's header.
+    if writer == "joblib":
+        joblib = pytest.importorskip("joblib")
+        dump = joblib.dump
+    else:
+        dump = ap.dump
+    path = tmp_path / "m.pkl"
+    old = {"meta": "old", "a": np.arange(10), "b": np.full(5, 1.5)}
+    new = {"meta": "new" * 3000, "pad": np.zeros(1000, np.uint8), "a": np.arange(100, 110)}
+    dump(old, path)
+    replaced = []
+
+    def replace_once(done, total):
+        if not replaced:
+            replaced.append(True)
+            ap.dump(new, path)  # another process's dump, as far as the load can tell
+
+    got = ap.load(path, mmap_mode=mode, progress=replace_once)
+    assert replaced
+    assert got["meta"] == "old"
+    assert got["a"].tolist() == list(range(10)) and got["b"].tolist() == [1.5] * 5
+    again = ap.load(path)  # the new file, untouched: its checksums still bind
+    assert again["meta"] == new["meta"] and again["a"].tolist() == list(range(100, 110))
+    assert path.read_bytes()[11] == 0  # no "mapped for writing" flag on the new file

@@ -282,7 +282,7 @@ def load(
                 )
             with _progress.track(progress, "load", path) as tracker, target.reading() as f:
                 return _read_whole(tracker.reader(f), repr(path), registry, opts)
-        with _progress.track(progress, "load", path) as tracker, open(target, "rb") as f:
+        with _progress.track(progress, "load", path) as tracker, _open_for(target, mode) as f:
             if mode is not None and not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
                 warn_caller(
                     f"{path!r} is not a regular file: it cannot be memory-mapped and is "
@@ -291,7 +291,13 @@ def load(
                 )
                 mode = None
             return _read_whole(
-                tracker.reader(f), repr(path), registry, opts, path=target, mmap_mode=mode
+                tracker.reader(f),
+                repr(path),
+                registry,
+                opts,
+                path=target,
+                mmap_mode=mode,
+                mapfile=f if mode is not None else None,
             )
     _no_storage_options(storage_options, filename)
     if callable(getattr(filename, "read", None)):
@@ -419,6 +425,18 @@ def _check_binary(fileobj: Any, direction: str) -> None:
             f"{describe(fileobj)} is in non-blocking mode: {direction} it needs a blocking "
             "file (os.set_blocking(fd, True), or a socket's setblocking(True))"
         )
+
+
+def _open_for(target: str, mmap_mode: str | None) -> Any:
+    """``target`` open for the load: also for writing when its arrays are to be mapped
+    with ``'r+'`` (the file read is the file mapped; a read-only one is read as
+    ``'rb'``, and mapping it for writing fails as np.memmap's would)."""
+    if mmap_mode == "r+":
+        try:
+            return open(target, "r+b")
+        except PermissionError:
+            pass
+    return open(target, "rb")
 
 
 def _flag(name: str, value: Any) -> bool:
@@ -567,9 +585,12 @@ def _read(
     *,
     path: str | None = None,
     mmap_mode: str | None = None,
+    mapfile: Any = None,
     inner: bool = False,
     piece: int | None = None,
 ) -> Any:
+    """Read one object from ``stream``; ``mapfile``: the open file at ``path``, whose
+    arrays ``mmap_mode`` maps."""
     magics = registry.magics()
     head, stream = sniff(stream, [fmt.MAGIC, _joblib_zf.MAGIC, *magics])
     if head.startswith(_joblib_zf.MAGIC):  # joblib 0.8.4-0.9's own zlib framing
@@ -591,7 +612,7 @@ def _read(
             name,
             wrappers=registry.wrappers,
             size=remaining_size(stream),
-            mmap=MmapTarget(path, mmap_mode) if path and mmap_mode else None,
+            mmap=MmapTarget(path, mmap_mode, mapfile) if path and mmap_mode else None,
             piece=piece or (_CODEC_PIECE if inner else _FILE_PIECE),
             policy=opts.policy,
             verify=opts.verify,
@@ -623,6 +644,7 @@ def _read(
             new_unpickler=opts.unpickler_factory(),
             path=path,
             mmap_mode=mmap_mode,
+            mapfile=mapfile,
             size=remaining_size(stream),
             piece=piece or (_CODEC_PIECE if inner else _FILE_PIECE),
             inner=inner,

@@ -46,6 +46,7 @@ from ._joblib_stream import PickleView, Source
 from ._joblib_zf import open_zf
 from ._memory import aligned_empty
 from ._numpy import _rebuild_array
+from ._reader import MmapTarget
 from ._streams import Guarded, LiveLoad, ShortReads, finish_live, is_seekable
 from ._warnings import warn_caller
 
@@ -125,6 +126,7 @@ class PickleLoad:
         new_unpickler: UnpicklerFactory,
         path: str | None = None,
         mmap_mode: str | None = None,
+        mapfile: Any = None,
         size: int | None = None,
         piece: int | None = None,
         inner: bool = False,
@@ -141,6 +143,8 @@ class PickleLoad:
             dirname if dirname is not None else _dirname(path or getattr(stream, "name", None))
         )
         self.mmap_mode = mmap_mode if path else None
+        # The loaded file's own mapping (see MmapTarget: never the path opened again).
+        self.mapping = MmapTarget(path, mmap_mode, mapfile) if path and mmap_mode else None
         self.new_unpickler = new_unpickler
         self.size = size
         self.inner = inner
@@ -302,15 +306,22 @@ def map_array(
     path: str | None = None,
 ) -> np.ndarray:
     """``np.memmap`` of ``path`` (default: the loaded file) at ``offset``, in the load's mode."""
+    own = path is None and load.mapping is not None
     path = path or load.path
     if dtype.hasobject or dtype.itemsize == 0:
         # joblib writes neither raw: over a file, objects' items would be its bytes as
         # pointers, and 0-byte items let a shape's element count overflow.
         raise CorruptFileError(f"{path!r}: an array of {dtype} cannot be mapped from a file")
     try:
-        array = np.memmap(
-            path, dtype=dtype, mode=load.mmap_mode, offset=offset, shape=shape, order=order
-        )
+        if own:
+            nbytes = dtype.itemsize * prod(shape)
+            if offset + nbytes > load.mapping.size():  # type: ignore[union-attr]
+                raise ValueError("the array runs past the end of the file")
+            array = load.mapping.array(offset, shape, dtype, order)  # type: ignore[union-attr]
+        else:  # a companion file of joblib < 0.10: the file itself is what is named
+            array = np.memmap(
+                path, dtype=dtype, mode=load.mmap_mode, offset=offset, shape=shape, order=order
+            )
     except ValueError as exc:  # beyond the end of the file
         raise CorruptFileError(f"{path!r}: cannot map the array at offset {offset}: {exc}") from exc
     if not array.flags.aligned:

@@ -90,28 +90,64 @@ _ACCESS = {"r": mmap.ACCESS_READ, "r+": mmap.ACCESS_WRITE, "c": mmap.ACCESS_COPY
 
 
 class MmapTarget:
-    """Where and how buffers of an uncompressed container file are memory-mapped.
+    """Where and how arrays of an uncompressed file are memory-mapped.
 
-    The file is mapped once, whole, when the first buffer is: ``np.memmap`` would open
+    The file is mapped once, whole, when the first array is: ``np.memmap`` would open
     and map it again for each (about 50 us apiece, most of a mapped load of an object
     of many small arrays). Each array keeps the mapping alive, as np.memmap's do.
+
+    ``fileobj`` is the file the load reads, open (``'r+b'`` for mode ``'r+'``): it is
+    what is mapped, and what the header flag is written to. Opened again by name, the
+    path could by then name another file (a dump renamed over it): its arrays were
+    mapped at the old file's offsets, and 'r+' marked the new file's header.
     """
 
-    __slots__ = ("_mm", "filename", "mode", "path")
+    __slots__ = ("_mm", "filename", "fileobj", "mode", "path")
 
-    def __init__(self, path: str, mode: str) -> None:
+    def __init__(self, path: str, mode: str, fileobj: Any = None) -> None:
         self.path = path
         self.mode = mode
+        self.fileobj = fileobj
         self.filename = os.path.abspath(path)
         self._mm: mmap.mmap | None = None
 
+    def _mapping(self) -> mmap.mmap:
+        if self._mm is None:
+            if self.fileobj is not None:
+                self._mm = mmap.mmap(self.fileobj.fileno(), 0, access=_ACCESS[self.mode])
+            else:
+                with open(self.path, "r+b" if self.mode == "r+" else "rb") as f:
+                    self._mm = mmap.mmap(f.fileno(), 0, access=_ACCESS[self.mode])
+        return self._mm
+
     def map(self, offset: int, length: int) -> np.memmap:
         """The ``length`` bytes at ``offset`` of the file, as a uint8 ``np.memmap``."""
-        if self._mm is None:
-            with open(self.path, "r+b" if self.mode == "r+" else "rb") as f:
-                self._mm = mmap.mmap(f.fileno(), 0, access=_ACCESS[self.mode])
+        return self.array(offset, (length,), np.uint8, "C")
+
+    def array(self, offset: int, shape: Any, dtype: Any, order: str) -> np.memmap:
+        """An ``np.memmap`` of ``shape`` and ``dtype`` at ``offset`` of the file."""
+        mm = self._mapping()
         file = (self.filename, offset, self.mode)
-        return memmap_over(self._mm, offset, (length,), np.uint8, "C", file)
+        return memmap_over(mm, offset, shape, dtype, order, file)
+
+    def size(self) -> int:
+        """Bytes of the file as mapped."""
+        return len(self._mapping())
+
+    def mark_writable(self, header: bytes) -> None:
+        """Record in the file's header (currently ``header``) that its buffers are
+        mapped for writing: from now on they may change legitimately, and their
+        checksums stop binding (the opcodes' still do)."""
+        flags = header[fmt.HEADER_FLAGS_OFFSET] | fmt.HEADER_FLAG_MAPPED_WRITABLE
+        body = header[: fmt.HEADER_FLAGS_OFFSET] + bytes([flags])
+        data = body + zlib.crc32(body).to_bytes(4, "little")
+        if self.fileobj is not None and hasattr(os, "pwrite"):
+            # Through the file being loaded, without moving its read position.
+            self.fileobj.flush()
+            os.pwrite(self.fileobj.fileno(), data, 0)
+            return
+        with open(self.path, "r+b") as f:
+            f.write(data)
 
 
 class ContainerReader:
@@ -511,7 +547,7 @@ class ContainerReader:
         self._finish(stream)
         if self._unmarked is not None and self._nbuffers:
             # Before any array mapped for writing reaches the caller (none: no change).
-            mark_mapped_writable(self._mmap.path, self._unmarked)  # type: ignore[union-attr]
+            self._mmap.mark_writable(self._unmarked)  # type: ignore[union-attr]
         return obj
 
     def _finish(self, stream: OpcodeStream) -> None:
@@ -637,13 +673,3 @@ def _find_newline(view: memoryview, window: int = 4096) -> int:
         if hit >= 0:
             return start + hit
     return -1
-
-
-def mark_mapped_writable(path: str, header: bytes) -> None:
-    """Record in the header of the container file at ``path`` (whose current header
-    is ``header``) that its buffers are mapped for writing: from now on they may change
-    legitimately, and their checksums stop binding (the opcodes' still do)."""
-    flags = header[fmt.HEADER_FLAGS_OFFSET] | fmt.HEADER_FLAG_MAPPED_WRITABLE
-    body = header[: fmt.HEADER_FLAGS_OFFSET] + bytes([flags])
-    with open(path, "r+b") as f:
-        f.write(body + zlib.crc32(body).to_bytes(4, "little"))
