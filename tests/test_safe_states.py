@@ -1442,6 +1442,33 @@ def test_numpy_calls_sharing_big_arguments_scan_in_linear_time():
         ap.loads(_shared_to_many_calls(65536, 7, 20), safe=True)
 
 
+def _inflated_dtype_states(states: int, levels: int) -> bytes:
+    """``states`` fresh dtypes, each given a valid state whose one field's title is a
+    tuple the memo shares with itself ``levels`` deep: a few bytes each in the stream,
+    2**levels parts each to judge."""
+
+    def u(text: str) -> bytes:
+        return b"\x8c" + bytes([len(text)]) + text.encode()
+
+    data = b"\x80\x04cnumpy\ndtype\n\x94" + u("f8") + b"\x89\x88\x87\x94"
+    data += b"K\x01" + b"2\x86" * levels + b"\x94" + b"0"
+    for k in range(states):
+        data += b"h\x00h\x01R(K\x04" + u("<") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00"
+        data += b"}" + u(f"k{k}") + b"h\x02stb0"
+    return data + b"N."
+
+
+def test_inflated_dtype_states_share_the_scan_budget():
+    # Each state was bounded, but not their sum: 20 of them (835 bytes) scanned for
+    # 11 s, and each accepted one kept 16 MB in the cache of judged states for good.
+    from arraypickle import _buildcheck
+
+    before = _buildcheck._ACCEPTED_NODES
+    with pytest.raises(ap.CorruptFileError, match="time quadratic in the stream"):
+        ap.get_untrusted_types(_inflated_dtype_states(20, 16))
+    assert _buildcheck._ACCEPTED_NODES - before <= _buildcheck._CACHED_NODES_EACH
+
+
 def test_small_shared_arguments_stay_within_the_budget():
     # 64 calls each given 2 x 4,096 entries: well under the allowance, and numpy's
     # own refusal of the call is what stops the load.
@@ -1597,3 +1624,23 @@ def test_a_value_shared_with_itself_is_refused_without_walking_it(data):
     assert run.returncode == 0, run.stderr
     assert b"refusing to load" in run.stdout
     assert len(run.stdout) < 1000
+
+
+def test_a_class_with_its_own_reduction_is_not_reconstructed_by_copyreg():
+    # dict.__init__ filled an OrderedDict behind its back: len 2, list() and repr empty.
+    data = (
+        b"\x80\x02ccopyreg\n_reconstructor\n(ccollections\nOrderedDict\ncbuiltins\ndict\n"
+        b"}(X\x01\x00\x00\x00aK\x01X\x01\x00\x00\x00bK\x02utR."
+    )
+    with pytest.raises(ap.CorruptFileError, match="pickles itself otherwise"):
+        ap.loads(data, safe=True)
+
+
+@pytest.mark.parametrize("protocol", [0, 1, 2])
+def test_what_pickle_writes_through_copyreg_still_loads_safely(protocol):
+    import uuid
+
+    objs = [uuid.UUID(int=7), collections.OrderedDict(a=1), collections.Counter("aab")]
+    objs += [collections.deque([1]), collections.defaultdict(int, a=1), range(3)]
+    for obj in objs:
+        assert ap.loads(pickle.dumps(obj, protocol=protocol), safe=True) == obj

@@ -112,15 +112,16 @@ class Refused(ScanError):
     says why."""
 
 
-def check_build(target: Any, state: Any) -> None:
-    """Raise :class:`Refused` unless a BUILD of ``state`` on ``target`` is harmless."""
+def check_build(target: Any, state: Any, budget: WalkBudget | None = None) -> None:
+    """Raise :class:`Refused` unless a BUILD of ``state`` on ``target`` is harmless.
+    ``budget``: the scan's, which dtype states draw on as the defaultdict walks do."""
     t = type(target)
     if t is Made:
         kind = _kind_of(target)
         if kind == "free":
             return
         if kind == "dtype":
-            _check_dtype(target, state)
+            _check_dtype(target, state, budget)
         elif kind == "array":
             if target.built:
                 raise Refused("a second state for one array (views of its memory may exist)")
@@ -406,8 +407,23 @@ def _reconstructor(name: str, args: Any, kwargs: Any = None) -> None:
     obj = allowed().get(base.name) if type(base) is GlobalRef else None
     if obj is None or (getattr(obj, "__module__", None) or "").startswith("numpy"):
         raise Refused(f"a call of {name} with the base {brief(base)} (no pickler writes that)")
+    cls = args[0]
+    made = allowed().get(cls.name) if type(cls) is GlobalRef else None
+    if isinstance(made, type) and not _reduced_by_copyreg(made):
+        # Its own __reduce__ pickles it otherwise: built so, it skips its own set-up
+        # (an OrderedDict holding items its order does not know: len 2, list() empty).
+        raise Refused(
+            f"a call of {name} for {cls.name}, which pickles itself otherwise (no pickler "
+            "writes that)"
+        )
     if obj in _BYTES_LIKE:
         _copied_bytes(base.name, (args[2],))
+
+
+def _reduced_by_copyreg(cls: type) -> bool:
+    """Whether pickle (protocols 0 and 1) writes ``cls`` through
+    ``copyreg._reconstructor``: only when it has no reduction of its own."""
+    return cls.__reduce__ is object.__reduce__ and cls.__reduce_ex__ is object.__reduce_ex__
 
 
 # Positional parameters of the ndarray classes that can be built over a buffer.
@@ -596,15 +612,16 @@ def _check_attributes(what: str, cls: Any, state: dict[Any, Any]) -> None:
 # -- dtypes -----------------------------------------------------------------------------
 
 
-def _check_dtype(made: Made, state: Any) -> None:
+def _check_dtype(made: Made, state: Any, budget: WalkBudget | None = None) -> None:
     """Accept ``state`` for the dtype ``made`` only if numpy would write exactly it."""
+    global _ACCEPTED_NODES
     if made.built:
         raise Refused("a second state for one numpy.dtype")
     if made.used:
         raise Refused("a state for a numpy.dtype already in use")
     args = made.args
     typ = _written_type(_type_arg(args), args)
-    real_state = _resolve(state)
+    real_state, nodes = _resolve_within(state, budget)
     try:
         key: Any = (typ, bool(args[1]), _frozen(real_state))
         expected = _ACCEPTED.get(key)
@@ -612,8 +629,12 @@ def _check_dtype(made: Made, state: Any) -> None:
         key = expected = None
     if expected is None:
         expected = _numpy_would_write(typ, bool(args[1]), state, real_state)
-        if key is not None and len(_ACCEPTED) < 4096:
+        # Kept only while small: a state the memo inflates would hold its copy for the
+        # rest of the process (20 of them, 16 MB each, stayed after the scan).
+        small = nodes <= _CACHED_NODES_EACH and _ACCEPTED_NODES + nodes <= _CACHED_NODES_ALL
+        if key is not None and small and len(_ACCEPTED) < 4096:
             _ACCEPTED[key] = expected
+            _ACCEPTED_NODES += nodes
     made.built = True
     made.real = expected
     _freeze(state)
@@ -652,6 +673,9 @@ def _freeze(value: Any) -> None:
 # builds from them. dtypes compare and hash by equivalence, which is what the check
 # compares anyway.
 _ACCEPTED: dict[Any, np.dtype] = {}
+_ACCEPTED_NODES = 0
+_CACHED_NODES_EACH = 4096  # a structured dtype of hundreds of fields
+_CACHED_NODES_ALL = 1 << 18
 
 
 def _frozen(value: Any) -> Any:
@@ -751,6 +775,32 @@ def _expected(base: np.dtype, st: Any) -> np.dtype:
 # per field, and fields are followed up to DICT_MAX): a tuple the memo shares with
 # itself at every level is small in the file and 2**40 parts to follow.
 RESOLVE_NODES = 1 << 18
+
+
+def _resolve_within(state: Any, budget: WalkBudget | None) -> tuple[Any, int]:
+    """:func:`_resolve` of ``state``, and the parts it followed, drawn from the scan's
+    ``budget`` too: each state is bounded, but the memo can hand one inflated state to
+    BUILD after BUILD (a 243-byte stream scanned for 16 s)."""
+    cap = RESOLVE_NODES
+    if budget is not None:
+        cap = min(cap, budget.limit - budget.used)
+    left = [cap]
+    try:
+        if cap <= 0:
+            raise Refused("no parts left")
+        resolved = _resolve(state, left)
+    except Refused:
+        if (left[0] < 0 or cap <= 0) and cap < RESOLVE_NODES:  # the stream's budget ran out
+            raise Refused(
+                "a numpy.dtype state past what the scan follows for the stream so far "
+                "(the memo hands the same parts to state after state: a check that "
+                "would take time quadratic in the stream)"
+            ) from None
+        raise
+    finally:
+        if budget is not None:
+            budget.used += cap - max(left[0], 0)
+    return resolved, cap - max(left[0], 0)
 
 
 def _resolve(value: Any, budget: list[int] | None = None) -> Any:

@@ -885,8 +885,9 @@ class OpcodeScanner:
                     self.mid_frame = framed and i < fstop
                     # A hook reads on past a frame that ends here (joblib's raw array).
                     framed = self.mid_frame
+                self._walks.allow(self.opcodes + count)
                 try:
-                    check_build(stack[-1], state)
+                    check_build(stack[-1], state, self._walks)
                 except Refused as exc:
                     self._refuse(f"BUILD at opcode {count}: {exc}")
                 if hooked:
