@@ -387,3 +387,24 @@ def test_a_dump_renamed_over_the_file_during_a_mapped_load(tmp_path, mode, write
     again = ap.load(path)  # the new file, untouched: its checksums still bind
     assert again["meta"] == new["meta"] and again["a"].tolist() == list(range(100, 110))
     assert path.read_bytes()[11] == 0  # no "mapped for writing" flag on the new file
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_r_plus_on_a_fifo_still_ends(tmp_path):
+    # The file is opened for writing too when 'r+' maps it: a FIFO opened so would
+    # never show its reader an end.
+    import threading
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+
+    def send():
+        with open(fifo, "wb") as f:
+            ap.dump({"a": np.arange(5)}, f)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    with pytest.warns(UserWarning, match="not a regular file"):
+        got = ap.load(fifo, mmap_mode="r+")
+    sender.join(timeout=30)
+    assert got["a"].tolist() == [0, 1, 2, 3, 4]

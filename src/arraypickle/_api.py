@@ -433,9 +433,11 @@ def _open_for(target: str, mmap_mode: str | None) -> Any:
     ``'rb'``, and mapping it for writing fails as np.memmap's would)."""
     if mmap_mode == "r+":
         try:
-            return open(target, "r+b")
-        except PermissionError:
-            pass
+            # Not a FIFO: opened for writing too, its reader would never see its end.
+            if stat.S_ISREG(os.stat(target).st_mode):
+                return open(target, "r+b")
+        except OSError:
+            pass  # read-only, or missing: the open below reports what it finds
     return open(target, "rb")
 
 
