@@ -1645,3 +1645,15 @@ def test_what_pickle_writes_through_copyreg_still_loads_safely(protocol):
     objs += [collections.deque([1]), collections.defaultdict(int, a=1), range(3)]
     for obj in objs:
         assert ap.loads(pickle.dumps(obj, protocol=protocol), safe=True) == obj
+
+
+@pytest.mark.parametrize("writer", ["pickle", "arraypickle"])
+def test_many_dtypes_sharing_one_wide_fields_dict_load_safely(writer):
+    # Every view as a recarray makes a dtype sharing the fields dict, which the memo
+    # stores once: the scan's budget charged the whole dict to each, and refused
+    # 1,200 such arrays of 300 fields as "past what the scan follows".
+    wide = np.dtype([(f"f{k}", "f8") for k in range(300)])
+    views = [np.zeros(0, wide).view(np.recarray) for _ in range(1200)]
+    data = pickle.dumps(views, protocol=5) if writer == "pickle" else ap.dumps(views)
+    got = ap.loads(data, safe=True)
+    assert len(got) == 1200 and got[-1].dtype == views[-1].dtype

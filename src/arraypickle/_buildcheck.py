@@ -160,11 +160,13 @@ class WalkBudget:
     FIXED = 1_000_000
     PER_OPCODE = 16
 
-    __slots__ = ("limit", "used")
+    __slots__ = ("limit", "used", "verdicts")
 
     def __init__(self) -> None:
         self.used = 0
         self.limit = self.FIXED
+        # dtype states accepted so far, by what they are made of (see _check_dtype).
+        self.verdicts: dict[Any, tuple[np.dtype, tuple[Any, ...]]] = {}
 
     def allow(self, opcodes: int) -> None:
         """Set the allowance for a scan that has read ``opcodes`` opcodes so far."""
@@ -621,6 +623,17 @@ def _check_dtype(made: Made, state: Any, budget: WalkBudget | None = None) -> No
         raise Refused("a state for a numpy.dtype already in use")
     args = made.args
     typ = _written_type(_type_arg(args), args)
+    shallow = _shallow_key(typ, args, state) if budget is not None else None
+    if shallow is not None:
+        # The same parts as a state accepted before (dtypes sharing one fields dict
+        # through the memo: every view as a recarray makes one): the same verdict,
+        # without walking them again. Those parts were frozen by that acceptance.
+        key_, parts = shallow
+        hit = budget.verdicts.get(key_)  # type: ignore[union-attr]
+        if hit is not None and all(a is b for a, b in zip(hit[1], parts, strict=True)):
+            made.built = True
+            made.real = hit[0]
+            return
     real_state, nodes = _resolve_within(state, budget)
     try:
         key: Any = (typ, bool(args[1]), _frozen(real_state))
@@ -638,6 +651,32 @@ def _check_dtype(made: Made, state: Any, budget: WalkBudget | None = None) -> No
     made.built = True
     made.real = expected
     _freeze(state)
+    if shallow is not None:
+        budget.verdicts[shallow[0]] = (expected, shallow[1])  # type: ignore[union-attr]
+
+
+def _shallow_key(typ: Any, args: Any, state: Any) -> tuple[Any, tuple[Any, ...]] | None:
+    """A key for ``state`` by its top-level parts: containers by identity (returned too,
+    to compare with ``is``), plain values by value; None when it cannot be had."""
+    if type(state) is not tuple:
+        return None
+    parts = []
+    containers = []
+    for value in state:
+        t = type(value)
+        if t in (tuple, dict, Made):
+            parts.append((0, id(value)))
+            containers.append(value)
+        elif value is None or t in (str, bytes, int, bool):
+            parts.append((t, value))
+        else:
+            return None
+    try:
+        key = (type(typ), typ, bool(args[1]), tuple(parts))
+        hash(key)
+    except TypeError:
+        return None
+    return key, tuple(containers)
 
 
 def _written_type(typ: Any, args: Any) -> Any:

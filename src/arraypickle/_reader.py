@@ -114,7 +114,10 @@ class MmapTarget:
     def _mapping(self) -> mmap.mmap:
         if self._mm is None:
             if self.fileobj is not None:
-                self._mm = mmap.mmap(self.fileobj.fileno(), 0, access=_ACCESS[self.mode])
+                try:
+                    self._mm = mmap.mmap(self.fileobj.fileno(), 0, access=_ACCESS[self.mode])
+                except OSError as exc:  # 'r+' of a read-only file: name it, as open() does
+                    raise type(exc)(exc.errno, exc.strerror, self.path) from exc
             else:
                 with open(self.path, "r+b" if self.mode == "r+" else "rb") as f:
                     self._mm = mmap.mmap(f.fileno(), 0, access=_ACCESS[self.mode])
