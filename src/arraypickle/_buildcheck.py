@@ -149,13 +149,15 @@ def check_build(target: Any, state: Any, budget: WalkBudget | None = None) -> No
 
 
 class WalkBudget:
-    """How many objects the defaultdict walks of one scan may still follow.
+    """How many objects the costly checks of one scan (the defaultdict walks of numpy
+    calls' arguments, the resolution of dtype states) may still follow.
 
-    Each walk looks at an object once, but the memo lets a stream hand one big tuple to
-    many calls, each walked whole: time quadratic in the stream (a 1 MB stream took
-    over ten minutes). The allowance grows with the opcodes read, so a scan stays
-    linear; a stream past it is refused. Real arguments of numpy calls are a few
-    objects (a dtype's name, a shape), far below the allowance."""
+    Each check looks at an object once, but the memo lets a stream hand one big tuple
+    to many calls or states, each walked whole: time quadratic in the stream (a 1 MB
+    stream took over ten minutes). The allowance grows with the opcodes read, so a scan
+    stays linear; a stream past it is refused. Real arguments of numpy calls are a few
+    objects (a dtype's name, a shape), far below the allowance, and a dtype state made
+    of parts already judged is not walked again (``verdicts``)."""
 
     FIXED = 1_000_000
     PER_OPCODE = 16
@@ -822,14 +824,12 @@ def _resolve_within(state: Any, budget: WalkBudget | None) -> tuple[Any, int]:
     BUILD after BUILD (a 243-byte stream scanned for 16 s)."""
     cap = RESOLVE_NODES
     if budget is not None:
-        cap = min(cap, budget.limit - budget.used)
+        cap = max(0, min(cap, budget.limit - budget.used))
     left = [cap]
     try:
-        if cap <= 0:
-            raise Refused("no parts left")
-        resolved = _resolve(state, left)
+        resolved = _resolve(state, left)  # with nothing left, refused at the first part
     except Refused:
-        if (left[0] < 0 or cap <= 0) and cap < RESOLVE_NODES:  # the stream's budget ran out
+        if left[0] < 0 and cap < RESOLVE_NODES:  # the stream's budget ran out
             raise Refused(
                 "a numpy.dtype state past what the scan follows for the stream so far "
                 "(the memo hands the same parts to state after state: a check that "

@@ -314,9 +314,6 @@ def map_array(
         raise CorruptFileError(f"{path!r}: an array of {dtype} cannot be mapped from a file")
     try:
         if own:
-            nbytes = dtype.itemsize * prod(shape)
-            if offset + nbytes > load.mapping.size():  # type: ignore[union-attr]
-                raise ValueError("the array runs past the end of the file")
             array = load.mapping.array(offset, shape, dtype, order)  # type: ignore[union-attr]
         else:  # a companion file of joblib < 0.10: the file itself is what is named
             array = np.memmap(

@@ -14,6 +14,7 @@ import pickle
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
+from math import prod
 from typing import Any
 
 import numpy as np
@@ -86,6 +87,7 @@ class Unpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
+_BYTE = np.dtype(np.uint8)
 _ACCESS = {"r": mmap.ACCESS_READ, "r+": mmap.ACCESS_WRITE, "c": mmap.ACCESS_COPY}
 
 
@@ -125,17 +127,16 @@ class MmapTarget:
 
     def map(self, offset: int, length: int) -> np.memmap:
         """The ``length`` bytes at ``offset`` of the file, as a uint8 ``np.memmap``."""
-        return self.array(offset, (length,), np.uint8, "C")
+        return self.array(offset, (length,), _BYTE, "C")
 
-    def array(self, offset: int, shape: Any, dtype: Any, order: str) -> np.memmap:
-        """An ``np.memmap`` of ``shape`` and ``dtype`` at ``offset`` of the file."""
+    def array(self, offset: int, shape: Any, dtype: np.dtype, order: str) -> np.memmap:
+        """An ``np.memmap`` of ``shape`` and ``dtype`` at ``offset`` of the file;
+        ``ValueError`` if it runs past the file's end."""
         mm = self._mapping()
+        if offset + dtype.itemsize * prod(shape) > len(mm):
+            raise ValueError("the array runs past the end of the file")
         file = (self.filename, offset, self.mode)
         return memmap_over(mm, offset, shape, dtype, order, file)
-
-    def size(self) -> int:
-        """Bytes of the file as mapped."""
-        return len(self._mapping())
 
     def mark_writable(self, header: bytes) -> None:
         """Record in the file's header (currently ``header``) that its buffers are

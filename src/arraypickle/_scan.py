@@ -885,9 +885,8 @@ class OpcodeScanner:
                     self.mid_frame = framed and i < fstop
                     # A hook reads on past a frame that ends here (joblib's raw array).
                     framed = self.mid_frame
-                self._walks.allow(self.opcodes + count)
                 try:
-                    check_build(stack[-1], state, self._walks)
+                    check_build(stack[-1], state, self._budget(count))
                 except Refused as exc:
                     self._refuse(f"BUILD at opcode {count}: {exc}")
                 if hooked:
@@ -954,14 +953,16 @@ class OpcodeScanner:
             self.names.add(dotted)
 
     def _check_call(self, name: str, args: Any, kwargs: Any, opname: str, count: int) -> None:
-        walks = None
-        if "collections.defaultdict" in self.names:
-            walks = self._walks
-            walks.allow(self.opcodes + count)
+        walks = self._budget(count) if "collections.defaultdict" in self.names else None
         try:
             check_call(name, args, kwargs, walks)
         except Refused as exc:
             self._refuse(f"{opname} at opcode {count}: {exc}")
+
+    def _budget(self, count: int) -> WalkBudget:
+        """The costly checks' budget, allowed for the opcodes read so far."""
+        self._walks.allow(self.opcodes + count)
+        return self._walks
 
     def _check_items(self, target: Made, opname: str, count: int) -> None:
         try:
