@@ -19,6 +19,7 @@ from arraypickle._writer import ContainerWriter
 from cli_support import info_json, run_cli
 from conftest import COMPRESS_SETTINGS
 from peak_rss import PEAK_SCRIPT
+from test_integrity_sizes import record_headers, with_pad
 
 MiB = 1 << 20
 
@@ -191,7 +192,9 @@ def test_in_place_recompression(tmp_path, capsys):
     assert [p for p in os.listdir(tmp_path) if p != "f.pkl"] == []
 
 
-@pytest.mark.parametrize("where", ["buffer", "opcodes", "truncated", "junk", "two objects"])
+@pytest.mark.parametrize(
+    "where", ["buffer", "opcodes", "truncated", "junk", "two objects", "padding"]
+)
 def test_damaged_container_is_not_propagated(tmp_path, capsys, where):
     src, dst = tmp_path / "in.pkl", tmp_path / "out.pkl.gz"
     ap.dump(sample(), str(src))
@@ -202,6 +205,9 @@ def test_damaged_container_is_not_propagated(tmp_path, capsys, where):
         data[-200] ^= 1
     elif where == "truncated":
         del data[len(data) // 2 :]
+    elif where == "padding":  # made so: header CRCs pass, the buffers are off alignment
+        kinds = [kind for _pos, kind, *_rest in record_headers(bytes(data))]
+        data = bytearray(with_pad(bytes(data), kinds.index(b"B"), 63))
     else:  # as load refuses them: a DST of the first object alone would lose the rest
         data += b"junk" if where == "junk" else bytes(data)
     src.write_bytes(bytes(data))

@@ -148,6 +148,43 @@ def test_unknown_kinds_refused_unless_skippable():
         ap.loads(bytes(damaged))
 
 
+def record_headers(data: bytes) -> list[tuple[int, bytes, int, int, int]]:
+    """``(offset, kind, pad, flags, length)`` of each record header in ``data``."""
+    out, pos = [], fmt.HEADER.size
+    while pos < len(data):
+        kind, pad, flags, length = fmt.parse_record(data[pos : pos + fmt.RECORD.size])
+        out.append((pos, kind, pad, flags, length))
+        pos += fmt.RECORD.size + pad + length + fmt.TRAILER.size
+    return out
+
+
+def with_pad(data: bytes, index: int, pad: int) -> bytes:
+    """``data`` with record ``index`` declaring ``pad`` bytes of padding, and holding
+    them, its header's CRC valid: a file made so, not damaged."""
+    pos, kind, old, flags, length = record_headers(data)[index]
+    header = fmt.pack_record(kind, pad, flags, length)
+    return data[:pos] + header + bytes(pad) + data[pos + fmt.RECORD.size + old :]
+
+
+@pytest.mark.parametrize("mmap_mode", [None, "r"])
+@pytest.mark.parametrize("size", [8, 1 << 20])  # a small buffer's path and a large one's
+def test_buffers_off_the_alignment_are_refused(size, mmap_mode, tmp_path):
+    """A reader gives out buffers at the 64-byte alignment or not at all."""
+    data = ap.dumps(np.arange(size // 8, dtype="f8"))
+    kinds = [kind for _pos, kind, *_rest in record_headers(data)]
+    index = kinds.index(B)
+    pad = record_headers(data)[index][2]
+    path = tmp_path / "crafted.pkl"
+    for wrong in {(pad + 8) % 64, (pad + 63) % 64, pad + 64}:
+        path.write_bytes(with_pad(data, index, wrong))
+        with pytest.raises(CorruptFileError, match=f"declares {wrong} bytes of padding"):
+            ap.load(path, mmap_mode=mmap_mode)
+    # Pickle and END records have none.
+    for index in (kinds.index(P), kinds.index(E)):
+        with pytest.raises(CorruptFileError, match="declares 8 bytes of padding"):
+            ap.loads(with_pad(data, index, 8))
+
+
 def test_records_after_end_and_buffers_never_used():
     opcodes = b"\x80\x05K\x01."
     unused = container((B, 0, 4, b"abcd"), (P, 0, len(opcodes), opcodes))

@@ -116,6 +116,16 @@ def padding(offset: int) -> int:
     return -(offset + RECORD.size) % ALIGNMENT
 
 
+def padding_ok(kind: bytes, pad: int, offset: int) -> bool:
+    """Whether a record header at ``offset`` declares the padding the format prescribes
+    (unknown kinds: any below the alignment)."""
+    if kind == KIND_BUFFER:
+        return pad == -(offset + RECORD.size) % ALIGNMENT
+    if kind in (KIND_PICKLE, KIND_END):
+        return pad == 0
+    return pad < ALIGNMENT
+
+
 # The global that opcode streams name to rebuild a wrapped object; a loader binds it
 # (through find_class) to its own reader. Called directly, it can only complain.
 REBUILD_MODULE = __name__

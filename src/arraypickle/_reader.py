@@ -365,6 +365,10 @@ class ContainerReader:
         except fmt.FormatError as exc:
             raise self.corrupt(str(exc), start) from None
         self._record_kind = kind
+        if not fmt.padding_ok(kind, pad, start):
+            # The header's CRC catches a damaged pad: a wrong one that checks was made
+            # so, and would hand out arrays off the alignment the format promises.
+            raise self.corrupt(f"{self._describe()} declares {pad} bytes of padding", start)
         if (
             kind == fmt.KIND_BUFFER
             and length <= SMALL_BUFFER

@@ -122,6 +122,8 @@ def copy_container(
         except fmt.FormatError as exc:
             raise copier.corrupt(str(exc), start) from None
         what = f"record {records} ({kind.decode('latin-1')!r} at offset {start})"
+        if not fmt.padding_ok(kind, pad, start):
+            raise copier.corrupt(f"{what} declares {pad} bytes of padding", start)
         padding = copier.exact(pad, f"the padding of {what}")
         if any(padding):
             raise copier.corrupt(f"the padding of {what} is not zero")
