@@ -125,12 +125,45 @@ def test_reserved_magics_are_refused_even_with_force(fresh_registry, magic, owne
         PlainCodec(extensions=[".pln"]),
         PlainCodec(extensions=("pln",)),
         object(),
+        # what compress= or the CLI could not reach, or would reach by surprise
+        PlainCodec(name="Plain"),
+        PlainCodec(name="a:b"),
+        PlainCodec(name="none"),
+        PlainCodec(name="7"),
+        PlainCodec(name="-x"),
+        PlainCodec(extensions=(".",)),
+        PlainCodec(extensions=(".pln", "..x")),
+        PlainCodec(extensions=(".a b",)),
+        PlainCodec(extensions=(".pkl",)),
+        PlainCodec(extensions=(".PICKLE",)),
     ],
-    ids=["empty-name", "empty-magic", "str-magic", "list-ext", "ext-without-dot", "object"],
+    ids=[
+        "empty-name",
+        "empty-magic",
+        "str-magic",
+        "list-ext",
+        "ext-without-dot",
+        "object",
+        "uppercase-name",
+        "colon-name",
+        "none-name",
+        "level-name",
+        "dash-first-name",
+        "dot-ext",
+        "empty-part-ext",
+        "space-ext",
+        "pkl-ext",
+        "pickle-ext",
+    ],
 )
 def test_malformed_codecs_are_refused(fresh_registry, broken):
     with pytest.raises(ap.PluginConflictError, match="register_codec"):
         ap.register_codec(broken)
+
+
+def test_names_and_extensions_as_codecs_have_them(fresh_registry):
+    ap.register_codec(PlainCodec("x-1.2+b_c", b"XNAME", (".x", ".tar.x2", ".X3")))
+    assert "x-1.2+b_c" in ap.codecs()
 
 
 # -- entry-point plugins ------------------------------------------------------------

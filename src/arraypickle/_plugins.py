@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import importlib
 import os
+import re
 import sys
 import threading
 from dataclasses import dataclass, field, replace
@@ -90,6 +91,15 @@ RESERVED_MAGICS = {
     b"\x80": "pickle protocol 2+",
     b"ZF": "joblib 0.8.4-0.9's zlib framing",
 }
+
+# What ``compress=`` and the CLI's ``--compress NAME[:LEVEL]`` can name: lowercase (the
+# CLI lowercases), no ':' (it separates the level), not a word that means "none" there.
+_CODEC_NAME = re.compile(r"[a-z0-9][a-z0-9_.+-]*\Z")
+RESERVED_NAMES = ("none", "false", "no")
+# Endings that say "an uncompressed pickle": a codec claiming one would compress every
+# such dump of every user who installs it.
+_EXTENSION = re.compile(r"(\.[a-z0-9_+-]+)+\Z", re.IGNORECASE)
+RESERVED_EXTENSIONS = (".pkl", ".pickle", ".joblib", ".npy")
 
 
 @dataclass
@@ -340,8 +350,14 @@ def builtin_codecs() -> dict[str, KnownCodec]:
 def codec_problems(codec: Any) -> list[str]:
     """What keeps ``codec`` from being a codec (empty when nothing does)."""
     problems = []
-    if not isinstance(getattr(codec, "name", None), str) or not codec.name:
+    name = getattr(codec, "name", None)
+    if not isinstance(name, str) or not name:
         problems.append("name must be a non-empty str")
+    elif not _CODEC_NAME.match(name) or name in RESERVED_NAMES or name.isdigit():
+        problems.append(
+            f"name {name!r} must be lowercase letters, digits and _.+- (a letter or digit "
+            f"first), not a level nor one of {', '.join(RESERVED_NAMES)}"
+        )
     if not isinstance(getattr(codec, "magic", None), bytes) or not codec.magic:
         problems.append("magic must be non-empty bytes")
     exts = getattr(codec, "extensions", None)
@@ -349,6 +365,14 @@ def codec_problems(codec: Any) -> list[str]:
         isinstance(e, str) and e.startswith(".") for e in exts
     ):
         problems.append("extensions must be a tuple of str starting with a dot")
+    else:
+        odd = [e for e in exts if not _EXTENSION.match(e) or e.lower() in RESERVED_EXTENSIONS]
+        if odd:
+            problems.append(
+                f"extensions {', '.join(map(repr, odd))}: an extension is a dot and letters, "
+                f"digits or _+- (more parts allowed, as in .tar.gz), not one of "
+                f"{', '.join(RESERVED_EXTENSIONS)}, which name uncompressed pickles"
+            )
     for method in ("open_writer", "open_reader"):
         if not callable(getattr(codec, method, None)):
             problems.append(f"{method} must be callable")

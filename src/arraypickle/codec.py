@@ -4,7 +4,9 @@ A codec is any object with these five members (:class:`Codec` is a convenient ba
 that adds optional capabilities):
 
 ``name: str``
-    What users pass as ``compress=name`` or ``compress=(name, level)``.
+    What users pass as ``compress=name`` or ``compress=(name, level)`` (and the CLI's
+    ``--compress NAME[:LEVEL]``): lowercase letters, digits and ``_.+-``, a letter or
+    digit first; not ``none``, ``no``, ``false`` or a number.
 ``magic: bytes``
     The first bytes of every stream the codec writes. Loading detects the codec by
     them, never by the file name. No magic may be a prefix of another codec's magic,
@@ -12,7 +14,8 @@ that adds optional capabilities):
     joblib 0.8.4-0.9's zlib framing (``5A 46``, "ZF").
 ``extensions: tuple[str, ...]``
     File name endings, dot included (``(".gz",)``). ``dump(obj, "f.gz")`` picks the
-    codec that claims the ending.
+    codec that claims the ending. Dots and letters, digits or ``_+-`` (``.tar.gz``);
+    never ``.pkl``, ``.pickle``, ``.joblib`` or ``.npy``.
 ``open_writer(fileobj, level: int) -> writable binary file``
     ``level`` is 1..9 (0, no compression, never reaches a codec). Closing the writer
     finishes the stream (writes the trailer) and leaves ``fileobj`` open. The writer
