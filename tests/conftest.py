@@ -8,6 +8,7 @@ import pathlib
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 import arraypickle
 from arraypickle import _plugins
@@ -19,6 +20,17 @@ DATA = HERE / "data"
 JOBLIB_COMPAT = HERE.parent.parent / "shared" / "joblib-compat"
 
 STDLIB_CODECS = ("zlib", "gzip", "bz2", "lzma", "xz")
+
+# Property tests draw the same examples on every run by default (the README's command,
+# CI), so that main cannot turn red for an example a new random seed happened to find;
+# no deadlines, since a noisy 2-core VM stalls for hundreds of milliseconds.
+# HYPOTHESIS_PROFILE=explore searches instead: fresh seeds, ten times the examples, and
+# failures kept in .hypothesis/ and replayed first. What it finds becomes an @example.
+settings.register_profile("repeatable", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile(
+    "explore", max_examples=1000, deadline=None, print_blob=True, derandomize=False
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 
 def load_script(path: pathlib.Path) -> Any:

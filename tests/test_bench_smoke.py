@@ -34,7 +34,7 @@ def smoke(tmp_path_factory):
         "--cache-dir", str(out / "cache"),
         "--note", "smoke test",
     ]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=out)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=out)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return out, proc.stdout
 

@@ -12,8 +12,8 @@ It fails on:
   mutation cannot make the plain-pickle fallback call arbitrary functions);
 * a hang: a Python-level hang is interrupted after ``ARRAYPICKLE_FUZZ_TIMEOUT``
   seconds (default 10) and reported as a failure; a hang inside C code, which no
-  signal interrupts, kills the run after three times that, with every thread's
-  traceback (``faulthandler``);
+  signal interrupts, kills the run after three times that (a minute at least), with
+  every thread's traceback (``faulthandler``);
 * wrong data: a mutated file that loads with checksums verified (or that ``verify``
   passes) must give an object equal to the original. Exceptions to that: with
   ``verify=False`` and mmap, buffer bytes are not checked, by request; from a
@@ -40,7 +40,7 @@ import warnings
 from contextlib import contextmanager
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 import arraypickle as ap
@@ -79,7 +79,9 @@ def time_limit(seconds: float):
         raise Hang(f"no result after {seconds} s")
 
     previous = signal.signal(signal.SIGALRM, alarm)
-    faulthandler.dump_traceback_later(seconds * 3, exit=True)
+    # The last resort, for a hang in C code: generous, since it ends the whole test
+    # process (a worker "crashed"), and a busy VM can stall a sound load for seconds.
+    faulthandler.dump_traceback_later(max(seconds * 3, 60), exit=True)
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         yield
@@ -249,6 +251,10 @@ def run_until(deadline: float, strategy, body) -> int:
         def round_(example):
             body(example)
 
+        if settings.default.derandomize:
+            # A repeatable run still gives each round other examples than the last:
+            # the same function would otherwise draw the same ones every round.
+            round_ = seed(count)(round_)
         round_()
         count += batch
         per_example = (time.monotonic() - started) / batch

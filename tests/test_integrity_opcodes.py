@@ -97,13 +97,18 @@ def test_long_arguments_are_skipped_across_chunks():
 
 def test_walker_is_faster_than_genops():
     data = pickle.dumps({float(i): float(i) for i in range(100_000)}, protocol=5)
-    start = time.perf_counter()
-    for _ in pickletools.genops(data):
-        pass
-    genops = time.perf_counter() - start
-    start = time.perf_counter()
-    assert OpcodeWalker().feed(data) == 0
-    walker = time.perf_counter() - start
+
+    def best_of_three(walk) -> float:
+        # The best of three, side by side: one stall of a busy VM cannot decide it.
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            walk()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    genops = best_of_three(lambda: all(True for _ in pickletools.genops(data)))
+    walker = best_of_three(lambda: OpcodeWalker().feed(data))
     assert walker < genops
 
 
