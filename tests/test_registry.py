@@ -594,9 +594,7 @@ def test_a_codec_of_a_missing_plugins_name_does_not_hide_the_install_hint(monkey
         _plugins.reset()
 
 
-def test_a_plugin_taking_a_known_codecs_magic_is_told_to_choose_another(
-    distribution, monkeypatch
-):
+def test_a_plugin_taking_a_known_codecs_magic_is_told_to_choose_another(distribution, monkeypatch):
     monkeypatch.setenv("ARRAYPICKLE_DISABLE_PLUGINS", "zstd")
     try:
         distribution("apk-zst", {"fakezstd": good("notzstd", b"\x28\xb5\x2f\xfd", ".nz")})
