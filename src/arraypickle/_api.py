@@ -11,7 +11,7 @@ import pickle
 import socket
 import stat
 from collections.abc import Iterable
-from typing import Any, BinaryIO
+from typing import Any, overload
 
 import numpy as np
 
@@ -46,6 +46,7 @@ from ._streams import (
     remember,
     sniff,
 )
+from ._typing import Compress, Path, Readable, Writable
 from ._warnings import warn_caller
 from ._writer import ContainerWriter
 
@@ -61,10 +62,38 @@ _CODEC_PIECE = 2 << 20
 _MAX_CODEC_PIECE = 64 << 20
 
 
+@overload
 def dump(
     value: Any,
-    filename: str | os.PathLike[str] | BinaryIO,
-    compress: Any = 0,
+    filename: Path,
+    compress: Compress = 0,
+    protocol: int | None = None,
+    *,
+    fsync: bool = False,
+    threads: int | None = None,
+    progress: _progress.Progress = False,
+    storage_options: dict[str, Any] | None = None,
+) -> list[str]: ...
+
+
+@overload
+def dump(
+    value: Any,
+    filename: Writable,
+    compress: Compress = 0,
+    protocol: int | None = None,
+    *,
+    fsync: bool = False,
+    threads: int | None = None,
+    progress: _progress.Progress = False,
+    storage_options: dict[str, Any] | None = None,
+) -> None: ...
+
+
+def dump(
+    value: Any,
+    filename: Path | Writable,
+    compress: Compress = 0,
     protocol: int | None = None,
     *,
     fsync: bool = False,
@@ -101,7 +130,7 @@ def dump(
             filesystem (credentials, endpoint); see ``docs/remote.md``.
 
     Returns:
-        ``[str(filename)]`` for a path, ``None`` for a file object.
+        ``[os.fspath(filename)]`` for a path, ``None`` for a file object.
 
     Raises:
         UnpicklableError: ``value`` holds what the pickler refuses (a lambda, a
@@ -114,7 +143,8 @@ def dump(
     Examples:
 
         >>> import numpy as np, arraypickle
-        >>> arraypickle.dump({"w": np.ones((1000, 1000))}, "model.pkl")
+        >>> model = {"w": np.ones((1000, 1000))}
+        >>> arraypickle.dump(model, "model.pkl")
         ['model.pkl']
         >>> arraypickle.dump([1, 2], "small.pkl.gz")  # gzip, from the extension
         ['small.pkl.gz']
@@ -158,14 +188,23 @@ def dump(
 
 def dumps(
     value: Any,
-    compress: Any = 0,
+    compress: Compress = 0,
     protocol: int | None = None,
     *,
     threads: int | None = None,
     progress: _progress.Progress = False,
 ) -> bytes:
-    """Persist ``value`` into ``bytes``; ``compress``, ``protocol``, ``threads`` and
-    ``progress`` are those of :func:`dump` (with no file name, no extension picks a codec).
+    """Persist ``value`` into ``bytes``: :func:`dump` into memory.
+
+    Parameters:
+        value: any picklable object, as for :func:`dump`.
+        compress: as for :func:`dump` (with no file name, no extension picks a codec).
+        protocol: as for :func:`dump`.
+        threads: as for :func:`dump`.
+        progress: as for :func:`dump`.
+
+    Returns:
+        The bytes a file written by :func:`dump` would hold.
 
     Examples:
 
@@ -179,7 +218,7 @@ def dumps(
 
 
 def load(
-    filename: str | os.PathLike[str] | BinaryIO,
+    filename: Path | Readable,
     mmap_mode: str | None = None,
     *,
     safe: bool = False,
@@ -360,8 +399,16 @@ def loads(
 ) -> Any:
     """Load an object from the bytes :func:`dumps` (or ``pickle.dumps``) made.
 
-    ``data`` must hold one object and nothing after it. ``safe``, ``trusted``,
-    ``verify``, ``threads`` and ``progress`` are those of :func:`load`.
+    Parameters:
+        data: the bytes of one object, and nothing after it.
+        safe: as for :func:`load`.
+        trusted: as for :func:`load`.
+        verify: as for :func:`load`.
+        threads: as for :func:`load`.
+        progress: as for :func:`load`.
+
+    Returns:
+        The object.
 
     Examples:
 
@@ -369,7 +416,7 @@ def loads(
         {'a': 1}
         >>> arraypickle.loads(pickle.dumps(os.system), safe=True)
         Traceback (most recent call last):
-        UntrustedTypeError: <bytes>: refusing to load: it names 1 global(s) ... posix.system
+        UntrustedTypeError: <bytes>: refusing to load: it names 1 global(s) ... posix.system ...
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise InvalidArgumentError(f"loads expects bytes, got {type(data).__name__}")

@@ -65,6 +65,14 @@ Optional members, used when present:
     64 MiB) instead of 2 MiB; ``readinto`` must still fill the buffer before it
     returns.
 
+The types of those files, for annotations (structural: any object with the methods
+fits, ``io`` classes and the helpers below included):
+
+:class:`Writable` and :class:`Readable`
+    What ``open_writer`` and ``open_reader`` are given: ``write(data)``, ``read(size)``.
+:class:`WriterStream` and :class:`ReaderStream`
+    What they return: the same, with ``close()``.
+
 Helpers for codecs over a streaming library (the built-in codecs use them):
 
 :class:`CompressWriter` ``(fileobj, compressor, *, magic=b"")``
@@ -111,7 +119,7 @@ The parallel machinery (``docs/plugins.md``, "Parallel codecs", shows a whole co
 
 from __future__ import annotations
 
-from typing import Any, BinaryIO, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from ._errors import CorruptFileError, describe
 from ._parallel import (
@@ -125,6 +133,7 @@ from ._parallel import (
 )
 from ._stdcodecs._stream import CompressWriter, DecompressReader, Inflater
 from ._streams import read_full
+from ._typing import Readable, ReaderStream, Writable, WriterStream
 
 __all__ = [
     "DEFAULT_LEVEL",
@@ -138,6 +147,10 @@ __all__ = [
     "Inflater",
     "Pipeline",
     "ReadAhead",
+    "Readable",
+    "ReaderStream",
+    "Writable",
+    "WriterStream",
     "copy_into",
     "default_level",
     "skip_magic",
@@ -149,15 +162,20 @@ DEFAULT_LEVEL = 3
 
 @runtime_checkable
 class CodecLike(Protocol):
-    """The five members every codec has."""
+    """The five members every codec has (read-only here: class attributes do)."""
 
-    name: str
-    magic: bytes
-    extensions: tuple[str, ...]
+    @property
+    def name(self) -> str: ...
 
-    def open_writer(self, fileobj: BinaryIO, level: int) -> BinaryIO: ...
+    @property
+    def magic(self) -> bytes: ...
 
-    def open_reader(self, fileobj: BinaryIO) -> BinaryIO: ...
+    @property
+    def extensions(self) -> tuple[str, ...]: ...
+
+    def open_writer(self, fileobj: Writable, level: int) -> WriterStream: ...
+
+    def open_reader(self, fileobj: Readable) -> ReaderStream: ...
 
 
 class Codec:
@@ -170,10 +188,32 @@ class Codec:
     distribution: str = "arraypickle"
     parallel: bool = False
 
-    def open_writer(self, fileobj: BinaryIO, level: int) -> BinaryIO:
+    def open_writer(self, fileobj: Writable, level: int) -> WriterStream:
+        """A writable stream compressing into ``fileobj`` (the magic first).
+
+        Args:
+            fileobj: Where the compressed stream goes; left open by ``close``.
+            level: 1..9 (no compression never reaches a codec).
+
+        Returns:
+            A file whose ``write`` has consumed its data when it returns, and whose
+            ``close`` finishes the stream (``CompressWriter`` and ``ChunkedWriter``
+            are such files).
+        """
         raise NotImplementedError
 
-    def open_reader(self, fileobj: BinaryIO) -> BinaryIO:
+    def open_reader(self, fileobj: Readable) -> ReaderStream:
+        """A readable stream decompressing ``fileobj``, positioned at the magic.
+
+        Args:
+            fileobj: The compressed stream; its reads may be short. Left open by
+                ``close``.
+
+        Returns:
+            A file whose ``read``/``readinto`` give decompressed bytes, fewer only at
+            the end, and raise ``CorruptFileError`` for a damaged or truncated
+            stream (``DecompressReader`` and ``FramedReader`` are such files).
+        """
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -186,7 +226,7 @@ def default_level(codec: Any) -> int:
     return level if isinstance(level, int) and 1 <= level <= 9 else DEFAULT_LEVEL
 
 
-def skip_magic(fileobj: BinaryIO, magic: bytes, codec: str) -> None:
+def skip_magic(fileobj: Readable, magic: bytes, codec: str) -> None:
     """Read ``magic`` from ``fileobj``, positioned at its first byte.
 
     For an ``open_reader`` whose decoder starts after the magic. The reads may be

@@ -51,6 +51,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+# The contract; the checks below are the core's, for what wrappers return.
+__all__ = ["ArrayWrapper", "Buffer", "Exposed"]
+
 
 class Buffer(NamedTuple):
     """One out-of-band buffer of an exposed object.
@@ -79,9 +82,29 @@ class ArrayWrapper:
     types: tuple[type, ...] = ()
 
     def expose(self, obj: Any) -> Exposed | None:
+        """Take ``obj`` apart, or return ``None`` to let pickle handle it as usual.
+
+        Args:
+            obj: An instance of one of :attr:`types` (or of a subclass).
+
+        Returns:
+            ``Exposed(meta, buffers)``: ``meta`` is pickled normally (arrays in it go
+            through their own wrappers), each :class:`Buffer` written out of band.
+        """
         raise NotImplementedError
 
     def rebuild(self, meta: Any, buffers: list[np.ndarray]) -> Any:
+        """Put an object back together from what :meth:`expose` gave.
+
+        Args:
+            meta: The ``meta`` that ``expose`` returned, unpickled.
+            buffers: One 1-D ``uint8`` array per exposed buffer, writable, 64-byte
+                aligned and the caller's to keep (``np.memmap`` slices of the file
+                under ``mmap_mode``).
+
+        Returns:
+            The object, built on the buffers' memory without copying it.
+        """
         raise NotImplementedError
 
     def __repr__(self) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
@@ -54,9 +54,9 @@ class RleCodec(Codec):
     default_level = 1  # RLE has no levels: every level writes the same stream
     distribution = "arraypickle-rle"
 
-    def open_writer(self, fileobj: BinaryIO, level: int) -> CompressWriter:
+    def open_writer(self, fileobj: Any, level: int) -> CompressWriter:
         return CompressWriter(fileobj, RleCompressor())
 
-    def open_reader(self, fileobj: BinaryIO) -> DecompressReader:
+    def open_reader(self, fileobj: Any) -> DecompressReader:
         skip_magic(fileobj, MAGIC, self.name)  # matched by arraypickle; reads may be short
         return DecompressReader(fileobj, RleDecompressor, codec=self.name, multistream=False)

@@ -14,9 +14,7 @@ Those two Blosc settings are process-wide: a stream sets them until it is closed
 
 from __future__ import annotations
 
-from typing import BinaryIO
-
-from arraypickle.codec import Codec
+from arraypickle.codec import Codec, Readable, Writable
 
 from .stream import MAGIC, BloscReader, BloscWriter
 
@@ -31,7 +29,7 @@ class BloscCodec(Codec):
     distribution = "arraypickle-blosc"
     parallel = True
 
-    def open_writer(self, fileobj: BinaryIO, level: int, threads: int | None = 1) -> BloscWriter:
+    def open_writer(self, fileobj: Writable, level: int, threads: int | None = 1) -> BloscWriter:
         """A writer of one blosc stream into ``fileobj`` (left open when it closes).
 
         Parameters:
@@ -41,7 +39,7 @@ class BloscCodec(Codec):
         """
         return BloscWriter(fileobj, level, threads)
 
-    def open_reader(self, fileobj: BinaryIO, threads: int | None = 1) -> BloscReader:
+    def open_reader(self, fileobj: Readable, threads: int | None = 1) -> BloscReader:
         """A reader of the blosc stream starting at ``fileobj``'s position.
 
         Parameters:

@@ -22,11 +22,19 @@ from __future__ import annotations
 import functools
 import struct
 from collections.abc import Callable, Iterator
-from typing import Any, BinaryIO
+from typing import Any
 
 import lz4.frame
 
-from arraypickle.codec import ChunkedWriter, Codec, Frame, FramedReader, copy_into
+from arraypickle.codec import (
+    ChunkedWriter,
+    Codec,
+    Frame,
+    FramedReader,
+    Readable,
+    Writable,
+    copy_into,
+)
 
 #: ``compress=('lz4', level)`` -> ``lz4.frame`` compression level.
 LEVELS = {level: level for level in range(1, 10)}
@@ -45,7 +53,7 @@ class Lz4Writer(ChunkedWriter):
 
     chunk_size = CHUNK
 
-    def __init__(self, fileobj: BinaryIO, level: int, threads: int | None = 1) -> None:
+    def __init__(self, fileobj: Writable, level: int, threads: int | None = 1) -> None:
         super().__init__(fileobj, threads)
         self._level = LEVELS[level]
         self._frames = 0
@@ -147,7 +155,7 @@ class Lz4Codec(Codec):
     distribution = "arraypickle-lz4"
     parallel = True
 
-    def open_writer(self, fileobj: BinaryIO, level: int, threads: int | None = 1) -> Lz4Writer:
+    def open_writer(self, fileobj: Writable, level: int, threads: int | None = 1) -> Lz4Writer:
         """A writer of LZ4 frames into ``fileobj`` (left open when it closes).
 
         Parameters:
@@ -157,7 +165,7 @@ class Lz4Codec(Codec):
         """
         return Lz4Writer(fileobj, level, threads)
 
-    def open_reader(self, fileobj: BinaryIO, threads: int | None = 1) -> Lz4Reader:
+    def open_reader(self, fileobj: Readable, threads: int | None = 1) -> Lz4Reader:
         """A reader of the LZ4 frames starting at ``fileobj``'s position.
 
         Parameters:

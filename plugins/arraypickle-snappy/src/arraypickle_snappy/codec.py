@@ -8,9 +8,7 @@ levels: every level 1..9 writes the same stream (the default is 3, so that
 
 from __future__ import annotations
 
-from typing import BinaryIO
-
-from arraypickle.codec import Codec
+from arraypickle.codec import Codec, Readable, Writable
 
 from .framing import STREAM_IDENTIFIER, SnappyReader, SnappyWriter
 
@@ -24,10 +22,10 @@ class SnappyCodec(Codec):
     default_level = 3
     distribution = "arraypickle-snappy"
 
-    def open_writer(self, fileobj: BinaryIO, level: int) -> SnappyWriter:
+    def open_writer(self, fileobj: Writable, level: int) -> SnappyWriter:
         """A writer of one framed stream into ``fileobj``; ``level`` changes nothing."""
         return SnappyWriter(fileobj)
 
-    def open_reader(self, fileobj: BinaryIO) -> SnappyReader:
+    def open_reader(self, fileobj: Readable) -> SnappyReader:
         """A reader of the framed stream starting at ``fileobj``'s position."""
         return SnappyReader(fileobj)

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any, BinaryIO
+from typing import Any
 
 import zstandard
 
-from arraypickle.codec import ChunkedWriter, Codec
+from arraypickle.codec import ChunkedWriter, Codec, Readable, Writable
 
 from .frames import CHUNK, MAGIC, ZstdReader
 
@@ -46,7 +46,7 @@ class ZstdWriter(ChunkedWriter):
 
     chunk_size = CHUNK
 
-    def __init__(self, fileobj: BinaryIO, level: int, threads: int | None = 1) -> None:
+    def __init__(self, fileobj: Writable, level: int, threads: int | None = 1) -> None:
         super().__init__(fileobj, threads)
         self._level = LEVELS[level]
         self._frames = 0
@@ -70,7 +70,7 @@ class ZstdCodec(Codec):
     distribution = "arraypickle-zstd"
     parallel = True
 
-    def open_writer(self, fileobj: BinaryIO, level: int, threads: int | None = 1) -> ZstdWriter:
+    def open_writer(self, fileobj: Writable, level: int, threads: int | None = 1) -> ZstdWriter:
         """A writer of zstd frames into ``fileobj`` (left open when it closes).
 
         Parameters:
@@ -80,7 +80,7 @@ class ZstdCodec(Codec):
         """
         return ZstdWriter(fileobj, level, threads)
 
-    def open_reader(self, fileobj: BinaryIO, threads: int | None = 1) -> ZstdReader:
+    def open_reader(self, fileobj: Readable, threads: int | None = 1) -> ZstdReader:
         """A reader of the zstd frames starting at ``fileobj``'s position.
 
         Parameters:
