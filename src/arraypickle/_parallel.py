@@ -777,6 +777,7 @@ class ReadAhead:
 
     Example::
 
+        >>> import io, zlib
         >>> src = io.BytesIO(zlib.compress(b"x" * 100))
         >>> def produce(feed):
         ...     d = zlib.decompressobj()

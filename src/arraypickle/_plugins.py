@@ -666,6 +666,9 @@ def register_codec(codec: Any, force: bool = False) -> None:
 
     Examples:
 
+        >>> class MyCodec(arraypickle.codec.Codec):  # the README's "Your own codec"
+        ...     name, magic, extensions = "mycodec", b"MYC1", (".myc",)
+        ...     # open_writer and open_reader: see arraypickle.codec
         >>> arraypickle.register_codec(MyCodec())
         >>> arraypickle.dump(obj, "data.pkl", compress=("mycodec", 5))
     """
@@ -682,7 +685,7 @@ def register_wrapper(wrapper: Any, force: bool = False) -> None:
 
     Examples:
 
-        >>> arraypickle.register_wrapper(BlobWrapper())
+        >>> arraypickle.register_wrapper(BlobWrapper())  # arraypickle.wrapper's example
     """
     _register("wrapper", wrapper, force)
 

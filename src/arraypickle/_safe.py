@@ -31,6 +31,7 @@ from ._scan import (
     ScanError,
 )
 from ._streams import is_seekable
+from ._typing import Path, Readable
 
 # A plain pickle read from a stream that cannot seek back is copied aside while it
 # is scanned; past this size the copy goes to a temporary file.
@@ -207,8 +208,8 @@ def scan_plain(stream: Any, file: str, policy: Policy | None = None) -> set[str]
 
 
 def get_untrusted_types(
-    file: str | os.PathLike[str] | Any | bytes | bytearray | memoryview,
-    trusted: Any = None,
+    file: Path | Readable | bytes | bytearray | memoryview,
+    trusted: Iterable[Any] | None = None,
     *,
     storage_options: dict[str, Any] | None = None,
 ) -> list[str]:
@@ -246,7 +247,8 @@ def get_untrusted_types(
 
         >>> arraypickle.get_untrusted_types("model.pkl")
         ['sklearn.ensemble._forest.RandomForestClassifier', ...]
-        >>> arraypickle.load("model.pkl", trusted=arraypickle.get_untrusted_types("model.pkl"))
+        >>> names = arraypickle.get_untrusted_types("model.pkl")
+        >>> model = arraypickle.load("model.pkl", trusted=names)  # after reading them
     """
     from ._plugins import get_registry
 
