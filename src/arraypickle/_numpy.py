@@ -62,6 +62,15 @@ def _layout(arr: np.ndarray) -> str:
     return "C"
 
 
+def plain_form(arr: np.ndarray) -> tuple[str, np.dtype, tuple[int, ...], str] | None:
+    """The stored form ``("a", dtype, shape, order)`` of a plain array (its one buffer
+    laid out in ``order``), or None when pickle is to handle it (object dtypes)."""
+    dtype = arr.dtype
+    if dtype.hasobject or dtype.itemsize == 0:
+        return None
+    return ("a", dtype, arr.shape, _layout(arr))
+
+
 def _subclass_kind(cls: type) -> str | None:
     """How a subclass of ndarray is stored: 'm' masked, 'v' as a view, None by pickle."""
     if issubclass(cls, _MA):
@@ -91,13 +100,12 @@ class NumpyWrapper(ArrayWrapper):
     def expose(self, obj: Any) -> Exposed | None:
         cls = type(obj)
         if cls is _ND or cls is np.memmap:
-            dtype = obj.dtype
-            if dtype.hasobject or dtype.itemsize == 0:
+            meta = plain_form(obj)
+            if meta is None:
                 return None
-            order = _layout(obj)
             # tuple.__new__ skips the namedtuples' Python-level __new__: this runs once
             # per array, and objects of many small arrays (forests) feel every microsecond.
-            return _new(Exposed, (("a", dtype, obj.shape, order), (_new(Buffer, (obj, order)),)))
+            return _new(Exposed, (meta, (_new(Buffer, (obj, meta[3])),)))
         kind = self._kinds.get(cls, "?")
         if kind == "?":
             kind = self._kinds[cls] = _subclass_kind(cls)

@@ -181,6 +181,9 @@ class ContainerReader:
         self._size = size
         self._mmap = mmap
         self._piece = piece
+        # Buffers up to this size are read by _read_direct_buffer: in one read call,
+        # hashed whole right after it while in cache (as _fill's pieces are).
+        self._direct_max = min(piece or HASH_PIECE, HASH_PIECE)
         self._verify = verify and mmap is None
         self._policy = policy
         self._scanning = False
@@ -294,7 +297,8 @@ class ContainerReader:
             self._hashing.wait()
         self.offset += total
 
-    def _readinto_some(self, view: memoryview, what: str) -> int:
+    def _readinto_some(self, view: memoryview, what: str | None) -> int:
+        """One read into ``view``; ``what`` (None: the record being read) names it in errors."""
         try:
             if self._readinto is not None:
                 got = self._readinto(view)
@@ -303,9 +307,9 @@ class ContainerReader:
                 view[: len(data)] = data
                 got = len(data)
         except CorruptFileError as exc:
-            raise self._while(exc, what) from exc
+            raise self._while(exc, what or self._describe()) from exc
         if got is None:  # an io.RawIOBase with nothing to give yet: not the end
-            raise self._starved(what)
+            raise self._starved(what or self._describe())
         return got
 
     def _skip(self, n: int, what: str) -> None:
@@ -369,15 +373,15 @@ class ContainerReader:
             # The header's CRC catches a damaged pad: a wrong one that checks was made
             # so, and would hand out arrays off the alignment the format promises.
             raise self.corrupt(f"{self._describe()} declares {pad} bytes of padding", start)
-        if (
-            kind == fmt.KIND_BUFFER
-            and length <= SMALL_BUFFER
-            and self._mmap is None
-            and not self._scanning
-        ):
-            self._read_small_buffer(pad, flags, length)
-            self._records += 1
-            return
+        if kind == fmt.KIND_BUFFER and self._mmap is None and not self._scanning:
+            if length <= SMALL_BUFFER:
+                self._read_small_buffer(pad, flags, length)
+                self._records += 1
+                return
+            if length <= self._direct_max:
+                self._read_direct_buffer(pad, flags, length)
+                self._records += 1
+                return
         what = self._describe()
         if pad and any(self._read(pad, f"the padding of {what}")):
             raise self.corrupt(f"the padding of {what} is not zero")
@@ -442,6 +446,49 @@ class ContainerReader:
         buf.data[:] = payload
         self.buffer_bytes += length
         self._file_buffer(flags, buf)
+
+    def _read_direct_buffer(self, pad: int, flags: int, length: int) -> None:
+        """What _read_buffer does for a buffer of at most one read piece and hash piece,
+        with fewer calls, and messages built only on failure (objects of many
+        medium-sized arrays, such as forests, feel every call)."""
+        if pad and any(self._read_part(pad, "the padding of")):
+            raise self.corrupt(f"the padding of {self._describe()} is not zero")
+        if self._size is not None and length > self._size - self.offset:
+            self._check_size(length, self._describe())
+        self.buffer_bytes += length
+        try:
+            buf = aligned_empty(length)
+        except MemoryError:
+            raise self.corrupt(
+                f"{self._describe()} declares {length} bytes: cannot allocate"
+            ) from None
+        view = memoryview(buf)
+        got = 0
+        while got < length:  # more than once from a source that gives less than asked
+            step = self._readinto_some(view[got:] if got else view, None)
+            if not step:
+                self.offset += got
+                raise self.corrupt(
+                    f"truncated: {self._describe()} needs {length} bytes, {got} read"
+                )
+            got += step
+        self.offset += length
+        (expected,) = fmt.TRAILER.unpack(self._read_part(fmt.TRAILER.size, "the checksum of"))
+        if self._verify and fmt.record_checksum(view, self._records) != expected:
+            raise self.corrupt(f"{self._describe()} is damaged (checksum mismatch)")
+        self._file_buffer(flags, buf)
+
+    def _read_part(self, n: int, part: str) -> bytes | bytearray:
+        """Read the ``n`` bytes of ``part`` ("the padding of") of the record being read,
+        as ``_read(n, f"{part} {what}")`` does, the message built only on failure."""
+        try:
+            data = self._src.read(n)
+        except CorruptFileError as exc:  # from a codec's reader: say where we were
+            raise self._while(exc, f"{part} {self._describe()}") from exc
+        if data is None or len(data) != n:
+            return self._read_rest(data, n, f"{part} {self._describe()}")
+        self.offset += n
+        return data
 
     def _file_buffer(self, flags: int, buf: np.ndarray) -> None:
         if flags & fmt.FLAG_NEXT_BUFFER:
