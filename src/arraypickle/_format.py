@@ -120,7 +120,7 @@ def padding_ok(kind: bytes, pad: int, offset: int) -> bool:
     """Whether a record header at ``offset`` declares the padding the format prescribes
     (unknown kinds: any below the alignment)."""
     if kind == KIND_BUFFER:
-        return pad == -(offset + RECORD.size) % ALIGNMENT
+        return pad == padding(offset)
     if kind in (KIND_PICKLE, KIND_END):
         return pad == 0
     return pad < ALIGNMENT

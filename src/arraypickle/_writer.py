@@ -159,7 +159,7 @@ class ContainerWriter:
 
     def _buffer_header(self, flags: int, length: int) -> bytes:
         """A BUFFER record header at ``offset`` and its padding (see _header)."""
-        pad = -(self.offset + fmt.RECORD.size) % fmt.ALIGNMENT
+        pad = -(self.offset + fmt.RECORD.size) % fmt.ALIGNMENT  # fmt.padding, in line
         body = _pack_body(fmt.KIND_BUFFER, pad, flags, length)
         return body + _pack_crc(_crc32(body)) + _ZEROS[:pad]
 
