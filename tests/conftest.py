@@ -24,8 +24,9 @@ STDLIB_CODECS = ("zlib", "gzip", "bz2", "lzma", "xz")
 # Property tests draw the same examples on every run by default (the README's command,
 # CI), so that main cannot turn red for an example a new random seed happened to find;
 # no deadlines, since a noisy 2-core VM stalls for hundreds of milliseconds.
-# HYPOTHESIS_PROFILE=explore searches instead: fresh seeds, ten times the examples, and
-# failures kept in .hypothesis/ and replayed first. What it finds becomes an @example.
+# HYPOTHESIS_PROFILE=explore searches instead: fresh seeds, 1,000 examples where a test
+# does not set its own count, and failures kept in .hypothesis/ and replayed first where
+# a test keeps the database. What it finds becomes an @example.
 settings.register_profile("repeatable", derandomize=True, deadline=None, print_blob=True)
 settings.register_profile(
     "explore", max_examples=1000, deadline=None, print_blob=True, derandomize=False

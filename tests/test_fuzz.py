@@ -233,7 +233,7 @@ def fuzz_target(files: dict[str, tuple[bytes, object]], path: str):
 
 def run_until(deadline: float, strategy, body) -> int:
     """Run hypothesis rounds until ``deadline`` (monotonic); return the examples run."""
-    count = 0
+    count = rounds = 0
     batch = 25
     while True:
         left = deadline - time.monotonic()
@@ -252,11 +252,13 @@ def run_until(deadline: float, strategy, body) -> int:
             body(example)
 
         if settings.default.derandomize:
-            # A repeatable run still gives each round other examples than the last:
-            # the same function would otherwise draw the same ones every round.
-            round_ = seed(count)(round_)
+            # A repeatable run still gives each round other examples than the last
+            # (the same function would otherwise draw the same ones every round), from
+            # the round's number: a failure recurs on a rerun that gets that far.
+            round_ = seed(rounds)(round_)
         round_()
         count += batch
+        rounds += 1
         per_example = (time.monotonic() - started) / batch
         left = deadline - time.monotonic()
         # Rounds of half the time left, so the last one ends close to the deadline.

@@ -14,9 +14,14 @@ Those two Blosc settings are process-wide: a stream sets them until it is closed
 
 from __future__ import annotations
 
-from arraypickle.codec import Codec, Readable, Writable
+from typing import TYPE_CHECKING
+
+from arraypickle.codec import Codec
 
 from .stream import MAGIC, BloscReader, BloscWriter
+
+if TYPE_CHECKING:  # the annotations' types: the plugin still loads with cores before them
+    from arraypickle.codec import Readable, Writable
 
 
 class BloscCodec(Codec):

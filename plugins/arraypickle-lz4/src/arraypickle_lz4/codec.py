@@ -22,19 +22,14 @@ from __future__ import annotations
 import functools
 import struct
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lz4.frame
 
-from arraypickle.codec import (
-    ChunkedWriter,
-    Codec,
-    Frame,
-    FramedReader,
-    Readable,
-    Writable,
-    copy_into,
-)
+from arraypickle.codec import ChunkedWriter, Codec, Frame, FramedReader, copy_into
+
+if TYPE_CHECKING:  # the annotations' types: the plugin still loads with cores before them
+    from arraypickle.codec import Readable, Writable
 
 #: ``compress=('lz4', level)`` -> ``lz4.frame`` compression level.
 LEVELS = {level: level for level in range(1, 10)}

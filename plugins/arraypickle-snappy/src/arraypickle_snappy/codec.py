@@ -8,9 +8,14 @@ levels: every level 1..9 writes the same stream (the default is 3, so that
 
 from __future__ import annotations
 
-from arraypickle.codec import Codec, Readable, Writable
+from typing import TYPE_CHECKING
+
+from arraypickle.codec import Codec
 
 from .framing import STREAM_IDENTIFIER, SnappyReader, SnappyWriter
+
+if TYPE_CHECKING:  # the annotations' types: the plugin still loads with cores before them
+    from arraypickle.codec import Readable, Writable
 
 
 class SnappyCodec(Codec):

@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zstandard
 
-from arraypickle.codec import ChunkedWriter, Codec, Readable, Writable
+from arraypickle.codec import ChunkedWriter, Codec
 
 from .frames import CHUNK, MAGIC, ZstdReader
+
+if TYPE_CHECKING:  # the annotations' types: the plugin still loads with cores before them
+    from arraypickle.codec import Readable, Writable
 
 #: ``compress=('zstd', level)`` -> zstd compression level.
 LEVELS = {1: 1, 2: 2, 3: 3, 4: 5, 5: 7, 6: 9, 7: 12, 8: 15, 9: 19}
