@@ -29,8 +29,8 @@ HEADER_FLAG_MAPPED_WRITABLE = 0x01
 # kind, pad, flags, payload length, CRC-32 of the first 12 bytes
 RECORD = struct.Struct("<cBHQI")
 # The first 12 bytes of a record header, and the CRC-32 that follows them.
-RECORD_BODY = struct.Struct("<cBHQ")
-CRC = struct.Struct("<I")
+_RECORD_BODY = struct.Struct("<cBHQ")
+_CRC = struct.Struct("<I")
 TRAILER = struct.Struct("<Q")
 # END payload: number of records before END, number of buffer records
 END = struct.Struct("<QQ")
@@ -85,8 +85,8 @@ def parse_header(raw: bytes) -> Header:
 
 
 def pack_record(kind: bytes, pad: int, flags: int, length: int) -> bytes:
-    body = RECORD_BODY.pack(kind, pad, flags, length)
-    return body + CRC.pack(zlib.crc32(body))
+    body = _RECORD_BODY.pack(kind, pad, flags, length)
+    return body + _CRC.pack(zlib.crc32(body))
 
 
 def parse_record(raw: bytes) -> tuple[bytes, int, int, int]:

@@ -106,7 +106,7 @@ class MmapTarget:
 
     __slots__ = ("_mm", "filename", "fileobj", "mode", "path")
 
-    def __init__(self, path: str, mode: str, fileobj: Any = None) -> None:
+    def __init__(self, path: str, mode: str, fileobj: Any) -> None:
         self.path = path
         self.mode = mode
         self.fileobj = fileobj
@@ -115,14 +115,10 @@ class MmapTarget:
 
     def _mapping(self) -> mmap.mmap:
         if self._mm is None:
-            if self.fileobj is not None:
-                try:
-                    self._mm = mmap.mmap(self.fileobj.fileno(), 0, access=_ACCESS[self.mode])
-                except OSError as exc:  # 'r+' of a read-only file: name it, as open() does
-                    raise type(exc)(exc.errno, exc.strerror, self.path) from exc
-            else:
-                with open(self.path, "r+b" if self.mode == "r+" else "rb") as f:
-                    self._mm = mmap.mmap(f.fileno(), 0, access=_ACCESS[self.mode])
+            try:
+                self._mm = mmap.mmap(self.fileobj.fileno(), 0, access=_ACCESS[self.mode])
+            except OSError as exc:  # 'r+' of a read-only file: name it, as open() does
+                raise type(exc)(exc.errno, exc.strerror, self.path) from exc
         return self._mm
 
     def map(self, offset: int, length: int) -> np.memmap:
@@ -145,13 +141,16 @@ class MmapTarget:
         flags = header[fmt.HEADER_FLAGS_OFFSET] | fmt.HEADER_FLAG_MAPPED_WRITABLE
         body = header[: fmt.HEADER_FLAGS_OFFSET] + bytes([flags])
         data = body + zlib.crc32(body).to_bytes(4, "little")
-        if self.fileobj is not None and hasattr(os, "pwrite"):
-            # Through the file being loaded, without moving its read position.
-            self.fileobj.flush()
-            os.pwrite(self.fileobj.fileno(), data, 0)
+        # Through the file being loaded (read to its end by now), not the path again.
+        self.fileobj.flush()
+        if hasattr(os, "pwrite"):
+            os.pwrite(self.fileobj.fileno(), data, 0)  # its read position stays
             return
-        with open(self.path, "r+b") as f:
-            f.write(data)
+        position = self.fileobj.tell()
+        self.fileobj.seek(0)
+        self.fileobj.write(data)
+        self.fileobj.flush()
+        self.fileobj.seek(position)
 
 
 class ContainerReader:
@@ -213,8 +212,9 @@ class ContainerReader:
 
     # -- raw input ----------------------------------------------------------------
 
-    def _read(self, n: int, what: str | None) -> bytes | bytearray:
-        """Read exactly ``n`` bytes of ``what`` (None: the record being read).
+    def _read(self, n: int, what: str | None, part: str = "") -> bytes | bytearray:
+        """Read exactly ``n`` bytes of ``what`` (None: ``part``, such as "the padding
+        of", of the record being read; the name is built only for a message).
 
         Large reads go in pieces into a growing buffer, so a length a damaged or
         crafted header declares costs memory only for bytes that actually arrive.
@@ -222,11 +222,14 @@ class ContainerReader:
         try:
             data = self._src.read(n if n <= READ_PIECE else READ_PIECE)
         except CorruptFileError as exc:  # from a codec's reader: say where we were
-            raise self._while(exc, what or self._describe()) from exc
+            raise self._while(exc, what or self._part(part)) from exc
         if data is None or len(data) != n:
-            return self._read_rest(data, n, what or self._describe())
+            return self._read_rest(data, n, what or self._part(part))
         self.offset += n
         return data
+
+    def _part(self, part: str) -> str:
+        return f"{part} {self._describe()}" if part else self._describe()
 
     def _read_rest(self, data: bytes | None, n: int, what: str) -> bytes | bytearray:
         """The rest of :meth:`_read`, after a first read that gave ``data``, not ``n`` bytes."""
@@ -451,7 +454,7 @@ class ContainerReader:
         """What _read_buffer does for a buffer of at most one read piece and hash piece,
         with fewer calls, and messages built only on failure (objects of many
         medium-sized arrays, such as forests, feel every call)."""
-        if pad and any(self._read_part(pad, "the padding of")):
+        if pad and any(self._read(pad, None, "the padding of")):
             raise self.corrupt(f"the padding of {self._describe()} is not zero")
         if self._size is not None and length > self._size - self.offset:
             self._check_size(length, self._describe())
@@ -473,22 +476,10 @@ class ContainerReader:
                 )
             got += step
         self.offset += length
-        (expected,) = fmt.TRAILER.unpack(self._read_part(fmt.TRAILER.size, "the checksum of"))
+        (expected,) = fmt.TRAILER.unpack(self._read(fmt.TRAILER.size, None, "the checksum of"))
         if self._verify and fmt.record_checksum(view, self._records) != expected:
             raise self.corrupt(f"{self._describe()} is damaged (checksum mismatch)")
         self._file_buffer(flags, buf)
-
-    def _read_part(self, n: int, part: str) -> bytes | bytearray:
-        """Read the ``n`` bytes of ``part`` ("the padding of") of the record being read,
-        as ``_read(n, f"{part} {what}")`` does, the message built only on failure."""
-        try:
-            data = self._src.read(n)
-        except CorruptFileError as exc:  # from a codec's reader: say where we were
-            raise self._while(exc, f"{part} {self._describe()}") from exc
-        if data is None or len(data) != n:
-            return self._read_rest(data, n, f"{part} {self._describe()}")
-        self.offset += n
-        return data
 
     def _file_buffer(self, flags: int, buf: np.ndarray) -> None:
         if flags & fmt.FLAG_NEXT_BUFFER:

@@ -153,10 +153,11 @@ class ShortReads(io.RawIOBase):
 
 def read_full(stream: Any, n: int) -> bytes:
     """``n`` bytes of ``stream``, fewer only at its end, however short its reads are
-    (a socket's hand out what has arrived)."""
-    data = stream.read(n) or b""
+    (a socket's hand out what has arrived); a stream with nothing to give yet is
+    refused (:func:`given`), not taken for one at its end."""
+    data = b""
     while len(data) < n:
-        more = stream.read(n - len(data))
+        more = given(stream.read(n - len(data)), stream)
         if not more:
             break
         data += more
@@ -209,7 +210,7 @@ def sniff(stream: Any, magics: Iterable[bytes]) -> tuple[bytes, Any]:
         done, need = after_skippable(head)
         if done or need > SKIPPABLE_SNIFF_MAX:
             break
-        more = _read_exact(stream, need - len(head))
+        more = read_full(stream, need - len(head))
         head += more
         if len(head) < need:  # the end of the input
             break
@@ -222,7 +223,7 @@ def sniff(stream: Any, magics: Iterable[bytes]) -> tuple[bytes, Any]:
 def _read_head(stream: Any, magics: list[bytes]) -> bytes:
     longest = max(map(len, magics), default=0)
     if is_seekable(stream):
-        return _read_exact(stream, longest)
+        return read_full(stream, longest)
     head = b""
     while len(head) < longest and any(m.startswith(head) and m != head for m in magics):
         if any(head == m for m in magics):
@@ -231,18 +232,6 @@ def _read_head(stream: Any, magics: list[bytes]) -> bytes:
         if not byte:
             break
         head += byte
-    return head
-
-
-def _read_exact(stream: Any, n: int) -> bytes:
-    """Up to ``n`` bytes of ``stream``, fewer only at its end (a raw stream may answer
-    a read with fewer bytes)."""
-    head = b""
-    while len(head) < n:
-        piece = given(stream.read(n - len(head)), stream)
-        if not piece:
-            break
-        head += piece
     return head
 
 

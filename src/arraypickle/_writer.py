@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import pickle
-import zlib
 from typing import Any, BinaryIO
 
 import numpy as np
 
 from . import _format as fmt
-from ._checksum import HashThread, digest
+from ._checksum import HashThread
 from ._memory import byte_chunks, byte_view, contiguous_bytes
 
 
@@ -35,12 +34,6 @@ _PENDING_LIMIT = 64 << 10
 # (uncompressed dumps only: compressed ones keep every core busy compressing).
 _THREADED_HASH = 4 << 20
 _ZEROS = bytes(fmt.ALIGNMENT)
-# Bound once: the buffer-record path below runs once per array (see write_array).
-_pack_body = fmt.RECORD_BODY.pack
-_pack_crc = fmt.CRC.pack
-_pack_trailer = fmt.TRAILER.pack
-_crc32 = zlib.crc32
-_tobytes = np.ndarray.tobytes
 
 
 class ContainerWriter:
@@ -66,11 +59,12 @@ class ContainerWriter:
         self.records = 0
         self.buffers = 0
 
-    def _add(self, data: bytes) -> None:
-        """Append ``data`` to the pending bytes (``offset`` counts it as written)."""
-        self._pending.append(data)
-        self._pending_bytes += len(data)
-        self.offset += len(data)
+    def _add(self, *parts: bytes) -> None:
+        """Append ``parts`` to the pending bytes (``offset`` counts them as written)."""
+        self._pending += parts
+        size = sum(map(len, parts))
+        self._pending_bytes += size
+        self.offset += size
         if self._pending_bytes >= _PENDING_LIMIT:
             self._flush()
 
@@ -86,15 +80,18 @@ class ContainerWriter:
         pad = fmt.padding(self.offset) if kind == fmt.KIND_BUFFER else 0
         return fmt.pack_record(kind, pad, flags, length) + _ZEROS[:pad]
 
-    def _small_record(self, kind: bytes, flags: int, payload: Any) -> int:
+    def _small_record(self, kind: bytes, flags: int, payload: Any, owned: bool = False) -> int:
         """Add a whole record with a small ``payload`` to the pending bytes; its index.
 
         ``payload`` is joined (copied) at once, so it may be a view of memory that
-        changes later."""
+        changes later; ``owned`` bytes (nobody else's, immutable) are kept as they are."""
         index = self.records
         header = self._header(kind, flags, len(payload))
         trailer = fmt.TRAILER.pack(fmt.record_checksum(payload, index))
-        self._add(b"".join((header, payload, trailer)))
+        if owned:
+            self._add(header, payload, trailer)
+        else:
+            self._add(b"".join((header, payload, trailer)))
         self.records += 1
         return index
 
@@ -133,64 +130,25 @@ class ContainerWriter:
         is copied, a bounded chunk at a time.
         """
         nbytes = arr.nbytes
-        if self._write_array is None:
-            if nbytes <= _SMALL:
-                # Laid out as byte_chunks lays out large ones (any order but 'F' is C),
-                # by ndarray's own tobytes (a subclass may override it). A copy of at
-                # most 16 KiB: measured faster than joining a view of the array's memory.
-                self._small_buffer(_tobytes(arr, "F" if order == "F" else "C"), flags)
-                return self._counted_buffer()
-            if nbytes < _THREADED_HASH:
-                whole = contiguous_bytes(arr, order)
-                if whole is not None:
-                    # The common case, without the chunking machinery: one hash, one write.
-                    self._large_buffer(whole, flags, nbytes)
-                    return self._counted_buffer()
-        self._write_large(arr, order, flags, nbytes)
-        return self._counted_buffer()
-
-    def _counted_buffer(self) -> int:
+        if nbytes <= _SMALL and self._write_array is None:
+            # Laid out as byte_chunks lays out large ones (any order but 'F' is C), by
+            # ndarray's own tobytes (a subclass may override it). A copy of at most
+            # 16 KiB: measured faster than joining a view of the array's memory. Its
+            # bytes are ours alone, so they are kept as they are, not joined again.
+            layout = "F" if order == "F" else "C"
+            payload = np.ndarray.tobytes(arr, layout)
+            self._small_record(fmt.KIND_BUFFER, flags, payload, owned=True)
+        elif (
+            self._write_array is None
+            and nbytes < _THREADED_HASH
+            and (whole := contiguous_bytes(arr, order)) is not None
+        ):
+            # The common case, without the chunking machinery: one hash, one write.
+            self._large_record(fmt.KIND_BUFFER, flags, whole, nbytes)
+        else:
+            self._write_large(arr, order, flags, nbytes)
         self.buffers += 1
         return self.buffers - 1
-
-    # The two buffer-record writers below are _small_record and _large_record fused
-    # for BUFFER records, with the header packed in line: objects of many small arrays
-    # (a random forest: hundreds of them) spend more in Python calls than in copying.
-
-    def _buffer_header(self, flags: int, length: int) -> bytes:
-        """A BUFFER record header at ``offset`` and its padding (see _header)."""
-        pad = -(self.offset + fmt.RECORD.size) % fmt.ALIGNMENT  # fmt.padding, in line
-        body = _pack_body(fmt.KIND_BUFFER, pad, flags, length)
-        return body + _pack_crc(_crc32(body)) + _ZEROS[:pad]
-
-    def _small_buffer(self, payload: bytes, flags: int) -> None:
-        """Add a whole BUFFER record to the pending bytes; ``payload`` is ``bytes``
-        (no view of memory that may change), so it is kept without a copy."""
-        header = self._buffer_header(flags, len(payload))
-        trailer = _pack_trailer(digest(payload, self.records))
-        size = len(header) + len(payload) + fmt.TRAILER.size
-        self._pending += (header, payload, trailer)
-        self._pending_bytes += size
-        self.offset += size
-        self.records += 1
-        if self._pending_bytes >= _PENDING_LIMIT:
-            self._flush()
-
-    def _large_buffer(self, payload: np.ndarray, flags: int, length: int) -> None:
-        """Write the pending bytes with the header of a BUFFER record, then its
-        ``payload`` (``length`` bytes of uint8) from its own memory."""
-        header = self._buffer_header(flags, length)
-        pending = self._pending
-        pending.append(header)
-        data = b"".join(pending)
-        pending.clear()
-        write_all(self._write, data)
-        checksum = digest(payload, self.records)  # before the write, which then reads cache
-        write_all(self._write, payload)
-        pending.append(_pack_trailer(checksum))
-        self._pending_bytes = fmt.TRAILER.size
-        self.offset += len(header) + length + fmt.TRAILER.size
-        self.records += 1
 
     def _write_large(self, arr: np.ndarray, order: str, flags: int, nbytes: int) -> None:
         index = self._large_header(fmt.KIND_BUFFER, flags, nbytes)
