@@ -288,6 +288,21 @@ def test_a_custom_raw_reader_that_answers_none_is_not_called_damaged(sent):
     assert not isinstance(info.value, ap.CorruptFileError)
 
 
+def test_a_reader_starved_inside_a_codecs_magic_is_not_called_damaged():
+    # skip_magic reads the magic again in open_reader; a None there is "nothing yet".
+    from arraypickle.codec import skip_magic
+
+    class Starved(io.RawIOBase):
+        def readable(self):
+            return True
+
+        def readinto(self, b):
+            return None
+
+    with pytest.raises(ap.InvalidArgumentError, match="non-blocking"):
+        skip_magic(Starved(), b"RLE1", "rle")
+
+
 def test_a_regular_file_opened_non_blocking_is_fine(tmp_path):
     import os
 
