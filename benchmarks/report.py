@@ -227,8 +227,8 @@ def markdown(results: dict[str, Any], chart: str | None) -> str:
         f"- Transparent huge pages: {m.get('transparent_hugepages') or 'unknown'}; numpy's "
         "huge-page advice "
         + ("on (numpy's default)." if st.get("numpy_hugepage", True) else "off (`--no-hugepage`)."),
-        f"- {st['repeats']} repeats per measurement; times are medians (and minima) in "
-        "seconds; memory is from the first repeat, in MB (10^6 bytes).",
+        f"- {st['repeats']} repeats per measurement{_rounds(st)}; times are medians (and "
+        "minima) in seconds; memory is from the first repeat, in MB (10^6 bytes).",
         "",
         "## Headline: uncompressed",
         "",
@@ -265,11 +265,15 @@ def markdown(results: dict[str, Any], chart: str | None) -> str:
 
 METHOD = [
     "- One command: `python benchmarks/run.py` (`--quick` for a smoke run on tiny data; "
-    "`--cases`, `--configs`, `--libraries`, `--repeats` to choose). It writes this page, "
-    "the chart beside it and the raw figures (`benchmarks/results.json`).",
-    "- Every case x library x configuration runs in a fresh Python process, which imports "
-    "only the library it measures and builds the case's data from a fixed seed "
-    "(the fitted forest is built once per run and loaded from a pickle by each process).",
+    "`--cases`, `--configs`, `--libraries`, `--repeats`, `--rounds` to choose). It writes "
+    "this page, the chart beside it and the raw figures (`benchmarks/results.json`).",
+    "- Every case x library x configuration runs in fresh Python processes, which import "
+    "only the library they measure and build the case's data from a fixed seed "
+    "(the fitted forest is built once per run and loaded from a pickle by each process). "
+    "A measurement's repeats are spread over `--rounds` processes (3 by default), and the "
+    "libraries take turns, round by round, each round starting with the next library: a "
+    "change in the machine's load during a measurement falls on every library alike, "
+    "instead of on whichever ran last.",
     "- Each process first writes to three times the memory its case holds and gives it "
     "back, untimed: on the project's VM the first touch of memory costs about 10 us a "
     "page, once, which otherwise lands on whichever repeat or library comes first. It "
@@ -309,6 +313,14 @@ README_START = "<!-- headline:start -->"
 README_END = "<!-- headline:end -->"
 
 
+def _rounds(settings: dict[str, Any]) -> str:
+    """How the repeats were run, for the page's and the README's lead (old results: 1)."""
+    rounds = settings.get("rounds", 1)
+    if rounds == 1:
+        return ", in one fresh process per case, library and configuration"
+    return f", in {rounds} fresh processes per case, library and configuration, taking turns"
+
+
 def readme_block(results: dict[str, Any], page: str) -> str:
     """The README's comparison: the headline tables, labelled with where they come from."""
     m = results["machine"]
@@ -319,9 +331,10 @@ def readme_block(results: dict[str, Any], page: str) -> str:
         "",
         f"Measured {m['date'][:10]} by `python benchmarks/run.py` on {m['cpu']} "
         f"({m['cores']} cores), Python {m['python']}, joblib {m['versions'].get('joblib')}: "
-        f"median seconds of {results['settings']['repeats']} repeats, each case in a fresh "
-        "process. *ours vs pickle-5* divides times (below 1x: arraypickle is faster); "
-        "*faster than joblib* divides joblib's time by ours (above 1x: arraypickle is faster).",
+        f"median seconds of {results['settings']['repeats']} repeats"
+        f"{_rounds(results['settings'])}. *ours vs pickle-5* divides times (below 1x: "
+        "arraypickle is faster); *faster than joblib* divides joblib's time by ours "
+        "(above 1x: arraypickle is faster).",
     ]
     if note:
         lines.append(f"**{note}**")

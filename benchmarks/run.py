@@ -4,9 +4,11 @@
     python benchmarks/run.py --quick    # a smoke run on tiny data (seconds)
     python benchmarks/run.py --cases faces,dict --configs none,zlib3 --repeats 3
 
-Every case x library x configuration is measured in a fresh process (``measure.py``);
-this process only orchestrates, computes the ratios and targets, and writes the
-markdown page, the PNG chart and the raw JSON.
+Every case x library x configuration is measured in fresh processes (``measure.py``),
+its repeats spread over ``--rounds`` of them that alternate with the other libraries'
+(so a change in the machine's load falls on every library alike); this process only
+orchestrates, computes the ratios and targets, and writes the markdown page, the PNG
+chart and the raw JSON.
 """
 
 from __future__ import annotations
@@ -49,6 +51,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--configs", default=",".join(CONFIGS), help="comma list of: %(default)s")
     p.add_argument("--libraries", default=",".join(LIBRARIES), help="comma list of: %(default)s")
     p.add_argument("--repeats", type=int, help="repeats per measurement (default 5; quick 2)")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        help="processes each measurement's repeats are spread over, the libraries taking "
+        "turns (default 3; quick 1)",
+    )
     p.add_argument("--md", default=os.path.join(ROOT, "docs", "benchmarks.md"))
     p.add_argument("--png", default=os.path.join(ROOT, "docs", "benchmarks.png"))
     p.add_argument("--json", default=os.path.join(HERE, "results.json"))
@@ -89,6 +97,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.repeats = 2 if args.quick else 5
     if args.repeats < 1:
         raise SystemExit("--repeats must be at least 1")
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 3
+    if args.rounds < 1:
+        raise SystemExit("--rounds must be at least 1")
+    args.rounds = min(args.rounds, args.repeats)
     return args
 
 
@@ -106,8 +119,43 @@ def summarize(raw: dict[str, list[float]], file_size: int) -> dict[str, Any]:
     return out
 
 
+def split_repeats(repeats: int, rounds: int) -> list[int]:
+    """``repeats`` spread as evenly as can be over ``rounds`` processes (earlier ones more)."""
+    base, extra = divmod(repeats, rounds)
+    return [base + (i < extra) for i in range(rounds)]
+
+
+def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from the rows of one measurement's processes (rounds), in order.
+
+    A round that did not succeed stands for the whole. Times join into one list each;
+    memory stays the first round's first repeat, as in a single process.
+    """
+    bad = [p for p in parts if p["status"] != "ok"]
+    if bad or len(parts) == 1:
+        return bad[0] if bad else parts[0]
+    first = parts[0]
+    raw = {key: [v for p in parts for v in p["raw"][key]] for key in first["raw"]}
+    sizes = {p["file_size"] for p in parts}
+    if len(sizes) != 1:
+        return {**first, "status": "failed", "note": f"file sizes differ between rounds: {sizes}"}
+    return {
+        **first,
+        "wall_s": sum(p["wall_s"] for p in parts),
+        "cpu_s": sum(p["cpu_s"] for p in parts),
+        "processes": len(parts),
+        "raw": raw,
+        "summary": summarize(raw, first["file_size"]),
+    }
+
+
 def measure(
-    case: str, config: str, library: str, args: argparse.Namespace, workdir: str
+    case: str,
+    config: str,
+    library: str,
+    args: argparse.Namespace,
+    workdir: str,
+    repeats: int | None = None,
 ) -> dict[str, Any]:
     """Run one measuring process; its row (status ok, skipped or failed)."""
     row: dict[str, Any] = {"case": case, "config": config, "library": library}
@@ -120,7 +168,7 @@ def measure(
         "config": config,
         "library": library,
         "quick": args.quick,
-        "repeats": args.repeats,
+        "repeats": repeats or args.repeats,
         "cache_dir": args.cache_dir,
         "path": os.path.join(workdir, f"{case}-{config}-{library}.bin"),
         "numpy_hugepage": not args.no_hugepage,
@@ -176,6 +224,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "command": "python benchmarks/run.py " + shlex.join(sys.argv[1:]),
             "quick": args.quick,
             "repeats": args.repeats,
+            "rounds": args.rounds,
             "cases": args.cases,
             "configs": args.configs,
             "libraries": args.libraries,
@@ -196,10 +245,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 cases_for = CONFIGS[config].cases
                 if cases_for is not None and case not in cases_for:
                     continue
-                for library in args.libraries:
-                    if library not in CONFIGS[config].compress:
-                        continue
-                    row = measure(case, config, library, args, workdir)
+                libraries = [lib for lib in args.libraries if lib in CONFIGS[config].compress]
+                if not libraries:
+                    continue
+                parts: dict[str, list[dict[str, Any]]] = {lib: [] for lib in libraries}
+                for turn, repeats in enumerate(split_repeats(args.repeats, args.rounds)):
+                    # Each round starts with the next library: whoever goes first or
+                    # last in a round is not always the same one.
+                    shift = turn % len(libraries)
+                    for library in libraries[shift:] + libraries[:shift]:
+                        parts[library].append(
+                            measure(case, config, library, args, workdir, repeats)
+                        )
+                for library in libraries:
+                    row = merge(parts[library])
                     results["rows"].append(row)
                     print(_progress(row), flush=True)
     finally:

@@ -27,7 +27,8 @@ def smoke(tmp_path_factory):
         "--quick",
         "--cases", "seed,dict",
         "--configs", "none,zlib3,blosc",
-        "--repeats", "1",
+        "--repeats", "2",
+        "--rounds", "2",
         "--md", str(out / "benchmarks.md"),
         "--png", str(out / "benchmarks.png"),
         "--json", str(out / "results.json"),
@@ -57,6 +58,8 @@ def test_json_has_a_row_per_case_library_config(smoke):
             assert summary["dump_s"] > 0 and summary["load_s"] > 0
             assert summary["file_size"] > 0
             assert summary["dump_peak"] >= 0 and summary["load_peak"] >= 0
+            # two rounds of one repeat each, merged into the row
+            assert row["processes"] == 2 and len(row["raw"]["load_s"]) == 2
         assert rows[(case, "none", "arraypickle")]["summary"]["mmap_s"] > 0
         joblib_row = rows[(case, "none", "joblib")]
         expected = "ok" if importlib.util.find_spec("joblib") else "skipped"
@@ -108,3 +111,55 @@ def test_unknown_case_is_refused():
     )
     assert proc.returncode != 0
     assert "unknown case: nope" in proc.stderr
+
+
+def _bench_run():
+    spec = importlib.util.spec_from_file_location("bench_run", RUN)
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(RUN.parent))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(RUN.parent))
+    return module
+
+
+@pytest.mark.parametrize(
+    "repeats, rounds, expected",
+    [(9, 3, [3, 3, 3]), (5, 3, [2, 2, 1]), (1, 1, [1]), (4, 4, [1, 1, 1, 1])],
+)
+def test_repeats_spread_over_rounds(repeats, rounds, expected):
+    assert _bench_run().split_repeats(repeats, rounds) == expected
+
+
+def _part(dumps, size=100, status="ok", note=""):
+    raw = {
+        "dump_s": dumps,
+        "load_s": [d / 2 for d in dumps],
+        "mmap_s": [],
+        "dump_cpu_s": dumps,
+        "load_cpu_s": dumps,
+        "dump_peak": [7] * len(dumps),
+        "load_peak": [8] * len(dumps),
+        "load_retained": [8] * len(dumps),
+    }
+    return {"status": status, "note": note, "raw": raw, "file_size": size, "wall_s": 1.0,
+            "cpu_s": 2.0}  # fmt: skip
+
+
+def test_rounds_merge_into_one_row():
+    run = _bench_run()
+    row = run.merge([_part([1.0, 3.0]), _part([2.0])])
+    assert row["status"] == "ok" and row["processes"] == 2
+    assert row["raw"]["dump_s"] == [1.0, 3.0, 2.0]
+    assert row["summary"]["dump_s"] == 2.0 and row["summary"]["dump_min_s"] == 1.0
+    assert row["summary"]["load_s"] == 1.0 and row["summary"]["mmap_s"] is None
+    assert row["wall_s"] == 2.0 and row["cpu_s"] == 4.0
+
+
+def test_a_failed_round_fails_the_row():
+    run = _bench_run()
+    failed = _part([], status="failed", note="exit 1: boom")
+    assert run.merge([_part([1.0]), failed])["note"] == "exit 1: boom"
+    row = run.merge([_part([1.0], size=100), _part([1.0], size=101)])
+    assert row["status"] == "failed" and "file sizes differ" in row["note"]
