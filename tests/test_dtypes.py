@@ -75,6 +75,24 @@ def test_dtype_mapped_keeps_stored_order(tmp_path, name, dtype):
         assert out[key].dtype == want.dtype  # stored order, not native
 
 
+@pytest.mark.parametrize(("name", "dtype"), DTYPES, ids=[n for n, _ in DTYPES])
+def test_dtype_keeps_stored_order_when_asked(tmp_path, name, dtype):
+    # joblib's ensure_native_byte_order=False: no swap, whatever the dtype.
+    ref = sample(dtype)
+    path = tmp_path / "a.pkl"
+    ap.dump({"a": ref, "t": ref.T}, path)
+    for out in (
+        ap.load(path, ensure_native_byte_order=False),
+        ap.loads(path.read_bytes(), ensure_native_byte_order=False),
+    ):
+        for key, want in (("a", ref), ("t", ref.T)):
+            assert out[key].dtype == want.dtype
+            assert out[key].tobytes() == want.tobytes()
+            assert_loaded_layout(out[key], want)
+    # True is 'auto' (the default) when nothing is mapped.
+    assert ap.load(path, ensure_native_byte_order=True)["a"].dtype == native(dtype)
+
+
 def test_subarray_field_dtype_comes_back_native():
     # numpy's dtype.isnative is True for [('m', '>i4', (2,))]: it misses subarray fields.
     dtype = np.dtype([("m", ">i4", (2,))])

@@ -64,6 +64,11 @@ BAD_CALLS = {
     "trusted not a list": lambda p: ap.load(p / "x.pkl", trusted=3),
     "verify a str": lambda p: ap.load(p / "x.pkl", verify="no"),
     "loads verify None": lambda p: ap.loads(b"", verify=None),
+    "byte order a str": lambda p: ap.load(p / "x.pkl", ensure_native_byte_order="yes"),
+    "byte order a number": lambda p: ap.loads(b"", ensure_native_byte_order=1),
+    "native byte order, mapped": lambda p: ap.load(
+        p / "x.pkl", mmap_mode="r", ensure_native_byte_order=True
+    ),
     "fsync a str": lambda p: ap.dump(1, p / "x.pkl", fsync="yes"),
     "force a str": lambda p: ap.register_codec(ap.codecs()["zlib"], force="yes"),
     "loads a str": lambda p: ap.loads("abc"),

@@ -66,6 +66,12 @@ def dump(value, path, codec=None, protocol=None):
     return path
 
 
+def joblib_accepts(argument: str) -> bool:
+    import inspect
+
+    return argument in inspect.signature(joblib.load).parameters
+
+
 def joblib_load(path, **kwargs):
     """joblib's own load, for comparison; its own resource leaks are not ours to report.
 
@@ -138,6 +144,36 @@ def test_mmap_like_joblib(tmp_path, mode):
             assert not isinstance(got[key], np.memmap), key
     assert type(got["matrix"]) is np.matrix and isinstance(got["matrix"].base, np.memmap)
     assert got["big_endian"].dtype == np.dtype(">i4")  # mapped arrays keep their order
+
+
+@pytest.mark.parametrize("ensure", ["auto", True, False])
+@pytest.mark.parametrize("codec", [None, "zlib"])
+def test_byte_order_as_joblib_ensures_it(tmp_path, codec, ensure):
+    # joblib >= 1.5's ensure_native_byte_order: the same dtypes as joblib.load gives.
+    if not joblib_accepts("ensure_native_byte_order"):
+        pytest.skip("this joblib has no ensure_native_byte_order")
+    value = {k: sample()[k] for k in ("big_endian", "big_endian_fortran", "structured", "array")}
+    path = dump(value, tmp_path / "data.pkl", codec)
+    got = ap.load(path, ensure_native_byte_order=ensure)
+    theirs = joblib_load(path, ensure_native_byte_order=ensure)
+    for key, want in theirs.items():
+        np.testing.assert_array_equal(got[key], want)
+        if key != "structured" or not ensure:
+            assert got[key].dtype == want.dtype, key
+    if ensure:  # joblib leaves a structured dtype's big-endian fields as they are
+        assert got["structured"].dtype == np.dtype([("i", "<i4"), ("f", "<f8")])
+
+
+def test_native_byte_order_cannot_be_mapped_in_joblib_either(tmp_path):
+    if not joblib_accepts("ensure_native_byte_order"):
+        pytest.skip("this joblib has no ensure_native_byte_order")
+    path = dump({"a": np.arange(3, dtype=">i4")}, tmp_path / "data.pkl")
+    with pytest.raises(ValueError):
+        joblib_load(path, mmap_mode="r", ensure_native_byte_order=True)
+    with pytest.raises(ap.InvalidArgumentError, match="mmap_mode='r'"):
+        ap.load(path, mmap_mode="r", ensure_native_byte_order=True)
+    got = ap.load(path, mmap_mode="r", ensure_native_byte_order=False)["a"]
+    assert isinstance(got, np.memmap) and got.dtype == np.dtype(">i4")
 
 
 def test_mmap_writes_reach_the_file_in_r_plus_only(tmp_path):

@@ -11,7 +11,7 @@ import pickle
 import socket
 import stat
 from collections.abc import Iterable
-from typing import Any, overload
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -28,6 +28,7 @@ from ._errors import (
     UnpicklableError,
     describe,
 )
+from ._numpy import StoredByteOrder
 from ._parallel import resolve_threads
 from ._pickler import Pickler
 from ._plugins import Registry, get_registry
@@ -227,6 +228,7 @@ def load(
     threads: int | None = None,
     progress: _progress.Progress = False,
     storage_options: dict[str, Any] | None = None,
+    ensure_native_byte_order: bool | Literal["auto"] = "auto",
 ) -> Any:
     """Load an object saved by :func:`dump` (or by ``pickle``, or compressed by a tool).
 
@@ -268,11 +270,17 @@ def load(
             ``docs/progress.md``).
         storage_options: for a URL (``s3://``, ``gcs://``...), options of its fsspec
             filesystem (credentials, endpoint); see ``docs/remote.md``.
+        ensure_native_byte_order: joblib's argument (joblib 1.5 and later).
+            ``'auto'``: arrays come back native-endian, except memory-mapped ones,
+            which stay as stored. ``True``: the same, and refused together with an
+            ``mmap_mode`` (a mapped array cannot be swapped in place). ``False``:
+            every array keeps the byte order it was stored in.
 
     Returns:
-        The object. Arrays from arraypickle and joblib files are native-endian,
-        writable, 64-byte aligned (memory-mapped ones stay as stored); those from
-        plain pickles are as ``pickle`` builds them.
+        The object. Arrays from arraypickle and joblib files are native-endian
+        (unless ``ensure_native_byte_order=False``), writable, 64-byte aligned
+        (memory-mapped ones stay as stored); those from plain pickles are as
+        ``pickle`` builds them.
 
     Raises:
         CorruptFileError: the file is truncated, damaged or not a known format; the
@@ -283,7 +291,8 @@ def load(
         UntrustedTypeError: under safe loading, the file names globals that are
             neither allow-listed nor trusted (all of them are listed).
         InvalidArgumentError: an argument is wrong (an unknown ``mmap_mode``, a
-            ``filename`` that is neither a path nor a readable binary file object).
+            ``filename`` that is neither a path nor a readable binary file object,
+            ``ensure_native_byte_order=True`` with an ``mmap_mode``).
 
     Examples:
 
@@ -302,7 +311,12 @@ def load(
         )
     mode = "r+" if mmap_mode == "w+" else mmap_mode
     policy = make_policy(safe, trusted)
-    opts = _LoadOptions(policy, _flag("verify", verify), resolve_threads(threads))
+    opts = _LoadOptions(
+        policy,
+        _flag("verify", verify),
+        resolve_threads(threads),
+        keep_byte_order=_keeps_byte_order(ensure_native_byte_order, mmap_mode),
+    )
     registry = get_registry()
     _progress.check(progress)
     if isinstance(filename, (str, os.PathLike)):
@@ -396,6 +410,7 @@ def loads(
     verify: bool = True,
     threads: int | None = None,
     progress: _progress.Progress = False,
+    ensure_native_byte_order: bool | Literal["auto"] = "auto",
 ) -> Any:
     """Load an object from the bytes :func:`dumps` (or ``pickle.dumps``) made.
 
@@ -406,6 +421,7 @@ def loads(
         verify: as for :func:`load`.
         threads: as for :func:`load`.
         progress: as for :func:`load`.
+        ensure_native_byte_order: as for :func:`load`.
 
     Returns:
         The object.
@@ -421,7 +437,12 @@ def loads(
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise InvalidArgumentError(f"loads expects bytes, got {type(data).__name__}")
     policy = make_policy(safe, trusted)
-    opts = _LoadOptions(policy, _flag("verify", verify), resolve_threads(threads))
+    opts = _LoadOptions(
+        policy,
+        _flag("verify", verify),
+        resolve_threads(threads),
+        keep_byte_order=_keeps_byte_order(ensure_native_byte_order, None),
+    )
     _progress.check(progress)
     with _progress.track(progress, "load", "<bytes>") as tracker:
         return _read_whole(tracker.reader(io.BytesIO(data)), "<bytes>", get_registry(), opts)
@@ -488,11 +509,24 @@ def _open_for(target: str, mmap_mode: str | None) -> Any:
     return open(target, "rb")
 
 
-def _flag(name: str, value: Any) -> bool:
+def _flag(name: str, value: Any, expected: str = "True or False") -> bool:
     """``value`` as a bool, refusing what is not one: ``verify="no"`` is true."""
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
-    raise InvalidArgumentError(f"{name} must be True or False, got {value!r}")
+    raise InvalidArgumentError(f"{name} must be {expected}, got {value!r}")
+
+
+def _keeps_byte_order(ensure_native: Any, mmap_mode: str | None) -> bool:
+    """Whether arrays keep their stored byte order, from joblib's ``ensure_native_byte_order``."""
+    if isinstance(ensure_native, str) and ensure_native == "auto":
+        return False  # native, except what is mapped (which never swaps)
+    native = _flag("ensure_native_byte_order", ensure_native, "'auto', True or False")
+    if native and mmap_mode is not None:
+        raise InvalidArgumentError(
+            f"ensure_native_byte_order=True cannot be met with mmap_mode={mmap_mode!r}: a "
+            "memory-mapped array stays in its stored byte order (use 'auto' or False)"
+        )
+    return not native
 
 
 def _protocol(protocol: int | None) -> int:
@@ -568,6 +602,8 @@ class _LoadOptions:
     threads: int = 1
     #: Set for a file object that cannot seek: the load stops at the object's end.
     live: LiveLoad | None = None
+    #: ``ensure_native_byte_order=False``: arrays stay in their stored byte order.
+    keep_byte_order: bool = False
 
     def unpickler_factory(self) -> Any:
         return functools.partial(_new_unpickler, policy=self.policy)
@@ -611,7 +647,8 @@ def _read_guarded(
     if opts.policy is not None:
         opts.policy.file = name
     try:
-        return _read(stream, name, registry, opts, **kwargs)
+        with StoredByteOrder(opts.keep_byte_order):
+            return _read(stream, name, registry, opts, **kwargs)
     except ArrayPickleError:
         raise
     except Exception as exc:
