@@ -93,6 +93,16 @@ def test_wrong_arguments_raise_invalid_argument_error(tmp_path, call):
     assert isinstance(info.value, ap.ArrayPickleError)
 
 
+def test_numpy_bools_are_flags(tmp_path, fresh_registry):
+    # As a mask or a comparison gives them: every True/False argument takes them alike.
+    yes, no = np.bool_(True), np.bool_(False)
+    path = tmp_path / "x.pkl"
+    ap.dump([1], path, fsync=yes)
+    assert ap.load(path, safe=yes, verify=no, ensure_native_byte_order=no) == [1]
+    assert ap.loads(ap.dumps([1]), safe=no, ensure_native_byte_order=yes) == [1]
+    ap.register_codec(ap.codecs()["zlib"], force=yes)
+
+
 # -- the file argument ------------------------------------------------------------
 
 NOT_FILES = [1, 2.5, None, b"bytes/path", ["a.pkl"], {"f": 1}, object(), np.arange(3)]

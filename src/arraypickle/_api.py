@@ -13,8 +13,6 @@ import stat
 from collections.abc import Iterable
 from typing import Any, Literal, overload
 
-import numpy as np
-
 from . import _format as fmt
 from . import _joblib, _joblib_zf, _progress, _remote
 from ._atomic import replacing
@@ -26,6 +24,7 @@ from ._errors import (
     EmptyFileError,
     InvalidArgumentError,
     UnpicklableError,
+    as_flag,
     describe,
 )
 from ._numpy import StoredByteOrder
@@ -158,7 +157,7 @@ def dump(
     proto = _protocol(protocol)
     nthreads = resolve_threads(threads)
     _progress.check(progress)
-    fsync = _flag("fsync", fsync)
+    fsync = as_flag("fsync", fsync)
     if isinstance(filename, (str, os.PathLike)):
         path = os.fspath(filename)
         if not isinstance(path, str):
@@ -313,7 +312,7 @@ def load(
     policy = make_policy(safe, trusted)
     opts = _LoadOptions(
         policy,
-        _flag("verify", verify),
+        as_flag("verify", verify),
         resolve_threads(threads),
         keep_byte_order=_keeps_byte_order(ensure_native_byte_order, mmap_mode),
     )
@@ -439,7 +438,7 @@ def loads(
     policy = make_policy(safe, trusted)
     opts = _LoadOptions(
         policy,
-        _flag("verify", verify),
+        as_flag("verify", verify),
         resolve_threads(threads),
         keep_byte_order=_keeps_byte_order(ensure_native_byte_order, None),
     )
@@ -509,18 +508,11 @@ def _open_for(target: str, mmap_mode: str | None) -> Any:
     return open(target, "rb")
 
 
-def _flag(name: str, value: Any, expected: str = "True or False") -> bool:
-    """``value`` as a bool, refusing what is not one: ``verify="no"`` is true."""
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    raise InvalidArgumentError(f"{name} must be {expected}, got {value!r}")
-
-
 def _keeps_byte_order(ensure_native: Any, mmap_mode: str | None) -> bool:
     """Whether arrays keep their stored byte order, from joblib's ``ensure_native_byte_order``."""
     if isinstance(ensure_native, str) and ensure_native == "auto":
         return False  # native, except what is mapped (which never swaps)
-    native = _flag("ensure_native_byte_order", ensure_native, "'auto', True or False")
+    native = as_flag("ensure_native_byte_order", ensure_native, "'auto', True or False")
     if native and mmap_mode is not None:
         raise InvalidArgumentError(
             f"ensure_native_byte_order=True cannot be met with mmap_mode={mmap_mode!r}: a "

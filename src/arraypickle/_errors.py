@@ -9,6 +9,9 @@ for them and callers already catch it.
 from __future__ import annotations
 
 import pickle
+from typing import Any
+
+import numpy as np
 
 
 class ArrayPickleError(Exception):
@@ -98,6 +101,14 @@ class UntrustedTypeError(ArrayPickleError):
     def __init__(self, message: str, names: list[str] | None = None) -> None:
         super().__init__(message)
         self.names = list(names or ())
+
+
+def as_flag(name: str, value: Any, expected: str = "True or False") -> bool:
+    """``value`` as a bool, refusing what is not one: ``verify="no"`` would be true.
+    numpy's own bool (from a comparison or a mask) is one."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise InvalidArgumentError(f"{name} must be {expected}, got {value!r}")
 
 
 def describe(fileobj_or_name: object) -> str:

@@ -21,7 +21,7 @@ import pluggy
 
 from . import _format as fmt
 from . import hookspecs
-from ._errors import InvalidArgumentError, PluginConflictError, UnknownCodecError
+from ._errors import PluginConflictError, UnknownCodecError, as_flag
 from ._streams import FRAMED_MAGICS, SKIPPABLE_MAGICS, after_skippable
 from ._warnings import warn_caller
 
@@ -691,8 +691,7 @@ def register_wrapper(wrapper: Any, force: bool = False) -> None:
 
 
 def _register(kind: str, item: Any, force: bool) -> None:
-    if not isinstance(force, bool):  # force="no" would be true
-        raise InvalidArgumentError(f"force must be True or False, got {force!r}")
+    force = as_flag("force", force)
     registry = get_registry()
     with _lock:
         _add(registry, kind, item, force)

@@ -19,7 +19,13 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ._allowlist import allowed, normalize, trusted_names
-from ._errors import CorruptFileError, EmptyFileError, InvalidArgumentError, UntrustedTypeError
+from ._errors import (
+    CorruptFileError,
+    EmptyFileError,
+    InvalidArgumentError,
+    UntrustedTypeError,
+    as_flag,
+)
 from ._scan import (
     GETATTR,
     BlockSource,
@@ -130,9 +136,7 @@ class Policy:
 
 def make_policy(safe: bool, trusted: Any) -> Policy | None:
     """The policy ``load(safe=..., trusted=...)`` asks for (None: an ordinary load)."""
-    if not isinstance(safe, bool):
-        raise InvalidArgumentError(f"safe must be True or False, got {safe!r}")
-    if not safe and trusted is None:
+    if not as_flag("safe", safe) and trusted is None:
         return None
     return Policy(trusted)
 
