@@ -228,7 +228,8 @@ def markdown(results: dict[str, Any], chart: str | None) -> str:
         "huge-page advice "
         + ("on (numpy's default)." if st.get("numpy_hugepage", True) else "off (`--no-hugepage`)."),
         f"- {st['repeats']} repeats per measurement{_rounds(st)}; times are medians (and "
-        "minima) in seconds; memory is from the first repeat, in MB (10^6 bytes).",
+        "minima) in seconds; memory is from the first repeat (of the first process), in MB "
+        "(10^6 bytes).",
         "",
         "## Headline: uncompressed",
         "",

@@ -131,10 +131,13 @@ def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
     A round that did not succeed stands for the whole. Times join into one list each;
     memory stays the first round's first repeat, as in a single process.
     """
-    bad = [p for p in parts if p["status"] != "ok"]
-    if bad or len(parts) == 1:
-        return bad[0] if bad else parts[0]
+    bad = [(i, p) for i, p in enumerate(parts) if p["status"] != "ok"]
+    if bad:
+        i, row = bad[0]
+        return row if len(parts) == 1 else {**row, "note": f"round {i + 1}: {row['note']}"}
     first = parts[0]
+    if len(parts) == 1:
+        return {**first, "processes": 1}
     raw = {key: [v for p in parts for v in p["raw"][key]] for key in first["raw"]}
     sizes = {p["file_size"] for p in parts}
     if len(sizes) != 1:
@@ -254,9 +257,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     # last in a round is not always the same one.
                     shift = turn % len(libraries)
                     for library in libraries[shift:] + libraries[:shift]:
-                        parts[library].append(
-                            measure(case, config, library, args, workdir, repeats)
-                        )
+                        done = parts[library]
+                        if done and done[-1]["status"] != "ok":
+                            continue  # skipped or failed: the row says so already
+                        done.append(measure(case, config, library, args, workdir, repeats))
                 for library in libraries:
                     row = merge(parts[library])
                     results["rows"].append(row)

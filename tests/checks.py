@@ -50,12 +50,12 @@ def assert_array_same(out: object, ref: np.ndarray, *, mapped: bool = False) -> 
     want = ref.dtype if mapped else native(ref.dtype)
     assert out.dtype == want, (out.dtype, want)
     # Byte-exact, field by field: NaN payloads, -0.0 and NaT must survive too.
-    assert _leaf_bytes(np.asarray(out)) == _leaf_bytes(np.asarray(ref), want)
+    assert leaf_bytes(np.asarray(out)) == leaf_bytes(np.asarray(ref), want)
     if getattr(ref, "__dict__", None) and not isinstance(ref, (np.matrix, np.memmap)):
         assert out.__dict__ == ref.__dict__
 
 
-def _leaf_bytes(arr: np.ndarray, dtype: np.dtype | None = None) -> list[bytes]:
+def leaf_bytes(arr: np.ndarray, dtype: np.dtype | None = None) -> list[bytes]:
     """The bytes of each non-structured field of ``arr``, as values of ``dtype``'s order.
 
     Padding between fields is not part of the value, so it is left out.
@@ -67,7 +67,7 @@ def _leaf_bytes(arr: np.ndarray, dtype: np.dtype | None = None) -> list[bytes]:
     found = []
     for name in arr.dtype.names:
         sub = None if dtype is None else dtype.fields[name][0].base
-        found += _leaf_bytes(arr[name], sub)
+        found += leaf_bytes(arr[name], sub)
     return found
 
 

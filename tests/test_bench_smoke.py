@@ -160,6 +160,8 @@ def test_rounds_merge_into_one_row():
 def test_a_failed_round_fails_the_row():
     run = _bench_run()
     failed = _part([], status="failed", note="exit 1: boom")
-    assert run.merge([_part([1.0]), failed])["note"] == "exit 1: boom"
+    assert run.merge([_part([1.0]), failed])["note"] == "round 2: exit 1: boom"
+    assert run.merge([failed])["note"] == "exit 1: boom"
+    assert run.merge([_part([1.0])])["processes"] == 1
     row = run.merge([_part([1.0], size=100), _part([1.0], size=101)])
     assert row["status"] == "failed" and "file sizes differ" in row["note"]

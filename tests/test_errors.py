@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import os
 import pickle
@@ -583,3 +584,28 @@ def test_errors_c_code_raises_on_damaged_arguments_are_corrupt_file_errors():
     with pytest.raises(ap.CorruptFileError, match="LookupError"):
         ap.loads(data)
     assert ap.loads(pickle.dumps(_Encoded("latin1"), protocol=2)) == b"abc"
+
+
+def test_a_writer_that_cannot_write_its_magic_finishes_nothing():
+    # Else its finalizer would write the compressor's trailer to the failing file
+    # (Python 3.13 reports that as an unraisable exception).
+    from arraypickle.codec import CompressWriter
+
+    flushed = []
+
+    class Compressor:
+        def compress(self, data):
+            return b""
+
+        def flush(self):
+            flushed.append(True)
+            return b"trailer"
+
+    class Full:
+        def write(self, data):
+            raise OSError(28, "no space left on device")
+
+    with pytest.raises(OSError, match="no space left"):
+        CompressWriter(Full(), Compressor(), magic=b"MAGI")
+    gc.collect()
+    assert flushed == []

@@ -248,7 +248,9 @@ def test_arguments():
     with pytest.raises(ValueError):
         ap.loads(blob, trusted=["nodots"])
     with pytest.raises(TypeError):
-        ap.load(io.BytesIO(blob), None, True)  # keyword-only
+        ap.load(io.BytesIO(blob), None, True, True)  # safe is keyword-only
+    # The third argument is joblib's ensure_native_byte_order, never safe.
+    assert ap.load(io.BytesIO(pickle.dumps(point_factory)), None, True) is point_factory
     with pytest.raises(ValueError):
         ap.get_untrusted_types(42)
     assert ap.get_untrusted_types(io.BytesIO(blob)) == []

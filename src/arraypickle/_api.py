@@ -220,6 +220,7 @@ def dumps(
 def load(
     filename: Path | Readable,
     mmap_mode: str | None = None,
+    ensure_native_byte_order: bool | Literal["auto"] = "auto",
     *,
     safe: bool = False,
     trusted: Iterable[Any] | None = None,
@@ -227,7 +228,6 @@ def load(
     threads: int | None = None,
     progress: _progress.Progress = False,
     storage_options: dict[str, Any] | None = None,
-    ensure_native_byte_order: bool | Literal["auto"] = "auto",
 ) -> Any:
     """Load an object saved by :func:`dump` (or by ``pickle``, or compressed by a tool).
 
@@ -249,6 +249,12 @@ def load(
             arrays load into memory instead, with a ``UserWarning`` (``file://`` URLs
             are local files and map; an uncompressed plain pickle given by path and
             holding no array loads quietly).
+        ensure_native_byte_order: joblib 1.5's argument, third as in its
+            ``load``. ``'auto'``: arrays come back native-endian, except
+            memory-mapped ones, which stay as stored (and structured arrays whose
+            fields overlap, which have no native form). ``True``: the same, and
+            refused together with an ``mmap_mode`` (a mapped array cannot be
+            swapped in place). ``False``: every array keeps its stored byte order.
         safe: import only allow-listed globals (builtin value types, stdlib
             containers and value types, numpy arrays, dtypes and scalars; see
             ``docs/security.md``). Every global the file names is checked before
@@ -269,11 +275,6 @@ def load(
             ``docs/progress.md``).
         storage_options: for a URL (``s3://``, ``gcs://``...), options of its fsspec
             filesystem (credentials, endpoint); see ``docs/remote.md``.
-        ensure_native_byte_order: joblib's argument (joblib 1.5 and later).
-            ``'auto'``: arrays come back native-endian, except memory-mapped ones,
-            which stay as stored. ``True``: the same, and refused together with an
-            ``mmap_mode`` (a mapped array cannot be swapped in place). ``False``:
-            every array keeps the byte order it was stored in.
 
     Returns:
         The object. Arrays from arraypickle and joblib files are native-endian

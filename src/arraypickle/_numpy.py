@@ -188,11 +188,12 @@ _KEEP_BYTE_ORDER: ContextVar[bool] = ContextVar("arraypickle_keep_byte_order", d
 
 
 class StoredByteOrder:
-    """While inside, with ``keep``, arrays are rebuilt in their stored byte order.
+    """While inside, arrays are rebuilt in their stored byte order (``keep``) or native.
 
-    A class, not a generator: contextlib's generator managers write the traceback
-    onto the exception passing through, which a load's errors must not be touched by
-    (a class of the file's may refuse attributes on its exceptions).
+    Set either way: a load made from inside another (by a ``__setstate__``) has its
+    own setting. A class, not a generator: contextlib's generator managers write the
+    traceback onto the exception passing through, which a load's errors must not be
+    touched by (a class of the file's may refuse attributes on its exceptions).
     """
 
     __slots__ = ("_keep", "_token")
@@ -202,8 +203,7 @@ class StoredByteOrder:
         self._token: Token[bool] | None = None
 
     def __enter__(self) -> None:
-        if self._keep:
-            self._token = _KEEP_BYTE_ORDER.set(True)
+        self._token = _KEEP_BYTE_ORDER.set(self._keep)
 
     def __exit__(self, *exc: object) -> None:
         if self._token is not None:

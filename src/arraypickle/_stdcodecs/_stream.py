@@ -62,7 +62,13 @@ class CompressWriter(io.RawIOBase):
         self._fp = fileobj
         self._compressor = compressor
         if magic:
-            write_all(fileobj.write, magic)
+            try:
+                write_all(fileobj.write, magic)
+            except BaseException:
+                # Nothing to finish: without this, the finalizer's close() would write
+                # the compressor's trailer to the failing file (Python 3.13 reports it).
+                super().close()
+                raise
 
     def writable(self) -> bool:
         return True
