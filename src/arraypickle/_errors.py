@@ -1,4 +1,4 @@
-"""The exception hierarchy.
+"""The exception hierarchy, and the check of True/False arguments that raises into it.
 
 Every error arraypickle raises on purpose derives from :class:`ArrayPickleError`.
 Errors about bad input (a damaged file, an unknown codec, a wrong argument) also derive
