@@ -158,9 +158,10 @@ def measure(
     library: str,
     args: argparse.Namespace,
     workdir: str,
-    repeats: int | None = None,
+    repeats: int,
 ) -> dict[str, Any]:
-    """Run one measuring process; its row (status ok, skipped or failed)."""
+    """Run one measuring process of ``repeats`` repeats; its row (status ok, skipped or
+    failed)."""
     row: dict[str, Any] = {"case": case, "config": config, "library": library}
     missing = [m for m in CASES[case].needs if not _importable(m)]
     reason = f"needs {', '.join(missing)}" if missing else skip_reason(CONFIGS[config], library)
@@ -171,7 +172,7 @@ def measure(
         "config": config,
         "library": library,
         "quick": args.quick,
-        "repeats": repeats or args.repeats,
+        "repeats": repeats,
         "cache_dir": args.cache_dir,
         "path": os.path.join(workdir, f"{case}-{config}-{library}.bin"),
         "numpy_hugepage": not args.no_hugepage,

@@ -27,7 +27,7 @@ from ._errors import (
     as_flag,
     describe,
 )
-from ._numpy import StoredByteOrder
+from ._numpy import KEEP_BYTE_ORDER
 from ._parallel import resolve_threads
 from ._pickler import Pickler
 from ._plugins import Registry, get_registry
@@ -639,9 +639,9 @@ def _read_guarded(
     file, which their messages do not."""
     if opts.policy is not None:
         opts.policy.file = name
+    token = KEEP_BYTE_ORDER.set(opts.keep_byte_order)
     try:
-        with StoredByteOrder(opts.keep_byte_order):
-            return _read(stream, name, registry, opts, **kwargs)
+        return _read(stream, name, registry, opts, **kwargs)
     except ArrayPickleError:
         raise
     except Exception as exc:
@@ -654,6 +654,8 @@ def _read_guarded(
         with contextlib.suppress(Exception):  # a class of the file's may refuse attributes
             exc.add_note(f"(raised while arraypickle loaded {name})")
         raise
+    finally:
+        KEEP_BYTE_ORDER.reset(token)
 
 
 def _read(

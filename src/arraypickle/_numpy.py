@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import mmap
-from contextvars import ContextVar, Token
+from contextvars import ContextVar
 from math import prod
 from typing import Any
 
@@ -181,33 +181,11 @@ def _is_subclass(cls: Any, base: type) -> bool:
     return isinstance(cls, type) and issubclass(cls, base)
 
 
-# Set for the length of a load(ensure_native_byte_order=False). A context variable, not
-# an argument: arrays are rebuilt by calls the pickle stream makes, through the wrapper
+# False for the length of a load(ensure_native_byte_order=False), set by every load (so
+# one made inside another, by a __setstate__, has its own). A context variable, not an
+# argument: arrays are rebuilt by calls the pickle stream makes, through the wrapper
 # hook, and only a non-native array (rare) ever reads it.
-_KEEP_BYTE_ORDER: ContextVar[bool] = ContextVar("arraypickle_keep_byte_order", default=False)
-
-
-class StoredByteOrder:
-    """While inside, arrays are rebuilt in their stored byte order (``keep``) or native.
-
-    Set either way: a load made from inside another (by a ``__setstate__``) has its
-    own setting. A class, not a generator: contextlib's generator managers write the
-    traceback onto the exception passing through, which a load's errors must not be
-    touched by (a class of the file's may refuse attributes on its exceptions).
-    """
-
-    __slots__ = ("_keep", "_token")
-
-    def __init__(self, keep: bool) -> None:
-        self._keep = keep
-        self._token: Token[bool] | None = None
-
-    def __enter__(self) -> None:
-        self._token = _KEEP_BYTE_ORDER.set(self._keep)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._token is not None:
-            _KEEP_BYTE_ORDER.reset(self._token)
+KEEP_BYTE_ORDER: ContextVar[bool] = ContextVar("arraypickle_keep_byte_order", default=False)
 
 
 def _rebuild_array(dtype: np.dtype, shape: tuple[int, ...], order: str, buf: np.ndarray) -> Any:
@@ -226,7 +204,7 @@ def _rebuild_array(dtype: np.dtype, shape: tuple[int, ...], order: str, buf: np.
     if isinstance(buf, np.memmap):
         return _mapped(buf, dtype, shape, order)
     arr = buf.view(dtype).reshape(shape, order=order)
-    if _is_native(dtype) or _KEEP_BYTE_ORDER.get():
+    if _is_native(dtype) or KEEP_BYTE_ORDER.get():
         return arr
     # Swap in place: the memory is ours and the result must be native-endian.
     if dtype.fields is None:
