@@ -21,6 +21,7 @@ import pytest
 import arraypickle as ap
 from arraypickle import CorruptFileError
 from arraypickle import _format as fmt
+from cli_support import run_cli
 from test_integrity_corpus import OneWay, container
 
 ABSURD = [1 << 31, 1 << 40, (1 << 63) - 1, (1 << 64) - 1]
@@ -183,6 +184,39 @@ def test_buffers_off_the_alignment_are_refused(size, mmap_mode, tmp_path):
     for index in (kinds.index(P), kinds.index(E)):
         with pytest.raises(CorruptFileError, match="declares 8 bytes of padding"):
             ap.loads(with_pad(data, index, 8))
+
+
+@pytest.mark.parametrize("size", [8, 1 << 20])
+def test_the_walks_that_read_no_payload_refuse_what_the_load_refuses(size, tmp_path, capsys):
+    """``info`` and ``get_untrusted_types`` skip payloads unread, but not the padding
+    before them: a file they describe (or clear) is one the load accepts."""
+    data = ap.dumps({"a": np.arange(size // 8, dtype="f8")})
+    headers = record_headers(data)
+    index = [kind for _pos, kind, *_rest in headers].index(B)
+    pos, _kind, pad, _flags, _length = headers[index]
+    nonzero = bytearray(data)
+    nonzero[pos + fmt.RECORD.size + pad - 1] = 1
+    wrong = (pad + 8) % 64
+    cases = {
+        f"declares {wrong} bytes of padding": with_pad(data, index, wrong),
+        "declares 3 bytes of padding": with_pad(data, 0, 3),  # a PICKLE record
+        "padding that is not zero": bytes(nonzero),
+    }
+    path = tmp_path / "crafted.pkl"
+    for problem, crafted in cases.items():
+        path.write_bytes(crafted)
+        with pytest.raises(CorruptFileError):
+            ap.load(path)
+        with pytest.raises(CorruptFileError, match=problem):
+            ap.get_untrusted_types(path)
+        with pytest.raises(CorruptFileError, match=problem):
+            ap.get_untrusted_types(OneWay(crafted))  # dropped by reading, not seeking
+        code, _out, err = run_cli(capsys, "info", str(path))
+        assert code != 0
+        assert problem in err
+    path.write_bytes(data)
+    assert ap.get_untrusted_types(path) == []
+    assert run_cli(capsys, "info", str(path))[0] == 0
 
 
 def test_records_after_end_and_buffers_never_used():

@@ -126,6 +126,18 @@ def padding_ok(kind: bytes, pad: int, offset: int) -> bool:
     return pad < ALIGNMENT
 
 
+def padding_problem(kind: bytes, pad: int, offset: int, padding: bytes) -> str | None:
+    """What is wrong with the padding of a record whose header is at ``offset``, as the
+    loader would refuse it ("declares 8 bytes of padding"), or None; ``padding``: the
+    ``pad`` bytes that follow the header. For the walks that read no payload (``info``,
+    ``get_untrusted_types``): what they accept, the load accepts."""
+    if not padding_ok(kind, pad, offset):
+        return f"declares {pad} bytes of padding"
+    if any(padding):
+        return "has padding that is not zero"
+    return None
+
+
 # The global that opcode streams name to rebuild a wrapped object; a loader binds it
 # (through find_class) to its own reader. Called directly, it can only complain.
 REBUILD_MODULE = __name__

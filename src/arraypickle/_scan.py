@@ -244,6 +244,7 @@ class ContainerPickleBytes:
         self._left = 0
         self._started = False
         self._ended = False
+        self._offset = 0  # from the container's first byte
 
     def _exact(self, n: int, what: str) -> bytes:
         data = b""
@@ -252,11 +253,13 @@ class ContainerPickleBytes:
             if not more:
                 raise ScanError(f"truncated: {what} needs {n} bytes, {len(data)} remain")
             data += more
+        self._offset += n
         return data
 
     def _drop(self, n: int, what: str) -> None:
         if not n:
             return
+        self._offset += n
         if self._seekable:
             self._src.seek(n, os.SEEK_CUR)
             return
@@ -275,11 +278,14 @@ class ContainerPickleBytes:
             if self._exact(fmt.HEADER.size, "the container header")[:8] != fmt.MAGIC:
                 raise ScanError("not an arraypickle container")
         while True:
+            start = self._offset
             raw = self._exact(fmt.RECORD.size, "a record header")
             kind, pad, flags, length, crc = fmt.RECORD.unpack(raw)
             if zlib.crc32(raw[:12]) != crc:
                 raise ScanError("a record header is damaged (CRC mismatch)")
-            self._drop(pad, "record padding")
+            problem = fmt.padding_problem(kind, pad, start, self._exact(pad, "record padding"))
+            if problem is not None:
+                raise ScanError(f"the record at offset {start} {problem}")
             if kind == fmt.KIND_PICKLE and length:
                 self._left = length
                 return True
@@ -302,6 +308,7 @@ class ContainerPickleBytes:
         data = self._src.read(min(n, self._left))
         if not data:
             raise ScanError("truncated inside a pickle record")
+        self._offset += len(data)
         self._consumed(len(data))
         return data
 
