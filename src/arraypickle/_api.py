@@ -46,7 +46,7 @@ from ._streams import (
     remember,
     sniff,
 )
-from ._typing import Compress, Path, Readable, Writable
+from ._typing import Compress, Path, Progress, Readable, Writable
 from ._warnings import warn_caller
 from ._writer import ContainerWriter
 
@@ -71,7 +71,7 @@ def dump(
     *,
     fsync: bool = False,
     threads: int | None = None,
-    progress: _progress.Progress = False,
+    progress: Progress = False,
     storage_options: dict[str, Any] | None = None,
 ) -> list[str]: ...
 
@@ -85,7 +85,7 @@ def dump(
     *,
     fsync: bool = False,
     threads: int | None = None,
-    progress: _progress.Progress = False,
+    progress: Progress = False,
     storage_options: dict[str, Any] | None = None,
 ) -> None: ...
 
@@ -98,7 +98,7 @@ def dump(
     *,
     fsync: bool = False,
     threads: int | None = None,
-    progress: _progress.Progress = False,
+    progress: Progress = False,
     storage_options: dict[str, Any] | None = None,
 ) -> list[str] | None:
     """Persist ``value`` into one file, array buffers written straight from memory.
@@ -192,7 +192,7 @@ def dumps(
     protocol: int | None = None,
     *,
     threads: int | None = None,
-    progress: _progress.Progress = False,
+    progress: Progress = False,
 ) -> bytes:
     """Persist ``value`` into ``bytes``: :func:`dump` into memory.
 
@@ -226,7 +226,7 @@ def load(
     trusted: Iterable[Any] | None = None,
     verify: bool = True,
     threads: int | None = None,
-    progress: _progress.Progress = False,
+    progress: Progress = False,
     storage_options: dict[str, Any] | None = None,
 ) -> Any:
     """Load an object saved by :func:`dump` (or by ``pickle``, or compressed by a tool).
@@ -409,7 +409,7 @@ def loads(
     trusted: Iterable[Any] | None = None,
     verify: bool = True,
     threads: int | None = None,
-    progress: _progress.Progress = False,
+    progress: Progress = False,
     ensure_native_byte_order: bool | Literal["auto"] = "auto",
 ) -> Any:
     """Load an object from the bytes :func:`dumps` (or ``pickle.dumps``) made.

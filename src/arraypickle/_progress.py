@@ -32,6 +32,7 @@ from typing import Any
 
 from ._errors import InvalidArgumentError
 from ._streams import read_some_into
+from ._typing import Progress, ProgressCallback
 from ._writer import write_all
 
 BAR_THRESHOLD = 100 * 2**20
@@ -40,14 +41,11 @@ STEPS = 200
 # Writes bigger than this are passed on in pieces of this size, counted one by one.
 WRITE_PIECE = 8 << 20
 
-Callback = Callable[[int, int | None], Any]
-Progress = bool | Callback | None
-
 
 class Reporter:
     """Throttles ``(done, total)`` reports to ``sink`` by bytes."""
 
-    def __init__(self, sink: Callback, close: Callable[[], None] | None = None) -> None:
+    def __init__(self, sink: ProgressCallback, close: Callable[[], None] | None = None) -> None:
         self._sink = sink
         self._close = close
         self.total: int | None = None

@@ -9,7 +9,8 @@ most of those objects do not claim to be.
 from __future__ import annotations
 
 import os
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 # Positional-only parameters: an implementation may name them as it likes.
 
@@ -41,3 +42,7 @@ class ReaderStream(Readable, Protocol):
 Path = str | os.PathLike[str]
 # 0/False, True, a zlib level, a codec name, or (codec name, level).
 Compress = bool | int | str | tuple[str, int]
+# ``progress=``: a bar (True), none (False, None), or ``callback(done_bytes, total_bytes)``,
+# total None when unknown (a stream).
+ProgressCallback = Callable[[int, int | None], Any]
+Progress = bool | ProgressCallback | None
