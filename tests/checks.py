@@ -111,6 +111,11 @@ def iter_arrays(obj: object):
             yield from iter_arrays(value)
 
 
+# The most a loaded array's allocation holds beyond its bytes: the alignment's slack,
+# and the record's padding (< ALIGNMENT) and 8-byte checksum, read with the payload.
+LOAD_SLACK = 2 * ALIGNMENT + 8
+
+
 def memory_root(arr: np.ndarray) -> object:
     """The object at the end of ``arr``'s base chain: what really holds its memory."""
     base = arr
@@ -126,7 +131,8 @@ def assert_loaded_layout(out: np.ndarray, ref: np.ndarray) -> None:
       one or the other);
     - writable, and its data 64-byte aligned;
     - the end of its base chain is one allocation: the aligned buffer the bytes were
-      read into (at most ``ALIGNMENT`` bytes of slack), not a copy made afterwards.
+      read into, not a copy made afterwards. Its slack is at most the alignment's,
+      plus the record's padding and checksum where they were read with the payload.
     """
     if isinstance(out, np.ma.MaskedArray):
         assert_loaded_layout(np.ma.getdata(out), np.ma.getdata(ref))
@@ -145,7 +151,7 @@ def assert_loaded_layout(out: np.ndarray, ref: np.ndarray) -> None:
     assert out.ctypes.data % ALIGNMENT == 0, out.ctypes.data % ALIGNMENT
     root = memory_root(out)
     assert isinstance(root, np.ndarray) and root.flags.owndata, type(root)
-    assert root.nbytes <= out.nbytes + ALIGNMENT, (root.nbytes, out.nbytes)
+    assert root.nbytes <= out.nbytes + LOAD_SLACK, (root.nbytes, out.nbytes)
     start = root.ctypes.data
     assert start <= out.ctypes.data <= out.ctypes.data + out.nbytes <= start + root.nbytes
 

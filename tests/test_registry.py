@@ -529,6 +529,31 @@ def test_a_codec_bug_is_not_called_damage_to_the_file(fresh_registry, reader):
     assert not isinstance(info.value, ap.CorruptFileError)
 
 
+class ReadOnlyReader(io.RawIOBase):
+    """A codec reader implementing ``read`` only: its ``readinto`` is io.RawIOBase's,
+    which raises NotImplementedError."""
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    def readable(self):
+        return True
+
+    def read(self, n=-1):
+        return self._inner.read(n)
+
+
+def test_a_reader_without_its_own_readinto_is_read(fresh_registry):
+    codec = PlainCodec("readonly", b"RDONLY", (".rdonly",))
+    plain_reader = codec.open_reader
+    codec.open_reader = lambda f: ReadOnlyReader(plain_reader(f))
+    ap.register_codec(codec)
+    value = {**OBJ, "big": np.arange(300_000.0)}  # a buffer read whole, and small ones
+    out = ap.loads(ap.dumps(value, compress="readonly"))
+    same(out)
+    np.testing.assert_array_equal(out["big"], value["big"])
+
+
 def test_force_replacing_never_shows_a_registry_without_the_codec(fresh_registry):
     import threading
 

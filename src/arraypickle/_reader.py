@@ -8,6 +8,7 @@ the object that owns them is rebuilt.
 
 from __future__ import annotations
 
+import ctypes
 import mmap
 import os
 import pickle
@@ -39,11 +40,24 @@ HASH_PIECE = 512 << 10
 # (see _checksum.HashThread), in pieces of BACKGROUND_PIECE.
 BACKGROUND_MIN = 4 << 20
 BACKGROUND_PIECE = 2 << 20
-# Buffers up to this size are read with their padding and checksum in one call, then
-# copied into aligned memory (the writer's small-record threshold).
-SMALL_BUFFER = 16 << 10
 # A declared size beyond this from a stream of unknown length is not believed.
 MAX_STREAM_RECORD = 1 << 44
+
+# Bound once: _next_record and _read_inline_buffer run once per array.
+_unpack_record = fmt.RECORD.unpack
+_unpack_trailer = fmt.TRAILER.unpack_from
+_crc32 = zlib.crc32
+_digest = fmt.digest
+_empty = np.empty
+_addressof = ctypes.addressof
+_char_at = ctypes.c_char.from_buffer
+_BYTE = np.dtype(np.uint8)
+_BUFFER = fmt.KIND_BUFFER
+_NEXT_BUFFER = fmt.FLAG_NEXT_BUFFER
+_RECORD_SIZE = fmt.RECORD.size
+_TRAILER_SIZE = fmt.TRAILER.size
+_ALIGNMENT = fmt.ALIGNMENT
+_ZERO_PADS = [bytes(n) for n in range(fmt.ALIGNMENT)]
 
 
 class Unpickler(pickle.Unpickler):
@@ -180,9 +194,10 @@ class ContainerReader:
         self._size = size
         self._mmap = mmap
         self._piece = piece
-        # Buffers up to this size are read by _read_direct_buffer: in one read call,
-        # hashed whole right after it while in cache (as _fill's pieces are).
-        self._direct_max = min(piece or HASH_PIECE, HASH_PIECE)
+        # Buffers up to this size are read by _read_inline_buffer: in one read call,
+        # hashed whole right after it while in cache (as _fill's pieces are). None
+        # while mapping (or scanning: see scan).
+        self._inline_max = None if mmap is not None else min(piece or HASH_PIECE, HASH_PIECE)
         self._verify = verify and mmap is None
         self._policy = policy
         self._scanning = False
@@ -366,25 +381,21 @@ class ContainerReader:
         if self._ended:
             raise self.corrupt("the object refers to data beyond the END record")
         start = self._record_start = self.offset
-        raw = self._read(fmt.RECORD.size, "a record header")
-        try:
-            kind, pad, flags, length = fmt.parse_record(raw)
-        except fmt.FormatError as exc:
-            raise self.corrupt(str(exc), start) from None
+        raw = self._read(_RECORD_SIZE, "a record header")
+        # parse_record's and padding_ok's work, inline: this runs once per record, and
+        # objects of many small arrays (forests) feel every call.
+        kind, pad, flags, length, crc = _unpack_record(raw)
+        if _crc32(raw[:12]) != crc:
+            raise self.corrupt("a record header is damaged (CRC mismatch)", start)
         self._record_kind = kind
-        if not fmt.padding_ok(kind, pad, start):
-            # The header's CRC catches a damaged pad: a wrong one that checks was made
-            # so, and would hand out arrays off the alignment the format promises.
-            raise self.corrupt(f"{self._describe()} declares {pad} bytes of padding", start)
-        if kind == fmt.KIND_BUFFER and self._mmap is None and not self._scanning:
-            if length <= SMALL_BUFFER:
-                self._read_small_buffer(pad, flags, length)
-                self._records += 1
+        if kind == _BUFFER and self._inline_max:
+            if pad != -(start + _RECORD_SIZE) % _ALIGNMENT:
+                raise self._bad_padding(pad, start)
+            if length <= self._inline_max:
+                self._read_inline_buffer(pad, flags, length)
                 return
-            if length <= self._direct_max:
-                self._read_direct_buffer(pad, flags, length)
-                self._records += 1
-                return
+        elif not fmt.padding_ok(kind, pad, start):
+            raise self._bad_padding(pad, start)
         what = self._describe()
         if pad and any(self._read(pad, f"the padding of {what}")):
             raise self.corrupt(f"the padding of {what} is not zero")
@@ -430,56 +441,67 @@ class ContainerReader:
         if hasher is not None and hasher.intdigest() != expected:
             raise self.corrupt(f"{what} is damaged (checksum mismatch)")
 
-    def _read_small_buffer(self, pad: int, flags: int, length: int) -> None:
-        # Padding, payload and checksum in one read, then one copy into aligned memory:
-        # for a small buffer the Python calls of reading each part cost more than
-        # the copy (objects of many small arrays, such as forests, feel every call).
-        if self._size is not None and length > self._size - self.offset - pad:
-            self._check_size(length, self._describe(), pad)
-        start = self.offset
-        data = self._read(pad + length + fmt.TRAILER.size, None)
-        if pad and any(data[:pad]):
-            raise self.corrupt(f"the padding of {self._describe()} is not zero", start)
-        payload = memoryview(data)[pad : pad + length]
-        if self._verify:
-            (expected,) = fmt.TRAILER.unpack_from(data, pad + length)
-            if fmt.record_checksum(payload, self._records) != expected:
-                raise self.corrupt(f"{self._describe()} is damaged (checksum mismatch)")
-        buf = aligned_empty(length)
-        buf.data[:] = payload
-        self.buffer_bytes += length
-        self._file_buffer(flags, buf)
+    def _bad_padding(self, pad: int, start: int) -> CorruptFileError:
+        # The header's CRC catches a damaged pad: a wrong one that checks was made so,
+        # and would hand out arrays off the alignment the format promises.
+        return self.corrupt(f"{self._describe()} declares {pad} bytes of padding", start)
 
-    def _read_direct_buffer(self, pad: int, flags: int, length: int) -> None:
-        """What _read_buffer does for a buffer of at most one read piece and hash piece,
-        with fewer calls, and messages built only on failure (objects of many
-        medium-sized arrays, such as forests, feel every call)."""
-        if pad and any(self._read(pad, None, "the padding of")):
-            raise self.corrupt(f"the padding of {self._describe()} is not zero")
-        if self._size is not None and length > self._size - self.offset:
-            self._check_size(length, self._describe())
-        self.buffer_bytes += length
+    def _read_inline_buffer(self, pad: int, flags: int, length: int) -> None:
+        """Read a buffer of at most one hash piece (the most common kind) with its
+        padding and checksum in one ``readinto``, straight into memory where the payload
+        falls on the alignment, and hash it whole right after, while it is in cache.
+        What the general path does, in fewer calls; messages are built only on failure
+        (objects of many small arrays, such as forests, feel every call)."""
+        total = pad + length + _TRAILER_SIZE
+        start = self.offset
+        if self._size is not None and total > self._size - start:
+            self._check_size(length, self._describe(), pad)
         try:
-            buf = aligned_empty(length)
+            raw = _empty(total + _ALIGNMENT, _BYTE)
         except MemoryError:
             raise self.corrupt(
                 f"{self._describe()} declares {length} bytes: cannot allocate"
             ) from None
-        view = memoryview(buf)
+        # The payload, after ``pad`` bytes, must start on the alignment.
+        at = (-_addressof(_char_at(raw)) - pad) % _ALIGNMENT
+        view = memoryview(raw)[at : at + total]
         got = 0
-        while got < length:  # more than once from a source that gives less than asked
-            step = self._readinto_some(view[got:] if got else view, None)
+        if self._readinto is not None:
+            try:
+                got = self._readinto(view)
+            except CorruptFileError as exc:  # from a codec's reader: say where we were
+                raise self._while(exc, self._describe()) from exc
+        if got != total:
+            self._fill_rest(view, got)
+        self.offset = start + total
+        self.buffer_bytes += length
+        if pad and view[:pad] != _ZERO_PADS[pad]:
+            raise self.corrupt(f"the padding of {self._describe()} is not zero", start)
+        end = pad + length
+        if self._verify:
+            (expected,) = _unpack_trailer(view, end)
+            if _digest(view[pad:end], seed=self._records) != expected:
+                raise self.corrupt(f"{self._describe()} is damaged (checksum mismatch)")
+        # Not an empty raw[i:i]: numpy gives it the parent's address, off the alignment.
+        buf = raw[at + pad : at + end] if length else raw[at + pad :][:0]
+        if flags & _NEXT_BUFFER:
+            self._next.append(buf)
+        else:
+            self._indexed[self._nbuffers] = buf
+        self._nbuffers += 1
+        self._records += 1
+
+    def _fill_rest(self, view: memoryview, got: int | None) -> None:
+        """The rest of a read into ``view`` whose first ``readinto`` gave ``got`` bytes
+        (None: not tried): sources that give less than asked, or nothing."""
+        got = got or 0
+        total = len(view)
+        while got < total:
+            step = self._readinto_some(view[got:], None)
             if not step:
                 self.offset += got
-                raise self.corrupt(
-                    f"truncated: {self._describe()} needs {length} bytes, {got} read"
-                )
+                raise self.corrupt(f"truncated: {self._describe()} needs {total} bytes, {got} read")
             got += step
-        self.offset += length
-        (expected,) = fmt.TRAILER.unpack(self._read(fmt.TRAILER.size, None, "the checksum of"))
-        if self._verify and fmt.record_checksum(view, self._records) != expected:
-            raise self.corrupt(f"{self._describe()} is damaged (checksum mismatch)")
-        self._file_buffer(flags, buf)
 
     def _file_buffer(self, flags: int, buf: np.ndarray) -> None:
         if flags & fmt.FLAG_NEXT_BUFFER:
@@ -548,7 +570,8 @@ class ContainerReader:
             ) from None
         try:
             if count == 1:  # the common case, without the list comprehension's frame
-                return impl.rebuild(meta, [self.take(first)])
+                buf = self._indexed.pop(first, None)  # read already, as it mostly is
+                return impl.rebuild(meta, [self.take(first) if buf is None else buf])
             return impl.rebuild(meta, [self.take(first + i) for i in range(count)])
         except CorruptFileError as exc:
             if str(exc).startswith(self.name):
@@ -615,6 +638,7 @@ class ContainerReader:
         they form one pickle ending at STOP, and the END record's counts must match.
         """
         self._scanning = True
+        self._inline_max = None
         self.read_header()
         walker = OpcodeWalker()
         while not walker.stopped:

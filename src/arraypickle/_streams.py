@@ -288,6 +288,7 @@ class Guarded(io.RawIOBase):
         self._name = name
         self._where = f"{name}: {codec} stream"
         self._offset = 0
+        self._readinto = getattr(src, "readinto", None)
         self.name = getattr(src, "name", None)
 
     def readable(self) -> bool:
@@ -331,15 +332,23 @@ class Guarded(io.RawIOBase):
             )
 
     def readinto(self, b: Any) -> int:
-        readinto = getattr(self._src, "readinto", None)
         view = memoryview(b).cast("B")
-        if readinto is None:
+        done = None
+        if self._readinto is not None:
+            try:
+                done = self._call(self._readinto, b) or 0
+            except CorruptFileError as exc:
+                if not isinstance(exc.__cause__, NotImplementedError):
+                    raise
+                # io.RawIOBase's own readinto, in a reader that implements only read
+                # (which it must then not build on readinto): read from now on.
+                self._readinto = None
+        if done is None:
             data = self._call(self._src.read, len(view))
             self._oversized(len(data), len(view))
             view[: len(data)] = data
             done = len(data)
         else:
-            done = self._call(readinto, b) or 0
             self._oversized(done, len(view))
         self._offset += done
         return done
