@@ -241,6 +241,51 @@ def test_short_reads_from_a_seekable_file_load_for_every_codec(compress, cap):
     assert_same(ap.load(CappedSeekable(ap.dumps(obj, compress=compress), cap)), obj)
 
 
+class ReadOnlyRaw(io.RawIOBase):
+    """A raw file implementing ``read`` alone (what ``load`` asks of a file object): the
+    ``readinto`` it inherits from io.RawIOBase raises NotImplementedError."""
+
+    def __init__(self, data: bytes, seekable: bool) -> None:
+        self._file = io.BytesIO(data)
+        self._seekable = seekable
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return self._seekable
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if not self._seekable:
+            raise io.UnsupportedOperation("seek")
+        return self._file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def read(self, n: int = -1) -> bytes:
+        return self._file.read(n)
+
+
+@pytest.mark.parametrize("seekable", [True, False])
+@pytest.mark.parametrize("compress", COMPRESS_SETTINGS)
+def test_a_file_object_with_read_alone_loads(compress, seekable):
+    obj = {**sample(), "small": np.arange(10.0), "big": np.arange(1 << 17, dtype="f8")}
+    data = ap.dumps(obj, compress=compress)
+    assert_same(ap.load(ReadOnlyRaw(data, seekable)), obj)
+    assert_same(ap.load(ReadOnlyRaw(data, seekable), safe=True), obj)
+
+
+@pytest.mark.parametrize("seekable", [True, False])
+@pytest.mark.parametrize("compress", [0, 3])
+def test_a_joblib_file_object_with_read_alone_loads(compress, seekable):
+    joblib = pytest.importorskip("joblib")
+    obj = {"big": np.arange(1 << 17, dtype="f8"), "small": np.arange(5)}
+    out = io.BytesIO()
+    joblib.dump(obj, out, compress=compress)
+    assert_same(ap.load(ReadOnlyRaw(out.getvalue(), seekable)), obj)
+
+
 def test_a_non_blocking_raw_file_that_takes_nothing_raises():
     class Full(ShortRaw):
         def write(self, b):

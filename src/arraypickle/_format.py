@@ -126,14 +126,14 @@ def padding_ok(kind: bytes, pad: int, offset: int) -> bool:
     return pad < ALIGNMENT
 
 
-def padding_problem(kind: bytes, pad: int, offset: int, padding: bytes) -> str | None:
+def padding_problem(kind: bytes, pad: int, offset: int, pad_bytes: bytes) -> str | None:
     """What is wrong with the padding of a record whose header is at ``offset``, as the
-    loader would refuse it ("declares 8 bytes of padding"), or None; ``padding``: the
+    loader would refuse it ("declares 8 bytes of padding"), or None; ``pad_bytes``: the
     ``pad`` bytes that follow the header. For the walks that read no payload (``info``,
     ``get_untrusted_types``): what they accept, the load accepts."""
     if not padding_ok(kind, pad, offset):
         return f"declares {pad} bytes of padding"
-    if any(padding):
+    if any(pad_bytes):
         return "has padding that is not zero"
     return None
 

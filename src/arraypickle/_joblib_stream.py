@@ -40,7 +40,7 @@ from typing import Any
 
 from ._errors import CorruptFileError
 from ._opcodes import OpcodeWalker
-from ._streams import is_seekable
+from ._streams import is_seekable, readinto_of
 
 BUILD = 0x62
 # Opcode lookahead read from the caller's stream at a time (a buffered source).
@@ -65,7 +65,7 @@ class Source:
     def __init__(self, src: Any, name: str, *, buffered: bool, piece: int | None = None) -> None:
         self._src = src
         self.name = name
-        self._readinto = getattr(src, "readinto", None)
+        self._readinto = readinto_of(src)
         self._peek = None if buffered else getattr(src, "peek", None)
         self._buffered = buffered
         self._piece = piece

@@ -46,7 +46,7 @@ import numpy as np
 
 from ._errors import CorruptFileError, InvalidArgumentError, describe
 from ._memory import byte_view
-from ._streams import is_seekable
+from ._streams import is_seekable, readinto_of
 from ._writer import write_all
 
 __all__ = [
@@ -577,7 +577,7 @@ class FramedReader(io.RawIOBase):
             out = bytearray(min(n, have + _TAKE_TRUST))
             out[:have] = self._in[self._in_pos :]
             self._in, self._in_pos = bytearray(), 0
-            readinto = getattr(self._fp, "readinto", None)
+            readinto = readinto_of(self._fp)
             while have < n:
                 if have == len(out):
                     out.extend(bytes(min(n, 2 * have) - have))

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._errors import InvalidArgumentError
-from ._streams import read_some_into
+from ._streams import read_some_into, readinto_of
 from ._typing import Progress, ProgressCallback
 from ._writer import write_all
 
@@ -315,7 +315,7 @@ class CountingReader:
         return data
 
     def readinto(self, b: Any) -> int:
-        readinto = getattr(self._src, "readinto", None)
+        readinto = readinto_of(self._src)
         if readinto is None:
             view = memoryview(b).cast("B")
             data = self._src.read(len(view))

@@ -27,6 +27,7 @@ from ._damage import unpickler_failure
 from ._errors import ArrayPickleError, CorruptFileError, UnknownWrapperError
 from ._memory import aligned_empty, memmap_over
 from ._opcodes import OpcodeWalker
+from ._streams import readinto_of
 
 # Reads of declared lengths go in pieces of at most this much (see _read).
 READ_PIECE = 8 << 20
@@ -188,7 +189,7 @@ class ContainerReader:
         policy: Any = None,
     ) -> None:
         self._src = src
-        self._readinto = getattr(src, "readinto", None)
+        self._readinto = readinto_of(src)
         self.name = name
         self._wrappers = wrappers
         self._size = size

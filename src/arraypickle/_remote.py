@@ -38,6 +38,7 @@ from typing import Any
 
 from ._errors import InvalidArgumentError, MissingDependencyError
 from ._memory import byte_view
+from ._streams import readinto_of
 from ._writer import write_all
 
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]+)(://|::)")
@@ -367,7 +368,7 @@ class Capped(io.RawIOBase):
         super().__init__()
         self._f = f
         self._piece = piece
-        self._readinto = getattr(f, "readinto", None)
+        self._readinto = readinto_of(f)
         if size is None:
             size = getattr(f, "size", None)
         self.size = size if isinstance(size, int) and not isinstance(size, bool) else None

@@ -21,6 +21,19 @@ from ._errors import (
 from ._memory import byte_view
 
 
+def readinto_of(src: Any) -> Any:
+    """``src.readinto``, or None when ``src`` has none of its own: an io.RawIOBase that
+    implements only ``read`` inherits a ``readinto`` that raises NotImplementedError
+    (``Readable`` promises ``read`` alone, so such a file must load)."""
+    readinto = getattr(src, "readinto", None)
+    if readinto is not None and getattr(type(src), "readinto", None) is _UNIMPLEMENTED:
+        return None
+    return readinto
+
+
+_UNIMPLEMENTED = io.RawIOBase.readinto
+
+
 class Prefixed(io.RawIOBase):
     """Reads ``head`` first, then the rest of ``src`` (for streams that cannot seek back)."""
 
@@ -40,7 +53,7 @@ class Prefixed(io.RawIOBase):
             view[:take] = self._head[:take]
             self._head = self._head[take:]
             return take
-        readinto = getattr(self._src, "readinto", None)
+        readinto = readinto_of(self._src)
         if readinto is not None:
             return given(readinto(view), self._src)
         data = given(self._src.read(len(view)), self._src)
@@ -106,7 +119,7 @@ def read_some_into(src: Any, b: Any) -> int:
         return given(readinto1(view), src)
     read1 = getattr(src, "read1", None)
     if read1 is None:
-        readinto = getattr(src, "readinto", None)
+        readinto = readinto_of(src)
         if readinto is not None:
             return given(readinto(view), src)
         read1 = src.read
@@ -288,7 +301,7 @@ class Guarded(io.RawIOBase):
         self._name = name
         self._where = f"{name}: {codec} stream"
         self._offset = 0
-        self._readinto = getattr(src, "readinto", None)
+        self._readinto = readinto_of(src)
         self.name = getattr(src, "name", None)
 
     def readable(self) -> bool:
@@ -333,22 +346,13 @@ class Guarded(io.RawIOBase):
 
     def readinto(self, b: Any) -> int:
         view = memoryview(b).cast("B")
-        done = None
-        if self._readinto is not None:
-            try:
-                done = self._call(self._readinto, b) or 0
-            except CorruptFileError as exc:
-                if not isinstance(exc.__cause__, NotImplementedError):
-                    raise
-                # io.RawIOBase's own readinto, in a reader that implements only read
-                # (which it must then not build on readinto): read from now on.
-                self._readinto = None
-        if done is None:
+        if self._readinto is None:
             data = self._call(self._src.read, len(view))
             self._oversized(len(data), len(view))
             view[: len(data)] = data
             done = len(data)
         else:
+            done = self._call(self._readinto, b) or 0
             self._oversized(done, len(view))
         self._offset += done
         return done

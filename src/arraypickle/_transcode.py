@@ -20,7 +20,7 @@ import numpy as np
 
 from . import _format as fmt
 from ._errors import CorruptFileError
-from ._streams import read_full
+from ._streams import read_full, readinto_of
 from ._writer import write_all
 
 # Payload bytes read and written per step (two such buffers are held).
@@ -30,7 +30,7 @@ PIECE = 4 << 20
 class _Copier:
     def __init__(self, src: Any, out: Any, name: str, itemsizes: Mapping[int, int]) -> None:
         self._src = src
-        self._readinto = getattr(src, "readinto", None)
+        self._readinto = readinto_of(src)
         self._write = out.write
         self._write_array = getattr(out, "write_array", None)
         self._name = name
