@@ -192,14 +192,16 @@ def test_the_walks_that_read_no_payload_refuse_what_the_load_refuses(size, tmp_p
     before them: a file they describe (or clear) is one the load accepts."""
     data = ap.dumps({"a": np.arange(size // 8, dtype="f8")})
     headers = record_headers(data)
-    index = [kind for _pos, kind, *_rest in headers].index(B)
+    kinds = [kind for _pos, kind, *_rest in headers]
+    index = kinds.index(B)
     pos, _kind, pad, _flags, _length = headers[index]
+    assert pad  # the buffer's header sits at 16: 32 bytes of padding align its payload
     nonzero = bytearray(data)
     nonzero[pos + fmt.RECORD.size + pad - 1] = 1
     wrong = (pad + 8) % 64
     cases = {
         f"declares {wrong} bytes of padding": with_pad(data, index, wrong),
-        "declares 3 bytes of padding": with_pad(data, 0, 3),  # a PICKLE record
+        "declares 3 bytes of padding": with_pad(data, kinds.index(P), 3),  # none allowed
         "padding that is not zero": bytes(nonzero),
     }
     path = tmp_path / "crafted.pkl"
