@@ -207,43 +207,8 @@ def test_short_writes_are_continued_for_every_codec(compress):
     assert_same(ap.loads(bytes(out.data)), obj)
 
 
-class CappedSeekable(io.RawIOBase):
-    """A seekable raw file whose reads return at most ``cap`` bytes (NFS, FUSE, range
-    readers): the format check read its first bytes with one read and called a file
-    whose first read was short damaged."""
-
-    def __init__(self, data: bytes, cap: int) -> None:
-        self._file = io.BytesIO(data)
-        self._cap = cap
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return self._file.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self._file.tell()
-
-    def readinto(self, b) -> int:
-        data = self._file.read(min(self._cap, len(b)))
-        b[: len(data)] = data
-        return len(data)
-
-
-@pytest.mark.parametrize("cap", [1, 4])
-@pytest.mark.parametrize("compress", COMPRESS_SETTINGS)
-def test_short_reads_from_a_seekable_file_load_for_every_codec(compress, cap):
-    obj = {"a": np.arange(1000), "b": [1, 2]}
-    assert_same(ap.load(CappedSeekable(ap.dumps(obj, compress=compress), cap)), obj)
-
-
-class ReadOnlyRaw(io.RawIOBase):
-    """A raw file implementing ``read`` alone (what ``load`` asks of a file object): the
-    ``readinto`` it inherits from io.RawIOBase raises NotImplementedError."""
+class BytesRaw(io.RawIOBase):
+    """A raw file over ``data``, seekable or not, for the readers below."""
 
     def __init__(self, data: bytes, seekable: bool) -> None:
         self._file = io.BytesIO(data)
@@ -262,6 +227,33 @@ class ReadOnlyRaw(io.RawIOBase):
 
     def tell(self) -> int:
         return self._file.tell()
+
+
+class CappedSeekable(BytesRaw):
+    """A seekable raw file whose reads return at most ``cap`` bytes (NFS, FUSE, range
+    readers): the format check read its first bytes with one read and called a file
+    whose first read was short damaged."""
+
+    def __init__(self, data: bytes, cap: int) -> None:
+        super().__init__(data, seekable=True)
+        self._cap = cap
+
+    def readinto(self, b) -> int:
+        data = self._file.read(min(self._cap, len(b)))
+        b[: len(data)] = data
+        return len(data)
+
+
+@pytest.mark.parametrize("cap", [1, 4])
+@pytest.mark.parametrize("compress", COMPRESS_SETTINGS)
+def test_short_reads_from_a_seekable_file_load_for_every_codec(compress, cap):
+    obj = {"a": np.arange(1000), "b": [1, 2]}
+    assert_same(ap.load(CappedSeekable(ap.dumps(obj, compress=compress), cap)), obj)
+
+
+class ReadOnlyRaw(BytesRaw):
+    """A raw file implementing ``read`` alone (what ``load`` asks of a file object): the
+    ``readinto`` it inherits from io.RawIOBase raises NotImplementedError."""
 
     def read(self, n: int = -1) -> bytes:
         return self._file.read(n)
