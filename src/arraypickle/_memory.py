@@ -43,15 +43,17 @@ def memmap_over(
     return arr
 
 
-def aligned_empty(nbytes: int, alignment: int = ALIGNMENT) -> np.ndarray:
-    """A writable 1-D uint8 array of ``nbytes`` whose data starts ``alignment``-aligned.
+def aligned_empty(nbytes: int, alignment: int = ALIGNMENT, lead: int = 0) -> np.ndarray:
+    """A writable 1-D uint8 array of ``nbytes`` whose byte ``lead`` (the first, by
+    default) sits ``alignment``-aligned: a record's payload, read with the padding
+    before it.
 
     ``np.empty`` only promises 16-byte alignment, so over-allocate and offset.
     """
     raw = np.empty(nbytes + alignment, _BYTE)
     # The address through ctypes: a third of the cost of __array_interface__, which
     # builds a dict (this runs once per loaded array).
-    start = -_addressof(_char_at(raw)) % alignment
+    start = (-_addressof(_char_at(raw)) - lead) % alignment
     if nbytes:
         return raw[start : start + nbytes]
     # Not raw[start:start]: numpy gives an empty slice the parent's address.

@@ -20,6 +20,9 @@ from ._errors import (
 )
 from ._memory import byte_view
 
+# What io.RawIOBase subclasses inherit when they implement read() alone.
+_UNIMPLEMENTED = io.RawIOBase.readinto
+
 
 def readinto_of(src: Any) -> Any:
     """``src.readinto``, or None when ``src`` has none of its own: an io.RawIOBase that
@@ -29,9 +32,6 @@ def readinto_of(src: Any) -> Any:
     if readinto is not None and getattr(type(src), "readinto", None) is _UNIMPLEMENTED:
         return None
     return readinto
-
-
-_UNIMPLEMENTED = io.RawIOBase.readinto
 
 
 class Prefixed(io.RawIOBase):
