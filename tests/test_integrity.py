@@ -512,4 +512,4 @@ def test_a_failing_uncompressed_dump_leaves_no_hashing_thread():
 
     with pytest.raises(OSError, match="disk full"):
         ap.dump(np.ones(4_000_000), Full())
-    assert not [t for t in threading.enumerate() if t.name == "arraypickle-hash"]
+    assert not [t for t in threading.enumerate() if t.name == "arraypickle-helper"]

@@ -697,6 +697,7 @@ def _read(
             piece=piece or (_CODEC_PIECE if inner else _FILE_PIECE),
             policy=opts.policy,
             verify=opts.verify,
+            threads=opts.threads,
         )
         return reader.load()
     codec = registry.codec_at(head, name, magics)

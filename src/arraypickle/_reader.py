@@ -21,11 +21,14 @@ import numpy as np
 
 from . import _format as fmt
 from ._allowlist import numpy_alias
-from ._checksum import Hasher, HashThread
+from ._checksum import Hasher
 from ._damage import unpickler_failure
 from ._errors import ArrayPickleError, CorruptFileError, UnknownWrapperError
+from ._helper import HelperThread
 from ._memory import aligned_empty, memmap_over
 from ._opcodes import OpcodeWalker
+from ._splitread import PIECE as SPLIT_PIECE
+from ._splitread import SplitRead, positional_fd
 from ._streams import readinto_of
 
 # Reads of declared lengths go in pieces of at most this much (see _read).
@@ -37,9 +40,11 @@ READ_PIECE = 8 << 20
 # idle core to hash on, and hashing from memory instead of cache is slower.
 HASH_PIECE = 512 << 10
 # Buffers at least this big are hashed on a helper thread while the next piece is read
-# (see _checksum.HashThread), in pieces of BACKGROUND_PIECE.
+# (see _helper.HelperThread), in pieces of BACKGROUND_PIECE.
 BACKGROUND_MIN = 4 << 20
 BACKGROUND_PIECE = 2 << 20
+# Buffers at least this big of a regular file are read on two threads (see _splitread).
+SPLIT_MIN = 2 * SPLIT_PIECE
 # A declared size beyond this from a stream of unknown length is not believed.
 MAX_STREAM_RECORD = 1 << 44
 
@@ -179,6 +184,7 @@ class ContainerReader:
         piece: int | None = None,
         verify: bool = True,
         policy: Any = None,
+        threads: int = 1,
     ) -> None:
         self._src = src
         self._readinto = readinto_of(src)
@@ -193,10 +199,12 @@ class ContainerReader:
         self._inline_max = None if mmap is not None else min(piece or HASH_PIECE, HASH_PIECE)
         self._verify = verify and mmap is None
         self._policy = policy
+        # Set when large buffers can be read on two threads (see _splitread).
+        self._fd = positional_fd(src) if threads > 1 and mmap is None else None
         self._scanning = False
         self._record_start = 0
         self._record_kind = b"?"
-        self._hashing = HashThread()
+        self._helper = HelperThread()
         # True when the file was memory-mapped for writing: buffer checksums may be stale.
         self.buffers_unverifiable = False
         # The header of a file mapped for writing, until the load marks it so: a load
@@ -300,13 +308,29 @@ class ContainerReader:
             if hasher is not None:
                 for start in range(0, len(part), hash_piece):
                     if background:
-                        self._hashing.update(hasher, part[start : start + hash_piece])
+                        self._helper.submit(hasher.update, part[start : start + hash_piece])
                     else:
                         hasher.update(part[start : start + hash_piece])
             done = end
         if background:
-            self._hashing.wait()
+            self._helper.wait()
         self.offset += total
+
+    def _fill_split(self, view: memoryview, what: str, hasher: Hasher | None) -> None:
+        """:meth:`_fill` on two threads, for a large buffer of a regular file."""
+        start = self._src.tell()
+        job = SplitRead(self._fd, start, view, hasher)
+        self._helper.submit(job.run, 1)
+        try:
+            job.run(0)
+        finally:
+            self._helper.wait()
+        got = len(view) if job.short is None else job.short
+        # preadv left the file's position alone; the object's buffered bytes are stale.
+        self._src.seek(start + got)
+        self.offset += got
+        if job.short is not None:
+            raise self.corrupt(f"truncated: {what} needs {len(view)} bytes, {got} read")
 
     def _readinto_some(self, view: memoryview, what: str | None) -> int:
         """One read into ``view``; ``what`` (None: the record being read) names it in errors."""
@@ -508,8 +532,11 @@ class ContainerReader:
             except MemoryError:
                 raise self.corrupt(f"{what} declares {length} bytes: cannot allocate") from None
             hasher = fmt.record_hasher(self._records) if self._verify else None
-            background = hasher is not None and length >= BACKGROUND_MIN
-            self._fill(memoryview(buf), what, hasher, background)
+            if self._fd is not None and length >= SPLIT_MIN:
+                self._fill_split(memoryview(buf), what, hasher)
+            else:
+                background = hasher is not None and length >= BACKGROUND_MIN
+                self._fill(memoryview(buf), what, hasher, background)
             (expected,) = fmt.TRAILER.unpack(
                 self._read(fmt.TRAILER.size, f"the checksum of {what}")
             )
@@ -570,7 +597,7 @@ class ContainerReader:
         try:
             return self._load()
         finally:
-            self._hashing.close()
+            self._helper.close()
 
     def _load(self) -> Any:
         self.read_header()

@@ -8,7 +8,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from . import _format as fmt
-from ._checksum import HashThread
+from ._helper import HelperThread
 from ._memory import byte_chunks, byte_view, contiguous_bytes
 
 
@@ -51,7 +51,7 @@ class ContainerWriter:
     def __init__(self, out: BinaryIO, *, hash_thread: bool = False) -> None:
         self._write = out.write
         self._write_array = getattr(out, "write_array", None)
-        self._hashing = HashThread() if hash_thread else None
+        self._hashing = HelperThread() if hash_thread else None
         header = fmt.pack_header()
         self._pending: list[bytes] = [header]
         self._pending_bytes = len(header)
@@ -157,7 +157,7 @@ class ContainerWriter:
         hashing = self._hashing if nbytes >= _THREADED_HASH else None
         for chunk in byte_chunks(arr, order):
             if hashing is not None:
-                hashing.update(hasher, chunk)
+                hashing.submit(hasher.update, chunk)
             else:
                 hasher.update(chunk)
             if self._write_array is not None:
