@@ -5,7 +5,10 @@ Dumps an array-heavy object (the face-dataset-shaped bunch of the main benchmark
 prints the median time of each and their ratio. Loads read from the page cache (the
 file was just written), which is the case where hashing is most visible.
 
-    python benchmarks/integrity_cost.py [--rounds 9] [--dir /tmp] [--json]
+    python benchmarks/integrity_cost.py [--rounds 9] [--threads N] [--dir /tmp] [--json]
+
+``--threads`` is passed to both loads (default: every core, as ``load``'s default); with
+two or more, the two 154 MB buffers are read on two threads (docs/guide.md, Parallelism).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ def face_bunch() -> dict:
     }
 
 
-def measure(path: str, rounds: int) -> dict:
+def measure(path: str, rounds: int, threads: int | None = None) -> dict:
     times: dict[str, list[float]] = {"verify": [], "no_verify": []}
     ap.load(path)  # warm the page cache and the imports
     for i in range(rounds):
@@ -45,7 +48,7 @@ def measure(path: str, rounds: int) -> dict:
         order = ("verify", "no_verify") if i % 2 == 0 else ("no_verify", "verify")
         for kind in order:
             start = time.perf_counter()
-            value = ap.load(path, verify=kind == "verify")
+            value = ap.load(path, verify=kind == "verify", threads=threads)
             times[kind].append(time.perf_counter() - start)
             del value
     verify = statistics.median(times["verify"])
@@ -53,6 +56,7 @@ def measure(path: str, rounds: int) -> dict:
     return {
         "file_bytes": os.path.getsize(path),
         "rounds": rounds,
+        "threads": threads,
         "verify_median_s": round(verify, 4),
         "no_verify_median_s": round(plain, 4),
         "ratio": round(verify / plain, 4),
@@ -64,18 +68,20 @@ def measure(path: str, rounds: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--threads", type=int, default=None, help="load's threads")
     parser.add_argument("--dir", default=None, help="where to write the file")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         path = os.path.join(tmp, "bunch.pkl")
         ap.dump(face_bunch(), path)
-        result = measure(path, args.rounds)
+        result = measure(path, args.rounds, args.threads)
     if args.json:
         print(json.dumps(result))
         return
     print(
-        f"{result['file_bytes'] / 1e6:.0f} MB, {result['rounds']} rounds: "
+        f"{result['file_bytes'] / 1e6:.0f} MB, {result['rounds']} rounds, "
+        f"threads={result['threads']}: "
         f"verify=True {result['verify_median_s']:.3f} s, "
         f"verify=False {result['no_verify_median_s']:.3f} s (medians); "
         f"ratio {result['ratio']:.3f}"

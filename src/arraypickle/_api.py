@@ -269,7 +269,9 @@ def load(
             for a damaged memo index, which CPython's unpickler would turn into a huge
             allocation (``docs/integrity.md``); ``False`` skips that walk too.
         threads: threads decompressing in parallel, for codecs whose streams allow
-            it (None: every usable core; 1: none besides the caller's).
+            it (None: every usable core; 1: none besides the caller's). Above 1, an
+            uncompressed regular file's buffers of 8 MiB or more are read on two
+            threads.
         progress: ``True`` for a progress bar on stderr (files over 100 MiB), or a
             callable receiving ``(done_bytes, file_size or None)`` (see
             ``docs/progress.md``).
