@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _pyio
 import bz2
 import gzip
 import io
@@ -259,13 +260,37 @@ class ReadOnlyRaw(BytesRaw):
         return self._file.read(n)
 
 
+class PyioReadOnlyRaw(_pyio.RawIOBase):
+    """ReadOnlyRaw on the pure-Python io module, whose inherited ``readinto`` raises
+    io.UnsupportedOperation instead."""
+
+    def __init__(self, data: bytes, seekable: bool) -> None:
+        self._raw = ReadOnlyRaw(data, seekable)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return self._raw.seekable()
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def read(self, n: int = -1) -> bytes:
+        return self._raw.read(n)
+
+
+@pytest.mark.parametrize("raw", [ReadOnlyRaw, PyioReadOnlyRaw])
 @pytest.mark.parametrize("seekable", [True, False])
 @pytest.mark.parametrize("compress", COMPRESS_SETTINGS)
-def test_a_file_object_with_read_alone_loads(compress, seekable):
+def test_a_file_object_with_read_alone_loads(compress, seekable, raw):
     obj = {**sample(), "small": np.arange(10.0), "big": np.arange(1 << 17, dtype="f8")}
     data = ap.dumps(obj, compress=compress)
-    assert_same(ap.load(ReadOnlyRaw(data, seekable)), obj)
-    assert_same(ap.load(ReadOnlyRaw(data, seekable), safe=True), obj)
+    assert_same(ap.load(raw(data, seekable)), obj)
+    assert_same(ap.load(raw(data, seekable), safe=True), obj)
 
 
 @pytest.mark.parametrize("seekable", [True, False])

@@ -6,6 +6,7 @@ import errno
 import io
 import os
 import stat
+import sys
 import weakref
 from collections.abc import Iterable
 from typing import Any
@@ -27,9 +28,15 @@ _UNIMPLEMENTED = io.RawIOBase.readinto
 def readinto_of(src: Any) -> Any:
     """``src.readinto``, or None when ``src`` has none of its own: an io.RawIOBase that
     implements only ``read`` inherits a ``readinto`` that raises NotImplementedError
-    (``Readable`` promises ``read`` alone, so such a file must load)."""
+    (io.UnsupportedOperation from the pure-Python ``_pyio.RawIOBase``). ``Readable``
+    promises ``read`` alone, so such a file must load."""
     readinto = getattr(src, "readinto", None)
-    if readinto is not None and getattr(type(src), "readinto", None) is _UNIMPLEMENTED:
+    if readinto is None:
+        return None
+    inherited = getattr(type(src), "readinto", None)
+    # Only a subclass of _pyio's class can inherit its method, and it imported _pyio.
+    pyio = sys.modules.get("_pyio")
+    if inherited is _UNIMPLEMENTED or (pyio is not None and inherited is pyio.RawIOBase.readinto):
         return None
     return readinto
 
