@@ -350,6 +350,43 @@ def test_a_custom_raw_reader_that_answers_none_is_not_called_damaged(sent):
     assert not isinstance(info.value, ap.CorruptFileError)
 
 
+class StarvedSeekable(BytesRaw):
+    """A seekable raw file that answers None ("nothing yet") once its bytes run out."""
+
+    def readinto(self, b) -> int | None:
+        return self._file.readinto(b) or None
+
+
+class StarvedReadAlone(BytesRaw):
+    """The same, implementing ``read`` alone."""
+
+    def read(self, n: int = -1) -> bytes | None:
+        return self._file.read(n) or None
+
+
+@pytest.mark.parametrize("raw", [StarvedSeekable, StarvedReadAlone])
+@pytest.mark.parametrize("sent", [100, 50_000, 700_000])
+def test_a_seekable_reader_that_answers_none_is_not_called_damaged(raw, sent):
+    """Inside an array's buffer, at any distance into it (one read, pieces), and said
+    where: the offset is where the bytes stopped, not the start of their record."""
+    data = ap.dumps({"a": np.arange(100_000)})
+    with pytest.raises(ap.InvalidArgumentError, match="non-blocking") as info:
+        ap.load(raw(data[:sent], seekable=True))
+    assert not isinstance(info.value, ap.CorruptFileError)
+    assert f"(container offset {sent})" in str(info.value)
+
+
+@pytest.mark.parametrize("raw", [StarvedSeekable, StarvedReadAlone])
+def test_a_seekable_reader_that_answers_none_inside_a_joblib_file_is_not_called_damaged(raw):
+    joblib = pytest.importorskip("joblib")
+    out = io.BytesIO()
+    joblib.dump({"a": np.arange(100_000)}, out)
+    for sent in (100, 50_000, 700_000):
+        with pytest.raises(ap.InvalidArgumentError, match="non-blocking") as info:
+            ap.load(raw(out.getvalue()[:sent], seekable=True))
+        assert not isinstance(info.value, ap.CorruptFileError)
+
+
 def test_a_reader_starved_inside_a_codecs_magic_is_not_called_damaged():
     # skip_magic reads the magic again in open_reader; a None there is "nothing yet".
     from arraypickle.codec import skip_magic

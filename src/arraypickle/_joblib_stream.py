@@ -40,7 +40,7 @@ from typing import Any
 
 from ._errors import CorruptFileError
 from ._opcodes import OpcodeWalker
-from ._streams import is_seekable, readinto_of
+from ._streams import given, is_seekable, readinto_of
 
 BUILD = 0x62
 # Opcode lookahead read from the caller's stream at a time (a buffered source).
@@ -96,10 +96,8 @@ class Source:
         return len(self._data) - self._pos
 
     def _src_read(self, n: int) -> bytes:
-        data = self._src.read(n)
-        if data is None:
-            raise CorruptFileError(f"{self.name}: the stream gave no data (non-blocking?)")
-        return data
+        # None: a non-blocking source with nothing yet, not damage (given says so).
+        return given(self._src.read(n), self._src)
 
     def _scan(self, chunk: bytes, at: int) -> None:
         """Look for a wrapper name in ``chunk``, read from the stream at offset ``at``."""
@@ -272,7 +270,7 @@ class Source:
         while done < len(view):
             part = view[done : min(len(view), done + piece)]
             if self._readinto is not None:
-                step = self._readinto(part) or 0
+                step = given(self._readinto(part), self._src)
             else:
                 data = self._src_read(len(part))
                 step = len(data)

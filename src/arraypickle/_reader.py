@@ -23,7 +23,11 @@ from . import _format as fmt
 from ._allowlist import numpy_alias
 from ._checksum import Hasher
 from ._damage import unpickler_failure
-from ._errors import ArrayPickleError, CorruptFileError, UnknownWrapperError
+from ._errors import (
+    CorruptFileError,
+    InvalidArgumentError,
+    UnknownWrapperError,
+)
 from ._helper import HelperThread
 from ._memory import aligned_empty, memmap_over
 from ._opcodes import OpcodeWalker
@@ -253,7 +257,7 @@ class ContainerReader:
             raise self._starved(what)
         buf = bytearray(data)
         while len(buf) < n:
-            more = self._src_read(min(n - len(buf), max(READ_PIECE, len(buf))), what)
+            more = self._src_read(min(n - len(buf), max(READ_PIECE, len(buf))), what, len(buf))
             if not more:
                 self.offset += len(buf)
                 raise self.corrupt(f"truncated: {what} needs {n} bytes, {len(buf)} remain")
@@ -261,21 +265,23 @@ class ContainerReader:
         self.offset += n
         return buf
 
-    def _src_read(self, n: int, what: str) -> bytes:
+    def _src_read(self, n: int, what: str, done: int = 0) -> bytes:
+        """Up to ``n`` bytes of ``what``, of which ``done`` were read already."""
         try:
             data = self._src.read(min(n, READ_PIECE))
         except CorruptFileError as exc:  # from a codec's reader: say where we were
             raise self._while(exc, what) from exc
         if data is None:
-            raise self._starved(what)
+            raise self._starved(what, done)
         return data
 
-    def _starved(self, what: str) -> ArrayPickleError:
+    def _starved(self, what: str, done: int = 0) -> InvalidArgumentError:
+        """The error for a source with nothing to give after ``done`` bytes of ``what``."""
         # Not CorruptFileError: the file is not at fault (a cache would delete it).
-        return ArrayPickleError(
+        return InvalidArgumentError(
             f"{self.name}: the stream gave no data for {what}, as a file object in "
-            f"non-blocking mode does (container offset {self.offset}); load needs a "
-            "blocking one"
+            f"non-blocking mode does (container offset {self.offset + done}); load needs "
+            "a blocking one"
         )
 
     def _while(self, exc: CorruptFileError, what: str) -> CorruptFileError:
@@ -300,7 +306,7 @@ class ContainerReader:
             part = view[done:end]
             got = 0
             while got < len(part):
-                step = self._readinto_some(part[got:], what)
+                step = self._readinto_some(part[got:], what, done + got)
                 if not step:
                     self.offset += done + got
                     raise self.corrupt(f"truncated: {what} needs {total} bytes, {done + got} read")
@@ -332,19 +338,21 @@ class ContainerReader:
         if job.short is not None:
             raise self.corrupt(f"truncated: {what} needs {len(view)} bytes, {got} read")
 
-    def _readinto_some(self, view: memoryview, what: str | None) -> int:
-        """One read into ``view``; ``what`` (None: the record being read) names it in errors."""
+    def _readinto_some(self, view: memoryview, what: str | None, done: int) -> int:
+        """One read into ``view``; ``what`` (None: the record being read) names it in
+        errors, ``done``: the bytes of it read already (where a starved read stopped)."""
         try:
             if self._readinto is not None:
                 got = self._readinto(view)
             else:
-                data = self._src.read(len(view)) or b""
-                view[: len(data)] = data
-                got = len(data)
+                data = self._src.read(len(view))
+                got = None if data is None else len(data)
+                if got:
+                    view[:got] = data
         except CorruptFileError as exc:
             raise self._while(exc, what or self._describe()) from exc
         if got is None:  # an io.RawIOBase with nothing to give yet: not the end
-            raise self._starved(what or self._describe())
+            raise self._starved(what or self._describe(), done)
         return got
 
     def _skip(self, n: int, what: str) -> None:
@@ -501,7 +509,7 @@ class ContainerReader:
         got = got or 0
         total = len(view)
         while got < total:
-            step = self._readinto_some(view[got:], None)
+            step = self._readinto_some(view[got:], None, got)
             if not step:
                 self.offset += got
                 raise self.corrupt(f"truncated: {self._describe()} needs {total} bytes, {got} read")
