@@ -116,6 +116,18 @@ def test_absurd_lengths_from_streams_allocate_nothing_big(kind, length, codec, t
     assert result["extra_kib"] < 32 * 1024, result  # nothing near the declared size
 
 
+@pytest.mark.parametrize("size", [10, 1_000_000])  # read in one call, and in pieces
+def test_a_file_cut_inside_a_buffers_padding_is_called_truncated(size, tmp_path):
+    arr = np.arange(size, dtype=np.uint8) % 251
+    data = ap.dumps(arr)
+    payload = data.find(arr.tobytes())
+    assert payload % fmt.ALIGNMENT == 0 and data[payload - 2 : payload] == b"\0\0"
+    path = tmp_path / "cut.pkl"
+    path.write_bytes(data[: payload - 1])
+    with pytest.raises(CorruptFileError, match=r"truncated: the padding of record 0 .* remain"):
+        ap.load(path)
+
+
 def test_end_counts_must_match():
     opcodes = b"\x80\x05K\x01."
     good = container((P, 0, len(opcodes), opcodes))

@@ -386,6 +386,10 @@ class ContainerReader:
     def _check_size(self, length: int, what: str, skip: int = 0) -> None:
         """Refuse a declared ``length`` the file cannot hold after ``skip`` more bytes."""
         left = None if self._size is None else self._size - self.offset - skip
+        if left is not None and left < 0:  # the file ends before the payload starts
+            raise self.corrupt(
+                f"truncated: the padding of {what} needs {skip} bytes, {left + skip} remain"
+            )
         limit = MAX_STREAM_RECORD if left is None else left
         if length > limit:
             raise self.corrupt(f"{what} declares {length} bytes, more than the file holds")
