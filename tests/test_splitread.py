@@ -127,6 +127,94 @@ def test_a_file_that_ends_early_is_truncated_not_hung(tmp_path, monkeypatch, spl
     assert not helpers()
 
 
+def test_the_end_is_said_where_the_file_ends_when_one_thread_stops_the_other(
+    tmp_path, monkeypatch, splits
+):
+    """The helper's pieces are read only after the caller's (it was slow to start):
+    the caller meets the end in a later piece and stops the helper before it reads
+    the piece the file ends in. The count is still where the file ends. (Without
+    verification: with it, the caller would wait for the helper's hash of piece 1.)"""
+    from arraypickle import _api, _helper
+
+    deferred = []
+    real_wait = _helper.HelperThread.wait
+
+    def wait(self):
+        while deferred:
+            call, arg = deferred.pop(0)
+            call(arg)
+        real_wait(self)
+
+    monkeypatch.setattr(_helper.HelperThread, "submit", lambda self, c, a: deferred.append((c, a)))
+    monkeypatch.setattr(_helper.HelperThread, "wait", wait)
+    monkeypatch.setattr(_api, "remaining_size", lambda stream: None)
+    big = np.arange(10_000, dtype=np.float64)
+    path = tmp_path / "f.pkl"
+    ap.dump(big, path)
+    raw = path.read_bytes()
+    start = raw.find(big.tobytes())
+    path.write_bytes(raw[: start + 5 * PIECE + 7])  # the end in piece 5, the helper's
+    with pytest.raises(CorruptFileError, match=rf"needs 80000 bytes, {5 * PIECE + 7} read"):
+        ap.load(path, threads=2, verify=False)
+    assert splits == [80_000]
+
+
+def run_bounded(load) -> BaseException | None:
+    """Run ``load`` on a thread of its own; fail (instead of hanging the suite) when it
+    does not return; what it raised."""
+    raised: list[BaseException] = []
+
+    def target():
+        try:
+            load()
+        except BaseException as exc:
+            raised.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive(), "the load hangs"
+    return raised[0] if raised else None
+
+
+def test_an_interrupt_right_after_the_helper_got_its_half_does_not_hang(tmp_path, monkeypatch):
+    from arraypickle import _helper
+
+    big = np.arange(10_000, dtype=np.float64)
+    path = tmp_path / "f.pkl"
+    ap.dump(big, path)
+    real_submit = _helper.HelperThread.submit
+
+    def submit_then_interrupted(self, call, arg):
+        real_submit(self, call, arg)
+        if getattr(call, "__self__", None).__class__ is _splitread.SplitRead:
+            raise KeyboardInterrupt  # as a signal landing before the caller reads
+
+    monkeypatch.setattr(_helper.HelperThread, "submit", submit_then_interrupted)
+    assert isinstance(run_bounded(lambda: ap.load(path, threads=2)), KeyboardInterrupt)
+    assert not helpers()
+
+
+def test_the_callers_interrupt_wins_over_the_helpers_error(tmp_path, monkeypatch):
+    big = np.arange(10_000, dtype=np.float64)
+    path = tmp_path / "f.pkl"
+    ap.dump(big, path)
+    real = os.preadv
+    helper_failed = threading.Event()
+
+    def preadv(fd, buffers, offset):
+        if threading.current_thread().name == "arraypickle-helper":
+            helper_failed.set()
+            raise OSError(5, "Input/output error")
+        if helper_failed.wait(10):
+            raise KeyboardInterrupt
+        return real(fd, buffers, offset)
+
+    monkeypatch.setattr(os, "preadv", preadv)
+    assert isinstance(run_bounded(lambda: ap.load(path, threads=2)), KeyboardInterrupt)
+    assert not helpers()
+
+
 @pytest.mark.parametrize("failing_call", [1, 2, 7])
 def test_a_read_error_on_either_thread_is_raised_and_stops_both(
     tmp_path, monkeypatch, failing_call
@@ -180,6 +268,54 @@ def test_positional_fd_takes_only_plain_regular_files(tmp_path):
     r, w = os.pipe()
     with os.fdopen(r, "rb") as f, os.fdopen(w, "wb"):
         assert _splitread.positional_fd(f) is None
+    with open(path, "rb", buffering=0) as f:
+        assert _splitread.positional_fd(io.BufferedReader(Window(f, 10))) is None
+
+
+class Window(io.RawIOBase):
+    """The bytes of ``f`` from ``base`` on (an archive's member): its ``fileno()`` is
+    ``f``'s, but its offsets are not the descriptor's."""
+
+    def __init__(self, f, base: int) -> None:
+        self._f, self._base, self._pos = f, base, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._f.fileno()
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        end = os.fstat(self.fileno()).st_size - self._base
+        self._pos = (0, self._pos, end)[whence] + pos
+        return self._pos
+
+    def readinto(self, b) -> int:
+        n = os.preadv(self._f.fileno(), [b], self._base + self._pos)
+        self._pos += n
+        return n
+
+
+@pytest.mark.parametrize("verify", [True, False])
+def test_a_file_object_whose_offsets_are_not_its_descriptors_reads_on_one_thread(
+    tmp_path, splits, verify
+):
+    big = np.arange(10_000, dtype=np.float64)
+    path = tmp_path / "archive.bin"
+    with open(path, "wb") as f:
+        f.write(b"member header" * 100)
+        base = f.tell()
+        ap.dump(big, f)
+    with open(path, "rb", buffering=0) as raw:
+        loaded = ap.load(io.BufferedReader(Window(raw, base)), threads=2, verify=verify)
+    np.testing.assert_array_equal(loaded, big)
+    assert splits == []
 
 
 def test_split_read_alone_hashes_in_order(tmp_path):

@@ -8,6 +8,7 @@ the object that owns them is rebuilt.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import pickle
@@ -326,12 +327,22 @@ class ContainerReader:
         """:meth:`_fill` on two threads, for a large buffer of a regular file."""
         start = self._src.tell()
         job = SplitRead(self._fd, start, view, hasher)
-        self._helper.submit(job.run, 1)
         try:
+            self._helper.submit(job.run, 1)
             job.run(0)
-        finally:
-            self._helper.wait()
-        got = len(view) if job.short is None else job.short
+        except BaseException:
+            # The helper must not wait for a piece this thread will never read, and
+            # its own error (if any) must not replace this one (a Ctrl-C, say).
+            job.stop()
+            with contextlib.suppress(Exception):
+                self._helper.wait()
+            raise
+        self._helper.wait()
+        got = len(view)
+        if job.short is not None:
+            # Where the file ends: a thread stopped by the other may have left a piece
+            # before job.short unread.
+            got = min(job.short, max(0, os.fstat(self._fd).st_size - start))
         # preadv left the file's position alone; the object's buffered bytes are stale.
         self._src.seek(start + got)
         self.offset += got

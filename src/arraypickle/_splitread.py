@@ -34,12 +34,16 @@ def positional_fd(src: Any) -> int | None:
     """The descriptor of ``src`` when it is a plain file object over a regular file
     that ``os.preadv`` can read at any offset; else None.
 
-    Only the io module's own file objects qualify: their ``tell()`` is the descriptor's
-    position less what they buffered, so ``preadv`` from ``tell()`` reads what
-    ``read()`` would, and a ``seek`` afterwards drops their buffer. A wrapper that
-    transforms or counts the bytes is not one of them.
+    Only the io module's own file objects qualify (an ``io.FileIO``, or a buffered
+    reader over one): their ``tell()`` is the descriptor's position less what they
+    buffered, so ``preadv`` from ``tell()`` reads what ``read()`` would, and a ``seek``
+    afterwards drops their buffer. A raw file of another kind may hand out a
+    descriptor whose offsets are not its own (a window onto an archive's member), and
+    a wrapper that transforms or counts the bytes is not one of them either.
     """
     if not hasattr(os, "preadv") or type(src) not in _PLAIN_FILES:
+        return None
+    if type(src) is not io.FileIO and type(getattr(src, "raw", None)) is not io.FileIO:
         return None
     try:
         fd = src.fileno()
@@ -53,9 +57,11 @@ class SplitRead:
     threads, feeding ``hasher`` (None: no hash) the whole of ``view`` in order.
 
     Call :meth:`run` with 1 on the helper thread and with 0 on the caller's; when both
-    have returned, :attr:`short` is None, or the length of the part of ``view`` that
-    the file filled before it ended (the rest was not hashed). An exception in either
-    thread stops the other at its next piece.
+    have returned, :attr:`short` is None, or the file ended before ``len(view)`` bytes
+    from ``offset``: at ``short`` at the latest (a thread that meets the end stops the
+    other, which may leave a piece before it unread; then neither ``view`` nor the hash
+    is complete). An exception in either thread stops the other at its next piece, and
+    :meth:`stop` stops both.
     """
 
     def __init__(self, fd: int, offset: int, view: memoryview, hasher: Any) -> None:
@@ -69,6 +75,7 @@ class SplitRead:
         if self._turns:
             self._turns[0].set()
         self._stopped = False
+        self._lock = threading.Lock()
         self.short: int | None = None
 
     def run(self, first: int) -> None:
@@ -80,7 +87,7 @@ class SplitRead:
                 part = self._view[start : start + PIECE]
                 got = _read_at(self._fd, part, self._offset + start)
                 if got < len(part):
-                    self._stop(start + got)
+                    self.stop(start + got)
                     return
                 if self._turns:
                     self._turns[index].wait()
@@ -90,13 +97,16 @@ class SplitRead:
                     if index + 1 < self._count:
                         self._turns[index + 1].set()
         except BaseException:
-            self._stop(None)
+            self.stop()
             raise
 
-    def _stop(self, filled: int | None) -> None:
-        if filled is not None and (self.short is None or filled < self.short):
-            self.short = filled
-        self._stopped = True
+    def stop(self, filled: int | None = None) -> None:
+        """Make both threads return at their next step; ``filled``: where the file
+        ended, when that is why."""
+        with self._lock:  # both threads may meet the end: the smaller offset is true
+            if filled is not None and (self.short is None or filled < self.short):
+                self.short = filled
+            self._stopped = True
         for turn in self._turns:  # neither thread may wait for a piece never hashed
             turn.set()
 
