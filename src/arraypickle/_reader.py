@@ -24,11 +24,7 @@ from . import _format as fmt
 from ._allowlist import numpy_alias
 from ._checksum import Hasher
 from ._damage import unpickler_failure
-from ._errors import (
-    CorruptFileError,
-    InvalidArgumentError,
-    UnknownWrapperError,
-)
+from ._errors import CorruptFileError, InvalidArgumentError, UnknownWrapperError
 from ._helper import HelperThread
 from ._memory import aligned_empty, memmap_over
 from ._opcodes import OpcodeWalker
