@@ -6,8 +6,10 @@ import _pyio
 import bz2
 import gzip
 import io
+import itertools
 import lzma
 import pathlib
+import pickle
 
 import numpy as np
 import pytest
@@ -373,18 +375,38 @@ def test_a_seekable_reader_that_answers_none_is_not_called_damaged(raw, sent):
     with pytest.raises(ap.InvalidArgumentError, match="non-blocking") as info:
         ap.load(raw(data[:sent], seekable=True))
     assert not isinstance(info.value, ap.CorruptFileError)
-    assert f"(container offset {sent})" in str(info.value)
+    assert f"gave no data at offset {sent}," in str(info.value)
 
 
-@pytest.mark.parametrize("raw", [StarvedSeekable, StarvedReadAlone])
-def test_a_seekable_reader_that_answers_none_inside_a_joblib_file_is_not_called_damaged(raw):
+def starved_inputs() -> dict[str, bytes]:
+    obj = {"a": np.random.default_rng(0).random(100_000), "b": [1, "x"]}
+    inputs = {f"compress={c!r}": ap.dumps(obj, compress=c) for c in COMPRESS_SETTINGS}
+    inputs["pickle"] = pickle.dumps(obj, protocol=5)
     joblib = pytest.importorskip("joblib")
-    out = io.BytesIO()
-    joblib.dump({"a": np.arange(100_000)}, out)
-    for sent in (100, 50_000, 700_000):
-        with pytest.raises(ap.InvalidArgumentError, match="non-blocking") as info:
-            ap.load(raw(out.getvalue()[:sent], seekable=True))
-        assert not isinstance(info.value, ap.CorruptFileError)
+    for level in (0, 3):
+        out = io.BytesIO()
+        joblib.dump(obj, out, compress=level)
+        inputs[f"joblib compress={level}"] = out.getvalue()
+    return inputs
+
+
+@pytest.mark.parametrize("kind", ["compress=0", "compress='gzip'", "pickle", "joblib compress=0"])
+def test_a_reader_that_answers_none_is_refused_on_every_path(kind):
+    """Whatever reads the source (the container reader, a codec, the safe scan, joblib's
+    reader, progress counting), "nothing yet" is not the end of a damaged file."""
+    inputs = starved_inputs()
+    kinds = list(inputs) if kind == "compress=0" else [kind]  # all once, the rest alone
+    for name in kinds:
+        data = inputs[name]
+        for raw, seekable, options, cut in itertools.product(
+            (StarvedSeekable, StarvedReadAlone),
+            (True, False),
+            ({}, {"safe": True}, {"progress": lambda done, total: None}),
+            (len(data) // 2, 5),
+        ):
+            with pytest.raises(ap.InvalidArgumentError, match="non-blocking") as info:
+                ap.load(raw(data[:cut], seekable), **options)
+            assert not isinstance(info.value, ap.CorruptFileError), (name, raw, options)
 
 
 def test_a_reader_starved_inside_a_codecs_magic_is_not_called_damaged():

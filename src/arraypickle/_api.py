@@ -42,6 +42,7 @@ from ._streams import (
     explain,
     finish_live,
     is_seekable,
+    refusing_nothing_yet,
     remaining_size,
     remember,
     sniff,
@@ -364,11 +365,14 @@ def load(
                 UserWarning,
             )
         name = describe(filename)
+        # Every reader behind refuses a raw file's "nothing yet" instead of taking it
+        # for the end of the file (which would call a good file damaged).
+        source = refusing_nothing_yet(filename)
         if is_seekable(filename):
             start = _position(filename)
             try:
                 with _progress.track(progress, "load", name) as tracker:
-                    return _read_guarded(tracker.reader(filename), name, registry, opts)
+                    return _read_guarded(tracker.reader(source), name, registry, opts)
             except EmptyFileError:
                 if not start:
                     raise
@@ -384,7 +388,7 @@ def load(
         opts = dataclasses.replace(opts, live=live)
         try:
             with _progress.track(progress, "load", name) as tracker:
-                value = _read_guarded(tracker.reader(filename), name, registry, opts)
+                value = _read_guarded(tracker.reader(source), name, registry, opts)
         except EmptyFileError:
             raise EmptyFileError(
                 f"{name}: nothing to load: the stream is empty or has ended"

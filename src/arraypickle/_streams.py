@@ -108,10 +108,70 @@ def given(got: Any, src: Any) -> Any:
     if got is None:
         # Not CorruptFileError: the file is not at fault (a cache would delete it).
         raise InvalidArgumentError(
-            f"{describe(src)} gave no data, as a file object in non-blocking mode does: "
-            "load needs a blocking one"
+            f"{describe(src)} gave no data{_at(src)}, as a file object in non-blocking "
+            "mode does: load needs a blocking one"
         )
     return got
+
+
+def _at(src: Any) -> str:
+    """`` at offset N`` where ``src`` stopped, when it can tell."""
+    try:
+        return f" at offset {int(src.tell())}" if src.seekable() else ""
+    except Exception:  # the message must not fail in a source's own way
+        return ""
+
+
+def refusing_nothing_yet(src: Any) -> Any:
+    """``src``, or a view of it whose reads refuse ``None`` (see :func:`given`) for every
+    reader behind the load: codecs, the safe scan, joblib's reader, progress counting.
+
+    A raw file answers ``None`` in non-blocking mode, and so does an io buffered reader
+    over one. Files that ``open()`` returns, whose descriptor the load has checked is
+    in blocking mode, and ``io.BytesIO`` never do: they are returned as they are, so
+    the common file objects pay nothing.
+    """
+    if type(src) in _NEVER_NOTHING_YET or (
+        type(src) in _OPEN_BUFFERED and type(getattr(src, "raw", None)) is io.FileIO
+    ):
+        return src
+    return _NothingYetRefused(src)
+
+
+_NEVER_NOTHING_YET = (io.FileIO, io.BytesIO)
+_OPEN_BUFFERED = (io.BufferedReader, io.BufferedRandom)
+
+
+class _NothingYetRefused:
+    """What :func:`refusing_nothing_yet` returns: the reads checked, the rest ``src``'s."""
+
+    def __init__(self, src: Any) -> None:
+        self._src = src
+        self._readinto = readinto_of(src)
+
+    def read(self, size: int | None = -1) -> bytes:
+        return given(self._src.read(size), self._src)
+
+    def readinto(self, b: Any) -> int:
+        if self._readinto is not None:
+            return given(self._readinto(b), self._src)
+        view = memoryview(b).cast("B")
+        data = given(self._src.read(len(view)), self._src)
+        view[: len(data)] = data
+        return len(data)
+
+    def read1(self, size: int = -1) -> bytes:
+        read1 = getattr(self._src, "read1", None)
+        return given((read1 or self._src.read)(size), self._src)
+
+    def readinto1(self, b: Any) -> int:
+        readinto1 = getattr(self._src, "readinto1", None)
+        if readinto1 is None:
+            return self.readinto(b)
+        return given(readinto1(b), self._src)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._src, name)
 
 
 def read_some_into(src: Any, b: Any) -> int:

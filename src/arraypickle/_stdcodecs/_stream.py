@@ -15,7 +15,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .._errors import CorruptFileError, ResourceLimitError, describe
+from .._errors import ArrayPickleError, CorruptFileError, ResourceLimitError, describe
 from .._memory import byte_view
 from .._parallel import ReadAhead, copy_into
 from .._streams import is_seekable
@@ -163,7 +163,8 @@ class _Decoder:
                 if out:
                     return out
         except DECOMPRESS_ERRORS as exc:
-            if isinstance(exc, CorruptFileError):
+            # Ours: damage said elsewhere, or the source's "nothing yet" (not damage).
+            if isinstance(exc, ArrayPickleError):
                 raise
             if isinstance(exc, lzma.LZMAError) and "Memory usage limit" in str(exc):
                 raise ResourceLimitError(
