@@ -30,7 +30,7 @@ from ._memory import aligned_empty, memmap_over
 from ._opcodes import OpcodeWalker
 from ._splitread import PIECE as SPLIT_PIECE
 from ._splitread import SplitRead, positional_fd
-from ._streams import readinto_of
+from ._streams import readinto_of, refusing_nothing_yet
 
 # Reads of declared lengths go in pieces of at most this much (see _read).
 READ_PIECE = 8 << 20
@@ -187,8 +187,12 @@ class ContainerReader:
         policy: Any = None,
         threads: int = 1,
     ) -> None:
+        if readinto_of(src) is None:
+            # A source with read() alone is read through a view that gives it readinto
+            # (reading and copying), so every read below can go into place.
+            src = refusing_nothing_yet(src)
         self._src = src
-        self._readinto = readinto_of(src)
+        self._readinto = src.readinto
         self.name = name
         self._wrappers = wrappers
         self._size = size
@@ -349,13 +353,7 @@ class ContainerReader:
         """One read into ``view``; ``what`` (None: the record being read) names it in
         errors, ``done``: the bytes of it read already (where a starved read stopped)."""
         try:
-            if self._readinto is not None:
-                got = self._readinto(view)
-            else:
-                data = self._src.read(len(view))
-                got = None if data is None else len(data)
-                if got:
-                    view[:got] = data
+            got = self._readinto(view)
         except CorruptFileError as exc:
             raise self._while(exc, what or self._describe()) from exc
         if got is None:  # an io.RawIOBase with nothing to give yet: not the end
@@ -493,12 +491,10 @@ class ContainerReader:
                 f"{self._describe()} declares {length} bytes: cannot allocate"
             ) from None
         view = memoryview(region)
-        got = 0
-        if self._readinto is not None:
-            try:
-                got = self._readinto(view)
-            except CorruptFileError as exc:  # from a codec's reader: say where we were
-                raise self._while(exc, self._describe()) from exc
+        try:
+            got = self._readinto(view)
+        except CorruptFileError as exc:  # from a codec's reader: say where we were
+            raise self._while(exc, self._describe()) from exc
         if got != total:
             self._fill_rest(view, got)
         self.offset = start + total
@@ -516,7 +512,7 @@ class ContainerReader:
 
     def _fill_rest(self, view: memoryview, got: int | None) -> None:
         """The rest of a read into ``view`` whose first ``readinto`` gave ``got`` bytes
-        (None: not tried): sources that give less than asked, or nothing."""
+        (None: nothing yet): sources that give less than asked, or nothing."""
         got = got or 0
         total = len(view)
         while got < total:

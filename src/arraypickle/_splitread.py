@@ -16,18 +16,17 @@ threads reading alternate 4 MiB pieces 34-45 ms, and 39-52 ms hashing as above.
 
 from __future__ import annotations
 
-import io
 import os
 import stat
 import threading
 from typing import Any
 
+from ._streams import is_plain_file
+
 # Pieces small enough that a piece just read is still in the shared L3 cache when it
 # is hashed, and large enough that handing the hash over costs little (75 handovers
 # for 300 MB).
 PIECE = 4 << 20
-
-_PLAIN_FILES = (io.BufferedReader, io.BufferedRandom, io.FileIO)
 
 
 def positional_fd(src: Any) -> int | None:
@@ -41,9 +40,7 @@ def positional_fd(src: Any) -> int | None:
     descriptor whose offsets are not its own (a window onto an archive's member), and
     a wrapper that transforms or counts the bytes is not one of them either.
     """
-    if not hasattr(os, "preadv") or type(src) not in _PLAIN_FILES:
-        return None
-    if type(src) is not io.FileIO and type(getattr(src, "raw", None)) is not io.FileIO:
+    if not hasattr(os, "preadv") or not is_plain_file(src):
         return None
     try:
         fd = src.fileno()

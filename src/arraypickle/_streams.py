@@ -41,6 +41,28 @@ def readinto_of(src: Any) -> Any:
     return readinto
 
 
+def read_into(src: Any, readinto: Any, b: Any) -> int:
+    """One read of ``src`` into ``b``: with ``readinto`` (``readinto_of(src)``), else
+    with ``read`` and a copy; ``None`` refused (see :func:`given`)."""
+    if readinto is not None:
+        return given(readinto(b), src)
+    view = memoryview(b).cast("B")
+    data = given(src.read(len(view)), src)
+    view[: len(data)] = data
+    return len(data)
+
+
+def is_plain_file(src: Any) -> bool:
+    """Whether ``src`` is what ``open()`` returns for reading: an ``io.FileIO``, or io's
+    buffered reader over one (not a subclass, nor a raw file of another kind)."""
+    return type(src) is io.FileIO or (
+        type(src) in _OPEN_BUFFERED and type(getattr(src, "raw", None)) is io.FileIO
+    )
+
+
+_OPEN_BUFFERED = (io.BufferedReader, io.BufferedRandom)
+
+
 class Prefixed(io.RawIOBase):
     """Reads ``head`` first, then the rest of ``src`` (for streams that cannot seek back)."""
 
@@ -60,12 +82,7 @@ class Prefixed(io.RawIOBase):
             view[:take] = self._head[:take]
             self._head = self._head[take:]
             return take
-        readinto = readinto_of(self._src)
-        if readinto is not None:
-            return given(readinto(view), self._src)
-        data = given(self._src.read(len(view)), self._src)
-        view[: len(data)] = data
-        return len(data)
+        return read_into(self._src, readinto_of(self._src), view)
 
     def read(self, size: int = -1) -> bytes:
         if self._head and 0 <= size <= len(self._head):
@@ -131,15 +148,9 @@ def refusing_nothing_yet(src: Any) -> Any:
     in blocking mode, and ``io.BytesIO`` never do: they are returned as they are, so
     the common file objects pay nothing.
     """
-    if type(src) in _NEVER_NOTHING_YET or (
-        type(src) in _OPEN_BUFFERED and type(getattr(src, "raw", None)) is io.FileIO
-    ):
+    if type(src) is io.BytesIO or is_plain_file(src):
         return src
     return _NothingYetRefused(src)
-
-
-_NEVER_NOTHING_YET = (io.FileIO, io.BytesIO)
-_OPEN_BUFFERED = (io.BufferedReader, io.BufferedRandom)
 
 
 class _NothingYetRefused:
@@ -153,12 +164,7 @@ class _NothingYetRefused:
         return given(self._src.read(size), self._src)
 
     def readinto(self, b: Any) -> int:
-        if self._readinto is not None:
-            return given(self._readinto(b), self._src)
-        view = memoryview(b).cast("B")
-        data = given(self._src.read(len(view)), self._src)
-        view[: len(data)] = data
-        return len(data)
+        return read_into(self._src, self._readinto, b)
 
     def read1(self, size: int = -1) -> bytes:
         read1 = getattr(self._src, "read1", None)
@@ -186,10 +192,7 @@ def read_some_into(src: Any, b: Any) -> int:
         return given(readinto1(view), src)
     read1 = getattr(src, "read1", None)
     if read1 is None:
-        readinto = readinto_of(src)
-        if readinto is not None:
-            return given(readinto(view), src)
-        read1 = src.read
+        return read_into(src, readinto_of(src), view)
     data = given(read1(len(view)), src)
     view[: len(data)] = data
     return len(data)
