@@ -31,7 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._errors import InvalidArgumentError
-from ._streams import read_some_into, readinto_of
+from ._streams import read_into, read_some_into, readinto_of
 from ._typing import Progress, ProgressCallback
 from ._writer import write_all
 
@@ -315,14 +315,7 @@ class CountingReader:
         return data
 
     def readinto(self, b: Any) -> int:
-        readinto = readinto_of(self._src)
-        if readinto is None:
-            view = memoryview(b).cast("B")
-            data = self._src.read(len(view))
-            view[: len(data)] = data
-            n = len(data)
-        else:
-            n = readinto(b) or 0
+        n = read_into(self._src, readinto_of(self._src), b)
         self._count(n)
         return n
 
