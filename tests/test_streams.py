@@ -17,6 +17,8 @@ from arraypickle.testing import load_from_kept_open_socket
 from checks import assert_same
 from conftest import COMPRESS_SETTINGS
 
+BUILTIN_CODECS = ["zlib", "gzip", "bz2", "xz", "lzma"]
+
 
 def sample(seed: int = 0) -> dict:
     a = np.arange(40_000.0).reshape(200, 200) + seed  # 320 kB: more than a pipe holds
@@ -112,6 +114,142 @@ def test_back_to_back_in_a_bytesio():
         assert_same(ap.load(buf), obj)
         assert buf.tell() == end  # right after its object, not further
     assert buf.read() == b"caller's trailing bytes"
+
+
+def _big(seed: int) -> dict:
+    # 6 MB of varied floats: zlib, gzip, bz2 and xz then decode on a helper thread
+    # ahead of the reader (threads=2), which reads the file well past the object.
+    rng = np.random.default_rng(seed)
+    return {"big": rng.integers(0, 1000, 750_000) / 7, "small": sample(seed)}
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("compress", BUILTIN_CODECS)
+def test_compressed_back_to_back_in_a_bytesio(compress, threads):
+    # Each load leaves the file right after the codec stream that held its object,
+    # however far its decoder read ahead: the next object, compressed or not, loads.
+    objs = [_big(1), {"x": 1}, _big(2), sample(3)]
+    buf = io.BytesIO()
+    ends = []
+    for i, obj in enumerate(objs):
+        ap.dump(obj, buf, compress=(compress, 1) if i != 1 else 0)
+        ends.append(buf.tell())
+    buf.write(b"caller's trailing bytes")
+    buf.seek(0)
+    for obj, end in zip(objs, ends, strict=True):
+        assert_same(ap.load(buf, threads=threads), obj)
+        assert buf.tell() == end
+    assert buf.read() == b"caller's trailing bytes"
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_an_object_spanning_streams_then_the_next_one(tmp_path, threads):
+    # gzip members (and bz2, xz streams) that follow one another read as one: the load
+    # goes on through the members its object spans, and stops at the end of the one
+    # holding its end, however far the helper thread decoded into the next member.
+    import gzip
+
+    first = ap.dumps(_big(1))
+    cut = len(first) // 3
+    blob = gzip.compress(first[:cut], 1) + gzip.compress(first[cut:], 1)
+    blob += ap.dumps(_big(2), compress=("gzip", 1))
+    # Parallel bz2 writes one stream per 4 MiB chunk.
+    blob += ap.dumps(_big(3), compress=("bz2", 1), threads=2) + ap.dumps("last", compress="xz")
+    path = tmp_path / "streams.bin"
+    path.write_bytes(blob)
+    with open(path, "rb") as f:
+        for seed in (1, 2, 3):
+            assert_same(ap.load(f, threads=threads), _big(seed))
+        assert ap.load(f, threads=threads) == "last"
+        assert f.read() == b""
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_many_small_members_then_the_next_object(monkeypatch, threads):
+    # As bgzip writes them (64 KiB each): the ends of the members already read are
+    # forgotten, not kept for the whole load.
+    import gzip
+
+    from arraypickle._stdcodecs import _stream
+
+    most = []
+    forget = _stream._Decoder.forget_before
+
+    def spy(self, produced):
+        forget(self, produced)
+        most.append(len(self.ends))
+
+    monkeypatch.setattr(_stream._Decoder, "forget_before", spy)
+    first = ap.dumps(_big(1))
+    step = 16 << 10
+    blob = b"".join(gzip.compress(first[i : i + step], 1) for i in range(0, len(first), step))
+    buf = io.BytesIO(blob + ap.dumps(sample(2), compress="gzip"))
+    assert_same(ap.load(buf, threads=threads), _big(1))
+    assert_same(ap.load(buf, threads=threads), sample(2))
+    assert len(first) // step > 300 and max(most) < 100, max(most)
+
+
+@pytest.mark.parametrize("compress", ["zlib", "gzip"])
+def test_the_helper_is_waited_for_when_the_stream_end_is_not_yet_decoded(monkeypatch, compress):
+    # The reader can reach the object's end before the helper thread has decoded the
+    # stream's trailer: finish_stream then takes the helper's next piece (the next
+    # gzip member's data, or zlib's complaint about what follows its stream) until the
+    # end is noted. Made certain here by hiding the end from the first look.
+    from arraypickle._stdcodecs import _stream
+
+    looks = []
+    real = _stream._Decoder.ended_at
+
+    def late(self, produced):
+        looks.append(produced)
+        return None if len(looks) == 1 else real(self, produced)
+
+    monkeypatch.setattr(_stream._Decoder, "ended_at", late)
+    buf = io.BytesIO(ap.dumps(_big(1), compress=compress) + ap.dumps(_big(2), compress=compress))
+    assert_same(ap.load(buf, threads=2), _big(1))
+    assert len(looks) > 1
+    looks.clear()
+    assert_same(ap.load(buf, threads=2), _big(2))
+
+
+def test_a_path_holds_one_compressed_object(tmp_path):
+    # By path (or as bytes) a file is one object: a second one after it is refused.
+    path = tmp_path / "two.gz"
+    path.write_bytes(ap.dumps(sample(1), compress="gzip") + ap.dumps(sample(2), compress="gzip"))
+    with pytest.raises(CorruptFileError, match="data follows the object"):
+        ap.load(path)
+    with pytest.raises(CorruptFileError, match="data follows the object"):
+        ap.loads(path.read_bytes())
+    with open(path, "rb") as f:  # an open file loads them one by one
+        assert_same(ap.load(f), sample(1))
+        assert_same(ap.load(f), sample(2))
+
+
+def test_a_wrong_finish_stream_answer_is_the_codecs_bug(fresh_registry):
+    from arraypickle.codec import DecompressReader, Inflater
+
+    class Wrong(DecompressReader):
+        def finish_stream(self):
+            super().finish_stream()
+            return -1
+
+    class Codec(ap.Codec):
+        name, magic, extensions = "wrongend", b"WEND", (".wend",)
+
+        def open_writer(self, fileobj, level):
+            fileobj.write(self.magic)
+            return ap.codecs()["zlib"].open_writer(fileobj, level)
+
+        def open_reader(self, fileobj):
+            assert fileobj.read(4) == self.magic
+            return Wrong(fileobj, lambda: Inflater(15), codec=self.name, multistream=False)
+
+    ap.register_codec(Codec())
+    buf = io.BytesIO(ap.dumps(sample(), compress="wrongend"))
+    with pytest.raises(ap.ArrayPickleError, match="finish_stream answered -1") as info:
+        ap.load(buf)
+    assert not isinstance(info.value, CorruptFileError)  # the file is sound
+    assert_same(ap.loads(buf.getvalue()), sample())  # loaded whole, the check is not asked
 
 
 @pytest.mark.parametrize("buffering", [-1, 0], ids=["buffered", "raw"])
@@ -268,8 +406,6 @@ def test_back_to_back_with_short_reads():
 
 # -- a sender that keeps the connection open ---------------------------------------
 
-BUILTIN_CODECS = ["zlib", "gzip", "bz2", "xz", "lzma"]
-
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("compress", [0, *BUILTIN_CODECS])
@@ -389,22 +525,25 @@ def test_compressed_after_uncompressed_back_to_back():
 
 
 @pytest.mark.parametrize("compress", ["zlib", "xz"])
-def test_trailing_data_inside_the_stream_is_still_an_error(compress):
+@pytest.mark.parametrize("extra", [b"extra", bytes(3 << 20)], ids=["bytes", "megabytes"])
+@pytest.mark.parametrize("obj", [sample(), _big(1)], ids=["small", "big"])
+def test_trailing_data_inside_the_stream_is_still_an_error(compress, obj, extra):
     # Decompressed data after the container, within the codec stream holding it:
-    # a damaged or forged file, refused from a stream too.
+    # a damaged or forged file, refused from a stream too, and from a file object
+    # whose decoder runs ahead on a helper thread (the big object, threads=2).
+    import lzma
     import zlib
 
-    inner = ap.dumps(sample()) + b"extra"
+    inner = ap.dumps(obj) + extra
     if compress == "zlib":
-        blob = zlib.compress(inner)
+        blob = zlib.compress(inner, 1)
     else:
-        import lzma
-
-        blob = lzma.compress(inner, format=lzma.FORMAT_XZ)
-    with pytest.raises(CorruptFileError, match=r"data after the object|data follows"):
-        ap.load(NonSeekable(blob, 4093))
+        blob = lzma.compress(inner, format=lzma.FORMAT_XZ, preset=1)
+    for source in (NonSeekable(blob, 4093), io.BytesIO(blob)):
+        with pytest.raises(CorruptFileError, match="holds data after the object"):
+            ap.load(source, threads=2)
     with pytest.raises(CorruptFileError, match="data follows the object"):
-        ap.load(io.BytesIO(blob))
+        ap.loads(blob)
 
 
 def test_short_reads_adapter():

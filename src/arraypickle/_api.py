@@ -41,6 +41,7 @@ from ._streams import (
     check_resumable,
     explain,
     finish_live,
+    finish_seekable,
     is_seekable,
     refusing_nothing_yet,
     remaining_size,
@@ -370,6 +371,7 @@ def load(
         source = refusing_nothing_yet(filename)
         if is_seekable(filename):
             start = _position(filename)
+            opts = dataclasses.replace(opts, resume=True)
             try:
                 with _progress.track(progress, "load", name) as tracker:
                     return _read_guarded(tracker.reader(source), name, registry, opts)
@@ -601,6 +603,10 @@ class _LoadOptions:
     threads: int = 1
     #: Set for a file object that cannot seek: the load stops at the object's end.
     live: LiveLoad | None = None
+    #: Set for a file object that can seek: a compressed object's load leaves it right
+    #: after the codec stream holding the object, as an uncompressed one leaves it
+    #: after the END record (objects dumped back to back load one by one).
+    resume: bool = False
     #: ``ensure_native_byte_order=False``: arrays stay in their stored byte order.
     keep_byte_order: bool = False
 
@@ -764,6 +770,8 @@ def _read_compressed(
         value = _read(guarded, name, registry, opts, inner=True, piece=_piece(reader))
         if opts.live is not None:
             finish_live(guarded, reader, opts.live)
+        elif opts.resume and (overread := finish_seekable(guarded, reader)) is not None:
+            stream.seek(-overread, os.SEEK_CUR)
         elif guarded.read(1):
             raise CorruptFileError(
                 f"{name}: data follows the object in the {codec.name} stream "

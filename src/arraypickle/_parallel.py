@@ -806,6 +806,8 @@ class ReadAhead:
         self._inq: queue.Queue[bytes] = queue.Queue()
         self._outq: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
         self._in_eof = False
+        #: Bytes read from ``fileobj`` so far.
+        self.read_bytes = 0
         self._done = False
         self._stop = False
         self._thread = threading.Thread(
@@ -829,6 +831,7 @@ class ReadAhead:
     def _top_up(self, at_least: int = 0) -> None:
         while not self._in_eof and (at_least > 0 or self._inq.qsize() < self._depth):
             data = self._fp.read(self._piece) or b""
+            self.read_bytes += len(data)
             self._inq.put(data)
             self._in_eof = not data
             at_least -= 1

@@ -73,7 +73,9 @@ class Reporter:
             self.next_at = self._step()
 
     def finish(self, done: int) -> None:
-        self.done = max(done, self.done)
+        # ``done`` as counted, even below the last report: a compressed load from a
+        # file object seeks back over what its decoder read past the object.
+        self.done = done
         self._sink(self.done, self.total if self.total is not None else self.done)
 
     def close(self) -> None:

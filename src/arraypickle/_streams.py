@@ -405,14 +405,14 @@ class Guarded(io.RawIOBase):
         """``fn()`` (a member of the codec's reader), its failures converted likewise."""
         return self._call(lambda _: fn(), None)
 
+    def bug(self, text: str) -> ArrayPickleError:
+        """The error for a codec's reader breaking its contract: not the file's fault,
+        so not CorruptFileError, which would send a cache to delete a good file."""
+        return ArrayPickleError(f"{self._where}: the codec's reader {text} (a bug in the codec)")
+
     def _oversized(self, got: int, asked: int) -> None:
         if got > asked:
-            # Not the file's fault: the codec broke its contract. Not CorruptFileError
-            # either, which would send a cache to delete a good file.
-            raise ArrayPickleError(
-                f"{self._where}: the codec's reader returned {got} bytes when asked for "
-                f"{asked} (a bug in the codec)"
-            )
+            raise self.bug(f"returned {got} bytes when asked for {asked}")
 
     def readinto(self, b: Any) -> int:
         view = memoryview(b).cast("B")
@@ -509,6 +509,21 @@ def finish_live(guarded: Guarded, reader: Any, live: LiveLoad) -> None:
         return
     overread = guarded.call(finish)
     live.overread = overread if isinstance(overread, int) else None
+
+
+def finish_seekable(guarded: Guarded, reader: Any) -> int | None:
+    """After the object's end, from a file object that can seek: end the read with
+    the codec stream that held it, as :func:`finish_live` does, and return how many
+    input bytes ``reader`` read past that stream's end (for the caller to seek back
+    over). None: ``reader`` cannot tell (no ``finish_stream``, or its answer), and the
+    stream is checked for trailing data instead."""
+    finish = getattr(reader, "finish_stream", None)
+    if finish is None:
+        return None
+    overread = guarded.call(finish)
+    if overread is not None and (type(overread) is not int or overread < 0):
+        raise guarded.bug(f"finish_stream answered {overread!r}, not a count of bytes")
+    return overread
 
 
 # File objects whose last load lost input (an int) or may have (None): the next load

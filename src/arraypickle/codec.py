@@ -50,14 +50,17 @@ Optional members, used when present:
     buffers, with the size of one element, for codecs that shuffle or delta-code by
     element (blosc). ``len(data)`` is a multiple of ``itemsize``.
 ``reader.finish_stream() -> int | None``
-    On the object ``open_reader`` returns. Loading from a file object that cannot
-    seek calls it once the container has ended, instead of reading on to check that
-    nothing follows: read the rest of the codec stream that holds the object (its
-    trailer or end frame, checked) and nothing after it, raise
-    :class:`arraypickle.CorruptFileError` if that stream holds more data, and return
-    how many bytes of ``fileobj`` were read past the stream's end (None: unknown).
-    Without it the rest of the stream stays unread, so a further object sent on the
-    same connection cannot load.
+    On the object ``open_reader`` returns. Loading from a file object calls it once
+    the container has ended, instead of reading on to check that nothing follows:
+    read the rest of the codec stream that holds the object (its trailer or end
+    frame, checked) and nothing after it, raise :class:`arraypickle.CorruptFileError`
+    if that stream holds more data, and return how many bytes of ``fileobj`` were
+    read past the stream's end (None: unknown). arraypickle seeks a file object that
+    can seek back over them, so that the next object dumped into the same file
+    loads; from a pipe or a socket they are lost, and the next load says so.
+    Without it (or with None), a seekable file is read on to check that its stream
+    holds nothing more, and a further object sent on the same connection cannot
+    load. Loads by path or from ``bytes`` never call it: a file is one object there.
 ``reader.read_size: int``
     On the object ``open_reader`` returns: the size of ``readinto`` calls at which
     the reader decodes whole frames straight into the caller's buffer (and several

@@ -752,6 +752,27 @@ class CodecConformance:
         else:
             assert_same(objs[1], second)
 
+    def test_back_to_back_in_a_seekable_file(self, subject: Any, tmp_path: Any) -> None:
+        # A load from a file object that can seek leaves it right after the codec
+        # stream holding the object, as an uncompressed load leaves it after its END
+        # record: objects dumped one after another into one file load one by one. The
+        # 4 MiB array sets decoders running ahead on a helper thread, where they do.
+        objs = [sample_object(1), {"big": sample_bytes(4 * MiB, 2)}, {"small": np.arange(10)}]
+        path = tmp_path / "several.pkl"
+        with open(path, "wb") as f:
+            for obj in objs:
+                arraypickle.dump(obj, f, compress=(subject.name, 1))
+            arraypickle.dump("then uncompressed", f)
+        runs = [{}, {"threads": 2}] if getattr(subject, "parallel", False) else [{}]
+        for kwargs in runs:
+            for source in (open(path, "rb"), io.BytesIO(path.read_bytes())):  # noqa: SIM115
+                with source:
+                    for obj in objs:
+                        assert_same(obj, arraypickle.load(source, **kwargs))
+                    assert arraypickle.load(source, **kwargs) == "then uncompressed"
+                    with pytest.raises(EOFError):
+                        arraypickle.load(source, **kwargs)
+
     # -- damaged input ------------------------------------------------------------
 
     def _dumped(self, subject: Any) -> bytes:

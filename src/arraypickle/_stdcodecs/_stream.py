@@ -9,6 +9,7 @@ standard library.
 
 from __future__ import annotations
 
+import collections
 import io
 import lzma
 import zlib
@@ -131,8 +132,13 @@ class _Decoder:
         self._eof = False
         #: Set by :meth:`DecompressReader.finish_stream`: end with the current stream.
         self.final = False
-        #: Input read past the end of the final stream (known once it has ended).
-        self.overread: int | None = None
+        #: Bytes taken from ``fp`` and bytes decompressed, so far.
+        self.taken = 0
+        self.produced = 0
+        #: Where streams ended, as (decompressed, input) byte counts, from the one the
+        #: reader is in on: where an object ending with a stream leaves the file. The
+        #: helper thread appends, the reader forgets (a deque: both at once is safe).
+        self.ends: collections.deque[tuple[int, int]] = collections.deque()
 
     def _damaged(self, what: str) -> CorruptFileError:
         return CorruptFileError(f"{self._name}: {self._codec} stream {what}")
@@ -143,8 +149,8 @@ class _Decoder:
             while not self._eof:
                 d = self._d
                 if d.eof:
+                    self.ends.append((self.produced, self.taken - len(d.unused_data)))
                     if self.final:  # never look past it: the sender may be waiting
-                        self.overread = len(d.unused_data)
                         self._eof = True
                         break
                     if not self._next_stream(d.unused_data):
@@ -153,14 +159,16 @@ class _Decoder:
                     continue
                 data = b""
                 if d.needs_input:
-                    data = self.fp.read(READ_PIECE)
+                    data = self._read(READ_PIECE)
                     if not data:
                         out = d.decompress(b"", max_length)
                         if out:
+                            self.produced += len(out)
                             return out
                         raise self._damaged("is truncated")
                 out = d.decompress(data, max_length)
                 if out:
+                    self.produced += len(out)
                     return out
         except DECOMPRESS_ERRORS as exc:
             # Ours: damage said elsewhere, or the source's "nothing yet" (not damage).
@@ -176,6 +184,25 @@ class _Decoder:
             raise self._damaged(f"is damaged: {exc}") from exc
         return b""
 
+    def _read(self, n: int) -> bytes:
+        data = self.fp.read(n)
+        self.taken += len(data)
+        return data
+
+    def forget_before(self, produced: int) -> None:
+        """Drop the ends noted before ``produced`` decompressed bytes (files of many
+        small members would pile them up)."""
+        ends = self.ends
+        while ends and ends[0][0] < produced:
+            ends.popleft()
+
+    def ended_at(self, produced: int) -> int | None:
+        """The input count where a stream ended after ``produced`` decompressed
+        bytes; None when none did (so far)."""
+        self.forget_before(produced)
+        ends = self.ends
+        return ends[0][1] if ends and ends[0][0] == produced else None
+
     def pieces(self, feed: Any) -> Iterator[bytes]:
         """From now on, read from ``feed``; yield every remaining piece (a helper's loop)."""
         self.fp = feed
@@ -185,14 +212,14 @@ class _Decoder:
     def _next_stream(self, rest: bytes) -> bool:
         """After one stream ends: start the next, if any, fed with ``rest``."""
         if not self._multistream:
-            if rest or self.fp.read(1):
+            if rest or self._read(1):
                 raise self._damaged("is followed by unexpected data")
             return False
         while True:
             rest = rest.lstrip(b"\0")
             if rest:
                 break
-            rest = self.fp.read(READ_PIECE)
+            rest = self._read(READ_PIECE)
             if not rest:
                 return False
         self._d = _Primed(self._new(), rest)
@@ -226,8 +253,10 @@ class DecompressReader(io.RawIOBase):
         # answer), decoding stays in the calling thread, which then reads exactly what
         # the decoder needs and can stop it at the end of a stream (finish_stream).
         self._threads = threads if is_seekable(fileobj) else 1
-        self._produced = 0
+        #: Decompressed bytes handed out by _more: where the reader is in the output.
+        self._given = 0
         self._ahead: ReadAhead | None = None
+        self._ahead_from = 0  # input the decoder had read when the helper took over
         self._piece = memoryview(b"")
         self._piece_pos = 0
         self._buf = b""
@@ -240,10 +269,12 @@ class DecompressReader(io.RawIOBase):
         """The next decompressed bytes (at most ``max_length``); b'' at the end.
         ``big``: they go into a buffer of at least :data:`AHEAD_READ` bytes."""
         if self._ahead is None:
-            if self._threads < 2 or not big or self._produced < AHEAD_AFTER:
+            if self._threads < 2 or not big or self._given < AHEAD_AFTER:
                 out = self._dec.more(max_length)
-                self._produced += len(out)
+                self._given += len(out)
+                self._dec.forget_before(self._given)
                 return out
+            self._ahead_from = self._dec.taken
             self._ahead = ReadAhead(self._fp, self._dec.pieces, piece=READ_PIECE)
         if self._piece_pos >= len(self._piece):
             self._piece, self._piece_pos = memoryview(self._ahead.next()), 0
@@ -251,6 +282,8 @@ class DecompressReader(io.RawIOBase):
                 return b""
         start = self._piece_pos
         self._piece_pos = min(len(self._piece), start + max_length)
+        self._given += self._piece_pos - start
+        self._dec.forget_before(self._given)
         return self._piece[start : self._piece_pos]
 
     def finish_stream(self) -> int | None:
@@ -258,19 +291,45 @@ class DecompressReader(io.RawIOBase):
 
         Reads the rest of that stream (its trailer, checked) and nothing after it:
         what the codec contract's ``finish_stream`` asks. Returns how many bytes were
-        read from the file past the stream's end (None when not known).
+        read from the file past the stream's end.
 
         Raises:
             CorruptFileError: the stream holds decompressed data after the object.
         """
-        if self._ahead is not None:  # a seekable source: the strict checks apply instead
-            self._ahead.close()
-            self._ahead = None
-            return None
-        self._dec.final = True
-        if self._buf_pos < len(self._buf) or self._dec.more(1):
+        if self._buf_pos < len(self._buf) or self._piece_pos < len(self._piece):
             raise self._dec._damaged("holds data after the object")
-        return self._dec.overread
+        if self._ahead is not None:
+            return self._finish_ahead()
+        dec = self._dec
+        dec.final = True
+        if dec.more(1):
+            raise dec._damaged("holds data after the object")
+        taken = dec.ended_at(self._given)
+        return None if taken is None else dec.taken - taken
+
+    def _finish_ahead(self) -> int:
+        """finish_stream, the helper thread decoding (a seekable source): it may have
+        gone on into the next stream, so the helper runs until the stream holding the
+        object has ended, and the input it read past that end is counted."""
+        ahead, dec, end = self._ahead, self._dec, self._given
+        assert ahead is not None
+        try:
+            while (taken := dec.ended_at(end)) is None:
+                try:
+                    ahead.next()
+                except CorruptFileError:
+                    # What followed the stream is not ours to judge: the next load's.
+                    if dec.ended_at(end) is None:
+                        raise
+                    continue
+                if dec.ended_at(end) is None:
+                    # The decoder notes a stream's end before it decodes what follows:
+                    # these bytes (or the decoder's end) come from the object's stream.
+                    raise dec._damaged("holds data after the object")
+        finally:
+            ahead.close()
+            self._ahead = None
+        return self._ahead_from + ahead.read_bytes - taken
 
     def close(self) -> None:
         if self._ahead is not None:
