@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 import arraypickle as ap
 from arraypickle._allowlist import normalize
 from arraypickle._scan import UNRESOLVED, BlockSource, OpcodeScanner, ScanError
+from checks import assert_same
 
 
 class Stub:
@@ -442,3 +443,30 @@ def test_a_joblib_wrapper_declaring_more_than_a_file_holds(tmp_path):
             ap.get_untrusted_types(source)
     with pytest.raises(ap.CorruptFileError):
         ap.load(path, safe=True)
+
+
+@pytest.mark.parametrize("compress", [0, "gzip", "xz"])
+def test_a_seekable_file_is_left_where_it_was_for_the_load(tmp_path, compress):
+    # Check, then load: objects back to back, compressed or not, a plain pickle last.
+    objs = [{"a": np.arange(300_000.0), "c": collections.Counter("ab")}, {"b": [1, 2]}]
+    path = tmp_path / "several.bin"
+    with open(path, "wb") as f:
+        for obj in objs:
+            ap.dump(obj, f, compress=compress)
+        pickle.dump(datetime.date(2021, 3, 4), f, protocol=5)
+    for f in (open(path, "rb"), io.BytesIO(path.read_bytes())):  # noqa: SIM115
+        with f:
+            for obj in objs:
+                at = f.tell()
+                names = ap.get_untrusted_types(f)
+                assert f.tell() == at
+                assert_same(ap.load(f, safe=True, trusted=names), obj)
+            at = f.tell()
+            assert ap.get_untrusted_types(f) == [] and f.tell() == at
+            assert ap.load(f, safe=True) == datetime.date(2021, 3, 4)
+    cut = ap.dumps(objs[0], compress=compress)
+    damaged = io.BytesIO(b"abc" + cut[: len(cut) // 2])
+    damaged.seek(3)
+    with pytest.raises(ap.CorruptFileError):  # a failed scan leaves it there too
+        ap.get_untrusted_types(damaged)
+    assert damaged.tell() == 3

@@ -228,8 +228,9 @@ def get_untrusted_types(
 
     Parameters:
         file: a path or URL (``s3://...``, as for :func:`arraypickle.load`), a
-            readable binary file object (read from its position; a stream that
-            cannot seek is consumed), or the bytes of a file.
+            readable binary file object (read from its position, and left there
+            when it can seek, so that a load can follow; a stream that cannot seek
+            is consumed), or the bytes of a file.
         trusted: names to treat as allowed, as for :func:`arraypickle.load`.
         storage_options: for a URL, options of its fsspec filesystem.
 
@@ -273,7 +274,13 @@ def get_untrusted_types(
         from ._errors import describe
 
         _check_binary(file, "reading")
-        return _scan_any(file, describe(file), registry, policy)
+        if not is_seekable(file):
+            return _scan_any(file, describe(file), registry, policy)
+        start = file.tell()
+        try:
+            return _scan_any(file, describe(file), registry, policy)
+        finally:
+            file.seek(start)
     raise InvalidArgumentError(
         "get_untrusted_types expects a filename, a readable binary file object or bytes, "
         f"{file!r} (type {type(file).__name__}) was given."
