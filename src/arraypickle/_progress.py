@@ -11,7 +11,9 @@ start with ``done == 0``, then each time ``done`` has grown by a step, and once 
 end of a successful call. The step is the larger of :data:`MIN_STEP` and 1/:data:`STEPS`
 of the total (of the bytes done so far when the total is unknown), so a file of any size
 and any number of records gets at most a few hundred calls (a few thousand for a
-terabyte of unknown size), and reported values only grow.
+terabyte of unknown size), and reported values only grow until the final one (a
+compressed load from a file object seeks back over what its decoder read past the
+object: the final ``done`` is where the object ends).
 
 ``progress=True`` shows a bar on stderr (tqdm's ``tqdm.auto``, so notebooks get their
 widget) for files over :data:`BAR_THRESHOLD` bytes; smaller files show nothing. When

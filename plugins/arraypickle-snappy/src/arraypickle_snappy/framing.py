@@ -121,14 +121,17 @@ class SnappyReader(io.RawIOBase):
     def _buffered(self, n: int) -> bool:
         return len(self._in) - self._in_pos >= n
 
-    def _next_complete(self, batch: list[bytes]) -> bool:
-        """Whether another chunk should join ``batch``: the first one is waited for;
-        later ones only if they are already read and not a stream identifier, so that
-        a reader never waits for input it does not need (a socket's sender may be
-        waiting for an answer) nor decodes a stream that follows its own."""
+    def _next_complete(self, batch: list[bytes], wanted: int) -> bool:
+        """Whether another chunk should join ``batch``, whose chunks decode to fewer
+        than ``wanted`` bytes so far: the first one is waited for; later ones only if
+        they are already read and not a stream identifier, so that a reader never
+        waits for input it does not need (a socket's sender may be waiting for an
+        answer) nor decodes a stream that follows its own. The format has no end mark:
+        no chunk is taken once ``wanted`` is covered, since the object may end there
+        and what follows it be the next one's (even if it looks like a chunk)."""
         if not batch:
             return self._have(4)
-        if len(batch) >= CHUNKS_PER_CALL or not self._buffered(4):
+        if wanted <= 0 or len(batch) >= CHUNKS_PER_CALL or not self._buffered(4):
             return False
         start = self._in_pos
         if self._in[start] == 0xFF:
@@ -138,11 +141,12 @@ class SnappyReader(io.RawIOBase):
         length = int.from_bytes(self._in[start + 1 : start + 4], "little")
         return self._buffered(4 + length)
 
-    def _next_chunks(self) -> bytes:
-        """Decompress the next few chunks; b'' at the end of the stream."""
+    def _next_chunks(self, wanted: int) -> bytes:
+        """Decompress the next few chunks, for ``wanted`` bytes at most unless one
+        chunk holds more; b'' at the end of the stream."""
         while True:
             batch: list[bytes] = []
-            while self._next_complete(batch):
+            while self._next_complete(batch, wanted):
                 start = self._in_pos
                 kind = self._in[start]
                 length = int.from_bytes(self._in[start + 1 : start + 4], "little")
@@ -162,9 +166,11 @@ class SnappyReader(io.RawIOBase):
                         raise self._corrupt("does not start with its stream identifier")
                     if length < 5 or length > MAX_CHUNK_DATA + 4:
                         raise self._corrupt(f"has a data chunk of bad length {length}")
-                    if kind == 0x00 and _varint(chunk, 8) > MAX_CHUNK_DATA:
+                    size = _varint(chunk, 8) if kind == 0x00 else length - 4
+                    if size > MAX_CHUNK_DATA:
                         raise self._corrupt("has a chunk of more than 64 KiB")
                     batch.append(chunk)
+                    wanted -= size
                 elif kind < 0x80:
                     raise self._corrupt(f"has a chunk of reserved type {kind:#04x}")
             if not batch:
@@ -196,7 +202,7 @@ class SnappyReader(io.RawIOBase):
         done = 0
         while done < len(view):
             if self._out_pos >= len(self._out):
-                self._out, self._out_pos = self._next_chunks(), 0
+                self._out, self._out_pos = self._next_chunks(len(view) - done), 0
                 if not self._out:
                     break
             take = min(len(view) - done, len(self._out) - self._out_pos)
