@@ -515,8 +515,8 @@ def finish_seekable(guarded: Guarded, reader: Any) -> int | None:
     """After the object's end, from a file object that can seek: end the read with
     the codec stream that held it, as :func:`finish_live` does, and return how many
     input bytes ``reader`` read past that stream's end (for the caller to seek back
-    over). None: ``reader`` cannot tell (no ``finish_stream``, or its answer), and the
-    stream is checked for trailing data instead."""
+    over). None: ``reader`` cannot tell (it has no ``finish_stream``, or that answers
+    None), and the stream is to be checked for trailing data instead."""
     finish = getattr(reader, "finish_stream", None)
     if finish is None:
         return None
