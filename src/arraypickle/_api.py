@@ -742,7 +742,10 @@ def _read(
             size=remaining_size(stream),
             piece=piece or (_CODEC_PIECE if inner else _FILE_PIECE),
             inner=inner,
-            live=opts.live is not None,
+            # From a file object, nothing past the object is asked of a decompressor:
+            # its stream must end there (a pipe's sender may wait; a seekable file
+            # may hold the next object after it).
+            live=opts.live is not None or (inner and opts.resume),
             policy=opts.policy,
             guard=opts.guard,
         )
