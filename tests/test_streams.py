@@ -467,38 +467,6 @@ def test_compressed_plain_pickles_from_a_kept_open_socket(codec, protocol):
         assert_same(out, obj)
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("codec", BUILTIN_CODECS)
-def test_compressed_plain_pickles_and_joblib_files_back_to_back_in_a_file(codec, threads):
-    # From a file object nothing past a pickle's STOP is asked of its decompressor, so
-    # its codec stream ends there and the next object (of any kind) loads after it.
-    joblib = pytest.importorskip("joblib")
-    big = {"a": np.arange(300_000) / 7, "b": sample(4)}  # 2.4 MB: decoded ahead (threads=2)
-    out = io.BytesIO()
-    ends = []
-    for part in (
-        _compressed_pickle(big, codec, 5),
-        _compressed_pickle([1, "two"], codec, 2),
-        ap.dumps(sample(1), compress=codec),
-    ):
-        out.write(part)
-        ends.append(out.tell())
-    joblib.dump(big, out, compress=(codec, 1))
-    ends.append(out.tell())
-    joblib.dump(sample(2), out, compress="gzip")
-    ends.append(out.tell())
-    out.seek(0)
-    for obj, end in zip([big, [1, "two"], sample(1), big, sample(2)], ends, strict=True):
-        assert_same(ap.load(out, threads=threads), obj)
-        assert out.tell() == end
-    # Data after the pickle inside its own codec stream is still refused.
-    import gzip
-
-    junk = io.BytesIO(gzip.compress(pickle.dumps([1]) + b"junk", 1))
-    with pytest.raises(CorruptFileError, match="holds data after the object"):
-        ap.load(junk)
-
-
 @pytest.mark.parametrize("compress", [0, *BUILTIN_CODECS])
 def test_joblib_files_from_a_kept_open_socket(compress):
     joblib = pytest.importorskip("joblib")

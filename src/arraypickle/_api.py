@@ -742,10 +742,7 @@ def _read(
             size=remaining_size(stream),
             piece=piece or (_CODEC_PIECE if inner else _FILE_PIECE),
             inner=inner,
-            # From a file object, nothing past the object is asked of a decompressor:
-            # its stream must end there (a pipe's sender may wait; a seekable file
-            # may hold the next object after it).
-            live=opts.live is not None or (inner and opts.resume),
+            live=opts.live is not None,
             policy=opts.policy,
             guard=opts.guard,
         )
