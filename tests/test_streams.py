@@ -560,3 +560,15 @@ def test_short_reads_adapter():
         assert src.read(0) == b""
         os.close(w)
         assert src.read(5) == b""
+
+
+def test_zero_padding_after_a_stream_is_left_in_a_file_object():
+    # xz allows zero padding after a stream: skipped by path and from bytes (as xz -d
+    # does); from a file object it stays, and a further load names where it is.
+    blob = ap.dumps([1, 2], compress="xz") + bytes(8)
+    assert ap.loads(blob) == [1, 2]
+    f = io.BytesIO(blob)
+    assert ap.load(f) == [1, 2]
+    at = f.tell()
+    with pytest.raises(CorruptFileError, match=f"first bytes at offset {at}: 00 00"):
+        ap.load(f)

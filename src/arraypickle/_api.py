@@ -725,7 +725,8 @@ def _read(
         return _read_compressed(stream, name, codec, registry, opts)
     if not head:
         raise EmptyFileError(f"{name}: the file is empty")
-    check_unrecognised(head, name)
+    # From a file object holding several objects, where this one was to start.
+    check_unrecognised(head, name, 0 if inner else _position(stream) or 0)
     # A pickle, possibly joblib's (arrays after their wrappers; warns for mmap_mode
     # when none could be mapped). Under safe loading it is scanned first.
     close = None

@@ -78,17 +78,20 @@ def could_start_pickle(head: bytes) -> bool:
     return head[0] in _PICKLE_STARTS
 
 
-def check_unrecognised(head: bytes, name: str) -> None:
-    """Raise unless ``head``, which matched no known magic, may start a plain pickle."""
+def check_unrecognised(head: bytes, name: str, at: int = 0) -> None:
+    """Raise unless ``head``, which matched no known magic, may start a plain pickle;
+    ``at``: its offset in the file (0 where not known: a stream's, counted from the
+    load's first byte)."""
+    where = f"offset {at}"
     if damaged_magic(head):
         raise CorruptFileError(
-            f"{name}: the container header is damaged or truncated at offset 0 "
+            f"{name}: the container header is damaged or truncated at {where} "
             f"(first bytes {head[:8].hex(' ')}; expected {fmt.MAGIC.hex(' ')})"
         )
     if not could_start_pickle(head):
         raise CorruptFileError(
             f"{name}: not an arraypickle file, a stream of a known codec, or a pickle "
-            f"(first bytes at offset 0: {head[:8].hex(' ')}; a damaged header?)"
+            f"(first bytes at {where}: {head[:8].hex(' ')}; a damaged header?)"
         )
 
 
