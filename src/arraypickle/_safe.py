@@ -274,13 +274,12 @@ def get_untrusted_types(
         from ._errors import describe
 
         _check_binary(file, "reading")
-        if not is_seekable(file):
-            return _scan_any(file, describe(file), registry, policy)
-        start = file.tell()
+        start = file.tell() if is_seekable(file) else None
         try:
             return _scan_any(file, describe(file), registry, policy)
         finally:
-            file.seek(start)
+            if start is not None:
+                file.seek(start)
     raise InvalidArgumentError(
         "get_untrusted_types expects a filename, a readable binary file object or bytes, "
         f"{file!r} (type {type(file).__name__}) was given."

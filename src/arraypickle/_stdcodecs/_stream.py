@@ -321,11 +321,11 @@ class DecompressReader(io.RawIOBase):
                     # What followed the stream is not ours to judge: the next load's.
                     if dec.ended_at(end) is None:
                         raise
-                    continue
-                if dec.ended_at(end) is None:
-                    # The decoder notes a stream's end before it decodes what follows:
-                    # these bytes (or the decoder's end) come from the object's stream.
-                    raise dec._damaged("holds data after the object")
+                else:
+                    if dec.ended_at(end) is None:
+                        # The decoder notes a stream's end before it decodes what
+                        # follows: these bytes (or its end) come from the object's stream.
+                        raise dec._damaged("holds data after the object")
         finally:
             ahead.close()
             self._ahead = None
