@@ -233,14 +233,23 @@ def test_the_walks_that_read_no_payload_refuse_what_the_load_refuses(size, tmp_p
     assert run_cli(capsys, "info", str(path))[0] == 0
 
 
-def test_records_after_end_and_buffers_never_used():
+def test_records_after_end_and_buffers_never_used(tmp_path, capsys):
     opcodes = b"\x80\x05K\x01."
     unused = container((B, 0, 4, b"abcd"), (P, 0, len(opcodes), opcodes))
     with pytest.raises(CorruptFileError, match="buffers were never used"):
         ap.loads(unused)
     twice = container((P, 0, 3, opcodes[:3]), (P, 0, 2, opcodes[3:]), (P, 0, 1, b"."))
+    empty_after = container((P, 0, len(opcodes), opcodes), (P, 0, 0, b""))
+    for crafted in (twice, empty_after):
+        with pytest.raises(CorruptFileError, match=r"a pickle record \(P\) follows the one"):
+            ap.loads(crafted)
+        with pytest.raises(CorruptFileError, match=r"a pickle record \(P\) follows the one"):
+            ap.loads(crafted, safe=True)
+        (tmp_path / "crafted.ap").write_bytes(crafted)
+        code, _out, err = run_cli(capsys, "verify", str(tmp_path / "crafted.ap"))
+        assert code != 0 and "a pickle record (P) follows the one" in err
     with pytest.raises(CorruptFileError, match="opcodes follow the pickle STOP"):
-        ap.loads(twice)
+        ap.loads(container((P, 0, len(opcodes) + 1, opcodes + b".")))
 
 
 def test_crafted_opcodes_with_valid_checksums_raise_corrupt():

@@ -57,6 +57,9 @@ _unpack_trailer = fmt.TRAILER.unpack_from
 _digest = fmt.digest
 _TRAILER_SIZE = fmt.TRAILER.size
 _ZERO_PADS = [bytes(n) for n in range(fmt.ALIGNMENT)]
+# The P record holding STOP is the last one; another, even an empty one, is not the
+# writer's (its record checks pass, so only a crafted file has it).
+_P_AFTER_STOP = "a pickle record (P) follows the one that ends with the pickle STOP"
 
 
 class Unpickler(pickle.Unpickler):
@@ -642,12 +645,12 @@ class ContainerReader:
 
     def _finish(self, stream: OpcodeStream) -> None:
         """After the pickle's STOP: read up to END, which nothing but records may precede."""
-        if stream.remaining() or self._opcodes:
+        if stream.remaining():
             raise self.corrupt("opcodes follow the pickle STOP")
-        while not self._ended:
+        while not self._opcodes and not self._ended:
             self._next_record()
-            if self._opcodes:
-                raise self.corrupt("opcodes follow the pickle STOP")
+        if self._opcodes:
+            raise self.corrupt(_P_AFTER_STOP)
         if self._indexed or self._next:
             raise self.corrupt(f"{len(self._indexed) + len(self._next)} buffers were never used")
 
@@ -672,10 +675,10 @@ class ContainerReader:
                 raise self.corrupt(f"the pickle stream is invalid: {exc}") from None
             if after_stop:
                 raise self.corrupt("opcodes follow the pickle STOP")
-        while not self._ended:
+        while not self._opcodes and not self._ended:
             self._next_record()
-            if self._opcodes:
-                raise self.corrupt("opcodes follow the pickle STOP")
+        if self._opcodes:
+            raise self.corrupt(_P_AFTER_STOP)
         if walker.next_buffers != self._flagged:
             raise self.corrupt(
                 f"the pickle takes {walker.next_buffers} buffers in order (NEXT_BUFFER), "
