@@ -83,22 +83,22 @@ def test_blocked_plugin():
 def test_plugin_that_fails_to_import(tmp_path):
     make_distribution(tmp_path, "arraypickle-broken", "broken", BROKEN)
     done = run_cli("plugins", env=with_path(tmp_path))
-    assert done.returncode == 0, done.stderr
+    # Exit 1: a script checking an environment learns that a plugin failed.
+    assert done.returncode == 1, done.stderr
     # The warning names the plugin and its distribution; the rest still works.
     assert "'broken' (arraypickle-broken) failed to load" in done.stderr
     row = next(line for line in done.stdout.splitlines() if line.startswith("broken "))
     assert row.split()[:4] == ["broken", "arraypickle-broken", "1.0", "failed:"]
     assert "ImportError: the fake library this plugin needs is missing" in row
     assert any(line.split()[:2] == ["codec", "gzip"] for line in done.stdout.splitlines())
-    rows = {
-        r["name"]: r
-        for r in json.loads(run_cli("plugins", "--json", env=with_path(tmp_path)).stdout)
-    }
+    as_json = run_cli("plugins", "--json", env=with_path(tmp_path))
+    assert as_json.returncode == 1
+    rows = {r["name"]: r for r in json.loads(as_json.stdout)}
     assert rows["broken"]["status"] == "failed"
     assert rows["broken"]["reason"].startswith("ImportError")
     # Warnings as errors: the command that explains the failure still runs.
     strict = run_cli("plugins", env={**with_path(tmp_path), "PYTHONWARNINGS": "error"})
-    assert strict.returncode == 0, strict.stderr
+    assert strict.returncode == 1, strict.stderr
     assert "failed to load" in strict.stderr and "broken " in strict.stdout
 
 
@@ -160,3 +160,25 @@ def test_blocked_plugins_are_not_called_missing():
 def test_in_process_main(capsys, fresh_registry):
     assert main(["plugins"]) == 0
     assert "codec zlib" in capsys.readouterr().out
+
+
+def test_the_table_widens_for_long_codec_names_and_magics():
+    from arraypickle._cli.plugins import _table
+
+    def row(name, codecs):
+        return {"name": name, "distribution": "d", "version": "1", "status": "loaded",
+                "reason": None, "wrappers": [], "codecs": codecs}  # fmt: skip
+
+    def codec(name, magic, exts):
+        return {"name": name, "magic": magic.hex(), "extensions": exts,
+                "default_level": 3, "parallel": False}  # fmt: skip
+
+    lines = _table([
+        row("a", [codec("xdeflate_long", b"XDF1", [".xdf"])]),
+        row("b", [codec("z", bytes(12), [".tar.zz", ".zz"])]),
+    ])  # fmt: skip
+    codec_lines = [line for line in lines if "codec " in line]
+    # Every column starts at the same place on every line.
+    for word in ("magic", "default"):
+        assert len({line.index(word) for line in codec_lines}) == 1, codec_lines
+    assert len({line.index(".") for line in codec_lines}) == 1, codec_lines

@@ -1,7 +1,12 @@
-"""The conformance kit (arraypickle.testing) run against the five built-in codecs."""
+"""The conformance kit (arraypickle.testing) run against the five built-in codecs, and
+against a codec with only the required members (no ``readinto``, no ``finish_stream``)."""
 
 from __future__ import annotations
 
+import io
+import zlib
+
+from arraypickle.codec import Codec, CompressWriter, DecompressReader, Inflater, skip_magic
 from arraypickle.testing import STDLIB_TOOLS, CodecConformance
 
 
@@ -28,3 +33,38 @@ class TestLzmaConformance(CodecConformance):
 class TestXzConformance(CodecConformance):
     codec = "xz"
     tool = STDLIB_TOOLS["xz"]
+
+
+class _ReadOnly(io.RawIOBase):
+    """A reader implementing ``read`` alone (its ``readinto`` is io's, which raises)."""
+
+    def __init__(self, inner: DecompressReader) -> None:
+        super().__init__()
+        self._inner = inner
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        return self._inner.read(size)
+
+
+class _Minimal(Codec):
+    """Raw deflate behind a magic, read with ``read`` alone and no ``finish_stream``:
+    the kit reads it as arraypickle does, and skips what needs ``finish_stream``."""
+
+    name, magic, extensions = "minimal", b"MIN1", (".min",)
+
+    def open_writer(self, fileobj, level):
+        compressor = zlib.compressobj(level, zlib.DEFLATED, -15)
+        return CompressWriter(fileobj, compressor, magic=self.magic)
+
+    def open_reader(self, fileobj):
+        skip_magic(fileobj, self.magic, self.name)
+        return _ReadOnly(
+            DecompressReader(fileobj, lambda: Inflater(-15), codec=self.name, multistream=False)
+        )
+
+
+class TestMinimalCodecConformance(CodecConformance):
+    codec = _Minimal()

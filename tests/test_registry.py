@@ -363,8 +363,8 @@ def test_skip_magic_takes_short_reads_and_names_what_it_found():
 
 @pytest.mark.parametrize(
     "returned",
-    ['["not a codec"]', "[Codec(magic='str')]", "[Codec(extensions=['.x'])]"],
-    ids=["str", "str-magic", "list-extensions"],
+    ['["not a codec"]', "[Codec(magic='str')]", "[Codec(extensions=['.x'])]", "None"],
+    ids=["str", "str-magic", "list-extensions", "none"],
 )
 def test_a_malformed_codec_spoils_only_its_plugin(distribution, returned):
     source = (
@@ -382,7 +382,9 @@ def test_a_malformed_codec_spoils_only_its_plugin(distribution, returned):
     assert "ok" in codecs and "gzip" in codecs and "fine" not in codecs
     same(ap.loads(ap.dumps(OBJ, compress="gzip")))
     info = {p.name: p for p in _plugins.get_registry().plugins}["bad"]
-    assert info.status == "failed" and "must" in info.reason
+    # None (a forgotten return) says so, rather than registering nothing silently.
+    expected = "returned None (return [] to provide none)" if returned == "None" else "must"
+    assert info.status == "failed" and expected in info.reason
 
 
 def test_a_plugin_is_registered_whole_or_not_at_all(distribution):
@@ -605,6 +607,14 @@ def test_a_file_of_a_codec_pushed_out_by_force_says_so(fresh_registry, how):
         ap.register_codec(PlainCodec("mygz", b"MYGZ", (".gz",)), force=True)
     with pytest.raises(ap.UnknownCodecError, match=r"register_codec\(\.\.\., force=True\)"):
         ap.loads(data)
+    if how == "extension":  # the dump side says so too, not "disabled"
+        with pytest.raises(ap.UnknownCodecError, match=r"replaced in this process"):
+            ap.dumps(OBJ, compress="gzip")
+
+
+def test_an_extension_conflict_names_the_extension(fresh_registry):
+    with pytest.raises(ap.PluginConflictError, match=r"claim the same extension \.gz;"):
+        ap.register_codec(PlainCodec("mygz", b"MYGZ", (".mine", ".GZ")))
 
 
 def test_a_codec_of_a_missing_plugins_name_does_not_hide_the_install_hint(monkeypatch):

@@ -203,11 +203,12 @@ class Registry:
             related = known.magic.startswith(codec.magic) or codec.magic.startswith(known.magic)
             if related and codec.name != name and name not in self.codecs:
                 found.append((known, f"magic {codec.magic.hex(' ')}, that of {name!r}"))
+        mine = {e.lower() for e in codec.extensions}
         for other in self.codecs.values():
             if other.name == codec.name:
                 found.append((other, f"name {codec.name!r}"))
-            elif {e.lower() for e in other.extensions} & {e.lower() for e in codec.extensions}:
-                found.append((other, "extension"))
+            elif shared := mine & {e.lower() for e in other.extensions}:
+                found.append((other, f"extension {', '.join(sorted(shared))}"))
             elif other.magic.startswith(codec.magic) or codec.magic.startswith(other.magic):
                 found.append((other, f"magic {codec.magic.hex(' ')} / {other.magic.hex(' ')}"))
         return found
@@ -327,6 +328,8 @@ def codec_choices(registry: Registry, exclude: object = None) -> str:
 
 def unknown_codec_message(registry: Registry, name: object) -> str:
     known = {**builtin_codecs(), **KNOWN_CODECS}.get(name) if isinstance(name, str) else None
+    if known is not None and name in registry._replaced:
+        known = replace(known, replaced=True)  # pushed out by another codec's force=True
     hint = f": {known.hint(name)}" if known else ""
     return f"unknown codec {name!r}{hint}. {codec_choices(registry, exclude=name)}"
 
@@ -600,7 +603,12 @@ def _collect(
         if kind is None or impl is None:
             continue
         try:
-            items = list(impl.function() or ())
+            items = impl.function()
+            if items is None:
+                # A forgotten ``return`` would register nothing without a word.
+                _fail(info, f"{caller.name} returned None (return [] to provide none)", warn=warn)
+                return
+            items = list(items)
         except Exception as exc:
             _fail(info, f"{caller.name} raised {exc!r}", warn=warn)
             return

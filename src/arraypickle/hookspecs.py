@@ -27,7 +27,9 @@ hookimpl = pluggy.HookimplMarker("arraypickle")
 
 @hookspec
 def arraypickle_register_codecs() -> Iterable[Any]:
-    """Return the codecs this plugin provides.
+    """Return the codecs this plugin provides (an iterable; ``[]`` for none: a hook
+    returning None fails the plugin, as a forgotten ``return`` would otherwise
+    register nothing without a word).
 
     Each codec is an object with ``name``, ``magic``, ``extensions``,
     ``open_writer(fileobj, level)`` and ``open_reader(fileobj)``; see
@@ -45,7 +47,8 @@ def arraypickle_register_codecs() -> Iterable[Any]:
 
 @hookspec
 def arraypickle_register_wrappers() -> Iterable[Any]:
-    """Return the array wrappers this plugin provides.
+    """Return the array wrappers this plugin provides (an iterable; ``[]`` for none,
+    never None).
 
     Each wrapper is an object with ``name``, ``types``, ``expose(obj)`` and
     ``rebuild(meta, buffers)``; see :mod:`arraypickle.wrapper` for the contract.

@@ -6,8 +6,10 @@ in hex, extensions, default level, whether it takes ``threads``) and array wrapp
 the known codecs that are not installed with the command that installs them. ``--json``
 prints the plugins as a list of objects. The registry is surveyed afresh, recording
 conflicts instead of raising them: a plugin that conflicts with one before it shows as
-``failed: conflict: ...`` and the command exits with 1, since ``dump`` and ``load``
-raise :class:`arraypickle.PluginConflictError` until the conflict is settled.
+``failed: conflict: ...``, since ``dump`` and ``load`` raise
+:class:`arraypickle.PluginConflictError` until the conflict is settled. The command exits
+with 1 when any plugin failed (a conflict, an import error, a malformed hook result), so
+that a script can check an environment; blocked plugins are not failures.
 """
 
 from __future__ import annotations
@@ -88,6 +90,11 @@ def _table(rows: list[dict[str, Any]]) -> list[str]:
     cells = [(r["name"], r["distribution"], r["version"], r["status"] + _reason(r)) for r in rows]
     widths = [max(len(c[i]) for c in [head, *cells]) for i in range(3)]
     indent = " " * (widths[0] + 2)
+    codecs = [c for row in rows for c in row["codecs"]]
+    # Columns as wide as their longest entry (a third party's name may be long).
+    name_w = max([7, *(len(c["name"]) for c in codecs)])
+    magic_w = max([29, *(len(c["magic"]) * 3 // 2 for c in codecs)])
+    ext_w = max([7, *(len(" ".join(c["extensions"])) for c in codecs)])
 
     def line(cols: tuple[str, ...]) -> str:
         return "  ".join(c.ljust(w) for c, w in zip(cols[:3], widths, strict=True)) + "  " + cols[3]
@@ -101,7 +108,10 @@ def _table(rows: list[dict[str, Any]]) -> list[str]:
             extra = f"default level {codec['default_level']}"
             if codec["parallel"]:
                 extra += ", threads"
-            out.append(f"{indent}codec {codec['name']:<7} magic {magic:<29}  {exts:<7} {extra}")
+            out.append(
+                f"{indent}codec {codec['name']:<{name_w}} magic {magic:<{magic_w}}  "
+                f"{exts:<{ext_w}} {extra}"
+            )
         for wrapper in row["wrappers"]:
             out.append(f"{indent}array wrapper {wrapper}")
     return out
@@ -120,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
         warnings.simplefilter("default")
         registry = _plugins.survey()
     rows = describe(registry)
-    status = 1 if registry.conflicts else 0
+    status = 1 if any(r["status"] == "failed" for r in rows) else 0
     if args.json:
         print(json.dumps(rows, indent=2))
         return status
