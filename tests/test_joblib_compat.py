@@ -318,6 +318,35 @@ def test_zf_checks_its_length_when_the_pickle_ends_on_a_read_boundary(total, tmp
             ap.load(path)
 
 
+def test_a_damaged_length_in_a_zf_file_claims_memory_only_as_data_arrives():
+    # A BINUNICODE declaring 1.4 GB inside a ZF file read through read() alone: the
+    # unpickler asks for all of it at once; it was allocated (and zeroed) up front.
+    import struct
+    import tracemalloc
+    import zlib
+
+    raw = b"\x80\x02X" + struct.pack("<I", 1_400_000_000) + b"x" * 5000
+    data = b"ZF" + f"0x{len(raw):x}".encode().ljust(19) + zlib.compress(raw)
+
+    class ReadOnly:
+        def __init__(self, blob: bytes) -> None:
+            self._f = io.BytesIO(blob)
+
+        def read(self, n: int = -1) -> bytes:
+            return self._f.read(n)
+
+    tracemalloc.start()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            with pytest.raises(ap.CorruptFileError):
+                ap.load(ReadOnly(data))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 32 << 20, peak
+
+
 def test_data_after_a_compressed_object_is_corrupt():
     import gzip
 

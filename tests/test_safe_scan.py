@@ -470,3 +470,17 @@ def test_a_seekable_file_is_left_where_it_was_for_the_load(tmp_path, compress):
     with pytest.raises(ap.CorruptFileError):  # a failed scan leaves it there too
         ap.get_untrusted_types(damaged)
     assert damaged.tell() == 3
+
+
+@pytest.mark.parametrize("length", [2**62, 2**63 + 5, 2**64 - 1])
+def test_a_length_no_file_holds_is_refused_by_the_scan(tmp_path, length):
+    # The scan seeks past big data in a seekable file: a damaged 8-byte length made
+    # the seek raise OSError, OverflowError or ValueError, outside the library's errors.
+    import struct
+
+    data = b"\x80\x05\x8e" + struct.pack("<Q", length) + b"xyz."
+    path = tmp_path / "long.pkl"
+    path.write_bytes(data)
+    for source in (data, io.BytesIO(data), path):
+        with pytest.raises(ap.CorruptFileError, match="truncated"):
+            ap.get_untrusted_types(source)

@@ -194,7 +194,11 @@ def checked_plain(stream: Any, file: str, policy: Policy) -> tuple[Any, Any]:
 
 def _seeker(stream: Any) -> Callable[[int], None]:
     def skip(n: int) -> None:
-        stream.seek(n, os.SEEK_CUR)
+        try:
+            stream.seek(n, os.SEEK_CUR)
+        except (OSError, OverflowError, ValueError):
+            # A length no file holds (2**63 from 8 bytes of damage): past the end.
+            raise ScanError(f"truncated: data of {n:,} bytes runs past the end") from None
 
     return skip
 
