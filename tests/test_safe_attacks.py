@@ -19,6 +19,7 @@ import os
 import pickle
 import struct
 import subprocess
+import sys
 import zlib
 
 import numpy as np
@@ -567,3 +568,133 @@ def test_an_inherited_classmethod_is_trusted_as_the_object_pickle_names():
     names = ap.get_untrusted_types(data)
     assert names == [f"{__name__}._Derived", f"{__name__}._Derived.make"]
     assert type(ap.loads(data, trusted=[_Derived, _Derived.make])) is _Derived
+
+
+# -- nesting that would overflow the C stack when hashed ------------------------------
+
+# Python's tuple hash (and, from 3.12, slice hash) recurses in C without a depth check:
+# some 100,000 levels, a byte each, kill the process (SIGSEGV) when hashed as a dict
+# key or a set item. The scan refuses nesting past NEST_MAX however it is built, so
+# neither it (get_untrusted_types hashes dict-literal keys too) nor the load hashes one.
+DEEP = 200_000  # enough to crash
+OVER = 3000  # enough to be refused
+NONE, DICT_, SETITEM, EMPTY_SET, ADDITEMS = b"N", b"}", b"s", b"\x8f", b"\x90"
+FROZENSET, EMPTY_LIST, APPEND, BINPUT = b"\x91", b"]", b"a", b"q"
+
+
+def _keyed(value: bytes) -> bytes:
+    """``{value: None}``: the load hashes ``value``."""
+    return PROTO4 + DICT_ + value + NONE + SETITEM + STOP
+
+
+def _called_chain(func: bytes, wrap: bytes, levels: int) -> bytes:
+    """``v = None``, then ``levels`` times ``v = func(<wrap of v>)``, with func in memo 0
+    and v passed through memo 1: a few bytes a level."""
+    out = func + BINPUT + b"\x00" + POP + NONE
+    step = BINPUT + b"\x01" + POP + _binget(0) + wrap + TUPLE1 + REDUCE
+    return out + step * levels
+
+
+DEEP_SHAPES = {
+    "tuple1-as-dict-key": _keyed(NONE + TUPLE1 * DEEP),
+    "tuple1-under-a-numpy-dtype-name": (
+        PROTO4 + g("numpy", "dtype") + POP + DICT_ + NONE + TUPLE1 * OVER + NONE + SETITEM + STOP
+    ),
+    "tuple1-in-a-set": PROTO4 + EMPTY_SET + MARK + NONE + TUPLE1 * OVER + ADDITEMS + STOP,
+    "tuple1-in-a-frozenset": PROTO4 + MARK + NONE + TUPLE1 * OVER + FROZENSET + STOP,
+    "tuple-of-a-list": _keyed(
+        _called_chain(g("builtins", "tuple"), EMPTY_LIST + _binget(1) + APPEND, OVER)
+    ),
+    "tuple-of-a-deque": _keyed(
+        _called_chain(
+            g("builtins", "tuple"),
+            g("collections", "deque") + EMPTY_LIST + _binget(1) + APPEND + TUPLE1 + REDUCE,
+            OVER,
+        )
+    ),
+    "slices": _keyed(_called_chain(g("builtins", "slice"), _binget(1), OVER)),
+    # Tuples of over LITERAL_MAX items, which the scan does not keep, on the way.
+    "through-long-tuples": _keyed(
+        NONE
+        + (BINPUT + b"\x01" + POP + MARK + _binget(1) + NONE * 70_000 + TUPLE + TUPLE1 * 300) * 4
+    ),
+}
+
+
+def test_nesting_deeper_than_pickle_writes_is_refused_without_a_crash():
+    # In a child process: were a payload to get through, the crash would take it down,
+    # not the test run. Each is refused by the scan alone and by a safe load, whole
+    # and gzipped; what the refusal names is the nesting.
+    script = (
+        "import gzip, pickle, sys, arraypickle as ap\n"
+        "for name, data in pickle.load(sys.stdin.buffer).items():\n"
+        "    for blob in (data, gzip.compress(data, 1)):\n"
+        "        for run in (ap.get_untrusted_types, lambda b: ap.loads(b, safe=True)):\n"
+        "            try:\n"
+        "                run(blob)\n"
+        "            except ap.CorruptFileError as exc:\n"
+        "                assert 'nested more than 1000 deep' in str(exc), (name, exc)\n"
+        "            else:\n"
+        "                raise AssertionError(name + ' was not refused')\n"
+        "print('refused all')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        input=pickle.dumps(DEEP_SHAPES),
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, (done.returncode, done.stderr.decode()[-2000:])
+    assert b"refused all" in done.stdout
+
+
+def test_nesting_that_picklers_write_still_loads():
+    value = None
+    for _ in range(900):  # under the default recursion limit: what pickle.dumps writes
+        value = (value,)
+    obj = {value: 1, "slices": slice(1, (2, (3,))), "t": tuple([(1, (2,))] * 3)}
+    for data in (pickle.dumps(obj, protocol=2), ap.dumps(obj)):
+        assert ap.get_untrusted_types(data) == []
+        assert ap.loads(data, safe=True) == obj
+
+
+def test_a_negative_memo_index_is_refused_by_the_scan():
+    for data in (b"\x80\x02Np-1\n.", b"\x80\x02K\x01\x94Np-1\n0h\x00."):
+        with pytest.raises(ap.CorruptFileError, match="negative index"):
+            ap.get_untrusted_types(data)
+        with pytest.raises(ap.CorruptFileError):
+            ap.loads(data, safe=True)
+
+
+def test_an_encoding_is_never_looked_up_by_the_files_choice():
+    # str(b, enc), bytes(s, enc), bytearray(s, enc): any encoding but the few Python
+    # decodes directly is looked up, importing encodings.<name> (and asking every codec
+    # search function the program registered): a module of the file's choosing.
+    import sys
+
+    sys.modules.pop("encodings.bz2_codec", None)
+    for func, text in (("str", b"abc"), ("bytes", "abc"), ("bytearray", "abc")):
+        arg = s(text) if isinstance(text, str) else b"C\x03" + text
+        for encoding in ("bz2_codec", "l1", "rot13"):
+            data = PROTO4 + call(g("builtins", func), arg, s(encoding)) + STOP
+            with pytest.raises(ap.CorruptFileError, match=f"encoding '{encoding}'"):
+                ap.loads(data, safe=True)
+    assert "encodings.bz2_codec" not in sys.modules
+    # What picklers write (bytearray and bytes at protocols 0-2) still loads.
+    for obj in (bytearray(b"a\x00\xff"), b"a\x00\xff", "text"):
+        for protocol in (0, 1, 2):
+            assert ap.loads(pickle.dumps(obj, protocol=protocol), safe=True) == obj
+
+
+def test_a_huge_range_is_never_handed_to_a_call():
+    # deque(range(10**15), 0): 68 bytes, iterated in C for months, deaf to signals.
+    ranged = call(g("builtins", "range"), b"L1000000000000000L\n")
+    for func, more in (("collections", "deque"), ("builtins", "set"), ("builtins", "tuple")):
+        extra = b"J\x00\x00\x00\x00" if func == "collections" else b""
+        data = PROTO4 + call(g(func, more), ranged, extra) + STOP
+        with pytest.raises(ap.CorruptFileError, match="a range of over 4,294,967,296 items"):
+            ap.loads(data, safe=True)
+    # A range as a value, however long, is only three ints.
+    obj = [range(10**15), range(-(10**30), 10**30, 7)]
+    assert ap.loads(pickle.dumps(obj), safe=True) == obj

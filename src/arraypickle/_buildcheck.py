@@ -395,12 +395,30 @@ def _copied_bytes(name: str, args: Any, kwargs: Any = None) -> None:
     if type(args) is not tuple or kwargs:
         raise Refused(f"a call of {name} with arguments the scan cannot see")
     textual = allowed().get(name) in (str, np.str_)
+    if len(args) > 1:
+        _known_encoding(name, args[1])
     if not args or (textual and len(args) == 1):
         return  # str(x) formats x; it reads no memory
     first = args[0]
     if _is_bytes(first) or type(first) in (int, bool, tuple, BuiltList):
         return
     raise Refused(f"a call of {name} over {brief(first)}, whose memory the scan cannot see")
+
+
+# Encodings Python decodes and encodes without looking them up (picklers write
+# bytearray(str, 'latin-1') at protocols 0-2). Any other name goes to the codec
+# registry, which imports ``encodings.<name>`` (and asks every search function a
+# program registered): a module of the file's choosing.
+_ENCODINGS = frozenset({"utf-8", "utf8", "latin-1", "latin1", "iso-8859-1", "ascii"})
+
+
+def _known_encoding(name: str, encoding: Any) -> None:
+    if type(encoding) is not str or encoding.lower().replace("_", "-") not in _ENCODINGS:
+        raise Refused(
+            f"a call of {name} with the encoding {brief(encoding)}: only "
+            f"{', '.join(sorted(_ENCODINGS))} (another is looked up, importing a module "
+            "the file names)"
+        )
 
 
 def _reconstructor(name: str, args: Any, kwargs: Any = None) -> None:

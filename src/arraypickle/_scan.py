@@ -39,6 +39,7 @@ import os
 import pickletools
 import re
 import struct
+import sys
 import zlib
 from collections.abc import Callable, Iterable
 from itertools import repeat
@@ -69,6 +70,7 @@ from ._scanvalues import (
     BuiltList,
     GlobalRef,
     Made,
+    Nested,
     ScanError,
     brief,
 )
@@ -96,6 +98,20 @@ SPARSE_MEMO_MAX = 1 << 20
 # Python step, and data holds big dicts.
 LITERAL_MAX = 1 << 16
 DICT_MAX = 4096
+# Tuples (and slices, from Python 3.12) hash their items recursively in C, with no
+# depth check: a tuple nested some 100,000 deep (one TUPLE1 opcode a level, 150 KB)
+# overflows the C stack when it is hashed as a dict key or a set item, and the process
+# dies, in the scan as in the load. No pickler writes nesting deeper than Python's
+# recursion limit (1000 by default: save() recurses once a level), so the scan refuses
+# tuples nested deeper than this, however they are made: literals, tuple(x) of any x
+# (a list's items, a deque's...), copyreg's _reconstructor over tuple, slice().
+NEST_MAX = 1000
+# A range is lazy, and pickles as range(start, stop, step); a call given one iterates
+# it, in C: collections.deque(range(10**15), 0) runs for months from 68 bytes. No
+# object pickle writes hands a constructor a range this long.
+RANGE_ITEMS_MAX = 1 << 32
+# Calls whose result is a tuple of the items of their argument.
+_TUPLE_MAKERS = frozenset({"builtins.tuple"})
 # Runs of BININT/BININT2 up to this long are decoded (a shape has at most 64 sizes).
 INT_RUN_MAX = 64
 LINE_MAX = 1 << 20
@@ -484,6 +500,13 @@ class OpcodeScanner:
         #: The first state or call safe loading refuses (see :mod:`._buildcheck`).
         self.refused: Refused | None = None
         self._walks = WalkBudget()
+        # Tuples nesting others, with how deep (see NEST_MAX): id -> (tuple, depth).
+        # Each is held, so its id stays its own; those the walk dropped are pruned.
+        self._nests: dict[int, tuple[Any, int]] = {}
+        self._prune_at = _PRUNE_MIN
+        # The deepest nesting made so far: the bound for what a container the walk
+        # does not follow (a deque, a dict's keys) may hold.
+        self._deepest = 0
         # getattr globals the current scan pushed (also again from the memo) and has
         # not read as an attribute of a global: getattr itself is listed if any remain
         self._getattrs = 0
@@ -665,6 +688,8 @@ class OpcodeScanner:
                         i += n
                 if len(stack) <= fence:
                     raise ScanError(f"{opname} with an empty stack")
+                if idx < 0:  # memo[-1] would overwrite an entry; the unpickler refuses it
+                    raise ScanError(f"{opname} with a negative index ({idx})")
                 if idx > len(memo) + MEMO_SKIP_MAX:
                     raise ScanError(
                         f"{opname} {idx} with {len(memo)} memo entries stored (the "
@@ -715,17 +740,20 @@ class OpcodeScanner:
                         self._check_items(stack[-1], opname, count)
                     if type(stack[-1]) is BuiltList:
                         stack[-1].count += len(items)
+                        self._holds(stack[-1], items)
                 elif opname == "TUPLE":
-                    stack.append(_literal_tuple(items))
+                    stack.append(self._tuple(items, opname, count))
                 elif opname == "LIST":
-                    stack.append(BuiltList(len(items)))
+                    listed = BuiltList(len(items))
+                    self._holds(listed, items)
+                    stack.append(listed)
                 elif opname == "OBJ":
                     if not items:
                         raise underflow()
-                    cls, args = items[0], _literal_tuple(items[1:])
+                    cls, args = items[0], self._tuple(items[1:], opname, count)
                     if type(cls) is GlobalRef:
                         self._check_call(cls.name, args, None, opname, count)
-                        stack.append(Made(cls.name, args))
+                        stack.append(self._made(cls.name, args, opname, count))
                     else:
                         self._refuse(f"OBJ at opcode {count}: a call of {brief(cls)}, not a global")
                         stack.append(unknown)
@@ -774,17 +802,17 @@ class OpcodeScanner:
                         f"{opname} at opcode {count}: item assignment to {brief(target)}, not a "
                         "mapping (an array's items: a mapped file's bytes, written by the load)"
                     )
-                elif type(stack[-1]) is BuiltList and not all(
-                    type(key) is int for key in items[::2]
-                ):
-                    stack[-1].count = -1  # lst[slice(...)] = []: no longer countable
+                elif type(stack[-1]) is BuiltList:
+                    self._holds(stack[-1], items[1::2])
+                    if not all(type(key) is int for key in items[::2]):
+                        stack[-1].count = -1  # lst[slice(...)] = []: no longer countable
             elif cls == _TUPLE_N:
                 k = 1 if opname == "TUPLE1" else 2 if opname == "TUPLE2" else 3
                 if len(stack) - k < fence:
                     raise underflow()
                 items = stack[-k:]
                 del stack[-k:]
-                stack.append(_literal_tuple(items))
+                stack.append(self._tuple(items, opname, count))
             elif cls in (_CALL, _CALL_EX):
                 k = 2 if cls == _CALL else 3  # NEWOBJ_EX: cls, args, kwargs
                 if len(stack) - k < fence:
@@ -815,7 +843,7 @@ class OpcodeScanner:
                     # Keyword arguments (NEWOBJ_EX) are not followed: what the call
                     # makes is then not known from its args (dtype(..., align=True)).
                     known = kwargs is None or (type(kwargs) is dict and not kwargs)
-                    stack.append(Made(func.name, args if known else unknown))
+                    stack.append(self._made(func.name, args if known else unknown, opname, count))
                 else:
                     # What a call made, called in turn: numpy.object_(x) returns x, so
                     # object_(numpy.ndarray)(...) would pass every check. No pickler
@@ -827,11 +855,12 @@ class OpcodeScanner:
             elif cls == _APPEND:
                 if len(stack) - 2 < fence:
                     raise underflow()
-                stack.pop()
+                item = stack.pop()
                 if type(stack[-1]) is Made:
                     self._check_items(stack[-1], opname, count)
                 if type(stack[-1]) is BuiltList:
                     stack[-1].count += 1
+                    self._holds(stack[-1], (item,))
             elif cls == _GLOBAL:
                 line, buf, i, end = self._line(source, buf, i, end, opname)
                 line2, buf, i, end = self._line(source, buf, i, end, opname)
@@ -851,11 +880,11 @@ class OpcodeScanner:
                     if not marks:
                         raise ScanError("INST without a MARK")
                     k = marks.pop()
-                    args = _literal_tuple(stack[k:])
+                    args = self._tuple(stack[k:], opname, count)
                     del stack[k:]
                     fence = marks[-1] if marks else 0
                     self._check_call(dotted, args, None, opname, count)
-                    stack.append(Made(dotted, args))
+                    stack.append(self._made(dotted, args, opname, count))
                 else:
                     stack.append(GlobalRef(dotted))
             elif cls == _STACK_GLOBAL:
@@ -965,6 +994,14 @@ class OpcodeScanner:
             check_call(name, args, kwargs, walks)
         except Refused as exc:
             self._refuse(f"{opname} at opcode {count}: {exc}")
+        if "builtins.range" in self.names and type(args) is tuple and name != "builtins.range":
+            for arg in args:
+                if type(arg) is Made and arg.name == "builtins.range" and _huge_range(arg.args):
+                    self._refuse(
+                        f"{opname} at opcode {count}: a call of {name} over a range of over "
+                        f"{RANGE_ITEMS_MAX:,} items (iterating it takes hours to months, in "
+                        "C, which no signal interrupts)"
+                    )
 
     def _budget(self, count: int) -> WalkBudget:
         """The costly checks' budget, allowed for the opcodes read so far."""
@@ -976,6 +1013,120 @@ class OpcodeScanner:
             check_items(target, opname)
         except Refused as exc:
             self._refuse(f"{opname} at opcode {count}: {exc}")
+
+    # -- nesting (see NEST_MAX) ---------------------------------------------------
+
+    def _nesting(self, items: Any) -> int:
+        """How deep the most deeply nested of ``items`` nests tuples (0: none is a
+        tuple, nor something a hash recurses into)."""
+        nests = self._nests
+        deepest = 0
+        for item in items:  # runs for every tuple of the stream: kept lean
+            kind = type(item)
+            if kind is tuple:
+                kept = nests.get(id(item))  # held there: the id is this tuple's
+                if kept is not None and kept[1] > deepest:
+                    deepest = kept[1]
+                elif not deepest:
+                    deepest = 1
+            elif kind is Made:
+                if item.nest > deepest:
+                    deepest = item.nest
+            elif kind is Nested and item.depth > deepest:
+                deepest = item.depth
+        return deepest
+
+    def _too_deep(self, depth: int, opname: str, count: int) -> bool:
+        """Whether ``depth`` is refused (else it is the deepest so far)."""
+        if depth <= NEST_MAX:
+            self._deepest = depth
+            return False
+        self._refuse(
+            f"{opname} at opcode {count}: tuples nested more than {NEST_MAX} deep (hashing "
+            "one would overflow the C stack)"
+        )
+        return True
+
+    def _tuple(self, items: list[Any], opname: str, count: int) -> Any:
+        """What the walk keeps of a tuple of ``items``: the tuple itself, or UNKNOWN
+        (:class:`Nested` when it holds tuples) past LITERAL_MAX items."""
+        nests = self._nests
+        deepest = 0
+        for item in items:  # _nesting, inlined: this runs for every tuple of the stream
+            kind = type(item)
+            if kind is tuple:
+                kept = nests.get(id(item))
+                if kept is not None and kept[1] > deepest:
+                    deepest = kept[1]
+                elif not deepest:
+                    deepest = 1
+            elif kind is Made:
+                if item.nest > deepest:
+                    deepest = item.nest
+            elif kind is Nested and item.depth > deepest:
+                deepest = item.depth
+        depth = deepest + 1
+        if depth > self._deepest and self._too_deep(depth, opname, count):
+            return UNKNOWN  # never built: the walk itself would hash it
+        if len(items) > LITERAL_MAX:
+            return UNKNOWN if depth == 1 else Nested(depth)
+        value = tuple(items)
+        if depth > 1:
+            nests[id(value)] = (value, depth)
+            if len(nests) > self._prune_at:
+                for key in _unreferenced(nests):
+                    del nests[key]
+                self._prune_at = 2 * len(nests) + _PRUNE_MIN
+        return value
+
+    def _holds(self, listed: BuiltList, items: Any) -> None:
+        """``listed`` was given ``items`` (a tuple of its items nests one deeper)."""
+        depth = self._nesting(items)
+        if depth > listed.nest:
+            listed.nest = depth
+
+    def _made(self, name: str, args: Any, opname: str, count: int) -> Made:
+        """The :class:`Made` a call of ``name`` makes, with how deep it nests tuples:
+        for ``tuple(x)`` (and copyreg's ``_reconstructor(cls, tuple, x)``), a level over
+        x's items; for ``slice(...)`` (hashed like a tuple from Python 3.12), a level
+        over its arguments; for the rest 0: their hash recurses into nothing (dates,
+        numbers, numpy scalars), or they are not hashable (lists, dicts, deques). A
+        class the caller trusts is code the caller trusts."""
+        made = Made(name, args)
+        if name in _TUPLE_MAKERS:
+            if type(args) is not tuple:
+                depth = self._deepest + 1
+            else:
+                depth = self._items_nest(args[0]) if args else 1
+        elif name == "builtins.slice":
+            depth = self._nesting(args) + 1 if type(args) is tuple else self._deepest + 1
+        elif (
+            name == "copyreg._reconstructor"
+            and type(args) is tuple
+            and len(args) == 3
+            and type(args[1]) is GlobalRef
+            and args[1].name in _TUPLE_MAKERS
+        ):
+            depth = self._items_nest(args[2])
+        else:
+            return made
+        if depth > self._deepest and self._too_deep(depth, opname, count):
+            return made  # refused: the load will not run
+        made.nest = depth
+        return made
+
+    def _items_nest(self, source: Any) -> int:
+        """How deep a tuple of ``source``'s items nests."""
+        kind = type(source)
+        if kind is tuple or kind is Nested:
+            return max(self._nesting((source,)), 1)
+        if kind is BuiltList:
+            return source.nest + 1
+        if kind is Made and source.nest:
+            return source.nest  # a tuple (or slice) made by a call
+        if kind in (str, bytes, int, bool) or source is None or source is DATA:
+            return 1
+        return self._deepest + 1  # a container the walk does not follow
 
     def _refuse(self, why: str) -> None:
         """Keep the first refusal and walk on: the names of the whole stream are still
@@ -1084,11 +1235,34 @@ def _global_name(module: str, qualname: str) -> str:
     return dotted if len(dotted) <= GLOBAL_NAME_MAX else UNRESOLVED
 
 
-def _literal_tuple(items: list[Any]) -> Any:
-    """A tuple of what the walk knows of its items (UNKNOWN where nothing)."""
-    if len(items) > LITERAL_MAX:
-        return UNKNOWN
-    return tuple(items)
+def _huge_range(args: Any) -> bool:
+    """Whether ``range(*args)`` has more than RANGE_ITEMS_MAX items (False when the
+    scan cannot tell, or range would refuse the arguments)."""
+    if type(args) is not tuple or not all(type(a) is int for a in args):
+        return False
+    try:
+        return range(*args).__len__() > RANGE_ITEMS_MAX  # len() overflows past 2**63
+    except (TypeError, ValueError, OverflowError):
+        return True  # more items than an index holds
+
+
+def _unreferenced(nests: dict[int, tuple[Any, int]]) -> list[int]:
+    """The keys of ``nests`` whose tuple nothing else holds (the walk dropped it)."""
+    return [key for key, refs in _references(nests).items() if refs <= _ALONE]
+
+
+def _references(nests: dict[int, tuple[Any, int]]) -> dict[int, int]:
+    return {key: sys.getrefcount(value) for key, (value, _) in nests.items()}
+
+
+def _alone() -> int:
+    # What _references counts for a tuple held by its entry alone, measured through
+    # the same code (the count differs between Python versions).
+    return _references({0: ((object(),), 0)})[0]
+
+
+_ALONE = _alone()
+_PRUNE_MIN = 1024
 
 
 _DECIMAL = re.compile(rb"-?(0|[1-9][0-9]{0,30})L?\n")

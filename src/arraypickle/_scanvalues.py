@@ -64,9 +64,10 @@ class Made:
     For :mod:`._buildcheck`: ``used`` says the value was fetched from the memo or
     duplicated (it may be in use elsewhere), ``built`` that a BUILD gave it a state,
     ``real`` the numpy dtype it stands for once known, ``size`` the elements of the
-    array it is once a state (or joblib's reader) filled it."""
+    array it is once a state (or joblib's reader) filled it. ``nest``: how deep it
+    nests tuples, when it is one (see ``_scan.NEST_MAX``), set by the scan."""
 
-    __slots__ = ("args", "built", "name", "real", "size", "used")
+    __slots__ = ("args", "built", "name", "nest", "real", "size", "used")
 
     def __init__(self, name: str, args: Any) -> None:
         self.name = name
@@ -75,6 +76,7 @@ class Made:
         self.built = False
         self.real: Any = None
         self.size: int | None = None
+        self.nest = 0
 
     def __repr__(self) -> str:
         return f"Made({self.name!r})"
@@ -82,15 +84,30 @@ class Made:
 
 class BuiltList:
     """A list the stream built (EMPTY_LIST, LIST), with how many items it has so far
-    (-1 once the stream assigned to it by a key other than an int, a slice maybe)."""
+    (-1 once the stream assigned to it by a key other than an int, a slice maybe), and
+    ``nest``: how deep the items it was given nest tuples (see ``_scan.NEST_MAX``)."""
 
-    __slots__ = ("count",)
+    __slots__ = ("count", "nest")
 
-    def __init__(self, count: int = 0) -> None:
+    def __init__(self, count: int = 0, nest: int = 0) -> None:
         self.count = count
+        self.nest = nest
 
     def __repr__(self) -> str:
         return f"BuiltList({self.count})"
+
+
+class Nested:
+    """A tuple the scan does not follow (over ``_scan.LITERAL_MAX`` items) that holds
+    tuples: UNKNOWN, but for how deep it nests them (``depth``)."""
+
+    __slots__ = ("depth",)
+
+    def __init__(self, depth: int) -> None:
+        self.depth = depth
+
+    def __repr__(self) -> str:
+        return f"Nested({self.depth})"
 
 
 def _brief_repr() -> reprlib.Repr:
