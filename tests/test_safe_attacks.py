@@ -649,6 +649,39 @@ def test_nesting_deeper_than_pickle_writes_is_refused_without_a_crash():
     assert b"refused all" in done.stdout
 
 
+@pytest.mark.parametrize("kind", ["deque", "object-array", "deque-of-tuples"])
+def test_deques_and_object_arrays_nested_too_deep_are_refused(kind):
+    # numpy's object arrays and collections.deque free their items recursively in C:
+    # some 300,000 nested kill the process when freed (after a load, or as a failed
+    # one unwinds). Written here by pickle.dumps itself, with its recursion limit raised.
+    import collections
+    import sys
+
+    def nested(levels: int):
+        value = None
+        for _ in range(levels):
+            if kind == "object-array":
+                value, inner = np.empty(1, dtype=object), value
+                value[0] = inner
+            else:
+                value = collections.deque([(value,) if kind == "deque-of-tuples" else value])
+        return value
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(20_000)
+    try:
+        deep, fine = pickle.dumps(nested(1500)), pickle.dumps(nested(400))
+        ours = ap.dumps(nested(1500))  # its arrays' items pickle in-band, as above
+    finally:
+        sys.setrecursionlimit(limit)
+    for data in (deep, ours):
+        with pytest.raises(ap.CorruptFileError, match="nested more than 1000 deep"):
+            ap.get_untrusted_types(data)
+        with pytest.raises(ap.CorruptFileError, match="nested more than 1000 deep"):
+            ap.loads(data, safe=True)
+    assert type(ap.loads(fine, safe=True)) is type(pickle.loads(fine))
+
+
 def test_nesting_that_picklers_write_still_loads():
     value = None
     for _ in range(900):  # under the default recursion limit: what pickle.dumps writes

@@ -101,17 +101,20 @@ DICT_MAX = 4096
 # Tuples (and slices, from Python 3.12) hash their items recursively in C, with no
 # depth check: a tuple nested some 100,000 deep (one TUPLE1 opcode a level, 150 KB)
 # overflows the C stack when it is hashed as a dict key or a set item, and the process
-# dies, in the scan as in the load. No pickler writes nesting deeper than Python's
-# recursion limit (1000 by default: save() recurses once a level), so the scan refuses
-# tuples nested deeper than this, however they are made: literals, tuple(x) of any x
-# (a list's items, a deque's...), copyreg's _reconstructor over tuple, slice().
+# dies, in the scan as in the load. numpy's object arrays and collections.deque free
+# their items recursively too (lists, dicts and tuples defer deep frees): 300,000 of
+# them nested die when freed. No pickler writes nesting deeper than Python's recursion
+# limit (1000 by default: save() recurses once a level), so the scan refuses those
+# nested deeper than this, however they are made: literals, tuple(x) or deque(x) of
+# any x (a list's items, a deque's...), copyreg's _reconstructor over tuple, slice(),
+# items appended to a deque, an object array's items.
 NEST_MAX = 1000
 # A range is lazy, and pickles as range(start, stop, step); a call given one iterates
 # it, in C: collections.deque(range(10**15), 0) runs for months from 68 bytes. No
 # object pickle writes hands a constructor a range this long.
 RANGE_ITEMS_MAX = 1 << 32
-# Calls whose result is a tuple of the items of their argument.
-_TUPLE_MAKERS = frozenset({"builtins.tuple"})
+# Calls whose result holds the items of their first argument.
+_ITEM_MAKERS = frozenset({"builtins.tuple", "collections.deque"})
 # Runs of BININT/BININT2 up to this long are decoded (a shape has at most 64 sizes).
 INT_RUN_MAX = 64
 LINE_MAX = 1 << 20
@@ -738,6 +741,7 @@ class OpcodeScanner:
                         raise underflow()
                     if type(stack[-1]) is Made:
                         self._check_items(stack[-1], opname, count)
+                        self._gives(stack[-1], self._nesting(items), opname, count)
                     if type(stack[-1]) is BuiltList:
                         stack[-1].count += len(items)
                         self._holds(stack[-1], items)
@@ -858,6 +862,7 @@ class OpcodeScanner:
                 item = stack.pop()
                 if type(stack[-1]) is Made:
                     self._check_items(stack[-1], opname, count)
+                    self._gives(stack[-1], self._nesting((item,)), opname, count)
                 if type(stack[-1]) is BuiltList:
                     stack[-1].count += 1
                     self._holds(stack[-1], (item,))
@@ -925,6 +930,11 @@ class OpcodeScanner:
                     check_build(stack[-1], state, self._budget(count))
                 except Refused as exc:
                     self._refuse(f"BUILD at opcode {count}: {exc}")
+                if type(stack[-1]) is Made and type(state) is tuple:
+                    # An object array's items come in its state, as a list.
+                    for part in state:
+                        if type(part) is BuiltList:
+                            self._gives(stack[-1], part.nest, opname, count)
                 if hooked:
                     resume = _Resume(source, buf[i:])
                     self.on_build(stack[-1], state, resume)
@@ -1042,8 +1052,8 @@ class OpcodeScanner:
             self._deepest = depth
             return False
         self._refuse(
-            f"{opname} at opcode {count}: tuples nested more than {NEST_MAX} deep (hashing "
-            "one would overflow the C stack)"
+            f"{opname} at opcode {count}: tuples, deques or object arrays nested more than "
+            f"{NEST_MAX} deep (hashing or freeing them would overflow the C stack)"
         )
         return True
 
@@ -1085,15 +1095,25 @@ class OpcodeScanner:
         if depth > listed.nest:
             listed.nest = depth
 
+    def _gives(self, made: Made, depth: int, opname: str, count: int) -> None:
+        """``made`` (a deque, an object array...) now holds what nests ``depth`` deep."""
+        depth += 1
+        if depth > made.nest and (
+            depth <= self._deepest or not self._too_deep(depth, opname, count)
+        ):
+            made.nest = depth
+
     def _made(self, name: str, args: Any, opname: str, count: int) -> Made:
-        """The :class:`Made` a call of ``name`` makes, with how deep it nests tuples:
-        for ``tuple(x)`` (and copyreg's ``_reconstructor(cls, tuple, x)``), a level over
-        x's items; for ``slice(...)`` (hashed like a tuple from Python 3.12), a level
-        over its arguments; for the rest 0: their hash recurses into nothing (dates,
-        numbers, numpy scalars), or they are not hashable (lists, dicts, deques). A
-        class the caller trusts is code the caller trusts."""
+        """The :class:`Made` a call of ``name`` makes, with how deep it nests (see
+        NEST_MAX): for ``tuple(x)`` and ``deque(x)`` (and copyreg's
+        ``_reconstructor(cls, tuple, x)``), a level over x's items; for ``slice(...)``
+        (hashed like a tuple from Python 3.12), a level over its arguments; for the
+        rest 0 (dates, numbers, numpy scalars and arrays: neither their hash nor their
+        free recurses), until items are given to it (:meth:`_gives`: appends to a
+        deque, an object array's state). A class the caller trusts is code the caller
+        trusts."""
         made = Made(name, args)
-        if name in _TUPLE_MAKERS:
+        if name in _ITEM_MAKERS:
             if type(args) is not tuple:
                 depth = self._deepest + 1
             else:
@@ -1105,7 +1125,7 @@ class OpcodeScanner:
             and type(args) is tuple
             and len(args) == 3
             and type(args[1]) is GlobalRef
-            and args[1].name in _TUPLE_MAKERS
+            and args[1].name == "builtins.tuple"
         ):
             depth = self._items_nest(args[2])
         else:
@@ -1123,7 +1143,7 @@ class OpcodeScanner:
         if kind is BuiltList:
             return source.nest + 1
         if kind is Made and source.nest:
-            return source.nest  # a tuple (or slice) made by a call
+            return source.nest  # a tuple, a deque, an object array: its items are known
         if kind in (str, bytes, int, bool) or source is None or source is DATA:
             return 1
         return self._deepest + 1  # a container the walk does not follow
