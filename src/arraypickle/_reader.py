@@ -647,12 +647,16 @@ class ContainerReader:
         """After the pickle's STOP: read up to END, which nothing but records may precede."""
         if stream.remaining():
             raise self.corrupt("opcodes follow the pickle STOP")
+        self._records_to_end()
+        if self._indexed or self._next:
+            raise self.corrupt(f"{len(self._indexed) + len(self._next)} buffers were never used")
+
+    def _records_to_end(self) -> None:
+        """Past the pickle's STOP: read records up to END, refusing a P record."""
         while not self._opcodes and not self._ended:
             self._next_record()
         if self._opcodes:
             raise self.corrupt(_P_AFTER_STOP)
-        if self._indexed or self._next:
-            raise self.corrupt(f"{len(self._indexed) + len(self._next)} buffers were never used")
 
     def scan(self) -> tuple[int, int]:
         """Check the whole container without unpickling it; return (records, buffers).
@@ -675,10 +679,7 @@ class ContainerReader:
                 raise self.corrupt(f"the pickle stream is invalid: {exc}") from None
             if after_stop:
                 raise self.corrupt("opcodes follow the pickle STOP")
-        while not self._opcodes and not self._ended:
-            self._next_record()
-        if self._opcodes:
-            raise self.corrupt(_P_AFTER_STOP)
+        self._records_to_end()
         if walker.next_buffers != self._flagged:
             raise self.corrupt(
                 f"the pickle takes {walker.next_buffers} buffers in order (NEXT_BUFFER), "

@@ -1027,8 +1027,8 @@ class OpcodeScanner:
     # -- nesting (see NEST_MAX) ---------------------------------------------------
 
     def _nesting(self, items: Any) -> int:
-        """How deep the most deeply nested of ``items`` nests tuples (0: none is a
-        tuple, nor something a hash recurses into)."""
+        """How deep the most deeply nested of ``items`` nests (0: none is a tuple, a
+        deque or an object array)."""
         nests = self._nests
         deepest = 0
         for item in items:  # runs for every tuple of the stream: kept lean
@@ -1060,28 +1060,14 @@ class OpcodeScanner:
     def _tuple(self, items: list[Any], opname: str, count: int) -> Any:
         """What the walk keeps of a tuple of ``items``: the tuple itself, or UNKNOWN
         (:class:`Nested` when it holds tuples) past LITERAL_MAX items."""
-        nests = self._nests
-        deepest = 0
-        for item in items:  # _nesting, inlined: this runs for every tuple of the stream
-            kind = type(item)
-            if kind is tuple:
-                kept = nests.get(id(item))
-                if kept is not None and kept[1] > deepest:
-                    deepest = kept[1]
-                elif not deepest:
-                    deepest = 1
-            elif kind is Made:
-                if item.nest > deepest:
-                    deepest = item.nest
-            elif kind is Nested and item.depth > deepest:
-                deepest = item.depth
-        depth = deepest + 1
+        depth = self._nesting(items) + 1
         if depth > self._deepest and self._too_deep(depth, opname, count):
             return UNKNOWN  # never built: the walk itself would hash it
         if len(items) > LITERAL_MAX:
             return UNKNOWN if depth == 1 else Nested(depth)
         value = tuple(items)
         if depth > 1:
+            nests = self._nests
             nests[id(value)] = (value, depth)
             if len(nests) > self._prune_at:
                 for key in _unreferenced(nests):

@@ -65,7 +65,8 @@ class Made:
     duplicated (it may be in use elsewhere), ``built`` that a BUILD gave it a state,
     ``real`` the numpy dtype it stands for once known, ``size`` the elements of the
     array it is once a state (or joblib's reader) filled it. ``nest``: how deep it
-    nests tuples, when it is one (see ``_scan.NEST_MAX``), set by the scan."""
+    nests, as a tuple, a deque or an object array (see ``_scan.NEST_MAX``), set by
+    the scan."""
 
     __slots__ = ("args", "built", "name", "nest", "real", "size", "used")
 
@@ -85,7 +86,7 @@ class Made:
 class BuiltList:
     """A list the stream built (EMPTY_LIST, LIST), with how many items it has so far
     (-1 once the stream assigned to it by a key other than an int, a slice maybe), and
-    ``nest``: how deep the items it was given nest tuples (see ``_scan.NEST_MAX``)."""
+    ``nest``: how deep the items it was given nest (see ``_scan.NEST_MAX``)."""
 
     __slots__ = ("count", "nest")
 
