@@ -1367,6 +1367,7 @@ class JoblibScanner(OpcodeScanner):
                 self._nested -= 1
             nested = self.result  # the array the nested pickle makes: its own size
             obj.size = nested.size if type(nested) is Made else None
+            obj.nest = self._nesting((nested,))  # the load puts it in the wrapper's place
             return
         if state.get("numpy_array_alignment_bytes") is not None:
             (pad,) = source.read(1) or b"\xff"  # type: ignore[attr-defined]
