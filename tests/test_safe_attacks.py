@@ -670,7 +670,7 @@ def test_deques_and_object_arrays_nested_too_deep_are_refused(kind):
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(20_000)
     try:
-        deep, fine = pickle.dumps(nested(1500)), pickle.dumps(nested(400))
+        deep, fine = pickle.dumps(nested(1500)), pickle.dumps(nested(150))
         ours = ap.dumps(nested(1500))  # its arrays' items pickle in-band, as above
     finally:
         sys.setrecursionlimit(limit)
@@ -731,3 +731,103 @@ def test_a_huge_range_is_never_handed_to_a_call():
     # A range as a value, however long, is only three ints.
     obj = [range(10**15), range(-(10**30), 10**30, 7)]
     assert ap.loads(pickle.dumps(obj), safe=True) == obj
+
+
+def _put4(i: int) -> bytes:
+    return b"r" + struct.pack("<I", i)
+
+
+def _get4(i: int) -> bytes:
+    return b"j" + struct.pack("<I", i)
+
+
+# From pickle.dumps(np.empty(1, object), protocol=2): memo 0 _reconstruct, 1 ndarray,
+# 2 (0,), 7 b'b', 10 (1,), 14 the object dtype, built as numpy writes it.
+_OBJECT_ARRAY_PARTS = (
+    b"\x80\x02cnumpy._core.multiarray\n_reconstruct\nq\x00cnumpy\nndarray\nq\x01K\x00\x85q\x02"
+    b"c_codecs\nencode\nq\x03X\x01\x00\x00\x00bq\x04X\x06\x00\x00\x00latin1q\x05\x86q\x06Rq\x07"
+    b"\x87q\x08Rq\tK\x01\x85q\ncnumpy\ndtype\nq\x0bX\x02\x00\x00\x00O8q\x0c\x89\x88\x87q\rRq\x0e"
+    b"(K\x03X\x01\x00\x00\x00|q\x0fNNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK?tq\x10b00"
+)
+
+
+def _deques_filled_outermost_first(levels: int) -> bytes:
+    """levels + 1 empty deques, then deque k given deque k - 1, from the outermost in:
+    each append sees an inner deque still empty."""
+    out = PROTO4
+    for k in range(levels + 1):
+        out += g("collections", "deque") + b")" + REDUCE + _put4(k) + POP
+    for k in range(levels, 0, -1):
+        out += _get4(k) + _get4(k - 1) + APPEND + POP
+    return out + _get4(levels) + STOP
+
+
+def _arrays_built_outermost_first(levels: int) -> bytes:
+    """levels + 1 empty object arrays, then array k given [array k - 1] as its state,
+    from the outermost in: each state holds an array not yet built."""
+    out = _OBJECT_ARRAY_PARTS
+    for k in range(levels + 1):
+        out += _get4(0) + _get4(1) + _get4(2) + _get4(7) + b"\x87" + REDUCE + _put4(1000 + k) + POP
+
+    def state(item: bytes) -> bytes:
+        return (
+            MARK + b"K\x01" + _get4(10) + _get4(14) + b"\x89" + EMPTY_LIST + item + APPEND + TUPLE
+        )
+
+    for k in range(levels, 0, -1):
+        out += _get4(1000 + k) + state(_get4(1000 + k - 1)) + b"b" + POP
+    return out + _get4(1000) + state(NONE) + b"b" + POP + _get4(1000 + levels) + STOP
+
+
+@pytest.mark.parametrize("payload", [_deques_filled_outermost_first, _arrays_built_outermost_first])
+def test_containers_filled_after_they_are_held_are_refused(payload):
+    # Their nesting is taken when they are placed: filled afterwards, from the outermost
+    # in, every level looked shallow (300,000 deques, 20,000 arrays crashed when freed).
+    data = payload(300)
+    for blob in (data, gzip.compress(data)):
+        with pytest.raises(ap.CorruptFileError, match="held by another container already"):
+            ap.get_untrusted_types(blob)
+        with pytest.raises(ap.CorruptFileError, match="held by another container already"):
+            ap.loads(blob, safe=True)
+
+
+def test_containers_that_hold_themselves_still_load():
+    import collections
+
+    queue = collections.deque([1])
+    queue.append(queue)
+    arr = np.empty(2, dtype=object)
+    arr[0], arr[1] = arr, queue
+    for protocol in (2, 5):
+        out = ap.loads(pickle.dumps(arr, protocol=protocol), safe=True)
+        assert out[0] is out and out[1][1] is out[1] and out[1][0] == 1
+
+
+# pickle.dumps(np.zeros((), [('a', 'O')])[()], protocol=2) up to its dtype's BUILD
+# (memo 0 scalar, 4 the structured dtype), then memo 15 _reconstruct, 16 ndarray,
+# 17 (0,), 22 b'b'.
+_VOID_PARTS = (
+    b"\x80\x02cnumpy._core.multiarray\nscalar\nq\x00cnumpy\ndtype\nq\x01X\x02\x00\x00\x00V8q\x02"
+    b"\x89\x88\x87q\x03Rq\x04(K\x03X\x01\x00\x00\x00|q\x05NX\x01\x00\x00\x00aq\x06\x85q\x07}q\x08"
+    b"h\x06h\x01X\x02\x00\x00\x00O8q\t\x89\x88\x87q\nRq\x0b(K\x03h\x05NNNJ\xff\xff\xff\xff"
+    b"J\xff\xff\xff\xffK?tq\x0cbK\x00\x86q\rsK\x08K\x01K\x1btq\x0eb00"
+    b"cnumpy._core.multiarray\n_reconstruct\nq\x0fcnumpy\nndarray\nq\x10K\x00\x85q\x11"
+    b"c_codecs\nencode\nq\x12X\x01\x00\x00\x00bq\x13X\x06\x00\x00\x00latin1q\x14\x86q\x15Rq\x16000"
+)
+
+
+def test_structured_voids_over_object_arrays_count_as_levels():
+    # scalar(<dtype [('a', 'O')]>, <0-d object array holding the level below>): the void
+    # keeps the array as its base; 20,000 levels crashed when freed.
+    step = (
+        b"q\x1e0h\x00h\x04h\x0fh\x10h\x11h\x16\x87R"  # an empty 0-d array
+        + MARK + b"K\x01)h\x04\x89]h\x1e\x85a" + TUPLE + b"b"  # its item: (level below,)
+        + b"\x86R"  # scalar(dtype, array)
+    )  # fmt: skip
+    data = _VOID_PARTS + NONE + step * 300 + STOP
+    with pytest.raises(ap.CorruptFileError, match="nested more than 1000 deep"):
+        ap.get_untrusted_types(data)
+    with pytest.raises(ap.CorruptFileError, match="nested more than 1000 deep"):
+        ap.loads(data, safe=True)
+    shallow = ap.loads(_VOID_PARTS + NONE + step * 20 + STOP, safe=True)
+    assert shallow["a"][0]["a"][0] is not None

@@ -107,7 +107,8 @@ DICT_MAX = 4096
 # limit (1000 by default: save() recurses once a level), so the scan refuses those
 # nested deeper than this, however they are made: literals, tuple(x) or deque(x) of
 # any x (a list's items, a deque's...), copyreg's _reconstructor over tuple, slice(),
-# items appended to a deque, an object array's items.
+# items appended to a deque, an object array's items. A deque or an object array
+# counts as _FREE_LEVEL levels.
 NEST_MAX = 1000
 # A range is lazy, and pickles as range(start, stop, step); a call given one iterates
 # it, in C: collections.deque(range(10**15), 0) runs for months from 68 bytes. No
@@ -115,6 +116,11 @@ NEST_MAX = 1000
 RANGE_ITEMS_MAX = 1 << 32
 # Calls whose result holds the items of their first argument.
 _ITEM_MAKERS = frozenset({"builtins.tuple", "collections.deque"})
+# A deque, an object array or a structured void over one counts this many levels:
+# their frees take more C stack a level (numpy's about 1.8 KB), and a thread's stack
+# may be small (512 KB on macOS frees some 800 nested object arrays, not more).
+_FREE_LEVEL = 5
+_SCALARS = frozenset({"numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar"})
 # Runs of BININT/BININT2 up to this long are decoded (a shape has at most 64 sizes).
 INT_RUN_MAX = 64
 LINE_MAX = 1 << 20
@@ -741,7 +747,7 @@ class OpcodeScanner:
                         raise underflow()
                     if type(stack[-1]) is Made:
                         self._check_items(stack[-1], opname, count)
-                        self._gives(stack[-1], self._nesting(items), opname, count)
+                        self._gives(stack[-1], self._nesting(items, stack[-1]), opname, count)
                     if type(stack[-1]) is BuiltList:
                         stack[-1].count += len(items)
                         self._holds(stack[-1], items)
@@ -862,7 +868,7 @@ class OpcodeScanner:
                 item = stack.pop()
                 if type(stack[-1]) is Made:
                     self._check_items(stack[-1], opname, count)
-                    self._gives(stack[-1], self._nesting((item,)), opname, count)
+                    self._gives(stack[-1], self._nesting((item,), stack[-1]), opname, count)
                 if type(stack[-1]) is BuiltList:
                     stack[-1].count += 1
                     self._holds(stack[-1], (item,))
@@ -931,10 +937,13 @@ class OpcodeScanner:
                 except Refused as exc:
                     self._refuse(f"BUILD at opcode {count}: {exc}")
                 if type(stack[-1]) is Made and type(state) is tuple:
-                    # An object array's items come in its state, as a list.
-                    for part in state:
-                        if type(part) is BuiltList:
-                            self._gives(stack[-1], part.nest, opname, count)
+                    # An object array's items come in its state, as a list, copied.
+                    lists = [part for part in state if type(part) is BuiltList]
+                    if lists:
+                        depth = max(listed.nest for listed in lists)
+                        self._gives(stack[-1], depth, opname, count, lists)
+                        for listed in lists:
+                            listed.copied = True
                 if hooked:
                     resume = _Resume(source, buf[i:])
                     self.on_build(stack[-1], state, resume)
@@ -1026,9 +1035,10 @@ class OpcodeScanner:
 
     # -- nesting (see NEST_MAX) ---------------------------------------------------
 
-    def _nesting(self, items: Any) -> int:
+    def _nesting(self, items: Any, holder: Any = None) -> int:
         """How deep the most deeply nested of ``items`` nests (0: none is a tuple, a
-        deque or an object array)."""
+        deque or an object array). They are now held by ``holder`` (None: by what is
+        being built, or by several): see :meth:`_gives`."""
         nests = self._nests
         deepest = 0
         for item in items:  # runs for every tuple of the stream: kept lean
@@ -1040,6 +1050,11 @@ class OpcodeScanner:
                 elif not deepest:
                     deepest = 1
             elif kind is Made:
+                placed = item.placed
+                if placed is False:
+                    item.placed = holder
+                elif placed is not holder:
+                    item.placed = None
                 if item.nest > deepest:
                     deepest = item.nest
             elif kind is Nested and item.depth > deepest:
@@ -1077,13 +1092,33 @@ class OpcodeScanner:
 
     def _holds(self, listed: BuiltList, items: Any) -> None:
         """``listed`` was given ``items`` (a tuple of its items nests one deeper)."""
-        depth = self._nesting(items)
+        depth = self._nesting(items, listed)
         if depth > listed.nest:
             listed.nest = depth
 
-    def _gives(self, made: Made, depth: int, opname: str, count: int) -> None:
-        """``made`` (a deque, an object array...) now holds what nests ``depth`` deep."""
-        depth += 1
+    def _gives(self, made: Made, depth: int, opname: str, count: int, lists: Any = ()) -> None:
+        """``made`` (a deque, an object array...) now holds what nests ``depth`` deep
+        (from ``lists``, for an object array's state).
+
+        Its nesting is taken when it is placed in another container: items given to
+        it after that would deepen what holds it unseen (deques appended to one
+        another from the innermost out, arrays built after they were put in an outer
+        one's state), so they are refused. Picklers fill a container before placing
+        it anywhere, except one that holds itself: a deque in itself, an array in the
+        list of its own state (that no other container copied first)."""
+        placed = made.placed
+        if not (
+            placed is False
+            or placed is made
+            or any(placed is listed and not listed.copied for listed in lists)
+        ):
+            self._refuse(
+                f"{opname} at opcode {count}: items given to what {made.name} made, held by "
+                "another container already (no pickler writes this, except for one that holds "
+                "itself; it would hide how deep containers nest)"
+            )
+            return
+        depth += _FREE_LEVEL
         if depth > made.nest and (
             depth <= self._deepest or not self._too_deep(depth, opname, count)
         ):
@@ -1092,18 +1127,18 @@ class OpcodeScanner:
     def _made(self, name: str, args: Any, opname: str, count: int) -> Made:
         """The :class:`Made` a call of ``name`` makes, with how deep it nests (see
         NEST_MAX): for ``tuple(x)`` and ``deque(x)`` (and copyreg's
-        ``_reconstructor(cls, tuple, x)``), a level over x's items; for ``slice(...)``
-        (hashed like a tuple from Python 3.12), a level over its arguments; for the
-        rest 0 (dates, numbers, numpy scalars and arrays: neither their hash nor their
-        free recurses), until items are given to it (:meth:`_gives`: appends to a
-        deque, an object array's state). A class the caller trusts is code the caller
-        trusts."""
+        ``_reconstructor(cls, tuple, x)``), a level over x's items (five for a deque);
+        for ``slice(...)`` (hashed like a tuple from Python 3.12), a level over its
+        arguments; for any other call, the deepest of its arguments (it may hand one
+        back), five levels more for a numpy scalar (a structured void holds its
+        array); later items given to it count too (:meth:`_gives`)."""
         made = Made(name, args)
         if name in _ITEM_MAKERS:
+            level = _FREE_LEVEL if name == "collections.deque" else 1
             if type(args) is not tuple:
-                depth = self._deepest + 1
+                depth = self._deepest + level
             else:
-                depth = self._items_nest(args[0]) if args else 1
+                depth = self._items_nest(args[0]) - 1 + level if args else level
         elif name == "builtins.slice":
             depth = self._nesting(args) + 1 if type(args) is tuple else self._deepest + 1
         elif (
@@ -1114,6 +1149,12 @@ class OpcodeScanner:
             and args[1].name == "builtins.tuple"
         ):
             depth = self._items_nest(args[2])
+        elif type(args) is tuple:
+            # Anything else may hand back or hold what it is given (numpy's scalar()
+            # returns an object array's item, or a structured void over an array).
+            depth = self._nesting(args)
+            if depth and name in _SCALARS:
+                depth += _FREE_LEVEL
         else:
             return made
         if depth > self._deepest and self._too_deep(depth, opname, count):
@@ -1127,6 +1168,7 @@ class OpcodeScanner:
         if kind is tuple or kind is Nested:
             return max(self._nesting((source,)), 1)
         if kind is BuiltList:
+            source.copied = True  # its items are held by the call's result too
             return source.nest + 1
         if kind is Made and source.nest:
             return source.nest  # a tuple, a deque, an object array: its items are known

@@ -65,10 +65,11 @@ class Made:
     duplicated (it may be in use elsewhere), ``built`` that a BUILD gave it a state,
     ``real`` the numpy dtype it stands for once known, ``size`` the elements of the
     array it is once a state (or joblib's reader) filled it. ``nest``: how deep it
-    nests, as a tuple, a deque or an object array (see ``_scan.NEST_MAX``), set by
-    the scan."""
+    nests, as a tuple, a deque or an object array (see ``_scan.NEST_MAX``), and
+    ``placed`` what holds it: False nothing, None several (or unknown), else the one
+    container; both set by the scan."""
 
-    __slots__ = ("args", "built", "name", "nest", "real", "size", "used")
+    __slots__ = ("args", "built", "name", "nest", "placed", "real", "size", "used")
 
     def __init__(self, name: str, args: Any) -> None:
         self.name = name
@@ -78,6 +79,7 @@ class Made:
         self.real: Any = None
         self.size: int | None = None
         self.nest = 0
+        self.placed: Any = False
 
     def __repr__(self) -> str:
         return f"Made({self.name!r})"
@@ -88,11 +90,12 @@ class BuiltList:
     (-1 once the stream assigned to it by a key other than an int, a slice maybe), and
     ``nest``: how deep the items it was given nest (see ``_scan.NEST_MAX``)."""
 
-    __slots__ = ("count", "nest")
+    __slots__ = ("copied", "count", "nest")
 
     def __init__(self, count: int = 0, nest: int = 0) -> None:
         self.count = count
         self.nest = nest
+        self.copied = False  # its items were copied into another container
 
     def __repr__(self) -> str:
         return f"BuiltList({self.count})"
