@@ -559,3 +559,32 @@ def test_a_wrapper_not_named_in_the_stream_is_refused_unless_read_exactly():
     finally:
         copyreg.remove_extension("joblib.numpy_pickle", "NumpyArrayWrapper", 240)
         copyreg._extension_cache.clear()
+
+
+@pytest.mark.parametrize("safe", [False, True])
+@pytest.mark.parametrize("kind", ["pickle", "joblib", "joblib-zlib", "arraypickle"])
+def test_a_loaded_object_is_freed_with_its_last_reference(kind, safe):
+    # The loader of a plain pickle or joblib file lives in a reference cycle until the
+    # garbage collector runs; it held the object, so a joblib file's arrays outlived
+    # the caller's last reference (memory doubled in a loop loading big files).
+    import weakref
+
+    arr = np.arange(1000.0)
+    if kind == "pickle":
+        data = pickle.dumps([arr])
+    elif kind == "arraypickle":
+        data = ap.dumps([arr])
+    else:
+        out = io.BytesIO()
+        joblib.dump([arr], out, compress=3 if kind == "joblib-zlib" else 0)
+        data = out.getvalue()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        loaded = ap.loads(data, safe=safe)
+        alive = weakref.ref(loaded[0])
+        del loaded
+        assert alive() is None
+    finally:
+        if enabled:
+            gc.enable()

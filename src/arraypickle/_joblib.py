@@ -171,7 +171,11 @@ class PickleLoad:
         left = self.source.finish()
         if left and self.inner:
             raise CorruptFileError(f"{self.name}: data follows the object in the compressed stream")
-        return self.outcome
+        # The loader stays in a reference cycle (the classes standing for joblib's
+        # wrappers hold it) until the garbage collector runs: it must not hold the
+        # object, or a joblib file's arrays would outlive the caller's last reference.
+        outcome, self.outcome = self.outcome, Outcome(None)
+        return outcome
 
     def _run(self, unpickler: Any) -> Any:
         try:
