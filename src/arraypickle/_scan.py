@@ -1061,6 +1061,11 @@ class OpcodeScanner:
                 deepest = item.depth
         return deepest
 
+    def _tuple_depth(self, value: tuple[Any, ...]) -> int:
+        """How deep a tuple the walk built nests: :meth:`_tuple` kept it if over 1."""
+        kept = self._nests.get(id(value))  # held there: the id is this tuple's
+        return 1 if kept is None else kept[1]
+
     def _too_deep(self, depth: int, opname: str, count: int) -> bool:
         """Whether ``depth`` is refused (else it is the deepest so far)."""
         if depth <= NEST_MAX:
@@ -1140,7 +1145,7 @@ class OpcodeScanner:
             else:
                 depth = self._items_nest(args[0]) - 1 + level if args else level
         elif name == "builtins.slice":
-            depth = self._nesting(args) + 1 if type(args) is tuple else self._deepest + 1
+            depth = self._tuple_depth(args) if type(args) is tuple else self._deepest + 1
         elif (
             name == "copyreg._reconstructor"
             and type(args) is tuple
@@ -1151,8 +1156,9 @@ class OpcodeScanner:
             depth = self._items_nest(args[2])
         elif type(args) is tuple:
             # Anything else may hand back or hold what it is given (numpy's scalar()
-            # returns an object array's item, or a structured void over an array).
-            depth = self._nesting(args)
+            # returns an object array's item, or a structured void over an array):
+            # its deepest argument, which _tuple measured (and marked placed).
+            depth = self._tuple_depth(args) - 1
             if depth and name in _SCALARS:
                 depth += _FREE_LEVEL
         else:
@@ -1165,8 +1171,10 @@ class OpcodeScanner:
     def _items_nest(self, source: Any) -> int:
         """How deep a tuple of ``source``'s items nests."""
         kind = type(source)
-        if kind is tuple or kind is Nested:
-            return max(self._nesting((source,)), 1)
+        if kind is tuple:
+            return self._tuple_depth(source)
+        if kind is Nested:
+            return source.depth
         if kind is BuiltList:
             source.copied = True  # its items are held by the call's result too
             return source.nest + 1
