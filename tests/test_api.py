@@ -119,6 +119,9 @@ def test_public_names():
         assert hasattr(ap, name), name
     assert issubclass(ap.CorruptFileError, ap.ArrayPickleError)
     assert issubclass(ap.CorruptFileError, ValueError)
+    # What pickle.load raises for a stream that is not a pickle: caches catch it.
+    assert issubclass(ap.CorruptFileError, pickle.UnpicklingError)
+    assert not issubclass(ap.CorruptFileError, EOFError)  # a truncation is no clean end
     assert issubclass(ap.UnknownCodecError, ap.ArrayPickleError)
     assert issubclass(ap.UnknownCodecError, ValueError)
     assert issubclass(ap.PluginConflictError, ap.ArrayPickleError)

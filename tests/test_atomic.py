@@ -433,3 +433,23 @@ def test_without_a_usable_temporary_directory_the_dump_writes_in_place(tmp_path,
     monkeypatch.setattr(_atomic.tempfile, "TemporaryFile", unusable)
     ap.dump({"a": np.arange(5)}, path, fsync=True)
     np.testing.assert_array_equal(ap.load(path)["a"], np.arange(5))
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid"), reason="POSIX users")
+def test_a_writable_file_of_another_user_in_a_sticky_directory_is_written(shared_dir):
+    # A team's shared cache (mode 1777 or 1775): the sticky bit forbids renaming over a
+    # file another user owns, which its permission bits let us write (as joblib did).
+    os.chmod(shared_dir, 0o1777)
+    target = shared_dir / "model.pkl"
+    ap.dump({"a": np.arange(3)}, target)
+    os.chmod(target, 0o666)
+    owner = os.stat(target).st_uid
+    ap.dumps(0, compress="gzip")  # lazy imports done, as the unprivileged user could not
+    with unprivileged():
+        if os.stat(target).st_uid == os.geteuid():
+            pytest.skip("cannot write as another user than the file's owner")
+        ap.dump({"a": np.arange(7)}, target, compress="gzip", fsync=True)
+    np.testing.assert_array_equal(ap.load(target)["a"], np.arange(7))
+    st = os.stat(target)
+    assert st.st_uid == owner and stat.S_IMODE(st.st_mode) == 0o666
+    assert temp_files(shared_dir) == []

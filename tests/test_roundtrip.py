@@ -8,6 +8,8 @@ loaded array lives in the buffer it was read into (no copy made afterwards).
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -31,6 +33,18 @@ class ReducingArray(np.ndarray):
 
     def __reduce__(self):
         return (_make_reducing, (np.asarray(self).copy(), self.tag))
+
+
+class LockedArray(np.ndarray):
+    """A subclass whose attribute pickle cannot save (pickle drops it with the rest)."""
+
+    def __array_finalize__(self, obj):
+        self.lock = threading.Lock()
+        self.unit = getattr(obj, "unit", None)
+
+
+class UserMemmap(np.memmap):
+    """A memmap subclass: its __dict__ holds the mapping (an mmap pickle refuses)."""
 
 
 def _make_reducing(data, tag):
@@ -302,6 +316,24 @@ def test_subclass_details(tmp_path):
     assert type(out["masked_matrix"].data) is np.matrix
     assert type(out["memmap"]) is np.ndarray and out["memmap"].dtype == np.dtype("=i4")
     assert out["recarray"].f.tolist() == [2.0, 4.0]
+
+
+def test_subclass_attributes_pickle_cannot_save_are_dropped_as_pickle_drops_them(tmp_path):
+    # Not a failed dump where pickle and joblib succeed: all are dropped, as by pickle.
+    locked = np.arange(4.0).view(LockedArray)
+    locked.unit = "m"
+    out = ap.loads(ap.dumps({"a": locked}))["a"]
+    assert type(out) is LockedArray and out.unit is None and out.tolist() == [0, 1, 2, 3]
+    # A memmap subclass's own attributes are kept; its mapping's are np.memmap's business.
+    mm = np.memmap(tmp_path / "m.dat", dtype="f8", mode="w+", shape=(3,)).view(UserMemmap)
+    mm[:] = [1, 2, 3]
+    mm.note = "kept"
+    for mode in (None, "r"):
+        ap.dump(mm, tmp_path / "mm.ap")
+        out = ap.load(tmp_path / "mm.ap", mmap_mode=mode)
+        assert type(out) is UserMemmap and out.note == "kept" and out.tolist() == [1, 2, 3]
+        assert (out.filename is None) == (mode is None)
+        del out
 
 
 @pytest.mark.parametrize("compress", [0, "gzip"])

@@ -69,6 +69,15 @@ def replacing(path: str, *, fsync: bool = False) -> Iterator[BinaryIO]:
             os.chmod(tmp, stat.S_IMODE(mode))
         try:
             os.replace(tmp, target)
+        except PermissionError as exc:
+            if mode is None:
+                raise _naming(exc, path) from None
+            # A sticky directory (a team's shared cache, /tmp) forbids replacing a file
+            # another user owns, though its permission bits let us write it: as joblib
+            # did, write it in place, from the complete temporary file.
+            with open(tmp, "rb") as done, os.fdopen(_open_existing(target, path), "wb") as f:
+                _copy_over(done, f, fsync)
+            os.unlink(tmp)
         except OSError as exc:
             raise _naming(exc, path) from None
     except BaseException:
@@ -118,15 +127,25 @@ def _in_place(target: str, path: str, fsync: bool) -> Iterator[BinaryIO]:
         if spool is None:
             f.truncate(0)
             yield f
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
         else:
             with spool:
                 yield spool
                 spool.seek(0)
-                f.truncate(0)
-                shutil.copyfileobj(spool, f, COPY_PIECE)
-        if fsync:
-            f.flush()
-            os.fsync(f.fileno())
+                _copy_over(spool, f, fsync)
+
+
+def _copy_over(done: BinaryIO, f: BinaryIO, fsync: bool) -> None:
+    """Replace the content of ``f`` (open for writing at its start) by that of
+    ``done``, a complete dump: only a failure of this copy (a full disk) can leave the
+    file damaged."""
+    f.truncate(0)
+    shutil.copyfileobj(done, f, COPY_PIECE)
+    if fsync:
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _temporary_name(directory: str, name: str) -> str:

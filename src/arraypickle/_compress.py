@@ -17,7 +17,8 @@ TRUE_LEVEL = 3  # compress=True, as in joblib
 
 def _native(value: Any) -> Any:
     """numpy's bool and integer scalars (a level read from an array or a config file) as
-    Python's, as joblib's ``level in range(10)`` accepts them."""
+    Python's. joblib 1.6 refuses them but for 0 (its codecs check for ``int``); taking
+    them is the less surprising choice for a number that came out of numpy."""
     if isinstance(value, np.bool_):
         return bool(value)
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):

@@ -18,10 +18,17 @@ class ArrayPickleError(Exception):
     """Base class of every error raised by arraypickle."""
 
 
-class CorruptFileError(ArrayPickleError, ValueError):
+class CorruptFileError(ArrayPickleError, ValueError, pickle.UnpicklingError):
     """The file is truncated, damaged, or not something arraypickle can read.
 
     The message names the file and, where known, the record or offset at fault.
+
+    Also a :class:`pickle.UnpicklingError`, which ``pickle.load`` (and so ``joblib.load``)
+    raises for a stream that is not a pickle: a cache that catches it to compute the
+    value again catches this too. Not an :class:`EOFError`, though ``pickle.load`` raises
+    one for some truncations: a loop reading objects back to back until ``EOFError``
+    would take a truncated last object for the end of the stream (only
+    :class:`EmptyFileError`, nothing at all to load, is one).
     """
 
 

@@ -7,7 +7,8 @@ Stored forms (the wrapper name ``"numpy"``, then ``meta``; part of the file form
 ``("v", cls, base, state)``
     A subclass that pickles as ndarray does (``np.matrix``, ``np.recarray``, most
     user subclasses): ``base`` is the data as a plain array (its own record), rebuilt
-    with ``base.view(cls)``; ``state`` is the instance ``__dict__`` or None.
+    with ``base.view(cls)``; ``state`` is the instance ``__dict__`` or None (see
+    :func:`kept_state`).
 ``("m", cls, data, mask, fill_value, hard_mask)``
     A masked array: ``data`` and ``mask`` (None for ``nomask``) are arrays of their own.
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import mmap
+import pickle
 from contextvars import ContextVar
 from math import prod
 from typing import Any
@@ -89,6 +91,36 @@ def _subclass_kind(cls: type) -> str | None:
     return "v" if same else None
 
 
+# What np.memmap keeps of its mapping: rebuilt by its __array_finalize__, and an mmap
+# cannot be pickled.
+_MEMMAP_OWN = frozenset(("_mmap", "filename", "offset", "mode"))
+
+
+def kept_state(obj: np.ndarray) -> dict[str, Any] | None:
+    """The instance attributes of a subclass stored in the view form, or None.
+
+    pickle drops them (ndarray's ``__reduce__`` leaves ``__dict__`` out); they are kept
+    here (a unit or a description set in ``__array_finalize__``), but only where pickle
+    can save them: one attribute it cannot (a lock) would otherwise fail a dump that
+    pickle and joblib complete, so then all are dropped, as pickle drops them. The
+    trial pickles them with array buffers handed out of band, not copied.
+    """
+    state = getattr(obj, "__dict__", None)
+    if state and isinstance(obj, np.memmap):
+        state = {k: v for k, v in state.items() if k not in _MEMMAP_OWN}
+    if not state:
+        return None
+    try:
+        pickle.dumps(state, protocol=5, buffer_callback=_out_of_band)
+    except Exception:  # whatever pickle cannot save, pickle itself would drop
+        return None
+    return state
+
+
+def _out_of_band(buffer: pickle.PickleBuffer) -> None:
+    """A buffer callback that keeps nothing: the trial pickle is thrown away."""
+
+
 class NumpyWrapper(ArrayWrapper):
     """numpy arrays: buffers out of band, everything else (dtype, shape) pickled."""
 
@@ -111,8 +143,7 @@ class NumpyWrapper(ArrayWrapper):
         if kind == "?":
             kind = self._kinds[cls] = _subclass_kind(cls)
         if kind == "v":
-            state = getattr(obj, "__dict__", None) or None
-            return Exposed(("v", cls, obj.view(_ND), state))
+            return Exposed(("v", cls, obj.view(_ND), kept_state(obj)))
         if kind == "m":
             mask = obj._mask
             return Exposed(
