@@ -87,9 +87,12 @@ def test_a_mismatch_fails_the_demo(capsys, monkeypatch):
         (["--size-mb", "1", "--max-seconds", "-1"], "--max-seconds"),
     ],
 )
-def test_bad_arguments_are_usage_errors(capsys, args, message):
+def test_bad_arguments_are_usage_errors(capsys, args, message, monkeypatch):
+    built = []
+    monkeypatch.setattr(_demo, "make_dataset", lambda *a, **k: built.append(1))
     assert main(["demo", *args]) == 2
     assert message in capsys.readouterr().err
+    assert built == []  # refused before the dataset is built (seconds, at the default size)
 
 
 def test_module_entry_point(tmp_path):

@@ -122,9 +122,10 @@ def dump(
             before returning, so the new file survives a power failure (slower).
             Ignored for file objects: flushing those is the caller's business.
         threads: threads compressing in parallel: None (the default) for every core
-            this process may use, 1 for none besides the caller's. Codecs that are
-            not parallel ignore it; the file is the same for every value (see
-            ``docs/guide.md``, "Parallelism").
+            this process may use, 1 for no compression workers (an uncompressed
+            buffer of 4 MiB or more is still hashed on one helper thread while the
+            next is written). Codecs that are not parallel ignore it; the file is
+            the same for every value (see ``docs/guide.md``, "Parallelism").
         progress: ``True`` for a progress bar on stderr (files over 100 MiB), or a
             callable receiving ``(done_bytes, None)`` as the file is written and
             ``(total, total)`` at the end (see ``docs/progress.md``).
@@ -271,9 +272,10 @@ def load(
             for a damaged memo index, which CPython's unpickler would turn into a huge
             allocation (``docs/integrity.md``); ``False`` skips that walk too.
         threads: threads decompressing in parallel, for codecs whose streams allow
-            it (None: every usable core; 1: none besides the caller's). Above 1, an
-            uncompressed regular file's buffers of 8 MiB or more are read on two
-            threads.
+            it (None: every usable core; 1: no decompression workers, though with
+            ``verify`` a buffer of 4 MiB or more is hashed on one helper thread).
+            Above 1, an uncompressed regular file's buffers of 8 MiB or more are
+            read on two threads.
         progress: ``True`` for a progress bar on stderr (files over 100 MiB), or a
             callable receiving ``(done_bytes, file_size or None)`` (see
             ``docs/progress.md``).
@@ -440,7 +442,7 @@ def loads(
         {'a': 1}
         >>> arraypickle.loads(pickle.dumps(os.system), safe=True)
         Traceback (most recent call last):
-        UntrustedTypeError: <bytes>: refusing to load: it names 1 global(s) ... posix.system ...
+        arraypickle.UntrustedTypeError: <bytes>: refusing to load: ... posix.system ...
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise InvalidArgumentError(f"loads expects bytes, got {type(data).__name__}")

@@ -210,7 +210,9 @@ class DemoRow:
     skipped: str = ""
 
 
-def _codec_names(names: list[str] | None) -> list[str]:
+def codec_names(names: list[str] | None) -> list[str]:
+    """The codecs a demo of ``names`` runs, each once (None: none and every installed
+    codec); :class:`UnknownCodecError` for a name not installed."""
     registry = get_registry()
     if names is None:
         return ["none", *sorted(registry.codecs)]
@@ -273,7 +275,7 @@ def run_demo(
         >>> [r.verified for r in rows]
         [True, True]
     """
-    names = _codec_names(codecs)
+    names = codec_names(codecs)
     limit = 0.0 if codecs is not None else max_seconds
     data = make_dataset(size_mb) if data is None else data
     # Twice the data (measured: once was not always enough); briefly, that is one

@@ -18,17 +18,19 @@ class ArrayPickleError(Exception):
     """Base class of every error raised by arraypickle."""
 
 
-class CorruptFileError(ArrayPickleError, ValueError, pickle.UnpicklingError):
+class CorruptFileError(ArrayPickleError, ValueError):
     """The file is truncated, damaged, or not something arraypickle can read.
 
     The message names the file and, where known, the record or offset at fault.
 
-    Also a :class:`pickle.UnpicklingError`, which ``pickle.load`` (and so ``joblib.load``)
-    raises for a stream that is not a pickle: a cache that catches it to compute the
-    value again catches this too. Not an :class:`EOFError`, though ``pickle.load`` raises
-    one for some truncations: a loop reading objects back to back until ``EOFError``
-    would take a truncated last object for the end of the stream (only
-    :class:`EmptyFileError`, nothing at all to load, is one).
+    Not a :class:`pickle.UnpicklingError`, though ``pickle.load`` raises one for a
+    stream that is not a pickle: CPython's unpickler replaces an ``UnpicklingError``
+    that the file it reads raises, between two opcodes, by ``EOFError("Ran out of
+    input")``, and the message saying what is wrong would be lost. Nor an
+    :class:`EOFError`, which ``pickle.load`` raises for some truncations: a loop
+    reading objects back to back until ``EOFError`` would take a truncated last object
+    for the end of the stream (only :class:`EmptyFileError`, nothing at all to load,
+    is one).
     """
 
 
@@ -134,3 +136,23 @@ class MissingDependencyError(ArrayPickleError, ImportError):
     Raised, for example, for a URL path (``s3://...``) without fsspec or without the
     fsspec backend for that protocol.
     """
+
+
+# Tracebacks and reprs name the errors as users import and catch them (``arraypickle.
+# CorruptFileError``), not by this private module.
+for _error in (
+    ArrayPickleError,
+    CorruptFileError,
+    ResourceLimitError,
+    EmptyFileError,
+    UnknownCodecError,
+    UnknownWrapperError,
+    NumpyVersionError,
+    UnpicklableError,
+    InvalidArgumentError,
+    PluginConflictError,
+    UntrustedTypeError,
+    MissingDependencyError,
+):
+    _error.__module__ = "arraypickle"
+del _error

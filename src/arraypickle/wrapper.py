@@ -14,6 +14,10 @@ A wrapper is any object with these members (:class:`ArrayWrapper` is a convenien
 ``types: tuple[type, ...]``
     Instances of these types, and of their subclasses, are offered to ``expose``.
     The most specific type claimed wins; two wrappers claiming one type conflict.
+    Exact instances of the types the C pickler saves itself (``int``, ``float``,
+    ``str``, ``bytes``, ``dict``, ``list``, ``tuple``, ``set``, ``frozenset``) are
+    never offered: it does not consult ``reducer_override`` for them. Their
+    subclasses are.
 ``expose(obj) -> Exposed | None``
     Take ``obj`` apart. Return ``None`` to let pickle handle this object as usual
     (numpy does so for object arrays). ``Exposed.meta`` is pickled normally and may

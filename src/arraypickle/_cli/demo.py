@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         codecs = [c.strip() for c in args.codecs.split(",") if c.strip()]
         if not codecs:
             raise ValueError("--codecs lists no codec")
+        _demo.codec_names(codecs)  # an unknown name fails now, not after building the data
     data = _demo.make_dataset(args.size_mb)
     total = _demo.data_bytes(data)
     if not args.json:
