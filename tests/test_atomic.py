@@ -453,3 +453,26 @@ def test_a_writable_file_of_another_user_in_a_sticky_directory_is_written(shared
     st = os.stat(target)
     assert st.st_uid == owner and stat.S_IMODE(st.st_mode) == 0o666
     assert temp_files(shared_dir) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "O_NOFOLLOW"), reason="POSIX")
+def test_a_symlink_swapped_in_before_a_write_in_place_is_not_followed(tmp_path, monkeypatch):
+    # Written in place (here: no rename allowed), the file is opened again by its
+    # resolved name: a symlink there now was put there since (in a shared directory, by
+    # another user) and must not send the dump to the file it points at.
+    path, victim = tmp_path / "model.pkl", tmp_path / "victim"
+    ap.dump([1], path)
+    victim.write_bytes(b"precious")
+    real_replace = os.replace
+
+    def swap_then_refuse(src, dst):
+        os.remove(dst)
+        os.symlink(victim, dst)
+        raise PermissionError(1, "Operation not permitted", dst)
+
+    monkeypatch.setattr(_atomic.os, "replace", swap_then_refuse)
+    with pytest.raises(OSError) as info:
+        ap.dump([2], path)
+    assert info.value.filename == str(path)
+    monkeypatch.setattr(_atomic.os, "replace", real_replace)
+    assert victim.read_bytes() == b"precious" and temp_files(tmp_path) == []

@@ -14,6 +14,7 @@ from typing import BinaryIO
 
 # Bytes copied per call from the temporary file, when the dump cannot rename one.
 COPY_PIECE = 1 << 20
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 @contextlib.contextmanager
@@ -96,9 +97,13 @@ def _naming(exc: OSError, path: str) -> OSError:
 
 
 def _open_existing(target: str, path: str) -> int:
-    """``target`` opened for writing, not truncated; failing as ``open(path, "wb")``."""
+    """``target`` opened for writing, not truncated; failing as ``open(path, "wb")``.
+
+    ``target`` is no symlink (a link given as ``path`` was resolved): one found there
+    now was swapped in since, as in a shared directory another user can write, and it
+    is not followed."""
     try:
-        return os.open(target, os.O_WRONLY | getattr(os, "O_BINARY", 0))
+        return os.open(target, os.O_WRONLY | getattr(os, "O_BINARY", 0) | _NOFOLLOW)
     except OSError as exc:
         raise _naming(exc, path) from None
 
