@@ -7,6 +7,7 @@ dumps racing on one path from several processes leave one complete version.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import pathlib
 import shutil
@@ -455,24 +456,83 @@ def test_a_writable_file_of_another_user_in_a_sticky_directory_is_written(shared
     assert temp_files(shared_dir) == []
 
 
-@pytest.mark.skipif(not hasattr(os, "O_NOFOLLOW"), reason="POSIX")
-def test_a_symlink_swapped_in_before_a_write_in_place_is_not_followed(tmp_path, monkeypatch):
-    # Written in place (here: no rename allowed), the file is opened again by its
-    # resolved name: a symlink there now was put there since (in a shared directory, by
-    # another user) and must not send the dump to the file it points at.
-    path, victim = tmp_path / "model.pkl", tmp_path / "victim"
+def _refused_rename(monkeypatch, before=lambda dst: None):
+    """os.replace refused as a sticky directory refuses it, after ``before(dst)``."""
+
+    def refuse(src, dst):
+        before(dst)
+        raise PermissionError(errno.EPERM, "Operation not permitted", dst)
+
+    monkeypatch.setattr(_atomic.os, "replace", refuse)
+
+
+def test_a_refused_rename_outside_a_sticky_directory_fails_and_leaves_the_file(
+    tmp_path, monkeypatch
+):
+    # Writing in place is for the sticky case alone: elsewhere (a Windows sharing
+    # violation, say) the file may be open in another process, and stays as it was.
+    path = tmp_path / "model.pkl"
     ap.dump([1], path)
-    victim.write_bytes(b"precious")
-    real_replace = os.replace
-
-    def swap_then_refuse(src, dst):
-        os.remove(dst)
-        os.symlink(victim, dst)
-        raise PermissionError(1, "Operation not permitted", dst)
-
-    monkeypatch.setattr(_atomic.os, "replace", swap_then_refuse)
-    with pytest.raises(OSError) as info:
+    _refused_rename(monkeypatch)
+    with pytest.raises(PermissionError) as info:
         ap.dump([2], path)
     assert info.value.filename == str(path)
-    monkeypatch.setattr(_atomic.os, "replace", real_replace)
-    assert victim.read_bytes() == b"precious" and temp_files(tmp_path) == []
+    monkeypatch.undo()
+    assert ap.load(path) == [1] and temp_files(tmp_path) == []
+
+
+@pytest.fixture
+def others_file(shared_dir):
+    """A file another user (nobody) owns, writable by all, in a sticky directory."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        pytest.skip("making a file another user owns needs root")
+    os.chmod(shared_dir, 0o1777)
+    path = shared_dir / "model.pkl"
+    ap.dump([1], path)
+    os.chmod(path, 0o666)
+    os.chown(path, 65534, 65534)
+    return path
+
+
+@pytest.mark.parametrize("swap", ["symlink", "new file"])
+def test_a_file_swapped_during_the_dump_is_not_written_in_place(others_file, monkeypatch, swap):
+    # Written in place, the file is opened again by its resolved name: a symlink or
+    # another file there now was put there since (in a shared directory, by another
+    # user), and must not receive the dump, nor the file a link points at.
+    victim = others_file.parent / "victim"
+    victim.write_bytes(b"precious")
+
+    def replace_it(dst):
+        theirs = dst + ".theirs"  # made before the old one goes: another inode
+        if swap == "symlink":
+            os.symlink(victim, theirs)
+        else:
+            with open(theirs, "wb") as f:
+                f.write(b"theirs")
+            os.chown(theirs, 65534, 65534)
+        os.rename(theirs, dst)
+
+    _refused_rename(monkeypatch, replace_it)
+    with pytest.raises(OSError) as info:
+        ap.dump([2], others_file)
+    assert info.value.filename == str(others_file)
+    assert victim.read_bytes() == b"precious" and temp_files(others_file.parent) == []
+    if swap == "new file":
+        assert others_file.read_bytes() == b"theirs"
+
+
+def test_a_symlink_another_user_planted_in_a_sticky_directory_is_not_followed(others_file):
+    # Linux's protected_symlinks refuses open() to follow it; resolving it ourselves to
+    # rename over its target must refuse it too, or the dump lands on any file we may
+    # write (a 1775 team cache is not even covered by the kernel's rule).
+    victim = others_file.parent / "victim"
+    victim.write_bytes(b"precious")
+    link = others_file.parent / "planted.pkl"
+    os.symlink(victim, link)
+    os.lchown(link, 65534, 65534)
+    with pytest.raises(PermissionError, match="symlink another user owns") as info:
+        ap.dump([2], link)
+    assert info.value.filename == str(link) and victim.read_bytes() == b"precious"
+    os.lchown(link, 0, 0)  # one of ours is followed, as before
+    ap.dump([3], link)
+    assert ap.load(victim) == [3]

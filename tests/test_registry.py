@@ -239,18 +239,6 @@ def test_a_plugin_that_fails_to_import_warns_and_the_rest_works(distribution):
         ap.codecs()  # warned once, when the registry was built
 
 
-def test_a_plugin_that_exits_at_import_is_skipped_and_the_program_goes_on(distribution):
-    distribution(
-        "apk-exit",
-        {"exiting": "raise SystemExit(3)\n", "fine": good("fine", b"FINE", ".fine")},
-    )
-    with pytest.warns(UserWarning, match="'exiting'.*SystemExit"):
-        codecs = ap.codecs()
-    assert "fine" in codecs
-    info = {p.name: p for p in _plugins.get_registry().plugins}["exiting"]
-    assert info.status == "failed" and "SystemExit" in info.reason
-
-
 def test_a_plugin_whose_hook_raises_warns_and_the_rest_works(distribution):
     distribution(
         "apk-hook",

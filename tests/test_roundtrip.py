@@ -36,7 +36,7 @@ class ReducingArray(np.ndarray):
 
 
 class LockedArray(np.ndarray):
-    """A subclass whose attribute pickle cannot save (pickle drops it with the rest)."""
+    """A subclass whose attribute pickle cannot save (pickle drops all of them)."""
 
     def __array_finalize__(self, obj):
         self.lock = threading.Lock()
@@ -318,12 +318,18 @@ def test_subclass_details(tmp_path):
     assert out["recarray"].f.tolist() == [2.0, 4.0]
 
 
-def test_subclass_attributes_pickle_cannot_save_are_dropped_as_pickle_drops_them(tmp_path):
-    # Not a failed dump where pickle and joblib succeed: all are dropped, as by pickle.
+def test_subclass_attributes_are_kept_and_one_pickle_cannot_save_fails_the_dump(tmp_path):
+    # pickle drops them all, unseen; kept here, a lock among them fails the dump
+    # (before anything replaces the file) rather than losing the others silently.
     locked = np.arange(4.0).view(LockedArray)
     locked.unit = "m"
+    ap.dump([1], tmp_path / "old.ap")
+    with pytest.raises(TypeError, match="lock"):
+        ap.dump({"a": locked}, tmp_path / "old.ap")
+    assert ap.load(tmp_path / "old.ap") == [1]
+    del locked.lock
     out = ap.loads(ap.dumps({"a": locked}))["a"]
-    assert type(out) is LockedArray and out.unit is None and out.tolist() == [0, 1, 2, 3]
+    assert type(out) is LockedArray and out.unit == "m" and out.tolist() == [0, 1, 2, 3]
     # A memmap subclass's own attributes are kept; its mapping's are np.memmap's business.
     mm = np.memmap(tmp_path / "m.dat", dtype="f8", mode="w+", shape=(3,)).view(UserMemmap)
     mm[:] = [1, 2, 3]

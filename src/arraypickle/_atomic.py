@@ -33,11 +33,16 @@ def replacing(path: str, *, fsync: bool = False) -> Iterator[BinaryIO]:
         # What open(path, "wb") says, before a temporary name could appear in the error.
         code = errno.EISDIR if path else errno.ENOENT
         raise (IsADirectoryError if path else FileNotFoundError)(code, os.strerror(code), path)
-    target = os.path.realpath(path) if os.path.islink(path) else path
+    if os.path.islink(path):
+        _check_link(path)
+        target = os.path.realpath(path)
+    else:
+        target = path
     try:
-        mode = os.stat(target).st_mode
+        old = os.stat(target)
     except FileNotFoundError:
-        mode = None
+        old = None
+    mode = None if old is None else old.st_mode
     if mode is not None and not stat.S_ISREG(mode):
         with open(target, "wb") as f:
             yield f
@@ -66,18 +71,18 @@ def replacing(path: str, *, fsync: bool = False) -> Iterator[BinaryIO]:
             f.flush()
             if fsync:
                 os.fsync(f.fileno())
+            written = _identity(os.fstat(f.fileno()))
         if mode is not None:
             os.chmod(tmp, stat.S_IMODE(mode))
         try:
             os.replace(tmp, target)
         except PermissionError as exc:
-            if mode is None:
+            if not _sticky_refusal(exc, directory, old):
                 raise _naming(exc, path) from None
             # A sticky directory (a team's shared cache, /tmp) forbids replacing a file
             # another user owns, though its permission bits let us write it: as joblib
             # did, write it in place, from the complete temporary file.
-            with open(tmp, "rb") as done, os.fdopen(_open_existing(target, path), "wb") as f:
-                _copy_over(done, f, fsync)
+            _write_over(tmp, written, target, old, path, fsync)
             os.unlink(tmp)
         except OSError as exc:
             raise _naming(exc, path) from None
@@ -87,6 +92,68 @@ def replacing(path: str, *, fsync: bool = False) -> Iterator[BinaryIO]:
         raise
     if fsync:
         _fsync_directory(directory)
+
+
+def _check_link(path: str) -> None:
+    """Refuse to follow ``path``, a symlink, where another user may have planted it: in
+    a sticky directory, a link owned by neither the caller nor the directory's owner.
+
+    The rule Linux's ``protected_symlinks`` applies to ``open()`` in world-writable
+    sticky directories, which the dump's own resolving of the link would bypass, and
+    applied to every sticky directory (a team cache of mode 1775 too): such a link
+    could send the dump over any file the caller may write."""
+    if not hasattr(os, "geteuid"):
+        return
+    try:
+        link = os.lstat(path)
+        folder = os.stat(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return  # gone already: the resolving below fails as open() would
+    if folder.st_mode & stat.S_ISVTX and link.st_uid not in (os.geteuid(), folder.st_uid):
+        code = errno.EACCES
+        raise PermissionError(code, f"{os.strerror(code)} (a symlink another user owns)", path)
+
+
+def _identity(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
+
+
+def _sticky_refusal(exc: OSError, directory: str, old: os.stat_result | None) -> bool:
+    """Whether ``os.replace`` was refused, over the existing file ``old``, because the
+    directory is sticky and another user owns the file (any other refusal, a Windows
+    sharing violation for one, stands: writing in place there would change a file
+    another process holds open)."""
+    if old is None or not hasattr(os, "geteuid") or exc.errno != errno.EPERM:
+        return False
+    try:
+        sticky = os.stat(directory).st_mode & stat.S_ISVTX
+    except OSError:
+        return False
+    return bool(sticky) and old.st_uid != os.geteuid()
+
+
+def _write_over(
+    tmp: str, written: tuple[int, int], target: str, old: os.stat_result, path: str, fsync: bool
+) -> None:
+    """Copy the complete temporary file ``tmp`` over ``target`` in place, both opened
+    again without following symlinks and checked to be the files written and found
+    (``written``, ``old``); under an exclusive lock, so that two dumps doing this at
+    once leave one of them whole. Errors name ``path``."""
+    import fcntl  # POSIX only, as is this path
+
+    try:
+        with (
+            open(os.open(tmp, os.O_RDONLY | _NOFOLLOW), "rb") as done,
+            os.fdopen(_open_existing(target, path), "wb") as f,
+        ):
+            found = _identity(os.fstat(f.fileno()))
+            if _identity(os.fstat(done.fileno())) != written or found != _identity(old):
+                code = errno.EPERM
+                raise PermissionError(code, f"{os.strerror(code)} (replaced during the dump)")
+            fcntl.lockf(f.fileno(), fcntl.LOCK_EX)
+            _copy_over(done, f, fsync)
+    except OSError as exc:
+        raise _naming(exc, path) from None
 
 
 def _naming(exc: OSError, path: str) -> OSError:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import mmap
-import pickle
 from contextvars import ContextVar
 from math import prod
 from typing import Any
@@ -100,25 +99,14 @@ def kept_state(obj: np.ndarray) -> dict[str, Any] | None:
     """The instance attributes of a subclass stored in the view form, or None.
 
     pickle drops them (ndarray's ``__reduce__`` leaves ``__dict__`` out); they are kept
-    here (a unit or a description set in ``__array_finalize__``), but only where pickle
-    can save them: one attribute it cannot (a lock) would otherwise fail a dump that
-    pickle and joblib complete, so then all are dropped, as pickle drops them. The
-    trial pickles them with array buffers handed out of band, not copied.
+    here (a unit or a description set in ``__array_finalize__``), pickled with the rest
+    of the object, so one that cannot be pickled (a lock) fails the dump rather than
+    being lost unseen. A memmap subclass's own mapping is np.memmap's to rebuild.
     """
     state = getattr(obj, "__dict__", None)
     if state and isinstance(obj, np.memmap):
         state = {k: v for k, v in state.items() if k not in _MEMMAP_OWN}
-    if not state:
-        return None
-    try:
-        pickle.dumps(state, protocol=5, buffer_callback=_out_of_band)
-    except Exception:  # whatever pickle cannot save, pickle itself would drop
-        return None
-    return state
-
-
-def _out_of_band(buffer: pickle.PickleBuffer) -> None:
-    """A buffer callback that keeps nothing: the trial pickle is thrown away."""
+    return state or None
 
 
 class NumpyWrapper(ArrayWrapper):

@@ -523,7 +523,7 @@ def _load_plugins() -> list[_Loaded]:
             continue
         try:
             entry.plugin = ep.load() if ep is not None else importlib.import_module(module)
-        except (Exception, SystemExit) as exc:  # a sys.exit() at import must not end the program
+        except Exception as exc:
             if type(exc).__name__ == "_DeadlockError":  # importlib's, between two imports
                 entry.partial = True
             else:
