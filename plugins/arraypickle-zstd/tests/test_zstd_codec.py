@@ -6,6 +6,7 @@ import io
 import struct
 import tracemalloc
 
+import numpy as np
 import pytest
 
 pytest.importorskip("arraypickle_zstd", reason="arraypickle-zstd is not installed")
@@ -85,6 +86,42 @@ def test_run_length_blocks_expand_one_at_a_time():
         tracemalloc.stop()
     assert peak < 4 << 20
     assert not any(buf)
+
+
+def test_a_frame_longer_than_its_stated_size_is_streamed_block_by_block():
+    # A 1 MB frame stating 1 MiB of content over 262,200 run-length blocks of 128 KiB:
+    # past the walk's limit the frame is streamed, and from its header, not with every
+    # block walked handed to the decoder at once (which asked for 32 GiB).
+    header = b"\x28\xb5\x2f\xfd" + bytes([0x80, 7 << 3]) + struct.pack("<I", 1 << 20)
+    block = struct.pack("<I", (128 << 10) << 3 | 1 << 1)[:3] + b"\x00"
+    last = struct.pack("<I", 1 << 3 | 1 << 1 | 1)[:3] + b"\x00"
+    reader = ZstdCodec().open_reader(io.BytesIO(header + block * 262_200 + last))
+    buf = bytearray(1 << 20)
+    tracemalloc.start()
+    try:
+        assert reader.readinto(buf) == len(buf)  # the first MiB, in bounded memory
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20 and not any(buf)
+
+
+def test_a_frame_of_many_small_blocks_with_a_stated_size_loads():
+    # zstd's streaming API with a pledged size, flushing a block every 200 bytes of
+    # random data: the frame is longer than the walk allows for its size, so it is
+    # streamed (it was refused as "produced data from a frame header").
+    obj = {"a": np.random.default_rng(0).random(20_000)}
+    plain = arraypickle.dumps(obj)
+    out = io.BytesIO()
+    writer = zstandard.ZstdCompressor(write_content_size=True).stream_writer(
+        out, size=len(plain), closefd=False
+    )
+    for i in range(0, len(plain), 200):
+        writer.write(plain[i : i + 200])
+        writer.flush(zstandard.FLUSH_BLOCK)
+    writer.close()
+    assert zstandard.get_frame_parameters(out.getvalue()).content_size == len(plain)
+    assert_same(obj, arraypickle.loads(out.getvalue()))
 
 
 def test_exact_frame_ends():

@@ -94,17 +94,18 @@ class ZstdReader(FramedReader):
             if magic != MAGIC:
                 raise self.corrupt(f"has unexpected data where a frame should start: {magic!r}")
             self._frames += 1
-            end, size, checksum = self._header()
+            header, size, checksum = self._header()
             if size is None or size > self.max_frame:
-                return Frame(None, None, (end, checksum))
-            # Walk to the frame's end; a frame far longer than its content is streamed.
+                return Frame(None, None, (header, checksum))
+            # Walk to the frame's end; a frame far longer than its content is streamed,
+            # from its header on (block by block: the walk only peeked at them).
             limit = size + 3 * (size // MAX_BLOCK + 2) + 64
-            last = False
+            end, last = header, False
             while not last and end <= limit:
                 length, last = self._block(end)
                 end += length
             if not last:
-                return Frame(None, None, (end, checksum))
+                return Frame(None, None, (header, checksum))
             end += 4 if checksum else 0
             return Frame(size, self.take(end, "a frame"))
 
