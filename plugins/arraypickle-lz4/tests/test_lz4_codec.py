@@ -112,6 +112,32 @@ def test_a_frame_larger_than_its_stated_size_allows_is_streamed_not_buffered():
     reader.close()
 
 
+@pytest.mark.parametrize("stated", [0, 1])
+def test_a_frame_decoding_past_its_stated_size_stops_there(stated):
+    """A header stating 0 or 1 byte over 200 blocks of 4 MiB of zeros (3 MB, within the
+    walk's bound for one 4 MiB block): decoding stops past the stated size, where
+    lz4.frame.decompress went on for hundreds of MiB before comparing."""
+    import struct
+    import tracemalloc
+
+    import lz4.block
+    import xxhash
+
+    header = struct.pack("<IBBQ", 0x184D2204, 0x40 | 0x20 | 0x08, 7 << 4, stated)
+    header += bytes([(xxhash.xxh32(header[4:]).intdigest() >> 8) & 0xFF])
+    zeros = lz4.block.compress(bytes(4 << 20), store_size=False, mode="high_compression")
+    block = struct.pack("<I", len(zeros)) + zeros
+    reader = Lz4Codec().open_reader(io.BytesIO(header + block * 200 + bytes(4)), threads=1)
+    tracemalloc.start()
+    try:
+        with pytest.raises(arraypickle.CorruptFileError, match="disagrees with its stated size"):
+            reader.read(1 << 20)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20
+
+
 def test_the_default_level_is_joblibs_fast_mode():
     # joblib's compress='lz4' leaves lz4.frame at level 0: LZ4's fast mode, as level 1.
     data = {"a": pixels()}

@@ -115,11 +115,15 @@ class Lz4Reader(FramedReader):
             return Frame(size, self.take(end, "a frame"))
 
     def decode_into(self, frame: Frame, out: memoryview) -> None:
+        # Never past the stated size (and one byte, to see a frame holding more):
+        # lz4.frame.decompress grows its output as far as the blocks go, so a frame
+        # stating 0 or 1 byte over 4 MB of blocks would decode to gigabytes first.
+        decoder = lz4.frame.LZ4FrameDecompressor()
         try:
-            data = lz4.frame.decompress(frame.payload)
+            data = decoder.decompress(frame.payload, max_length=len(out) + 1)
         except RuntimeError as exc:
             raise self.corrupt(f"is damaged: {exc}") from exc
-        if len(data) != len(out):
+        if len(data) != len(out) or not decoder.eof:
             raise self.corrupt("has a frame whose content disagrees with its stated size")
         copy_into(out, data)  # without the GIL
 
