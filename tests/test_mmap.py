@@ -194,14 +194,15 @@ def test_a_writable_map_of_a_file_without_arrays_leaves_it_untouched(tmp_path):
     assert path.read_bytes() == before
 
 
-@pytest.mark.parametrize("damage", ["truncated", "refused"])
+@pytest.mark.parametrize("damage", ["truncated", "appended", "refused"])
 def test_a_failed_writable_map_leaves_the_file_untouched(tmp_path, damage):
-    # The header is marked only once the load succeeds: a damaged file, or one safe
-    # loading refuses, is left as it was.
+    # The header is marked only once the load succeeds: a damaged file, one with data
+    # after its object, or one safe loading refuses, is left as it was.
     path = tmp_path / "f.pkl"
-    if damage == "truncated":
+    if damage in ("truncated", "appended"):
         ap.dump(sample(), path)
-        path.write_bytes(path.read_bytes()[:-8])
+        data = path.read_bytes()
+        path.write_bytes(data[:-8] if damage == "truncated" else data + b"\0")
         expected, kwargs = ap.CorruptFileError, {}
     else:
         ap.dump({"a": np.arange(4.0), "f": os.getcwd}, path)  # a global safe mode refuses

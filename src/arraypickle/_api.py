@@ -17,7 +17,13 @@ from . import _format as fmt
 from . import _joblib, _joblib_zf, _progress, _remote
 from ._atomic import replacing
 from ._compress import resolve
-from ._damage import check_unrecognised, failed_lookup, raised_by_pickler, renamed
+from ._damage import (
+    check_unrecognised,
+    data_follows,
+    failed_lookup,
+    raised_by_pickler,
+    renamed,
+)
 from ._errors import (
     ArrayPickleError,
     CorruptFileError,
@@ -635,10 +641,7 @@ def _read_whole(
     """Read a whole file (or ``bytes``): it holds one object and nothing after it."""
     value = _read_guarded(stream, name, registry, opts, **kwargs)
     if stream.read(1):
-        raise CorruptFileError(
-            f"{name}: data follows the object at offset {stream.tell() - 1} (appended or "
-            "damaged data; objects written back to back load one by one from an open file)"
-        )
+        raise data_follows(name, stream.tell() - 1)
     return value
 
 

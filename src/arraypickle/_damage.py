@@ -56,6 +56,14 @@ _UNPICKLER_ERRORS = (
 _UNPICKLER_CODE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
+def data_follows(name: str, offset: int) -> CorruptFileError:
+    """The error for a whole file (a path, ``bytes``) with data after its object."""
+    return CorruptFileError(
+        f"{name}: data follows the object at offset {offset} (appended or damaged data; "
+        "objects written back to back load one by one from an open file)"
+    )
+
+
 def damaged_magic(head: bytes) -> bool:
     """Whether ``head`` (first bytes, no codec matched) is a damaged or cut container magic.
 

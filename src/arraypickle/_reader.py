@@ -23,7 +23,7 @@ import numpy as np
 from . import _format as fmt
 from ._allowlist import numpy_alias
 from ._checksum import Hasher
-from ._damage import unpickler_failure
+from ._damage import data_follows, unpickler_failure
 from ._errors import CorruptFileError, InvalidArgumentError, UnknownWrapperError
 from ._helper import HelperThread
 from ._memory import aligned_empty, memmap_over
@@ -639,6 +639,9 @@ class ContainerReader:
             raise error from exc
         self._finish(stream)
         if self._unmarked is not None and self._nbuffers:
+            if self._size is not None and self.offset < self._size:
+                # A mapped load is of a whole file, which that fails: unmarked, unchanged.
+                raise data_follows(self.name, self.offset)
             # Before any array mapped for writing reaches the caller (none: no change).
             self._mmap.mark_writable(self._unmarked)  # type: ignore[union-attr]
         return obj
