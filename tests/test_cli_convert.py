@@ -357,6 +357,21 @@ def test_array_aware_codec_gets_element_sizes(tmp_path, capsys, fresh_registry):
     assert all(np.array_equal(out[k], obj[k]) for k in obj)
 
 
+def test_elements_larger_than_a_copy_piece_are_copied_as_bytes(tmp_path, capsys, fresh_registry):
+    # An element of 5 MiB (a structured subarray) does not fit the 4 MiB pieces the
+    # copy goes by: the piece came out 0 and the copy never ended.
+    codec = ArrayAwareCodec()
+    ap.register_codec(codec)
+    src, dst = str(tmp_path / "in.pkl"), str(tmp_path / "out.pkl")
+    obj = np.zeros(2, dtype=[("x", "u1", (5 << 20,))])
+    obj["x"][1, :3] = 7
+    ap.dump(obj, src)
+    codec.seen.clear()
+    assert run_cli(capsys, "convert", src, dst, "--compress", "awtest:1")[0] == 0
+    assert codec.seen == []  # as plain bytes: no element size to give
+    assert np.array_equal(ap.load(dst), obj)
+
+
 def test_remote_paths(capsys):
     pytest.importorskip("fsspec")
     ap.dump(sample(), "memory://cli/in.joblib")

@@ -71,6 +71,8 @@ class _Copier:
         """Copy record ``index``'s payload and checksum, checking it (or, with
         ``reseal``, writing the checksum of the bytes as they are now)."""
         hasher = fmt.record_hasher(index)
+        if itemsize > PIECE:  # whole elements no longer fit a piece (a file's choice)
+            itemsize = 1
         piece = PIECE - PIECE % itemsize
         array_aware = self._write_array is not None and itemsize > 1 and length % itemsize == 0
         left = length
