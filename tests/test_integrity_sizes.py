@@ -145,7 +145,7 @@ def test_end_record_of_the_wrong_size():
         ap.loads(data)
 
 
-def test_unknown_kinds_refused_unless_skippable():
+def test_unknown_kinds_refused_unless_skippable(tmp_path):
     opcodes = b"\x80\x05K\x01."
     extra = b"future data"
     pickle_record = (P, 0, len(opcodes), opcodes)
@@ -159,6 +159,14 @@ def test_unknown_kinds_refused_unless_skippable():
     damaged[damaged.index(extra)] ^= 1
     with pytest.raises(CorruptFileError, match="checksum mismatch"):
         ap.loads(bytes(damaged))
+    # Mapped loads too (they map buffers unread, but a skipped record is read).
+    path = tmp_path / "skip.ap"
+    path.write_bytes(skippable)
+    assert ap.load(path, mmap_mode="r") == 1
+    path.write_bytes(bytes(damaged))
+    for mode in ("r", "c", "r+"):
+        with pytest.raises(CorruptFileError, match="checksum mismatch"):
+            ap.load(path, mmap_mode=mode)
 
 
 def record_headers(data: bytes) -> list[tuple[int, bytes, int, int, int]]:

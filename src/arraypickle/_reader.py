@@ -205,7 +205,8 @@ class ContainerReader:
         # hashed whole right after it while in cache (as _fill's pieces are). None
         # while mapping (or scanning: see scan).
         self._inline_max = None if mmap is not None else min(piece or HASH_PIECE, HASH_PIECE)
-        self._verify = verify and mmap is None
+        self._verify = verify and mmap is None  # buffers' checksums
+        self._verify_skipped = verify  # skippable records', mapped or not
         self._policy = policy
         # Set when large buffers can be read on two threads (see _splitread).
         self._fd = positional_fd(src) if threads > 1 and mmap is None else None
@@ -456,10 +457,9 @@ class ContainerReader:
             self._ended = True
             return
         elif flags & fmt.FLAG_SKIPPABLE:
-            if self._mmap is not None:
-                self._skip(length + fmt.TRAILER.size, what)
-            else:
-                self._pass_through(length, what, self._verify or self._scanning)
+            # Read and checked under mmap_mode too (unlike buffers, which are mapped):
+            # a damaged record is damage, whatever a reader makes of its kind.
+            self._pass_through(length, what, self._verify_skipped or self._scanning)
         else:
             raise self.corrupt(f"{what} has an unknown kind")
         self._records += 1
