@@ -190,6 +190,22 @@ def test_lz4_file_without_codec_names_the_plugin(monkeypatch):
         ap.load(JOBLIB_COMPAT / name)
 
 
+@pytest.mark.parametrize("shape", ["(True,)", "(9223372036854775808, 0)"])
+def test_a_companion_header_numpy_cannot_map_is_corrupt(tmp_path, shape):
+    # np.memmap's TypeError and OverflowError are about the file, as its ValueError is.
+    header = f"{{'descr': '|u1', 'fortran_order': False, 'shape': {shape}, }}".encode()
+    header += b" " * (63 - (10 + len(header)) % 64) + b"\n"
+    npy = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + b"\x07"
+    (tmp_path / "c.npy").write_bytes(npy)
+    state = {"filename": "c.npy", "subclass": np.ndarray, "allow_mmap": True}
+    (tmp_path / "main.pkl").write_bytes(craft_wrapper("NDArrayWrapper", state))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        for mode in (None, "r"):
+            with pytest.raises(ap.CorruptFileError):
+                ap.load(tmp_path / "main.pkl", mmap_mode=mode)
+
+
 @pytest.mark.parametrize(
     "name",
     [

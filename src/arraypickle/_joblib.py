@@ -323,7 +323,9 @@ def map_array(
             array = np.memmap(
                 path, dtype=dtype, mode=load.mmap_mode, offset=offset, shape=shape, order=order
             )
-    except ValueError as exc:  # beyond the end of the file
+    except (ValueError, TypeError, OverflowError) as exc:
+        # Beyond the end of the file, or a shape a damaged .npy header gives (a bool,
+        # a dimension past 2**63): np.memmap's own complaints, about the file.
         raise CorruptFileError(f"{path!r}: cannot map the array at offset {offset}: {exc}") from exc
     if not array.flags.aligned:
         warn_caller(
