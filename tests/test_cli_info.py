@@ -11,6 +11,8 @@ import os
 import pickle
 import subprocess
 import sys
+import time
+import tracemalloc
 import zlib
 
 import numpy as np
@@ -24,7 +26,7 @@ from arraypickle._inspect import inspect_stream
 from cli_support import check_against, info_json, run_cli, run_subprocess
 from conftest import COMPRESS_SETTINGS, JOBLIB_COMPAT
 from peak_rss import PEAK_SCRIPT
-from test_safe_attacks import shared_tuple
+from test_safe_attacks import container, shared_tuple
 
 MiB = 1 << 20
 
@@ -589,3 +591,142 @@ def test_globals_of_companion_object_arrays_are_said_to_be_uncounted(capsys):
     code, out, _ = run_cli(capsys, "info", str(path))
     assert code == 0
     assert "(not counting those of object arrays in companion files)" in out
+
+
+# -- resource use on crafted files: linear in the file's size ---------------------------
+
+
+def _info(data: bytes):
+    return inspect_stream(io.BytesIO(data), "crafted", len(data), None)
+
+
+def _seconds(make, n: int) -> float:
+    """The best of two walks of ``make(n)``'s file."""
+    data = make(n)
+    best = float("inf")
+    for _ in range(2):
+        t = time.perf_counter()
+        _info(data)
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def _assert_linear(make, n: int, scale: int = 8) -> None:
+    """A file ``scale`` times larger takes well under ``scale**2`` times longer (the
+    quadratic walks these guard against took ``scale**2`` times and more)."""
+    small = _seconds(make, n)
+    big = _seconds(make, n * scale)
+    assert big < 3 * scale * max(small, 1e-3), (small, big)
+
+
+def test_deep_paths_are_not_copied_for_each_child():
+    # dicts nested 300 deep under one memoized 200-character key, around a list of 300
+    # Nones: each None's path was a 60 KB string of its own (18 MB for a 4 KB file).
+    key = b"k" * 200
+    p = b"\x80\x04X" + len(key).to_bytes(4, "little") + key + b"q\x00"
+    p += b"(" + b"N" * 300 + b"lq\x01" + b"}h\x00h\x01sq\x01" * 300 + b"."
+    tracemalloc.start()
+    try:
+        report = _info(p)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert report.arrays == []
+    assert peak < 4 * MiB, peak
+
+
+def test_deep_array_paths_are_cut_in_the_middle():
+    key = "k" * 150
+    obj: object = np.zeros(2)
+    for _ in range(20):
+        obj = {key: obj}
+    report = _info(pickle.dumps(obj, protocol=4))
+    (entry,) = report.arrays
+    full = f"[{key!r}]" * 20
+    assert len(entry.path) == 1000
+    assert entry.path == full[:500] + "..." + full[-497:]
+
+
+def test_a_shared_dtype_is_made_once():
+    # 200-field dtype named by many arrays through the memo: made again for each array.
+    dt = pickle.dumps(np.dtype([(f"f{i}", "<f8") for i in range(200)]), protocol=2)
+
+    def make(n: int) -> bytes:
+        ops = b"\x80\x02carraypickle._format\nrebuild\nr\x00\x00\x10\x00"
+        ops += b"X\x05\x00\x00\x00numpyr\x01\x00\x10\x00" + dt[2:-1] + b"r\x02\x00\x10\x00"
+        ops += b"(X\x01\x00\x00\x00aj\x02\x00\x10\x00)X\x01\x00\x00\x00Ctr\x03\x00\x10\x00]("
+        ops += b"j\x00\x00\x10\x00(j\x01\x00\x10\x00j\x03\x00\x10\x00K\x00K\x00tR" * n
+        return container(ops + b"e.")
+
+    report = _info(make(20))
+    assert len(report.arrays) == 20 and len({id(a.dtype) for a in report.arrays}) == 1
+    _assert_linear(make, 20, scale=20)
+
+
+def test_many_additems_are_linear():
+    def make(n: int) -> bytes:
+        return b"\x80\x04cbuiltins\nset\n)R(" + b"N" * n + b"\x90" + b"(\x90" * n + b"."
+
+    _assert_linear(make, 2000)
+
+
+def test_records_of_one_byte_are_read_in_linear_time():
+    # A string cut into 1-byte PICKLE records: each piece copied the buffer and walked
+    # the pieces before it again.
+    def make(n: int) -> bytes:
+        ops = b"\x80\x05\x8d" + (n * 512).to_bytes(8, "little") + b"a" * (n * 512) + b"."
+        return container(ops, pieces=len(ops))
+
+    _assert_linear(make, 1, scale=8)
+
+
+def test_text_lines_in_records_of_one_byte():
+    # protocol 0 reads lines: each byte of a line fetched alone copied the line again.
+    def make(n: int) -> bytes:
+        data = pickle.dumps("x" * n, protocol=0)
+        return container(data, pieces=len(data))
+
+    _assert_linear(make, 250, scale=8)
+
+
+def test_a_shared_joblib_state_is_looked_up_in_constant_time():
+    # One state dict of many junk pairs, then shape/dtype/order, shared by n wrappers:
+    # each key looked up scanned every pair.
+    def make(n: int) -> bytes:
+        p = b"\x80\x02cjoblib.numpy_pickle\nNumpyArrayWrapper\nq\x00cnumpy\ndtype\nq\x01"
+        p += b"(" + b"NN" * (50 * n) + b"X\x05\x00\x00\x00shape)"
+        p += b"X\x05\x00\x00\x00dtypeh\x01X\x02\x00\x00\x00u1\x85R"
+        p += b"X\x05\x00\x00\x00orderX\x01\x00\x00\x00CX\x08\x00\x00\x00subclassNdq\x02("
+        return p + b"h\x00)\x81h\x02b\x00" * n + b"l."
+
+    assert len(_info(make(10)).arrays) == 10
+    _assert_linear(make, 50)
+
+
+def _assert_as_fast(make, key: bytes, plain: bytes, n: int, factor: int = 5) -> None:
+    """A file of ``n`` pairs under ``key`` is walked about as fast as under ``plain``."""
+    slow = _seconds(lambda n: make(key, n), n)
+    fast = _seconds(lambda n: make(plain, n), n)
+    assert slow < factor * max(fast, 1e-3), (fast, slow)
+
+
+def test_a_memoized_tuple_key_is_rendered_once():
+    # A dict of n pairs under one memoized tuple of 1000 ints: each pair's path walked
+    # the key and printed it.
+    def make(key: bytes, n: int) -> bytes:
+        return b"\x80\x04(" + key + b"t\x94(" + b"h\x00]" * n + b"d."
+
+    _assert_as_fast(make, b"K\x01" * 1000, b"K\x01", 2000)
+
+
+def test_keys_holding_a_memoized_tuple_are_rendered_in_bounded_time():
+    # Distinct 1-tuples around one memoized tuple of 1000 ints: each key's repr printed
+    # all of it, again for each (10 times the cost of a tuple of 100, which shows as
+    # much of it).
+    def make(key: bytes, n: int) -> bytes:
+        return b"\x80\x04(" + key + b"t\x94(" + b"h\x00\x85]" * n + b"d."
+
+    _assert_as_fast(make, b"K\x01" * 1000, b"K\x01" * 100, 2000, factor=3)
+    report = _info(pickle.dumps({(tuple(range(1000)),): np.zeros(1)}, protocol=4))
+    text = repr((tuple(range(1000)),))
+    assert report.arrays[0].path == "[" + text[:197] + "...]"

@@ -57,6 +57,11 @@ from ._symbolic import (
 SCHEMA = "arraypickle-info/1"
 # Dict keys longer than this are cut in paths.
 KEY_MAX = 200
+# Paths longer than this are cut in the middle: their first PATH_HEAD and last
+# PATH_TAIL characters are kept around "...".
+PATH_MAX = 1000
+PATH_HEAD = 500
+PATH_TAIL = PATH_MAX - PATH_HEAD - 3
 # Parts of a key followed to tell whether it is a plain value (see _plain_key).
 KEY_NODES = 1024
 
@@ -82,12 +87,22 @@ class ArrayEntry:
     file: str | None = None  # a joblib < 0.10 companion file holding it
     buffer: int | None = None  # index of its BUFFER record in a container
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, dtypes: dict[int, tuple[str, Any]] | None = None) -> dict[str, Any]:
+        """``dtypes``: the str and descr of dtypes already written, by id: many arrays
+        may share one (structured) dtype, costly to write."""
+        text = descr = None
+        if self.dtype is not None:
+            hit = dtypes.get(id(self.dtype)) if dtypes is not None else None
+            if hit is None:
+                hit = (str(self.dtype), _descr(self.dtype))
+                if dtypes is not None:
+                    dtypes[id(self.dtype)] = hit
+            text, descr = hit
         return {
             "path": self.path,
             "class": self.cls,
-            "dtype": None if self.dtype is None else str(self.dtype),
-            "descr": None if self.dtype is None else _descr(self.dtype),
+            "dtype": text,
+            "descr": descr,
             "itemsize": None if self.dtype is None else self.dtype.itemsize,
             "shape": None if self.shape is None else list(self.shape),
             "order": self.order,
@@ -150,6 +165,7 @@ class Report:
         return [name for name, bad in self.globals if bad]
 
     def to_json(self) -> dict[str, Any]:
+        dtypes: dict[int, tuple[str, Any]] = {}  # see ArrayEntry.to_json
         return {
             "schema": SCHEMA,
             "file": self.file,
@@ -164,7 +180,7 @@ class Report:
             "stream_size": self.stream_size,
             "trailing_bytes": self.trailing_bytes,
             "array_bytes": self.array_bytes,
-            "arrays": [a.to_json() for a in self.arrays],
+            "arrays": [a.to_json(dtypes) for a in self.arrays],
             "globals": [{"name": n, "untrusted": bad} for n, bad in self.globals],
             "untrusted": self.untrusted,
         }
@@ -362,6 +378,93 @@ def _describe(report: Report) -> str:
 # -- walking the skeleton -------------------------------------------------------------
 
 
+class _KeyCache:
+    """What is known of the dict keys of one walk, by the id of their node (each entry
+    keeps its node alive): a key the memo shares between many pairs is rendered once."""
+
+    def __init__(self) -> None:
+        self.steps: dict[tuple[str, int], tuple[Any, str]] = {}  # the path step of a key
+        self.parts: dict[int, tuple[Any, int]] = {}  # see _parts
+        self.reprs: dict[int, tuple[Any, str]] = {}  # see _head
+
+
+class _Path:
+    """Where a node sits: its parent's path and one step, rendered only for an array
+    found there. Each child holding a copy of its parent's path took memory of the
+    depth times the width (dicts nested thousands deep under a memoized long key)."""
+
+    __slots__ = ("head", "keys", "parent", "size", "step")
+
+    def __init__(self, parent: _Path | None, step: str, keys: _KeyCache) -> None:
+        self.parent = parent
+        self.step = step
+        self.keys = keys
+        self.size: int = len(step) + (parent.size if parent is not None else 0)
+        self.head: str | None = None  # the first PATH_HEAD characters, once known
+
+    def child(self, step: str) -> _Path:
+        return _Path(self, step, self.keys) if step else self
+
+    def keyed(self, prefix: str, key: Any) -> _Path:
+        """The path of a dict's value: ``[key]`` after ``prefix``."""
+        return self.child(self._step(prefix, key))
+
+    def attr(self, key: Any) -> _Path:
+        """The path of an attribute a state dict sets."""
+        return self.child(self._step(".", key))
+
+    def _step(self, prefix: str, key: Any) -> str:
+        steps = self.keys.steps
+        hit = steps.get((prefix, id(key)))
+        if hit is not None and hit[0] is key:
+            return hit[1]
+        plain = unwrap(key)
+        if prefix != ".":
+            step = f"{prefix}[{_key(plain, self.keys)}]"
+        elif type(plain) is str and plain.isidentifier():
+            step = f".{plain}"
+        else:
+            step = f".__dict__[{_key(plain, self.keys)}]"
+        steps[(prefix, id(key))] = (key, step)
+        return step
+
+    def __str__(self) -> str:
+        """The path, its middle cut to ``...`` past :data:`PATH_MAX` characters (so the
+        arrays of a small file take little memory however deep they sit)."""
+        if self.size <= PATH_MAX:
+            return self._tail(self.size)
+        tail = self._tail(PATH_TAIL)
+        return self._head() + "..." + tail[len(tail) - PATH_TAIL :]
+
+    def _tail(self, n: int) -> str:
+        """The last steps of the path, at least ``n`` characters of it (or all)."""
+        steps = []
+        node: _Path | None = self
+        have = 0
+        while node is not None and have < n:
+            steps.append(node.step)
+            have += len(node.step)
+            node = node.parent
+        return "".join(reversed(steps))
+
+    def _head(self) -> str:
+        """The first PATH_HEAD characters, shared by all the paths below the first node
+        past that length (each node is walked up from once: linear in all)."""
+        below = []
+        node = self
+        while node.head is None:
+            parent = node.parent
+            if parent is None or parent.size < PATH_HEAD:
+                start = parent._tail(parent.size) if parent is not None else ""
+                node.head = (start + node.step)[:PATH_HEAD]
+                break
+            below.append(node)
+            node = parent
+        for n in below:
+            n.head = node.head
+        return node.head
+
+
 class Walker:
     """Finds the arrays of a skeleton, each at the first path that reaches it."""
 
@@ -369,10 +472,11 @@ class Walker:
         self._container = container
         self._base_dir = base_dir
         self.arrays: list[ArrayEntry] = []
+        self._dtypes: dict[int, tuple[Any, np.dtype | None]] = {}  # see as_dtype
 
     def walk(self, root: Any) -> list[ArrayEntry]:
         seen: set[int] = set()
-        todo: list[tuple[Any, str]] = [(root, "")]
+        todo: list[tuple[Any, _Path]] = [(root, _Path(None, "", _KeyCache()))]
         while todo:
             node, path = todo.pop()
             t = type(node)
@@ -385,14 +489,14 @@ class Walker:
             todo.extend(reversed(children))
         return self.arrays
 
-    def _children(self, node: Any, path: str) -> list[tuple[Any, str]]:
+    def _children(self, node: Any, path: _Path) -> list[tuple[Any, _Path]]:
         t = type(node)
         if t is list or t is tuple:
-            return [(v, f"{path}[{i}]") for i, v in enumerate(node)]
+            return [(v, path.child(f"[{i}]")) for i, v in enumerate(node)]
         if t is DictNode:
-            return [(v, f"{path}[{_key(k)}]") for k, v in node.pairs]
+            return [(v, path.keyed("", k)) for k, v in node.pairs]
         if t is SetNode:
-            return [(v, f"{path}{{{i}}}") for i, v in enumerate(node.items)]
+            return [(v, path.child(f"{{{i}}}")) for i, v in enumerate(node.items)]
         if t is JoblibArray:
             return self._joblib(node, path)
         if t is LegacyWrapper:
@@ -402,7 +506,7 @@ class Walker:
 
     # -- objects --------------------------------------------------------------------
 
-    def _obj(self, obj: Obj, path: str) -> list[tuple[Any, str]]:
+    def _obj(self, obj: Obj, path: _Path) -> list[tuple[Any, _Path]]:
         name = obj.name
         if name == _REBUILD:
             return self._rebuild(obj, path)
@@ -420,7 +524,7 @@ class Walker:
     def _add(self, entry: ArrayEntry) -> None:
         self.arrays.append(entry)
 
-    def _rebuild(self, obj: Obj, path: str) -> list[tuple[Any, str]]:
+    def _rebuild(self, obj: Obj, path: _Path) -> list[tuple[Any, _Path]]:
         args = obj.args
         if type(args) is not tuple or len(args) != 4:
             return _generic_children(obj, path)
@@ -443,9 +547,9 @@ class Walker:
                 for part, suffix, kls in ((meta[2], "", cls), (meta[3], ".mask", "numpy.ndarray")):
                     base = self._plain_rebuild(part)
                     if base is not None:
-                        self._add(self._buffer_array(base[0], base[1], path + suffix, kls))
+                        self._add(self._buffer_array(base[0], base[1], path.child(suffix), kls))
                     elif part is not None:
-                        out.append((part, path + suffix))
+                        out.append((part, path.child(suffix)))
                 return out
         buffers = len(self._container.buffers) if self._container else 0
         if type(first) is int and type(count) is int and 0 <= count <= buffers:
@@ -454,7 +558,7 @@ class Walker:
                 rec = self._container.indexed.get(first + i) if self._container else None
                 self._add(
                     ArrayEntry(
-                        path=path if count == 1 else f"{path}<buffer {i}>",
+                        path=str(path if count == 1 else path.child(f"<buffer {i}>")),
                         cls=f"{wrapper} (array wrapper)",
                         dtype=None,
                         shape=None,
@@ -480,15 +584,15 @@ class Walker:
             return meta, unwrap(node.args[2])
         return None
 
-    def _buffer_array(self, meta: tuple[Any, ...], first: Any, path: str, cls: str) -> ArrayEntry:
-        dtype = as_dtype(meta[1])
+    def _buffer_array(self, meta: tuple[Any, ...], first: Any, path: _Path, cls: str) -> ArrayEntry:
+        dtype = as_dtype(meta[1], self._dtypes)
         shape = _shape(meta[2])
         order = unwrap(meta[3])
         rec = None
         if self._container is not None and type(first) is int:
             rec = self._container.indexed.get(first)
         return ArrayEntry(
-            path=path,
+            path=str(path),
             cls=cls,
             dtype=dtype,
             shape=shape,
@@ -499,42 +603,42 @@ class Walker:
             buffer=first if type(first) is int else None,
         )
 
-    def _reconstruct(self, obj: Obj, path: str) -> list[tuple[Any, str]]:
+    def _reconstruct(self, obj: Obj, path: _Path) -> list[tuple[Any, _Path]]:
         args = obj.args if type(obj.args) is tuple else ()
         cls = _class_name(args[0] if args else None)
         state = obj.state
-        extra: list[tuple[Any, str]] = []
+        extra: list[tuple[Any, _Path]] = []
         if type(state) is tuple and len(state) == 2 and type(state[0]) is tuple:
-            extra = [(state[1], f"{path}.__state__[1]")]
+            extra = [(state[1], path.child(".__state__[1]"))]
             state = state[0]
         if type(state) is tuple and len(state) == 4:
             state = (1, *state)
         if type(state) is not tuple or len(state) != 5:
             return _generic_children(obj, path)
         _version, shape_node, dtype_node, fortran, raw = state
-        dtype = as_dtype(dtype_node)
+        dtype = as_dtype(dtype_node, self._dtypes)
         shape = _shape(shape_node)
         order = "F" if unwrap(fortran) else "C"
         offset, storage = _raw_location(raw)
         self._add(
-            ArrayEntry(path, cls, dtype, shape, order, _nbytes(dtype, shape), offset, storage)
+            ArrayEntry(str(path), cls, dtype, shape, order, _nbytes(dtype, shape), offset, storage)
         )
         if dtype is not None and dtype.hasobject and type(raw) is list:
             return _element_children(raw, shape, order, path) + extra
         return extra
 
-    def _frombuffer(self, obj: Obj, path: str) -> None:
+    def _frombuffer(self, obj: Obj, path: _Path) -> None:
         args = obj.args if type(obj.args) is tuple else ()
         if len(args) != 4:
             return
         buf, dtype_node, shape_node, order = args
-        dtype = as_dtype(dtype_node)
+        dtype = as_dtype(dtype_node, self._dtypes)
         shape = _shape(shape_node)
         order = unwrap(order)
         offset, storage = _raw_location(buf)
         self._add(
             ArrayEntry(
-                path,
+                str(path),
                 "numpy.ndarray",
                 dtype,
                 shape,
@@ -545,25 +649,25 @@ class Walker:
             )
         )
 
-    def _masked(self, obj: Obj, path: str) -> list[tuple[Any, str]]:
+    def _masked(self, obj: Obj, path: _Path) -> list[tuple[Any, _Path]]:
         args = obj.args if type(obj.args) is tuple else ()
         cls = _class_name(args[0] if args else None, "numpy.ma.MaskedArray")
         state = obj.state
         if type(state) is not tuple or len(state) != 7:
             return _generic_children(obj, path)
         _version, shape_node, dtype_node, fortran, raw, mask, _fill = state
-        dtype = as_dtype(dtype_node)
+        dtype = as_dtype(dtype_node, self._dtypes)
         shape = _shape(shape_node)
         order = "F" if unwrap(fortran) else "C"
         offset, storage = _raw_location(raw)
         self._add(
-            ArrayEntry(path, cls, dtype, shape, order, _nbytes(dtype, shape), offset, storage)
+            ArrayEntry(str(path), cls, dtype, shape, order, _nbytes(dtype, shape), offset, storage)
         )
         mask_dtype = np.ma.make_mask_descr(dtype) if dtype is not None else None
         m_offset, m_storage = _raw_location(mask)
         self._add(
             ArrayEntry(
-                path + ".mask",
+                str(path.child(".mask")),
                 "numpy.ndarray",
                 mask_dtype,
                 shape,
@@ -579,12 +683,12 @@ class Walker:
 
     # -- joblib -----------------------------------------------------------------------
 
-    def _joblib(self, node: JoblibArray, path: str) -> list[tuple[Any, str]]:
+    def _joblib(self, node: JoblibArray, path: _Path) -> list[tuple[Any, _Path]]:
         cls = _class_name(Global(node.subclass)) if node.subclass else "numpy.ndarray"
         obj_array = node.dtype.hasobject
         self._add(
             ArrayEntry(
-                path,
+                str(path),
                 cls,
                 node.dtype,
                 node.shape,
@@ -601,7 +705,7 @@ class Walker:
                 return _element_children(state[-1], node.shape, node.order, path)
         return []
 
-    def _legacy(self, node: LegacyWrapper, path: str) -> None:
+    def _legacy(self, node: LegacyWrapper, path: _Path) -> None:
         state = node.state if type(node.state) is DictNode else DictNode()
         filename = unwrap(state.get("filename"))
         if type(filename) is not str:
@@ -612,12 +716,20 @@ class Walker:
             cls = _class_name(init[0] if type(init) is tuple and init else None)
             dtype = shape = order = None
             if type(inner) is tuple and len(inner) == 4:
-                dtype = as_dtype(inner[2])
+                dtype = as_dtype(inner[2], self._dtypes)
                 shape = _shape(inner[1])
                 order = "F" if unwrap(inner[3]) else "C"
             self._add(
                 ArrayEntry(
-                    path, cls, dtype, shape, order, _nbytes(dtype, shape), None, "npy.z", filename
+                    str(path),
+                    cls,
+                    dtype,
+                    shape,
+                    order,
+                    _nbytes(dtype, shape),
+                    None,
+                    "npy.z",
+                    filename,
                 )
             )
             return
@@ -626,7 +738,7 @@ class Walker:
         dtype, shape, order, offset = self._npy_header(filename)
         self._add(
             ArrayEntry(
-                path, cls, dtype, shape, order, _nbytes(dtype, shape), offset, "npy", filename
+                str(path), cls, dtype, shape, order, _nbytes(dtype, shape), offset, "npy", filename
             )
         )
 
@@ -656,59 +768,52 @@ class Walker:
 _CONTAINERS = frozenset({list, tuple, DictNode, SetNode, Obj, JoblibArray, LegacyWrapper})
 
 
-def _generic_children(obj: Obj, path: str) -> list[tuple[Any, str]]:
+def _generic_children(obj: Obj, path: _Path) -> list[tuple[Any, _Path]]:
     """Where arrays may hide in an object rebuilt by a call of something unknown."""
-    out: list[tuple[Any, str]] = []
+    out: list[tuple[Any, _Path]] = []
     name = obj.name
     args = obj.args
     if type(args) is tuple:
         if name == "copyreg._reconstructor":
             args = args[2:]  # (cls, base, base state): only the base state holds data
-            out.extend((a, f"{path}.__args__[{i + 2}]") for i, a in enumerate(args))
+            out.extend((a, path.child(f".__args__[{i + 2}]")) for i, a in enumerate(args))
         elif name == "copyreg.__newobj__":
-            out.extend((a, f"{path}.__args__[{i}]") for i, a in enumerate(args[1:]))
+            out.extend((a, path.child(f".__args__[{i}]")) for i, a in enumerate(args[1:]))
         else:
-            out.extend((a, f"{path}.__args__[{i}]") for i, a in enumerate(args))
+            out.extend((a, path.child(f".__args__[{i}]")) for i, a in enumerate(args))
     elif args is not None:
-        out.append((args, f"{path}.__args__"))
+        out.append((args, path.child(".__args__")))
     if type(obj.kwargs) is DictNode:
-        out.extend((v, f"{path}.__kwargs__[{_key(k)}]") for k, v in obj.kwargs.pairs)
+        out.extend((v, path.keyed(".__kwargs__", k)) for k, v in obj.kwargs.pairs)
     out.extend(_state_children(obj.state, path))
     if obj.items:
-        out.extend((v, f"{path}[{i}]") for i, v in enumerate(obj.items))
+        out.extend((v, path.child(f"[{i}]")) for i, v in enumerate(obj.items))
     if obj.pairs:
-        out.extend((v, f"{path}[{_key(k)}]") for k, v in obj.pairs)
+        out.extend((v, path.keyed("", k)) for k, v in obj.pairs)
     if obj.adds:
-        out.extend((v, f"{path}{{{i}}}") for i, v in enumerate(obj.adds))
+        out.extend((v, path.child(f"{{{i}}}")) for i, v in enumerate(obj.adds))
     return out
 
 
-def _state_children(state: Any, path: str) -> list[tuple[Any, str]]:
+def _state_children(state: Any, path: _Path) -> list[tuple[Any, _Path]]:
     """The attributes a BUILD state sets: ``.name`` for a dict (and the slots of a
     ``(dict, slots)`` pair), ``.__state__`` for anything else."""
     if state is None:
         return []
     if type(state) is DictNode:
-        return [(v, _attr(path, k)) for k, v in state.pairs]
+        return [(v, path.attr(k)) for k, v in state.pairs]
     if (
         type(state) is tuple
         and len(state) == 2
         and all(s is None or type(s) is DictNode for s in state)
     ):
-        return [(v, _attr(path, k)) for s in state if s is not None for k, v in s.pairs]
-    return [(state, f"{path}.__state__")]
-
-
-def _attr(path: str, key: Any) -> str:
-    key = unwrap(key)
-    if type(key) is str and key.isidentifier():
-        return f"{path}.{key}"
-    return f"{path}.__dict__[{_key(key)}]"
+        return [(v, path.attr(k)) for s in state if s is not None for k, v in s.pairs]
+    return [(state, path.child(".__state__"))]
 
 
 def _element_children(
-    raw: list[Any], shape: tuple[int, ...] | None, order: str, path: str
-) -> list[tuple[Any, str]]:
+    raw: list[Any], shape: tuple[int, ...] | None, order: str, path: _Path
+) -> list[tuple[Any, _Path]]:
     """The elements of an object array, at ``[i]`` (or ``[i, j]``...) of its path."""
     out = []
     ndim_ok = shape is not None and prod(shape) == len(raw) and len(shape) > 1
@@ -718,9 +823,9 @@ def _element_children(
         if ndim_ok:
             assert shape is not None
             index = np.unravel_index(flat, shape, order=order)
-            out.append((value, f"{path}[{', '.join(str(int(k)) for k in index)}]"))
+            out.append((value, path.child(f"[{', '.join(str(int(k)) for k in index)}]")))
         else:
-            out.append((value, f"{path}[{flat}]"))
+            out.append((value, path.child(f"[{flat}]")))
     return out
 
 
@@ -737,15 +842,14 @@ def _class_name(node: Any, default: str = "?") -> str:
     return name
 
 
-def _key(key: Any) -> str:
+def _key(key: Any, cache: _KeyCache) -> str:
     """A dict key as it is written in a path: its repr when it is a plain value."""
-    key = unwrap(key)
-    try:
-        if _plain_key(key, [KEY_NODES]):
-            text = repr(key)
-            return text if len(text) <= KEY_MAX else text[: KEY_MAX - 3] + "..."
-    except RecursionError:  # tuples nested thousands deep
-        return "<?>"
+    if _parts(key, cache) <= KEY_NODES:
+        try:
+            text = _head_repr(key, cache, 0)
+        except RecursionError:  # the call stack was deep already
+            return "<?>"
+        return text if len(text) <= KEY_MAX else text[: KEY_MAX - 3] + "..."
     if type(key) is Obj and key.name in _SCALARS:
         try:
             return repr(materialize(key))
@@ -756,15 +860,68 @@ def _key(key: Any) -> str:
     return "<?>"
 
 
-def _plain_key(key: Any, budget: list[int]) -> bool:
-    """Whether ``key`` is a plain value of at most ``budget`` parts (a tuple the memo
-    shares with itself at every level is small in the file and huge to walk)."""
-    budget[0] -= 1
-    if budget[0] < 0:
-        return False
-    if key is None or type(key) in (str, int, float, bool, bytes, complex):
-        return True
-    return type(key) is tuple and all(_plain_key(k, budget) for k in key)
+_PLAIN = (str, int, float, bool, bytes, complex)
+
+
+def _parts(key: Any, cache: _KeyCache) -> int:
+    """How many parts ``key`` has when it is a plain value (tuples counted once per
+    place they appear), more than :data:`KEY_NODES` when it has more or is not plain
+    (a tuple the memo shares with itself at every level is small in the file and huge
+    to walk). Counted once per tuple node, without recursion (tuples nested thousands
+    deep)."""
+    if type(key) is not tuple:
+        return 1 if key is None or type(key) in _PLAIN else KEY_NODES + 1
+    parts = cache.parts
+    hit = parts.get(id(key))
+    if hit is not None and hit[0] is key:
+        return hit[1]
+    todo: list[tuple[tuple[Any, ...], bool]] = [(key, False)]
+    while todo:
+        node, ready = todo.pop()
+        hit = parts.get(id(node))
+        if hit is not None and hit[0] is node:
+            continue  # reached through an earlier place already
+        if ready:
+            total = 1
+            for k in node:
+                total += parts[id(k)][1] if type(k) is tuple else _parts(k, cache)
+                if total > KEY_NODES:
+                    total = KEY_NODES + 1
+                    break
+            parts[id(node)] = (node, total)
+            continue
+        todo.append((node, True))
+        for k in node:
+            if type(k) is tuple:
+                hit = parts.get(id(k))
+                if hit is None or hit[0] is not k:
+                    todo.append((k, False))
+    return parts[id(key)][1]
+
+
+def _head_repr(key: Any, cache: _KeyCache, depth: int) -> str:
+    """The first KEY_MAX + 1 characters of ``repr(key)`` (a plain value), or more:
+    ``repr`` of a tuple holding a memoized long string or tuple costs the whole of
+    it, again for each such tuple."""
+    if type(key) is not tuple:
+        if type(key) not in (str, bytes):
+            return repr(key)
+        hit = cache.reprs.get(id(key))
+        if hit is None or hit[0] is not key:
+            hit = (key, repr(key)[: KEY_MAX + 1])
+            cache.reprs[id(key)] = hit
+        return hit[1]
+    if depth > KEY_MAX:  # every level opens with "(": nothing of it would be shown
+        return "("
+    out = []
+    size = 1  # len("(" + ", ".join(out))
+    for k in key:
+        if size > KEY_MAX:
+            return "(" + ", ".join(out)
+        text = _head_repr(k, cache, depth + 1)
+        size += len(text) + (2 if out else 0)
+        out.append(text)
+    return "(" + ", ".join(out) + ("," if len(out) == 1 else "") + ")"
 
 
 def _shape(node: Any) -> tuple[int, ...] | None:

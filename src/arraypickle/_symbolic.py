@@ -33,6 +33,7 @@ import pickletools
 import re
 import struct
 import warnings
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -112,16 +113,30 @@ class Obj:
 class DictNode:
     """A dict of the stream: its pairs in order (keys may be skeleton nodes)."""
 
-    __slots__ = ("pairs",)
+    __slots__ = ("_index", "_indexed", "pairs")
 
     def __init__(self, pairs: list[tuple[Any, Any]] | None = None) -> None:
         self.pairs = pairs if pairs is not None else []
+        # The first value of each str key, over pairs[:_indexed]: a state dict the
+        # memo shares between many objects is looked up for each (pairs only grow).
+        self._index: dict[str, Any] = {}
+        self._indexed = 0
 
     def get(self, key: str, default: Any = None) -> Any:
-        for k, v in self.pairs:
-            if unwrap(k) == key:
-                return v
-        return default
+        pairs = self.pairs
+        if type(key) is not str:
+            for k, v in pairs:
+                if unwrap(k) == key:
+                    return v
+            return default
+        index = self._index
+        if self._indexed < len(pairs):
+            for k, v in pairs[self._indexed :]:
+                k = unwrap(k)
+                if type(k) is str and k not in index:
+                    index[k] = v
+            self._indexed = len(pairs)
+        return index.get(key, default)
 
 
 class SetNode:
@@ -312,15 +327,28 @@ def _plain_scalar(args: tuple[Any, ...]) -> bool:
     )
 
 
-def as_dtype(node: Any) -> np.dtype | None:
-    """The numpy dtype a skeleton node stands for, or None."""
+def as_dtype(
+    node: Any, cache: dict[int, tuple[Any, np.dtype | None]] | None = None
+) -> np.dtype | None:
+    """The numpy dtype a skeleton node stands for, or None.
+
+    ``cache``: dtypes already made, by the id of their node (which it keeps alive): a
+    dtype the memo shares between many arrays is small in the file and costly to make.
+    """
     if isinstance(node, np.dtype):
         return node
+    if cache is not None:
+        hit = cache.get(id(node))
+        if hit is not None and hit[0] is node:
+            return hit[1]
     try:
         value = materialize(node)
     except NotMaterializable:
-        return None
-    return value if isinstance(value, np.dtype) else None
+        value = None
+    dtype = value if isinstance(value, np.dtype) else None
+    if cache is not None:
+        cache[id(node)] = (node, dtype)
+    return dtype
 
 
 # -- sources --------------------------------------------------------------------------
@@ -534,27 +562,44 @@ class Reader:
         self.src = source
         self.buf = b""
         self.pos = 0
-        # (index in buf, stream offset) where each contiguous piece of buf starts
-        self._segs: list[tuple[int, int]] = []
+        # Where each contiguous piece of buf starts (increasing) and its stream offset.
+        self._starts: list[int] = []
+        self._offsets: list[int] = []
 
-    def fill(self, need: int) -> bool:
-        """Make ``need`` bytes available from ``pos``; False when the input ends first."""
-        while len(self.buf) - self.pos < need:
-            at, chunk = self.src.chunk(max(need - (len(self.buf) - self.pos), BLOCK))
+    def fill(self, need: int, newline: bool = False) -> bool:
+        """Make ``need`` bytes available from ``pos``; False when the input ends first.
+
+        ``newline``: stop as soon as a piece holding a newline arrives (True then).
+        The pieces are gathered and joined once: a source of tiny pieces (1-byte
+        records) must not copy the buffer again for each.
+        """
+        have = len(self.buf) - self.pos
+        pieces: list[bytes] = []
+        starts: list[int] = []
+        offsets: list[int] = []
+        ok = True
+        while have < need:
+            at, chunk = self.src.chunk(max(need - have, BLOCK))
             if not chunk:
-                return False
+                ok = False
+                break
+            starts.append(have)
+            offsets.append(at)
+            pieces.append(chunk)
+            have += len(chunk)
+            if newline and b"\n" in chunk:
+                break
+        if pieces:
             pos = self.pos
-            rest = self.buf[pos:]
-            segs = []
-            for k, (s, o) in enumerate(self._segs):
-                nxt = self._segs[k + 1][0] if k + 1 < len(self._segs) else len(self.buf)
-                if nxt > pos:
-                    segs.append((s - pos, o))
-            segs.append((len(rest), at))
-            self._segs = segs
-            self.buf = rest + chunk
+            if pos < len(self.buf):
+                k = bisect_right(self._starts, pos) - 1  # the piece holding pos
+                starts[:0] = [s - pos for s in self._starts[k:]]
+                offsets[:0] = self._offsets[k:]
+            self._starts = starts
+            self._offsets = offsets
+            self.buf = self.buf[pos:] + b"".join(pieces)
             self.pos = 0
-        return True
+        return ok
 
     def read(self, n: int, what: str) -> bytes:
         if len(self.buf) - self.pos < n and not self.fill(n):
@@ -573,7 +618,7 @@ class Reader:
             have = len(self.buf) - self.pos
             if have > LINE_MAX:
                 return -1
-            if not self.fill(have + 1):
+            if not self.fill(LINE_MAX + 1, newline=True):
                 self._no_newline(what)
 
     @staticmethod
@@ -618,9 +663,8 @@ class Reader:
     def offset(self) -> int | None:
         """The stream offset of the next unread byte (None when unknown)."""
         if self.pos < len(self.buf):
-            for s, o in reversed(self._segs):
-                if s <= self.pos:
-                    return o + self.pos - s
+            k = bisect_right(self._starts, self.pos) - 1
+            return self._offsets[k] + self.pos - self._starts[k]
         return self.src.next_offset()
 
 
@@ -672,6 +716,8 @@ class Machine:
             self.names: set[str] = set()
             self.python2 = False
             self.joblib_wrappers = 0
+            # dtypes of joblib wrappers by node (see as_dtype): their state may be shared
+            self.dtypes: dict[int, tuple[Any, np.dtype | None]] = {}
             self.joblib_aligned = False
             self.joblib_legacy = False
 
@@ -1055,7 +1101,10 @@ class Machine:
         if type(target) is SetNode and not target.frozen:
             target.items.extend(items)
         elif type(target) is Obj:
-            target.adds = (target.adds or []) + items
+            # In place: a copy per ADDITEMS is quadratic in a stream of many small ones.
+            if target.adds is None:
+                target.adds = []
+            target.adds.extend(items)
         else:
             raise SymbolicError(f"ADDITEMS on a {type(target).__name__}")
 
@@ -1168,7 +1217,7 @@ class Machine:
         if type(state) is not DictNode:
             raise SymbolicError("a joblib array wrapper without a state dict")
         shape = materialize_or_none(state.get("shape"))
-        dtype = as_dtype(state.get("dtype"))
+        dtype = as_dtype(state.get("dtype"), root.dtypes)
         order = unwrap(state.get("order", "C"))
         subclass = state.get("subclass")
         if (

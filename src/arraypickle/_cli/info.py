@@ -115,12 +115,16 @@ def _sizes(report: Report) -> str:
 def _table(arrays: list[ArrayEntry]) -> list[str]:
     header = ("path", "class", "dtype", "shape", "order", "bytes", "offset", "storage")
     rows = [header]
+    # By dtype object: many arrays may share one (structured) dtype, costly to print.
+    texts: dict[int, str] = {}
     for a in arrays:
+        if a.dtype is not None and id(a.dtype) not in texts:
+            texts[id(a.dtype)] = str(a.dtype)
         rows.append(
             (
                 a.path or "(the object itself)",
                 a.cls,
-                "?" if a.dtype is None else str(a.dtype),
+                "?" if a.dtype is None else texts[id(a.dtype)],
                 "?" if a.shape is None else _shape(a.shape),
                 a.order or "?",
                 "?" if a.nbytes is None else human(a.nbytes),
