@@ -41,6 +41,7 @@ from ._symbolic import (
     Blob,
     ContainerSource,
     DictNode,
+    DtypeCache,
     Global,
     JoblibArray,
     LegacyWrapper,
@@ -62,7 +63,7 @@ KEY_MAX = 200
 PATH_MAX = 1000
 PATH_HEAD = 500
 PATH_TAIL = PATH_MAX - PATH_HEAD - 3
-# Parts of a key followed to tell whether it is a plain value (see _plain_key).
+# Parts of a key followed to tell whether it is a plain value (see _parts).
 KEY_NODES = 1024
 
 _RECONSTRUCT = frozenset(f"{m}.multiarray._reconstruct" for m in ("numpy.core", "numpy._core"))
@@ -472,7 +473,7 @@ class Walker:
         self._container = container
         self._base_dir = base_dir
         self.arrays: list[ArrayEntry] = []
-        self._dtypes: dict[int, tuple[Any, np.dtype | None]] = {}  # see as_dtype
+        self._dtypes: DtypeCache = {}  # see as_dtype
 
     def walk(self, root: Any) -> list[ArrayEntry]:
         seen: set[int] = set()

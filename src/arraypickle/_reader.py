@@ -640,7 +640,8 @@ class ContainerReader:
         self._finish(stream)
         if self._unmarked is not None and self._nbuffers:
             if self._size is not None and self.offset < self._size:
-                # A mapped load is of a whole file, which that fails: unmarked, unchanged.
+                # A mapped load reads a whole file, which data after the object fails:
+                # refused before the mark, so that the file stays unchanged.
                 raise data_follows(self.name, self.offset)
             # Before any array mapped for writing reaches the caller (none: no change).
             self._mmap.mark_writable(self._unmarked)  # type: ignore[union-attr]

@@ -327,27 +327,27 @@ def _plain_scalar(args: tuple[Any, ...]) -> bool:
     )
 
 
-def as_dtype(
-    node: Any, cache: dict[int, tuple[Any, np.dtype | None]] | None = None
-) -> np.dtype | None:
-    """The numpy dtype a skeleton node stands for, or None.
+# Dtypes already made, by the id of their node (kept alive with them): see as_dtype.
+DtypeCache = dict[int, tuple[Any, np.dtype | None]]
 
-    ``cache``: dtypes already made, by the id of their node (which it keeps alive): a
-    dtype the memo shares between many arrays is small in the file and costly to make.
-    """
+
+def as_dtype(node: Any, cache: DtypeCache | None = None) -> np.dtype | None:
+    """The numpy dtype a skeleton node stands for, or None; kept in ``cache``, since
+    a dtype the memo shares between many arrays is small in the file and costly to
+    make."""
     if isinstance(node, np.dtype):
         return node
-    if cache is not None:
-        hit = cache.get(id(node))
-        if hit is not None and hit[0] is node:
-            return hit[1]
+    if cache is None:
+        cache = {}
+    hit = cache.get(id(node))
+    if hit is not None and hit[0] is node:
+        return hit[1]
     try:
         value = materialize(node)
     except NotMaterializable:
         value = None
     dtype = value if isinstance(value, np.dtype) else None
-    if cache is not None:
-        cache[id(node)] = (node, dtype)
+    cache[id(node)] = (node, dtype)
     return dtype
 
 
@@ -717,7 +717,7 @@ class Machine:
             self.python2 = False
             self.joblib_wrappers = 0
             # dtypes of joblib wrappers by node (see as_dtype): their state may be shared
-            self.dtypes: dict[int, tuple[Any, np.dtype | None]] = {}
+            self.dtypes: DtypeCache = {}
             self.joblib_aligned = False
             self.joblib_legacy = False
 
