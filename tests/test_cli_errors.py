@@ -105,6 +105,22 @@ def test_bad_arguments(capsys, argv):
     assert "usage: arraypickle" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    ("argv", "usage"),
+    [
+        (["info", "x", "--bogus"], "usage: arraypickle info "),
+        (["plugins", "--bogus"], "usage: arraypickle plugins "),
+        (["--bogus", "info", "x"], "usage: arraypickle [-h]"),
+    ],
+)
+def test_unknown_option_shows_the_usage_it_belongs_to(capsys, argv, usage):
+    # An option unknown after a subcommand is that subcommand's mistake: its usage
+    # lists the options there are (argparse alone printed the top-level usage).
+    code, _, err = run_cli(capsys, *argv)
+    assert code == EXIT_USAGE
+    assert usage in err and "unrecognized arguments: --bogus" in err
+
+
 @pytest.mark.parametrize("spec", ["bogus", "gzip:12", "gzip:x", "12", "-1", ":3", "zlib:"])
 def test_bad_compress_spec(capsys, good, tmp_path, spec):
     dst = str(tmp_path / "out.pkl")
