@@ -160,6 +160,23 @@ def test_a_read_only_file_object_cannot_be_dumped_into(tmp_path):
         ap.dump([1, 2], f)
 
 
+def test_a_wrong_way_file_raises_what_io_and_joblib_raised(tmp_path):
+    # joblib (through io) raised io.UnsupportedOperation, an OSError: code migrating
+    # from it may catch that, or OSError, and ours is still an InvalidArgumentError.
+    path = tmp_path / "x.pkl"
+    ap.dump([1], path)
+    with open(path, "rb") as f, pytest.raises(ap.FileModeError) as dumping:
+        ap.dump([1], f)
+    with open(tmp_path / "w.pkl", "wb") as f, pytest.raises(ap.FileModeError) as loading:
+        ap.load(f)
+    for raised in (dumping.value, loading.value):
+        assert isinstance(raised, io.UnsupportedOperation)
+        assert isinstance(raised, OSError) and isinstance(raised, ap.InvalidArgumentError)
+    assert "not open for writing" in str(dumping.value)
+    assert "not open for reading" in str(loading.value)
+    assert ap.load(path) == [1]
+
+
 def test_closed_and_wrong_way_files_are_named(tmp_path):
     path = tmp_path / "x.pkl"
     ap.dump([1], path)

@@ -28,6 +28,7 @@ from ._errors import (
     ArrayPickleError,
     CorruptFileError,
     EmptyFileError,
+    FileModeError,
     InvalidArgumentError,
     UnpicklableError,
     as_flag,
@@ -493,9 +494,7 @@ def _check_binary(fileobj: Any, direction: str) -> None:
     able = fileobj.readable if direction == "reading" else fileobj.writable
     if not able():
         mode = getattr(fileobj, "mode", "?")
-        raise InvalidArgumentError(
-            f"{describe(fileobj)} is not open for {direction} (mode {mode!r})"
-        )
+        raise FileModeError(f"{describe(fileobj)} is not open for {direction} (mode {mode!r})")
     raw = getattr(fileobj, "raw", fileobj)
     sock = getattr(raw, "_sock", None)  # socket.SocketIO's (makefile): no public accessor
     if (

@@ -8,6 +8,7 @@ for them and callers already catch it.
 
 from __future__ import annotations
 
+import io
 import pickle
 from typing import Any
 
@@ -92,6 +93,16 @@ class InvalidArgumentError(ArrayPickleError, ValueError, TypeError):
     """
 
 
+class FileModeError(InvalidArgumentError, io.UnsupportedOperation):
+    """A file object open the other way: a dump into a file opened for reading, or a
+    load from one opened for writing.
+
+    Also an :class:`io.UnsupportedOperation` (so an :class:`OSError` and a
+    :class:`ValueError`), which is what ``io``, and so ``pickle`` and joblib, raise there:
+    the ``except`` clauses written for them catch it.
+    """
+
+
 class PluginConflictError(ArrayPickleError):
     """A codec or array wrapper cannot be registered: two plugins claim the same codec
     name, extension, magic number or array type, or the codec or wrapper is malformed
@@ -150,6 +161,7 @@ for _error in (
     NumpyVersionError,
     UnpicklableError,
     InvalidArgumentError,
+    FileModeError,
     PluginConflictError,
     UntrustedTypeError,
     MissingDependencyError,
