@@ -84,9 +84,11 @@ __all__ = [
     "STDLIB_TOOLS",
     "CodecConformance",
     "Tool",
+    "Trickle",
     "Unseekable",
     "assert_same",
     "big_array",
+    "load_from_kept_open_socket",
     "sample_bytes",
     "sample_object",
 ]
@@ -194,6 +196,10 @@ class Trickle(io.RawIOBase):
     """A non-seekable reader whose reads return 1 to ``most`` bytes, whatever was asked
     (a slow socket): a reader that takes a short read for the end of its input fails.
 
+    Parameters:
+        data: what the reads return, in order.
+        most: the longest read; reads cycle through 1 to ``most`` bytes.
+
     Example::
 
         arraypickle.load(Trickle(arraypickle.dumps(obj, compress="lz4")))
@@ -227,6 +233,18 @@ def load_from_kept_open_socket(
     (a request and its reply); without, all are sent at once. Returns what each load
     returned or raised. A load that waits for the end of the input fails the test
     after ``timeout`` seconds instead of hanging (the sender then closes its end).
+
+    Parameters:
+        blobs: the dumped objects, one per load.
+        answer: send each blob only after the previous one loaded.
+        timeout: seconds a load may wait before the test fails.
+        load_kwargs: passed to :func:`arraypickle.load`.
+
+    Example::
+
+        >>> blobs = [arraypickle.dumps(n, compress="zlib") for n in range(3)]
+        >>> load_from_kept_open_socket(blobs)
+        [0, 1, 2]
     """
     left, right = socket.socketpair()
     loaded = [threading.Event() for _ in blobs]
@@ -373,7 +391,10 @@ def assert_same(expected: Any, actual: Any, path: str = "obj") -> None:
             for field in expected.dtype.names:
                 assert_same(expected[field], actual[field], f"{path}.{field}")
         else:
-            assert np.array_equal(actual, expected), f"{path}: values differ"
+            # NaN and NaT are missing values, the same when in the same places.
+            missing = expected.dtype.kind in "fcmM"
+            same = np.array_equal(actual, expected, equal_nan=missing)
+            assert same, f"{path}: values differ"
     elif isinstance(expected, dict):
         assert isinstance(actual, dict) and actual.keys() == expected.keys(), path
         for key in expected:
