@@ -601,10 +601,10 @@ def _info(data: bytes):
 
 
 def _seconds(make, n: int) -> float:
-    """The best of two walks of ``make(n)``'s file."""
+    """The best of five walks of ``make(n)``'s file: the least disturbed by other load."""
     data = make(n)
     best = float("inf")
-    for _ in range(2):
+    for _ in range(5):
         t = time.perf_counter()
         _info(data)
         best = min(best, time.perf_counter() - t)
@@ -700,7 +700,7 @@ def test_a_shared_joblib_state_is_looked_up_in_constant_time():
         return p + b"h\x00)\x81h\x02b\x00" * n + b"l."
 
     assert len(_info(make(10)).arrays) == 10
-    _assert_linear(make, 50)
+    _assert_linear(make, 400)  # 17 ms: above what a busy machine's scheduler takes
 
 
 def _assert_as_fast(make, key: bytes, plain: bytes, n: int, factor: int = 5) -> None:
