@@ -572,3 +572,13 @@ def test_zero_padding_after_a_stream_is_left_in_a_file_object():
     at = f.tell()
     with pytest.raises(CorruptFileError, match=f"first bytes at offset {at}: 00 00"):
         ap.load(f)
+
+
+def test_a_prefixed_stream_reads_everything_for_none_as_io_does():
+    # A codec may call read(None) on the source an unseekable file reaches it as.
+    from arraypickle import _streams
+
+    assert _streams.Prefixed(b"ab", io.BytesIO(b"cd")).read(None) == b"abcd"
+    assert _streams.Prefixed(b"", io.BytesIO(b"cd")).read(None) == b"cd"
+    rest = _streams.Prefixed(b"ab", io.BytesIO(b"cd"))
+    assert rest.read(1) == b"a" and rest.read(None) == b"bcd"

@@ -34,14 +34,13 @@ from ._streams import readinto_of, refusing_nothing_yet
 
 # Reads of declared lengths go in pieces of at most this much (see _read).
 READ_PIECE = 8 << 20
-# A buffer being verified is read in pieces this small, each hashed right after it is
-# read, while it is still in the CPU's cache (L2 is 512 KiB to 2 MiB per core). Measured
-# on the project's 2-core machine (docs/integrity.md), this costs less than reading in
-# large pieces and hashing each on a helper thread during the next read: there was no
-# idle core to hash on, and hashing from memory instead of cache is slower.
+# A buffer under BACKGROUND_MIN being verified is read in pieces this small, each hashed
+# right after it is read, while it is still in the CPU's cache (L2 is 512 KiB to 2 MiB
+# per core). Measured on the project's 2-core machine (docs/integrity.md), a helper
+# thread does not pay for such buffers: handing each piece over costs more than the hash.
 HASH_PIECE = 512 << 10
 # Buffers at least this big are hashed on a helper thread while the next piece is read
-# (see _helper.HelperThread), in pieces of BACKGROUND_PIECE.
+# (see _helper.HelperThread), in pieces of BACKGROUND_PIECE: there the overlap wins.
 BACKGROUND_MIN = 4 << 20
 BACKGROUND_PIECE = 2 << 20
 # Buffers at least this big of a regular file are read on two threads (see _splitread).
@@ -364,17 +363,6 @@ class ContainerReader:
             raise self._starved(what or self._describe(), done)
         return got
 
-    def _skip(self, n: int, what: str) -> None:
-        if self._mmap is not None:
-            # Stat-free skip; a short file is caught when the trailer read hits EOF.
-            self._src.seek(n, 1)
-            self.offset += n
-            return
-        while n:
-            step = min(n, 1 << 20)
-            self._read(step, what)
-            n -= step
-
     # -- records ------------------------------------------------------------------
 
     def read_header(self) -> None:
@@ -541,7 +529,9 @@ class ContainerReader:
             return
         if self._mmap is not None:
             offset = self.offset
-            self._skip(length, what)
+            # Stat-free skip; a short file is caught when the trailer read hits EOF.
+            self._src.seek(length, 1)
+            self.offset += length
             self._trailer(None, what)
             buf = self._mmap.map(offset, length)
         else:

@@ -84,7 +84,9 @@ class Prefixed(io.RawIOBase):
             return take
         return read_into(self._src, readinto_of(self._src), view)
 
-    def read(self, size: int = -1) -> bytes:
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None:  # "all of it", as io's readers take it
+            size = -1
         if self._head and 0 <= size <= len(self._head):
             out, self._head = self._head[:size], self._head[size:]
             return out
@@ -318,7 +320,7 @@ def _read_head(stream: Any, magics: list[bytes]) -> bytes:
     return head
 
 
-def _is_plain_file(stream: Any) -> bool:
+def _reads_its_descriptor(stream: Any) -> bool:
     """Whether ``stream`` reads its file descriptor's bytes as they are.
 
     Decompressing readers (``gzip.GzipFile``, ``bz2.BZ2File``...) also answer
@@ -332,7 +334,7 @@ def _is_plain_file(stream: Any) -> bool:
 
 def remaining_size(stream: Any) -> int | None:
     """Bytes left in ``stream`` from its position, when that can be known cheaply."""
-    if _is_plain_file(stream):
+    if _reads_its_descriptor(stream):
         try:
             st = os.fstat(stream.fileno())
             if stat.S_ISREG(st.st_mode) and st.st_size:

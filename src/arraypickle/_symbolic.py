@@ -43,6 +43,7 @@ import numpy as np
 from . import _format as fmt
 from ._allowlist import allowed, normalize
 from ._buildcheck import rebuilt_dtype
+from ._streams import is_seekable
 
 UNRESOLVED = "<unresolved>"
 # Payloads up to this size are read and kept as values; longer ones are skipped.
@@ -354,20 +355,13 @@ def as_dtype(node: Any, cache: DtypeCache | None = None) -> np.dtype | None:
 # -- sources --------------------------------------------------------------------------
 
 
-def _seekable(f: Any) -> bool:
-    try:
-        return bool(f.seekable())
-    except (AttributeError, OSError, ValueError):
-        return False
-
-
 class StreamSource:
     """A plain stream from its current position; offsets count from there."""
 
     def __init__(self, f: Any, size: int | None = None) -> None:
         self._f = f
         self.offset = 0
-        self._seek = _seekable(f)
+        self._seek = is_seekable(f)
         self._size = size
 
     def chunk(self, n: int) -> tuple[int, bytes]:
@@ -419,7 +413,7 @@ class ContainerSource:
     def __init__(self, f: Any, name: str, size: int | None = None) -> None:
         self._f = f
         self.name = name
-        self._seek = _seekable(f)
+        self._seek = is_seekable(f)
         self._size = size
         self.offset = 0
         self._left = 0
