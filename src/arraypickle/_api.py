@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any, Literal, overload
 
 from . import _format as fmt
-from . import _joblib, _joblib_zf, _progress, _remote
+from . import _joblib, _progress, _remote
 from ._atomic import replacing
 from ._compress import resolve
 from ._damage import (
@@ -22,8 +22,8 @@ from ._damage import (
     data_follows,
     failed_lookup,
     raised_by_pickler,
-    renamed,
 )
+from ._detect import COMPRESSED, CONTAINER, JOBLIB_ZF, detect, open_decoder
 from ._errors import (
     ArrayPickleError,
     CorruptFileError,
@@ -53,7 +53,6 @@ from ._streams import (
     refusing_nothing_yet,
     remaining_size,
     remember,
-    sniff,
 )
 from ._typing import Compress, Path, Progress, Readable, Writable
 from ._warnings import warn_caller
@@ -66,8 +65,7 @@ MMAP_ALIASES = {"readonly": "r", "readwrite": "r+", "write": "w+", "copyonwrite"
 # readinto pieces: each is hashed right after it is read, while still in the CPU
 # cache (2 MiB measured best: 0.074 s for a 300 MB load, 0.091 s with 16 MiB); from
 # a decompressing reader they also bound the reader's own buffers.
-_FILE_PIECE = 2 << 20
-_CODEC_PIECE = 2 << 20
+_PIECE = 2 << 20
 _MAX_CODEC_PIECE = 64 << 20
 
 
@@ -684,15 +682,13 @@ def _read(
     mmap_mode: str | None = None,
     mapfile: Any = None,
     inner: bool = False,
-    piece: int | None = None,
+    piece: int = _PIECE,
 ) -> Any:
     """Read one object from ``stream``; ``mapfile``: the open file at ``path``, whose
     arrays ``mmap_mode`` maps."""
-    magics = registry.magics()
-    head, stream = sniff(stream, [fmt.MAGIC, _joblib_zf.MAGIC, *magics])
-    if head.startswith(_joblib_zf.MAGIC):  # joblib 0.8.4-0.9's own zlib framing
-        if inner:
-            raise CorruptFileError(f"{name}: compressed data nested in compressed data")
+    found = detect(stream, name, registry, inner=inner)
+    stream = found.stream
+    if found.kind == JOBLIB_ZF:  # joblib 0.8.4-0.9's own zlib framing
         return _joblib.load_zf(
             stream,
             name,
@@ -703,34 +699,29 @@ def _read(
             policy=opts.policy,
             guard=opts.guard,
         )
-    if head.startswith(fmt.MAGIC):
+    if found.kind == CONTAINER:
         reader = ContainerReader(
             stream,
             name,
             wrappers=registry.wrappers,
             size=remaining_size(stream),
             mmap=MmapTarget(path, mmap_mode, mapfile) if path and mmap_mode else None,
-            piece=piece or (_CODEC_PIECE if inner else _FILE_PIECE),
+            piece=piece,
             policy=opts.policy,
             verify=opts.verify,
             threads=opts.threads,
         )
         return reader.load()
-    codec = registry.codec_at(head, name, magics)
-    if codec is not None:
-        if inner:
-            raise CorruptFileError(f"{name}: compressed data nested in compressed data")
+    if found.kind == COMPRESSED:
         if mmap_mode is not None:
             warn_caller(
-                f"{name} is compressed with {codec.name}: it cannot be memory-mapped "
+                f"{name} is compressed with {found.codec.name}: it cannot be memory-mapped "
                 "and is loaded into memory instead",
                 UserWarning,
             )
-        return _read_compressed(stream, name, codec, registry, opts)
-    if not head:
-        raise EmptyFileError(f"{name}: the file is empty")
+        return _read_compressed(stream, name, found.codec, registry, opts)
     # From a file object holding several objects, where this one was to start.
-    check_unrecognised(head, name, 0 if inner else _position(stream) or 0)
+    check_unrecognised(found.head, name, 0 if inner else _position(stream) or 0)
     # A pickle, possibly joblib's (arrays after their wrappers; warns for mmap_mode
     # when none could be mapped). Under safe loading it is scanned first.
     close = None
@@ -745,7 +736,7 @@ def _read(
             mmap_mode=mmap_mode,
             mapfile=mapfile,
             size=remaining_size(stream),
-            piece=piece or (_CODEC_PIECE if inner else _FILE_PIECE),
+            piece=piece,
             inner=inner,
             live=opts.live is not None,
             policy=opts.policy,
@@ -763,13 +754,7 @@ def _read_compressed(
         # Reads return what has arrived: a read of a fixed size past the stream's last
         # bytes would wait for a sender that waits for us.
         stream = ShortReads(stream)
-    try:
-        if getattr(codec, "parallel", False):
-            reader = codec.open_reader(stream, threads=opts.threads)
-        else:
-            reader = codec.open_reader(stream)
-    except CorruptFileError as exc:  # a reader that checks the stream's header at once
-        raise renamed(exc, name) from exc
+    reader = open_decoder(stream, name, codec, opts.threads)
     guarded = Guarded(reader, name, codec.name)
     try:
         value = _read(guarded, name, registry, opts, inner=True, piece=_piece(reader))
@@ -796,9 +781,9 @@ def _piece(reader: Any) -> int:
     """The size of the reads of buffer payloads from a codec's reader: 2 MiB, or the
     ``read_size`` at which the reader decodes whole frames in place (up to 64 MiB)."""
     hint = getattr(reader, "read_size", None)
-    if isinstance(hint, int) and not isinstance(hint, bool) and hint > _CODEC_PIECE:
+    if isinstance(hint, int) and not isinstance(hint, bool) and hint > _PIECE:
         return min(hint, _MAX_CODEC_PIECE)
-    return _CODEC_PIECE
+    return _PIECE
 
 
 def _new_unpickler(

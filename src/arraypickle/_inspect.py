@@ -30,13 +30,13 @@ import numpy as np
 from . import _format as fmt
 from . import _remote
 from ._allowlist import allowed
-from ._errors import CorruptFileError, EmptyFileError
-from ._joblib_zf import MAGIC as ZF_MAGIC
+from ._detect import COMPRESSED, CONTAINER, JOBLIB_ZF, decoded, detect
+from ._errors import CorruptFileError
 from ._joblib_zf import open_zf
 from ._numpy import MISREADS_DATETIMES, readable_dtype
 from ._plugins import get_registry
 from ._safe import Policy
-from ._streams import Guarded, remaining_size, sniff
+from ._streams import Guarded, remaining_size
 from ._symbolic import (
     Blob,
     ContainerSource,
@@ -235,12 +235,9 @@ def inspect_stream(
     ``base_dir``: where joblib < 0.10 companion files are looked for (None: not read).
     """
     name = repr(file)
-    registry = get_registry()
-    magics = registry.magics()
-    head, stream = sniff(f, [fmt.MAGIC, ZF_MAGIC, *magics])
-    if not head:
-        raise EmptyFileError(f"{name}: the file is empty")
-    if head.startswith(ZF_MAGIC):
+    found = detect(f, name, get_registry())
+    stream = found.stream
+    if found.kind == JOBLIB_ZF:
         reader = open_zf(stream, name)
         try:
             report = _plain(Guarded(reader, name, "joblib zlib"), file, None, base_dir, name)
@@ -250,10 +247,10 @@ def inspect_stream(
         report.format = "joblib"
         report.joblib = {"generation": "0.8.4-0.9"}
         report.description = _describe(report)
-    elif head.startswith(fmt.MAGIC):
+    elif found.kind == CONTAINER:
         report = _container(stream, file, file_size, name)
-    elif (codec := registry.codec_at(head, name, magics)) is not None:
-        report = _compressed(stream, file, codec, base_dir, name)
+    elif found.kind == COMPRESSED:
+        report = _compressed(stream, file, found.codec, base_dir, name)
     else:
         report = _plain(stream, file, file_size, base_dir, name)
     report.file_size = file_size
@@ -265,16 +262,12 @@ def inspect_stream(
 
 
 def _compressed(stream: Any, file: str, codec: Any, base_dir: str | None, name: str) -> Report:
-    reader = codec.open_reader(stream)
-    try:
-        inner = Guarded(reader, name, codec.name)
-        head, inner = sniff(inner, [fmt.MAGIC])
-        if head.startswith(fmt.MAGIC):
-            report = _container(inner, file, None, name)
+    with decoded(stream, name, codec) as stream:
+        found = detect(stream, name, get_registry(), inner=True)
+        if found.kind == CONTAINER:
+            report = _container(found.stream, file, None, name)
         else:
-            report = _plain(inner, file, None, base_dir, name)
-    finally:
-        reader.close()
+            report = _plain(found.stream, file, None, base_dir, name)
     report.compression = codec.name
     report.description = _describe(report)
     return report

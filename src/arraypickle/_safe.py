@@ -18,10 +18,10 @@ import tempfile
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from . import _detect, _joblib_zf
 from ._allowlist import allowed, normalize, trusted_names
 from ._errors import (
     CorruptFileError,
-    EmptyFileError,
     InvalidArgumentError,
     UntrustedTypeError,
     as_flag,
@@ -36,7 +36,7 @@ from ._scan import (
     OpcodeScanner,
     ScanError,
 )
-from ._streams import is_seekable
+from ._streams import Guarded, is_seekable
 from ._typing import Path, Readable
 
 # A plain pickle read from a stream that cannot seek back is copied aside while it
@@ -294,32 +294,19 @@ def _scan_any(
     stream: Any, name: str, registry: Any, policy: Policy, inner: bool = False
 ) -> list[str]:
     """The names ``policy`` does not allow, in whatever format ``stream`` holds."""
-    from . import _format as fmt
-    from . import _joblib_zf
-    from ._streams import Guarded, sniff
-
-    magics = registry.magics()
-    head, stream = sniff(stream, [fmt.MAGIC, _joblib_zf.MAGIC, *magics])
-    if head.startswith(fmt.MAGIC):
-        return _untrusted(scan_container, stream, name, policy)
-    if head.startswith(_joblib_zf.MAGIC) and not inner:  # joblib 0.8.4-0.9's zlib framing
-        zf = _joblib_zf.open_zf(stream, name)
+    found = _detect.detect(stream, name, registry, inner=inner)
+    if found.kind == _detect.CONTAINER:
+        return _untrusted(scan_container, found.stream, name, policy)
+    if found.kind == _detect.JOBLIB_ZF:  # joblib 0.8.4-0.9's zlib framing
+        zf = _joblib_zf.open_zf(found.stream, name)
         try:
             return _untrusted(scan_plain, Guarded(zf, name, "joblib zlib"), name, policy)
         finally:
             zf.close()
-    codec = registry.codec_at(head, name, magics)
-    if codec is not None:
-        if inner:
-            raise CorruptFileError(f"{name}: compressed data nested in compressed data")
-        reader = codec.open_reader(stream)
-        try:
-            return _scan_any(Guarded(reader, name, codec.name), name, registry, policy, True)
-        finally:
-            reader.close()
-    if not head:
-        raise EmptyFileError(f"{name}: the file is empty")
-    return _untrusted(scan_plain, stream, name, policy)
+    if found.kind == _detect.COMPRESSED:
+        with _detect.decoded(found.stream, name, found.codec) as decoded:
+            return _scan_any(decoded, name, registry, policy, True)
+    return _untrusted(scan_plain, found.stream, name, policy)
 
 
 def _untrusted(scan: Callable[..., set[str]], stream: Any, name: str, policy: Policy) -> list[str]:

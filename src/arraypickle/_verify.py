@@ -15,12 +15,13 @@ from dataclasses import asdict, dataclass
 from typing import Any, BinaryIO
 
 from . import _format as fmt
-from . import _joblib_zf, _remote
+from . import _remote
 from ._damage import check_unrecognised, could_start_pickle
-from ._errors import CorruptFileError, EmptyFileError, describe
+from ._detect import COMPRESSED, CONTAINER, JOBLIB_ZF, decoded, detect
+from ._errors import CorruptFileError, describe
 from ._plugins import Registry, get_registry
 from ._reader import ContainerReader
-from ._streams import Guarded, is_seekable, remaining_size, sniff
+from ._streams import is_seekable, remaining_size, sniff
 
 # Reads from a codec's reader are capped at this (its own buffers stay bounded); buffers
 # are hashed through a reused scratch buffer of _reader.HASH_PIECE bytes.
@@ -84,24 +85,20 @@ def verify(
 
 
 def _verify_stream(stream: Any, name: str, report: Report, registry: Registry) -> Report:
-    magics = registry.magics()
-    head, stream = sniff(stream, [fmt.MAGIC, *magics])
-    if head.startswith(fmt.MAGIC):
-        _scan_containers(stream, name, report)
+    found = detect(stream, name, registry)
+    if found.kind == CONTAINER:
+        _scan_containers(found.stream, name, report)
         return report
-    codec = registry.codec_at(head, name, magics)
-    if codec is not None:
-        report.codec = codec.name
-        _scan_compressed(stream, name, codec, report)
+    if found.kind == COMPRESSED:
+        report.codec = found.codec.name
+        _scan_compressed(found.stream, name, found.codec, report, registry)
         return report
-    if not head:
-        raise EmptyFileError(f"{name}: the file is empty")
-    if head.startswith(_joblib_zf.MAGIC):
+    if found.kind == JOBLIB_ZF:
         raise CorruptFileError(
             f"{name}: not an arraypickle file (a joblib 0.8.4-0.9 zlib file, which carries "
             "no checksums to verify)"
         )
-    check_unrecognised(head, name)
+    check_unrecognised(found.head, name)
     raise CorruptFileError(
         f"{name}: not an arraypickle file but a plain pickle (as joblib writes), "
         "which carries no checksums to verify"
@@ -139,28 +136,26 @@ def _scan_containers(stream: Any, name: str, report: Report) -> None:
         start += _scan_one(stream, label, report)
 
 
-def _scan_compressed(stream: Any, name: str, codec: Any, report: Report) -> None:
-    reader = codec.open_reader(stream)
-    try:
-        guarded = Guarded(reader, name, codec.name)
-        head, inner = sniff(guarded, [fmt.MAGIC])
-        if not head.startswith(fmt.MAGIC):
+def _scan_compressed(
+    stream: Any, name: str, codec: Any, report: Report, registry: Registry
+) -> None:
+    with decoded(stream, name, codec) as guarded:
+        found = detect(guarded, name, registry, inner=True)
+        if found.kind != CONTAINER:
             what = (
                 " but a plain pickle (as joblib writes), which carries no checksums to verify"
-                if head and could_start_pickle(head)
-                else f" (first bytes {head[:8].hex(' ')})"
+                if could_start_pickle(found.head)
+                else f" (first bytes {found.head[:8].hex(' ')})"
             )
             raise CorruptFileError(
                 f"{name}: the {codec.name} stream does not hold an arraypickle container{what}"
             )
-        _scan_one(inner, name, report)
+        _scan_one(found.stream, name, report)
         # Read on to the end of the codec stream: its own checks run there.
         if guarded.read(1):
             raise CorruptFileError(
                 f"{name}: data follows the container in the {codec.name} stream "
                 f"(decompressed offset {guarded.offset - 1})"
             )
-    finally:
-        reader.close()
     if is_seekable(stream) and stream.read(1):
         raise CorruptFileError(f"{name}: data follows the {codec.name} stream")

@@ -22,15 +22,14 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from .. import _format as fmt
 from .. import _progress, _remote
 from .._api import dump, load
 from .._atomic import replacing
 from .._compress import resolve
+from .._detect import COMPRESSED, CONTAINER, decoded, detect
 from .._errors import ArrayPickleError, UnknownCodecError
 from .._plugins import get_registry
 from .._safe import Policy, _scan_any
-from .._streams import Guarded, sniff
 from .._transcode import copy_container
 from . import EXIT_BAD_FILE, EXIT_USAGE, CliError
 
@@ -215,21 +214,13 @@ def _open_target(path: str) -> Iterator[Any]:
 @contextlib.contextmanager
 def _decompressed(f: Any, name: str, registry: Any) -> Iterator[tuple[Any, bool]]:
     """The stream at ``f`` with its codec (if any) undone, and whether it is a container."""
-    magics = registry.magics()
-    head, stream = sniff(f, [fmt.MAGIC, *magics])
-    if head.startswith(fmt.MAGIC):
-        yield stream, True
+    found = detect(f, name, registry)
+    if found.kind != COMPRESSED:
+        yield found.stream, found.kind == CONTAINER
         return
-    for magic, codec in magics.items():
-        if head.startswith(magic) and not isinstance(codec, tuple):
-            reader = codec.open_reader(stream)
-            try:
-                inner_head, inner = sniff(Guarded(reader, name, codec.name), [fmt.MAGIC])
-                yield inner, inner_head.startswith(fmt.MAGIC)
-            finally:
-                reader.close()
-            return
-    yield stream, False
+    with decoded(found.stream, name, found.codec) as stream:
+        inner = detect(stream, name, registry, inner=True)
+        yield inner.stream, inner.kind == CONTAINER
 
 
 def _is_container(path: str, registry: Any) -> bool:
