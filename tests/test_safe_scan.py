@@ -484,3 +484,13 @@ def test_a_length_no_file_holds_is_refused_by_the_scan(tmp_path, length):
     for source in (data, io.BytesIO(data), path):
         with pytest.raises(ap.CorruptFileError, match="truncated"):
             ap.get_untrusted_types(source)
+
+
+def test_joblibs_zlib_framing_inside_a_codec_stream_is_damage_for_the_scan_too():
+    # load refused it; the scan read the framed bytes as a pickle of its own.
+    import gzip
+
+    nested = gzip.compress(b"ZF0x" + bytes(20))
+    for attempt in (lambda: ap.loads(nested), lambda: ap.get_untrusted_types(io.BytesIO(nested))):
+        with pytest.raises(ap.CorruptFileError, match="nested in compressed data"):
+            attempt()

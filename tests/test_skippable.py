@@ -78,3 +78,17 @@ def test_a_huge_skippable_frame_is_not_read_to_find_the_codec():
         assert tracemalloc.get_traced_memory()[1] < 16 << 20
     finally:
         tracemalloc.stop()
+
+
+def test_convert_copies_the_container_behind_skippable_frames(tmp_path, capsys):
+    # convert told a container from its first bytes on its own and missed one behind
+    # skippable frames: it loaded and dumped it again instead of copying its records.
+    from arraypickle._cli.convert import _is_container
+    from arraypickle._plugins import get_registry
+    from cli_support import run_cli
+
+    src, dst = tmp_path / "obj.zst", tmp_path / "obj.pkl"
+    src.write_bytes(skippable(b"note") + ap.dumps(OBJ, compress=installed("zstd")))
+    assert _is_container(str(src), get_registry())
+    assert run_cli(capsys, "convert", str(src), str(dst))[0] == 0
+    assert_same(ap.load(dst), OBJ)
