@@ -27,7 +27,7 @@ import pytest
 
 import arraypickle as ap
 from arraypickle import _safe
-from arraypickle._scan import UNRESOLVED
+from arraypickle._names import UNRESOLVED
 from arraypickle._writer import ContainerWriter
 
 # -- opcode assembly ------------------------------------------------------------------

@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 
 import arraypickle as ap
 from arraypickle._allowlist import normalize
-from arraypickle._scan import UNRESOLVED, BlockSource, OpcodeScanner, ScanError
+from arraypickle._names import UNRESOLVED
+from arraypickle._scan import BlockSource, OpcodeScanner, ScanError
 from checks import assert_same
 
 

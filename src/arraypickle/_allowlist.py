@@ -61,6 +61,7 @@ import numpy as np
 
 from . import _format as fmt
 from ._errors import InvalidArgumentError
+from ._names import JOBLIB_WRAPPER_MODULES
 
 
 def _latin1_encode(obj: Any, encoding: str = "utf-8", errors: str = "strict") -> bytes:
@@ -282,8 +283,6 @@ def _joblib_wrapper_outside_a_joblib_stream(*args: Any, **kwargs: Any) -> Any:
 
 
 def _arraypickle() -> list[_Entry]:
-    from ._joblib import WRAPPER_NAMES
-
     return [
         (
             (f"{fmt.REBUILD_MODULE}.{fmt.REBUILD_NAME}",),
@@ -292,7 +291,7 @@ def _arraypickle() -> list[_Entry]:
             "the object from the container's buffers and meta (whose globals are checked)",
         ),
         (
-            tuple(f"{m}.{cls}" for cls, modules in WRAPPER_NAMES.items() for m in modules),
+            tuple(f"{m}.{cls}" for cls, modules in JOBLIB_WRAPPER_MODULES.items() for m in modules),
             lambda: _joblib_wrapper_outside_a_joblib_stream,
             "joblib's array wrappers: joblib is never imported; arraypickle's joblib reader "
             "binds these names to its own placeholders, which read the array bytes that "

@@ -70,6 +70,7 @@ import numpy as np
 
 from . import _format as fmt
 from ._allowlist import allowed, chararray
+from ._names import JOBLIB_NUMPY_WRAPPERS
 from ._numpy import struct_dtype
 from ._scanvalues import (
     BUFFER,
@@ -88,11 +89,6 @@ from ._scanvalues import (
 _ALIGNED_STRUCT = 0x80
 # What calling these globals makes: bytes (or an error), never a list.
 _BYTES_MAKERS = frozenset({"_codecs.encode", "builtins.bytes", "builtins.bytearray"})
-# Every name joblib's NumpyArrayWrapper had (joblib, sklearn.externals.joblib): the
-# names the loader binds to its reader, which reads the array after the BUILD.
-JOBLIB_WRAPPERS = frozenset(
-    f"{m}.numpy_pickle.NumpyArrayWrapper" for m in ("joblib", "sklearn.externals.joblib")
-)
 
 
 def _is_bytes(value: Any) -> bool:
@@ -375,7 +371,7 @@ def _scalar(name: str, args: Any, kwargs: Any = None) -> None:
         return  # numpy checks the length against the item size
     if type(data) is Made and (data.size or 0) >= 1:
         filled = _kind_of(data) == "array"
-        if filled or made_class(data) in JOBLIB_WRAPPERS:
+        if filled or made_class(data) in JOBLIB_NUMPY_WRAPPERS:
             return  # an array a state (or joblib's wrapper) filled with an element or more
     raise Refused(f"a call of {name} on data the scan cannot see ({brief(data)})")
 
@@ -543,7 +539,7 @@ def _kinds() -> dict[int, str]:
     kinds[id(table[f"{fmt.REBUILD_MODULE}.{fmt.REBUILD_NAME}"])] = "never"
     # Every joblib wrapper name is bound to one placeholder (the joblib loader's own
     # bindings come first there); its state is the loader's to read.
-    kinds[id(table[next(iter(JOBLIB_WRAPPERS))])] = "joblib"
+    kinds[id(table[next(iter(JOBLIB_NUMPY_WRAPPERS))])] = "joblib"
     return kinds
 
 

@@ -33,6 +33,7 @@ from ._allowlist import allowed
 from ._detect import COMPRESSED, CONTAINER, JOBLIB_ZF, decoded, detect
 from ._errors import CorruptFileError
 from ._joblib_zf import open_zf
+from ._names import NUMPY_SCALARS
 from ._numpy import MISREADS_DATETIMES, readable_dtype
 from ._plugins import get_registry
 from ._safe import Policy
@@ -70,7 +71,6 @@ _RECONSTRUCT = frozenset(f"{m}.multiarray._reconstruct" for m in ("numpy.core", 
 _FROMBUFFER = frozenset(f"{m}.numeric._frombuffer" for m in ("numpy.core", "numpy._core"))
 _MARECONSTRUCT = "numpy.ma.core._mareconstruct"
 _REBUILD = f"{fmt.REBUILD_MODULE}.{fmt.REBUILD_NAME}"
-_SCALARS = frozenset(f"{m}.multiarray.scalar" for m in ("numpy.core", "numpy._core"))
 
 
 @dataclass
@@ -511,7 +511,7 @@ class Walker:
             return []
         if name == _MARECONSTRUCT:
             return self._masked(obj, path)
-        if name in _SCALARS:
+        if name in NUMPY_SCALARS:
             return []
         return _generic_children(obj, path)
 
@@ -844,7 +844,7 @@ def _key(key: Any, cache: _KeyCache) -> str:
         except RecursionError:  # the call stack was deep already
             return "<?>"
         return text if len(text) <= KEY_MAX else text[: KEY_MAX - 3] + "..."
-    if type(key) is Obj and key.name in _SCALARS:
+    if type(key) is Obj and key.name in NUMPY_SCALARS:
         try:
             return repr(materialize(key))
         except Exception:

@@ -45,8 +45,9 @@ from ._joblib_legacy import deprecation, read_ndarray_wrapper, read_zndarray_wra
 from ._joblib_stream import PickleView, Source
 from ._joblib_zf import open_zf
 from ._memory import aligned_empty
+from ._names import JOBLIB_WRAPPER_MODULES
 from ._numpy import _rebuild_array
-from ._reader import MmapTarget
+from ._reader import MAX_STREAM_RECORD, MmapTarget
 from ._streams import Guarded, LiveLoad, ShortReads, finish_live, is_seekable
 from ._warnings import warn_caller
 
@@ -56,21 +57,9 @@ Bindings = Mapping[tuple[str, str], Any]
 # arguments (``encoding``) go to ``pickle.Unpickler``.
 UnpicklerFactory = Callable[..., pickle.Unpickler]
 
-_JOBLIB = ("joblib", "sklearn.externals.joblib")
-WRAPPER_NAMES = {
-    "NumpyArrayWrapper": tuple(f"{p}.numpy_pickle" for p in _JOBLIB),
-    "NDArrayWrapper": tuple(
-        f"{p}.{m}" for p in _JOBLIB for m in ("numpy_pickle", "numpy_pickle_compat")
-    ),
-    "ZNDArrayWrapper": tuple(
-        f"{p}.{m}" for p in _JOBLIB for m in ("numpy_pickle", "numpy_pickle_compat")
-    ),
-}
 # POP (the wrapper) NONE BINPERSID: persistent_load(None) pushes the array read.
 _SWAP = b"0NQ"
 _ORDERS = ("C", "F")
-# A declared size beyond this, from a stream of unknown length, is not believed.
-MAX_ARRAY_BYTES = 1 << 44
 
 
 @dataclass
@@ -237,7 +226,7 @@ class PickleLoad:
 
     @staticmethod
     def _wrapper_keys() -> list[tuple[str, str]]:
-        return [(m, cls) for cls, modules in WRAPPER_NAMES.items() for m in modules]
+        return [(m, cls) for cls, modules in JOBLIB_WRAPPER_MODULES.items() for m in modules]
 
     def _bindings(self, view: PickleView) -> dict[tuple[str, str], Any]:
         readers = {
@@ -246,7 +235,7 @@ class PickleLoad:
             "ZNDArrayWrapper": read_zndarray_wrapper,
         }
         bindings = {}
-        for cls_name, modules in WRAPPER_NAMES.items():
+        for cls_name, modules in JOBLIB_WRAPPER_MODULES.items():
             placeholder = _placeholder(cls_name, self, view, readers[cls_name])
             for module in modules:
                 bindings[(module, cls_name)] = placeholder
@@ -293,7 +282,7 @@ class PickleLoad:
 
     def check_size(self, nbytes: int, shape: Any, dtype: Any) -> None:
         """Refuse a declared size larger than what the file can hold."""
-        limit = MAX_ARRAY_BYTES if self.size is None else self.size - self.source.consumed
+        limit = MAX_STREAM_RECORD if self.size is None else self.size - self.source.consumed
         if nbytes > limit:
             raise CorruptFileError(
                 f"{self.name}: a joblib array of shape {shape} and dtype {dtype} at offset "

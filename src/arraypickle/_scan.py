@@ -48,7 +48,6 @@ from typing import Any
 from . import _format as fmt
 from ._allowlist import normalize
 from ._buildcheck import (
-    JOBLIB_WRAPPERS,
     STATEFUL,
     Refused,
     WalkBudget,
@@ -60,6 +59,7 @@ from ._buildcheck import (
     made_class,
     takes_items,
 )
+from ._names import JOBLIB_NUMPY_WRAPPERS, NUMPY_SCALARS, UNRESOLVED
 from ._opcodes import MEMO_SKIP_MAX
 from ._scanvalues import (
     BUFFER,
@@ -75,7 +75,6 @@ from ._scanvalues import (
     brief,
 )
 
-UNRESOLVED = "<unresolved>"
 # Picklers spell an attribute of a global, such as the classmethod zoneinfo.ZoneInfo's
 # reduction names, as a call of getattr: the walk reads getattr(<global>, '<name>') as
 # the global '<global>.<name>', and lists getattr itself only when used otherwise.
@@ -120,7 +119,6 @@ _ITEM_MAKERS = frozenset({"builtins.tuple", "collections.deque"})
 # their frees take more C stack a level (numpy's about 1.8 KB), and a thread's stack
 # may be small (512 KB on macOS frees some 800 nested object arrays, not more).
 _FREE_LEVEL = 5
-_SCALARS = frozenset({"numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar"})
 # Runs of BININT/BININT2 up to this long are decoded (a shape has at most 64 sizes).
 INT_RUN_MAX = 64
 LINE_MAX = 1 << 20
@@ -1159,7 +1157,7 @@ class OpcodeScanner:
             # returns an object array's item, or a structured void over an array):
             # its deepest argument, which _tuple measured (and marked placed).
             depth = self._tuple_depth(args) - 1
-            if depth and name in _SCALARS:
+            if depth and name in NUMPY_SCALARS:
                 depth += _FREE_LEVEL
         else:
             return made
@@ -1378,7 +1376,7 @@ class JoblibScanner(OpcodeScanner):
     :class:`OpcodeScanner` (the hook then never acts).
     """
 
-    literal_after = JOBLIB_WRAPPERS
+    literal_after = JOBLIB_NUMPY_WRAPPERS
 
     def __init__(self) -> None:
         super().__init__()
@@ -1397,7 +1395,7 @@ class JoblibScanner(OpcodeScanner):
             # runs what the frame still holds (any version's wrapper: the swap would
             # then replace whatever the rest of the frame left on top).
             raise ScanError("a joblib array wrapper in the middle of a pickle frame")
-        if made_class(obj) not in JOBLIB_WRAPPERS:
+        if made_class(obj) not in JOBLIB_NUMPY_WRAPPERS:
             return  # joblib < 0.10: the array is in a companion file
         shape = state.get("shape") if type(state) is dict else None
         dt = dtype_of(state.get("dtype")) if type(state) is dict else None

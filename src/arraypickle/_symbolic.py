@@ -43,9 +43,9 @@ import numpy as np
 from . import _format as fmt
 from ._allowlist import allowed, normalize
 from ._buildcheck import rebuilt_dtype
+from ._names import JOBLIB_LEGACY_WRAPPERS, JOBLIB_NUMPY_WRAPPERS, UNRESOLVED
 from ._streams import is_seekable
 
-UNRESOLVED = "<unresolved>"
 # Payloads up to this size are read and kept as values; longer ones are skipped.
 KEEP_MAX = 4096
 BLOCK = 1 << 20
@@ -56,14 +56,6 @@ MATERIALIZE_DEPTH = 32
 # level, 40 deep, is a few hundred bytes and 2**40 nodes.
 MATERIALIZE_NODES = 4096
 
-JOBLIB_PREFIXES = ("joblib", "sklearn.externals.joblib")
-JOBLIB_NUMPY_WRAPPER = frozenset(f"{p}.numpy_pickle.NumpyArrayWrapper" for p in JOBLIB_PREFIXES)
-JOBLIB_LEGACY_WRAPPERS = frozenset(
-    f"{p}.{m}.{cls}"
-    for p in JOBLIB_PREFIXES
-    for m in ("numpy_pickle", "numpy_pickle_compat")
-    for cls in ("NDArrayWrapper", "ZNDArrayWrapper")
-)
 # Module names only Python 2 pickles use (the unpickler renames them for Python 3).
 PY2_MODULES = frozenset({"__builtin__", "copy_reg", "exceptions"})
 
@@ -1158,7 +1150,7 @@ class Machine:
         if type(inst) is Obj:
             wrapper = _joblib_class(inst)
             if wrapper is not None:
-                if wrapper in JOBLIB_NUMPY_WRAPPER:
+                if wrapper in JOBLIB_NUMPY_WRAPPERS:
                     self.stack[-1] = self._joblib_array(state)
                 else:
                     self.root.joblib_legacy = True
@@ -1258,7 +1250,7 @@ def _joblib_class(obj: Obj) -> str | None:
     if type(cls) is not Global:
         return None
     name = cls.name
-    if name in JOBLIB_NUMPY_WRAPPER or name in JOBLIB_LEGACY_WRAPPERS:
+    if name in JOBLIB_NUMPY_WRAPPERS or name in JOBLIB_LEGACY_WRAPPERS:
         return name
     return None
 
