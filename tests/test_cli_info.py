@@ -730,3 +730,17 @@ def test_keys_holding_a_memoized_tuple_are_rendered_in_bounded_time():
     report = _info(pickle.dumps({(tuple(range(1000)),): np.zeros(1)}, protocol=4))
     text = repr((tuple(range(1000)),))
     assert report.arrays[0].path == "[" + text[:197] + "...]"
+
+
+def test_buffers_of_a_seekable_file_of_unknown_size_are_sought_past():
+    # A file object whose size cannot be known cheaply (a remote file, say): info read
+    # every buffer to drop it; it seeks, and a truncation still shows.
+    from test_safe_scan import CountingFile
+
+    blob = ap.dumps({"big": np.ones(2_000_000)})
+    f = CountingFile(blob)
+    report = inspect_stream(f, "remote", None, None)
+    assert [a.shape for a in report.arrays] == [(2_000_000,)]
+    assert f.bytes_read < 10_000 < len(blob)
+    with pytest.raises(ap.CorruptFileError, match="truncated"):
+        inspect_stream(CountingFile(blob[: len(blob) // 2]), "remote", None, None)

@@ -30,13 +30,12 @@ from ._scan import (
     GETATTR,
     BlockSource,
     ChunkReader,
-    ContainerPickleBytes,
     ExactSource,
     JoblibScanner,
     OpcodeScanner,
     ScanError,
 )
-from ._streams import Guarded, is_seekable
+from ._streams import Guarded, is_seekable, remaining_size
 from ._typing import Path, Readable
 
 # A plain pickle read from a stream that cannot seek back is copied aside while it
@@ -206,8 +205,15 @@ def _seeker(stream: Any) -> Callable[[int], None]:
 def scan_container(stream: Any, file: str, policy: Policy | None = None) -> set[str]:
     """Names in the container at ``stream``'s position; buffers skipped (sought past
     when the stream can seek), never read into memory."""
-    raw = ContainerPickleBytes(stream, is_seekable(stream))
-    return scan_names(BlockSource(raw.read, raw.skip), file, policy=policy)
+    # Imported here: only get_untrusted_types walks containers, and a load need not
+    # pay for importing the walker ``info`` uses.
+    from ._symbolic import ContainerSource, SymbolicError
+
+    try:
+        records = ContainerSource(stream, file, remaining_size(stream))
+        return scan_names(BlockSource(records.read, records.skip), file, policy=policy)
+    except SymbolicError as exc:  # the records around the opcodes are damaged
+        raise CorruptFileError(f"{file}: {exc}") from None
 
 
 def scan_plain(stream: Any, file: str, policy: Policy | None = None) -> set[str]:

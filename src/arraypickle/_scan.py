@@ -12,7 +12,7 @@ allow-list admits: the scan fails closed.
 The scanner reads from a *source* (``more``/``more_line``/``skip``): a buffered file
 (:class:`BlockSource`), an exact reader that never reads past the pickle's STOP and
 can copy what it reads aside (:class:`ExactSource`, for pipes), or the PICKLE records
-of a container (:class:`ContainerPickleBytes` under a :class:`BlockSource`). Payloads
+of a container (``_symbolic.ContainerSource`` under a :class:`BlockSource`). Payloads
 of big ``BINBYTES``/``BYTEARRAY8``/string opcodes are skipped, never held, so memory
 stays bounded by the block size plus the simulated stack and memo. The memo keeps a
 reference per entry, as the unpickler's own memo does (short strings and small literals
@@ -35,17 +35,14 @@ from __future__ import annotations
 
 import codecs
 import copyreg
-import os
 import pickletools
 import re
 import struct
 import sys
-import zlib
 from collections.abc import Callable, Iterable
 from itertools import repeat
 from typing import Any
 
-from . import _format as fmt
 from ._allowlist import normalize
 from ._buildcheck import (
     STATEFUL,
@@ -249,99 +246,6 @@ class ChunkReader:
                 raise ScanError("truncated: the stream ends inside an opcode's data")
             take = min(n, len(self._cur) - self._pos)
             self._pos += take
-            n -= take
-
-
-class ContainerPickleBytes:
-    """The opcode bytes of a container file: PICKLE payloads, buffers skipped unread.
-
-    ``src`` is positioned at the container's first byte. Buffer records are skipped
-    by seeking when ``src`` is seekable, else read and dropped in bounded pieces.
-    Checksums are left to the loader; record headers are CRC-checked so that a
-    damaged length cannot send the walk astray.
-    """
-
-    def __init__(self, src: Any, seekable: bool) -> None:
-        self._src = src
-        self._seekable = seekable
-        self._left = 0
-        self._started = False
-        self._ended = False
-        self._offset = 0  # from the container's first byte
-
-    def _exact(self, n: int, what: str) -> bytes:
-        data = b""
-        while len(data) < n:
-            more = self._src.read(n - len(data))
-            if not more:
-                raise ScanError(f"truncated: {what} needs {n} bytes, {len(data)} remain")
-            data += more
-        self._offset += n
-        return data
-
-    def _drop(self, n: int, what: str) -> None:
-        if not n:
-            return
-        self._offset += n
-        if self._seekable:
-            self._src.seek(n, os.SEEK_CUR)
-            return
-        while n:
-            got = self._src.read(min(n, BLOCK))
-            if not got:
-                raise ScanError(f"truncated inside {what}")
-            n -= len(got)
-
-    def _next_payload(self) -> bool:
-        """Move to the next non-empty PICKLE payload; False at the END record."""
-        if self._ended:
-            return False
-        if not self._started:
-            self._started = True
-            if self._exact(fmt.HEADER.size, "the container header")[:8] != fmt.MAGIC:
-                raise ScanError("not an arraypickle container")
-        while True:
-            start = self._offset
-            raw = self._exact(fmt.RECORD.size, "a record header")
-            kind, pad, flags, length, crc = fmt.RECORD.unpack(raw)
-            if zlib.crc32(raw[:12]) != crc:
-                raise ScanError("a record header is damaged (CRC mismatch)")
-            problem = fmt.padding_problem(kind, pad, start, self._exact(pad, "record padding"))
-            if problem is not None:
-                raise ScanError(f"the record at offset {start} {problem}")
-            if kind == fmt.KIND_PICKLE and length:
-                self._left = length
-                return True
-            if kind == fmt.KIND_END:
-                self._ended = True
-                return False
-            if kind in (fmt.KIND_PICKLE, fmt.KIND_BUFFER) or flags & fmt.FLAG_SKIPPABLE:
-                self._drop(length + fmt.TRAILER.size, "a record")
-            else:
-                raise ScanError(f"a record has an unknown kind {kind!r}")
-
-    def _consumed(self, n: int) -> None:
-        self._left -= n
-        if self._left == 0:
-            self._drop(fmt.TRAILER.size, "a record trailer")
-
-    def read(self, n: int) -> bytes:
-        if self._left == 0 and not self._next_payload():
-            return b""
-        data = self._src.read(min(n, self._left))
-        if not data:
-            raise ScanError("truncated inside a pickle record")
-        self._offset += len(data)
-        self._consumed(len(data))
-        return data
-
-    def skip(self, n: int) -> None:
-        while n:
-            if self._left == 0 and not self._next_payload():
-                raise ScanError("truncated: the opcodes end inside an opcode's data")
-            take = min(n, self._left)
-            self._drop(take, "a pickle record")
-            self._consumed(take)
             n -= take
 
 

@@ -439,13 +439,20 @@ class ContainerSource:
     def _drop(self, n: int, what: str) -> None:
         if not n:
             return
-        if self._seek and self._size is not None:
-            if self.offset + n > self._size:
+        if self._seek:
+            if self._size is not None and self.offset + n > self._size:
                 raise SymbolicError(
                     f"truncated: {what} at offset {self.offset} needs {n} bytes, "
                     f"{self._size - self.offset} remain"
                 )
-            self._f.seek(n, os.SEEK_CUR)
+            try:
+                # Of unknown size (a remote file, say), a truncation shows at the next
+                # record header, read past the end.
+                self._f.seek(n, os.SEEK_CUR)
+            except (OSError, OverflowError, ValueError):  # a length no file holds
+                raise SymbolicError(
+                    f"truncated: {what} at offset {self.offset} needs {n} bytes"
+                ) from None
             self.offset += n
             return
         while n:
@@ -506,6 +513,10 @@ class ContainerSource:
         self._left -= n
         if self._left == 0:
             self._drop(fmt.TRAILER.size, "a record trailer")
+
+    def read(self, n: int) -> bytes:
+        """Up to ``n`` opcode bytes; ``b""`` after the last PICKLE record."""
+        return self.chunk(n)[1]
 
     def chunk(self, n: int) -> tuple[int, bytes]:
         if self._left == 0 and not self._advance():
