@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import pickletools
 import re
+from collections.abc import Callable
 from typing import Any
 
 _FIXED, _COUNTED, _LINES = range(3)
@@ -33,6 +34,13 @@ MEMO_SKIP_MAX = 1 << 20
 # A PUT's text line longer than this is refused: a pickler writes ``p<index>\n``, and a
 # line kept whole while it grows across chunks would be searched again each time.
 _PUT_LINE_MAX = 64
+
+
+def run_of(code: int, size: int) -> Callable[..., re.Match[bytes] | None]:
+    """The ``match`` of a run of opcode ``code``, each ``size`` bytes with its argument
+    (a list of floats is mostly ``G`` and 8 bytes): one regex call for the whole run."""
+    one = re.escape(bytes([code])) + b".{%d}" % (size - 1)
+    return re.compile(b"(?:" + one + b")+", re.DOTALL).match
 
 
 def _table() -> list[tuple[int, int, bool] | None]:

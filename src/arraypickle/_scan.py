@@ -57,7 +57,7 @@ from ._buildcheck import (
     takes_items,
 )
 from ._names import JOBLIB_NUMPY_WRAPPERS, NUMPY_SCALARS, UNRESOLVED
-from ._opcodes import MEMO_SKIP_MAX
+from ._opcodes import MEMO_SKIP_MAX, run_of
 from ._scanvalues import (
     BUFFER,
     DATA,
@@ -367,19 +367,13 @@ _TABLE = _table()
 # EMPTY_LIST, EMPTY_DICT, EMPTY_SET, NEXT_BUFFER. A run of one of them (a list or dict
 # of floats is mostly that) is matched by a regex instead of opcode by opcode; the
 # one-byte ones always are, and never reach the table's classes.
-_RUN_SIZES = {b"G": 9, b"J": 5, b"K": 2, b"M": 3, **dict.fromkeys(b"N\x88\x89)]}\x8f\x97", 1)}
+_RUN_SIZES = {
+    **{ord(op): size for op, size in (("G", 9), ("J", 5), ("K", 2), ("M", 3))},
+    **dict.fromkeys(b"N\x88\x89)]}\x8f\x97", 1),
+}
 
 
-def _run_matchers() -> dict[int, tuple[Callable[..., Any], int]]:
-    out = {}
-    for op, size in _RUN_SIZES.items():
-        code = op[0] if isinstance(op, bytes) else op
-        one = re.escape(bytes([code])) + b".{%d}" % (size - 1)
-        out[code] = (re.compile(b"(?:" + one + b")+", re.DOTALL).match, size)
-    return out
-
-
-_RUNS = _run_matchers()
+_RUNS = {code: (run_of(code, size), size) for code, size in _RUN_SIZES.items()}
 # BININT and BININT2 runs short enough to be a shape: a decoder per length.
 _INT_RUNS = {
     ord(op): [struct.Struct("<" + ("x" + fmt_) * k) for k in range(INT_RUN_MAX + 1)]

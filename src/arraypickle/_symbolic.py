@@ -30,7 +30,6 @@ import codecs
 import copyreg
 import os
 import pickletools
-import re
 import struct
 import warnings
 from bisect import bisect_right
@@ -44,6 +43,7 @@ from . import _format as fmt
 from ._allowlist import allowed, normalize
 from ._buildcheck import rebuilt_dtype
 from ._names import JOBLIB_LEGACY_WRAPPERS, JOBLIB_NUMPY_WRAPPERS, UNRESOLVED
+from ._opcodes import run_of
 from ._streams import is_seekable
 
 # Payloads up to this size are read and kept as values; longer ones are skipped.
@@ -679,14 +679,7 @@ _RUN_DECODERS: dict[int, tuple[int, Callable[[bytes], list[Any]]]] = {
     0x89: (1, lambda b: [False] * len(b)),
     ord(")"): (1, lambda b: [()] * len(b)),
 }
-_RUNS = {
-    code: (
-        re.compile(b"(?:" + re.escape(bytes([code])) + b".{%d})+" % (size - 1), re.S).match,
-        size,
-        decode,
-    )
-    for code, (size, decode) in _RUN_DECODERS.items()
-}
+_RUNS = {code: (run_of(code, size), size, decode) for code, (size, decode) in _RUN_DECODERS.items()}
 _PROTO_OF = [0] * 256
 for _op in pickletools.opcodes:
     _PROTO_OF[ord(_op.code)] = _op.proto
