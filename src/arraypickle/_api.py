@@ -167,11 +167,7 @@ def dump(
     _progress.check(progress)
     fsync = as_flag("fsync", fsync)
     if isinstance(filename, (str, os.PathLike)):
-        path = os.fspath(filename)
-        if not isinstance(path, str):
-            raise InvalidArgumentError(
-                f"file names must be str or os.PathLike[str], got {filename!r}"
-            )
+        path = _path_of(filename)
         codec, level = resolve(compress, path, registry)
         target = _remote.locate(path, storage_options)
         opener = replacing(target, fsync=fsync) if isinstance(target, str) else target.writing()
@@ -331,11 +327,7 @@ def load(
     registry = get_registry()
     _progress.check(progress)
     if isinstance(filename, (str, os.PathLike)):
-        path = os.fspath(filename)
-        if not isinstance(path, str):
-            raise InvalidArgumentError(
-                f"file names must be str or os.PathLike[str], got {filename!r}"
-            )
+        path = _path_of(filename)
         target = _remote.locate(path, storage_options)
         if not isinstance(target, str):
             if mode is not None:
@@ -464,6 +456,14 @@ def loads(
 
 
 # -- internals --------------------------------------------------------------------
+
+
+def _path_of(filename: str | os.PathLike[Any]) -> str:
+    """The ``str`` path ``filename`` names (``os.fspath`` also gives bytes, refused)."""
+    path = os.fspath(filename)
+    if not isinstance(path, str):
+        raise InvalidArgumentError(f"file names must be str or os.PathLike[str], got {filename!r}")
+    return path
 
 
 # The standard library's binary files: they say truthfully whether they read or write

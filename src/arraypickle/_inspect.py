@@ -218,13 +218,9 @@ def inspect_path(
             return inspect_stream(f, path, remaining_size(f), None, trusted)
     with open(target, "rb") as f:
         st = os.fstat(f.fileno())
-        size = st.st_size if _is_regular(st.st_mode) else None
+        size = st.st_size if stat.S_ISREG(st.st_mode) else None
         base = os.path.dirname(os.path.abspath(target))
         return inspect_stream(f, path, size, base, trusted)
-
-
-def _is_regular(mode: int) -> bool:
-    return stat.S_ISREG(mode)
 
 
 def inspect_stream(

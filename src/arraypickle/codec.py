@@ -182,7 +182,26 @@ class CodecLike(Protocol):
 
 
 class Codec:
-    """Base class for codecs; subclasses set the attributes and the two openers."""
+    """Base class for codecs; subclasses set the attributes and the two openers.
+
+    What each member means is the contract in this module's docstring; the base gives
+    the optional ones their defaults (level 3, one thread).
+
+    Example::
+
+        >>> class RawDeflate(Codec):  # deflate without zlib's header, behind a magic
+        ...     name, magic, extensions = "rawdeflate", b"RDF1", (".rdf",)
+        ...
+        ...     def open_writer(self, fileobj, level):
+        ...         deflater = zlib.compressobj(level, wbits=-15)
+        ...         return CompressWriter(fileobj, deflater, magic=self.magic)
+        ...
+        ...     def open_reader(self, fileobj):
+        ...         skip_magic(fileobj, self.magic, self.name)
+        ...         return DecompressReader(
+        ...             fileobj, lambda: Inflater(-15), codec=self.name, multistream=False
+        ...         )
+    """
 
     name: str = ""
     magic: bytes = b""

@@ -21,8 +21,24 @@ from typing import Any
 import pluggy
 
 hookspec = pluggy.HookspecMarker("arraypickle")
-#: The marker for hook implementations, re-exported as ``arraypickle.hookimpl``.
-hookimpl = pluggy.HookimplMarker("arraypickle")
+
+
+class _HookimplMarker(pluggy.HookimplMarker):
+    """Marks a plugin's function as arraypickle's hook implementation (re-exported as
+    ``arraypickle.hookimpl``). The function is named after a hook below and returns the
+    codecs or array wrappers the plugin provides; see ``docs/plugins.md``.
+
+    Example::
+
+        >>> @arraypickle.hookimpl
+        ... def arraypickle_register_codecs():
+        ...     return [MyCodec()]
+    """
+
+    __slots__ = ()
+
+
+hookimpl = _HookimplMarker("arraypickle")
 
 
 @hookspec

@@ -80,7 +80,22 @@ class Exposed(NamedTuple):
 
 
 class ArrayWrapper:
-    """Base class for array wrappers (optional: any object with the members works)."""
+    """Base class for array wrappers (optional: any object with the members works).
+
+    What each member means is the contract in this module's docstring, whose example
+    is a whole wrapper.
+
+    Example::
+
+        >>> class BlobWrapper(ArrayWrapper):
+        ...     name, types = "example.blob", (Blob,)
+        ...
+        ...     def expose(self, obj):
+        ...         return Exposed(None, [Buffer(np.frombuffer(obj.data, np.uint8))])
+        ...
+        ...     def rebuild(self, meta, buffers):
+        ...         return Blob(buffers[0])
+    """
 
     name: str = ""
     types: tuple[type, ...] = ()
