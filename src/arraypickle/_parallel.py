@@ -361,18 +361,10 @@ class ChunkedWriter(io.RawIOBase):
             self._fill = size
             self._submit_buffer(last=False)
         whole = len(view) - len(view) % size
-        in_place = whole > self.copy_limit
-        for start in range(0, whole, size):
-            piece = view[start : start + size]
-            if in_place:
-                self._submit(piece, 1, None)
-            else:
-                self._copy(piece, 1)
         rest = view[whole:]
+        self._submit_pieces(view[:whole], size, 1)
         self._buf[: len(rest)] = rest
         self._fill = len(rest)
-        if in_place:
-            self._pipe.drain()
 
     def write_elements(self, data: Any, itemsize: int) -> int:
         """Write array bytes of ``itemsize``-byte elements as chunks of their own.
@@ -390,18 +382,24 @@ class ChunkedWriter(io.RawIOBase):
             if self._fill:
                 self._submit_buffer(last=False)
             step = max(itemsize, self.chunk_size - self.chunk_size % itemsize)
-            in_place = n > self.copy_limit
-            for start in range(0, n, step):
-                piece = view[start : start + step]
-                if in_place:
-                    self._submit(piece, itemsize, None)
-                else:
-                    self._copy(piece, itemsize)
-            if in_place:
-                self._pipe.drain()
+            self._submit_pieces(view, step, itemsize)
 
         self._guard(take)
         return n
+
+    def _submit_pieces(self, view: memoryview, step: int, itemsize: int) -> None:
+        """``view`` as chunks of ``step`` bytes: past :attr:`copy_limit`, compressed where
+        they lie, all done before this returns (the caller may reuse the memory); else
+        copied, the copies compressed while the caller goes on."""
+        in_place = len(view) > self.copy_limit
+        for start in range(0, len(view), step):
+            piece = view[start : start + step]
+            if in_place:
+                self._submit(piece, itemsize, None)
+            else:
+                self._copy(piece, itemsize)
+        if in_place:
+            self._pipe.drain()
 
     def _submit_buffer(self, *, last: bool) -> None:
         buf, chunk = self._buf, memoryview(self._buf)[: self._fill]
