@@ -605,7 +605,14 @@ class Walker:
             state = (1, *state)
         if type(state) is not tuple or len(state) != 5:
             return _generic_children(obj, path)
-        _version, shape_node, dtype_node, fortran, raw = state
+        *_, elements = self._state_array(path, cls, *state[1:])
+        return elements + extra
+
+    def _state_array(
+        self, path: _Path, cls: str, shape_node: Any, dtype_node: Any, fortran: Any, raw: Any
+    ) -> tuple[Any, tuple[int, ...] | None, str, list[tuple[Any, _Path]]]:
+        """List the array an ndarray state describes (shape, dtype, Fortran flag, data);
+        returns its dtype, shape and order, and the object elements left to walk."""
         dtype = as_dtype(dtype_node, self._dtypes)
         shape = _shape(shape_node)
         order = "F" if unwrap(fortran) else "C"
@@ -614,8 +621,8 @@ class Walker:
             ArrayEntry(str(path), cls, dtype, shape, order, _nbytes(dtype, shape), offset, storage)
         )
         if dtype is not None and dtype.hasobject and type(raw) is list:
-            return _element_children(raw, shape, order, path) + extra
-        return extra
+            return dtype, shape, order, _element_children(raw, shape, order, path)
+        return dtype, shape, order, []
 
     def _frombuffer(self, obj: Obj, path: _Path) -> None:
         args = obj.args if type(obj.args) is tuple else ()
@@ -646,12 +653,8 @@ class Walker:
         if type(state) is not tuple or len(state) != 7:
             return _generic_children(obj, path)
         _version, shape_node, dtype_node, fortran, raw, mask, _fill = state
-        dtype = as_dtype(dtype_node, self._dtypes)
-        shape = _shape(shape_node)
-        order = "F" if unwrap(fortran) else "C"
-        offset, storage = _raw_location(raw)
-        self._add(
-            ArrayEntry(str(path), cls, dtype, shape, order, _nbytes(dtype, shape), offset, storage)
+        dtype, shape, order, elements = self._state_array(
+            path, cls, shape_node, dtype_node, fortran, raw
         )
         mask_dtype = np.ma.make_mask_descr(dtype) if dtype is not None else None
         m_offset, m_storage = _raw_location(mask)
@@ -667,9 +670,7 @@ class Walker:
                 m_storage,
             )
         )
-        if dtype is not None and dtype.hasobject and type(raw) is list:
-            return _element_children(raw, shape, order, path)
-        return []
+        return elements
 
     # -- joblib -----------------------------------------------------------------------
 
