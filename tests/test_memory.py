@@ -98,3 +98,38 @@ def test_plain_pickle_load_reads_in_band_arrays_in_place(tmp_path):
     assert result.returncode == 0, result.stderr
     extra = json.loads(result.stdout.strip().splitlines()[-1])["load"]
     assert extra <= LIMIT, f"loading a 200 MiB plain pickle held {extra / MiB:.1f} MiB more"
+
+
+BIG_BYTES = PEAK_SCRIPT + textwrap.dedent(
+    r"""
+    import arraypickle as ap
+
+    path, compress, kind = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+    ap.dumps(b"", compress=compress)  # plugins and codecs loaded before measuring
+    data = bytes(range(251)) * ((200 << 20) // 251)
+    ap.dump({"b": bytearray(data) if kind == "bytearray" else data}, path, compress=compress)
+    del data
+    peak = Peak()
+    out = ap.load(path)["b"]
+    extra = peak.extra() - len(out)
+    assert type(out).__name__ == kind and out[251 * 1000 + 7] == 7
+    print(json.dumps({"load": extra}))
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["bytes", "bytearray"])
+@pytest.mark.parametrize("compress", [0, "gzip"])
+def test_a_big_bytes_value_loads_into_its_own_memory(tmp_path, compress, kind):
+    # The pickler writes a big bytes payload as a record of its own: it was read whole
+    # into a buffer growing by doubling, then copied into the bytes (2.05x the value).
+    result = subprocess.run(
+        [sys.executable, "-c", BIG_BYTES, str(tmp_path / "b.pkl"), json.dumps(compress), kind],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    extra = json.loads(result.stdout.strip().splitlines()[-1])["load"]
+    assert extra <= LIMIT, f"loading 200 MiB of {kind} held {extra / MiB:.1f} MiB more"

@@ -47,6 +47,9 @@ BACKGROUND_PIECE = 2 << 20
 SPLIT_MIN = 2 * SPLIT_PIECE
 # A declared size beyond this from a stream of unknown length is not believed.
 MAX_STREAM_RECORD = 1 << 44
+# A PICKLE record at least this big is read straight into the object the unpickler
+# makes of it, when it asks for that much at once (see ContainerReader.opcodes_into).
+DIRECT_MIN = 1 << 20
 
 # Bound once: _next_record and _read_inline_buffer run once per array.
 _unpack_record = fmt.RECORD.unpack
@@ -225,6 +228,9 @@ class ContainerReader:
         self._nbuffers = 0
         self._ended = False
         self._opcodes: deque[memoryview] = deque()
+        # Set by opcodes_into while it reads records: where a PICKLE payload may go.
+        self._into: memoryview | None = None
+        self._filled = 0
         self._indexed: dict[int, np.ndarray] = {}
         self._next: deque[np.ndarray] = deque()
 
@@ -426,9 +432,7 @@ class ContainerReader:
             raise self.corrupt(f"the padding of {what} is not zero")
         self._check_size(length, what)
         if kind == fmt.KIND_PICKLE:
-            payload = memoryview(self._read(length, what))
-            self._trailer(payload, what)
-            self._opcodes.append(payload)
+            self._read_opcodes(length, what)
         elif kind == fmt.KIND_BUFFER:
             self._read_buffer(flags, length, what)
         elif kind == fmt.KIND_END:
@@ -539,18 +543,39 @@ class ContainerReader:
                 buf = aligned_empty(length)
             except MemoryError:
                 raise self.corrupt(f"{what} declares {length} bytes: cannot allocate") from None
-            hasher = fmt.record_hasher(self._records) if self._verify else None
-            if self._fd is not None and length >= SPLIT_MIN:
-                self._fill_split(memoryview(buf), what, hasher)
-            else:
-                background = hasher is not None and length >= BACKGROUND_MIN
-                self._fill(memoryview(buf), what, hasher, background)
-            (expected,) = fmt.TRAILER.unpack(
-                self._read(fmt.TRAILER.size, f"the checksum of {what}")
-            )
-            if hasher is not None and hasher.intdigest() != expected:
-                raise self.corrupt(f"{what} is damaged (checksum mismatch)")
+            self._fill_checked(memoryview(buf), what, self._verify)
         self._file_buffer(flags, buf)
+
+    def _fill_checked(self, view: memoryview, what: str, verify: bool) -> None:
+        """Read a record's whole payload into ``view``, then its trailer; with
+        ``verify``, the checksum is checked before this returns."""
+        hasher = fmt.record_hasher(self._records) if verify else None
+        if self._fd is not None and len(view) >= SPLIT_MIN:
+            self._fill_split(view, what, hasher)
+        else:
+            self._fill(view, what, hasher, hasher is not None and len(view) >= BACKGROUND_MIN)
+        (expected,) = fmt.TRAILER.unpack(self._read(fmt.TRAILER.size, f"the checksum of {what}"))
+        if hasher is not None and hasher.intdigest() != expected:
+            raise self.corrupt(f"{what} is damaged (checksum mismatch)")
+
+    def _read_opcodes(self, length: int, what: str) -> None:
+        """A PICKLE record's payload: into :meth:`opcodes_into`'s view when it fits
+        there, else queued for :meth:`next_opcodes`. Checked either way (opcodes always
+        are), before anything reads them."""
+        into = self._into
+        if into is not None and DIRECT_MIN <= length <= len(into):
+            self._fill_checked(into[:length], what, True)
+            self._filled = length
+        elif length > READ_PIECE and self._size is not None:
+            # The file holds the declared length (_check_size): allocated once, not
+            # grown piece by piece as for a stream that may stop short.
+            payload = memoryview(bytearray(length))
+            self._fill_checked(payload, what, True)
+            self._opcodes.append(payload)
+        else:
+            payload = memoryview(self._read(length, what))
+            self._trailer(payload, what)
+            self._opcodes.append(payload)
 
     # -- consumers ----------------------------------------------------------------
 
@@ -560,6 +585,27 @@ class ContainerReader:
                 return None
             self._next_record()
         return self._opcodes.popleft()
+
+    def opcodes_into(self, view: memoryview) -> int | None:
+        """The next opcodes, read straight into ``view`` when they are one PICKLE
+        record of at least :data:`DIRECT_MIN` bytes that fits it.
+
+        The C pickler hands a big ``bytes``, ``bytearray`` or ``str`` payload to its
+        file in a write of its own, so a record of its own, and the unpickler reads it
+        into the object it makes: that object is then its only copy in memory, checked
+        before this returns. Returns the bytes put into ``view``; 0 when the next
+        opcodes were queued instead (:meth:`next_opcodes` has them); None at the end.
+        """
+        self._into = view
+        try:
+            while not self._opcodes and not self._filled:
+                if self._ended:
+                    return None
+                self._next_record()
+        finally:
+            self._into = None
+        filled, self._filled = self._filled, 0
+        return filled
 
     def take(self, index: int) -> np.ndarray:
         while index not in self._indexed:
@@ -709,7 +755,7 @@ class OpcodeStream:
             return memoryview(b"")
         return self._cur[self._pos :]
 
-    def read(self, n: int = -1) -> memoryview | bytes:
+    def read(self, n: int = -1) -> memoryview | bytes | bytearray:
         if n < 0:
             raise ValueError("OpcodeStream.read needs a size")
         end = self._pos + n
@@ -717,6 +763,12 @@ class OpcodeStream:
             out = self._cur[self._pos : end]
             self._pos = end
             return out
+        if n >= DIRECT_MIN and self._pos >= len(self._cur):
+            # A big str's payload (the unpickler reads those, and reads into the rest):
+            # one allocation, filled in place.
+            buf = bytearray(n)
+            got = self.readinto(buf)
+            return buf if got == n else buf[:got]
         parts = []
         while n:
             if self._pos >= len(self._cur) and not self._advance():
@@ -731,8 +783,16 @@ class OpcodeStream:
         view = memoryview(buf).cast("B")
         done = 0
         while done < len(view):
-            if self._pos >= len(self._cur) and not self._advance():
-                break
+            if self._pos >= len(self._cur):
+                if len(view) - done >= DIRECT_MIN:
+                    filled = self._reader.opcodes_into(view[done:])
+                    if filled is None:
+                        break
+                    if filled:
+                        done += filled
+                        continue
+                if not self._advance():
+                    break
             take = min(len(view) - done, len(self._cur) - self._pos)
             view[done : done + take] = self._cur[self._pos : self._pos + take]
             self._pos += take
