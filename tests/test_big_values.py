@@ -106,7 +106,7 @@ def test_a_file_cut_inside_a_big_payload_is_refused(tmp_path, keep):
     path = tmp_path / "v.pkl"
     path.write_bytes(cut)
     for load in (lambda: ap.load(path), lambda: ap.load(Unseekable(cut))):
-        with pytest.raises(ap.CorruptFileError, match="truncated|more than the file holds"):
+        with pytest.raises(ap.CorruptFileError, match=r"truncated|more than the file holds"):
             load()
 
 
