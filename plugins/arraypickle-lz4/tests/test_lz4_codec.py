@@ -116,7 +116,8 @@ def test_a_frame_larger_than_its_stated_size_allows_is_streamed_not_buffered():
 def test_a_frame_decoding_past_its_stated_size_stops_there(stated):
     """A header stating 0 or 1 byte over 200 blocks of 4 MiB of zeros (3 MB, within the
     walk's bound for one 4 MiB block): decoding stops past the stated size, where
-    lz4.frame.decompress went on for hundreds of MiB before comparing."""
+    lz4.frame.decompress went on for hundreds of MiB before comparing (cramjam, which
+    decodes into the caller's buffer, says the frame overflows it)."""
     import struct
     import tracemalloc
 
@@ -130,7 +131,7 @@ def test_a_frame_decoding_past_its_stated_size_stops_there(stated):
     reader = Lz4Codec().open_reader(io.BytesIO(header + block * 200 + bytes(4)), threads=1)
     tracemalloc.start()
     try:
-        with pytest.raises(arraypickle.CorruptFileError, match="disagrees with its stated size"):
+        with pytest.raises(arraypickle.CorruptFileError, match=r"stated size|failed to write"):
             reader.read(1 << 20)
         _, peak = tracemalloc.get_traced_memory()
     finally:
