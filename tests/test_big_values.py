@@ -5,6 +5,9 @@ record of its own, which the load reads straight into the object the unpickler m
 from __future__ import annotations
 
 import io
+import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -13,6 +16,7 @@ import arraypickle as ap
 from arraypickle._reader import DIRECT_MIN
 from arraypickle.testing import Trickle, Unseekable
 from layout import records
+from peak_rss import PEAK_SCRIPT
 
 # Either side of the direct read's threshold, and past the two-thread read's (8 MiB).
 SIZES = [DIRECT_MIN - 1, DIRECT_MIN, DIRECT_MIN + 1, 9 << 20]
@@ -118,3 +122,73 @@ def test_verify_and_info_read_big_values(tmp_path):
 
     verify(str(path))  # raises on any damage
     assert inspect_path(str(path)).stream_size == path.stat().st_size
+
+
+CUT_PIPE = """
+import sys
+import arraypickle as ap
+from arraypickle.testing import Unseekable
+
+data = open(sys.argv[1], "rb").read()
+for cut in map(int, sys.argv[2:]):
+    try:
+        ap.load(Unseekable(data[:cut]))
+    except ap.CorruptFileError as exc:
+        assert "truncated" in str(exc), exc
+    else:
+        raise SystemExit(f"cut at {cut} loaded")
+print("refused")
+"""
+
+
+def test_a_big_payload_cut_short_in_a_pipe_is_refused_without_a_crash(tmp_path):
+    # Past 4 MiB, pieces of the unpickler's bytes object are hashed on the helper
+    # thread; a truncation raised while it still hashed them, and the unpickler freed
+    # the object under it (a segfault). Run apart: a crash must fail the test, not pytest.
+    path = tmp_path / "v.pkl"
+    ap.dump(value("bytes", 24 << 20, 9), path)
+    start, _ = _payload_record(path.read_bytes())
+    cuts = [start + k * (2 << 20) + 7 for k in range(1, 12)]
+    result = subprocess.run(
+        [sys.executable, "-c", CUT_PIPE, str(path), *map(str, cuts)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0 and "refused" in result.stdout, result.stderr[-2000:]
+
+
+CRAFTED_STR = (
+    PEAK_SCRIPT
+    + """
+import arraypickle as ap
+from arraypickle._writer import ContainerWriter
+
+out = io.BytesIO()
+writer = ContainerWriter(out)
+writer.write(b"\\x80\\x05\\x8d" + (2 << 30).to_bytes(8, "little"))  # a 2 GiB str...
+writer.write(b"abc")  # ...of which 3 bytes follow, in a record of their own
+writer.finish()
+data = out.getvalue()
+peak = Peak()
+try:
+    ap.loads(data)
+except ap.CorruptFileError as exc:
+    assert "truncated" in str(exc), exc
+print(json.dumps({"extra": peak.extra(), "size": len(data)}))
+"""
+)
+
+
+def test_a_crafted_str_length_costs_no_memory_before_its_bytes_arrive():
+    # The str's buffer is allocated at the declared length, but left unwritten: only
+    # the bytes that arrive take memory (a zeroed bytearray took the whole 2 GiB).
+    result = subprocess.run(
+        [sys.executable, "-c", "import io\n" + CRAFTED_STR],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    assert measured["size"] < 1000 and measured["extra"] < 64 << 20, measured

@@ -310,6 +310,30 @@ class ContainerReader:
         # A larger piece is a codec's read_size: its reader decodes whole frames straight
         # into ``view`` (in parallel) only when the reads are that big, so the reads keep
         # that size and the hash takes each read in slices.
+        try:
+            self._fill_pieces(view, what, hasher, background, piece, hash_piece)
+        except BaseException:
+            if background:
+                # The helper may still be hashing ``view``, which need not keep its
+                # memory alive (the unpickler's bytes object, freed once we raise):
+                # it must be done first. Its own error would say less than this one.
+                with contextlib.suppress(Exception):
+                    self._helper.wait()
+            raise
+        if background:
+            self._helper.wait()
+        self.offset += total
+
+    def _fill_pieces(
+        self,
+        view: memoryview,
+        what: str,
+        hasher: Hasher | None,
+        background: bool,
+        piece: int,
+        hash_piece: int,
+    ) -> None:
+        total = len(view)
         done = 0
         while done < total:
             end = min(done + piece, total)
@@ -328,9 +352,6 @@ class ContainerReader:
                     else:
                         hasher.update(part[start : start + hash_piece])
             done = end
-        if background:
-            self._helper.wait()
-        self.offset += total
 
     def _fill_split(self, view: memoryview, what: str, hasher: Hasher | None) -> None:
         """:meth:`_fill` on two threads, for a large buffer of a regular file."""
@@ -398,8 +419,13 @@ class ContainerReader:
             raise self.corrupt(f"{what} declares {length} bytes, more than the file holds")
 
     def _trailer(self, payload: Any, what: str) -> None:
+        """Read the record's checksum; check it against ``payload`` (None: unchecked)."""
+        self._expect(None if payload is None else fmt.record_checksum(payload, self._records), what)
+
+    def _expect(self, digest: int | None, what: str) -> None:
+        """Read the record's checksum; check it against ``digest`` (None: unchecked)."""
         (expected,) = fmt.TRAILER.unpack(self._read(fmt.TRAILER.size, f"the checksum of {what}"))
-        if payload is not None and fmt.record_checksum(payload, self._records) != expected:
+        if digest is not None and digest != expected:
             raise self.corrupt(f"{what} is damaged (checksum mismatch)")
 
     def _describe(self) -> str:
@@ -465,9 +491,7 @@ class ContainerReader:
             view = scratch[: length - done]
             self._fill(view, what, hasher)  # hashes in line: scratch is free again after
             done += len(view)
-        (expected,) = fmt.TRAILER.unpack(self._read(fmt.TRAILER.size, f"the checksum of {what}"))
-        if hasher is not None and hasher.intdigest() != expected:
-            raise self.corrupt(f"{what} is damaged (checksum mismatch)")
+        self._expect(None if hasher is None else hasher.intdigest(), what)
 
     def _read_inline_buffer(self, pad: int, flags: int, length: int) -> None:
         """Read a buffer of at most one hash piece (the most common kind) with its
@@ -554,9 +578,7 @@ class ContainerReader:
             self._fill_split(view, what, hasher)
         else:
             self._fill(view, what, hasher, hasher is not None and len(view) >= BACKGROUND_MIN)
-        (expected,) = fmt.TRAILER.unpack(self._read(fmt.TRAILER.size, f"the checksum of {what}"))
-        if hasher is not None and hasher.intdigest() != expected:
-            raise self.corrupt(f"{what} is damaged (checksum mismatch)")
+        self._expect(None if hasher is None else hasher.intdigest(), what)
 
     def _read_opcodes(self, length: int, what: str) -> None:
         """A PICKLE record's payload: into :meth:`opcodes_into`'s view when it fits
@@ -765,10 +787,10 @@ class OpcodeStream:
             return out
         if n >= DIRECT_MIN and self._pos >= len(self._cur):
             # A big str's payload (the unpickler reads those, and reads into the rest):
-            # one allocation, filled in place.
-            buf = bytearray(n)
-            got = self.readinto(buf)
-            return buf if got == n else buf[:got]
+            # one allocation, filled in place. Left unwritten (a bytearray would be
+            # zeroed): a crafted length costs memory only for the bytes that arrive.
+            buf = memoryview(np.empty(n, np.uint8))
+            return buf[: self.readinto(buf)]
         parts = []
         while n:
             if self._pos >= len(self._cur) and not self._advance():
