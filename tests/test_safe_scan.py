@@ -495,3 +495,36 @@ def test_joblibs_zlib_framing_inside_a_codec_stream_is_damage_for_the_scan_too()
     for attempt in (lambda: ap.loads(nested), lambda: ap.get_untrusted_types(io.BytesIO(nested))):
         with pytest.raises(ap.CorruptFileError, match="nested in compressed data"):
             attempt()
+
+
+@pytest.mark.parametrize("cut", [8, 40, 41])
+def test_the_scan_reads_a_container_to_its_end_as_a_load_does(cut):
+    # The opcodes end at STOP before the END record: a file cut after them was
+    # scanned as sound, where load(safe=True) refused it.
+    data = ap.dumps({"x": [1, 2]})
+    with pytest.raises(ap.CorruptFileError, match="truncated"):
+        ap.load(io.BytesIO(data[:-cut]), safe=True)
+    with pytest.raises(ap.CorruptFileError, match="truncated"):
+        ap.get_untrusted_types(io.BytesIO(data[:-cut]))
+
+
+def test_the_scan_keeps_nothing_per_buffer_record():
+    # A crafted file of many empty buffers: info lists them, the scan only counts them.
+    import tracemalloc
+
+    from arraypickle._writer import ContainerWriter
+
+    out = io.BytesIO()
+    writer = ContainerWriter(out)
+    for _ in range(50_000):
+        writer.write_array(np.empty(0, np.uint8), "C")
+    writer.write(pickle.dumps(None, protocol=5))
+    writer.finish()
+    data = out.getvalue()
+    tracemalloc.start()
+    try:
+        assert ap.get_untrusted_types(io.BytesIO(data)) == []
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20, peak

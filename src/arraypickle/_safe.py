@@ -210,8 +210,10 @@ def scan_container(stream: Any, file: str, policy: Policy | None = None) -> set[
     from ._symbolic import ContainerSource, SymbolicError
 
     try:
-        records = ContainerSource(stream, file, remaining_size(stream))
-        return scan_names(BlockSource(records.read, records.skip), file, policy=policy)
+        records = ContainerSource(stream, file, remaining_size(stream), list_buffers=False)
+        names = scan_names(BlockSource(records.read, records.skip), file, policy=policy)
+        records.finish()  # to END, whose counts must match, as a load checks them
+        return names
     except SymbolicError as exc:  # the records around the opcodes are damaged
         raise CorruptFileError(f"{file}: {exc}") from None
 

@@ -400,18 +400,26 @@ class ContainerSource:
     """The opcode bytes of a container, read from its first byte: PICKLE payloads back
     to back. BUFFER records are listed (:attr:`buffers`) and skipped unread. Record
     headers are CRC-checked (a damaged length must not send the walk astray); payload
-    checksums are left to ``arraypickle verify``."""
+    checksums are left to ``arraypickle verify``.
 
-    def __init__(self, f: Any, name: str, size: int | None = None) -> None:
+    ``list_buffers=False`` counts BUFFER records without listing them (the safe scan
+    needs no more, and a crafted file may hold millions of empty ones).
+    """
+
+    def __init__(
+        self, f: Any, name: str, size: int | None = None, *, list_buffers: bool = True
+    ) -> None:
         self._f = f
         self.name = name
         self._seek = is_seekable(f)
         self._size = size
+        self._list_buffers = list_buffers
         self.offset = 0
         self._left = 0
         self.ended = False
         self.records = 0
         self.pickle_records = 0
+        self.nbuffers = 0
         self.buffers: list[BufferRecord] = []  # every BUFFER record, in order
         self.indexed: dict[int, BufferRecord] = {}  # by the index rebuild() names
         self._next: deque[BufferRecord] = deque()  # the ones NEXT_BUFFER takes
@@ -482,13 +490,15 @@ class ContainerSource:
                     return True
                 self._drop(fmt.TRAILER.size, "a record trailer")
             elif kind == fmt.KIND_BUFFER:
-                buf = BufferRecord(len(self.buffers), self.records, self.offset, length, flags)
-                self.buffers.append(buf)
-                if flags & fmt.FLAG_NEXT_BUFFER:
-                    self._next.append(buf)
-                else:
-                    # rebuild() names buffers by the writer's count of every BUFFER record
-                    self.indexed[buf.index] = buf
+                if self._list_buffers:
+                    buf = BufferRecord(self.nbuffers, self.records, self.offset, length, flags)
+                    self.buffers.append(buf)
+                    if flags & fmt.FLAG_NEXT_BUFFER:
+                        self._next.append(buf)
+                    else:
+                        # rebuild() names buffers by the writer's count of every BUFFER record
+                        self.indexed[buf.index] = buf
+                self.nbuffers += 1
                 self.records += 1
                 self._drop(length + fmt.TRAILER.size, "a buffer record")
             elif kind == fmt.KIND_END:
@@ -496,10 +506,10 @@ class ContainerSource:
                     raise SymbolicError(f"the END record at offset {start} has a wrong size")
                 records, buffers = fmt.END.unpack(self._exact(length, "the END record"))
                 self._drop(fmt.TRAILER.size, "the END record's checksum")
-                if records != self.records or buffers != len(self.buffers):
+                if records != self.records or buffers != self.nbuffers:
                     raise SymbolicError(
                         f"records are missing: END counts {records} records and {buffers} "
-                        f"buffers, the file holds {self.records} and {len(self.buffers)}"
+                        f"buffers, the file holds {self.records} and {self.nbuffers}"
                     )
                 self.ended = True
             elif flags & fmt.FLAG_SKIPPABLE:
