@@ -84,3 +84,33 @@ def test_the_kits_comparison_takes_missing_values_in_place_as_the_same(values):
     assert_same(arr, loads(dumps(arr)))
     with pytest.raises(AssertionError, match="values differ"):
         assert_same(arr, arr[::-1].copy())
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"f": float("nan")},
+        np.float64("nan"),
+        np.datetime64("NaT"),
+        [complex(np.nan, 1)],
+        np.array([1.0, np.nan], dtype=object),
+    ],
+    ids=["dict", "numpy-scalar", "NaT", "complex", "object-array"],
+)
+def test_the_kits_comparison_takes_missing_values_outside_arrays_too(value):
+    assert_same(value, loads(dumps(value)))
+
+
+@pytest.mark.parametrize(
+    ("expected", "actual"),
+    [
+        (complex(np.nan, 1), complex(np.nan, 2)),
+        (complex(1, np.nan), complex(np.nan, 5)),
+        (np.array([np.nan + 1j]), np.array([np.nan + 2j])),
+        (np.array([1.0], dtype=object), np.array([2.0], dtype=object)),
+    ],
+)
+def test_the_kits_comparison_tells_a_complex_numbers_parts_apart(expected, actual):
+    # numpy's equal_nan takes any two complex numbers holding a NaN for the same.
+    with pytest.raises(AssertionError):
+        assert_same(expected, actual)

@@ -369,6 +369,8 @@ def assert_same(expected: Any, actual: Any, path: str = "obj") -> None:
     """Assert that ``actual`` equals ``expected``, arrays by dtype, shape and values.
 
     Arrays may differ in byte order only (memory-mapped arrays keep the stored one).
+    NaN and NaT are missing values, the same where both have one (a complex number's
+    parts are compared apart).
 
     Parameters:
         expected: the object that was dumped.
@@ -386,15 +388,15 @@ def assert_same(expected: Any, actual: Any, path: str = "obj") -> None:
         assert native == expected.dtype.newbyteorder("="), f"{path}: dtype {actual.dtype}"
         assert actual.shape == expected.shape, f"{path}: shape {actual.shape}"
         if expected.dtype.hasobject:
-            assert actual.tolist() == expected.tolist(), path
+            assert_same(expected.tolist(), actual.tolist(), path)
         elif expected.dtype.names:
             for field in expected.dtype.names:
                 assert_same(expected[field], actual[field], f"{path}.{field}")
         else:
-            # NaN and NaT are missing values, the same when in the same places.
-            missing = expected.dtype.kind in "fcmM"
-            same = np.array_equal(actual, expected, equal_nan=missing)
-            assert same, f"{path}: values differ"
+            parts = [(expected.real, actual.real), (expected.imag, actual.imag)]
+            for e, a in parts if expected.dtype.kind == "c" else [(expected, actual)]:
+                same = np.array_equal(a, e, equal_nan=e.dtype.kind in "fmM")
+                assert same, f"{path}: values differ"
     elif isinstance(expected, dict):
         assert isinstance(actual, dict) and actual.keys() == expected.keys(), path
         for key in expected:
@@ -404,7 +406,20 @@ def assert_same(expected: Any, actual: Any, path: str = "obj") -> None:
         for i, (e, a) in enumerate(zip(expected, actual, strict=True)):
             assert_same(e, a, f"{path}[{i}]")
     else:
-        assert actual == expected, path
+        assert _same_value(expected, actual), f"{path}: {actual!r} != {expected!r}"
+
+
+def _same_value(expected: Any, actual: Any) -> bool:
+    if isinstance(expected, (complex, np.complexfloating)) and isinstance(
+        actual, (complex, np.complexfloating)
+    ):
+        parts = ((expected.real, actual.real), (expected.imag, actual.imag))
+        return all(_same_value(e, a) for e, a in parts)
+    try:
+        # NaN and NaT differ from themselves: two of them are the same missing value.
+        return bool(actual == expected) or bool(expected != expected and actual != actual)
+    except (TypeError, ValueError):  # a value whose comparison has no truth value
+        return False
 
 
 def _encode(codec: Any, chunks: Sequence[bytes], level: int, **kwargs: Any) -> bytes:
