@@ -570,11 +570,15 @@ class ContainerReader:
             self._fill_checked(memoryview(buf), what, self._verify)
         self._file_buffer(flags, buf)
 
-    def _fill_checked(self, view: memoryview, what: str, verify: bool) -> None:
+    def _fill_checked(self, view: memoryview, what: str, verify: bool, helped: bool = True) -> None:
         """Read a record's whole payload into ``view``, then its trailer; with
-        ``verify``, the checksum is checked before this returns."""
+        ``verify``, the checksum is checked before this returns. ``helped``: the helper
+        thread may read or hash part of it (not when ``view`` does not keep its memory
+        alive: an interrupt could then leave the helper on memory already freed)."""
         hasher = fmt.record_hasher(self._records) if verify else None
-        if self._fd is not None and len(view) >= SPLIT_MIN:
+        if not helped:
+            self._fill(view, what, hasher)
+        elif self._fd is not None and len(view) >= SPLIT_MIN:
             self._fill_split(view, what, hasher)
         else:
             self._fill(view, what, hasher, hasher is not None and len(view) >= BACKGROUND_MIN)
@@ -586,7 +590,8 @@ class ContainerReader:
         are), before anything reads them."""
         into = self._into
         if into is not None and DIRECT_MIN <= length <= len(into):
-            self._fill_checked(into[:length], what, True)
+            # The unpickler's memory, which the view does not own: read on this thread.
+            self._fill_checked(into[:length], what, True, helped=False)
             self._filled = length
         elif length > READ_PIECE and self._size is not None:
             # The file holds the declared length (_check_size): allocated once, not
