@@ -48,3 +48,17 @@ PEAK_SCRIPT = textwrap.dedent(
             return self.peak - self.base
     """
 )
+
+
+def run_measured(script: str, *args: str, timeout: float = 300) -> dict:
+    """Run ``script`` with ``args`` in a fresh interpreter; the JSON its last line
+    prints (the script fails the test if it fails)."""
+    import json
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=timeout
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])

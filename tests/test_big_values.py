@@ -5,9 +5,6 @@ record of its own, which the load reads straight into the object the unpickler m
 from __future__ import annotations
 
 import io
-import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -16,7 +13,7 @@ import arraypickle as ap
 from arraypickle._reader import DIRECT_MIN
 from arraypickle.testing import Trickle, Unseekable
 from layout import records
-from peak_rss import PEAK_SCRIPT
+from peak_rss import PEAK_SCRIPT, run_measured
 
 # Either side of the direct read's threshold, and past the two-thread read's (8 MiB).
 SIZES = [DIRECT_MIN - 1, DIRECT_MIN, DIRECT_MIN + 1, 9 << 20]
@@ -125,7 +122,7 @@ def test_verify_and_info_read_big_values(tmp_path):
 
 
 CUT_PIPE = """
-import sys
+import json, sys
 import arraypickle as ap
 from arraypickle.testing import Unseekable
 
@@ -137,7 +134,7 @@ for cut in map(int, sys.argv[2:]):
         assert "truncated" in str(exc), exc
     else:
         raise SystemExit(f"cut at {cut} loaded")
-print("refused")
+print(json.dumps({"refused": len(sys.argv) - 2}))
 """
 
 
@@ -149,13 +146,7 @@ def test_a_big_payload_cut_short_in_a_pipe_is_refused_without_a_crash(tmp_path):
     ap.dump(value("bytes", 24 << 20, 9), path)
     start, _ = _payload_record(path.read_bytes())
     cuts = [start + k * (2 << 20) + 7 for k in range(1, 12)]
-    result = subprocess.run(
-        [sys.executable, "-c", CUT_PIPE, str(path), *map(str, cuts)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0 and "refused" in result.stdout, result.stderr[-2000:]
+    assert run_measured(CUT_PIPE, str(path), *map(str, cuts)) == {"refused": len(cuts)}
 
 
 CRAFTED_STR = (
@@ -183,12 +174,5 @@ print(json.dumps({"extra": peak.extra(), "size": len(data)}))
 def test_a_crafted_str_length_costs_no_memory_before_its_bytes_arrive():
     # The str's buffer is allocated at the declared length, but left unwritten: only
     # the bytes that arrive take memory (a zeroed bytearray took the whole 2 GiB).
-    result = subprocess.run(
-        [sys.executable, "-c", "import io\n" + CRAFTED_STR],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    measured = run_measured("import io\n" + CRAFTED_STR)
     assert measured["size"] < 1000 and measured["extra"] < 64 << 20, measured

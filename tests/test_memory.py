@@ -9,13 +9,12 @@ writing 5 to /proc/self/clear_refs) where Linux offers it, else psutil sampling.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import textwrap
 
 import pytest
 
-from peak_rss import PEAK_SCRIPT
+from peak_rss import PEAK_SCRIPT, run_measured
 
 MiB = 1 << 20
 LIMIT = 48 * MiB
@@ -48,14 +47,7 @@ SCRIPT = PEAK_SCRIPT + textwrap.dedent(
 @pytest.mark.slow
 @pytest.mark.parametrize("compress", [0, "zlib", "gzip"])
 def test_dump_and_load_hold_bounded_extra_memory(tmp_path, compress):
-    result = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(tmp_path / "big.pkl"), json.dumps(compress)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    measured = run_measured(SCRIPT, str(tmp_path / "big.pkl"), json.dumps(compress))
     extra_dump, extra_load = measured["dump"] / MiB, measured["load"] / MiB
     assert measured["dump"] <= LIMIT, f"dump held {extra_dump:.1f} MiB beyond the data"
     assert measured["load"] <= LIMIT, f"load held {extra_load:.1f} MiB beyond the result"
@@ -89,14 +81,7 @@ PLAIN_PICKLE = textwrap.dedent(
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
 def test_plain_pickle_load_reads_in_band_arrays_in_place(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-c", PLAIN_PICKLE, str(tmp_path / "plain.pkl")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    extra = json.loads(result.stdout.strip().splitlines()[-1])["load"]
+    extra = run_measured(PLAIN_PICKLE, str(tmp_path / "plain.pkl"))["load"]
     assert extra <= LIMIT, f"loading a 200 MiB plain pickle held {extra / MiB:.1f} MiB more"
 
 
@@ -124,12 +109,5 @@ BIG_BYTES = PEAK_SCRIPT + textwrap.dedent(
 def test_a_big_bytes_value_loads_into_its_own_memory(tmp_path, compress, kind):
     # The pickler writes a big bytes payload as a record of its own: it was read whole
     # into a buffer growing by doubling, then copied into the bytes (2.05x the value).
-    result = subprocess.run(
-        [sys.executable, "-c", BIG_BYTES, str(tmp_path / "b.pkl"), json.dumps(compress), kind],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    extra = json.loads(result.stdout.strip().splitlines()[-1])["load"]
+    extra = run_measured(BIG_BYTES, str(tmp_path / "b.pkl"), json.dumps(compress), kind)["load"]
     assert extra <= LIMIT, f"loading 200 MiB of {kind} held {extra / MiB:.1f} MiB more"
