@@ -782,7 +782,7 @@ class OpcodeStream:
             return memoryview(b"")
         return self._cur[self._pos :]
 
-    def read(self, n: int = -1) -> memoryview | bytes | bytearray:
+    def read(self, n: int = -1) -> memoryview | bytes:
         if n < 0:
             raise ValueError("OpcodeStream.read needs a size")
         end = self._pos + n
