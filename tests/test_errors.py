@@ -609,3 +609,16 @@ def test_a_writer_that_cannot_write_its_magic_finishes_nothing():
         CompressWriter(Full(), Compressor(), magic=b"MAGI")
     gc.collect()
     assert flushed == []
+
+
+def test_a_compressed_stream_of_nothing_is_not_called_an_empty_file(tmp_path):
+    # The file holds a gzip stream; what is empty is what it decompresses to.
+    import gzip
+
+    path = tmp_path / "nothing.gz"
+    path.write_bytes(gzip.compress(b""))
+    with pytest.raises(ap.EmptyFileError, match="the compressed stream holds nothing"):
+        ap.load(path)
+    from arraypickle._cli import main
+
+    assert main(["info", str(path)]) == 1

@@ -54,7 +54,8 @@ def detect(stream: Any, name: str, registry: Any, *, inner: bool = False) -> Det
     elif (codec := registry.codec_at(head, name, magics)) is not None:
         found = Detected(COMPRESSED, head, stream, codec)
     elif not head:
-        raise EmptyFileError(f"{name}: the file is empty")
+        what = "the compressed stream holds nothing" if inner else "the file is empty"
+        raise EmptyFileError(f"{name}: {what}")
     else:
         return Detected(PLAIN, head, stream)
     if inner:
