@@ -91,7 +91,7 @@ def test_the_kits_comparison_takes_missing_values_in_place_as_the_same(values):
     [
         {"f": float("nan")},
         np.float64("nan"),
-        np.datetime64("NaT"),
+        np.datetime64("NaT", "s"),
         [complex(np.nan, 1)],
         np.array([1.0, np.nan], dtype=object),
     ],
