@@ -6,6 +6,9 @@ to beyond it (the kernel's high-water mark, reset through ``/proc/self/clear_ref
 else sampling every millisecond with psutil).
 """
 
+import json
+import subprocess
+import sys
 import textwrap
 
 PEAK_SCRIPT = textwrap.dedent(
@@ -53,10 +56,6 @@ PEAK_SCRIPT = textwrap.dedent(
 def run_measured(script: str, *args: str, timeout: float = 300) -> dict:
     """Run ``script`` with ``args`` in a fresh interpreter; the JSON its last line
     prints (the script fails the test if it fails)."""
-    import json
-    import subprocess
-    import sys
-
     result = subprocess.run(
         [sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=timeout
     )

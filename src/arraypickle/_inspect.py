@@ -231,7 +231,8 @@ def inspect_stream(
     ``base_dir``: where joblib < 0.10 companion files are looked for (None: not read).
     """
     name = repr(file)
-    found = detect(f, name, get_registry())
+    registry = get_registry()
+    found = detect(f, name, registry)
     stream = found.stream
     if found.kind == JOBLIB_ZF:
         reader = open_zf(stream, name)
@@ -246,7 +247,7 @@ def inspect_stream(
     elif found.kind == CONTAINER:
         report = _container(stream, file, file_size, name)
     elif found.kind == COMPRESSED:
-        report = _compressed(stream, file, found.codec, base_dir, name)
+        report = _compressed(stream, file, found.codec, base_dir, name, registry)
     else:
         report = _plain(stream, file, file_size, base_dir, name)
     report.file_size = file_size
@@ -257,9 +258,11 @@ def inspect_stream(
     return report
 
 
-def _compressed(stream: Any, file: str, codec: Any, base_dir: str | None, name: str) -> Report:
-    with decoded(stream, name, codec) as stream:
-        found = detect(stream, name, get_registry(), inner=True)
+def _compressed(
+    stream: Any, file: str, codec: Any, base_dir: str | None, name: str, registry: Any
+) -> Report:
+    with decoded(stream, name, codec) as inner:
+        found = detect(inner, name, registry, inner=True)
         if found.kind == CONTAINER:
             report = _container(found.stream, file, None, name)
         else:
