@@ -127,6 +127,32 @@ def test_scan_names_exactly_what_the_unpickler_imports(value, protocol):
     assert scanned(data) == recorder.names
 
 
+# What the walk keeps as itself: ints (to LONG_KEPT bytes), short strings, None, bools
+# and tuples of them, which is what the checks read (shapes, dtype states, names).
+literals = st.recursive(
+    st.one_of(
+        st.integers(-(2**100), 2**100),
+        st.sampled_from([0, 255, 256, 65535, 65536, -1, 2**31 - 1, -(2**31), 2**31]),
+        st.text(max_size=300),  # past 255: BINUNICODE; lone surrogates included
+        st.sampled_from([None, True, False, "", "name"]),
+    ),
+    lambda inner: st.lists(inner, max_size=5).map(tuple),
+    max_leaves=16,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=literals, protocol=st.integers(0, 5), block=st.sampled_from([1, 2, 3, 7, 1 << 20]))
+def test_the_walk_keeps_literals_as_the_unpickler_makes_them(value, protocol, block):
+    """The walk's shortcuts for common opcodes (short strings, small ints, memo reads,
+    small tuples) give what the general case gives, across every block boundary."""
+    shared = ("shared", value)  # the same objects twice: the second time from the memo
+    data = pickle.dumps((shared, shared, value), protocol=protocol)
+    scanner = OpcodeScanner()
+    scanner.scan(BlockSource(io.BytesIO(data).read, block=block))
+    assert scanner.result == pickle.loads(data)
+
+
 def _big_memo_index(data: bytes) -> bool:
     """Whether the stream PUTs at a huge memo index (the C unpickler would then size
     its memo table to it: gigabytes, so the comparison is not run)."""

@@ -253,15 +253,15 @@ class ChunkReader:
 
 # Opcode classes of the walk. _GENERIC ops have a fixed-size argument (or none) and a
 # fixed stack effect: pop ``npop`` (never below the last mark), push ``npush`` unknowns.
+# _INLINE ops are walked before the table is consulted (see the shortcuts in ``scan``).
 (
     _GENERIC,
-    _MARK,
+    _INLINE,
     _STR,
     _BYTES,
     _LINE,
     _INT,
     _TO_MARK,
-    _TUPLE_N,
     _GET,
     _PUT,
     _MEMOIZE,
@@ -279,7 +279,7 @@ class ChunkReader:
     _CALL_EX,
     _FRAME,
     _KEEP,
-) = range(25)
+) = range(24)
 
 _LEN_PREFIX = {-2: (1, "<B"), -3: (4, "<i"), -4: (4, "<I"), -5: (8, "<Q")}
 _INT_ARG = {"BININT": "<i", "BININT1": "<B", "BININT2": "<H"}
@@ -296,7 +296,7 @@ _STRINGS = {
     "BINSTRING": "ascii",
 }
 _SPECIAL = {
-    "MARK": _MARK,
+    "MARK": _INLINE,
     "GET": _GET,
     "BINGET": _GET,
     "LONG_BINGET": _GET,
@@ -322,9 +322,9 @@ _SPECIAL = {
     "STOP": _STOP,
     "SETITEM": _SETITEM,
     "SETITEMS": _SETITEMS,
-    "TUPLE1": _TUPLE_N,
-    "TUPLE2": _TUPLE_N,
-    "TUPLE3": _TUPLE_N,
+    "TUPLE1": _INLINE,
+    "TUPLE2": _INLINE,
+    "TUPLE3": _INLINE,
 }
 
 
@@ -379,6 +379,7 @@ _INT_RUNS = {
     ord(op): [struct.Struct("<" + ("x" + fmt_) * k) for k in range(INT_RUN_MAX + 1)]
     for op, fmt_ in (("J", "i"), ("M", "H"))
 }
+_TUPLE_NAMES = {1: "TUPLE1", 2: "TUPLE2", 3: "TUPLE3"}
 _CONST_RUNS = {ord("N"): None, 0x88: True, 0x89: False, ord(")"): (), 0x97: BUFFER}
 # numpy.dtype states are checked (._buildcheck), and the attributes a state sets on
 # an allow-listed object: from the first mention of such a class, dict literals are
@@ -484,11 +485,83 @@ class OpcodeScanner:
                         raise ScanError(f"opcode {count} runs past the end of its pickle frame")
                     framed = False
             code = buf[i]
+            # The opcodes that make most of an object-heavy stream (a list of records
+            # is mostly short strings, memo writes and reads, small tuples and marks)
+            # take these shortcuts, which do what their general case below does in
+            # its commonest form; any other form falls through to it.
+            if code == 0x94:  # MEMOIZE
+                if type(memo) is list and len(stack) > fence:
+                    memo.append(stack[-1])
+                    i += 1
+                    count += 1
+                    continue
+            elif code == 0x8C:  # SHORT_BINUNICODE: kept whole, never past NAME_MAX
+                if i + 1 < end:
+                    stop = i + 2 + buf[i + 1]
+                    if stop <= end:
+                        try:
+                            stack.append(buf[i + 2 : stop].decode("utf-8", "surrogatepass"))
+                        except UnicodeDecodeError:
+                            stack.append(DATA)
+                        i = stop
+                        count += 1
+                        continue
+            elif code == 0x68:  # BINGET
+                if i + 1 < end and type(memo) is list:
+                    idx = buf[i + 1]
+                    value = memo[idx] if idx < len(memo) else unknown
+                    kind = type(value)
+                    if kind is not Made and kind is not GlobalRef:
+                        stack.append(value)
+                        i += 2
+                        count += 1
+                        continue
+            elif code == 0x28:  # MARK
+                fence = len(stack)
+                marks.append(fence)
+                i += 1
+                count += 1
+                continue
+            elif 0x85 <= code <= 0x87:  # TUPLE1, TUPLE2, TUPLE3
+                k = code - 0x84
+                if len(stack) - k < fence:
+                    raise underflow()
+                items = stack[-k:]
+                del stack[-k:]
+                i += 1
+                count += 1
+                if self._deepest:
+                    for item in items:
+                        kind = type(item)
+                        if kind is tuple or kind is Made or kind is Nested:
+                            break
+                    else:  # none nests: the tuple one deep that _tuple would make
+                        stack.append(tuple(items))
+                        continue
+                stack.append(self._tuple(items, _TUPLE_NAMES[k], count))
+                continue
             if code in runs:
                 # A run of one opcode that pushes a value and consumes nothing (ints,
                 # floats, None, bools, empty containers), matched in C: a list of
                 # floats or ints is mostly that.
                 match, width = runs[code]
+                j = i + width
+                if j < end and buf[j] != code:  # a lone one: no run to match
+                    if code in const_runs:
+                        stack.append(const_runs[code])
+                    elif code == 0x4B:  # BININT1
+                        stack.append(buf[i + 1])
+                    elif code == 0x4A or code == 0x4D:  # BININT, BININT2
+                        stack.append(int.from_bytes(buf[i + 1 : j], "little", signed=code == 0x4A))
+                    elif code == 0x5D:  # EMPTY_LIST
+                        stack.append(BuiltList())
+                    elif code == 0x7D and not fast:  # EMPTY_DICT
+                        stack.append({})
+                    else:
+                        stack.append(unknown)
+                    i = j
+                    count += 1
+                    continue
                 m = match(buf, i)
                 if m is not None:
                     j = m.end()
@@ -527,7 +600,82 @@ class OpcodeScanner:
                 if n > end:
                     raise ScanError(f"truncated: {opname} needs {n} bytes")
 
-            if cls == _GENERIC:
+            if cls == _TO_MARK:
+                i += max(n, 0)
+                if not marks:
+                    raise ScanError(f"{opname} without a MARK")
+                k = marks.pop()
+                items = stack[k:]
+                del stack[k:]
+                fence = marks[-1] if marks else 0
+                if npop:  # APPENDS, ADDITEMS: the container below the mark stays
+                    if len(stack) - npop < fence:
+                        raise underflow()
+                    if type(stack[-1]) is Made:
+                        self._check_items(stack[-1], opname, count)
+                        self._gives(stack[-1], self._nesting(items, stack[-1]), opname, count)
+                    if type(stack[-1]) is BuiltList:
+                        stack[-1].count += len(items)
+                        self._holds(stack[-1], items)
+                elif opname == "TUPLE":
+                    stack.append(self._tuple(items, opname, count))
+                elif opname == "LIST":
+                    listed = BuiltList(len(items))
+                    self._holds(listed, items)
+                    stack.append(listed)
+                elif opname == "OBJ":
+                    if not items:
+                        raise underflow()
+                    cls, args = items[0], self._tuple(items[1:], opname, count)
+                    if type(cls) is GlobalRef:
+                        self._check_call(cls.name, args, None, opname, count)
+                        stack.append(self._made(cls.name, args, opname, count))
+                    else:
+                        self._refuse(f"OBJ at opcode {count}: a call of {brief(cls)}, not a global")
+                        stack.append(unknown)
+                elif opname == "DICT" and not fast:
+                    stack.append({})
+                    _set_items(stack, items)
+                elif npush:  # DICT, FROZENSET
+                    stack.append(unknown)
+            elif cls in (_SETITEMS, _SETITEM):
+                if cls == _SETITEMS:
+                    if not marks:
+                        raise ScanError("SETITEMS without a MARK")
+                    k = marks.pop()
+                    items = stack[k:]
+                    del stack[k:]
+                    fence = marks[-1] if marks else 0
+                else:
+                    if len(stack) - 2 < fence:
+                        raise underflow()
+                    items = stack[-2:]
+                    del stack[-2:]
+                if len(stack) <= fence:
+                    raise underflow()
+                target = stack[-1]
+                if type(target) is dict:
+                    if FROZEN in target:
+                        self._refuse(
+                            f"{opname} at opcode {count}: item assignment to a dict a numpy "
+                            "dtype holds (numpy keeps it: its fields would change)"
+                        )
+                    _set_items(stack, items)
+                elif type(target) is Made and made_class(target) == "collections.ChainMap":
+                    self._refuse(
+                        f"{opname} at opcode {count}: item assignment through a ChainMap "
+                        "(it writes to a dict the stream may also have given a numpy dtype)"
+                    )
+                elif not takes_items(target):
+                    self._refuse(
+                        f"{opname} at opcode {count}: item assignment to {brief(target)}, not a "
+                        "mapping (an array's items: a mapped file's bytes, written by the load)"
+                    )
+                elif type(stack[-1]) is BuiltList:
+                    self._holds(stack[-1], items[1::2])
+                    if not all(type(key) is int for key in items[::2]):
+                        stack[-1].count = -1  # lst[slice(...)] = []: no longer countable
+            elif cls == _GENERIC:
                 i += n
                 if npop:
                     if len(stack) - npop < fence:
@@ -630,95 +778,10 @@ class OpcodeScanner:
                 elif type(value) is GlobalRef and value.name == GETATTR:
                     self._getattrs += 1
                 stack.append(value)
-            elif cls == _TO_MARK:
-                i += max(n, 0)
-                if not marks:
-                    raise ScanError(f"{opname} without a MARK")
-                k = marks.pop()
-                items = stack[k:]
-                del stack[k:]
-                fence = marks[-1] if marks else 0
-                if npop:  # APPENDS, ADDITEMS: the container below the mark stays
-                    if len(stack) - npop < fence:
-                        raise underflow()
-                    if type(stack[-1]) is Made:
-                        self._check_items(stack[-1], opname, count)
-                        self._gives(stack[-1], self._nesting(items, stack[-1]), opname, count)
-                    if type(stack[-1]) is BuiltList:
-                        stack[-1].count += len(items)
-                        self._holds(stack[-1], items)
-                elif opname == "TUPLE":
-                    stack.append(self._tuple(items, opname, count))
-                elif opname == "LIST":
-                    listed = BuiltList(len(items))
-                    self._holds(listed, items)
-                    stack.append(listed)
-                elif opname == "OBJ":
-                    if not items:
-                        raise underflow()
-                    cls, args = items[0], self._tuple(items[1:], opname, count)
-                    if type(cls) is GlobalRef:
-                        self._check_call(cls.name, args, None, opname, count)
-                        stack.append(self._made(cls.name, args, opname, count))
-                    else:
-                        self._refuse(f"OBJ at opcode {count}: a call of {brief(cls)}, not a global")
-                        stack.append(unknown)
-                elif opname == "DICT" and not fast:
-                    stack.append({})
-                    _set_items(stack, items)
-                elif npush:  # DICT, FROZENSET
-                    stack.append(unknown)
-            elif cls == _MARK:
-                marks.append(len(stack))
-                fence = len(stack)
             elif cls == _INT:
                 (value,) = unpack_from(_INT_ARG[opname], buf, i)
                 i += n
                 stack.append(value)
-            elif cls in (_SETITEMS, _SETITEM):
-                if cls == _SETITEMS:
-                    if not marks:
-                        raise ScanError("SETITEMS without a MARK")
-                    k = marks.pop()
-                    items = stack[k:]
-                    del stack[k:]
-                    fence = marks[-1] if marks else 0
-                else:
-                    if len(stack) - 2 < fence:
-                        raise underflow()
-                    items = stack[-2:]
-                    del stack[-2:]
-                if len(stack) <= fence:
-                    raise underflow()
-                target = stack[-1]
-                if type(target) is dict:
-                    if FROZEN in target:
-                        self._refuse(
-                            f"{opname} at opcode {count}: item assignment to a dict a numpy "
-                            "dtype holds (numpy keeps it: its fields would change)"
-                        )
-                    _set_items(stack, items)
-                elif type(target) is Made and made_class(target) == "collections.ChainMap":
-                    self._refuse(
-                        f"{opname} at opcode {count}: item assignment through a ChainMap "
-                        "(it writes to a dict the stream may also have given a numpy dtype)"
-                    )
-                elif not takes_items(target):
-                    self._refuse(
-                        f"{opname} at opcode {count}: item assignment to {brief(target)}, not a "
-                        "mapping (an array's items: a mapped file's bytes, written by the load)"
-                    )
-                elif type(stack[-1]) is BuiltList:
-                    self._holds(stack[-1], items[1::2])
-                    if not all(type(key) is int for key in items[::2]):
-                        stack[-1].count = -1  # lst[slice(...)] = []: no longer countable
-            elif cls == _TUPLE_N:
-                k = 1 if opname == "TUPLE1" else 2 if opname == "TUPLE2" else 3
-                if len(stack) - k < fence:
-                    raise underflow()
-                items = stack[-k:]
-                del stack[-k:]
-                stack.append(self._tuple(items, opname, count))
             elif cls in (_CALL, _CALL_EX):
                 k = 2 if cls == _CALL else 3  # NEWOBJ_EX: cls, args, kwargs
                 if len(stack) - k < fence:
