@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 import arraypickle as ap
 from arraypickle._allowlist import normalize
 from arraypickle._names import UNRESOLVED
-from arraypickle._scan import BlockSource, OpcodeScanner, ScanError
+from arraypickle._scan import OpcodeScanner, ScanError
+from arraypickle._scansource import BlockSource
 from checks import assert_same
 
 

@@ -26,15 +26,8 @@ from ._errors import (
     UntrustedTypeError,
     as_flag,
 )
-from ._scan import (
-    GETATTR,
-    BlockSource,
-    ChunkReader,
-    ExactSource,
-    JoblibScanner,
-    OpcodeScanner,
-    ScanError,
-)
+from ._scan import GETATTR, JoblibScanner, OpcodeScanner, ScanError
+from ._scansource import BlockSource, ChunkReader, ExactSource
 from ._streams import Guarded, is_seekable, remaining_size
 from ._typing import Path, Readable
 
