@@ -339,9 +339,6 @@ class OpcodeScanner:
         int_runs = _INT_RUNS
         const_runs = _CONST_RUNS
 
-        def underflow() -> ScanError:
-            return ScanError(f"unpickling stack underflow at opcode {count}")
-
         while True:
             if i >= end:
                 buf = source.more(buf[i:], 1)
@@ -396,7 +393,7 @@ class OpcodeScanner:
             elif 0x85 <= code <= 0x87:  # TUPLE1, TUPLE2, TUPLE3
                 k = code - 0x84
                 if len(stack) - k < fence:
-                    raise underflow()
+                    raise _underflow(count)
                 items = stack[-k:]
                 del stack[-k:]
                 i += 1
@@ -479,36 +476,7 @@ class OpcodeScanner:
                 items = stack[k:]
                 del stack[k:]
                 fence = marks[-1] if marks else 0
-                if npop:  # APPENDS, ADDITEMS: the container below the mark stays
-                    if len(stack) - npop < fence:
-                        raise underflow()
-                    if type(stack[-1]) is Made:
-                        self._check_items(stack[-1], opname, count)
-                        self._gives(stack[-1], self._nesting(items, stack[-1]), opname, count)
-                    if type(stack[-1]) is BuiltList:
-                        stack[-1].count += len(items)
-                        self._holds(stack[-1], items)
-                elif opname == "TUPLE":
-                    stack.append(self._tuple(items, opname, count))
-                elif opname == "LIST":
-                    listed = BuiltList(len(items))
-                    self._holds(listed, items)
-                    stack.append(listed)
-                elif opname == "OBJ":
-                    if not items:
-                        raise underflow()
-                    cls, args = items[0], self._tuple(items[1:], opname, count)
-                    if type(cls) is GlobalRef:
-                        self._check_call(cls.name, args, None, opname, count)
-                        stack.append(self._made(cls.name, args, opname, count))
-                    else:
-                        self._refuse(f"OBJ at opcode {count}: a call of {brief(cls)}, not a global")
-                        stack.append(unknown)
-                elif opname == "DICT" and not fast:
-                    stack.append({})
-                    _set_items(stack, items)
-                elif npush:  # DICT, FROZENSET
-                    stack.append(unknown)
+                self._marked(stack, items, opname, npop, npush, fence, count, fast)
             elif cls in (_SETITEMS, _SETITEM):
                 if cls == _SETITEMS:
                     if not marks:
@@ -519,38 +487,17 @@ class OpcodeScanner:
                     fence = marks[-1] if marks else 0
                 else:
                     if len(stack) - 2 < fence:
-                        raise underflow()
+                        raise _underflow(count)
                     items = stack[-2:]
                     del stack[-2:]
                 if len(stack) <= fence:
-                    raise underflow()
-                target = stack[-1]
-                if type(target) is dict:
-                    if FROZEN in target:
-                        self._refuse(
-                            f"{opname} at opcode {count}: item assignment to a dict a numpy "
-                            "dtype holds (numpy keeps it: its fields would change)"
-                        )
-                    _set_items(stack, items)
-                elif type(target) is Made and made_class(target) == "collections.ChainMap":
-                    self._refuse(
-                        f"{opname} at opcode {count}: item assignment through a ChainMap "
-                        "(it writes to a dict the stream may also have given a numpy dtype)"
-                    )
-                elif not takes_items(target):
-                    self._refuse(
-                        f"{opname} at opcode {count}: item assignment to {brief(target)}, not a "
-                        "mapping (an array's items: a mapped file's bytes, written by the load)"
-                    )
-                elif type(stack[-1]) is BuiltList:
-                    self._holds(stack[-1], items[1::2])
-                    if not all(type(key) is int for key in items[::2]):
-                        stack[-1].count = -1  # lst[slice(...)] = []: no longer countable
+                    raise _underflow(count)
+                self._set_items(stack, items, opname, count)
             elif cls == _GENERIC:
                 i += n
                 if npop:
                     if len(stack) - npop < fence:
-                        raise underflow()
+                        raise _underflow(count)
                     del stack[-npop:]
                 if npush:
                     stack.append(unknown)
@@ -559,47 +506,8 @@ class OpcodeScanner:
                     line, buf, i, end = self._line(source, buf, i, end, opname, True)
                     stack.append(DATA if line is None else _decode_line(opname, line))
                     continue
-                size, fmt_ = _LEN_PREFIX[n]
-                if i + size > end:
-                    buf = source.more(buf[i:], size)
-                    i, end = 0, len(buf)
-                    if size > end:
-                        raise ScanError(f"truncated: {opname} needs its length")
-                (length,) = unpack_from(fmt_, buf, i)
-                i += size
-                if length < 0:
-                    raise ScanError(f"{opname} with a negative length")
-                if (length <= NAME_MAX and (cls == _STR or opname in _KEPT_BYTES)) or (
-                    length <= LONG_KEPT and opname in _LONGS
-                ):
-                    # Short: kept whole (a name, a dtype's unit or byte order).
-                    if i + length > end:
-                        buf = source.more(buf[i:], length)
-                        i, end = 0, len(buf)
-                        if length > end:
-                            raise ScanError(f"truncated: {opname} needs {length} bytes")
-                    raw = buf[i : i + length]
-                    i += length
-                    if opname in _LONGS:
-                        stack.append(int.from_bytes(raw, "little", signed=True))
-                        continue
-                    if cls != _STR:
-                        stack.append(raw)
-                        continue
-                    try:
-                        value: Any = raw.decode("utf-8", "surrogatepass")
-                        if _STRINGS[opname] == "ascii" and not value.isascii():
-                            value = DATA
-                    except UnicodeDecodeError:
-                        value = DATA
-                    stack.append(value)
-                    continue
-                if i + length <= end:
-                    i += length
-                else:
-                    source.skip(length - (end - i))
-                    buf, i, end = b"", 0, 0
-                stack.append(unknown if opname in ("LONG1", "LONG4") else DATA)
+                value, buf, i, end = self._payload(source, buf, i, end, cls, opname, n)
+                stack.append(value)
             elif cls in (_MEMOIZE, _PUT):
                 if cls == _MEMOIZE:
                     idx = len(memo)  # the number of entries, as in the unpickler
@@ -619,20 +527,7 @@ class OpcodeScanner:
                         f"{opname} {idx} with {len(memo)} memo entries stored (the "
                         f"unpickler would allocate {16 * idx:,} bytes for it)"
                     )
-                value = stack[-1]
-                if type(memo) is list:
-                    if idx == len(memo):
-                        memo.append(value)
-                    elif idx < len(memo):
-                        memo[idx] = value
-                    else:
-                        memo = dict(enumerate(memo))
-                if type(memo) is dict:
-                    memo[idx] = value
-                    if len(memo) > SPARSE_MEMO_MAX:
-                        raise ScanError(
-                            f"the memo is filled out of order past {SPARSE_MEMO_MAX} entries"
-                        )
+                memo = _memo_store(memo, idx, stack[-1])
             elif cls == _GET:
                 if n == -1:
                     line, buf, i, end = self._line(source, buf, i, end, opname)
@@ -656,45 +551,17 @@ class OpcodeScanner:
             elif cls in (_CALL, _CALL_EX):
                 k = 2 if cls == _CALL else 3  # NEWOBJ_EX: cls, args, kwargs
                 if len(stack) - k < fence:
-                    raise underflow()
+                    raise _underflow(count)
                 func, args = stack[-k], stack[1 - k]
                 kwargs = stack[-1] if k == 3 else None
                 del stack[-k:]
-                if (
-                    type(func) is GlobalRef
-                    and func.name == GETATTR
-                    and opname == "REDUCE"
-                    and type(args) is tuple
-                    and len(args) == 2
-                    and type(args[0]) is GlobalRef
-                    and args[0].name != UNRESOLVED
-                    and type(args[1]) is str
-                    and args[1].isidentifier()
-                    and len(args[0].name) + len(args[1]) < GLOBAL_NAME_MAX
-                ):
-                    self._getattrs -= 1
-                    dotted = f"{args[0].name}.{args[1]}"
-                    names.add(dotted)
-                    if dotted in triggers:
-                        fast = False
-                    stack.append(GlobalRef(dotted))
-                elif type(func) is GlobalRef:
-                    self._check_call(func.name, args, kwargs, opname, count)
-                    # Keyword arguments (NEWOBJ_EX) are not followed: what the call
-                    # makes is then not known from its args (dtype(..., align=True)).
-                    known = kwargs is None or (type(kwargs) is dict and not kwargs)
-                    stack.append(self._made(func.name, args if known else unknown, opname, count))
-                else:
-                    # What a call made, called in turn: numpy.object_(x) returns x, so
-                    # object_(numpy.ndarray)(...) would pass every check. No pickler
-                    # calls anything but a global.
-                    self._refuse(
-                        f"{opname} at opcode {count}: a call of {brief(func)}, not a global"
-                    )
-                    stack.append(unknown)
+                value = self._call(func, args, kwargs, opname, count)
+                if type(value) is GlobalRef and value.name in triggers:
+                    fast = False
+                stack.append(value)
             elif cls == _APPEND:
                 if len(stack) - 2 < fence:
-                    raise underflow()
+                    raise _underflow(count)
                 item = stack.pop()
                 if type(stack[-1]) is Made:
                     self._check_items(stack[-1], opname, count)
@@ -730,7 +597,7 @@ class OpcodeScanner:
                     stack.append(GlobalRef(dotted))
             elif cls == _STACK_GLOBAL:
                 if len(stack) - 2 < fence:
-                    raise underflow()
+                    raise _underflow(count)
                 module, qualname = stack[-2], stack[-1]
                 del stack[-2:]
                 if type(module) is str and type(qualname) is str:
@@ -755,32 +622,21 @@ class OpcodeScanner:
                     stack.append(GlobalRef(dotted))
             elif cls == _BUILD:
                 if len(stack) - 2 < fence:
-                    raise underflow()
+                    raise _underflow(count)
                 state = stack.pop()
                 if hooked:
                     # (BUILD has no argument: fstop is the current buffer's, when framed.)
                     self.mid_frame = framed and i < fstop
                     # A hook reads on past a frame that ends here (joblib's raw array).
                     framed = self.mid_frame
-                try:
-                    check_build(stack[-1], state, self._budget(count))
-                except Refused as exc:
-                    self._refuse(f"BUILD at opcode {count}: {exc}")
-                if type(stack[-1]) is Made and type(state) is tuple:
-                    # An object array's items come in its state, as a list, copied.
-                    lists = [part for part in state if type(part) is BuiltList]
-                    if lists:
-                        depth = max(listed.nest for listed in lists)
-                        self._gives(stack[-1], depth, opname, count, lists)
-                        for listed in lists:
-                            listed.copied = True
+                self._build(stack[-1], state, count)
                 if hooked:
                     resume = Resume(source, buf[i:])
                     self.on_build(stack[-1], state, resume)
                     buf, i, end = resume.leftover, 0, len(resume.leftover)
             elif cls == _KEEP:  # READONLY_BUFFER: the same buffer, read-only
                 if len(stack) <= fence:
-                    raise underflow()
+                    raise _underflow(count)
             elif cls == _FRAME:
                 if framed:
                     # The unpickler would keep the outer frame (a wrapper's BUILD in it
@@ -799,10 +655,10 @@ class OpcodeScanner:
                 elif len(stack) > fence:
                     stack.pop()
                 else:
-                    raise underflow()
+                    raise _underflow(count)
             elif cls == _DUP:
                 if len(stack) <= fence:
-                    raise underflow()
+                    raise _underflow(count)
                 value = stack[-1]
                 if type(value) is Made:
                     value.used = True
@@ -815,7 +671,7 @@ class OpcodeScanner:
                 stack.append(_int_value(line) if opname in ("INT", "LONG") else unknown)
             elif cls == _STOP:
                 if len(stack) <= fence:
-                    raise underflow()
+                    raise _underflow(count)
                 if framed and i < fstop:  # as at BUILD: fstop is the current buffer's
                     # The unpickler holding the frame drops its rest, which the walk
                     # would hand on (a joblib object array's stream is followed by more
@@ -829,6 +685,167 @@ class OpcodeScanner:
                 return buf[i:]
             else:  # pragma: no cover - every class is handled above
                 raise AssertionError(opname)
+
+    def _call(self, func: Any, args: Any, kwargs: Any, opname: str, count: int) -> Any:
+        """What REDUCE, NEWOBJ or NEWOBJ_EX (``kwargs`` not None) of ``func`` makes."""
+        if (
+            type(func) is GlobalRef
+            and func.name == GETATTR
+            and opname == "REDUCE"
+            and type(args) is tuple
+            and len(args) == 2
+            and type(args[0]) is GlobalRef
+            and args[0].name != UNRESOLVED
+            and type(args[1]) is str
+            and args[1].isidentifier()
+            and len(args[0].name) + len(args[1]) < GLOBAL_NAME_MAX
+        ):
+            self._getattrs -= 1
+            dotted = f"{args[0].name}.{args[1]}"
+            self.names.add(dotted)
+            return GlobalRef(dotted)
+        if type(func) is GlobalRef:
+            self._check_call(func.name, args, kwargs, opname, count)
+            # Keyword arguments (NEWOBJ_EX) are not followed: what the call makes is
+            # then not known from its args (dtype(..., align=True)).
+            known = kwargs is None or (type(kwargs) is dict and not kwargs)
+            return self._made(func.name, args if known else UNKNOWN, opname, count)
+        # What a call made, called in turn: numpy.object_(x) returns x, so
+        # object_(numpy.ndarray)(...) would pass every check. No pickler calls anything
+        # but a global.
+        self._refuse(f"{opname} at opcode {count}: a call of {brief(func)}, not a global")
+        return UNKNOWN
+
+    def _set_items(self, stack: list[Any], items: list[Any], opname: str, count: int) -> None:
+        """SETITEM(S) of ``items`` (keys and values, in turn) to the stack's top."""
+        target = stack[-1]
+        if type(target) is dict:
+            if FROZEN in target:
+                self._refuse(
+                    f"{opname} at opcode {count}: item assignment to a dict a numpy "
+                    "dtype holds (numpy keeps it: its fields would change)"
+                )
+            _set_items(stack, items)
+        elif type(target) is Made and made_class(target) == "collections.ChainMap":
+            self._refuse(
+                f"{opname} at opcode {count}: item assignment through a ChainMap "
+                "(it writes to a dict the stream may also have given a numpy dtype)"
+            )
+        elif not takes_items(target):
+            self._refuse(
+                f"{opname} at opcode {count}: item assignment to {brief(target)}, not a "
+                "mapping (an array's items: a mapped file's bytes, written by the load)"
+            )
+        elif type(target) is BuiltList:
+            self._holds(target, items[1::2])
+            if not all(type(key) is int for key in items[::2]):
+                target.count = -1  # lst[slice(...)] = []: no longer countable
+
+    def _build(self, obj: Any, state: Any, count: int) -> None:
+        """Judge BUILD of ``state`` on ``obj`` (see :mod:`._buildcheck`)."""
+        try:
+            check_build(obj, state, self._budget(count))
+        except Refused as exc:
+            self._refuse(f"BUILD at opcode {count}: {exc}")
+        if type(obj) is Made and type(state) is tuple:
+            # An object array's items come in its state, as a list, copied.
+            lists = [part for part in state if type(part) is BuiltList]
+            if lists:
+                depth = max(listed.nest for listed in lists)
+                self._gives(obj, depth, "BUILD", count, lists)
+                for listed in lists:
+                    listed.copied = True
+
+    def _marked(
+        self,
+        stack: list[Any],
+        items: list[Any],
+        opname: str,
+        npop: int,
+        npush: int,
+        fence: int,
+        count: int,
+        fast: bool,
+    ) -> None:
+        """An opcode taking the ``items`` above its MARK (APPENDS, ADDITEMS, TUPLE, LIST,
+        OBJ, DICT, FROZENSET); ``fence``: where the stack's next mark now stands."""
+        if npop:  # APPENDS, ADDITEMS: the container below the mark stays
+            if len(stack) - npop < fence:
+                raise _underflow(count)
+            target = stack[-1]
+            if type(target) is Made:
+                self._check_items(target, opname, count)
+                self._gives(target, self._nesting(items, target), opname, count)
+            if type(target) is BuiltList:
+                target.count += len(items)
+                self._holds(target, items)
+        elif opname == "TUPLE":
+            stack.append(self._tuple(items, opname, count))
+        elif opname == "LIST":
+            listed = BuiltList(len(items))
+            self._holds(listed, items)
+            stack.append(listed)
+        elif opname == "OBJ":
+            if not items:
+                raise _underflow(count)
+            cls, args = items[0], self._tuple(items[1:], opname, count)
+            if type(cls) is GlobalRef:
+                self._check_call(cls.name, args, None, opname, count)
+                stack.append(self._made(cls.name, args, opname, count))
+            else:
+                self._refuse(f"OBJ at opcode {count}: a call of {brief(cls)}, not a global")
+                stack.append(UNKNOWN)
+        elif opname == "DICT" and not fast:
+            stack.append({})
+            _set_items(stack, items)
+        elif npush:  # DICT, FROZENSET
+            stack.append(UNKNOWN)
+
+    @staticmethod
+    def _payload(
+        source: BlockSource, buf: bytes, i: int, end: int, cls: int, opname: str, n: int
+    ) -> tuple[Any, bytes, int, int]:
+        """A length-prefixed argument (strings, bytes, LONG1/LONG4): its value as the
+        walk keeps it, and where the walk resumes. Short names, bytes and longs are
+        kept; anything longer is skipped, never held (DATA)."""
+        size, fmt_ = _LEN_PREFIX[n]
+        if i + size > end:
+            buf = source.more(buf[i:], size)
+            i, end = 0, len(buf)
+            if size > end:
+                raise ScanError(f"truncated: {opname} needs its length")
+        (length,) = struct.unpack_from(fmt_, buf, i)
+        i += size
+        if length < 0:
+            raise ScanError(f"{opname} with a negative length")
+        if (length <= NAME_MAX and (cls == _STR or opname in _KEPT_BYTES)) or (
+            length <= LONG_KEPT and opname in _LONGS
+        ):
+            # Short: kept whole (a name, a dtype's unit or byte order).
+            if i + length > end:
+                buf = source.more(buf[i:], length)
+                i, end = 0, len(buf)
+                if length > end:
+                    raise ScanError(f"truncated: {opname} needs {length} bytes")
+            raw = buf[i : i + length]
+            i += length
+            if opname in _LONGS:
+                return int.from_bytes(raw, "little", signed=True), buf, i, end
+            if cls != _STR:
+                return raw, buf, i, end
+            try:
+                value: Any = raw.decode("utf-8", "surrogatepass")
+                if _STRINGS[opname] == "ascii" and not value.isascii():
+                    value = DATA
+            except UnicodeDecodeError:
+                value = DATA
+            return value, buf, i, end
+        if i + length <= end:
+            i += length
+        else:
+            source.skip(length - (end - i))
+            buf, i, end = b"", 0, 0
+        return (UNKNOWN if opname in _LONGS else DATA), buf, i, end
 
     def _name(self, dotted: str) -> None:
         """Note a global pushed on the stack: its name, or one more use of getattr."""
@@ -1044,6 +1061,27 @@ class OpcodeScanner:
             if nl < 0:
                 raise ScanError(f"truncated: {opname} needs a newline-terminated argument")
         return buf[i : nl + 1], buf, nl + 1, end
+
+
+def _memo_store(memo: Any, idx: int, value: Any) -> Any:
+    """Store ``value`` at ``idx``; the memo, a list while indices come in order, else
+    (from the first one that does not) a dict."""
+    if type(memo) is list:
+        if idx == len(memo):
+            memo.append(value)
+            return memo
+        if idx < len(memo):
+            memo[idx] = value
+            return memo
+        memo = dict(enumerate(memo))
+    memo[idx] = value
+    if len(memo) > SPARSE_MEMO_MAX:
+        raise ScanError(f"the memo is filled out of order past {SPARSE_MEMO_MAX} entries")
+    return memo
+
+
+def _underflow(count: int) -> ScanError:
+    return ScanError(f"unpickling stack underflow at opcode {count}")
 
 
 def _set_items(stack: list[Any], items: list[Any]) -> None:
