@@ -203,6 +203,18 @@ def test_scan_is_sound_on_random_bytes(data):
     _sound(b"\x80\x04" + data)
 
 
+@pytest.mark.parametrize(
+    ("data", "at"),
+    [
+        (b"\x80\x02\x85.", 2),  # TUPLE1 on an empty stack (PROTO is opcode 1)
+        (b"\x80\x02K\x01(\x86.", 4),  # TUPLE2 with nothing above the MARK
+    ],
+)
+def test_underflow_names_the_opcode(data, at):
+    with pytest.raises(ScanError, match=f"underflow at opcode {at}$"):
+        scanned(data)
+
+
 def test_scanner_errors_are_scan_errors():
     for data in [b"", b"\x80\x04", b"\xff.", b"0.", b"\x80\x04\x8c\x05ab", b"(\x93."]:
         with pytest.raises(ScanError):

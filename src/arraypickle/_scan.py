@@ -392,12 +392,12 @@ class OpcodeScanner:
                 continue
             elif 0x85 <= code <= 0x87:  # TUPLE1, TUPLE2, TUPLE3
                 k = code - 0x84
+                i += 1
+                count += 1
                 if len(stack) - k < fence:
                     raise _underflow(count)
                 items = stack[-k:]
                 del stack[-k:]
-                i += 1
-                count += 1
                 if self._deepest:
                     for item in items:
                         kind = type(item)
