@@ -338,6 +338,7 @@ class OpcodeScanner:
         runs = _RUNS
         int_runs = _INT_RUNS
         const_runs = _CONST_RUNS
+        nests = self._nests
 
         while True:
             if i >= end:
@@ -398,15 +399,27 @@ class OpcodeScanner:
                     raise _underflow(count)
                 items = stack[-k:]
                 del stack[-k:]
-                if self._deepest:
-                    for item in items:
-                        kind = type(item)
-                        if kind is tuple or kind is Made or kind is Nested:
-                            break
-                    else:  # none nests: the tuple one deep that _tuple would make
-                        stack.append(tuple(items))
-                        continue
-                stack.append(self._tuple(items, _TUPLE_NAMES[k], count))
+                # How deep the tuple nests, as _tuple would find, while its items are
+                # literals and tuples (0: one is not).
+                depth = 1
+                for item in items:
+                    kind = type(item)
+                    if kind is tuple:
+                        kept = nests.get(id(item))  # held there: the id is this tuple's
+                        if kept is None:
+                            depth = depth if depth > 2 else 2
+                        elif kept[1] >= depth:
+                            depth = kept[1] + 1
+                    elif kind is Made or kind is Nested:
+                        depth = 0
+                        break
+                if 0 < depth <= self._deepest:  # nothing new to judge
+                    value = tuple(items)
+                    if depth > 1:
+                        self._keep_nesting(value, depth)
+                    stack.append(value)
+                else:
+                    stack.append(self._tuple(items, _TUPLE_NAMES[k], count))
                 continue
             if code in runs:
                 # A run of one opcode that pushes a value and consumes nothing (ints,
@@ -934,13 +947,17 @@ class OpcodeScanner:
             return UNKNOWN if depth == 1 else Nested(depth)
         value = tuple(items)
         if depth > 1:
-            nests = self._nests
-            nests[id(value)] = (value, depth)
-            if len(nests) > self._prune_at:
-                for key in _unreferenced(nests):
-                    del nests[key]
-                self._prune_at = 2 * len(nests) + _PRUNE_MIN
+            self._keep_nesting(value, depth)
         return value
+
+    def _keep_nesting(self, value: tuple[Any, ...], depth: int) -> None:
+        """Remember how deep ``value``, a tuple holding tuples, nests."""
+        nests = self._nests
+        nests[id(value)] = (value, depth)
+        if len(nests) > self._prune_at:
+            for key in _unreferenced(nests):
+                del nests[key]
+            self._prune_at = 2 * len(nests) + _PRUNE_MIN
 
     def _holds(self, listed: BuiltList, items: Any) -> None:
         """``listed`` was given ``items`` (a tuple of its items nests one deeper)."""
