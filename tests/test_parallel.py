@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 import arraypickle
 from arraypickle import CorruptFileError, _parallel
+from arraypickle._cores import cgroup_cpu_limit
 from arraypickle._parallel import ChunkedWriter, Frame, FramedReader, Pipeline, ReadAhead
 from arraypickle._stdcodecs import _stream
 from arraypickle._stdcodecs._deflate import adler32_combine, crc32_combine
@@ -103,9 +104,12 @@ def test_threads_must_be_none_or_a_positive_int(bad):
         arraypickle.loads(arraypickle.dumps([1]), threads=bad)
 
 
-def test_default_is_every_usable_core():
+def test_default_is_every_usable_core(monkeypatch):
+    monkeypatch.delenv("ARRAYPICKLE_MAX_THREADS", raising=False)
     expected = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    assert _parallel.resolve_threads(None) == (expected or os.cpu_count())
+    quota = cgroup_cpu_limit()
+    expected = expected or os.cpu_count()
+    assert _parallel.resolve_threads(None) == (min(expected, quota) if quota else expected)
 
 
 def test_threads_reach_parallel_codecs_only(fresh_registry):

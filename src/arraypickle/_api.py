@@ -127,10 +127,11 @@ def dump(
             before returning, so the new file survives a power failure (slower).
             Ignored for file objects: flushing those is the caller's business.
         threads: threads compressing in parallel: None (the default) for every core
-            this process may use, 1 for no compression workers (an uncompressed
-            buffer of 4 MiB or more is still hashed on one helper thread while the
-            next is written). Codecs that are not parallel ignore it; the file is
-            the same for every value (see ``docs/guide.md``, "Parallelism").
+            this process may use (its affinity mask, bounded by a container's CPU
+            quota and by ``ARRAYPICKLE_MAX_THREADS``), 1 for no compression workers
+            (an uncompressed buffer of 4 MiB or more is still hashed on one helper
+            thread while the next is written). Codecs that are not parallel ignore
+            it; the file is the same for every value (see ``docs/guide.md``, "Parallelism").
         progress: ``True`` for a progress bar on stderr (files over 100 MiB), or a
             callable receiving ``(done_bytes, None)`` as the file is written and
             ``(total, total)`` at the end (see ``docs/progress.md``).

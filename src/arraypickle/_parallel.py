@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from ._cores import usable_cores
 from ._errors import CorruptFileError, InvalidArgumentError, describe
 from ._memory import byte_view
 from ._streams import is_seekable, readinto_of
@@ -57,26 +58,13 @@ __all__ = [
     "ReadAhead",
     "copy_into",
     "resolve_threads",
-    "usable_cores",
 ]
 
 
-def usable_cores() -> int:
-    """The number of CPUs this process may run on (its affinity mask, where known).
-
-    Example::
-
-        >>> usable_cores() >= 1
-        True
-    """
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def resolve_threads(threads: int | None) -> int:
-    """The thread count ``threads`` asks for: None means every usable core.
+    """The thread count ``threads`` asks for: None means every usable core
+    (:func:`usable_cores`: the affinity mask, a container's CPU limit and
+    ``ARRAYPICKLE_MAX_THREADS`` bound it).
 
     Parameters:
         threads: None, or an int >= 1.

@@ -124,6 +124,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
+from ._cores import usable_cores
 from ._errors import CorruptFileError, describe
 from ._parallel import (
     ChunkedWriter,
@@ -132,7 +133,6 @@ from ._parallel import (
     Pipeline,
     ReadAhead,
     copy_into,
-    usable_cores,
 )
 from ._stdcodecs._stream import CompressWriter, DecompressReader, Inflater
 from ._streams import read_full
