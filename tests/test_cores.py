@@ -78,6 +78,8 @@ def test_cgroup_quota(tmp_path, files, membership, expected):
 
 def test_no_cgroup_file_system(tmp_path):
     assert cgroup_cpu_limit(str(tmp_path / "none"), str(tmp_path / "none")) is None
+    (tmp_path / "cgroup").write_bytes(b"0::/\xff\n")  # not UTF-8: unreadable, no quota
+    assert cgroup_cpu_limit(str(tmp_path), str(tmp_path / "cgroup")) is None
 
 
 def test_a_quota_bounds_the_default(monkeypatch):

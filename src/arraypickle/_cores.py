@@ -95,7 +95,7 @@ def cgroup_cpu_limit(root: str = _CGROUP_ROOT, proc: str = _PROC_CGROUP) -> int 
     try:
         with open(proc, encoding="utf-8") as f:
             lines = f.read().splitlines()
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         return None
     limits = []
     for line in lines:
