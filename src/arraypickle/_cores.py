@@ -97,18 +97,25 @@ def cgroup_cpu_limit(root: str = _CGROUP_ROOT, proc: str = _PROC_CGROUP) -> int 
             lines = f.read().splitlines()
     except (OSError, UnicodeDecodeError):
         return None
-    limits = []
+    # Where each hierarchy holding the cpu controller may be mounted, once each (v1's
+    # "cpu" is often also mounted, or linked, as "cpu,cpuacct").
+    places: dict[tuple[str, str], Callable[[str], int | None]] = {}
     for line in lines:
         parts = line.split(":", 2)
         if len(parts) != 3:
             continue
         _, controllers, path = parts
         if not controllers:  # v2: one unified hierarchy
-            limits += _levels(os.path.join(root, "unified"), path, _v2_quota)
-            limits += _levels(root, path, _v2_quota)
+            for mount in (os.path.join(root, "unified"), root):
+                places[mount, path] = _v2_quota
         elif "cpu" in controllers.split(","):  # v1: the cpu controller's hierarchy
-            limits += _levels(os.path.join(root, controllers), path, _v1_quota)
-            limits += _levels(os.path.join(root, "cpu"), path, _v1_quota)
+            for mount in (os.path.join(root, controllers), os.path.join(root, "cpu")):
+                places[mount, path] = _v1_quota
+    limits = [
+        limit
+        for (mount, path), quota_of in places.items()
+        for limit in _levels(mount, path, quota_of)
+    ]
     return min(limits) if limits else None
 
 

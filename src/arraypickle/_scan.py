@@ -250,7 +250,6 @@ _INT_RUNS = {
     ord(op): [struct.Struct("<" + ("x" + fmt_) * k) for k in range(INT_RUN_MAX + 1)]
     for op, fmt_ in (("J", "i"), ("M", "H"))
 }
-_TUPLE_NAMES = {1: "TUPLE1", 2: "TUPLE2", 3: "TUPLE3"}
 _CONST_RUNS = {ord("N"): None, 0x88: True, 0x89: False, ord(")"): (), 0x97: BUFFER}
 # numpy.dtype states are checked (._buildcheck), and the attributes a state sets on
 # an allow-listed object: from the first mention of such a class, dict literals are
@@ -419,7 +418,7 @@ class OpcodeScanner:
                         self._keep_nesting(value, depth)
                     stack.append(value)
                 else:
-                    stack.append(self._tuple(items, _TUPLE_NAMES[k], count))
+                    stack.append(self._tuple(items, table[code][1], count))
                 continue
             if code in runs:
                 # A run of one opcode that pushes a value and consumes nothing (ints,
