@@ -114,6 +114,15 @@ def iter_arrays(obj: object):
 # The most a loaded array's allocation holds beyond its bytes: the alignment's slack,
 # and the record's padding (< ALIGNMENT) and 8-byte checksum, read with the payload.
 LOAD_SLACK = 2 * ALIGNMENT + 8
+# Buffers up to GROUPED bytes are written in GROUP records of up to GROUP bytes, each
+# read into one allocation that its buffers share.
+GROUPED = 16 << 10
+GROUP = 64 << 10
+
+
+def load_allocation_max(nbytes: int) -> int:
+    """The most a loaded buffer of ``nbytes``'s allocation may hold."""
+    return (max(nbytes, GROUP) if nbytes <= GROUPED else nbytes) + LOAD_SLACK
 
 
 def memory_root(arr: np.ndarray) -> object:
@@ -132,7 +141,8 @@ def assert_loaded_layout(out: np.ndarray, ref: np.ndarray) -> None:
     - writable, and its data 64-byte aligned;
     - the end of its base chain is one allocation: the aligned buffer the bytes were
       read into, not a copy made afterwards. Its slack is at most the alignment's,
-      plus the record's padding and checksum where they were read with the payload.
+      plus the record's padding and checksum where they were read with the payload
+      (a small buffer's: the GROUP record it was read with).
     """
     if isinstance(out, np.ma.MaskedArray):
         assert_loaded_layout(np.ma.getdata(out), np.ma.getdata(ref))
@@ -151,7 +161,7 @@ def assert_loaded_layout(out: np.ndarray, ref: np.ndarray) -> None:
     assert out.ctypes.data % ALIGNMENT == 0, out.ctypes.data % ALIGNMENT
     root = memory_root(out)
     assert isinstance(root, np.ndarray) and root.flags.owndata, type(root)
-    assert root.nbytes <= out.nbytes + LOAD_SLACK, (root.nbytes, out.nbytes)
+    assert root.nbytes <= load_allocation_max(out.nbytes), (root.nbytes, out.nbytes)
     start = root.ctypes.data
     assert start <= out.ctypes.data <= out.ctypes.data + out.nbytes <= start + root.nbytes
 

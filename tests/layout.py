@@ -1,8 +1,10 @@
 """An independent reading of the container layout, for tests that look at file bytes.
 
 Written from the format description (16-byte header; records of a 16-byte header,
-zero padding, payload, 8-byte checksum), not from arraypickle's reader, so that a
-test using it checks the bytes on disk rather than the reader's own opinion of them.
+zero padding, payload, 8-byte checksum; a GROUP record's payload: a table of buffer
+lengths, then each buffer at the next multiple of 64), not from arraypickle's reader,
+so that a test using it checks the bytes on disk rather than the reader's own opinion
+of them.
 """
 
 from __future__ import annotations
@@ -38,9 +40,31 @@ def records(data: bytes) -> list[Record]:
             return found
 
 
+def group_members(data: bytes, group: Record) -> list[Record]:
+    """The buffers of a GROUP record, each as a Record of kind ``G`` (its flags 0)."""
+    count, reserved = struct.unpack_from("<II", data, group.offset)
+    assert reserved == 0
+    lengths = struct.unpack_from(f"<{count}Q", data, group.offset + 8)
+    members = []
+    end = 8 + 8 * count + 8  # the table's own checksum closes it
+    for length in lengths:
+        start = end + (-end % 64)
+        members.append(Record(b"G", 0, group.offset + start, length))
+        end = start + length
+    assert end == group.length
+    return members
+
+
 def buffers(data: bytes) -> list[Record]:
-    """The BUFFER records of ``data``."""
-    return [r for r in records(data) if r.kind == b"B"]
+    """Every buffer of ``data``, in order: BUFFER records, and the buffers of GROUP
+    records (see :func:`group_members`)."""
+    found = []
+    for r in records(data):
+        if r.kind == b"B":
+            found.append(r)
+        elif r.kind == b"G":
+            found += group_members(data, r)
+    return found
 
 
 def pickled(data: bytes) -> bytes:

@@ -92,7 +92,7 @@ def test_arraypickle_files(tmp_path, capsys, compress):
     report = info_json(capsys, path)
     assert report["schema"] == "arraypickle-info/1"
     assert report["format"] == "arraypickle"
-    assert report["container"]["version"] == "1.0"
+    assert report["container"]["version"] == "2.0"
     assert report["pickle_protocol"] == 5
     assert report["compression"] == (compress or None)
     assert report["file_size"] == os.path.getsize(path)
@@ -181,7 +181,7 @@ def test_human_output(tmp_path, capsys):
     ap.dump(sample(), path)
     code, out, _ = run_cli(capsys, "info", path)
     assert code == 0
-    assert "arraypickle container v1.0, pickle protocol 5, compressed with gzip" in out
+    assert "arraypickle container v2.0, pickle protocol 5, compressed with gzip" in out
     assert "['images']" in out and "uint8" in out and "(10, 8, 8)" in out
     assert "['model'].estimators_[2].values" in out
     assert "(offsets are in the decompressed stream)" in out

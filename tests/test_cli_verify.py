@@ -58,7 +58,7 @@ def test_report_counts(tmp_path):
     report = _verify.verify(path)
     assert (report.codec, report.containers, report.buffers) == (None, 1, 2)
     assert report.buffer_bytes == 8000 + 9
-    assert report.records >= 3
+    assert report.records >= 2  # the buffers' GROUP record, the opcodes
 
 
 def test_containers_back_to_back(tmp_path, capsys):
@@ -78,7 +78,7 @@ def test_containers_back_to_back(tmp_path, capsys):
 
 def test_damaged_buffer(tmp_path, capsys):
     path = tmp_path / "f.pkl"
-    ap.dump({"w": np.arange(1000.0)}, path)
+    ap.dump({"w": np.arange(3000.0)}, path)
     data = bytearray(path.read_bytes())
     data[500] ^= 4
     path.write_bytes(data)

@@ -404,9 +404,9 @@ def test_garbage_files(tmp_path, name):
 
 def test_a_newer_format_version_asks_for_an_upgrade():
     data = bytearray(ap.dumps(OBJ))
-    data[8] = 2  # major version
+    data[8] = 3  # major version
     struct.pack_into("<I", data, 12, zlib.crc32(bytes(data[:12])))
-    with pytest.raises(ap.CorruptFileError, match=r"format version 2.*upgrade arraypickle"):
+    with pytest.raises(ap.CorruptFileError, match=r"format version 3.*upgrade arraypickle"):
         ap.loads(bytes(data))
 
 

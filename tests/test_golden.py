@@ -42,11 +42,12 @@ def test_there_are_golden_files_of_the_current_format_version():
     from arraypickle import _format
 
     assert (GOLDEN / f"v{_format.VERSION_MAJOR}" / "description.json").exists()
-    names = {name for version, name in FILES if version.name == "v1"}
-    assert names == {
-        "object.pkl",
-        *(f"object.pkl{e}" for e in [".z", ".gz", ".bz2", ".lzma", ".xz"]),
-    }
+    for each in ("v1", "v2"):
+        names = {name for version, name in FILES if version.name == each}
+        assert names == {
+            "object.pkl",
+            *(f"object.pkl{e}" for e in [".z", ".gz", ".bz2", ".lzma", ".xz"]),
+        }
     for version, name in FILES:
         assert (version / name).stat().st_size < 16 << 10  # kept small
 
@@ -56,6 +57,19 @@ def test_golden_v1_covers_both_kinds_of_buffer_record():
 
     flags = {r.flags for r in buffers((GOLDEN / "v1" / "object.pkl").read_bytes())}
     assert flags == {0, 1}  # by index (array wrappers) and by NEXT_BUFFER (PickleBuffer)
+
+
+def test_golden_v2_holds_groups_and_a_buffer_record():
+    from layout import buffers, records
+
+    data = (GOLDEN / "v2" / "object.pkl").read_bytes()
+    kinds = [(r.kind, r.flags) for r in records(data)]
+    # Its arrays (all small) in a GROUP record; the PickleBuffer by NEXT_BUFFER, alone.
+    assert (b"G", 0) in kinds and (b"B", 1) in kinds
+    lengths = [b.length for b in buffers(data)]
+    assert 0 in lengths and len(lengths) == len(
+        buffers((GOLDEN / "v1" / "object.pkl").read_bytes())
+    )
 
 
 @pytest.mark.parametrize(("version", "name"), FILES, ids=[f"{v.name}/{n}" for v, n in FILES])

@@ -21,6 +21,7 @@ import pytest
 import arraypickle as ap
 from arraypickle import CorruptFileError
 from arraypickle import _format as fmt
+from layout import group_members, records
 from test_integrity_corpus import (
     COMPRESSIONS,
     OneWay,
@@ -155,11 +156,11 @@ def test_every_truncation_raises(source, plain_file, tmp_path):
 
 
 def test_truncation_message_names_the_record(plain_file):
-    with pytest.raises(CorruptFileError, match=r"truncated: record 0 \('B' at offset 16\)"):
+    with pytest.raises(CorruptFileError, match=r"truncated: record 0 \('G' at offset 16\)"):
         ap.load(OneWay(plain_file[:100]))
     # When the size is known, the declared length is refused before anything is read.
     with pytest.raises(
-        CorruptFileError, match=r"record 0 \('B' at offset 16\) declares 96 bytes, more than"
+        CorruptFileError, match=r"record 0 \('G' at offset 16\) declares \d+ bytes, more than"
     ):
         ap.loads(plain_file[:100])
 
@@ -191,22 +192,35 @@ def test_objects_back_to_back_still_load_one_by_one_from_a_file(tmp_path):
 # -- what verify=False and mmap skip ------------------------------------------------------
 
 
-def buffer_payload_offsets(data: bytes, trailers: bool = False) -> list[int]:
-    """Offsets of the bytes of buffer payloads (and of their checksums, with ``trailers``)."""
-    found, offset = [], fmt.HEADER.size
-    while offset < len(data):
-        kind, pad, _flags, length, _crc = fmt.RECORD.unpack_from(data, offset)
-        start = offset + fmt.RECORD.size + pad
-        if kind == fmt.KIND_BUFFER:
-            found.extend(range(start, start + length + (fmt.TRAILER.size if trailers else 0)))
-        offset = start + length + fmt.TRAILER.size
+def buffer_payload_offsets(data: bytes, trailers: bool = False, gaps: bool = False) -> list[int]:
+    """Offsets of the bytes of buffers (and, with ``trailers``, of the checksums of the
+    records holding them; with ``gaps``, of the zero bytes between a group's buffers)."""
+    found = []
+    for record in records(data):
+        if record.kind == b"B":
+            found += range(record.offset, record.offset + record.length)
+        elif record.kind == b"G":
+            members = group_members(data, record)
+            for member in members:
+                found += range(member.offset, member.offset + member.length)
+            if gaps:
+                table_end = record.offset + 16 + 8 * len(members)
+                ends = [table_end] + [m.offset + m.length for m in members[:-1]]
+                for end, member in zip(ends, members, strict=True):
+                    found += range(end, member.offset)
+        else:
+            continue
+        if trailers:
+            end = record.offset + record.length
+            found += range(end, end + fmt.TRAILER.size)
     return found
 
 
 @pytest.mark.parametrize("mode", ["verify=False", "mmap"])
 def test_unverified_loads_skip_only_buffer_checksums(mode, plain_file, tmp_path):
     """Outside buffers every change still raises; inside (or in their checksums) it loads."""
-    payload = set(buffer_payload_offsets(plain_file, trailers=True))
+    # mmap reads no group's payload, so it checks no gap between its buffers.
+    payload = set(buffer_payload_offsets(plain_file, trailers=True, gaps=mode == "mmap"))
     path = tmp_path / "f.pkl"
     path.write_bytes(plain_file)
     kwargs = {"verify": False} if mode == "verify=False" else {"mmap_mode": "r"}
@@ -228,7 +242,7 @@ def test_verify_is_keyword_only():
 def test_default_load_catches_a_damaged_buffer(plain_file):
     damaged = bytearray(plain_file)
     damaged[buffer_payload_offsets(plain_file)[5]] ^= 1
-    with pytest.raises(CorruptFileError, match=r"record 0 \('B' at offset 16\) is damaged"):
+    with pytest.raises(CorruptFileError, match=r"record 0 \('G' at offset 16\) is damaged"):
         ap.loads(bytes(damaged))
 
 
@@ -461,7 +475,7 @@ def test_messages_name_file_and_record(tmp_path):
     with pytest.raises(CorruptFileError) as info:
         ap.load(path)
     assert str(info.value).startswith(repr(str(path)))
-    assert "record 0 ('B' at offset 16) is damaged (checksum mismatch)" in str(info.value)
+    assert "record 0 ('G' at offset 16) is damaged (checksum mismatch)" in str(info.value)
 
 
 def test_empty_inputs(tmp_path):

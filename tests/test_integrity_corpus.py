@@ -183,7 +183,7 @@ def container(*records: tuple[bytes, int, int, bytes], end: tuple[int, int] | No
     out = bytearray(fmt.pack_header())
     buffers = 0
     for index, (kind, flags, length, payload) in enumerate(records):
-        pad = fmt.padding(len(out)) if kind == fmt.KIND_BUFFER else 0
+        pad = fmt.padding(len(out)) if kind in fmt.ALIGNED_KINDS else 0
         out += fmt.pack_record(kind, pad, flags, length) + bytes(pad) + payload
         if len(payload) == length:
             out += fmt.TRAILER.pack(fmt.record_checksum(payload, index))

@@ -26,6 +26,7 @@ from test_integrity_corpus import OneWay, container
 
 ABSURD = [1 << 31, 1 << 40, (1 << 63) - 1, (1 << 64) - 1]
 P, B, E = fmt.KIND_PICKLE, fmt.KIND_BUFFER, fmt.KIND_END
+G = fmt.KIND_GROUP
 
 
 def crafted(kind: bytes, length: int, flags: int = 0) -> bytes:
@@ -116,11 +117,13 @@ def test_absurd_lengths_from_streams_allocate_nothing_big(kind, length, codec, t
     assert result["extra_kib"] < 32 * 1024, result  # nothing near the declared size
 
 
-@pytest.mark.parametrize("size", [10, 1_000_000])  # read in one call, and in pieces
+@pytest.mark.parametrize("size", [10, 1_000_000])  # a group record's, a buffer record's
 def test_a_file_cut_inside_a_buffers_padding_is_called_truncated(size, tmp_path):
     arr = np.arange(size, dtype=np.uint8) % 251
     data = ap.dumps(arr)
-    payload = data.find(arr.tobytes())
+    pos, kind, pad, _flags, _length = record_headers(data)[0]
+    assert kind == (G if size <= 16 << 10 else B)
+    payload = pos + fmt.RECORD.size + pad
     assert payload % fmt.ALIGNMENT == 0 and data[payload - 2 : payload] == b"\0\0"
     path = tmp_path / "cut.pkl"
     path.write_bytes(data[: payload - 1])
@@ -187,13 +190,18 @@ def with_pad(data: bytes, index: int, pad: int) -> bytes:
     return data[:pos] + header + bytes(pad) + data[pos + fmt.RECORD.size + old :]
 
 
+def first_buffers(kinds: list[bytes]) -> int:
+    """The index of the first record holding buffers (B or G)."""
+    return next(i for i, kind in enumerate(kinds) if kind in (B, G))
+
+
 @pytest.mark.parametrize("mmap_mode", [None, "r"])
-@pytest.mark.parametrize("size", [8, 1 << 20])  # a small buffer's path and a large one's
+@pytest.mark.parametrize("size", [8, 1 << 20])  # a group record, a buffer record
 def test_buffers_off_the_alignment_are_refused(size, mmap_mode, tmp_path):
     """A reader gives out buffers at the 64-byte alignment or not at all."""
     data = ap.dumps(np.arange(size // 8, dtype="f8"))
     kinds = [kind for _pos, kind, *_rest in record_headers(data)]
-    index = kinds.index(B)
+    index = first_buffers(kinds)
     pad = record_headers(data)[index][2]
     path = tmp_path / "crafted.pkl"
     for wrong in {(pad + 8) % 64, (pad + 63) % 64, pad + 64}:
@@ -213,7 +221,7 @@ def test_the_walks_that_read_no_payload_refuse_what_the_load_refuses(size, tmp_p
     data = ap.dumps({"a": np.arange(size // 8, dtype="f8")})
     headers = record_headers(data)
     kinds = [kind for _pos, kind, *_rest in headers]
-    index = kinds.index(B)
+    index = first_buffers(kinds)
     pos, _kind, pad, _flags, _length = headers[index]
     assert pad  # the buffer's header sits at 16: 32 bytes of padding align its payload
     nonzero = bytearray(data)

@@ -16,7 +16,7 @@ import pytest
 
 import arraypickle as ap
 from arraypickle import _plugins
-from checks import LOAD_SLACK, memory_root
+from checks import load_allocation_max, memory_root
 from layout import buffers, pickled
 
 
@@ -118,7 +118,7 @@ def assert_rebuilt_in_place(signal, *, mapped=False):
     if mapped:
         assert isinstance(root, mmap.mmap)
     else:
-        assert isinstance(root, np.ndarray) and root.nbytes <= values.nbytes + LOAD_SLACK
+        assert isinstance(root, np.ndarray) and root.nbytes <= load_allocation_max(values.nbytes)
 
 
 class SpyFile(io.RawIOBase):

@@ -3,7 +3,8 @@
 A container is a 16-byte header followed by records. Each record is a 16-byte record
 header, zero padding (so that buffer payloads start 64-byte aligned, counting from the
 first byte of the container), the payload, and an 8-byte xxh3-64 checksum of the payload
-seeded with the record's index.
+seeded with the record's index. From version 2, a GROUP record holds several small
+buffers, each 64-byte aligned, after a table of their lengths.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from typing import NamedTuple
 from ._checksum import Hasher, digest
 
 MAGIC = b"\x89APK\r\n\x1a\n"
-VERSION_MAJOR = 1
+VERSION_MAJOR = 2
 VERSION_MINOR = 0
+# Major versions this module reads: version 1 is version 2 without GROUP records.
+READABLE_MAJORS = (1, 2)
 CHECKSUM_XXH3_64 = 1
 ALIGNMENT = 64
 
@@ -32,12 +35,23 @@ RECORD = struct.Struct("<cBHQI")
 _RECORD_BODY = struct.Struct("<cBHQ")
 _CRC = struct.Struct("<I")
 TRAILER = struct.Struct("<Q")
-# END payload: number of records before END, number of buffer records
+# END payload: number of records before END, number of buffers (in B and G records)
 END = struct.Struct("<QQ")
 
 KIND_PICKLE = b"P"
 KIND_BUFFER = b"B"
+KIND_GROUP = b"G"
 KIND_END = b"E"
+# Kinds whose payload the writer aligns (the others have no padding).
+ALIGNED_KINDS = (KIND_BUFFER, KIND_GROUP)
+
+# GROUP payload: its table (buffer count, reserved zero, each buffer's length, the
+# table's own checksum), then each buffer at the next multiple of ALIGNMENT.
+GROUP_HEAD = struct.Struct("<II")
+_GROUP_LENGTH = struct.Struct("<Q")
+# A reader refuses a GROUP record longer than this: it reads one whole, before
+# checking it (arraypickle writes them up to 64 KiB, tables included).
+GROUP_MAX = 1 << 20
 
 # A BUFFER record with this flag is consumed by the pickle NEXT_BUFFER opcode (a
 # PickleBuffer some object's own __reduce_ex__ returned); without it, by its index.
@@ -74,10 +88,11 @@ def parse_header(raw: bytes) -> Header:
     _magic, major, minor, checksum, flags, crc = HEADER.unpack(raw[: HEADER.size])
     if zlib.crc32(raw[:12]) != crc:
         raise FormatError("the container header is damaged (CRC mismatch)")
-    if major != VERSION_MAJOR:
+    if major not in READABLE_MAJORS:
         raise FormatError(
             f"format version {major}.{minor} is not supported by this arraypickle "
-            f"(reads version {VERSION_MAJOR}); upgrade arraypickle"
+            f"(reads versions {READABLE_MAJORS[0]} to {READABLE_MAJORS[-1]}); "
+            "upgrade arraypickle"
         )
     if checksum != CHECKSUM_XXH3_64:
         raise FormatError(f"unknown checksum algorithm {checksum}")
@@ -119,7 +134,7 @@ def padding(offset: int) -> int:
 def padding_ok(kind: bytes, pad: int, offset: int) -> bool:
     """Whether a record header at ``offset`` declares the padding the format prescribes
     (unknown kinds: any below the alignment)."""
-    if kind == KIND_BUFFER:
+    if kind in ALIGNED_KINDS:
         return pad == padding(offset)
     if kind in (KIND_PICKLE, KIND_END):
         return pad == 0
@@ -136,6 +151,62 @@ def padding_problem(kind: bytes, pad: int, offset: int, pad_bytes: bytes) -> str
     if any(pad_bytes):
         return "has padding that is not zero"
     return None
+
+
+def aligned(offset: int) -> int:
+    """``offset`` rounded up to the format's alignment."""
+    return offset + (-offset % ALIGNMENT)
+
+
+def group_table_size(count: int) -> int:
+    """The bytes of a GROUP table listing ``count`` buffers, its checksum included."""
+    return GROUP_HEAD.size + _GROUP_LENGTH.size * count + TRAILER.size
+
+
+def pack_group_table(lengths: list[int], index: int) -> bytes:
+    """The table of a GROUP record ``index`` whose buffers have ``lengths``."""
+    body = GROUP_HEAD.pack(len(lengths), 0) + struct.pack(f"<{len(lengths)}Q", *lengths)
+    return body + TRAILER.pack(digest(body, seed=index))
+
+
+def group_count(head: bytes, length: int) -> int:
+    """The number of buffers a GROUP record of ``length`` bytes declares in ``head``
+    (its first :data:`GROUP_HEAD` bytes), checked against ``length``;
+    :class:`FormatError` if it cannot be."""
+    count, reserved = GROUP_HEAD.unpack(head)
+    if count == 0 or reserved:
+        raise FormatError(f"a group record's table starts with {count}, {reserved}")
+    if group_table_size(count) > length:
+        raise FormatError(
+            f"a group record of {length} bytes declares {count} buffers: "
+            "more than its table can hold"
+        )
+    return count
+
+
+def group_layout(table: bytes, index: int, length: int) -> list[tuple[int, int]]:
+    """``(offset, length)`` in the payload of each buffer of GROUP record ``index``,
+    whose ``length``-byte payload begins with ``table`` (its whole table, as
+    :func:`group_count` sized it); :class:`FormatError` unless the table is intact and
+    its buffers fill the payload exactly."""
+    body = table[: -TRAILER.size]
+    if digest(body, seed=index) != TRAILER.unpack_from(table, len(body))[0]:
+        raise FormatError("a group record's table is damaged (checksum mismatch)")
+    count = GROUP_HEAD.unpack_from(body)[0]
+    lengths = struct.unpack_from(f"<{count}Q", body, GROUP_HEAD.size)
+    layout = []
+    end = len(table)
+    for size in lengths:
+        start = aligned(end)
+        end = start + size
+        if end > length:  # checked as it goes: a damaged length is no allocation
+            break
+        layout.append((start, size))
+    if end != length:
+        raise FormatError(
+            f"a group record's buffers end at byte {end} of its payload, which holds {length} bytes"
+        )
+    return layout
 
 
 # The global that opcode streams name to rebuild a wrapped object; a loader binds it

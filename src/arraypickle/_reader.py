@@ -226,6 +226,7 @@ class ContainerReader:
         self.buffer_bytes = 0
         self._records = 0
         self._nbuffers = 0
+        self._groups = True  # whether the container's version has GROUP records
         self._ended = False
         self._opcodes: deque[memoryview] = deque()
         # Set by opcodes_into while it reads records: where a PICKLE payload may go.
@@ -398,6 +399,7 @@ class ContainerReader:
             header = fmt.parse_header(raw)
         except fmt.FormatError as exc:
             raise self.corrupt(str(exc), 0) from None
+        self._groups = header.major >= 2
         if self._mmap is not None and self._mmap.mode == "r+":
             if not header.flags & fmt.HEADER_FLAG_MAPPED_WRITABLE:
                 self._unmarked = bytes(raw)  # marked once the load succeeds
@@ -452,6 +454,9 @@ class ContainerReader:
             raise self.corrupt(f"{self._describe()} declares {pad} bytes of padding", start)
         if kind == fmt.KIND_BUFFER and self._inline_max and length <= self._inline_max:
             self._read_inline_buffer(pad, flags, length)
+            return
+        if kind == fmt.KIND_GROUP and self._groups:
+            self._read_group(pad, length)
             return
         what = self._describe()
         if pad and any(self._read(pad, f"the padding of {what}")):
@@ -527,6 +532,88 @@ class ContainerReader:
                 raise self.corrupt(f"{self._describe()} is damaged (checksum mismatch)")
         # Not an empty region[i:i]: numpy gives it the parent's address, off the alignment.
         self._file_buffer(flags, region[pad:end] if length else region[pad:][:0])
+        self._records += 1
+
+    def _read_group(self, pad: int, length: int) -> None:
+        """A GROUP record: read whole with its padding and checksum, as a small buffer
+        is (see :meth:`_read_inline_buffer`), then its buffers filed as views of it, or,
+        memory-mapped, its table read and its buffers mapped in place."""
+        start = self.offset
+        if length > fmt.GROUP_MAX:
+            raise self.corrupt(
+                f"{self._describe()} declares {length} bytes, more than a group record "
+                f"may hold ({fmt.GROUP_MAX})",
+                start,
+            )
+        if length < fmt.GROUP_HEAD.size:
+            raise self.corrupt(f"{self._describe()} is too short for a group record", start)
+        self._check_size(length, self._describe(), pad)
+        if self._mmap is not None:
+            self._map_group(pad, length)
+            return
+        region = aligned_empty(pad + length + _TRAILER_SIZE, lead=pad)
+        view = memoryview(region)
+        self._fill(view, self._describe(), None)
+        if pad and view[:pad] != _ZERO_PADS[pad]:
+            raise self.corrupt(f"the padding of {self._describe()} is not zero", start)
+        end = pad + length
+        check = self._verify or (self._scanning and not self.buffers_unverifiable)
+        if check:
+            (expected,) = _unpack_trailer(view, end)
+            if _digest(view[pad:end], seed=self._records) != expected:
+                raise self.corrupt(f"{self._describe()} is damaged (checksum mismatch)")
+        payload = view[pad:end]
+        layout = self._group_layout(lambda n: bytes(payload[:n]), length)
+        gap_from = fmt.group_table_size(len(layout))
+        for at, size in layout:
+            if payload[gap_from:at] != _ZERO_PADS[at - gap_from]:
+                raise self.corrupt(f"the padding in {self._describe()} is not zero", start)
+            gap_from = at + size
+            self.buffer_bytes += size
+        if self._scanning:
+            self._nbuffers += len(layout)
+        else:
+            indexed = self._indexed
+            index = self._nbuffers
+            for at, size in layout:
+                at += pad
+                # Not an empty region[i:i]: numpy gives it the parent's address.
+                indexed[index] = region[at : at + size] if size else region[at:][:0]
+                index += 1
+            self._nbuffers = index
+        self._records += 1
+
+    def _group_layout(self, table: Callable[[int], bytes], length: int) -> list[tuple[int, int]]:
+        """The layout of the GROUP record being read (``length`` bytes), whose first
+        ``n`` bytes ``table(n)`` gives."""
+        try:
+            count = fmt.group_count(table(fmt.GROUP_HEAD.size), length)
+            return fmt.group_layout(table(fmt.group_table_size(count)), self._records, length)
+        except fmt.FormatError as exc:
+            raise self.corrupt(f"{self._describe()}: {exc}") from None
+
+    def _map_group(self, pad: int, length: int) -> None:
+        """A GROUP record of a memory-mapped file: its table read (and checked, its
+        own checksum: the payload's is skipped, as mapped buffers' are), its buffers
+        mapped."""
+        what = self._describe()
+        if pad and any(self._read(pad, f"the padding of {what}")):
+            raise self.corrupt(f"the padding of {what} is not zero")
+        payload_at = self.offset
+        table = bytearray()
+
+        def first(n: int) -> bytes:  # read as far as asked: the table's size comes first
+            if n > len(table):
+                table.extend(self._read(n - len(table), what))
+            return bytes(table[:n])
+
+        layout = self._group_layout(first, length)
+        self._src.seek(payload_at + length - self.offset, 1)
+        self.offset = payload_at + length
+        self._trailer(None, what)
+        for at, size in layout:
+            self.buffer_bytes += size
+            self._file_buffer(0, self._mmap.map(payload_at + at, size))  # type: ignore[union-attr]
         self._records += 1
 
     def _fill_rest(self, view: memoryview, got: int | None) -> None:

@@ -398,7 +398,8 @@ class BufferRecord:
 
 class ContainerSource:
     """The opcode bytes of a container, read from its first byte: PICKLE payloads back
-    to back. BUFFER records are listed (:attr:`buffers`) and skipped unread. Record
+    to back. Buffers are listed (:attr:`buffers`) and skipped unread (a GROUP record's
+    table is read, to list them). Record
     headers are CRC-checked (a damaged length must not send the walk astray); payload
     checksums are left to ``arraypickle verify``.
 
@@ -428,6 +429,7 @@ class ContainerSource:
         except fmt.FormatError as exc:
             raise SymbolicError(str(exc)) from None
         self.version = (header.major, header.minor)
+        self._groups = header.major >= 2  # GROUP records come from version 2
         self.checksum = header.checksum
         self.alignment = fmt.ALIGNMENT
         self.mapped_writable = bool(header.flags & fmt.HEADER_FLAG_MAPPED_WRITABLE)
@@ -501,6 +503,8 @@ class ContainerSource:
                 self.nbuffers += 1
                 self.records += 1
                 self._drop(length + fmt.TRAILER.size, "a buffer record")
+            elif kind == fmt.KIND_GROUP and self._groups:
+                self._group(start, length)
             elif kind == fmt.KIND_END:
                 if length != fmt.END.size:
                     raise SymbolicError(f"the END record at offset {start} has a wrong size")
@@ -518,6 +522,30 @@ class ContainerSource:
             else:
                 raise SymbolicError(f"the record at offset {start} has an unknown kind {kind!r}")
         return False
+
+    def _group(self, start: int, length: int) -> None:
+        """List (or count) the buffers of the GROUP record at ``start``, whose payload
+        comes next: its table is read and checked, the rest skipped unread."""
+        if not fmt.GROUP_HEAD.size <= length <= fmt.GROUP_MAX:
+            raise SymbolicError(f"the group record at offset {start} declares {length} bytes")
+        at = self.offset
+        head = self._exact(fmt.GROUP_HEAD.size, "a group record's table")
+        try:
+            count = fmt.group_count(head, length)
+            table = head + self._exact(
+                fmt.group_table_size(count) - len(head), "a group record's table"
+            )
+            layout = fmt.group_layout(table, self.records, length)
+        except fmt.FormatError as exc:
+            raise SymbolicError(f"{exc} (offset {start})") from None
+        for offset, size in layout:
+            if self._list_buffers:
+                buf = BufferRecord(self.nbuffers, self.records, at + offset, size, 0)
+                self.buffers.append(buf)
+                self.indexed[buf.index] = buf
+            self.nbuffers += 1
+        self.records += 1
+        self._drop(length - len(table) + fmt.TRAILER.size, "a group record")
 
     def _consumed(self, n: int) -> None:
         self._left -= n

@@ -71,6 +71,36 @@ class _Copier:
         """Copy record ``index``'s payload and checksum, checking it (or, with
         ``reseal``, writing the checksum of the bytes as they are now)."""
         hasher = fmt.record_hasher(index)
+        self.copy(length, what, hasher, itemsize)
+        self.seal(hasher, what, reseal)
+
+    def group(self, length: int, what: str, index: int, first: int, reseal: bool) -> int:
+        """Copy GROUP record ``index``'s payload and checksum as :meth:`payload` does,
+        each buffer (from buffer ``first`` on) with its element size; return how many
+        buffers it holds."""
+        if not fmt.GROUP_HEAD.size <= length <= fmt.GROUP_MAX:
+            raise self.corrupt(f"{what} declares {length} bytes")
+        table = self.exact(fmt.GROUP_HEAD.size, what)
+        try:
+            count = fmt.group_count(table, length)
+            table += self.exact(fmt.group_table_size(count) - len(table), what)
+            layout = fmt.group_layout(table, index, length)
+        except fmt.FormatError as exc:
+            raise self.corrupt(f"{what}: {exc}") from None
+        hasher = fmt.record_hasher(index)
+        hasher.update(table)
+        self.emit(table)
+        end = len(table)
+        for i, (at, size) in enumerate(layout):
+            self.copy(at - end, what, hasher, 1)  # the zero padding before it
+            self.copy(size, what, hasher, self._itemsizes.get(first + i, 1))
+            end = at + size
+        self.seal(hasher, what, reseal)
+        return count
+
+    def copy(self, length: int, what: str, hasher: Any, itemsize: int) -> None:
+        """Copy ``length`` bytes of ``what``, hashing them; ``itemsize``: their element
+        size, for an array-aware writer."""
         if itemsize > PIECE:  # whole elements no longer fit a piece (a file's choice)
             itemsize = 1
         piece = PIECE - PIECE % itemsize
@@ -86,6 +116,10 @@ class _Copier:
             else:
                 self.emit(view)
             left -= n
+
+    def seal(self, hasher: Any, what: str, reseal: bool) -> None:
+        """Copy the checksum of the payload ``hasher`` hashed, checking it (or, with
+        ``reseal``, writing the hasher's)."""
         trailer = self.exact(fmt.TRAILER.size, f"the checksum of {what}")
         if reseal:
             trailer = fmt.TRAILER.pack(hasher.intdigest())
@@ -114,6 +148,7 @@ def copy_container(
     except fmt.FormatError as exc:
         raise copier.corrupt(str(exc), 0) from None
     reseal = bool(header.flags & fmt.HEADER_FLAG_MAPPED_WRITABLE)
+    groups = header.major >= 2  # GROUP records come from version 2
     copier.emit(fmt.pack_header(header.flags & ~fmt.HEADER_FLAG_MAPPED_WRITABLE))
     records = buffers = 0
     while True:
@@ -147,6 +182,8 @@ def copy_container(
         if kind == fmt.KIND_BUFFER:
             copier.payload(length, what, records, copier._itemsizes.get(buffers, 1), reseal)
             buffers += 1
+        elif kind == fmt.KIND_GROUP and groups:
+            buffers += copier.group(length, what, records, buffers, reseal)
         elif kind == fmt.KIND_PICKLE or flags & fmt.FLAG_SKIPPABLE:
             copier.payload(length, what, records, 1, reseal=False)
         else:

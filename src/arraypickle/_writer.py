@@ -30,6 +30,8 @@ def write_all(write: Any, data: Any) -> None:
 _SMALL = 16 << 10
 # Pending bytes are written once they reach this size.
 _PENDING_LIMIT = 64 << 10
+# A GROUP record's payload, table included, stays within this size.
+_GROUP_LIMIT = 64 << 10
 # Buffers from this size are hashed on a helper thread while they are written
 # (uncompressed dumps only: compressed ones keep every core busy compressing).
 _THREADED_HASH = 4 << 20
@@ -43,6 +45,11 @@ class ContainerWriter:
     ``out`` in one write, joined, before the next large payload (or at 64 KiB, or at
     :meth:`finish`): an object of many small arrays costs one write per 64 KiB, not
     three per array. Large payloads are written from the array's own memory.
+
+    Small buffers go into GROUP records, up to 64 KiB each: a reader then reads, checks
+    and files a record per group, not per buffer (for an object of many small arrays,
+    most of the cost of loading it). A group is written before anything that follows
+    it in the file: the next opcodes (which refer to its buffers), a buffer of its own.
 
     ``out`` may offer ``write_array(data, itemsize)``: buffer payloads then go through
     it, telling array-aware codecs the element size of what they compress.
@@ -58,6 +65,8 @@ class ContainerWriter:
         self.offset = len(header)
         self.records = 0
         self.buffers = 0
+        self._group: list[bytes] = []  # the payloads of the group being gathered
+        self._group_end = 0  # where its last buffer ends, counted from its data's start
 
     def _add(self, *parts: bytes) -> None:
         """Append ``parts`` to the pending bytes (``offset`` counts them as written)."""
@@ -77,7 +86,7 @@ class ContainerWriter:
 
     def _header(self, kind: bytes, flags: int, length: int) -> bytes:
         """A record header at ``offset``, and the padding that aligns a buffer after it."""
-        pad = fmt.padding(self.offset) if kind == fmt.KIND_BUFFER else 0
+        pad = fmt.padding(self.offset) if kind in fmt.ALIGNED_KINDS else 0
         return fmt.pack_record(kind, pad, flags, length) + _ZEROS[:pad]
 
     def _small_record(self, kind: bytes, flags: int, payload: Any, owned: bool = False) -> int:
@@ -113,8 +122,34 @@ class ContainerWriter:
         self.offset += length
         self._add(fmt.TRAILER.pack(checksum))
 
+    def _add_to_group(self, payload: bytes) -> None:
+        """Gather a small buffer's ``payload`` (bytes of its own) into the group."""
+        size = len(payload)
+        start = fmt.aligned(self._group_end) if self._group else 0
+        table = fmt.aligned(fmt.group_table_size(len(self._group) + 1))
+        if self._group and table + start + size > _GROUP_LIMIT:
+            self._flush_group()
+            start = 0
+        self._group.append(payload)
+        self._group_end = start + size
+
+    def _flush_group(self) -> None:
+        """Add the gathered buffers to the pending bytes as one GROUP record."""
+        buffers = self._group
+        self._group = []
+        table = fmt.pack_group_table([len(b) for b in buffers], self.records)
+        parts = [table]
+        end = len(table)
+        for payload in buffers:
+            gap = -end % fmt.ALIGNMENT
+            parts += (_ZEROS[:gap], payload)
+            end += gap + len(payload)
+        self._small_record(fmt.KIND_GROUP, 0, b"".join(parts), owned=True)
+
     def write(self, data: bytes | pickle.PickleBuffer) -> int:
         """Take one frame of pickle opcodes from the pickler as a PICKLE record."""
+        if self._group:  # before the opcodes that refer to its buffers
+            self._flush_group()
         view = byte_view(data)
         size = len(view)
         if size <= _SMALL:
@@ -130,13 +165,19 @@ class ContainerWriter:
         is copied, a bounded chunk at a time.
         """
         nbytes = arr.nbytes
-        if nbytes <= _SMALL and self._write_array is None:
+        small = nbytes <= _SMALL and self._write_array is None
+        if small and not flags:
             # Laid out as byte_chunks lays out large ones (any order but 'F' is C), by
             # ndarray's own tobytes (a subclass may override it). A copy of at most
             # 16 KiB: measured faster than joining a view of the array's memory. Its
             # bytes are ours alone, so they are kept as they are, not joined again.
-            layout = "F" if order == "F" else "C"
-            payload = np.ndarray.tobytes(arr, layout)
+            self._add_to_group(np.ndarray.tobytes(arr, "F" if order == "F" else "C"))
+            self.buffers += 1
+            return self.buffers - 1
+        if self._group:  # buffers are numbered in the order of their records
+            self._flush_group()
+        if small:  # a NEXT_BUFFER one: a record of its own, as the flag is per record
+            payload = np.ndarray.tobytes(arr, "F" if order == "F" else "C")
             self._small_record(fmt.KIND_BUFFER, flags, payload, owned=True)
         elif (
             self._write_array is None
@@ -182,5 +223,7 @@ class ContainerWriter:
 
     def finish(self) -> None:
         """Write the END record, and everything still pending."""
+        if self._group:
+            self._flush_group()
         self._small_record(fmt.KIND_END, 0, fmt.END.pack(self.records, self.buffers))
         self._flush()
