@@ -23,6 +23,10 @@ FACES = 13_233
 FACE_SHAPE = (62, 47)
 PEOPLE = 5_749
 
+# Many small arrays: MNIST-shaped float32 images, 3 KiB each.
+SMALL_IMAGES = 20_000
+SMALL_IMAGE_SHAPE = (28, 28)
+
 FOREST_SAMPLES = 20_000
 FOREST_FEATURES = 20
 FOREST_TREES = 100
@@ -91,6 +95,13 @@ def float_dict(quick: bool) -> dict[float, float]:
     return {r.random(): r.random() for _ in range(n)}
 
 
+def small_images(quick: bool) -> list[np.ndarray]:
+    """A list of small float32 images, each an array of its own (not views of one)."""
+    n = 500 if quick else SMALL_IMAGES
+    rng = np.random.default_rng(0)
+    return [rng.random(SMALL_IMAGE_SHAPE, dtype=np.float32) for _ in range(n)]
+
+
 def random_forest(quick: bool) -> Any:
     """A fitted ``RandomForestClassifier`` with 100 trees (about 30 MB pickled)."""
     from sklearn.datasets import make_classification
@@ -131,6 +142,14 @@ CASES = {
             "Dict of floats",
             "1,000,000 random float keys to random floats (Python objects, no arrays)",
             float_dict,
+            arrays=False,
+        ),
+        Case(
+            "images",
+            "Small images",
+            f"a list of {SMALL_IMAGES:,} float32 arrays of {SMALL_IMAGE_SHAPE[0]}x"
+            f"{SMALL_IMAGE_SHAPE[1]} (3 KiB each, 62.7 MB): many small arrays",
+            small_images,
             arrays=False,
         ),
         Case(
