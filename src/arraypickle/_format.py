@@ -131,22 +131,25 @@ def padding(offset: int) -> int:
     return -(offset + RECORD.size) % ALIGNMENT
 
 
-def padding_ok(kind: bytes, pad: int, offset: int) -> bool:
+def padding_ok(kind: bytes, pad: int, offset: int, groups: bool = True) -> bool:
     """Whether a record header at ``offset`` declares the padding the format prescribes
-    (unknown kinds: any below the alignment)."""
-    if kind in ALIGNED_KINDS:
+    (unknown kinds: any below the alignment). ``groups``: whether the container's
+    version has GROUP records (in version 1, ``G`` is a kind it does not know)."""
+    if kind == KIND_BUFFER or (groups and kind == KIND_GROUP):
         return pad == padding(offset)
     if kind in (KIND_PICKLE, KIND_END):
         return pad == 0
     return pad < ALIGNMENT
 
 
-def padding_problem(kind: bytes, pad: int, offset: int, pad_bytes: bytes) -> str | None:
+def padding_problem(
+    kind: bytes, pad: int, offset: int, pad_bytes: bytes, groups: bool = True
+) -> str | None:
     """What is wrong with the padding of a record whose header is at ``offset``, as the
     loader would refuse it ("declares 8 bytes of padding"), or None; ``pad_bytes``: the
     ``pad`` bytes that follow the header. For the walks that read no payload (``info``,
     ``get_untrusted_types``): what they accept, the load accepts."""
-    if not padding_ok(kind, pad, offset):
+    if not padding_ok(kind, pad, offset, groups):
         return f"declares {pad} bytes of padding"
     if any(pad_bytes):
         return "has padding that is not zero"
@@ -176,10 +179,14 @@ def group_count(head: bytes, length: int) -> int:
     count, reserved = GROUP_HEAD.unpack(head)
     if count == 0 or reserved:
         raise FormatError(f"a group record's table starts with {count}, {reserved}")
-    if group_table_size(count) > length:
+    # Each buffer holds a byte at least, so all but the last take 64 bytes or more: a
+    # table cannot list more buffers than its payload has room for (a crafted table of
+    # empty ones would cost a loader far more memory than the file's size).
+    least = aligned(group_table_size(count)) + ALIGNMENT * (count - 1) + 1
+    if least > length:
         raise FormatError(
             f"a group record of {length} bytes declares {count} buffers: "
-            "more than its table can hold"
+            f"more than it can hold ({least} bytes at least)"
         )
     return count
 
@@ -197,10 +204,15 @@ def group_layout(table: bytes, index: int, length: int) -> list[tuple[int, int]]
     layout = []
     end = len(table)
     for size in lengths:
-        start = aligned(end)
+        start = end + (-end % ALIGNMENT)  # aligned(end), inline: once per small array
         end = start + size
-        if end > length:  # checked as it goes: a damaged length is no allocation
-            break
+        if not size or end > length:  # as it goes: a damaged length is no allocation
+            raise FormatError(
+                f"a group record's buffer {len(layout)} of {size} bytes at byte {start} "
+                f"does not fit its payload of {length} bytes"
+                if size
+                else f"a group record lists an empty buffer (buffer {len(layout)})"
+            )
         layout.append((start, size))
     if end != length:
         raise FormatError(

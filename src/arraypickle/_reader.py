@@ -448,7 +448,7 @@ class ContainerReader:
         if _crc32(raw[:12]) != crc:
             raise self.corrupt("a record header is damaged (CRC mismatch)", start)
         self._record_kind = kind
-        if not fmt.padding_ok(kind, pad, start):
+        if not fmt.padding_ok(kind, pad, start, self._groups):
             # The header's CRC catches a damaged pad: a wrong one that checks was made
             # so, and would hand out arrays off the alignment the format promises.
             raise self.corrupt(f"{self._describe()} declares {pad} bytes of padding", start)

@@ -481,7 +481,9 @@ class ContainerSource:
                 kind, pad, flags, length = fmt.parse_record(raw)
             except fmt.FormatError as exc:
                 raise SymbolicError(f"{exc} (offset {start})") from None
-            problem = fmt.padding_problem(kind, pad, start, self._exact(pad, "record padding"))
+            problem = fmt.padding_problem(
+                kind, pad, start, self._exact(pad, "record padding"), self._groups
+            )
             if problem is not None:
                 raise SymbolicError(f"the record at offset {start} {problem}")
             if kind == fmt.KIND_PICKLE:

@@ -92,7 +92,11 @@ class _Copier:
         self.emit(table)
         end = len(table)
         for i, (at, size) in enumerate(layout):
-            self.copy(at - end, what, hasher, 1)  # the zero padding before it
+            gap = self.exact(at - end, what)
+            if any(gap):  # refused by every load: not to be sealed into a copy
+                raise self.corrupt(f"the padding in {what} is not zero")
+            hasher.update(gap)
+            self.emit(gap)
             self.copy(size, what, hasher, self._itemsizes.get(first + i, 1))
             end = at + size
         self.seal(hasher, what, reseal)
@@ -159,7 +163,7 @@ def copy_container(
         except fmt.FormatError as exc:
             raise copier.corrupt(str(exc), start) from None
         what = f"record {records} ({kind.decode('latin-1')!r} at offset {start})"
-        if not fmt.padding_ok(kind, pad, start):
+        if not fmt.padding_ok(kind, pad, start, groups):
             raise copier.corrupt(f"{what} declares {pad} bytes of padding", start)
         padding = copier.exact(pad, f"the padding of {what}")
         if any(padding):
