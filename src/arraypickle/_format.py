@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Callable
 from typing import NamedTuple
 
 from ._checksum import Hasher, digest
@@ -219,6 +220,21 @@ def group_layout(table: bytes, index: int, length: int) -> list[tuple[int, int]]
             f"a group record's buffers end at byte {end} of its payload, which holds {length} bytes"
         )
     return layout
+
+
+def read_group_table(
+    read: Callable[[int], bytes], index: int, length: int
+) -> tuple[bytes, list[tuple[int, int]]]:
+    """The table of GROUP record ``index`` (a payload of ``length`` bytes), read through
+    ``read(n)`` (its next ``n`` bytes), and the layout :func:`group_layout` finds in it;
+    :class:`FormatError` if either is wrong."""
+    if not GROUP_HEAD.size <= length <= GROUP_MAX:
+        raise FormatError(
+            f"a group record of {length} bytes (a group holds {GROUP_HEAD.size} to {GROUP_MAX})"
+        )
+    head = read(GROUP_HEAD.size)
+    table = head + read(group_table_size(group_count(head, length)) - len(head))
+    return table, group_layout(table, index, length)
 
 
 # The global that opcode streams name to rebuild a wrapped object; a loader binds it

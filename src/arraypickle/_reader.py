@@ -545,8 +545,6 @@ class ContainerReader:
                 f"may hold ({fmt.GROUP_MAX})",
                 start,
             )
-        if length < fmt.GROUP_HEAD.size:
-            raise self.corrupt(f"{self._describe()} is too short for a group record", start)
         self._check_size(length, self._describe(), pad)
         if self._mmap is not None:
             self._map_group(pad, length)
@@ -563,7 +561,14 @@ class ContainerReader:
             if _digest(view[pad:end], seed=self._records) != expected:
                 raise self.corrupt(f"{self._describe()} is damaged (checksum mismatch)")
         payload = view[pad:end]
-        layout = self._group_layout(lambda n: bytes(payload[:n]), length)
+        read_from = 0
+
+        def read(n: int) -> bytes:
+            nonlocal read_from
+            read_from += n
+            return bytes(payload[read_from - n : read_from])
+
+        layout = self._group_layout(read, length)
         gap_from = fmt.group_table_size(len(layout))
         for at, size in layout:
             if payload[gap_from:at] != _ZERO_PADS[at - gap_from]:
@@ -577,18 +582,16 @@ class ContainerReader:
             index = self._nbuffers
             for at, size in layout:
                 at += pad
-                # Not an empty region[i:i]: numpy gives it the parent's address.
-                indexed[index] = region[at : at + size] if size else region[at:][:0]
+                indexed[index] = region[at : at + size]  # groups hold no empty buffer
                 index += 1
             self._nbuffers = index
         self._records += 1
 
-    def _group_layout(self, table: Callable[[int], bytes], length: int) -> list[tuple[int, int]]:
-        """The layout of the GROUP record being read (``length`` bytes), whose first
-        ``n`` bytes ``table(n)`` gives."""
+    def _group_layout(self, read: Callable[[int], bytes], length: int) -> list[tuple[int, int]]:
+        """The layout of the GROUP record being read (``length`` bytes), whose table
+        ``read(n)`` gives, ``n`` bytes at a time."""
         try:
-            count = fmt.group_count(table(fmt.GROUP_HEAD.size), length)
-            return fmt.group_layout(table(fmt.group_table_size(count)), self._records, length)
+            return fmt.read_group_table(read, self._records, length)[1]
         except fmt.FormatError as exc:
             raise self.corrupt(f"{self._describe()}: {exc}") from None
 
@@ -600,14 +603,7 @@ class ContainerReader:
         if pad and any(self._read(pad, f"the padding of {what}")):
             raise self.corrupt(f"the padding of {what} is not zero")
         payload_at = self.offset
-        table = bytearray()
-
-        def first(n: int) -> bytes:  # read as far as asked: the table's size comes first
-            if n > len(table):
-                table.extend(self._read(n - len(table), what))
-            return bytes(table[:n])
-
-        layout = self._group_layout(first, length)
+        layout = self._group_layout(lambda n: bytes(self._read(n, what)), length)
         self._src.seek(payload_at + length - self.offset, 1)
         self.offset = payload_at + length
         self._trailer(None, what)

@@ -528,16 +528,11 @@ class ContainerSource:
     def _group(self, start: int, length: int) -> None:
         """List (or count) the buffers of the GROUP record at ``start``, whose payload
         comes next: its table is read and checked, the rest skipped unread."""
-        if not fmt.GROUP_HEAD.size <= length <= fmt.GROUP_MAX:
-            raise SymbolicError(f"the group record at offset {start} declares {length} bytes")
         at = self.offset
-        head = self._exact(fmt.GROUP_HEAD.size, "a group record's table")
         try:
-            count = fmt.group_count(head, length)
-            table = head + self._exact(
-                fmt.group_table_size(count) - len(head), "a group record's table"
+            table, layout = fmt.read_group_table(
+                lambda n: self._exact(n, "a group record's table"), self.records, length
             )
-            layout = fmt.group_layout(table, self.records, length)
         except fmt.FormatError as exc:
             raise SymbolicError(f"{exc} (offset {start})") from None
         for offset, size in layout:

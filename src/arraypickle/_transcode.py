@@ -78,13 +78,8 @@ class _Copier:
         """Copy GROUP record ``index``'s payload and checksum as :meth:`payload` does,
         each buffer (from buffer ``first`` on) with its element size; return how many
         buffers it holds."""
-        if not fmt.GROUP_HEAD.size <= length <= fmt.GROUP_MAX:
-            raise self.corrupt(f"{what} declares {length} bytes")
-        table = self.exact(fmt.GROUP_HEAD.size, what)
         try:
-            count = fmt.group_count(table, length)
-            table += self.exact(fmt.group_table_size(count) - len(table), what)
-            layout = fmt.group_layout(table, index, length)
+            table, layout = fmt.read_group_table(lambda n: self.exact(n, what), index, length)
         except fmt.FormatError as exc:
             raise self.corrupt(f"{what}: {exc}") from None
         hasher = fmt.record_hasher(index)
@@ -100,7 +95,7 @@ class _Copier:
             self.copy(size, what, hasher, self._itemsizes.get(first + i, 1))
             end = at + size
         self.seal(hasher, what, reseal)
-        return count
+        return len(layout)
 
     def copy(self, length: int, what: str, hasher: Any, itemsize: int) -> None:
         """Copy ``length`` bytes of ``what``, hashing them; ``itemsize``: their element
