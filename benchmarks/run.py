@@ -191,9 +191,12 @@ def measure(
         result = json.load(f)
     os.remove(result_path)
     note = "" if result["verified"] is not False else "loaded object differs from the original"
+    status = "ok" if not note else "failed"
+    if result.get("mmap_error"):
+        note = note or f"its mapped load failed: {result['mmap_error']}"
     return {
         **row,
-        "status": "ok" if not note else "failed",
+        "status": status,
         "note": note,
         "wall_s": time.perf_counter() - started,
         **result,
