@@ -166,18 +166,19 @@ class ContainerWriter:
         """
         nbytes = arr.nbytes
         small = nbytes <= _SMALL and self._write_array is None
-        if small and nbytes and not flags:
+        if small:
             # Laid out as byte_chunks lays out large ones (any order but 'F' is C), by
             # ndarray's own tobytes (a subclass may override it). A copy of at most
             # 16 KiB: measured faster than joining a view of the array's memory. Its
             # bytes are ours alone, so they are kept as they are, not joined again.
-            self._add_to_group(np.ndarray.tobytes(arr, "F" if order == "F" else "C"))
-            self.buffers += 1
-            return self.buffers - 1
+            payload = np.ndarray.tobytes(arr, "F" if order == "F" else "C")
+            if nbytes and not flags:
+                self._add_to_group(payload)
+                self.buffers += 1
+                return self.buffers - 1
         if self._group:  # buffers are numbered in the order of their records
             self._flush_group()
         if small:  # NEXT_BUFFER (the flag is per record), or empty (groups hold none)
-            payload = np.ndarray.tobytes(arr, "F" if order == "F" else "C")
             self._small_record(fmt.KIND_BUFFER, flags, payload, owned=True)
         elif (
             self._write_array is None
