@@ -539,27 +539,28 @@ class ContainerReader:
         is (see :meth:`_read_inline_buffer`), then its buffers filed as views of it, or,
         memory-mapped, its table read and its buffers mapped in place."""
         start = self.offset
+        what = self._describe()  # once a group, not once an array
         if length > fmt.GROUP_MAX:
             raise self.corrupt(
-                f"{self._describe()} declares {length} bytes, more than a group record "
-                f"may hold ({fmt.GROUP_MAX})",
+                f"{what} declares {length} bytes, more than a group record may hold "
+                f"({fmt.GROUP_MAX})",
                 start,
             )
-        self._check_size(length, self._describe(), pad)
+        self._check_size(length, what, pad)
         if self._mmap is not None:
-            self._map_group(pad, length)
+            self._map_group(pad, length, what)
             return
         region = aligned_empty(pad + length + _TRAILER_SIZE, lead=pad)
         view = memoryview(region)
-        self._fill(view, self._describe(), None)
+        self._fill(view, what, None)
         if pad and view[:pad] != _ZERO_PADS[pad]:
-            raise self.corrupt(f"the padding of {self._describe()} is not zero", start)
+            raise self.corrupt(f"the padding of {what} is not zero", start)
         end = pad + length
         check = self._verify or (self._scanning and not self.buffers_unverifiable)
         if check:
             (expected,) = _unpack_trailer(view, end)
             if _digest(view[pad:end], seed=self._records) != expected:
-                raise self.corrupt(f"{self._describe()} is damaged (checksum mismatch)")
+                raise self.corrupt(f"{what} is damaged (checksum mismatch)")
         payload = view[pad:end]
         read_from = 0
 
@@ -569,22 +570,21 @@ class ContainerReader:
             return bytes(payload[read_from - n : read_from])
 
         layout = self._group_layout(read, length)
+        # One pass: each gap checked, each buffer filed (a scan files none) as a view.
+        indexed = None if self._scanning else self._indexed
+        index = self._nbuffers
         gap_from = fmt.group_table_size(len(layout))
+        total = 0
         for at, size in layout:
             if payload[gap_from:at] != _ZERO_PADS[at - gap_from]:
-                raise self.corrupt(f"the padding in {self._describe()} is not zero", start)
+                raise self.corrupt(f"the padding in {what} is not zero", start)
             gap_from = at + size
-            self.buffer_bytes += size
-        if self._scanning:
-            self._nbuffers += len(layout)
-        else:
-            indexed = self._indexed
-            index = self._nbuffers
-            for at, size in layout:
-                at += pad
-                indexed[index] = region[at : at + size]  # groups hold no empty buffer
-                index += 1
-            self._nbuffers = index
+            total += size
+            if indexed is not None:
+                indexed[index] = region[pad + at : pad + gap_from]  # none is empty
+            index += 1
+        self.buffer_bytes += total
+        self._nbuffers = index
         self._records += 1
 
     def _group_layout(self, read: Callable[[int], bytes], length: int) -> list[tuple[int, int]]:
@@ -595,11 +595,10 @@ class ContainerReader:
         except fmt.FormatError as exc:
             raise self.corrupt(f"{self._describe()}: {exc}") from None
 
-    def _map_group(self, pad: int, length: int) -> None:
+    def _map_group(self, pad: int, length: int, what: str) -> None:
         """A GROUP record of a memory-mapped file: its table read (and checked, its
         own checksum: the payload's is skipped, as mapped buffers' are), its buffers
         mapped."""
-        what = self._describe()
         if pad and any(self._read(pad, f"the padding of {what}")):
             raise self.corrupt(f"the padding of {what} is not zero")
         payload_at = self.offset
