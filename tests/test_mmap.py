@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import arraypickle as ap
+from arraypickle import _memory
 from checks import assert_array_same, assert_mapped, iter_arrays, memory_root
 from conftest import installed_codecs
 from layout import buffers
@@ -88,6 +89,24 @@ def test_each_array_is_made_on_the_mapping_itself(stored, mode):
         backing = reducer._get_backing_memmap(out[key])
         rebuild, args = reducer._reduce_memmap_backed(out[key], backing)
         assert_array_same(rebuild(*args), obj[key], mapped=True)
+
+
+def test_an_arrays_place_in_its_mapping(tmp_path):
+    # An array made directly on the whole-file mapping gives its place by its offset, with
+    # no pointers (most of the cost of mapping each of many small arrays); any other
+    # array, by pointers: a slice keeps its parent's offset, and np.memmap maps from a
+    # page boundary, so its offset counts from the file's start, not the mapping's.
+    path = tmp_path / "bytes"
+    path.write_bytes(bytes(range(256)) * 128)
+    with open(path, "rb") as f:
+        mm = _memory.WholeFileMapping(f.fileno(), 0, access=mmap.ACCESS_READ)
+    whole = _memory.memmap_over(mm, 4160, (100,), np.dtype(np.uint8), "C", (str(path), 4160, "r"))
+    assert _memory.mapping_position(whole, mm) == 4160
+    assert whole[10:].offset == 4160
+    assert _memory.mapping_position(whole[10:], mm) == 4170
+    own = np.memmap(path, np.uint8, "r", offset=mmap.ALLOCATIONGRANULARITY + 3)
+    assert own.offset == mmap.ALLOCATIONGRANULARITY + 3
+    assert _memory.mapping_position(own, own.base) == 3
 
 
 def test_object_arrays_and_subclasses_in_mmap_mode(tmp_path):

@@ -30,12 +30,28 @@ def byte_view(data: Any) -> memoryview:
     return view
 
 
+class WholeFileMapping(mmap.mmap):
+    """A mapping of a whole file, from its first byte.
+
+    An array :func:`memmap_over` makes directly on it (its ``base``) sits at its file
+    ``offset`` in the mapping: :func:`mapping_position` then needs no pointers, which
+    cost most of mapping each of many small arrays.
+    """
+
+
+def mapping_position(arr: np.ndarray, mm: mmap.mmap) -> int:
+    """Where ``arr``'s first byte sits in ``mm``, the mapping it views."""
+    if arr.base is mm and type(mm) is WholeFileMapping:
+        return int(arr.offset)  # type: ignore[attr-defined]
+    return arr.ctypes.data - np.frombuffer(mm, _BYTE).ctypes.data
+
+
 def memmap_over(
     mm: mmap.mmap, at: int, shape: Any, dtype: Any, order: str, file: tuple[str, int, str]
 ) -> np.memmap:
     """An ``np.memmap`` of ``shape`` and ``dtype`` over ``mm`` from byte ``at``, made as
     np.memmap makes its own (on the mapping itself); ``file``: its ``filename``,
-    ``offset`` and ``mode``."""
+    ``offset`` and ``mode`` (``at``, on a :class:`WholeFileMapping`)."""
     arr = np.ndarray.__new__(np.memmap, shape, dtype, buffer=mm, offset=at, order=order)
     # Its slices stay memmaps only while _mmap is set, as np.memmap sets it.
     arr._mmap = mm

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ._errors import CorruptFileError
-from ._memory import memmap_over
+from ._memory import mapping_position, memmap_over
 from .hookspecs import hookimpl
 from .wrapper import ArrayWrapper, Buffer, Exposed
 
@@ -302,7 +302,7 @@ def _mapped(buf: np.memmap, dtype: np.dtype, shape: tuple[int, ...], order: str)
     mm = buf.base
     if not isinstance(mm, mmap.mmap):  # pragma: no cover - np.memmap's base is its mmap
         return buf.view(dtype).reshape(shape, order=order)
-    at = buf.ctypes.data - np.frombuffer(mm, np.uint8).ctypes.data
+    at = mapping_position(buf, mm)
     return memmap_over(mm, at, shape, dtype, order, (buf.filename, buf.offset, buf.mode))
 
 

@@ -26,7 +26,7 @@ from ._checksum import Hasher
 from ._damage import data_follows, unpickler_failure
 from ._errors import CorruptFileError, InvalidArgumentError, UnknownWrapperError
 from ._helper import HelperThread
-from ._memory import aligned_empty, memmap_over
+from ._memory import WholeFileMapping, aligned_empty, memmap_over
 from ._opcodes import OpcodeWalker
 from ._splitread import PIECE as SPLIT_PIECE
 from ._splitread import SplitRead, positional_fd
@@ -114,7 +114,8 @@ class MmapTarget:
 
     The file is mapped once, whole, when the first array is: ``np.memmap`` would open
     and map it again for each (about 50 us apiece, most of a mapped load of an object
-    of many small arrays). Each array keeps the mapping alive, as np.memmap's do.
+    of many small arrays). Each array keeps the mapping alive, as np.memmap's do; being
+    whole, the mapping places each array at its file offset (``mapping_position``).
 
     ``fileobj`` is the file the load reads, open (``'r+b'`` for mode ``'r+'``): it is
     what is mapped, and what the header flag is written to. Opened again by name, the
@@ -134,7 +135,7 @@ class MmapTarget:
     def _mapping(self) -> mmap.mmap:
         if self._mm is None:
             try:
-                self._mm = mmap.mmap(self.fileobj.fileno(), 0, access=_ACCESS[self.mode])
+                self._mm = WholeFileMapping(self.fileobj.fileno(), 0, access=_ACCESS[self.mode])
             except OSError as exc:  # 'r+' of a read-only file: name it, as open() does
                 raise type(exc)(exc.errno, exc.strerror, self.path) from exc
         return self._mm
