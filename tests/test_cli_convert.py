@@ -18,6 +18,7 @@ from arraypickle._cli.convert import parse_compress
 from arraypickle._writer import ContainerWriter
 from cli_support import info_json, run_cli
 from conftest import COMPRESS_SETTINGS
+from layout import records
 from peak_rss import PEAK_SCRIPT
 from test_integrity_sizes import record_headers, with_pad
 
@@ -355,6 +356,33 @@ def test_array_aware_codec_gets_element_sizes(tmp_path, capsys, fresh_registry):
     assert sorted(codec.seen) == [(15, 3), (20, 2), (72, 8)]
     out = ap.load(dst)
     assert all(np.array_equal(out[k], obj[k]) for k in obj)
+
+
+def test_a_dump_groups_small_arrays_for_an_array_aware_codec_as_convert_does(
+    tmp_path, capsys, fresh_registry
+):
+    # Small buffers go into GROUP records whatever the codec; an array-aware one gets each
+    # with its element size, the group's table and gaps as bytes. So convert does too:
+    # both write the same bytes.
+    codec = ArrayAwareCodec()
+    ap.register_codec(codec)
+    obj = [np.arange(i).astype(t) for i in range(1, 200) for t in ("<i2", ">f8", "S3")]
+    src, direct, converted = (str(tmp_path / n) for n in ("in.pkl", "d.awtest", "c.awtest"))
+    ap.dump(obj, src)
+    codec.seen.clear()
+    ap.dump(obj, direct, compress=("awtest", 1))
+    dumped, codec.seen[:] = list(codec.seen), []
+    assert run_cli(capsys, "convert", src, converted, "--compress", "awtest:1")[0] == 0
+    assert dumped == codec.seen == [(a.nbytes, a.itemsize) for a in obj]
+    with open(direct, "rb") as f:
+        data = f.read()
+    with open(converted, "rb") as f:
+        assert f.read() == data
+    with open(src, "rb") as f:
+        assert data == codec.magic + f.read()
+    kinds = [r.kind for r in records(data[len(codec.magic) :])]
+    assert kinds.count(b"G") > 1 and b"B" not in kinds
+    assert all(np.array_equal(a, b) for a, b in zip(ap.load(direct), obj, strict=True))
 
 
 def test_elements_larger_than_a_copy_piece_are_copied_as_bytes(tmp_path, capsys, fresh_registry):

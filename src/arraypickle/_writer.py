@@ -52,7 +52,8 @@ class ContainerWriter:
     it in the file: the next opcodes (which refer to its buffers), a buffer of its own.
 
     ``out`` may offer ``write_array(data, itemsize)``: buffer payloads then go through
-    it, telling array-aware codecs the element size of what they compress.
+    it, telling array-aware codecs the element size of what they compress (a group's
+    one by one, its table and gaps through ``write``).
     """
 
     def __init__(self, out: BinaryIO, *, hash_thread: bool = False) -> None:
@@ -65,7 +66,8 @@ class ContainerWriter:
         self.offset = len(header)
         self.records = 0
         self.buffers = 0
-        self._group: list[bytes] = []  # the payloads of the group being gathered
+        # The payloads of the group being gathered, with their element sizes.
+        self._group: list[tuple[bytes, int]] = []
         self._group_end = 0  # where its last buffer ends, counted from its data's start
 
     def _add(self, *parts: bytes) -> None:
@@ -122,7 +124,7 @@ class ContainerWriter:
         self.offset += length
         self._add(fmt.TRAILER.pack(checksum))
 
-    def _add_to_group(self, payload: bytes) -> None:
+    def _add_to_group(self, payload: bytes, itemsize: int) -> None:
         """Gather a small buffer's ``payload`` (bytes of its own) into the group."""
         size = len(payload)
         start = fmt.aligned(self._group_end) if self._group else 0
@@ -130,21 +132,33 @@ class ContainerWriter:
         if self._group and table + start + size > _GROUP_LIMIT:
             self._flush_group()
             start = 0
-        self._group.append(payload)
+        self._group.append((payload, itemsize))
         self._group_end = start + size
 
     def _flush_group(self) -> None:
-        """Add the gathered buffers to the pending bytes as one GROUP record."""
+        """Write the gathered buffers as one GROUP record (added to the pending bytes,
+        unless an array-aware codec is to get each buffer with its element size)."""
         buffers = self._group
         self._group = []
-        table = fmt.pack_group_table([len(b) for b in buffers], self.records)
-        parts = [table]
+        table = fmt.pack_group_table([len(b) for b, _ in buffers], self.records)
+        parts = [(table, 0)]  # with its element size, each part that is a buffer
         end = len(table)
-        for payload in buffers:
+        for payload, itemsize in buffers:
             gap = -end % fmt.ALIGNMENT
-            parts += (_ZEROS[:gap], payload)
+            parts += ((_ZEROS[:gap], 0), (payload, itemsize))
             end += gap + len(payload)
-        self._small_record(fmt.KIND_GROUP, 0, b"".join(parts), owned=True)
+        if self._write_array is None:
+            self._small_record(fmt.KIND_GROUP, 0, b"".join(p for p, _ in parts), owned=True)
+            return
+        hasher = fmt.record_hasher(self._large_header(fmt.KIND_GROUP, 0, end))
+        for part, itemsize in parts:
+            hasher.update(part)
+            if itemsize:
+                self._write_array(part, itemsize)
+            else:
+                write_all(self._write, part)
+        self.offset += end
+        self._add(fmt.TRAILER.pack(hasher.intdigest()))
 
     def write(self, data: bytes | pickle.PickleBuffer) -> int:
         """Take one frame of pickle opcodes from the pickler as a PICKLE record."""
@@ -165,7 +179,7 @@ class ContainerWriter:
         is copied, a bounded chunk at a time.
         """
         nbytes = arr.nbytes
-        small = nbytes <= _SMALL and self._write_array is None
+        small = nbytes <= _SMALL
         if small:
             # Laid out as byte_chunks lays out large ones (any order but 'F' is C), by
             # ndarray's own tobytes (a subclass may override it). A copy of at most
@@ -173,12 +187,13 @@ class ContainerWriter:
             # bytes are ours alone, so they are kept as they are, not joined again.
             payload = np.ndarray.tobytes(arr, "F" if order == "F" else "C")
             if nbytes and not flags:
-                self._add_to_group(payload)
+                self._add_to_group(payload, arr.dtype.itemsize)
                 self.buffers += 1
                 return self.buffers - 1
         if self._group:  # buffers are numbered in the order of their records
             self._flush_group()
-        if small:  # NEXT_BUFFER (the flag is per record), or empty (groups hold none)
+        if small and self._write_array is None:
+            # NEXT_BUFFER (the flag is per record), or empty (groups hold none)
             self._small_record(fmt.KIND_BUFFER, flags, payload, owned=True)
         elif (
             self._write_array is None
