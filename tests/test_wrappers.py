@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import arraypickle as ap
-from arraypickle import _plugins
+from arraypickle import _format, _plugins
 from checks import load_allocation_max, memory_root
 from layout import buffers, pickled
 
@@ -395,3 +395,24 @@ def test_a_known_form_with_the_wrong_buffers_says_so():
 
     with pytest.raises(ap.CorruptFileError, match="form 'a' with 4 fields and 0 buffers"):
         NumpyWrapper().rebuild(("a", np.dtype("f8"), (3,), "C"), [])
+
+
+class RebuiltFrom:
+    """Pickles as a call of the numpy wrapper with ``meta`` and no buffers."""
+
+    def __init__(self, meta):
+        self.meta = meta
+
+    def __reduce__(self):
+        return _format.rebuild, ("numpy", self.meta, 0, 0)
+
+
+@pytest.mark.parametrize("meta", [["v", np.matrix, np.eye(2), None], "vabc", (), 7], ids=repr)
+def test_a_meta_that_is_not_a_tuple_is_a_corrupt_file(meta):
+    # The writer stores a tuple, and format.md says so: a list with the right items was
+    # accepted, a string of four characters taken for the form's fields.
+    data = ap.dumps(RebuiltFrom(meta))
+    with pytest.raises(ap.CorruptFileError, match=r"a meta of type \w+, not a tuple"):
+        ap.loads(data)
+    with pytest.raises(ap.CorruptFileError, match="a numpy meta the scan cannot see"):
+        ap.loads(data, safe=True)

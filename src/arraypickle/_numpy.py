@@ -147,6 +147,10 @@ class NumpyWrapper(ArrayWrapper):
         return None
 
     def rebuild(self, meta: Any, buffers: list[np.ndarray]) -> Any:
+        if type(meta) is not tuple or not meta:  # as expose stores it, and format.md says
+            raise CorruptFileError(
+                f"numpy wrapper: a meta of type {type(meta).__name__}, not a tuple"
+            )
         kind = meta[0]
         if kind == "a" and len(meta) == 4 and len(buffers) == 1:
             return _rebuild_array(meta[1], meta[2], meta[3], buffers[0])
