@@ -7,6 +7,7 @@ import io
 import os
 import pickle
 import struct
+import threading
 import zlib
 
 import numpy as np
@@ -534,6 +535,46 @@ def test_what_cannot_be_pickled_raises_picklingerror_and_attributeerror(obj, com
     assert target.read_bytes() == b"old"  # the dump failed: the file is as it was
     with pytest.raises(pickle.PicklingError):
         ap.dumps([obj])
+
+
+_UNPICKLABLE = {
+    "lock": lambda tmp_path: threading.Lock(),
+    "generator": lambda tmp_path: (i for i in range(3)),
+    "module": lambda tmp_path: os,
+    "open file": lambda tmp_path: open(tmp_path / "f", "wb"),  # noqa: SIM115 - closed below
+}
+
+
+@pytest.mark.parametrize("what", list(_UNPICKLABLE))
+@pytest.mark.parametrize("compress", [0, 3])
+def test_what_cannot_be_pickled_at_all_raises_unpicklableerror_and_typeerror(
+    what, compress, tmp_path
+):
+    # pickle and joblib raise a plain TypeError ("cannot pickle 'generator' object"):
+    # still one, and an error of the library's own, naming the type.
+    obj = _UNPICKLABLE[what](tmp_path)
+    target = tmp_path / "x.pkl"
+    target.write_bytes(b"old")
+    with pytest.raises(ap.UnpicklableError, match="cannot pickle") as info:
+        ap.dump({"x": [1, obj]}, target, compress=compress)
+    assert isinstance(info.value, TypeError)
+    assert type(obj).__name__ in str(info.value)
+    assert target.read_bytes() == b"old"
+    with pytest.raises(TypeError):
+        ap.dumps([obj])
+    if isinstance(obj, io.IOBase):
+        obj.close()
+
+
+class _OwnTypeError:
+    def __reduce__(self):
+        raise TypeError("its own")
+
+
+def test_an_objects_own_type_error_propagates_unchanged():
+    with pytest.raises(TypeError, match="its own") as info:
+        ap.dumps([_OwnTypeError()])
+    assert not isinstance(info.value, ap.ArrayPickleError)
 
 
 class _Broken:

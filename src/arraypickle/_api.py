@@ -143,7 +143,7 @@ def dump(
 
     Raises:
         UnpicklableError: ``value`` holds what the pickler refuses (a lambda, a
-            local class); the target is left as it was.
+            local class, a lock, a generator); the target is left as it was.
         UnknownCodecError: ``compress`` or the file's extension names a codec that
             is not installed (the message says what to install).
         InvalidArgumentError: an argument is wrong (a level outside 0..9, a
@@ -249,7 +249,8 @@ def load(
             also as ``np.memmap`` spells them (``'readonly'``, ``'readwrite'``,
             ``'write'``, ``'copyonwrite'``).
             For an uncompressed file given by path, every non-object array comes back
-            as an ``np.memmap`` of the file in that mode (in its stored byte order).
+            mapped from the file in that mode (in its stored byte order): a plain one
+            as an ``np.memmap``, a subclass (``np.matrix``...) as its class over one.
             Compressed files, file objects, remote stores and plain pickles holding
             arrays load into memory instead, with a ``UserWarning`` (``file://`` URLs
             are local files and map; an uncompressed plain pickle given by path and
@@ -578,10 +579,12 @@ def _write(
         try:
             try:
                 Pickler(writer, protocol, registry.wrapper_index).dump(value)
-            except (AttributeError, pickle.PicklingError) as exc:
+            except (AttributeError, pickle.PicklingError, TypeError) as exc:
                 # The C pickler's refusals of what it cannot save by reference: a local
                 # class or function (AttributeError), a module-level lambda
-                # (PicklingError). Not an object's own __reduce__ failing.
+                # (PicklingError); and C types' own refusals, run by the pickler with
+                # no Python frame of theirs (TypeError: "cannot pickle 'generator'
+                # object"). Not an object's own __reduce__ failing.
                 if isinstance(exc, ArrayPickleError) or not raised_by_pickler(exc):
                     raise
                 raise UnpicklableError(str(exc)) from exc

@@ -70,14 +70,16 @@ class NumpyVersionError(ArrayPickleError, ValueError):
     """
 
 
-class UnpicklableError(ArrayPickleError, pickle.PicklingError, AttributeError):
+class UnpicklableError(ArrayPickleError, pickle.PicklingError, AttributeError, TypeError):
     """The object holds something the pickler refuses: what it cannot save by
-    reference (a local class or function, a lambda), a reduction it cannot use (a
+    reference (a local class or function, a lambda), what cannot be pickled at all (a
+    lock, a generator, a module, an open file), a reduction it cannot use (a
     ``__reduce__`` returning neither a string nor a tuple), or what an array wrapper
     exposed wrongly (the message names the wrapper).
 
-    Python 3.11's C pickler raises ``AttributeError`` for these and joblib's pure-Python
-    pickler ``pickle.PicklingError``: this is both, so either ``except`` catches it.
+    Python 3.11's C pickler raises ``AttributeError`` for the first, ``TypeError`` for
+    the second, and joblib's pure-Python pickler ``pickle.PicklingError``: this is all
+    three, so any of those ``except`` clauses catches it.
     """
 
 
