@@ -663,3 +663,16 @@ def test_a_compressed_stream_of_nothing_is_not_called_an_empty_file(tmp_path):
     from arraypickle._cli import main
 
     assert main(["info", str(path)]) == 1
+
+
+class _WritesReturnText:
+    def write(self, data):
+        return "all of it"
+
+
+def test_a_type_error_of_arraypickles_own_code_is_not_unpicklable():
+    # A file whose write returns a str: the TypeError comes from arraypickle's writer,
+    # during the pickler's run, and the object is not what is wrong.
+    with pytest.raises(TypeError) as info:
+        ap.dump({"a": np.arange(300_000)}, _WritesReturnText())
+    assert not isinstance(info.value, ap.UnpicklableError)

@@ -582,10 +582,14 @@ def _write(
             except (AttributeError, pickle.PicklingError, TypeError) as exc:
                 # The C pickler's refusals of what it cannot save by reference: a local
                 # class or function (AttributeError), a module-level lambda
-                # (PicklingError); and C types' own refusals, run by the pickler with
-                # no Python frame of theirs (TypeError: "cannot pickle 'generator'
-                # object"). Not an object's own __reduce__ failing.
+                # (PicklingError). Not an object's own __reduce__ failing.
                 if isinstance(exc, ArrayPickleError) or not raised_by_pickler(exc):
+                    raise
+                # C types' refusals ("cannot pickle 'generator' object"), raised in C
+                # called by the pickler, so in no frame past this one: not a TypeError
+                # of arraypickle's own code (a file whose write returns a str).
+                tb = exc.__traceback__
+                if isinstance(exc, TypeError) and tb is not None and tb.tb_next is not None:
                     raise
                 raise UnpicklableError(str(exc)) from exc
             writer.finish()
