@@ -332,6 +332,8 @@ class ArrayAwareCodec:
                 return fileobj.write(data)
 
             def write_array(self, data, itemsize):
+                # As the core calls it (arraypickle.testing's conformance kit says so)
+                assert isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 1
                 codec.seen.append((memoryview(data).nbytes, itemsize))
                 fileobj.write(data)
 

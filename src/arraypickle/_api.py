@@ -21,7 +21,7 @@ from ._damage import (
     check_unrecognised,
     data_follows,
     failed_lookup,
-    raised_by_pickler,
+    refused_by_pickling,
 )
 from ._detect import COMPRESSED, CONTAINER, JOBLIB_ZF, detect, open_decoder
 from ._errors import (
@@ -580,16 +580,7 @@ def _write(
             try:
                 Pickler(writer, protocol, registry.wrapper_index).dump(value)
             except (AttributeError, pickle.PicklingError, TypeError) as exc:
-                # The C pickler's refusals of what it cannot save by reference: a local
-                # class or function (AttributeError), a module-level lambda
-                # (PicklingError). Not an object's own __reduce__ failing.
-                if isinstance(exc, ArrayPickleError) or not raised_by_pickler(exc):
-                    raise
-                # C types' refusals ("cannot pickle 'generator' object"), raised in C
-                # called by the pickler, so in no frame past this one: not a TypeError
-                # of arraypickle's own code (a file whose write returns a str).
-                tb = exc.__traceback__
-                if isinstance(exc, TypeError) and tb is not None and tb.tb_next is not None:
+                if isinstance(exc, ArrayPickleError) or not refused_by_pickling(exc):
                     raise
                 raise UnpicklableError(str(exc)) from exc
             writer.finish()

@@ -121,6 +121,23 @@ def raised_by_pickler(exc: BaseException) -> bool:
     return tb is not None and _ours(tb)
 
 
+def refused_by_pickling(exc: BaseException) -> bool:
+    """Whether ``exc``, caught in the frame that called the pickler's ``dump``, is
+    pickling's refusal of something the object holds, not a failure of some code.
+
+    The C pickler refuses what it cannot save by reference: a local class or function
+    (``AttributeError``), a module-level lambda (``PicklingError``). What cannot be
+    pickled at all refuses with ``TypeError``: in C the pickler called (a lock, a
+    generator: no frame past the caller's), or with the standard message in Python
+    (``copyreg`` at protocols 0 and 1, ``socket.__getstate__``). Any other
+    ``TypeError`` (arraypickle's own code's, a ``__reduce__``'s own) is not one.
+    """
+    if not isinstance(exc, TypeError):
+        return raised_by_pickler(exc)
+    tb = exc.__traceback__
+    return (tb is not None and tb.tb_next is None) or str(exc).startswith("cannot pickle ")
+
+
 def raised_in_named_code(exc: BaseException) -> bool:
     """Whether ``exc``, caught in the frame that called the unpickler's ``load``, was
     raised in Python code the pickle named (a class's ``__setstate__`` or constructor,

@@ -153,8 +153,8 @@ class ContainerWriter:
         hasher = fmt.record_hasher(self._large_header(fmt.KIND_GROUP, 0, end))
         for part, itemsize in parts:
             hasher.update(part)
-            if itemsize:
-                self._write_array(part, itemsize)
+            if itemsize:  # as every buffer reaches write_array: a 1-D uint8 array
+                self._write_array(np.frombuffer(part, np.uint8), itemsize)
             else:
                 write_all(self._write, part)
         self.offset += end
