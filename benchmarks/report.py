@@ -166,7 +166,11 @@ def case_table(results: dict[str, Any], case: str) -> list[str]:
                     f"{_s(s['dump_s'])} / {_s(s['dump_min_s'])}",
                     f"{_s(s['load_s'])} / {_s(s['load_min_s'])}",
                     f"{_s(s.get('dump_cpu_s'))} / {_s(s.get('load_cpu_s'))}",
-                    mark("mmap", _ms(s.get("mmap_s"))),
+                    # joblib maps each array on a file descriptor of its own: past the
+                    # process's limit, its mapped load fails while the rest stands.
+                    f"*failed: {row['mmap_error']}*"
+                    if row.get("mmap_error")
+                    else mark("mmap", _ms(s.get("mmap_s"))),
                     mark("dump_peak", _mb(s["dump_peak"])),
                     mark("load_peak", f"{_mb(s['load_peak'])} ({_mb(s['load_retained'])} kept)"),
                     mark("size", _mb(s["file_size"])),
