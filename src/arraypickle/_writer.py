@@ -38,6 +38,15 @@ _THREADED_HASH = 4 << 20
 _ZEROS = bytes(fmt.ALIGNMENT)
 
 
+def _small_bytes(arr: np.ndarray, order: str) -> bytes:
+    """The bytes of a small array (at most 16 KiB), laid out as byte_chunks lays out
+    large ones (any order but 'F' is C), by ndarray's own tobytes (a subclass may
+    override it). A copy: measured faster than joining a view of the array's memory,
+    and its bytes are the writer's alone, so they are kept as they are, not joined
+    again."""
+    return np.ndarray.tobytes(arr, "F" if order == "F" else "C")
+
+
 class ContainerWriter:
     """Writes one container to ``out``; its :meth:`write` is the pickler's file.
 
@@ -180,21 +189,15 @@ class ContainerWriter:
         """
         nbytes = arr.nbytes
         small = nbytes <= _SMALL
-        if small:
-            # Laid out as byte_chunks lays out large ones (any order but 'F' is C), by
-            # ndarray's own tobytes (a subclass may override it). A copy of at most
-            # 16 KiB: measured faster than joining a view of the array's memory. Its
-            # bytes are ours alone, so they are kept as they are, not joined again.
-            payload = np.ndarray.tobytes(arr, "F" if order == "F" else "C")
-            if nbytes and not flags:
-                self._add_to_group(payload, arr.dtype.itemsize)
-                self.buffers += 1
-                return self.buffers - 1
+        if small and nbytes and not flags:
+            self._add_to_group(_small_bytes(arr, order), arr.dtype.itemsize)
+            self.buffers += 1
+            return self.buffers - 1
         if self._group:  # buffers are numbered in the order of their records
             self._flush_group()
         if small and self._write_array is None:
             # NEXT_BUFFER (the flag is per record), or empty (groups hold none)
-            self._small_record(fmt.KIND_BUFFER, flags, payload, owned=True)
+            self._small_record(fmt.KIND_BUFFER, flags, _small_bytes(arr, order), owned=True)
         elif (
             self._write_array is None
             and nbytes < _THREADED_HASH
