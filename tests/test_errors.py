@@ -575,25 +575,18 @@ def test_what_cannot_be_pickled_at_all_raises_unpicklableerror_and_typeerror(
         obj.close()
 
 
-class _OwnTypeError:
+class _RaisesItsOwn:
+    def __init__(self, error: type[Exception]) -> None:
+        self.error = error
+
     def __reduce__(self):
-        raise TypeError("its own")
+        raise self.error("its own")
 
 
-def test_an_objects_own_type_error_propagates_unchanged():
-    with pytest.raises(TypeError, match="its own") as info:
-        ap.dumps([_OwnTypeError()])
-    assert not isinstance(info.value, ap.ArrayPickleError)
-
-
-class _Broken:
-    def __reduce__(self):
-        raise AttributeError("its own")
-
-
-def test_an_objects_own_attribute_error_propagates_unchanged():
-    with pytest.raises(AttributeError, match="its own") as info:
-        ap.dumps([_Broken()])
+@pytest.mark.parametrize("error", [AttributeError, TypeError])
+def test_an_objects_own_error_propagates_unchanged(error):
+    with pytest.raises(error, match="its own") as info:
+        ap.dumps([_RaisesItsOwn(error)])
     assert not isinstance(info.value, ap.ArrayPickleError)
 
 
