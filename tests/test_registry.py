@@ -161,6 +161,19 @@ def test_malformed_codecs_are_refused(fresh_registry, broken):
         ap.register_codec(broken)
 
 
+@pytest.mark.parametrize("level", [0, 10, True, 3.0, "3"])
+def test_a_default_level_outside_1_to_9_is_refused(fresh_registry, level):
+    # Accepted before, and compress=name then used level 3, not the one declared.
+    codec = PlainCodec()
+    codec.default_level = level
+    with pytest.raises(ap.PluginConflictError, match=r"default_level .* must be an int from 1"):
+        ap.register_codec(codec)
+    codec.default_level = 9
+    ap.register_codec(codec)
+    ap.dumps([1], compress="plain")
+    assert codec.levels == [9]
+
+
 def test_names_and_extensions_as_codecs_have_them(fresh_registry):
     ap.register_codec(PlainCodec("x-1.2+b_c", b"XNAME", (".x", ".tar.x2", ".X3")))
     assert "x-1.2+b_c" in ap.codecs()

@@ -329,6 +329,8 @@ class AnswerWrapper(ap.ArrayWrapper):
             "dtype object",
         ),
         (lambda o: ap.Exposed(None, None), "buffers are a NoneType"),
+        (lambda o: ap.Exposed(None, [ap.Buffer(np.arange(3), "X")]), "order is 'X'"),
+        (lambda o: ap.Exposed(None, [(np.arange(3), None)]), "order is None"),
     ],
     ids=[
         "object-array",
@@ -339,6 +341,8 @@ class AnswerWrapper(ap.ArrayWrapper):
         "str-data",
         "object-memoryview",
         "no-buffers",
+        "order-X",
+        "order-None",
     ],
 )
 def test_a_wrong_answer_from_expose_fails_the_dump_naming_the_wrapper(
@@ -353,6 +357,22 @@ def test_a_wrong_answer_from_expose_fails_the_dump_naming_the_wrapper(
         ap.dump(Things(["secret", 42, None]), path)
     assert says in str(info.value)
     assert ap.load(path) == [1]  # the old file is intact
+
+
+def test_a_buffers_order_is_the_layout_written_whatever_the_arrays(fresh_registry):
+    # As Buffer's docstring says: a C-contiguous array exposed with order 'F' is written
+    # in Fortran order, and an F-contiguous one with 'C' in C order.
+    c = np.arange(6, dtype=np.uint8).reshape(2, 3)
+    for data, order, written in [
+        (c, "F", [0, 3, 1, 4, 2, 5]),
+        (np.asfortranarray(c), "C", [0, 1, 2, 3, 4, 5]),
+        (np.asfortranarray(c), "F", [0, 3, 1, 4, 2, 5]),
+    ]:
+        ap.register_wrapper(
+            AnswerWrapper(lambda o, d=data, k=order: ap.Exposed(None, [ap.Buffer(d, k)])),
+            force=True,
+        )
+        assert ap.loads(ap.dumps(Things(None))).items.tolist() == written
 
 
 def test_a_wrapper_may_answer_with_plain_tuples(fresh_registry):
@@ -416,3 +436,24 @@ def test_a_meta_that_is_not_a_tuple_is_a_corrupt_file(meta):
         ap.loads(data)
     with pytest.raises(ap.CorruptFileError, match="a numpy meta the scan cannot see"):
         ap.loads(data, safe=True)
+
+
+class _PickyWrapper(AnswerWrapper):
+    """Rebuilds as a plugin might: indexing its meta, reshaping its buffer."""
+
+    def rebuild(self, meta, buffers):
+        return Things(buffers[0].view(np.float64).reshape(meta["shape"]))
+
+
+@pytest.mark.parametrize(
+    ("meta", "error"),
+    [({"shape": (99,)}, "ValueError"), ({}, "KeyError"), ({"shape": "x"}, "TypeError")],
+)
+def test_a_wrappers_own_error_on_what_the_file_holds_is_a_corrupt_file(fresh_registry, meta, error):
+    # A meta that does not fit the buffers (a damaged or crafted file) made the plugin's
+    # rebuild raise a bare ValueError or KeyError from load; CorruptFileError is what
+    # load promises for a file that is wrong, naming the wrapper and the buffers.
+    ap.register_wrapper(_PickyWrapper(lambda o: ap.Exposed(meta, [ap.Buffer(np.arange(4.0))])))
+    data = ap.dumps(Things(None))
+    with pytest.raises(ap.CorruptFileError, match=f"'tests.things' object from buffer 0: {error}"):
+        ap.loads(data)

@@ -17,6 +17,7 @@ from .wrapper import (
     checked_buffers,
     checked_data,
     checked_exposed,
+    checked_order,
 )
 
 
@@ -64,6 +65,8 @@ class Pickler(pickle.Pickler):
             # The built-in numpy wrapper hands out Buffers of plain arrays, whose dtype
             # it checked: only other wrappers' buffers take the slow path.
             data, order = buffer if type(buffer) is Buffer else checked_buffer(wrapper, obj, buffer)
+            if order != "C" and order != "F":
+                order = checked_order(wrapper, obj, order)
             if type(data) is not np.ndarray or data.dtype.hasobject:
                 data = checked_data(wrapper, obj, data)
             self._writer.write_array(data, order)

@@ -379,6 +379,10 @@ def codec_problems(codec: Any) -> list[str]:
     for method in ("open_writer", "open_reader"):
         if not callable(getattr(codec, method, None)):
             problems.append(f"{method} must be callable")
+    level = getattr(codec, "default_level", 3)
+    if type(level) is not int or not 1 <= level <= 9:
+        # Else compress=name would quietly use another level than the one it declares.
+        problems.append(f"default_level {level!r} must be an int from 1 to 9")
     if not problems:
         for magic, owner in RESERVED_MAGICS.items():
             if magic.startswith(codec.magic) or codec.magic.startswith(magic):

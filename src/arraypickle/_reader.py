@@ -24,7 +24,12 @@ from . import _format as fmt
 from ._allowlist import numpy_alias
 from ._checksum import Hasher
 from ._damage import data_follows, unpickler_failure
-from ._errors import CorruptFileError, InvalidArgumentError, UnknownWrapperError
+from ._errors import (
+    ArrayPickleError,
+    CorruptFileError,
+    InvalidArgumentError,
+    UnknownWrapperError,
+)
 from ._helper import HelperThread
 from ._memory import WholeFileMapping, aligned_empty, memmap_over
 from ._opcodes import OpcodeWalker
@@ -746,15 +751,25 @@ class ContainerReader:
         except CorruptFileError as exc:
             if str(exc).startswith(self.name):
                 raise
-            # A wrapper knows its meta and buffers, not where they came from.
-            taken = (
-                f"buffers {first} to {first + count - 1}"
-                if count > 1
-                else f"buffer {first}"
-                if count
-                else "its meta"
-            )
-            raise self.corrupt(f"rebuilding a {wrapper!r} object from {taken}: {exc}") from None
+            raise self._rebuild_failed(wrapper, first, count, str(exc)) from None
+        except (ValueError, TypeError, IndexError, KeyError) as exc:
+            # A plugin wrapper's own complaint that meta and buffers disagree (a shape
+            # too big for its buffer, a buffer missing): what the file holds is wrong.
+            if isinstance(exc, ArrayPickleError):
+                raise
+            what = f"{type(exc).__name__}: {exc}"
+            raise self._rebuild_failed(wrapper, first, count, what) from exc
+
+    def _rebuild_failed(self, wrapper: str, first: int, count: int, what: str) -> Exception:
+        # A wrapper knows its meta and buffers, not where they came from.
+        taken = (
+            f"buffers {first} to {first + count - 1}"
+            if count > 1
+            else f"buffer {first}"
+            if count
+            else "its meta"
+        )
+        return self.corrupt(f"rebuilding a {wrapper!r} object from {taken}: {what}")
 
     def load(self) -> Any:
         """Read the header, unpickle the object, then check the END record."""

@@ -33,9 +33,11 @@ that adds optional capabilities):
 Optional members, used when present:
 
 ``default_level: int``
-    The level used for ``compress=name`` (3 when absent).
+    The level used for ``compress=name``: 1 to 9 (3 when absent; a codec declaring
+    another is refused).
 ``distribution: str``
-    The distribution that provides the codec, shown by ``arraypickle plugins``.
+    The distribution that provides the codec, for its own reports: ``arraypickle
+    plugins`` names the distribution of the entry point that provided it.
 ``parallel: bool``
     When true, ``open_writer`` and ``open_reader`` also accept a keyword ``threads``
     (an int >= 1; 1 when absent): how many threads the codec may use, at most, for

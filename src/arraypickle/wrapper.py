@@ -63,9 +63,11 @@ class Buffer(NamedTuple):
     """One out-of-band buffer of an exposed object.
 
     ``data`` is a numpy array of any non-object dtype, contiguous or not, or any
-    object exporting a contiguous buffer. ``order`` ('C' or 'F') is the layout in which
-    a non-contiguous array is written; contiguous arrays are written as they lie
-    (an F-contiguous array should be exposed with ``order='F'``).
+    object exporting a contiguous buffer. ``order`` ('C' or 'F') is the layout of the
+    bytes written, whatever ``data``'s own: ``Buffer(a, 'F')`` writes ``a``'s elements
+    in Fortran order (straight from its memory when ``a`` is F-contiguous, else
+    copied), and ``rebuild`` gets them back in that order. Expose an F-contiguous
+    array with ``order='F'`` to write it without a copy. Any other order is refused.
     """
 
     data: Any
@@ -170,6 +172,13 @@ def checked_buffers(wrapper: Any, obj: Any, buffers: Any) -> list[Any]:
 def checked_buffer(wrapper: Any, obj: Any, buffer: Any) -> tuple[Any, str]:
     """``(data, order)`` of one exposed buffer, or an error naming the wrapper."""
     return _pair(wrapper, obj, buffer, "a buffer is a", "Buffer(data, order)")
+
+
+def checked_order(wrapper: Any, obj: Any, order: Any) -> str:
+    """A buffer's ``order``, 'C' or 'F', or an error naming the wrapper."""
+    if order == "C" or order == "F":
+        return str(order)
+    raise _broken(wrapper, obj, f"a buffer's order is {order!r}, not 'C' or 'F'")
 
 
 def checked_data(wrapper: Any, obj: Any, data: Any) -> np.ndarray:
