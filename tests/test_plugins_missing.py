@@ -14,7 +14,7 @@ import re
 import pytest
 
 import arraypickle
-from arraypickle import UnknownCodecError, _plugins
+from arraypickle import CorruptFileError, UnknownCodecError, _plugins
 from arraypickle.testing import Unseekable
 
 PLUGINS = dict(_plugins.KNOWN_CODECS)
@@ -117,6 +117,19 @@ def test_a_blocked_builtin_codec_is_named_not_mistaken_for_a_pickle(name, withou
         arraypickle.loads(data)
     with pytest.raises(UnknownCodecError, match="ARRAYPICKLE_DISABLE_PLUGINS"):
         arraypickle.dumps([1], compress=name)
+
+
+def test_a_blocked_third_party_plugin_is_named_where_its_codec_is_missed(without):
+    # Its codec's name and magic are unknown once it is blocked: a dump named it as an
+    # unknown codec, and a load of its file said "not an arraypickle file", neither
+    # saying that a plugin was blocked.
+    without("nosuch", "other")
+    with pytest.raises(UnknownCodecError, match="a plugin of that name is blocked by ARRAY"):
+        arraypickle.dumps([1], compress="nosuch")
+    with pytest.raises(
+        CorruptFileError, match=r"whose plugin ARRAYPICKLE_DISABLE_PLUGINS blocks \(nosuch, other\)"
+    ):
+        arraypickle.loads(b"\x01NOSUCH" + bytes(16))
 
 
 class _Stranger:

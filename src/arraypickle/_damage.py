@@ -97,9 +97,19 @@ def check_unrecognised(head: bytes, name: str, at: int = 0) -> None:
             f"(first bytes {head[:8].hex(' ')}; expected {fmt.MAGIC.hex(' ')})"
         )
     if not could_start_pickle(head):
+        from ._plugins import DISABLE_ENV, blocked_names
+
+        blocked = ", ".join(sorted(blocked_names()))
+        # A blocked plugin's codecs are not known, so neither are their magics.
+        guess = (
+            f"a damaged header, or a stream of a codec whose plugin {DISABLE_ENV} blocks "
+            f"({blocked})?"
+            if blocked
+            else "a damaged header?"
+        )
         raise CorruptFileError(
             f"{name}: not an arraypickle file, a stream of a known codec, or a pickle "
-            f"(first bytes at {where}: {head[:8].hex(' ')}; a damaged header?)"
+            f"(first bytes at {where}: {head[:8].hex(' ')}; {guess})"
         )
 
 

@@ -331,6 +331,8 @@ def unknown_codec_message(registry: Registry, name: object) -> str:
     if known is not None and name in registry._replaced:
         known = replace(known, replaced=True)  # pushed out by another codec's force=True
     hint = f": {known.hint(name)}" if known else ""
+    if not known and name in blocked_names():
+        hint = f": a plugin of that name is blocked by {DISABLE_ENV}"
     return f"unknown codec {name!r}{hint}. {codec_choices(registry, exclude=name)}"
 
 
