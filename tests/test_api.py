@@ -104,6 +104,7 @@ def test_public_names():
         "dumps",
         "loads",
         "codecs",
+        "wrappers",
         "register_codec",
         "hookimpl",
         "ArrayPickleError",

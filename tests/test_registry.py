@@ -668,8 +668,13 @@ def test_registering_a_wrapper_gives_a_fresh_type_index(fresh_registry):
     registry = _plugins.get_registry()
     old = registry.wrapper_index
     assert old[Thing] is None
+    assert list(ap.wrappers()) == ["numpy"]
     wrapper = ThingWrapper()
     ap.register_wrapper(wrapper)
+    listed = ap.wrappers()
+    assert listed == {"numpy": registry.wrappers["numpy"], "tests.thing": wrapper}
+    listed.clear()  # a copy: the registry keeps its own
+    assert "tests.thing" in ap.wrappers()
     # A thread still filling the old index from the old claims cannot leave its stale
     # answer where later dumps look.
     assert registry.wrapper_index is not old and registry.wrapper_index[Thing] is wrapper

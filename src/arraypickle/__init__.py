@@ -21,7 +21,7 @@ from ._errors import (
     UnpicklableError,
     UntrustedTypeError,
 )
-from ._plugins import codecs, register_codec, register_wrapper
+from ._plugins import codecs, register_codec, register_wrapper, wrappers
 from ._safe import get_untrusted_types
 from ._version import __version__
 from .codec import Codec
@@ -56,4 +56,5 @@ __all__ = [
     "loads",
     "register_codec",
     "register_wrapper",
+    "wrappers",
 ]

@@ -671,6 +671,22 @@ def codecs() -> dict[str, Any]:
     return dict(get_registry().codecs)
 
 
+def wrappers() -> dict[str, Any]:
+    """The installed array wrappers by name, the built-in ``numpy`` and plugins'.
+
+    A file that holds objects of a wrapper not listed here fails to load with
+    :class:`arraypickle.UnknownWrapperError`.
+
+    Examples:
+
+        >>> "numpy" in arraypickle.wrappers()
+        True
+        >>> arraypickle.wrappers()["numpy"].types[0] is numpy.ndarray
+        True
+    """
+    return dict(get_registry().wrappers)
+
+
 def register_codec(codec: Any, force: bool = False) -> None:
     """Register ``codec`` from code, next to the plugins' codecs.
 
