@@ -150,22 +150,24 @@ class ContainerWriter:
         buffers = self._group
         self._group = []
         table = fmt.pack_group_table([len(b) for b, _ in buffers], self.records)
-        parts = [(table, 0)]  # with its element size, each part that is a buffer
+        parts = [table]  # then each buffer's gap and payload
         end = len(table)
-        for payload, itemsize in buffers:
+        for payload, _ in buffers:
             gap = -end % fmt.ALIGNMENT
-            parts += ((_ZEROS[:gap], 0), (payload, itemsize))
+            parts += (_ZEROS[:gap], payload)
             end += gap + len(payload)
         if self._write_array is None:
-            self._small_record(fmt.KIND_GROUP, 0, b"".join(p for p, _ in parts), owned=True)
+            self._small_record(fmt.KIND_GROUP, 0, b"".join(parts), owned=True)
             return
         hasher = fmt.record_hasher(self._large_header(fmt.KIND_GROUP, 0, end))
-        for part, itemsize in parts:
-            hasher.update(part)
-            if itemsize:  # as every buffer reaches write_array: a 1-D uint8 array
-                self._write_array(np.frombuffer(part, np.uint8), itemsize)
-            else:
-                write_all(self._write, part)
+        hasher.update(table)
+        write_all(self._write, table)
+        for (payload, itemsize), gap in zip(buffers, parts[1::2], strict=True):
+            hasher.update(gap)
+            write_all(self._write, gap)
+            hasher.update(payload)
+            # as every buffer reaches write_array: a 1-D uint8 array
+            self._write_array(np.frombuffer(payload, np.uint8), itemsize)
         self.offset += end
         self._add(fmt.TRAILER.pack(hasher.intdigest()))
 
