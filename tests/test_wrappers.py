@@ -282,8 +282,13 @@ def test_a_wrapper_from_an_entry_point_plugin(tmp_path, distribution):
 
 def test_wrapper_conflicts(fresh_registry):
     ap.register_wrapper(SignalWrapper())
+    twin = SignalWrapper()  # a notebook cell run again: the twin replaces the first
+    ap.register_wrapper(twin)
+    assert ap.wrappers()["tests.signal"] is twin
+    impostor = GridWrapper(Things)
+    impostor.name = "tests.signal"
     with pytest.raises(ap.PluginConflictError, match=r"'tests\.signal'.*share a name"):
-        ap.register_wrapper(SignalWrapper())
+        ap.register_wrapper(impostor)
     other = GridWrapper(Signal)
     with pytest.raises(ap.PluginConflictError, match=r"'tests\.grid'.*'tests\.signal'.*Signal"):
         ap.register_wrapper(other)

@@ -271,6 +271,9 @@ class Registry:
         old = self.wrappers.get(wrapper.name)
         if old is wrapper:
             return  # registered again: nothing to do
+        if _same_wrapper(old, wrapper):
+            force = True  # another instance of that wrapper, as for codecs: it replaces
+            # its twin
         if old is not None and not force:
             raise PluginConflictError(
                 f"array wrapper {wrapper.name!r} from {source} and the one from "
@@ -415,6 +418,12 @@ def _same_codec(old: Any, new: Any) -> bool:
         and old.magic == new.magic
         and tuple(old.extensions) == tuple(new.extensions)
     )
+
+
+def _same_wrapper(old: Any, new: Any) -> bool:
+    """Whether ``new`` is another instance of the wrapper ``old``: same class, name and
+    types."""
+    return old is not None and type(old) is type(new) and tuple(old.types) == tuple(new.types)
 
 
 def _way_out(source: str, action: str) -> str:

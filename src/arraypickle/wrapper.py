@@ -46,6 +46,8 @@ holding the loaded ``uint8`` array itself: ``rebuild`` keeps that memory, uncopi
 
         def rebuild(self, meta, buffers):
             return Blob(buffers[0])
+
+Test a wrapper with the conformance kit, :class:`arraypickle.testing.WrapperConformance`.
 """
 
 from __future__ import annotations

@@ -1,71 +1,14 @@
-"""The codec conformance kit: the tests every arraypickle codec must pass.
-
-Every codec's test suite runs it, the built-in ones included. To test yours, subclass
-:class:`CodecConformance` in a test module and name the codec; pytest collects the
-inherited ``test_*`` methods::
-
-    # tests/test_mycodec_conformance.py
-    from arraypickle.testing import CodecConformance, Tool
-
-    class TestMyCodecConformance(CodecConformance):
-        codec = "mycodec"  # an installed codec's name, or a codec object
-        # The standard command-line tool, if the format has one (filters stdin to
-        # stdout); its tests skip with a reason when the tool is not installed.
-        tool = Tool(compress=["mytool", "-c"], decompress=["mytool", "-d", "-c"])
-
-Run it with ``python -m pytest``. The kit needs pytest and hypothesis (arraypickle's
-``test`` extra). It checks, through the codec alone and through ``dump``/``load``:
-
-* container round trips over sizes from 0 bytes to 64 MiB (around the usual chunk
-  boundaries, plus one 64 MiB array of cheap data), non-contiguous and Fortran
-  arrays, many small writes, arbitrary write and read sizes (hypothesis);
-* every level 1..9, and the default level, and the codec's file extension;
-* truncated streams (cut at several points), garbage after the magic, a damaged byte
-  and trailing garbage all raise :class:`arraypickle.CorruptFileError` (from a pipe,
-  a cut after the container, in the stream's trailer, is found by the reader's
-  ``finish_stream``: without one, such a cut may load the whole object, never anything
-  else);
-* the writer leaves its file open, streams start with the magic, non-seekable files
-  work both ways, reads of the source that return 1 to 7 bytes load, a file that
-  fails mid-write fails the dump with its error, ``write_array`` (when the writer has
-  it) round trips;
-* with the reader's ``finish_stream`` (these tests skip without one, saying what the
-  codec lacks): a socket whose sender keeps it open loads without waiting for its end
-  (objects sent one after the other's answer all load; sent at once, the second loads
-  or raises :class:`arraypickle.CorruptFileError`, never wrong data), and objects
-  dumped back to back into a seekable file load one by one;
-* ``threads`` (when the codec is ``parallel``): streams written with 1, 2 and 4
-  threads, in one write or hundreds, over several chunks, read back the same with 1
-  and 3 threads and with none, through the codec and through ``dump``/``load``;
-  a reader's ``read_size`` (when it has one) is a positive int, and ``readinto``
-  calls of that size come back full until the end;
-* readers are read as arraypickle reads them: with ``readinto`` where they have their
-  own, else with ``read``;
-* bounded memory: writing and reading 64 MiB in single calls (with
-  :attr:`CodecConformance.memory_threads` threads for a parallel codec) raises the
-  peak RSS of a fresh process by at most :attr:`CodecConformance.memory_limit`
-  (Linux: the kernel's high-water mark);
-* interop with :attr:`CodecConformance.tool`: the tool decompresses a dumped file into
-  a container that loads and memory-maps, and a plain container compressed by the
-  tool loads.
-
-A codec given as an object (rather than the name of an installed one) is registered
-for each test and forgotten after it; the memory test, which runs in a fresh process,
-then skips. The whole kit takes about ten seconds per codec on a 2-core machine.
-"""
+"""The codec conformance kit: :class:`CodecConformance`, and the tools it runs."""
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import pickle
 import shutil
-import socket
 import subprocess
 import sys
 import textwrap
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -80,20 +23,10 @@ from arraypickle import _plugins
 from arraypickle._errors import CorruptFileError
 from arraypickle._streams import read_into, readinto_of
 
-__all__ = [
-    "STDLIB_TOOLS",
-    "CodecConformance",
-    "Tool",
-    "Trickle",
-    "Unseekable",
-    "assert_same",
-    "big_array",
-    "load_from_kept_open_socket",
-    "sample_bytes",
-    "sample_object",
-]
+from ._files import Trickle, Unseekable, _Failing, load_from_kept_open_socket
+from ._samples import MiB, assert_same, big_array, sample_bytes, sample_object
 
-MiB = 1 << 20
+__all__ = ["STDLIB_TOOLS", "CodecConformance", "Tool"]
 
 #: Sizes (bytes) of the arrays round-tripped through each codec: empty, tiny, and
 #: either side of the block sizes codecs and arraypickle use (64 KiB blocks, 256 KiB
@@ -157,269 +90,6 @@ STDLIB_TOOLS = {
     "lzma": Tool(["xz", "--format=lzma", "-c"], ["xz", "--format=lzma", "-d", "-c"]),
     "xz": Tool(["xz", "-c"], ["xz", "-d", "-c"]),
 }
-
-
-class Unseekable(io.RawIOBase):
-    """A file object over ``BytesIO`` that cannot seek or tell, like a pipe.
-
-    Example::
-
-        out = Unseekable()
-        arraypickle.dump(obj, out, compress="lz4")
-        arraypickle.load(Unseekable(out.getvalue()))
-    """
-
-    def __init__(self, data: bytes = b"") -> None:
-        super().__init__()
-        self._buf = io.BytesIO(data)
-
-    def readable(self) -> bool:
-        return True
-
-    def writable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    def readinto(self, b: Any) -> int:
-        return self._buf.readinto(b)
-
-    def write(self, b: Any) -> int:
-        return self._buf.write(b)
-
-    def getvalue(self) -> bytes:
-        return self._buf.getvalue()
-
-
-class Trickle(io.RawIOBase):
-    """A non-seekable reader whose reads return 1 to ``most`` bytes, whatever was asked
-    (a slow socket): a reader that takes a short read for the end of its input fails.
-
-    Parameters:
-        data: what the reads return, in order.
-        most: the longest read; reads cycle through 1 to ``most`` bytes.
-
-    Example::
-
-        arraypickle.load(Trickle(arraypickle.dumps(obj, compress="lz4")))
-    """
-
-    def __init__(self, data: bytes, most: int = 7) -> None:
-        super().__init__()
-        self._data = memoryview(data)
-        self._pos = 0
-        self._most = most
-        self._turn = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        self._turn += 1
-        n = min(len(b), 1 + self._turn % self._most, len(self._data) - self._pos)
-        memoryview(b).cast("B")[:n] = self._data[self._pos : self._pos + n]
-        self._pos += n
-        return n
-
-
-def load_from_kept_open_socket(
-    blobs: Sequence[bytes], *, answer: bool = True, timeout: float = 60, **load_kwargs: Any
-) -> list[Any]:
-    """Send ``blobs`` over a loopback socket pair whose sender never closes its end
-    while the receiver loads one object per blob (load_kwargs go to ``load``).
-
-    With ``answer``, each blob is sent once the receiver has loaded the previous one
-    (a request and its reply); without, all are sent at once. Returns what each load
-    returned or raised. A load that waits for the end of the input fails the test
-    after ``timeout`` seconds instead of hanging (the sender then closes its end).
-
-    Parameters:
-        blobs: the dumped objects, one per load.
-        answer: send each blob only after the previous one loaded.
-        timeout: seconds a load may wait before the test fails.
-        load_kwargs: passed to :func:`arraypickle.load`.
-
-    Example::
-
-        >>> blobs = [arraypickle.dumps(n, compress="zlib") for n in range(3)]
-        >>> load_from_kept_open_socket(blobs)
-        [0, 1, 2]
-    """
-    left, right = socket.socketpair()
-    loaded = [threading.Event() for _ in blobs]
-    done = threading.Event()
-    results: list[Any] = []
-
-    def send() -> None:
-        with contextlib.suppress(OSError), left.makefile("wb") as f:
-            for i, blob in enumerate(blobs):
-                if answer and i and not loaded[i - 1].wait(timeout):
-                    return
-                f.write(blob)
-                f.flush()
-            done.wait(timeout)
-
-    def receive() -> None:
-        with right.makefile("rb") as f:
-            for event in loaded:
-                try:
-                    results.append(arraypickle.load(f, **load_kwargs))
-                except Exception as exc:  # kept for the test to look at
-                    results.append(exc)
-                event.set()
-
-    sender = threading.Thread(target=send, daemon=True)
-    receiver = threading.Thread(target=receive, daemon=True)
-    with left, right:
-        sender.start()
-        receiver.start()
-        receiver.join(timeout)
-        hung = receiver.is_alive()
-        done.set()
-        if hung:  # the sender closes its end: the load sees the end of the input
-            sender.join(timeout)
-            left.close()
-            receiver.join(timeout)
-        sender.join(timeout)
-    if hung:
-        pytest.fail(f"a load from a socket kept open by its sender hung ({len(results)} done)")
-    return results
-
-
-class _Failing(io.RawIOBase):
-    """A file that takes ``budget`` bytes, then fails every write, like a full disk."""
-
-    def __init__(self, budget: int) -> None:
-        super().__init__()
-        self._budget = budget
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, b: Any) -> int:
-        n = memoryview(b).nbytes
-        if n > self._budget:
-            raise OSError(28, "no space left on device")
-        self._budget -= n
-        return n
-
-
-def sample_bytes(n: int, seed: int = 0) -> np.ndarray:
-    """``n`` bytes (uint8), partly incompressible and partly compressible, cheap to compress.
-
-    Up to 64 KiB of random bytes (more than one block of the block-based formats, so
-    codecs take their stored path), then zeros with a random byte every 97: every
-    codec compresses that quickly, the slow ones (bz2, xz) included.
-
-    Parameters:
-        n: the number of bytes.
-        seed: the seed of the random bytes.
-
-    Example::
-
-        >>> sample_bytes(5).dtype, len(sample_bytes(1 << 20))
-        (dtype('uint8'), 1048576)
-    """
-    rng = np.random.default_rng(seed)
-    out = np.zeros(n, np.uint8)
-    cut = min(n // 4, 64 << 10)
-    out[:cut] = rng.integers(0, 256, cut, dtype=np.uint8)
-    sprinkled = out[cut::97]
-    sprinkled[:] = rng.integers(0, 256, len(sprinkled), dtype=np.uint8)
-    return out
-
-
-def big_array(nbytes: int = 64 * MiB) -> np.ndarray:
-    """Cheap float64 data of ``nbytes``: zeros with a distinct value every 512 KiB.
-
-    Example::
-
-        >>> float(big_array(1 << 20)[65536])
-        2.0
-    """
-    arr = np.zeros(nbytes // 8)
-    arr[::65536] = np.arange(1, len(arr[::65536]) + 1)
-    return arr
-
-
-def sample_object(seed: int = 0) -> dict[str, Any]:
-    """A small object with arrays of several dtypes and layouts, and plain data.
-
-    Example::
-
-        >>> assert_same(sample_object(), arraypickle.loads(arraypickle.dumps(sample_object())))
-    """
-    rng = np.random.default_rng(seed)
-    grid = rng.normal(size=(60, 50))
-    return {
-        "bytes": sample_bytes(150_000, seed),
-        "floats": grid,
-        "fortran": np.asfortranarray(grid[:, :30]),
-        "strided": grid[::3, 1::2],
-        "ints": np.arange(-500, 500, dtype=np.int32),
-        "records": np.array([(1, 2.5), (3, 4.5)], dtype=[("a", "<i2"), ("b", ">f8")]),
-        "objects": np.array([1, "two", None], dtype=object),
-        "text": "arraypickle " * 200,
-        "nested": [{"k": i, "v": np.full(i, i, dtype=np.int16)} for i in range(20)],
-    }
-
-
-def assert_same(expected: Any, actual: Any, path: str = "obj") -> None:
-    """Assert that ``actual`` equals ``expected``, arrays by dtype, shape and values.
-
-    Arrays may differ in byte order only (memory-mapped arrays keep the stored one).
-    NaN and NaT are missing values, the same where both have one (a complex number's
-    parts are compared apart).
-
-    Parameters:
-        expected: the object that was dumped.
-        actual: the object that was loaded.
-        path: where in the object we are, for the failure message.
-
-    Example::
-
-        >>> assert_same({"a": np.arange(3)}, {"a": np.arange(3)})
-    """
-    if isinstance(expected, np.ndarray):
-        assert isinstance(actual, np.ndarray), f"{path}: {type(actual).__name__}"
-        # Memory-mapped arrays keep their stored byte order; others come back native.
-        native = actual.dtype.newbyteorder("=")
-        assert native == expected.dtype.newbyteorder("="), f"{path}: dtype {actual.dtype}"
-        assert actual.shape == expected.shape, f"{path}: shape {actual.shape}"
-        if expected.dtype.hasobject:
-            assert_same(expected.tolist(), actual.tolist(), path)
-        elif expected.dtype.names:
-            for field in expected.dtype.names:
-                assert_same(expected[field], actual[field], f"{path}.{field}")
-        else:
-            parts = [(expected.real, actual.real), (expected.imag, actual.imag)]
-            for e, a in parts if expected.dtype.kind == "c" else [(expected, actual)]:
-                same = np.array_equal(a, e, equal_nan=e.dtype.kind in "fmM")
-                assert same, f"{path}: values differ"
-    elif isinstance(expected, dict):
-        assert isinstance(actual, dict) and actual.keys() == expected.keys(), path
-        for key in expected:
-            assert_same(expected[key], actual[key], f"{path}[{key!r}]")
-    elif isinstance(expected, (list, tuple)):
-        assert type(actual) is type(expected) and len(actual) == len(expected), path
-        for i, (e, a) in enumerate(zip(expected, actual, strict=True)):
-            assert_same(e, a, f"{path}[{i}]")
-    else:
-        assert _same_value(expected, actual), f"{path}: {actual!r} != {expected!r}"
-
-
-def _same_value(expected: Any, actual: Any) -> bool:
-    if isinstance(expected, (complex, np.complexfloating)) and isinstance(
-        actual, (complex, np.complexfloating)
-    ):
-        parts = ((expected.real, actual.real), (expected.imag, actual.imag))
-        return all(_same_value(e, a) for e, a in parts)
-    try:
-        # NaN and NaT differ from themselves: two of them are the same missing value.
-        return bool(actual == expected) or bool(expected != expected and actual != actual)
-    except (TypeError, ValueError):  # a value whose comparison has no truth value
-        return False
 
 
 def _encode(codec: Any, chunks: Sequence[bytes], level: int, **kwargs: Any) -> bytes:
@@ -519,7 +189,60 @@ _MEMORY_SCRIPT = textwrap.dedent(
 
 
 class CodecConformance:
-    """The conformance tests; subclass it as ``Test...`` and set :attr:`codec`.
+    """The tests every arraypickle codec must pass.
+
+    Every codec's test suite runs it, the built-in ones included. To test yours, subclass
+    :class:`CodecConformance` in a test module and name the codec; pytest collects the
+    inherited ``test_*`` methods::
+
+        # tests/test_mycodec_conformance.py
+        from arraypickle.testing import CodecConformance, Tool
+
+        class TestMyCodecConformance(CodecConformance):
+            codec = "mycodec"  # an installed codec's name, or a codec object
+            # The standard command-line tool, if the format has one (filters stdin to
+            # stdout); its tests skip with a reason when the tool is not installed.
+            tool = Tool(compress=["mytool", "-c"], decompress=["mytool", "-d", "-c"])
+
+    Run it with ``python -m pytest``. The kit needs pytest and hypothesis (arraypickle's
+    ``test`` extra). It checks, through the codec alone and through ``dump``/``load``:
+
+    * container round trips over sizes from 0 bytes to 64 MiB (around the usual chunk
+      boundaries, plus one 64 MiB array of cheap data), non-contiguous and Fortran
+      arrays, many small writes, arbitrary write and read sizes (hypothesis);
+    * every level 1..9, and the default level, and the codec's file extension;
+    * truncated streams (cut at several points), garbage after the magic, a damaged byte
+      and trailing garbage all raise :class:`arraypickle.CorruptFileError` (from a pipe,
+      a cut after the container, in the stream's trailer, is found by the reader's
+      ``finish_stream``: without one, such a cut may load the whole object, never anything
+      else);
+    * the writer leaves its file open, streams start with the magic, non-seekable files
+      work both ways, reads of the source that return 1 to 7 bytes load, a file that
+      fails mid-write fails the dump with its error, ``write_array`` (when the writer has
+      it) round trips;
+    * with the reader's ``finish_stream`` (these tests skip without one, saying what the
+      codec lacks): a socket whose sender keeps it open loads without waiting for its end
+      (objects sent one after the other's answer all load; sent at once, the second loads
+      or raises :class:`arraypickle.CorruptFileError`, never wrong data), and objects
+      dumped back to back into a seekable file load one by one;
+    * ``threads`` (when the codec is ``parallel``): streams written with 1, 2 and 4
+      threads, in one write or hundreds, over several chunks, read back the same with 1
+      and 3 threads and with none, through the codec and through ``dump``/``load``;
+      a reader's ``read_size`` (when it has one) is a positive int, and ``readinto``
+      calls of that size come back full until the end;
+    * readers are read as arraypickle reads them: with ``readinto`` where they have their
+      own, else with ``read``;
+    * bounded memory: writing and reading 64 MiB in single calls (with
+      :attr:`CodecConformance.memory_threads` threads for a parallel codec) raises the
+      peak RSS of a fresh process by at most :attr:`CodecConformance.memory_limit`
+      (Linux: the kernel's high-water mark);
+    * interop with :attr:`CodecConformance.tool`: the tool decompresses a dumped file into
+      a container that loads and memory-maps, and a plain container compressed by the
+      tool loads.
+
+    A codec given as an object (rather than the name of an installed one) is registered
+    for each test and forgotten after it; the memory test, which runs in a fresh process,
+    then skips. The whole kit takes about ten seconds per codec on a 2-core machine.
 
     Attributes to set or override:
 

@@ -1,0 +1,283 @@
+"""The array-wrapper conformance kit: :class:`WrapperConformance`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import arraypickle
+from arraypickle import _plugins
+from arraypickle._errors import CorruptFileError
+from arraypickle.wrapper import checked_buffer, checked_buffers, checked_data, checked_order
+
+from ._samples import assert_same
+
+__all__ = ["WrapperConformance"]
+
+#: What a ``rebuild`` may raise on a ``meta`` and buffers that disagree: the load turns
+#: each into a :class:`arraypickle.CorruptFileError` naming the wrapper.
+REFUSALS = (CorruptFileError, ValueError, TypeError, IndexError, KeyError)
+
+MMAP_MODES = ("r", "r+", "c")
+
+
+def _laid_out(wrapper: Any, obj: Any) -> tuple[Any, list[np.ndarray]] | None:
+    """``(meta, buffers)`` of ``obj`` as ``rebuild`` would get them from a file: each
+    buffer 1-D ``uint8`` in its order, 64-byte aligned and writable; None if declined."""
+    exposed = wrapper.expose(obj)
+    if exposed is None:
+        return None
+    meta, buffers = exposed
+    return meta, [_aligned(_bytes_of(wrapper, obj, buffer)) for buffer in buffers]
+
+
+def _bytes_of(wrapper: Any, obj: Any, buffer: Any) -> bytes:
+    data, order = checked_buffer(wrapper, obj, buffer)
+    return checked_data(wrapper, obj, data).tobytes(order=checked_order(wrapper, obj, order))
+
+
+def _memory_of(wrapper: Any, obj: Any) -> list[np.ndarray]:
+    """The arrays over the memory ``obj``'s exposed buffers live in (none if declined)."""
+    exposed = wrapper.expose(obj)
+    if exposed is None:
+        return []
+    return [
+        checked_data(wrapper, obj, checked_buffer(wrapper, obj, buffer)[0])
+        for buffer in checked_buffers(wrapper, obj, exposed[1])
+    ]
+
+
+def _aligned(data: bytes) -> np.ndarray:
+    raw = np.empty(len(data) + 64, np.uint8)
+    start = -raw.ctypes.data % 64
+    out = raw[start : start + len(data)]
+    out[:] = np.frombuffer(data, np.uint8)
+    return out
+
+
+class WrapperConformance:
+    """The tests every array wrapper must pass.
+
+    Subclass it as ``Test...`` in a test module, name the wrapper and give sample
+    objects of its types; pytest collects the inherited ``test_*`` methods::
+
+        # tests/test_blob_conformance.py
+        from arraypickle.testing import WrapperConformance
+
+        class TestBlobConformance(WrapperConformance):
+            wrapper = "example.blob"  # an installed wrapper's name, or a wrapper object
+
+            def samples(self):
+                return [Blob(bytearray(b"abc" * 1000)), Blob(bytearray())]
+
+    The kit needs pytest and hypothesis (arraypickle's ``test`` extra). For each sample,
+    and for every sample at once:
+
+    * the contract's members: a non-empty ``name``, ``types`` a tuple of types, each
+      sample an instance of one of them, the wrapper installed under its name;
+    * round trips through ``dumps``/``loads``, uncompressed and with zlib, and through a
+      file loaded with every ``mmap_mode``; samples nested in containers, and one
+      object twice in a list loads as one object twice (identity kept);
+    * ``rebuild`` keeps the memory it is given: the buffers the rebuilt object exposes
+      lie on the buffers the load handed ``rebuild`` (read into memory, or mapped
+      from the file), not on a copy (skipped for a wrapper that sets
+      :attr:`copy_free` to False);
+    * the same object dumps to the same bytes twice (caches key files by their bytes);
+    * safe loading: ``get_untrusted_types`` lists every global the wrapper's ``meta``
+      needs, and with those trusted the file loads under ``safe=True``;
+    * ``rebuild`` given a ``meta`` and buffers that disagree (a buffer cut in half, a
+      buffer missing) raises :class:`arraypickle.CorruptFileError` or one of the
+      errors the load turns into one (``ValueError``, ``TypeError``, ``IndexError``,
+      ``KeyError``), or builds an object whose buffers claim no more bytes than it
+      was given: never anything else;
+    * with :attr:`objects` set, a hypothesis property test round trips what it draws.
+
+    A wrapper given as an object (rather than the name of an installed one) is
+    registered for each test and forgotten after it.
+
+    Attributes and methods to set or override:
+
+    ``wrapper``
+        The name of an installed wrapper, or a wrapper object.
+    ``samples()``
+        The objects to round-trip: instances of the wrapper's types, with their
+        variations (empty, big, each layout and dtype it handles).
+    ``assert_equal(expected, actual)``
+        Whether a loaded object equals the one dumped. By default: the same type,
+        an equal ``meta`` and the same bytes in each buffer, as ``expose`` gives them.
+    ``copy_free``
+        Whether ``rebuild`` keeps the buffers' memory (True). Set False only for a
+        type that cannot live on memory it did not allocate, and say so in its docs.
+    ``objects``
+        A hypothesis strategy of objects to round-trip, or None.
+    """
+
+    wrapper: Any = None
+    copy_free: bool = True
+    objects: st.SearchStrategy[Any] | None = None
+
+    def samples(self) -> Sequence[Any]:
+        """The objects to round-trip (override it)."""
+        return []
+
+    def assert_equal(self, expected: Any, actual: Any) -> None:
+        """Assert that ``actual``, loaded, equals ``expected``, dumped (override it to
+        compare more strictly)."""
+        assert type(actual) is type(expected), f"{type(actual)} != {type(expected)}"
+        wrapper = self._subject
+        want, got = _laid_out(wrapper, expected), _laid_out(wrapper, actual)
+        if want is None or got is None:
+            assert want is got, "expose declined one of the two objects, not the other"
+            return
+        assert_same(want[0], got[0], "meta")
+        assert len(got[1]) == len(want[1]), f"{len(got[1])} buffers, not {len(want[1])}"
+        for i, (w, g) in enumerate(zip(want[1], got[1], strict=True)):
+            assert np.array_equal(w, g), f"buffer {i} differs"
+
+    # -- fixtures -----------------------------------------------------------------
+
+    @pytest.fixture
+    def subject(self) -> Iterator[Any]:
+        """The wrapper under test, installed in the registry for the test's duration."""
+        if isinstance(self.wrapper, str):
+            installed = arraypickle.wrappers()
+            if self.wrapper not in installed:
+                pytest.fail(f"array wrapper {self.wrapper!r} is not installed")
+            self._subject = installed[self.wrapper]
+            yield self._subject
+            return
+        if self.wrapper is None:
+            pytest.fail(f"{type(self).__name__} must set `wrapper`")
+        _plugins.reset()
+        try:
+            arraypickle.register_wrapper(self.wrapper)
+            self._subject = self.wrapper
+            yield self.wrapper
+        finally:
+            _plugins.reset()
+
+    def _samples(self) -> list[Any]:
+        samples = list(self.samples())
+        if not samples:
+            pytest.fail(f"{type(self).__name__}.samples() gave no objects")
+        return samples
+
+    def _exposed_samples(self, subject: Any) -> list[Any]:
+        return [s for s in self._samples() if subject.expose(s) is not None]
+
+    # -- the contract -------------------------------------------------------------
+
+    def test_contract_members(self, subject: Any) -> None:
+        assert isinstance(subject.name, str) and subject.name
+        assert isinstance(subject.types, tuple) and subject.types
+        assert all(isinstance(t, type) for t in subject.types)
+        assert arraypickle.wrappers()[subject.name] is subject
+        for sample in self._samples():
+            assert isinstance(sample, subject.types), f"{type(sample)} is not in `types`"
+
+    @pytest.mark.parametrize("compress", [0, "zlib"])
+    def test_round_trip(self, subject: Any, compress: Any) -> None:
+        for sample in self._samples():
+            blob = arraypickle.dumps(sample, compress=compress)
+            self.assert_equal(sample, arraypickle.loads(blob))
+
+    @pytest.mark.parametrize("mmap_mode", [None, *MMAP_MODES])
+    def test_round_trip_through_a_file(self, subject: Any, mmap_mode: Any, tmp_path: Any) -> None:
+        path = tmp_path / "samples.pkl"
+        samples = self._samples()
+        arraypickle.dump(samples, path)
+        loaded = arraypickle.load(path, mmap_mode=mmap_mode)
+        for sample, out in zip(samples, loaded, strict=True):
+            self.assert_equal(sample, out)
+
+    def test_nested_and_shared(self, subject: Any) -> None:
+        for sample in self._samples():
+            obj = {"twice": [sample, sample], "in": ({"deep": [sample]}, np.arange(3))}
+            out = arraypickle.loads(arraypickle.dumps(obj))
+            first, second = out["twice"]
+            assert first is second, "one object dumped twice loaded as two"
+            self.assert_equal(sample, first)
+            self.assert_equal(sample, out["in"][0]["deep"][0])
+            assert out["in"][0]["deep"][0] is first
+            assert np.array_equal(out["in"][1], np.arange(3))
+
+    @pytest.mark.parametrize("mmap_mode", [None, "r"])
+    def test_rebuild_keeps_the_memory_it_is_given(
+        self, subject: Any, mmap_mode: Any, tmp_path: Any, monkeypatch: Any
+    ) -> None:
+        if not self.copy_free:
+            pytest.skip(f"{type(self).__name__}.copy_free is False")
+        given_buffers: list[np.ndarray] = []
+        rebuild = subject.rebuild
+
+        def spy(meta: Any, buffers: list[np.ndarray]) -> Any:
+            given_buffers.extend(buffers)
+            return rebuild(meta, buffers)
+
+        monkeypatch.setattr(subject, "rebuild", spy)
+        for n, sample in enumerate(self._exposed_samples(subject)):
+            path = tmp_path / f"sample{n}.pkl"
+            arraypickle.dump(sample, path)
+            given_buffers.clear()
+            out = arraypickle.load(path, mmap_mode=mmap_mode)
+            for i, data in enumerate(_memory_of(subject, out)):
+                if data.nbytes == 0:
+                    continue
+                on_given = any(np.may_share_memory(data, b) for b in given_buffers)
+                assert on_given, f"sample {n}: buffer {i} of the rebuilt object is a copy"
+
+    def test_same_object_same_bytes(self, subject: Any) -> None:
+        for sample in self._samples():
+            assert arraypickle.dumps(sample) == arraypickle.dumps(sample)
+
+    def test_safe_loading(self, subject: Any) -> None:
+        for sample in self._samples():
+            blob = arraypickle.dumps(sample)
+            untrusted = arraypickle.get_untrusted_types(blob)
+            out = arraypickle.loads(blob, safe=True, trusted=untrusted)
+            self.assert_equal(sample, out)
+
+    @pytest.mark.parametrize("damage", ["a buffer cut in half", "a buffer missing"])
+    def test_rebuild_refuses_buffers_that_disagree_with_meta(
+        self, subject: Any, damage: str
+    ) -> None:
+        tried = 0
+        for sample in self._exposed_samples(subject):
+            meta, buffers = _laid_out(subject, sample)  # type: ignore[misc]
+            for i in range(len(buffers)):
+                if damage == "a buffer missing":
+                    given = buffers[:i] + buffers[i + 1 :]
+                elif len(buffers[i]):
+                    given = [*buffers[:i], buffers[i][: len(buffers[i]) // 2], *buffers[i + 1 :]]
+                else:
+                    continue
+                tried += 1
+                try:
+                    rebuilt = subject.rebuild(meta, given)
+                except REFUSALS:
+                    continue
+                claimed = sum(data.nbytes for data in _memory_of(subject, rebuilt))
+                available = sum(b.nbytes for b in given)
+                assert claimed <= available, (
+                    f"{damage} (buffer {i}): rebuild made an object of {claimed} bytes "
+                    f"from {available}"
+                )
+        if not tried:
+            pytest.skip("no sample exposes a non-empty buffer")
+
+    def test_property_round_trip(self, subject: Any) -> None:
+        if self.objects is None:
+            pytest.skip(f"{type(self).__name__}.objects is None: no property test")
+
+        @settings(max_examples=40, deadline=None)
+        @given(st.data())
+        def check(data: Any) -> None:
+            obj = data.draw(self.objects)
+            self.assert_equal(obj, arraypickle.loads(arraypickle.dumps(obj)))
+
+        check()
