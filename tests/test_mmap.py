@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import arraypickle as ap
-from arraypickle import _memory
+from arraypickle import _memory, _plugins
 from checks import assert_array_same, assert_mapped, iter_arrays, memory_root
 from conftest import installed_codecs
 from layout import buffers
@@ -428,3 +428,41 @@ def test_r_plus_on_a_fifo_still_ends(tmp_path):
         got = ap.load(fifo, mmap_mode="r+")
     sender.join(timeout=30)
     assert got["a"].tolist() == [0, 1, 2, 3, 4]
+
+
+class _Lying:
+    """Dumped by a wrapper that takes the numpy wrapper's name and stores ``meta``."""
+
+    def __init__(self, meta):
+        self.meta = meta
+
+
+class _LyingWrapper(ap.ArrayWrapper):
+    name, types = "numpy", (_Lying,)
+
+    def expose(self, obj):
+        return ap.Exposed(obj.meta, [ap.Buffer(np.arange(3.0))])
+
+
+@pytest.mark.parametrize(
+    ("meta", "says"),
+    [
+        (("a", np.dtype("f8"), (4,), "C"), r"buffer of 24 bytes for an array \(4,\) of float64"),
+        (("a", np.dtype("O"), (3,), "C"), "a buffer holding an array of object"),
+        (("v", np.ndarray, None, None), "form 'v' with 4 fields and 1 buffers"),
+    ],
+    ids=["short", "object", "view-form"],
+)
+@pytest.mark.parametrize("mode", ["r", "c"])
+def test_a_mapped_array_whose_meta_disagrees_with_its_bytes(
+    fresh_registry, tmp_path, meta, says, mode
+):
+    # Mapped arrays are made straight at their offset (no uint8 memmap first): the
+    # numpy wrapper's checks of meta against the bytes still come first.
+    ap.register_wrapper(_LyingWrapper(), force=True)
+    path = tmp_path / "lying.pkl"
+    ap.dump([_Lying(meta)], path)
+    _plugins.reset()
+    with pytest.raises(ap.CorruptFileError, match=says) as caught:
+        ap.load(path, mmap_mode=mode)
+    assert str(path) in str(caught.value) and "'numpy'" in str(caught.value)

@@ -131,12 +131,13 @@ def run_kit(kit_class, test, tmp_path, **kwargs):
         fixture.close()
 
 
-def test_the_kit_finds_a_rebuild_that_copies(tmp_path):
+@pytest.mark.parametrize("mmap_mode", [None, "r"])
+def test_the_kit_finds_a_rebuild_that_copies(tmp_path, mmap_mode):
     class Kit(TestSignalWrapper):
         wrapper = Copying()
 
     with pytest.raises(AssertionError, match="is a copy"):
-        run_kit(Kit, "test_rebuild_keeps_the_memory_it_is_given", tmp_path, mmap_mode=None)
+        run_kit(Kit, "test_rebuild_keeps_the_memory_it_is_given", tmp_path, mmap_mode=mmap_mode)
 
 
 def test_the_kit_finds_a_rebuild_that_raises_the_wrong_error(tmp_path):

@@ -146,6 +146,19 @@ class NumpyWrapper(ArrayWrapper):
             )
         return None
 
+    def rebuild_one(self, meta: Any, buf: Any) -> Any:
+        """:meth:`rebuild` of one buffer, or of the reader's ``FileSlot``: bytes of a
+        memory-mapped file not mapped yet, where an array's memmap is made directly
+        (mapping the slot as a uint8 memmap first, then the array over it, was a
+        third of a mapped load of many small arrays)."""
+        if isinstance(buf, np.ndarray):
+            return self.rebuild(meta, [buf])
+        if type(meta) is tuple and len(meta) == 4 and meta[0] == "a":
+            _, dtype, shape, order = meta
+            dtype = _array_dtype(dtype, shape, order, buf.length)
+            return buf.target.array(buf.offset, shape, dtype, order)
+        return self.rebuild(meta, [buf.mapped()])
+
     def rebuild(self, meta: Any, buffers: list[np.ndarray]) -> Any:
         if type(meta) is not tuple or not meta:  # as expose stores it, and format.md says
             raise CorruptFileError(
@@ -211,19 +224,26 @@ def _is_subclass(cls: Any, base: type) -> bool:
 KEEP_BYTE_ORDER: ContextVar[bool] = ContextVar("arraypickle_keep_byte_order", default=False)
 
 
-def _rebuild_array(dtype: np.dtype, shape: tuple[int, ...], order: str, buf: np.ndarray) -> Any:
+def _array_dtype(dtype: np.dtype, shape: tuple[int, ...], order: str, nbytes: int) -> np.dtype:
+    """The dtype to build an array of the stored form ``("a", dtype, shape, order)``
+    with, over a buffer of ``nbytes``; CorruptFileError if they disagree."""
     if not isinstance(dtype, np.dtype) or order not in ("C", "F"):
         raise CorruptFileError("numpy wrapper: bad dtype or order")
     if dtype.hasobject or dtype.itemsize == 0:
         # The writer never stores these as buffers (expose leaves them to pickle): over
         # a file's bytes (mapped ones included) an object's items would be pointers.
         raise CorruptFileError(f"numpy wrapper: a buffer holding an array of {dtype}")
-    if buf.nbytes != dtype.itemsize * prod(shape):
+    if nbytes != dtype.itemsize * prod(shape):
         raise CorruptFileError(
-            f"numpy wrapper: buffer of {buf.nbytes} bytes for an array {shape} of {dtype}"
+            f"numpy wrapper: buffer of {nbytes} bytes for an array {shape} of {dtype}"
         )
     if MISREADS_DATETIMES and dtype.kind in "mMV":
-        dtype = readable_dtype(dtype)
+        return readable_dtype(dtype)
+    return dtype
+
+
+def _rebuild_array(dtype: np.dtype, shape: tuple[int, ...], order: str, buf: np.ndarray) -> Any:
+    dtype = _array_dtype(dtype, shape, order, buf.nbytes)
     if isinstance(buf, np.memmap):
         return _mapped(buf, dtype, shape, order)
     arr = buf.view(dtype).reshape(shape, order=order)

@@ -16,7 +16,7 @@ import zlib
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from math import prod
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -32,6 +32,7 @@ from ._errors import (
 )
 from ._helper import HelperThread
 from ._memory import WholeFileMapping, aligned_empty, memmap_over
+from ._numpy import NumpyWrapper
 from ._opcodes import OpcodeWalker
 from ._splitread import PIECE as SPLIT_PIECE
 from ._splitread import SplitRead, positional_fd
@@ -114,6 +115,17 @@ _BYTE = np.dtype(np.uint8)
 _ACCESS = {"r": mmap.ACCESS_READ, "r+": mmap.ACCESS_WRITE, "c": mmap.ACCESS_COPY}
 
 
+class FileSlot(NamedTuple):
+    """A buffer of a memory-mapped file, not mapped yet (see :meth:`MmapTarget.slot`)."""
+
+    target: MmapTarget
+    offset: int
+    length: int
+
+    def mapped(self) -> np.memmap:
+        return self.target.map(self.offset, self.length)
+
+
 class MmapTarget:
     """Where and how arrays of an uncompressed file are memory-mapped.
 
@@ -148,6 +160,12 @@ class MmapTarget:
     def map(self, offset: int, length: int) -> np.memmap:
         """The ``length`` bytes at ``offset`` of the file, as a uint8 ``np.memmap``."""
         return self.array(offset, (length,), _BYTE, "C")
+
+    def slot(self, offset: int, length: int) -> FileSlot:
+        """The ``length`` bytes at ``offset``, to be mapped when a wrapper takes them:
+        the ``numpy`` wrapper maps its array there directly (one memmap, not a uint8
+        one and the array over it)."""
+        return FileSlot(self, offset, length)
 
     def array(self, offset: int, shape: Any, dtype: np.dtype, order: str) -> np.memmap:
         """An ``np.memmap`` of ``shape`` and ``dtype`` at ``offset`` of the file;
@@ -238,7 +256,7 @@ class ContainerReader:
         # Set by opcodes_into while it reads records: where a PICKLE payload may go.
         self._into: memoryview | None = None
         self._filled = 0
-        self._indexed: dict[int, np.ndarray] = {}
+        self._indexed: dict[int, np.ndarray | FileSlot] = {}
         self._next: deque[np.ndarray] = deque()
 
     # -- errors -------------------------------------------------------------------
@@ -614,7 +632,7 @@ class ContainerReader:
         self._trailer(None, what)
         for at, size in layout:
             self.buffer_bytes += size
-            self._file_buffer(0, self._mmap.map(payload_at + at, size))  # type: ignore[union-attr]
+            self._file_buffer(0, self._mmap.slot(payload_at + at, size))  # type: ignore[union-attr]
         self._records += 1
 
     def _fill_rest(self, view: memoryview, got: int | None) -> None:
@@ -629,7 +647,7 @@ class ContainerReader:
                 raise self.corrupt(f"truncated: {self._describe()} needs {total} bytes, {got} read")
             got += step
 
-    def _file_buffer(self, flags: int, buf: np.ndarray) -> None:
+    def _file_buffer(self, flags: int, buf: np.ndarray | FileSlot) -> None:
         if flags & fmt.FLAG_NEXT_BUFFER:
             self._next.append(buf)
         else:
@@ -649,7 +667,10 @@ class ContainerReader:
             self._src.seek(length, 1)
             self.offset += length
             self._trailer(None, what)
-            buf = self._mmap.map(offset, length)
+            if flags & fmt.FLAG_NEXT_BUFFER:  # the unpickler's: a buffer now
+                buf = self._mmap.map(offset, length)
+            else:  # a wrapper's: mapped when it takes it
+                buf = self._mmap.slot(offset, length)
         else:
             try:
                 buf = aligned_empty(length)
@@ -723,6 +744,11 @@ class ContainerReader:
         return filled
 
     def take(self, index: int) -> np.ndarray:
+        buf = self.take_slot(index)
+        return buf.mapped() if type(buf) is FileSlot else buf
+
+    def take_slot(self, index: int) -> np.ndarray | FileSlot:
+        """Buffer ``index``, or where it lies in a mapped file, not mapped yet."""
         while index not in self._indexed:
             if index < self._nbuffers or self._ended:
                 raise self.corrupt(f"buffer {index} is missing or used twice")
@@ -746,6 +772,8 @@ class ContainerReader:
             ) from None
         try:
             if count == 1:  # the common case, without the list comprehension's frame
+                if type(impl) is NumpyWrapper:  # its own way with a mapped file's bytes
+                    return impl.rebuild_one(meta, self.take_slot(first))
                 return impl.rebuild(meta, [self.take(first)])
             return impl.rebuild(meta, [self.take(first + i) for i in range(count)])
         except CorruptFileError as exc:
