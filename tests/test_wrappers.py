@@ -293,6 +293,9 @@ def test_wrapper_conflicts(fresh_registry):
     with pytest.raises(ap.PluginConflictError, match=r"'tests\.grid'.*'tests\.signal'.*Signal"):
         ap.register_wrapper(other)
     ap.register_wrapper(other, force=True)
+    # A twin replaces its twin only: the type taken by force stays taken.
+    with pytest.raises(ap.PluginConflictError, match=r"'tests\.signal'.*'tests\.grid'.*Signal"):
+        ap.register_wrapper(SignalWrapper())
     claims_arrays = GridWrapper(np.ndarray)
     claims_arrays.name = "tests.arrays"
     with pytest.raises(ap.PluginConflictError, match=r"'tests\.arrays'.*'numpy'.*ndarray"):

@@ -141,10 +141,24 @@ class Registry:
         self.wrapper_index = _WrapperIndex(self)
 
     def _state(self) -> tuple[Any, ...]:
-        return self.codecs, self.extensions, self.wrappers, self._claims, self._sources
+        return (
+            self.codecs,
+            self.extensions,
+            self.wrappers,
+            self._claims,
+            self._sources,
+            self._replaced,
+        )
 
     def _restore(self, state: tuple[Any, ...]) -> None:
-        self.codecs, self.extensions, self.wrappers, self._claims, self._sources = state
+        (
+            self.codecs,
+            self.extensions,
+            self.wrappers,
+            self._claims,
+            self._sources,
+            self._replaced,
+        ) = state
         self.wrapper_index = _WrapperIndex(self)
 
     # -- codecs -------------------------------------------------------------------
@@ -271,10 +285,10 @@ class Registry:
         old = self.wrappers.get(wrapper.name)
         if old is wrapper:
             return  # registered again: nothing to do
-        if _same_wrapper(old, wrapper):
-            force = True  # another instance of that wrapper, as for codecs: it replaces
-            # its twin
-        if old is not None and not force:
+        # Another instance of the same wrapper (a plugin that also registers itself on
+        # import) replaces its twin, as for codecs; a type taken from the twin by force
+        # stays taken.
+        if old is not None and not force and not _same_wrapper(old, wrapper):
             raise PluginConflictError(
                 f"array wrapper {wrapper.name!r} from {source} and the one from "
                 f"{self._sources.get(id(old), '?')} share a name; "

@@ -112,7 +112,7 @@ def assert_same(expected: Any, actual: Any, path: str = "obj") -> None:
         for i, (e, a) in enumerate(zip(expected, actual, strict=True)):
             assert_same(e, a, f"{path}[{i}]")
     else:
-        assert _same_value(expected, actual), f"{path}: {actual!r} != {expected!r}"
+        assert _same_value(expected, actual), f"{path}: loaded {actual!r}, dumped {expected!r}"
 
 
 def _same_value(expected: Any, actual: Any) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -12,10 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import arraypickle
-from arraypickle import _plugins
 from arraypickle._errors import CorruptFileError
+from arraypickle._reader import ContainerReader
 from arraypickle.wrapper import checked_buffer, checked_buffers, checked_data, checked_order
 
+from ._registry import registered
 from ._samples import assert_same
 
 __all__ = ["WrapperConformance"]
@@ -72,6 +74,15 @@ def _aligned(data: bytes) -> np.ndarray:
     return out
 
 
+@contextlib.contextmanager
+def _about(n: int, sample: Any) -> Iterator[None]:
+    """A failure inside names the sample: its place in ``samples()`` and its type."""
+    try:
+        yield
+    except AssertionError as exc:
+        raise AssertionError(f"sample {n} ({type(sample).__qualname__}): {exc}") from exc
+
+
 class WrapperConformance:
     """The tests every array wrapper must pass.
 
@@ -87,60 +98,77 @@ class WrapperConformance:
             def samples(self):
                 return [Blob(bytearray(b"abc" * 1000)), Blob(bytearray())]
 
-    The kit needs pytest and hypothesis (arraypickle's ``test`` extra). For each sample,
-    and for every sample at once:
+    The kit needs pytest and hypothesis (arraypickle's ``test`` extra). It checks:
 
-    * the contract's members: a non-empty ``name``, ``types`` a tuple of types, each
-      sample an instance of one of them, the wrapper installed under its name;
-    * round trips through ``dumps``/``loads``, uncompressed and with zlib, and through a
-      file loaded with every ``mmap_mode``; samples nested in containers, and one
-      object twice in a list loads as one object twice (identity kept);
-    * ``rebuild`` keeps the memory it is given: the buffers the rebuilt object exposes
+    * the contract's members: a non-empty ``name``, ``types`` a tuple of types, the
+      wrapper installed under its name; every sample an instance of one of the types
+      that ``expose`` takes apart, every :meth:`declined` sample one it leaves to
+      pickle, and some sample with a non-empty buffer to write out of band;
+    * round trips of every sample through ``dumps``/``loads``, uncompressed and with
+      zlib, and through a file loaded with every ``mmap_mode``; samples nested in
+      containers, and one object twice in a list loads as one object twice;
+    * ``rebuild`` keeps the memory it is given: the buffers the loaded object exposes
       lie on the buffers the load handed ``rebuild`` or, with ``mmap_mode``, on the
-      file's mapping, not on a copy (skipped for a wrapper that sets
-      :attr:`copy_free` to False);
+      file's mapping, not on a copy (see :meth:`copies`);
     * the same object dumps to the same bytes twice (caches key files by their bytes);
     * safe loading: ``get_untrusted_types`` lists every global the wrapper's ``meta``
       needs, and with those trusted the file loads under ``safe=True``;
     * ``rebuild`` given a ``meta`` and buffers that disagree (a buffer cut in half, a
       buffer missing) raises :class:`arraypickle.CorruptFileError` or one of the
       errors the load turns into one (``ValueError``, ``TypeError``, ``IndexError``,
-      ``KeyError``), or builds an object whose buffers claim no more bytes than it
-      was given: never anything else;
+      ``KeyError``), or builds an object whose buffers hold no more bytes than it was
+      given. Whether the buffers agree with each other (indices into another buffer,
+      say) only ``rebuild`` can know: check it there;
     * with :attr:`objects` set, a hypothesis property test round trips what it draws.
 
     A wrapper given as an object (rather than the name of an installed one) is
-    registered for each test and forgotten after it.
+    registered for each test, in place of an installed wrapper of its name or types;
+    afterwards the registry holds what it held before.
 
     Attributes and methods to set or override:
 
     ``wrapper``
         The name of an installed wrapper, or a wrapper object.
     ``samples()``
-        The objects to round-trip: instances of the wrapper's types, with their
-        variations (empty, big, each layout and dtype it handles).
+        The objects to round-trip: instances of the wrapper's types that ``expose``
+        takes apart, with their variations (empty, big, each layout and dtype).
+    ``declined()``
+        Instances of the types that ``expose`` leaves to pickle (``[]``).
     ``assert_equal(expected, actual)``
-        Whether a loaded object equals the one dumped. By default: the same type,
-        an equal ``meta`` and the same bytes in each buffer, as ``expose`` gives them.
-    ``copy_free``
-        Whether ``rebuild`` keeps the buffers' memory (True). Set False only for a
-        type that cannot live on memory it did not allocate, and say so in its docs.
+        Whether a loaded object equals the one dumped. By default: the same type (an
+        ``np.memmap`` for an ``np.ndarray`` under ``mmap_mode``), an equal ``meta`` and
+        the same bytes in each buffer, as ``expose`` gives them. It sees no more than
+        ``expose`` gives: override it to check what else the type holds.
+    ``copies(sample, mmap_mode)``
+        Whether loading ``sample`` must copy its buffers (False): a sample stored in
+        the other byte order, swapped into a new array when mapped, say.
     ``objects``
         A hypothesis strategy of objects to round-trip, or None.
+    ``hypothesis_settings``
+        The property test's settings (40 examples, no deadline, no example database).
     """
 
     wrapper: Any = None
-    copy_free: bool = True
     objects: st.SearchStrategy[Any] | None = None
+    hypothesis_settings = settings(max_examples=40, deadline=None, database=None)
 
     def samples(self) -> Sequence[Any]:
         """The objects to round-trip (override it)."""
         return []
 
+    def declined(self) -> Sequence[Any]:
+        """Objects of the wrapper's types that ``expose`` leaves to pickle."""
+        return []
+
+    def copies(self, sample: Any, mmap_mode: str | None) -> bool:
+        """Whether a load of ``sample`` (with ``mmap_mode``) must copy its buffers."""
+        return False
+
     def assert_equal(self, expected: Any, actual: Any) -> None:
         """Assert that ``actual``, loaded, equals ``expected``, dumped (override it to
         compare more strictly)."""
-        assert type(actual) is type(expected), f"{type(actual)} != {type(expected)}"
+        mapped = type(expected) is np.ndarray and type(actual) is np.memmap
+        assert mapped or type(actual) is type(expected), f"{type(actual)} != {type(expected)}"
         wrapper = self._subject
         want, got = _laid_out(wrapper, expected), _laid_out(wrapper, actual)
         if want is None or got is None:
@@ -165,13 +193,10 @@ class WrapperConformance:
             return
         if self.wrapper is None:
             pytest.fail(f"{type(self).__name__} must set `wrapper`")
-        _plugins.reset()
-        try:
-            arraypickle.register_wrapper(self.wrapper)
+        # Forced: the object under test, not an installed version of it.
+        with registered(self.wrapper, lambda w: arraypickle.register_wrapper(w, force=True)):
             self._subject = self.wrapper
             yield self.wrapper
-        finally:
-            _plugins.reset()
 
     def _samples(self) -> list[Any]:
         samples = list(self.samples())
@@ -179,8 +204,8 @@ class WrapperConformance:
             pytest.fail(f"{type(self).__name__}.samples() gave no objects")
         return samples
 
-    def _exposed_samples(self, subject: Any) -> list[Any]:
-        return [s for s in self._samples() if subject.expose(s) is not None]
+    def _all(self) -> list[Any]:
+        return self._samples() + list(self.declined())
 
     # -- the contract -------------------------------------------------------------
 
@@ -189,50 +214,67 @@ class WrapperConformance:
         assert isinstance(subject.types, tuple) and subject.types
         assert all(isinstance(t, type) for t in subject.types)
         assert arraypickle.wrappers()[subject.name] is subject
-        for sample in self._samples():
-            assert isinstance(sample, subject.types), f"{type(sample)} is not in `types`"
+        for n, sample in enumerate(self._all()):
+            with _about(n, sample):
+                assert isinstance(sample, subject.types), "not an instance of `types`"
+
+    def test_expose_takes_the_samples_apart(self, subject: Any) -> None:
+        out_of_band = False
+        for n, sample in enumerate(self._samples()):
+            with _about(n, sample):
+                laid_out = _laid_out(subject, sample)
+                assert laid_out is not None, "expose declined it (list it in declined())"
+                out_of_band = out_of_band or any(len(b) for b in laid_out[1])
+        for sample in self.declined():
+            assert subject.expose(sample) is None, f"expose took {sample!r} apart"
+        assert out_of_band, (
+            "no sample has a non-empty buffer to write out of band: expose put everything in meta"
+        )
 
     @pytest.mark.parametrize("compress", [0, "zlib"])
     def test_round_trip(self, subject: Any, compress: Any) -> None:
-        for sample in self._samples():
-            blob = arraypickle.dumps(sample, compress=compress)
-            self.assert_equal(sample, arraypickle.loads(blob))
+        for n, sample in enumerate(self._all()):
+            with _about(n, sample):
+                blob = arraypickle.dumps(sample, compress=compress)
+                self.assert_equal(sample, arraypickle.loads(blob))
 
     @pytest.mark.parametrize("mmap_mode", [None, *MMAP_MODES])
     def test_round_trip_through_a_file(self, subject: Any, mmap_mode: Any, tmp_path: Any) -> None:
         path = tmp_path / "samples.pkl"
-        samples = self._samples()
+        samples = self._all()
         arraypickle.dump(samples, path)
         loaded = arraypickle.load(path, mmap_mode=mmap_mode)
-        for sample, out in zip(samples, loaded, strict=True):
-            self.assert_equal(sample, out)
+        for n, (sample, out) in enumerate(zip(samples, loaded, strict=True)):
+            with _about(n, sample):
+                self.assert_equal(sample, out)
 
     def test_nested_and_shared(self, subject: Any) -> None:
-        for sample in self._samples():
-            obj = {"twice": [sample, sample], "in": ({"deep": [sample]}, np.arange(3))}
-            out = arraypickle.loads(arraypickle.dumps(obj))
-            first, second = out["twice"]
-            assert first is second, "one object dumped twice loaded as two"
-            self.assert_equal(sample, first)
-            self.assert_equal(sample, out["in"][0]["deep"][0])
-            assert out["in"][0]["deep"][0] is first
-            assert np.array_equal(out["in"][1], np.arange(3))
+        for n, sample in enumerate(self._samples()):
+            with _about(n, sample):
+                obj = {"twice": [sample, sample], "in": ({"deep": [sample]}, np.arange(3))}
+                out = arraypickle.loads(arraypickle.dumps(obj))
+                first, second = out["twice"]
+                assert first is second, "one object dumped twice loaded as two"
+                self.assert_equal(sample, first)
+                assert out["in"][0]["deep"][0] is first
+                assert np.array_equal(out["in"][1], np.arange(3))
 
     @pytest.mark.parametrize("mmap_mode", [None, "r"])
     def test_rebuild_keeps_the_memory_it_is_given(
         self, subject: Any, mmap_mode: Any, tmp_path: Any, monkeypatch: Any
     ) -> None:
-        if not self.copy_free:
-            pytest.skip(f"{type(self).__name__}.copy_free is False")
-        given_buffers: list[np.ndarray] = []
-        rebuild = subject.rebuild
+        given_buffers: list[Any] = []
+        take_slot = ContainerReader.take_slot
 
-        def spy(meta: Any, buffers: list[np.ndarray]) -> Any:
-            given_buffers.extend(buffers)
-            return rebuild(meta, buffers)
+        def spy(reader: ContainerReader, index: int) -> Any:
+            # What the load hands the wrapper (the numpy wrapper's mapped slots included).
+            given_buffers.append(take_slot(reader, index))
+            return given_buffers[-1]
 
-        monkeypatch.setattr(subject, "rebuild", spy)
-        for n, sample in enumerate(self._exposed_samples(subject)):
+        monkeypatch.setattr(ContainerReader, "take_slot", spy)
+        for n, sample in enumerate(self._samples()):
+            if self.copies(sample, mmap_mode):
+                continue
             path = tmp_path / f"sample{n}.pkl"
             arraypickle.dump(sample, path)
             given_buffers.clear()
@@ -244,26 +286,30 @@ class WrapperConformance:
                     kept = any(np.may_share_memory(data, b) for b in given_buffers)
                 else:  # on the file's mapping, however the load handed it over
                     kept = isinstance(_memory_root(data), mmap.mmap)
-                assert kept, f"sample {n}: buffer {i} of the rebuilt object is a copy"
+                assert kept, (
+                    f"sample {n} ({type(sample).__qualname__}): buffer {i} of the loaded "
+                    "object is not on the memory the load gave rebuild: rebuild copied "
+                    "it, or expose of the loaded object exposes a copy"
+                )
 
     def test_same_object_same_bytes(self, subject: Any) -> None:
-        for sample in self._samples():
-            assert arraypickle.dumps(sample) == arraypickle.dumps(sample)
+        for n, sample in enumerate(self._all()):
+            with _about(n, sample):
+                assert arraypickle.dumps(sample) == arraypickle.dumps(sample)
 
     def test_safe_loading(self, subject: Any) -> None:
-        for sample in self._samples():
-            blob = arraypickle.dumps(sample)
-            untrusted = arraypickle.get_untrusted_types(blob)
-            out = arraypickle.loads(blob, safe=True, trusted=untrusted)
-            self.assert_equal(sample, out)
+        for n, sample in enumerate(self._all()):
+            with _about(n, sample):
+                blob = arraypickle.dumps(sample)
+                untrusted = arraypickle.get_untrusted_types(blob)
+                self.assert_equal(sample, arraypickle.loads(blob, safe=True, trusted=untrusted))
 
     @pytest.mark.parametrize("damage", ["a buffer cut in half", "a buffer missing"])
     def test_rebuild_refuses_buffers_that_disagree_with_meta(
         self, subject: Any, damage: str
     ) -> None:
-        tried = 0
-        for sample in self._exposed_samples(subject):
-            meta, buffers = _laid_out(subject, sample)  # type: ignore[misc]
+        for n, sample in enumerate(self._samples()):
+            meta, buffers = _laid_out(subject, sample) or (None, [])
             for i in range(len(buffers)):
                 if damage == "a buffer missing":
                     given = buffers[:i] + buffers[i + 1 :]
@@ -271,25 +317,28 @@ class WrapperConformance:
                     given = [*buffers[:i], buffers[i][: len(buffers[i]) // 2], *buffers[i + 1 :]]
                 else:
                     continue
-                tried += 1
+                what = f"sample {n} ({type(sample).__qualname__}), {damage} (buffer {i})"
                 try:
                     rebuilt = subject.rebuild(meta, given)
                 except REFUSALS:
                     continue
+                except Exception as exc:
+                    pytest.fail(
+                        f"{what}: rebuild raised {type(exc).__name__}: {exc}. When meta and "
+                        "buffers disagree, raise arraypickle.CorruptFileError (or "
+                        "ValueError, TypeError, IndexError, KeyError)"
+                    )
                 claimed = sum(data.nbytes for data in _memory_of(subject, rebuilt))
                 available = sum(b.nbytes for b in given)
                 assert claimed <= available, (
-                    f"{damage} (buffer {i}): rebuild made an object of {claimed} bytes "
-                    f"from {available}"
+                    f"{what}: rebuild made an object of {claimed} bytes from {available}"
                 )
-        if not tried:
-            pytest.skip("no sample exposes a non-empty buffer")
 
     def test_property_round_trip(self, subject: Any) -> None:
         if self.objects is None:
             pytest.skip(f"{type(self).__name__}.objects is None: no property test")
 
-        @settings(max_examples=40, deadline=None)
+        @self.hypothesis_settings
         @given(st.data())
         def check(data: Any) -> None:
             obj = data.draw(self.objects)
