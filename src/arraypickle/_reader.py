@@ -772,7 +772,8 @@ class ContainerReader:
             ) from None
         try:
             if count == 1:  # the common case, without the list comprehension's frame
-                if type(impl) is NumpyWrapper:  # its own way with a mapped file's bytes
+                if self._mmap is not None and type(impl) is NumpyWrapper:
+                    # Its own way with a mapped file's bytes: see FileSlot.
                     return impl.rebuild_one(meta, self.take_slot(first))
                 return impl.rebuild(meta, [self.take(first)])
             return impl.rebuild(meta, [self.take(first + i) for i in range(count)])
