@@ -140,25 +140,15 @@ class Registry:
         # from the old claims cannot leave a stale answer in the new one.
         self.wrapper_index = _WrapperIndex(self)
 
+    # What a conflict during a plugin's registration, or a test, puts back as it was.
+    _STATE = ("codecs", "extensions", "wrappers", "_claims", "_sources", "_replaced")
+
     def _state(self) -> tuple[Any, ...]:
-        return (
-            self.codecs,
-            self.extensions,
-            self.wrappers,
-            self._claims,
-            self._sources,
-            self._replaced,
-        )
+        return tuple(getattr(self, name) for name in self._STATE)
 
     def _restore(self, state: tuple[Any, ...]) -> None:
-        (
-            self.codecs,
-            self.extensions,
-            self.wrappers,
-            self._claims,
-            self._sources,
-            self._replaced,
-        ) = state
+        for name, value in zip(self._STATE, state, strict=True):
+            setattr(self, name, value)
         self.wrapper_index = _WrapperIndex(self)
 
     # -- codecs -------------------------------------------------------------------
