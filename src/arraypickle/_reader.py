@@ -116,7 +116,9 @@ _ACCESS = {"r": mmap.ACCESS_READ, "r+": mmap.ACCESS_WRITE, "c": mmap.ACCESS_COPY
 
 
 class FileSlot(NamedTuple):
-    """A buffer of a memory-mapped file, not mapped yet (see :meth:`MmapTarget.slot`)."""
+    """A wrapper's buffer in a memory-mapped file, mapped when the wrapper takes it:
+    the ``numpy`` wrapper maps its array there directly (one memmap, not a uint8 one
+    and the array over it)."""
 
     target: MmapTarget
     offset: int
@@ -160,12 +162,6 @@ class MmapTarget:
     def map(self, offset: int, length: int) -> np.memmap:
         """The ``length`` bytes at ``offset`` of the file, as a uint8 ``np.memmap``."""
         return self.array(offset, (length,), _BYTE, "C")
-
-    def slot(self, offset: int, length: int) -> FileSlot:
-        """The ``length`` bytes at ``offset``, to be mapped when a wrapper takes them:
-        the ``numpy`` wrapper maps its array there directly (one memmap, not a uint8
-        one and the array over it)."""
-        return FileSlot(self, offset, length)
 
     def array(self, offset: int, shape: Any, dtype: np.dtype, order: str) -> np.memmap:
         """An ``np.memmap`` of ``shape`` and ``dtype`` at ``offset`` of the file;
@@ -632,7 +628,7 @@ class ContainerReader:
         self._trailer(None, what)
         for at, size in layout:
             self.buffer_bytes += size
-            self._file_buffer(0, self._mmap.slot(payload_at + at, size))  # type: ignore[union-attr]
+            self._file_buffer(0, FileSlot(self._mmap, payload_at + at, size))  # type: ignore[arg-type]
         self._records += 1
 
     def _fill_rest(self, view: memoryview, got: int | None) -> None:
@@ -670,7 +666,7 @@ class ContainerReader:
             if flags & fmt.FLAG_NEXT_BUFFER:  # the unpickler's: a buffer now
                 buf = self._mmap.map(offset, length)
             else:  # a wrapper's: mapped when it takes it
-                buf = self._mmap.slot(offset, length)
+                buf = FileSlot(self._mmap, offset, length)
         else:
             try:
                 buf = aligned_empty(length)
