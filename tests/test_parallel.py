@@ -25,6 +25,7 @@ from arraypickle._parallel import ChunkedWriter, Frame, FramedReader, Pipeline, 
 from arraypickle._stdcodecs import _stream
 from arraypickle._stdcodecs._deflate import adler32_combine, crc32_combine
 from arraypickle.testing import Unseekable, assert_same, big_array, sample_bytes
+from arraypickle.testing._files import _Failing  # a full disk, as the codec kit has it
 
 MiB = 1 << 20
 
@@ -400,31 +401,13 @@ def test_standard_tool_decompresses_parallel_output(name, tmp_path):
 # -- failures ---------------------------------------------------------------------------
 
 
-class Failing(io.RawIOBase):
-    """Takes ``budget`` bytes, then every write fails, like a full disk."""
-
-    def __init__(self, budget: int) -> None:
-        super().__init__()
-        self.budget = budget
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, b: Any) -> int:
-        n = memoryview(b).nbytes
-        if n > self.budget:
-            raise OSError(28, "no space left on device")
-        self.budget -= n
-        return n
-
-
 @pytest.mark.parametrize("name", parallel_codecs())
 def test_a_write_failing_midway_fails_the_dump_and_stops_the_threads(name):
     obj = tool_object()
     full = len(arraypickle.dumps(obj, compress=(name, 1), threads=1))
     for budget in (0, 100, full // 3, full - 1):
         with pytest.raises(OSError, match="no space left"):
-            arraypickle.dump(obj, Failing(budget), compress=(name, 1), threads=3)
+            arraypickle.dump(obj, _Failing(budget), compress=(name, 1), threads=3)
         assert not our_threads()
 
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import arraypickle
 from arraypickle._errors import CorruptFileError
 from arraypickle._reader import ContainerReader
-from arraypickle.wrapper import checked_buffer, checked_buffers, checked_data, checked_order
+from arraypickle.wrapper import checked_buffer, checked_data, checked_exposed, checked_order
 
 from ._registry import registered
 from ._samples import assert_same
@@ -29,30 +29,34 @@ REFUSALS = (CorruptFileError, ValueError, TypeError, IndexError, KeyError)
 MMAP_MODES = ("r", "r+", "c")
 
 
-def _laid_out(wrapper: Any, obj: Any) -> tuple[Any, list[np.ndarray]] | None:
-    """``(meta, buffers)`` of ``obj`` as ``rebuild`` would get them from a file: each
-    buffer 1-D ``uint8`` in its order, 64-byte aligned and writable; None if declined."""
+def _exposed(wrapper: Any, obj: Any) -> tuple[Any, list[tuple[np.ndarray, str]]] | None:
+    """``expose(obj)`` checked as ``dump`` checks it: ``meta`` and each buffer's data
+    (an array over the object's memory) with its order; None if declined."""
     exposed = wrapper.expose(obj)
     if exposed is None:
         return None
-    meta, buffers = exposed
-    return meta, [_aligned(_bytes_of(wrapper, obj, buffer)) for buffer in buffers]
+    meta, buffers = checked_exposed(wrapper, obj, exposed)
+    pairs = []
+    for buffer in buffers:
+        data, order = checked_buffer(wrapper, obj, buffer)
+        pairs.append((checked_data(wrapper, obj, data), checked_order(wrapper, obj, order)))
+    return meta, pairs
 
 
-def _bytes_of(wrapper: Any, obj: Any, buffer: Any) -> bytes:
-    data, order = checked_buffer(wrapper, obj, buffer)
-    return checked_data(wrapper, obj, data).tobytes(order=checked_order(wrapper, obj, order))
+def _laid_out(wrapper: Any, obj: Any) -> tuple[Any, list[np.ndarray]] | None:
+    """``(meta, buffers)`` of ``obj`` as ``rebuild`` would get them from a file: each
+    buffer 1-D ``uint8`` in its order, 64-byte aligned and writable; None if declined."""
+    exposed = _exposed(wrapper, obj)
+    if exposed is None:
+        return None
+    meta, pairs = exposed
+    return meta, [_aligned(data.tobytes(order=order)) for data, order in pairs]
 
 
 def _memory_of(wrapper: Any, obj: Any) -> list[np.ndarray]:
     """The arrays over the memory ``obj``'s exposed buffers live in (none if declined)."""
-    exposed = wrapper.expose(obj)
-    if exposed is None:
-        return []
-    return [
-        checked_data(wrapper, obj, checked_buffer(wrapper, obj, buffer)[0])
-        for buffer in checked_buffers(wrapper, obj, exposed[1])
-    ]
+    exposed = _exposed(wrapper, obj)
+    return [] if exposed is None else [data for data, _ in exposed[1]]
 
 
 def _memory_root(obj: Any) -> Any:
