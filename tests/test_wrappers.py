@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import mmap
+import threading
 import zlib
 
 import numpy as np
@@ -365,6 +366,40 @@ def test_a_wrong_answer_from_expose_fails_the_dump_naming_the_wrapper(
         ap.dump(Things(["secret", 42, None]), path)
     assert says in str(info.value)
     assert ap.load(path) == [1]  # the old file is intact
+
+
+@pytest.mark.parametrize("protocol", [2, 5])
+@pytest.mark.parametrize(
+    ("meta", "says"),
+    [
+        (threading.Lock(), "cannot pickle '_thread.lock' object"),
+        ({"key": lambda: 0}, "lambda"),
+        ([1, (2, (x for x in "ab"))], "generator"),
+    ],
+    ids=["lock", "lambda", "nested"],
+)
+def test_an_unpicklable_meta_fails_the_dump_naming_the_wrapper(
+    fresh_registry, tmp_path, meta, says, protocol
+):
+    # The C pickler refuses a meta after reducer_override has returned: its own message
+    # named neither the wrapper nor its meta.
+    ap.register_wrapper(AnswerWrapper(lambda o: ap.Exposed(meta, [ap.Buffer(b"abc")])))
+    path = tmp_path / "t.pkl"
+    ap.dump([1], path)
+    with pytest.raises(ap.UnpicklableError) as info:
+        ap.dump({"a": [Things(None)]}, path, protocol=protocol)
+    message = str(info.value)
+    assert message.startswith("array wrapper 'tests.things', exposing a Things: its meta cannot")
+    assert says in message
+    assert ap.load(path) == [1]
+
+
+def test_an_unpicklable_value_after_a_wrapped_one_is_not_blamed_on_the_wrapper(fresh_registry):
+    # The wrapper exposed last, with a sound meta, is not what pickling refused.
+    ap.register_wrapper(AnswerWrapper(lambda o: ap.Exposed({"n": 1}, [ap.Buffer(b"abc")])))
+    with pytest.raises(ap.UnpicklableError) as info:
+        ap.dumps([Things(None), threading.Lock()])
+    assert str(info.value) == "cannot pickle '_thread.lock' object"
 
 
 def test_a_buffers_order_is_the_layout_written_whatever_the_arrays(fresh_registry):

@@ -30,7 +30,6 @@ from ._errors import (
     EmptyFileError,
     FileModeError,
     InvalidArgumentError,
-    UnpicklableError,
     as_flag,
     describe,
 )
@@ -577,12 +576,13 @@ def _write(
     try:
         writer = ContainerWriter(stream, hash_thread=codec is None)
         try:
+            pickler = Pickler(writer, protocol, registry.wrapper_index)
             try:
-                Pickler(writer, protocol, registry.wrapper_index).dump(value)
+                pickler.dump(value)
             except (AttributeError, pickle.PicklingError, TypeError) as exc:
                 if isinstance(exc, ArrayPickleError) or not refused_by_pickling(exc):
                     raise
-                raise UnpicklableError(str(exc)) from exc
+                raise pickler.refusal(exc) from exc
             writer.finish()
         finally:
             writer.close()

@@ -8,11 +8,13 @@ from typing import Any
 import numpy as np
 
 from . import _format as fmt
+from ._errors import UnpicklableError
 from ._numpy import NumpyWrapper, plain_form
 from ._writer import ContainerWriter
 from .wrapper import (
     Buffer,
     Exposed,
+    broken,
     checked_buffer,
     checked_buffers,
     checked_data,
@@ -34,12 +36,16 @@ class Pickler(pickle.Pickler):
         options = {"buffer_callback": writer.write_picklebuffer} if protocol >= 5 else {}
         super().__init__(writer, protocol, **options)
         self._writer = writer
+        self._protocol = protocol
         self._index = wrapper_index
         self._write_array = writer.write_array
         # The built-in numpy wrapper, when it is the one plain arrays go to (a plugin
         # may claim them instead): those take the fast path in reducer_override.
         numpy = wrapper_index[np.ndarray]
         self._numpy = numpy.name if type(numpy) is NumpyWrapper else None
+        # The C pickler pickles a wrapper's meta after reducer_override has returned,
+        # so its refusal of an unpicklable meta names neither: kept for the message.
+        self._last_exposed: tuple[Any, Any, Any] | None = None
 
     def reducer_override(self, obj: Any) -> Any:
         if type(obj) is np.ndarray and self._numpy is not None:
@@ -70,4 +76,18 @@ class Pickler(pickle.Pickler):
             if type(data) is not np.ndarray or data.dtype.hasobject:
                 data = checked_data(wrapper, obj, data)
             self._writer.write_array(data, order)
+        self._last_exposed = (wrapper, obj, exposed.meta)
         return fmt.rebuild, (wrapper.name, exposed.meta, first, len(buffers))
+
+    def refusal(self, exc: BaseException) -> UnpicklableError:
+        """The error for ``exc``, pickling's refusal of something in the value: naming
+        the wrapper when what it refused is in the ``meta`` a wrapper returned last."""
+        if self._last_exposed is not None:
+            wrapper, obj, meta = self._last_exposed
+            # Pickled again alone, the meta fails the same way if the refusal was its.
+            try:
+                pickle.dumps(meta, self._protocol)
+            except Exception as again:
+                if type(again) is type(exc) and str(again) == str(exc):
+                    return broken(wrapper, obj, f"its meta cannot be pickled: {exc}")
+        return UnpicklableError(str(exc))

@@ -138,7 +138,7 @@ class ArrayWrapper:
 # must fail the dump naming the wrapper, never write something that loads wrong.
 
 
-def _broken(wrapper: Any, obj: Any, what: str) -> Exception:
+def broken(wrapper: Any, obj: Any, what: str) -> Exception:
     from ._errors import UnpicklableError
 
     return UnpicklableError(
@@ -151,7 +151,7 @@ def _pair(wrapper: Any, obj: Any, value: Any, what: str, expected: str) -> tuple
     try:
         first, second = value
     except (TypeError, ValueError):
-        raise _broken(wrapper, obj, f"{what} {type(value).__name__}, not {expected}") from None
+        raise broken(wrapper, obj, f"{what} {type(value).__name__}, not {expected}") from None
     return first, second
 
 
@@ -166,7 +166,7 @@ def checked_buffers(wrapper: Any, obj: Any, buffers: Any) -> list[Any]:
     try:
         return list(buffers)
     except TypeError:
-        raise _broken(
+        raise broken(
             wrapper, obj, f"its buffers are a {type(buffers).__name__}, not a list of Buffer"
         ) from None
 
@@ -180,7 +180,7 @@ def checked_order(wrapper: Any, obj: Any, order: Any) -> str:
     """A buffer's ``order``, 'C' or 'F', or an error naming the wrapper."""
     if order == "C" or order == "F":
         return str(order)
-    raise _broken(wrapper, obj, f"a buffer's order is {order!r}, not 'C' or 'F'")
+    raise broken(wrapper, obj, f"a buffer's order is {order!r}, not 'C' or 'F'")
 
 
 def checked_data(wrapper: Any, obj: Any, data: Any) -> np.ndarray:
@@ -190,17 +190,17 @@ def checked_data(wrapper: Any, obj: Any, data: Any) -> np.ndarray:
         try:
             view = memoryview(data)
         except TypeError as exc:
-            raise _broken(wrapper, obj, f"a buffer's data is unusable: {exc}") from None
+            raise broken(wrapper, obj, f"a buffer's data is unusable: {exc}") from None
         try:
             # With its own dtype (an object array's memoryview is refused below), and
             # any layout: the writer lays out the bytes in the buffer's order.
             data = np.asarray(view)
         except (TypeError, ValueError, NotImplementedError):
             if not view.c_contiguous:
-                raise _broken(wrapper, obj, "a buffer's data is a non-contiguous buffer") from None
+                raise broken(wrapper, obj, "a buffer's data is a non-contiguous buffer") from None
             data = np.frombuffer(view, np.uint8)
     if data.dtype.hasobject:
-        raise _broken(
+        raise broken(
             wrapper,
             obj,
             f"a buffer has dtype {data.dtype}, which holds Python objects: out-of-band "
