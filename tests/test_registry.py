@@ -474,6 +474,22 @@ def test_registering_the_same_object_again_does_nothing(fresh_registry):
         ap.register_codec(PlainCodec(magic=b"PLN\x02"))  # another codec of that name
 
 
+def test_a_codec_class_defined_again_replaces_its_twin(fresh_registry):
+    # A notebook cell run again (or a module reloaded) makes a new class of the same
+    # module and name: its instance replaces the first instead of conflicting with it.
+    def defined_again():
+        return type("PlainCodec", (PlainCodec,), {"__module__": __name__})
+
+    first, again = defined_again()(), defined_again()()
+    assert type(first) is not type(again)
+    ap.register_codec(first)
+    ap.register_codec(again)
+    assert ap.codecs()["plain"] is again
+    other = type("OtherCodec", (PlainCodec,), {"__module__": __name__})()
+    with pytest.raises(ap.PluginConflictError, match="pass force=True to replace"):
+        ap.register_codec(other)  # same name, magic and extensions: another class
+
+
 def test_registering_while_other_threads_dump_and_load(fresh_registry):
     import threading
 

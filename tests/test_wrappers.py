@@ -303,6 +303,43 @@ def test_wrapper_conflicts(fresh_registry):
         ap.register_wrapper(claims_arrays)
 
 
+NOTEBOOK_CELL = """
+import numpy as np
+import arraypickle as ap
+
+class Frame:
+    def __init__(self, data):
+        self.data = data
+
+class FrameWrapper(ap.ArrayWrapper):
+    name = "tests.frame"
+    types = (Frame,)
+
+    def expose(self, obj):
+        return ap.Exposed(None, [ap.Buffer(obj.data)])
+
+    def rebuild(self, meta, buffers):
+        return Frame(np.frombuffer(buffers[0], np.float64))
+
+ap.register_wrapper(FrameWrapper())
+"""
+
+
+def test_a_notebook_cell_run_again_replaces_its_wrapper(fresh_registry):
+    # Run again, the cell defines new classes of the same names: its wrapper replaces
+    # the one of the first run instead of conflicting with it, and claims the new Frame.
+    first, again = {"__name__": "__main__"}, {"__name__": "__main__"}
+    exec(NOTEBOOK_CELL, first)
+    exec(NOTEBOOK_CELL, again)
+    assert first["FrameWrapper"] is not again["FrameWrapper"]
+    assert type(ap.wrappers()["tests.frame"]) is again["FrameWrapper"]
+    out = ap.loads(ap.dumps(again["Frame"](np.arange(3.0))))
+    assert type(out) is again["Frame"] and out.data.tolist() == [0.0, 1.0, 2.0]
+    claims = _plugins.get_registry().wrapper_index
+    assert claims[again["Frame"]] is ap.wrappers()["tests.frame"]
+    assert claims[first["Frame"]] is None  # the old class's objects pickle as they are
+
+
 class Things:
     def __init__(self, items):
         self.items = items

@@ -276,8 +276,8 @@ class Registry:
         if old is wrapper:
             return  # registered again: nothing to do
         # Another instance of the same wrapper (a plugin that also registers itself on
-        # import) replaces its twin, as for codecs; a type taken from the twin by force
-        # stays taken.
+        # import, a notebook cell run again) replaces its twin, as for codecs; a type
+        # taken from the twin by force stays taken.
         if old is not None and not force and not _same_wrapper(old, wrapper):
             raise PluginConflictError(
                 f"array wrapper {wrapper.name!r} from {source} and the one from "
@@ -413,12 +413,18 @@ def wrapper_is_wellformed(wrapper: Any) -> bool:
     )
 
 
+def _same_class(old: type, new: type) -> bool:
+    """Whether ``new`` is ``old``, or ``old`` defined again: a notebook cell or a
+    module reloaded makes a new class of the same module and qualified name."""
+    return old is new or (old.__module__ == new.__module__ and old.__qualname__ == new.__qualname__)
+
+
 def _same_codec(old: Any, new: Any) -> bool:
-    """Whether ``new`` is another instance of the codec ``old``: same class, name,
-    magic and extensions."""
+    """Whether ``new`` is another instance of the codec ``old``: same class (or the
+    class defined again), name, magic and extensions."""
     return (
         old is not None
-        and type(old) is type(new)
+        and _same_class(type(old), type(new))
         and old.magic == new.magic
         and tuple(old.extensions) == tuple(new.extensions)
     )
@@ -426,8 +432,13 @@ def _same_codec(old: Any, new: Any) -> bool:
 
 def _same_wrapper(old: Any, new: Any) -> bool:
     """Whether ``new`` is another instance of the wrapper ``old``: same class, name and
-    types."""
-    return old is not None and type(old) is type(new) and tuple(old.types) == tuple(new.types)
+    types (each the same class, or the class defined again)."""
+    return (
+        old is not None
+        and _same_class(type(old), type(new))
+        and len(old.types) == len(new.types)
+        and all(map(_same_class, old.types, new.types))
+    )
 
 
 def _way_out(source: str, action: str) -> str:
@@ -707,7 +718,9 @@ def register_codec(codec: Any, force: bool = False) -> None:
         codec: an object with ``name``, ``magic``, ``extensions``, ``open_writer`` and
             ``open_reader`` (see :mod:`arraypickle.codec`).
         force: replace installed codecs that claim the same name, extension or magic
-            instead of raising :class:`PluginConflictError`.
+            instead of raising :class:`PluginConflictError`. Not needed to replace
+            another instance of the same codec, its class defined again included (a
+            notebook cell run twice): that replaces it.
 
     Examples:
 
@@ -726,7 +739,9 @@ def register_wrapper(wrapper: Any, force: bool = False) -> None:
     Parameters:
         wrapper: an object with ``name``, ``types``, ``expose`` and ``rebuild``.
         force: replace an installed wrapper of the same name, or claiming the same
-            types, instead of raising :class:`PluginConflictError`.
+            types, instead of raising :class:`PluginConflictError`. Not needed to
+            replace another instance of the same wrapper, its classes defined again
+            included (a notebook cell run twice): that replaces it.
 
     Examples:
 
