@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import collections
 import datetime
 import decimal
@@ -108,6 +109,7 @@ def stdlib() -> dict[str, object]:
         "deque": collections.deque([1, 2], maxlen=5),
         "chainmap": collections.ChainMap({"a": 1}, {"b": 2}),
         "paths": [pathlib.PurePosixPath("/a/b"), pathlib.PureWindowsPath("c:/x")],
+        "array": [array.array("d", [1.5, -2.0]), array.array("b"), array.array("Q", [2**64 - 1])],
     }
 
 

@@ -45,6 +45,7 @@ or a numpy scalar type, as numpy writes it).
 from __future__ import annotations
 
 import _compat_pickle
+import array
 import collections
 import copyreg
 import datetime
@@ -130,6 +131,13 @@ def _stdlib() -> list[_Entry]:
                 datetime.timedelta,
                 datetime.timezone,
             )
+        ),
+        (("array.array",), lambda: array.array, "typed container of numbers"),
+        (
+            ("array._array_reconstructor",),
+            lambda: array._array_reconstructor,
+            "protocol 3+ arrays: a subtype of array.array (a global of the file, checked "
+            "separately; anything else refused) over the bytes given",
         ),
         (("decimal.Decimal",), lambda: decimal.Decimal, "value type parsed from a string"),
         (("fractions.Fraction",), lambda: fractions.Fraction, "value type parsed from a string"),
