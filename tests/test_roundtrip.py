@@ -9,6 +9,7 @@ loaded array lives in the buffer it was read into (no copy made afterwards).
 from __future__ import annotations
 
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -316,6 +317,62 @@ def test_subclass_details(tmp_path):
     assert type(out["masked_matrix"].data) is np.matrix
     assert type(out["memmap"]) is np.ndarray and out["memmap"].dtype == np.dtype("=i4")
     assert out["recarray"].f.tolist() == [2.0, 4.0]
+
+
+class Owner:
+    """An object an array's attribute points to, and that points back to the array."""
+
+
+@pytest.mark.parametrize("compress", [0, 3])
+@pytest.mark.parametrize("mmap_mode", [None, "r", "c"])
+@pytest.mark.parametrize("cycle", ["itself", "owner", "list"])
+def test_subclass_attributes_leading_back_to_the_array_are_kept(
+    tmp_path, cycle, mmap_mode, compress
+):
+    # The array was rebuilt (from the pickle's args) before its attributes' dict was
+    # filled, and the dict's contents were copied: every attribute was lost, unseen.
+    # And the array's bytes were written twice.
+    big = np.arange(100_000.0).view(UserArray)
+    big.unit = "m"
+    if cycle == "itself":
+        big.me = big
+    elif cycle == "owner":
+        big.owner = Owner()
+        big.owner.array = big
+    else:
+        big.history = ["made", big]
+    path = tmp_path / "c.ap"
+    ap.dump(big, path, compress=compress)
+    if not compress:
+        assert path.stat().st_size < big.nbytes * 1.1  # the bytes written once
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # mapping a compressed file
+        trusted = ap.get_untrusted_types(path)
+        for out in (ap.load(path, mmap_mode=mmap_mode), ap.load(path, trusted=trusted)):
+            assert type(out) is UserArray and out.unit == "m"
+            np.testing.assert_array_equal(out, big)
+            if cycle == "itself":
+                assert out.me is out
+            elif cycle == "owner":
+                assert type(out.owner) is Owner and out.owner.array is out
+            else:
+                assert out.history[0] == "made" and out.history[1] is out
+
+
+def test_a_memmap_subclass_leading_back_to_itself_dumps(tmp_path):
+    # Its attributes are filtered into a new dict at every exposure: asked again for
+    # the array inside that dict, the dump recursed until RecursionError.
+    mm = np.memmap(tmp_path / "m.dat", dtype="f8", mode="w+", shape=(3,)).view(UserMemmap)
+    mm.me = mm
+    out = ap.loads(ap.dumps(mm))
+    assert type(out) is UserMemmap and out.me is out and out.filename is None
+
+
+def test_a_view_form_state_for_a_class_without_attributes_is_damage():
+    # Written by no dump (a plain ndarray holds no __dict__): a crafted file.
+    meta = ("v", np.ndarray, np.arange(3), {"unit": "m"})
+    with pytest.raises(ap.CorruptFileError, match="whose instances hold none"):
+        ap.wrappers()["numpy"].rebuild(meta, [])
 
 
 def test_subclass_attributes_are_kept_and_one_pickle_cannot_save_fails_the_dump(tmp_path):

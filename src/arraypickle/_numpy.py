@@ -176,8 +176,18 @@ class NumpyWrapper(ArrayWrapper):
             if state is not None and type(state) is not dict:
                 raise CorruptFileError("numpy wrapper: a view form with a state not a dict")
             out = base.view(cls)
-            if state:
-                out.__dict__.update(state)
+            if state is not None:
+                if not hasattr(out, "__dict__"):
+                    raise CorruptFileError(
+                        f"numpy wrapper: a view form with a state for {cls.__qualname__}, "
+                        "whose instances hold none"
+                    )
+                # The state dict itself becomes the array's: when an attribute leads
+                # back to the array, this runs before the unpickler fills the dict.
+                # What __array_finalize__ set stays unless the state says otherwise.
+                for key, value in out.__dict__.items():
+                    state.setdefault(key, value)
+                out.__dict__ = state
             return out
         if kind == "m" and len(meta) == 6 and not buffers:
             _, cls, data, mask, fill_value, hard = meta

@@ -36,7 +36,6 @@ class Pickler(pickle.Pickler):
         options = {"buffer_callback": writer.write_picklebuffer} if protocol >= 5 else {}
         super().__init__(writer, protocol, **options)
         self._writer = writer
-        self._protocol = protocol
         self._index = wrapper_index
         self._write_array = writer.write_array
         # The built-in numpy wrapper, when it is the one plain arrays go to (a plugin
@@ -46,6 +45,11 @@ class Pickler(pickle.Pickler):
         # The C pickler pickles a wrapper's meta after reducer_override has returned,
         # so its refusal of an unpicklable meta names neither: kept for the message.
         self._last_exposed: tuple[Any, Any, Any] | None = None
+        # Objects reduced so far, by id: the C pickler asks again for an object only
+        # when its meta leads back to it (a subclass's __dict__ holding the array).
+        # Given the same answer, the pickler finds the inner copy memoized and uses it:
+        # the buffers are written once, and a meta made afresh each time cannot recurse.
+        self._reduced: dict[int, tuple[Any, Any]] = {}
 
     def reducer_override(self, obj: Any) -> Any:
         if type(obj) is np.ndarray and self._numpy is not None:
@@ -58,6 +62,9 @@ class Pickler(pickle.Pickler):
         wrapper = self._index[type(obj)]
         if wrapper is None:
             return NotImplemented
+        again = self._reduced.get(id(obj))
+        if again is not None and again[0] is obj:
+            return again[1]
         exposed = wrapper.expose(obj)
         if exposed is None:
             return NotImplemented
@@ -77,17 +84,31 @@ class Pickler(pickle.Pickler):
                 data = checked_data(wrapper, obj, data)
             self._writer.write_array(data, order)
         self._last_exposed = (wrapper, obj, exposed.meta)
-        return fmt.rebuild, (wrapper.name, exposed.meta, first, len(buffers))
+        reduced = fmt.rebuild, (wrapper.name, exposed.meta, first, len(buffers))
+        self._reduced[id(obj)] = (obj, reduced)
+        return reduced
 
     def refusal(self, exc: BaseException) -> UnpicklableError:
         """The error for ``exc``, pickling's refusal of something in the value: naming
         the wrapper when what it refused is in the ``meta`` a wrapper returned last."""
         if self._last_exposed is not None:
             wrapper, obj, meta = self._last_exposed
-            # Pickled again alone, the meta fails the same way if the refusal was its.
+            # Pickled again alone, the meta fails the same way if the refusal was its
+            # (into nothing, and its arrays' buffers left out: a meta may hold big ones).
             try:
-                pickle.dumps(meta, self._protocol)
+                pickle.Pickler(_Discard(), 5, buffer_callback=_left_out).dump(meta)
             except Exception as again:
                 if type(again) is type(exc) and str(again) == str(exc):
                     return broken(wrapper, obj, f"its meta cannot be pickled: {exc}")
         return UnpicklableError(str(exc))
+
+
+class _Discard:
+    """A file that forgets what is written to it."""
+
+    def write(self, data: Any) -> int:
+        return len(data)
+
+
+def _left_out(buffer: pickle.PickleBuffer) -> None:
+    """A buffer_callback keeping every buffer out of band (returning false)."""
