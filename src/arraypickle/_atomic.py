@@ -51,22 +51,26 @@ def replacing(path: str, *, fsync: bool = False) -> Iterator[BinaryIO]:
         _check_writable(target, path)
     directory = os.path.dirname(os.path.abspath(target))
     tmp = os.path.join(directory, _temporary_name(directory, os.path.basename(target)))
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    refused = None
     try:
-        fd = os.open(tmp, flags, 0o666)
+        # open(), not os.open(): the descriptor is a file object's from the moment it
+        # exists, so a Ctrl-C landing as the call returns (a signal raised during the
+        # creation is raised then) cannot leak it.
+        made = open(tmp, "xb")  # noqa: SIM115 - closed by the with below
     except PermissionError as exc:
-        fd, refused = None, exc
+        if mode is None:  # nothing to write in place, and nothing can be made here
+            raise _naming(exc, path) from None
+        made = None
     except OSError as exc:
         raise _naming(exc, path) from None
-    if fd is None:
-        if mode is None:  # nothing to write in place, and nothing can be made here
-            raise _naming(refused, path) from None
+    except BaseException:
+        _remove(tmp)  # interrupted around the creation: the name is ours (random, "x")
+        raise
+    if made is None:
         with _in_place(target, path, fsync) as f:
             yield f
         return
     try:
-        with os.fdopen(fd, "wb") as f:
+        with made as f:
             yield f
             f.flush()
             if fsync:
@@ -87,11 +91,15 @@ def replacing(path: str, *, fsync: bool = False) -> Iterator[BinaryIO]:
         except OSError as exc:
             raise _naming(exc, path) from None
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        _remove(tmp)
         raise
     if fsync:
         _fsync_directory(directory)
+
+
+def _remove(tmp: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
 
 
 def _check_link(path: str) -> None:
@@ -179,7 +187,12 @@ def _check_writable(target: str, path: str) -> None:
     """Refuse to replace a file the caller may not write, as ``open(path, "wb")`` would
     (a read-only file guards against overwriting, though its directory allows a rename).
 
-    Opened for writing without truncation and closed at once: the file is untouched."""
+    Opened for writing without truncation and closed at once: the file is untouched.
+    Where the system can say so without opening it (``access`` with the effective ids),
+    it is not opened unless refused, to see how: a descriptor opened here could leak
+    to a Ctrl-C landing between the open and the close."""
+    if os.access in os.supports_effective_ids and os.access(target, os.W_OK, effective_ids=True):
+        return
     os.close(_open_existing(target, path))
 
 
