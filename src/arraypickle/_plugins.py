@@ -308,6 +308,12 @@ class Registry:
         return None
 
 
+# How many types the wrapper index remembers before it starts again: a program that
+# makes classes as it runs (a class per call, namedtuple factories) would otherwise
+# keep every class it ever dumped alive, through the index.
+INDEX_LIMIT = 4096
+
+
 class _WrapperIndex(dict):
     """type -> wrapper (or None), filled on first sight of each type."""
 
@@ -316,7 +322,10 @@ class _WrapperIndex(dict):
         self._registry = registry
 
     def __missing__(self, cls: type) -> Any | None:
-        wrapper = self[cls] = self._registry.wrapper_for(cls)
+        wrapper = self._registry.wrapper_for(cls)
+        if len(self) >= INDEX_LIMIT:
+            self.clear()
+        self[cls] = wrapper
         return wrapper
 
 
