@@ -236,3 +236,13 @@ def renamed(exc: CorruptFileError, name: str) -> CorruptFileError:
     if text.startswith(name):
         return exc
     return CorruptFileError(f"{name}: {_LEADING_NAME.sub('', text, count=1)}")
+
+
+def raised_by_the_system(exc: BaseException) -> bool:
+    """Whether ``exc`` is an error of the system under the codec (a disk's EIO, a
+    socket's timeout or reset), not a codec's word for damaged data: the ``OSError``s
+    codecs raise for that (bz2's "Invalid data stream", gzip's ``BadGzipFile``) carry
+    no ``errno``, and a timeout is never the data's fault."""
+    return isinstance(exc, OSError) and (
+        exc.errno is not None or isinstance(exc, (TimeoutError, ConnectionError))
+    )

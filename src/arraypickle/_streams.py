@@ -11,7 +11,7 @@ import weakref
 from collections.abc import Iterable
 from typing import Any
 
-from ._damage import renamed
+from ._damage import raised_by_the_system, renamed
 from ._errors import (
     ArrayPickleError,
     CorruptFileError,
@@ -401,6 +401,8 @@ class Guarded(io.RawIOBase):
             text = f"{self._where} needs more memory than there is: a damaged header?"
             raise self._damaged(text) from exc
         except Exception as exc:
+            if raised_by_the_system(exc):
+                raise  # the caller's file or disk failed (EIO, a timeout): not damage
             raise self._damaged(f"{self._where} is damaged: {exc!r}") from exc
 
     def call(self, fn: Any) -> Any:

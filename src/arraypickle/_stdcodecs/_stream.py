@@ -16,6 +16,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from .._damage import raised_by_the_system
 from .._errors import ArrayPickleError, CorruptFileError, ResourceLimitError, describe
 from .._memory import byte_view
 from .._parallel import ReadAhead, copy_into
@@ -171,8 +172,9 @@ class _Decoder:
                     self.produced += len(out)
                     return out
         except DECOMPRESS_ERRORS as exc:
-            # Ours: damage said elsewhere, or the source's "nothing yet" (not damage).
-            if isinstance(exc, ArrayPickleError):
+            # Ours: damage said elsewhere, or the source's "nothing yet" (not damage);
+            # or the system's, under the source (a disk's EIO, a timeout).
+            if isinstance(exc, ArrayPickleError) or raised_by_the_system(exc):
                 raise
             if isinstance(exc, lzma.LZMAError) and "Memory usage limit" in str(exc):
                 raise ResourceLimitError(
