@@ -55,7 +55,7 @@ from ._streams import (
 )
 from ._typing import Compress, Path, Progress, Readable, Writable
 from ._warnings import warn_caller
-from ._writer import ContainerWriter
+from ._writer import ContainerWriter, abandon
 
 MMAP_MODES = (None, "r", "r+", "w+", "c")
 # np.memmap's long names for them, which joblib passes through to numpy
@@ -588,11 +588,7 @@ def _write(
             writer.close()
     except BaseException:
         if codec is not None:
-            # A parallel writer can drop its queued chunks instead of compressing them:
-            # Ctrl-C during a dump returns at once, not after the remaining work.
-            stop = getattr(stream, "abort", None) or stream.close
-            with contextlib.suppress(Exception):  # the first error is the one to report
-                stop()
+            abandon(stream)
         raise
     if codec is not None:
         stream.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 from typing import Any, BinaryIO
 
@@ -10,6 +11,15 @@ import numpy as np
 from . import _format as fmt
 from ._helper import HelperThread
 from ._memory import byte_chunks, byte_view, contiguous_bytes
+
+
+def abandon(stream: Any) -> None:
+    """Stop a codec's writer after a failure: ``abort`` where it has one (a parallel
+    writer drops its queued chunks instead of compressing them, so Ctrl-C returns at
+    once), else ``close``. Its own error is dropped: the first error is the one to report."""
+    stop = getattr(stream, "abort", None) or stream.close
+    with contextlib.suppress(Exception):
+        stop()
 
 
 def write_all(write: Any, data: Any) -> None:

@@ -31,6 +31,7 @@ from .._errors import ArrayPickleError, UnknownCodecError
 from .._plugins import get_registry
 from .._safe import Policy, _scan_any
 from .._transcode import copy_container
+from .._writer import abandon
 from . import EXIT_BAD_FILE, EXIT_USAGE, CliError
 
 NONE_SPECS = ("none", "0", "false", "no")
@@ -258,8 +259,7 @@ def _recompress(src: str, dst: str, codec: Any, level: int, progress: bool) -> N
                 raise CorruptFileError(f"{name}: data follows the container in its stream")
         except BaseException:
             if codec is not None:
-                with contextlib.suppress(Exception):
-                    writer.close()
+                abandon(writer)
             raise
         if codec is not None:
             writer.close()
