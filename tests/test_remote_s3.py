@@ -72,6 +72,7 @@ def endpoint():
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        proc.stdout.close()
 
 
 @pytest.fixture(scope="module")
