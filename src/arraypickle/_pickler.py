@@ -42,14 +42,15 @@ class Pickler(pickle.Pickler):
         # may claim them instead): those take the fast path in reducer_override.
         numpy = wrapper_index[np.ndarray]
         self._numpy = numpy.name if type(numpy) is NumpyWrapper else None
-        # The C pickler pickles a wrapper's meta after reducer_override has returned,
-        # so its refusal of an unpicklable meta names neither: kept for the message.
-        self._last_exposed: tuple[Any, Any, Any] | None = None
-        # Objects reduced so far, by id: the C pickler asks again for an object only
-        # when its meta leads back to it (a subclass's __dict__ holding the array).
-        # Given the same answer, the pickler finds the inner copy memoized and uses it:
-        # the buffers are written once, and a meta made afresh each time cannot recurse.
-        self._reduced: dict[int, tuple[Any, Any]] = {}
+        # What a wrapper made of each object, by id (unique: the pickler's memo keeps
+        # the objects alive). The C pickler asks again for an object only when its meta
+        # leads back to it (a subclass's __dict__ holding the array). Given the same
+        # answer, it finds the inner copy memoized and uses it: the buffers are written
+        # once, and a meta made afresh each time cannot recurse.
+        self._reduced: dict[int, Any] = {}
+        # The last of those objects: the C pickler pickles a meta after reducer_override
+        # has returned, so its refusal of an unpicklable one names neither (see refusal).
+        self._last: Any = None
 
     def reducer_override(self, obj: Any) -> Any:
         if type(obj) is np.ndarray and self._numpy is not None:
@@ -63,8 +64,8 @@ class Pickler(pickle.Pickler):
         if wrapper is None:
             return NotImplemented
         again = self._reduced.get(id(obj))
-        if again is not None and again[0] is obj:
-            return again[1]
+        if again is not None:
+            return again
         exposed = wrapper.expose(obj)
         if exposed is None:
             return NotImplemented
@@ -83,23 +84,26 @@ class Pickler(pickle.Pickler):
             if type(data) is not np.ndarray or data.dtype.hasobject:
                 data = checked_data(wrapper, obj, data)
             self._writer.write_array(data, order)
-        self._last_exposed = (wrapper, obj, exposed.meta)
-        reduced = fmt.rebuild, (wrapper.name, exposed.meta, first, len(buffers))
-        self._reduced[id(obj)] = (obj, reduced)
+        reduced = self._reduced[id(obj)] = (
+            fmt.rebuild,
+            (wrapper.name, exposed.meta, first, len(buffers)),
+        )
+        self._last = obj
         return reduced
 
     def refusal(self, exc: BaseException) -> UnpicklableError:
         """The error for ``exc``, pickling's refusal of something in the value: naming
         the wrapper when what it refused is in the ``meta`` a wrapper returned last."""
-        if self._last_exposed is not None:
-            wrapper, obj, meta = self._last_exposed
+        obj = self._last
+        if obj is not None:
+            _, (name, meta, _, _) = self._reduced[id(obj)]
             # Pickled again alone, the meta fails the same way if the refusal was its
             # (into nothing, and its arrays' buffers left out: a meta may hold big ones).
             try:
                 pickle.Pickler(_Discard(), 5, buffer_callback=_left_out).dump(meta)
             except Exception as again:
                 if type(again) is type(exc) and str(again) == str(exc):
-                    return broken(wrapper, obj, f"its meta cannot be pickled: {exc}")
+                    return broken(name, obj, f"its meta cannot be pickled: {exc}")
         return UnpicklableError(str(exc))
 
 
