@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import arraypickle as ap
-from arraypickle import _plugins, hookspecs
+from arraypickle import _numpy, _plugins, hookspecs
 from arraypickle._stdcodecs._stream import CompressWriter, DecompressReader, Inflater
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -474,20 +474,23 @@ def test_registering_the_same_object_again_does_nothing(fresh_registry):
         ap.register_codec(PlainCodec(magic=b"PLN\x02"))  # another codec of that name
 
 
-def test_a_codec_class_defined_again_replaces_its_twin(fresh_registry):
-    # A notebook cell run again (or a module reloaded) makes a new class of the same
-    # module and name: its instance replaces the first instead of conflicting with it.
+def test_a_codec_class_defined_again_replaces_its_twin(fresh_registry, monkeypatch):
+    # A module reloaded (or a notebook cell run again) makes a new class of the same
+    # module and name, to which the name now leads: its instance replaces the first
+    # instead of conflicting with it.
     def defined_again():
-        return type("PlainCodec", (PlainCodec,), {"__module__": __name__})
+        cls = type("PlainCodec", (PlainCodec,), {"__module__": __name__})
+        monkeypatch.setattr(sys.modules[__name__], "PlainCodec", cls)
+        return cls()
 
-    first, again = defined_again()(), defined_again()()
-    assert type(first) is not type(again)
+    first, again = defined_again(), defined_again()
     ap.register_codec(first)
     ap.register_codec(again)
     assert ap.codecs()["plain"] is again
-    other = type("OtherCodec", (PlainCodec,), {"__module__": __name__})()
+    # A class of that module and name its name does not lead to (a factory's): another.
+    made = type("PlainCodec", (PlainCodec,), {"__module__": __name__})()
     with pytest.raises(ap.PluginConflictError, match="pass force=True to replace"):
-        ap.register_codec(other)  # same name, magic and extensions: another class
+        ap.register_codec(made)
 
 
 def test_classes_made_as_a_program_runs_are_not_kept_alive(fresh_registry, monkeypatch):
@@ -497,17 +500,22 @@ def test_classes_made_as_a_program_runs_are_not_kept_alive(fresh_registry, monke
     import weakref
 
     monkeypatch.setattr(_plugins, "INDEX_LIMIT", 50)
+    monkeypatch.setattr(_numpy, "_KINDS_LIMIT", 50)
     made = []
     for _ in range(500):
         cls = type("Point", (), {"__module__": __name__})
         globals()["Point"] = cls  # where pickle looks the class up
-        ap.dumps([cls(), np.arange(3.0).view(np.recarray)])
-        made.append(weakref.ref(cls))
-        del cls
+        sub = type("Sub", (np.ndarray,), {"__module__": __name__})
+        globals()["Sub"] = sub
+        ap.dumps([cls(), np.arange(3.0).view(sub)])
+        made += [weakref.ref(cls), weakref.ref(sub)]
+        del cls, sub
     globals().pop("Point")
+    globals().pop("Sub")
     gc.collect()
     index = _plugins.get_registry().wrapper_index
-    assert len(index) <= 50 and sum(r() is not None for r in made) <= 50
+    # Kept by the index, or by the numpy wrapper's note of each subclass's stored form.
+    assert len(index) <= 50 and sum(r() is not None for r in made) <= 100
     # Started again, the index still finds each type's wrapper.
     assert index[np.recarray] is ap.wrappers()["numpy"] and index[weakref.ref] is None
 

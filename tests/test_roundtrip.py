@@ -359,6 +359,29 @@ def test_subclass_attributes_leading_back_to_the_array_are_kept(
                 assert out.history[0] == "made" and out.history[1] is out
 
 
+class ReadOnlyAttributes(np.ndarray):
+    """A subclass whose __setattr__ refuses every assignment."""
+
+    def __array_finalize__(self, obj):
+        object.__setattr__(self, "unit", getattr(obj, "unit", None))
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"read-only: {name!r}")
+
+
+def test_attributes_are_restored_past_the_subclass_setattr():
+    # Assigning __dict__ went through the class's __setattr__: a read-only one refused
+    # the load, and a recarray's (a field named __dict__) set a field.
+    frozen = np.arange(3.0).view(ReadOnlyAttributes)
+    object.__setattr__(frozen, "unit", "m")
+    out = ap.loads(ap.dumps(frozen))
+    assert type(out) is ReadOnlyAttributes and out.unit == "m"
+    rec = np.zeros(2, [("__dict__", "f8"), ("x", "i4")]).view(np.recarray)
+    rec.note = "kept"
+    out = ap.loads(ap.dumps(rec))
+    assert out.note == "kept" and out["__dict__"].tolist() == [0.0, 0.0]
+
+
 def test_a_memmap_subclass_leading_back_to_itself_dumps(tmp_path):
     # Its attributes are filtered into a new dict at every exposure: asked again for
     # the array inside that dict, the dump recursed until RecursionError.

@@ -109,6 +109,10 @@ def kept_state(obj: np.ndarray) -> dict[str, Any] | None:
     return state or None
 
 
+# How many ndarray subclasses the wrapper remembers the stored form of.
+_KINDS_LIMIT = 1024
+
+
 class NumpyWrapper(ArrayWrapper):
     """numpy arrays: buffers out of band, everything else (dtype, shape) pickled."""
 
@@ -129,6 +133,8 @@ class NumpyWrapper(ArrayWrapper):
             return _new(Exposed, (meta, (_new(Buffer, (obj, meta[3])),)))
         kind = self._kinds.get(cls, "?")
         if kind == "?":
+            if len(self._kinds) >= _KINDS_LIMIT:
+                self._kinds.clear()  # classes made as a program runs: keep none alive
             kind = self._kinds[cls] = _subclass_kind(cls)
         if kind == "v":
             return Exposed(("v", cls, obj.view(_ND), kept_state(obj)))
@@ -187,7 +193,9 @@ class NumpyWrapper(ArrayWrapper):
                 # What __array_finalize__ set stays unless the state says otherwise.
                 for key, value in out.__dict__.items():
                     state.setdefault(key, value)
-                out.__dict__ = state
+                # Past the class's own __setattr__ (a read-only one, a recarray's that
+                # sets fields), as update() on its __dict__ was.
+                object.__setattr__(out, "__dict__", state)
             return out
         if kind == "m" and len(meta) == 6 and not buffers:
             _, cls, data, mask, fill_value, hard = meta

@@ -48,9 +48,9 @@ class Pickler(pickle.Pickler):
         # answer, it finds the inner copy memoized and uses it: the buffers are written
         # once, and a meta made afresh each time cannot recurse.
         self._reduced: dict[int, Any] = {}
-        # The last of those objects: the C pickler pickles a meta after reducer_override
-        # has returned, so its refusal of an unpicklable one names neither (see refusal).
-        self._last: Any = None
+        # Those objects in order, for refusal: the C pickler pickles a meta after
+        # reducer_override has returned, so its refusal of one names neither.
+        self._wrapped: list[Any] = []
 
     def reducer_override(self, obj: Any) -> Any:
         if type(obj) is np.ndarray and self._numpy is not None:
@@ -88,31 +88,20 @@ class Pickler(pickle.Pickler):
             fmt.rebuild,
             (wrapper.name, exposed.meta, first, len(buffers)),
         )
-        self._last = obj
+        self._wrapped.append(obj)
         return reduced
 
     def refusal(self, exc: BaseException) -> UnpicklableError:
         """The error for ``exc``, pickling's refusal of something in the value: naming
-        the wrapper when what it refused is in the ``meta`` a wrapper returned last."""
-        obj = self._last
-        if obj is not None:
-            _, (name, meta, _, _) = self._reduced[id(obj)]
-            # Pickled again alone, the meta fails the same way if the refusal was its
-            # (into nothing, and its arrays' buffers left out: a meta may hold big ones).
-            try:
-                pickle.Pickler(_Discard(), 5, buffer_callback=_left_out).dump(meta)
-            except Exception as again:
-                if type(again) is type(exc) and str(again) == str(exc):
+        the wrapper when what it refused is in a ``meta`` a wrapper returned.
+
+        The C pickler memoizes an object once its reduction, meta included, is written:
+        a wrapped object not in the memo yet is one whose meta was being pickled, and
+        the last such is the innermost, whose meta holds what was refused."""
+        if self._wrapped:
+            done = self.memo.copy()
+            for obj in reversed(self._wrapped):
+                if id(obj) not in done:
+                    _, (name, _, _, _) = self._reduced[id(obj)]
                     return broken(name, obj, f"its meta cannot be pickled: {exc}")
         return UnpicklableError(str(exc))
-
-
-class _Discard:
-    """A file that forgets what is written to it."""
-
-    def write(self, data: Any) -> int:
-        return len(data)
-
-
-def _left_out(buffer: pickle.PickleBuffer) -> None:
-    """A buffer_callback keeping every buffer out of band (returning false)."""

@@ -423,9 +423,18 @@ def wrapper_is_wellformed(wrapper: Any) -> bool:
 
 
 def _same_class(old: type, new: type) -> bool:
-    """Whether ``new`` is ``old``, or ``old`` defined again: a notebook cell or a
-    module reloaded makes a new class of the same module and qualified name."""
-    return old is new or (old.__module__ == new.__module__ and old.__qualname__ == new.__qualname__)
+    """Whether ``new`` is ``old``, or ``old`` defined again where it was: a notebook cell
+    run again or a module reloaded makes a new class of the same module and qualified
+    name, to which that name now leads. (Classes a factory makes share a name that
+    leads to neither: they stay different classes.)"""
+    if old is new:
+        return True
+    if old.__module__ != new.__module__ or old.__qualname__ != new.__qualname__:
+        return False
+    found: Any = sys.modules.get(new.__module__)
+    for part in new.__qualname__.split("."):
+        found = getattr(found, part, None)
+    return found is new
 
 
 def _same_codec(old: Any, new: Any) -> bool:

@@ -254,6 +254,8 @@ class ContainerReader:
         self._filled = 0
         self._indexed: dict[int, np.ndarray | FileSlot] = {}
         self._next: deque[np.ndarray] = deque()
+        # Objects built by wrappers other than numpy's, by their first buffer: see rebuild.
+        self._built: dict[int, tuple[str, Any, int, Any]] = {}
 
     # -- errors -------------------------------------------------------------------
 
@@ -767,12 +769,14 @@ class ContainerReader:
                 f"which no installed plugin provides"
             ) from None
         try:
-            if count == 1:  # the common case, without the list comprehension's frame
-                if self._mmap is not None and type(impl) is NumpyWrapper:
-                    # Its own way with a mapped file's bytes: see FileSlot.
-                    return impl.rebuild_one(meta, self.take_slot(first))
-                return impl.rebuild(meta, [self.take(first)])
-            return impl.rebuild(meta, [self.take(first + i) for i in range(count)])
+            if type(impl) is NumpyWrapper:
+                if count == 1:  # the common case, without the list comprehension's frame
+                    if self._mmap is not None:
+                        # Its own way with a mapped file's bytes: see FileSlot.
+                        return impl.rebuild_one(meta, self.take_slot(first))
+                    return impl.rebuild(meta, [self.take(first)])
+                return impl.rebuild(meta, [self.take(first + i) for i in range(count)])
+            return self._rebuild_once(wrapper, impl, meta, first, count)
         except CorruptFileError as exc:
             if str(exc).startswith(self.name):
                 raise
@@ -784,6 +788,21 @@ class ContainerReader:
                 raise
             what = f"{type(exc).__name__}: {exc}"
             raise self._rebuild_failed(wrapper, first, count, what) from exc
+
+    def _rebuild_once(self, wrapper: str, impl: Any, meta: Any, first: int, count: int) -> Any:
+        """A wrapper's object, built once. For an object whose meta leads back to it,
+        the pickle calls rebuild twice with the same arguments (the C pickler writes
+        the outer reduction, then drops it for the inner one): the second call gets the
+        first's object, not a second use of its buffers. (numpy's meta cannot lead
+        back to an array that has buffers.)"""
+        if count:
+            built = self._built.get(first)
+            if built is not None and built[0] == wrapper and built[1] is meta and built[2] == count:
+                return built[3]
+        obj = impl.rebuild(meta, [self.take(first + i) for i in range(count)])
+        if count:
+            self._built[first] = (wrapper, meta, count, obj)
+        return obj
 
     def _rebuild_failed(self, wrapper: str, first: int, count: int, what: str) -> Exception:
         # A wrapper knows its meta and buffers, not where they came from.
