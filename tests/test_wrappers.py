@@ -483,6 +483,55 @@ def test_the_blame_goes_to_the_wrapper_whose_meta_was_being_pickled(fresh_regist
     assert str(info.value) == "cannot pickle '_thread.lock' object"
 
 
+def test_the_blame_survives_a_meta_leading_back_to_its_object(fresh_registry):
+    # The inner reduction memoizes the object while its outer meta is still being
+    # pickled: a rule of "not in the memo yet" blamed no wrapper, or the wrong one.
+    ap.register_wrapper(NodeWrapper())
+    node = Node(np.arange(3.0))
+    node.attrs.update(me=node, lock=threading.Lock())
+    array = np.arange(3.0).view(Tagged)
+    array.me, array.lock = array, threading.Lock()
+    outer, leaf = Node(np.arange(2.0)), Leaf(np.arange(2.0))
+    outer.attrs["leaf"] = leaf
+    leaf.attrs.update(me=leaf, lock=threading.Lock())
+    ap.register_wrapper(LeafWrapper())
+    for value, blamed in [
+        (node, "'tests.node', exposing a Node"),
+        (array, "'numpy', exposing a Tagged"),
+        (outer, "'tests.leaf', exposing a Leaf"),
+    ]:
+        with pytest.raises(ap.UnpicklableError) as info:
+            ap.dumps(value)
+        assert str(info.value).startswith(f"array wrapper {blamed}: its meta cannot be pickled")
+
+
+def test_the_blame_pickles_no_wrapped_object_again(fresh_registry):
+    # A wrapped object in a meta is what the dump took apart: pickled again plainly, its
+    # own refusal looked like the meta's, blaming the wrapper holding it.
+    class Handle:
+        def __init__(self, open_):
+            self.open = open_
+
+        def __reduce__(self):
+            raise TypeError("cannot pickle 'Handle' object")
+
+    class HandleWrapper(ap.ArrayWrapper):
+        name, types = "tests.handle", (Handle,)
+
+        def expose(self, obj):
+            return ap.Exposed("h", []) if obj.open else None
+
+        def rebuild(self, meta, buffers):
+            return Handle(True)
+
+    ap.register_wrapper(HandleWrapper())
+    held = np.arange(3.0).view(Tagged)
+    held.handle = Handle(True)
+    with pytest.raises(ap.UnpicklableError) as info:
+        ap.dumps([held, Handle(False)])
+    assert str(info.value) == "cannot pickle 'Handle' object"
+
+
 class Node:
     """An object whose attributes (its wrapper's meta) may lead back to it."""
 
@@ -501,6 +550,15 @@ class NodeWrapper(ap.ArrayWrapper):
         out = Node.__new__(Node)
         out.data, out.attrs = buffers[0].view(np.float64), meta  # kept, not copied
         return out
+
+
+class Leaf(Node):
+    pass
+
+
+class LeafWrapper(NodeWrapper):
+    name = "tests.leaf"
+    types = (Leaf,)
 
 
 @pytest.mark.parametrize("protocol", range(6))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import pickle
 from typing import Any
 
@@ -36,6 +37,7 @@ class Pickler(pickle.Pickler):
         options = {"buffer_callback": writer.write_picklebuffer} if protocol >= 5 else {}
         super().__init__(writer, protocol, **options)
         self._writer = writer
+        self._protocol = protocol
         self._index = wrapper_index
         self._write_array = writer.write_array
         # The built-in numpy wrapper, when it is the one plain arrays go to (a plugin
@@ -93,15 +95,45 @@ class Pickler(pickle.Pickler):
 
     def refusal(self, exc: BaseException) -> UnpicklableError:
         """The error for ``exc``, pickling's refusal of something in the value: naming
-        the wrapper when what it refused is in a ``meta`` a wrapper returned.
+        the wrapper whose ``meta`` holds what was refused.
 
-        The C pickler memoizes an object once its reduction, meta included, is written:
-        a wrapped object not in the memo yet is one whose meta was being pickled, and
-        the last such is the innermost, whose meta holds what was refused."""
-        if self._wrapped:
-            done = self.memo.copy()
-            for obj in reversed(self._wrapped):
-                if id(obj) not in done:
-                    _, (name, _, _, _) = self._reduced[id(obj)]
+        The C pickler pickles a meta after reducer_override has returned, so its error
+        names neither. The metas of the objects wrapped last are pickled again, each
+        alone and into nothing, the wrapped objects and arrays in them left out (the
+        dump wrote them apart): the first, innermost, to fail the same way holds what
+        was refused. Objects in a meta pickle a second time doing so, on a failing
+        dump only; a meta whose refusal lies deeper than the last few wrapped objects
+        goes unnamed."""
+        for obj in itertools.islice(reversed(self._wrapped), BLAME_TRIES):
+            _, (name, meta, _, _) = self._reduced[id(obj)]
+            try:
+                _Alone(self._reduced, self._protocol).dump(meta)
+            except Exception as again:
+                if type(again) is type(exc) and str(again) == str(exc):
                     return broken(name, obj, f"its meta cannot be pickled: {exc}")
         return UnpicklableError(str(exc))
+
+
+# How many of the last wrapped objects' metas refusal pickles again.
+BLAME_TRIES = 64
+
+
+class _Alone(pickle.Pickler):
+    """Pickles a meta alone, into nothing: what a wrapper took apart in the dump (the
+    objects in ``reduced``, by id, and plain arrays) stands in as a constant."""
+
+    def __init__(self, reduced: dict[int, Any], protocol: int) -> None:
+        super().__init__(_Discard(), protocol)
+        self._reduced = reduced
+
+    def reducer_override(self, obj: Any) -> Any:
+        if id(obj) in self._reduced or (type(obj) is np.ndarray and not obj.dtype.hasobject):
+            return int, ()
+        return NotImplemented
+
+
+class _Discard:
+    """A file that forgets what is written to it."""
+
+    def write(self, data: Any) -> int:
+        return len(data)

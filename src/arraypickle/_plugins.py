@@ -432,8 +432,11 @@ def _same_class(old: type, new: type) -> bool:
     if old.__module__ != new.__module__ or old.__qualname__ != new.__qualname__:
         return False
     found: Any = sys.modules.get(new.__module__)
-    for part in new.__qualname__.split("."):
-        found = getattr(found, part, None)
+    try:
+        for part in new.__qualname__.split("."):
+            found = getattr(found, part, None)
+    except Exception:  # a module's own __getattr__ failing: not found there
+        return False
     return found is new
 
 

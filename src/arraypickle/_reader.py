@@ -793,8 +793,9 @@ class ContainerReader:
         """A wrapper's object, built once. For an object whose meta leads back to it,
         the pickle calls rebuild twice with the same arguments (the C pickler writes
         the outer reduction, then drops it for the inner one): the second call gets the
-        first's object, not a second use of its buffers. (numpy's meta cannot lead
-        back to an array that has buffers.)"""
+        first's object, not a second use of its buffers. (numpy's wrapper is left
+        out: its view and masked forms have no buffers, and a plain array whose dtype's
+        metadata leads back to it is written twice, under two firsts.)"""
         if count:
             built = self._built.get(first)
             if built is not None and built[0] == wrapper and built[1] is meta and built[2] == count:
