@@ -525,10 +525,11 @@ def test_the_blame_pickles_no_wrapped_object_again(fresh_registry):
             return Handle(True)
 
     ap.register_wrapper(HandleWrapper())
+    handle = Handle(True)
     held = np.arange(3.0).view(Tagged)
-    held.handle = Handle(True)
+    held.handle = handle  # met before: in held's meta, memoized, not wrapped again
     with pytest.raises(ap.UnpicklableError) as info:
-        ap.dumps([held, Handle(False)])
+        ap.dumps([handle, held, Handle(False)])
     assert str(info.value) == "cannot pickle 'Handle' object"
 
 
