@@ -469,29 +469,18 @@ def test_a_socket_in_non_blocking_mode_is_refused_up_front():
             assert ap.load(f) == [1, 2]
 
 
-class FailingDisk(io.RawIOBase):
+class FailingDisk(BytesRaw):
     """A caller's file whose second read fails as a disk or a network does."""
 
     def __init__(self, data, error, seekable):
-        self._data, self._error, self._seekable, self.reads = io.BytesIO(data), error, seekable, 0
-
-    def readable(self):
-        return True
-
-    def seekable(self):
-        return self._seekable
-
-    def seek(self, *args):
-        return self._data.seek(*args)
-
-    def tell(self):
-        return self._data.tell()
+        super().__init__(data, seekable)
+        self._error, self.reads = error, 0
 
     def readinto(self, b):
         self.reads += 1
         if self.reads == 2:
             raise self._error
-        return self._data.readinto(b)
+        return self._file.readinto(b)
 
 
 @pytest.mark.parametrize("seekable", [True, False], ids=["seekable", "pipe"])
